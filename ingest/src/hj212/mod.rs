@@ -1,0 +1,1 @@
+//! HJ 212 online-monitoring packets: parsing, acknowledgement, aggregation.

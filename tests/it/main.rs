@@ -1,0 +1,1 @@
+//! Integration tests. One binary, modules per area, to keep link time down.

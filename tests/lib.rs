@@ -1,0 +1,1 @@
+//! Integration-test crate: see `it/` for the tests.
