@@ -1,1 +1,5 @@
-//! Integration tests. One binary, modules per area, to keep link time down.
+//! Integration tests: one binary, a module per area, each starting the real
+//! server on 127.0.0.1:0 over a real sled store in a temporary directory.
+
+mod architecture;
+mod support;

@@ -1,0 +1,121 @@
+//! The server's errors and the one table that maps each to a gRPC status.
+
+use ingest::ledger;
+use scoring::ValidationError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Ledger(#[from] ledger::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { what: what.into(), source }
+    }
+
+    /// The gRPC code for this error. Exhaustive on purpose: a new variant
+    /// must be placed in this table before the code compiles.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::InvalidArgument(_) | Error::Invalid(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) | Error::Io { .. } => Code::Internal,
+            Error::Ledger(e) => match e {
+                ledger::Error::NotFound { .. } => Code::NotFound,
+                ledger::Error::OutOfRange(_) => Code::OutOfRange,
+                ledger::Error::InvalidArgument(_) => Code::InvalidArgument,
+                ledger::Error::Corruption { .. } | ledger::Error::Tampered { .. } => Code::DataLoss,
+                ledger::Error::ShuttingDown => Code::Unavailable,
+                ledger::Error::Io(_) | ledger::Error::Storage(_) | ledger::Error::Key(_) => Code::Internal,
+            },
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let code = err.code();
+        if code == Code::Internal {
+            // Internal details go to the log, not to the caller.
+            tracing::error!(error = %err, "internal error");
+            return Status::new(code, "internal error; the operator can find details in the server log");
+        }
+        if code == Code::DataLoss {
+            tracing::error!(error = %err, "stored data failed verification");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(err: Error, code: Code, message: &str) {
+        let status = Status::from(err);
+        assert_eq!(status.code(), code);
+        assert!(status.message().contains(message), "{:?} lacks {message:?}", status.message());
+    }
+
+    #[test]
+    fn every_arm_of_the_status_table() {
+        check(Error::Unauthenticated("no token".into()), Code::Unauthenticated, "no token");
+        check(Error::PermissionDenied("not yours".into()), Code::PermissionDenied, "not yours");
+        check(Error::InvalidArgument("x".into()), Code::InvalidArgument, "x");
+        check(Error::Invalid(ValidationError::new("uscc", "bad")), Code::InvalidArgument, "uscc: bad");
+        check(Error::NotFound("n".into()), Code::NotFound, "n");
+        check(Error::AlreadyExists("a".into()), Code::AlreadyExists, "a");
+        check(Error::FailedPrecondition("f".into()), Code::FailedPrecondition, "f");
+        check(Error::ResourceExhausted("r".into()), Code::ResourceExhausted, "r");
+        check(Error::Unavailable("u".into()), Code::Unavailable, "u");
+        check(Error::Internal("secret detail".into()), Code::Internal, "internal error");
+        check(Error::io("read x", std::io::Error::other("disk")), Code::Internal, "server log");
+        check(ledger::Error::NotFound { seq: 7 }.into(), Code::NotFound, "7");
+        check(ledger::Error::OutOfRange("seq 9 >= tree size 3".into()).into(), Code::OutOfRange, "tree size");
+        check(ledger::Error::InvalidArgument("from > to".into()).into(), Code::InvalidArgument, "from > to");
+        check(ledger::Error::Corruption { seq: 4, what: "entry hash".into() }.into(), Code::DataLoss, "4");
+        check(ledger::Error::Tampered { seq: Some(4), what: "chain".into() }.into(), Code::DataLoss, "4");
+        check(ledger::Error::ShuttingDown.into(), Code::Unavailable, "");
+        check(ledger::Error::Io(std::io::Error::other("disk")).into(), Code::Internal, "server log");
+        check(ledger::Error::Storage("sled".into()).into(), Code::Internal, "server log");
+        check(ledger::Error::Key("bad key".into()).into(), Code::Internal, "server log");
+    }
+
+    #[test]
+    fn internal_details_are_not_sent() {
+        let status = Status::from(Error::Internal("path /secret/x".into()));
+        assert!(!status.message().contains("/secret"));
+    }
+}

@@ -1,0 +1,104 @@
+//! `WatchCodes`: one task per watching client that pushes a `CodeChange`
+//! when a watched enterprise's colour changes, because of a new entry or
+//! because a record expired with the passage of time.
+//!
+//! The task listens to the append pipeline's broadcast of changed USCCs, so
+//! ingest never waits for a watcher: a slow watcher lags the broadcast and
+//! then re-evaluates everything it watches instead of missing a change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ecocode_proto::v1 as pb;
+use scoring::{Timestamp, Uscc};
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+use crate::convert::to_proto;
+use crate::state::{AppState, ScoreView};
+
+struct Watched {
+    view: ScoreView,
+    /// When the score can next change with no new entry.
+    next_change: Option<Timestamp>,
+}
+
+pub async fn run(
+    state: Arc<AppState>,
+    initial: HashMap<String, ScoreView>,
+    mut changes: broadcast::Receiver<Uscc>,
+    tx: mpsc::Sender<Result<pb::CodeChange, Status>>,
+) {
+    let mut watched = HashMap::new();
+    for (uscc, view) in initial {
+        // The first message per enterprise is its current code, with
+        // `previous` unspecified, so a client starts from a known state.
+        let first = pb::CodeChange {
+            uscc: uscc.clone(),
+            previous: pb::EcoCode::Unspecified.into(),
+            current: to_proto::code(view.evaluation.code).into(),
+            score: Some(to_proto::score(&view)),
+        };
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let next_change = next_change(&state, &uscc, view.evaluation.as_of, view.tree_size);
+        watched.insert(uscc, Watched { view, next_change });
+    }
+    loop {
+        let deadline = watched.values().filter_map(|w| w.next_change).min();
+        let sleep = async {
+            match deadline {
+                Some(t) => state.clock.sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let due: Vec<String> = tokio::select! {
+            _ = tx.closed() => return,
+            changed = changes.recv() => match changed {
+                Ok(uscc) if watched.contains_key(uscc.as_str()) => vec![uscc.to_string()],
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => watched.keys().cloned().collect(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = sleep => {
+                let now = state.clock.now();
+                watched
+                    .iter()
+                    .filter(|(_, w)| w.next_change.is_some_and(|t| t <= now))
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            }
+        };
+        for uscc in due {
+            let Some(w) = watched.get_mut(&uscc) else { continue };
+            let view = match state.evaluate(&uscc, None, 0) {
+                Ok(view) => view,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            w.next_change = next_change(&state, &uscc, view.evaluation.as_of, view.tree_size);
+            let previous = w.view.evaluation.code;
+            let current = view.evaluation.code;
+            w.view = view;
+            if previous != current {
+                let change = pb::CodeChange {
+                    uscc: uscc.clone(),
+                    previous: to_proto::code(previous).into(),
+                    current: to_proto::code(current).into(),
+                    score: Some(to_proto::score(&w.view)),
+                };
+                if tx.send(Ok(change)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn next_change(state: &AppState, uscc: &str, after: Timestamp, tree_size: u64) -> Option<Timestamp> {
+    let records = state.records_of(uscc).ok()?;
+    state.model.next_change_after(&records, after, tree_size)
+}

@@ -1,0 +1,194 @@
+//! The test harness: a real server on 127.0.0.1:0 over a real sled store in
+//! a temporary directory, reached with the generated clients.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ecocode_proto::v1 as pb;
+use scoring::{Model, Timestamp};
+use server::principals::{PrincipalStore, Role};
+use server::{AppState, Config, ManualClock};
+use tokio::sync::oneshot;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// 2026-06-01T00:00:00Z: the harness clock's start.
+pub const T0: Timestamp = Timestamp::from_unix_nanos(1_780_272_000 * 1_000_000_000);
+
+pub fn days(n: i64) -> Timestamp {
+    T0.plus_days(n)
+}
+
+pub fn ts(t: Timestamp) -> Option<prost_types::Timestamp> {
+    let (seconds, nanos) = t.to_unix();
+    Some(prost_types::Timestamp { seconds, nanos })
+}
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub state: Arc<AppState>,
+    pub clock: Arc<ManualClock>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<server::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_in(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts on an existing data directory (a restart).
+    pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
+        Self::try_start_in(dir).await.map_err(|(e, _)| e).expect("server starts")
+    }
+
+    pub async fn try_start_in(dir: tempfile::TempDir) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
+        let clock = Arc::new(ManualClock::new(T0));
+        let state = match AppState::open(&Config::new(dir.path()), Model::builtin(), clock.clone(), &mut |_, _| {}) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return Err((e, dir)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server::serve(listener, async { let _ = rx.await; }, state.clone()));
+        Ok(TestServer { addr, dir, state, clock, shutdown: Some(tx), task: Some(task) })
+    }
+
+    /// Stops the server (graceful) and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().expect("server stopped cleanly");
+        // Drop the state so the sled lock is released before a restart.
+        let TestServer { dir, state, .. } = self;
+        drop(state);
+        dir
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Creates a principal the way `ecocode principal add` does.
+    pub fn token(&self, name: &str, role: Role) -> String {
+        PrincipalStore::open(self.data_dir()).unwrap().add(name, role).unwrap()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn client(&self, token: &str) -> Client {
+        Client::new(self.channel().await, token)
+    }
+
+    pub async fn admin(&self) -> Client {
+        let token = self.token(&format!("admin-{}", unique()), Role::Admin);
+        self.client(&token).await
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Svc = InterceptedService<Channel, Bearer>;
+
+/// The four generated clients, all sending one bearer token.
+pub struct Client {
+    pub registry: pb::registry_client::RegistryClient<Svc>,
+    pub ingest: pb::ingest_client::IngestClient<Svc>,
+    pub scores: pb::scores_client::ScoresClient<Svc>,
+    pub ledger: pb::ledger_client::LedgerClient<Svc>,
+}
+
+impl Client {
+    /// `token` empty: no authorization metadata at all.
+    pub fn new(channel: Channel, token: &str) -> Client {
+        let bearer = Bearer((!token.is_empty()).then(|| format!("Bearer {token}").parse().unwrap()));
+        Client {
+            registry: pb::registry_client::RegistryClient::with_interceptor(channel.clone(), bearer.clone()),
+            ingest: pb::ingest_client::IngestClient::with_interceptor(channel.clone(), bearer.clone()),
+            scores: pb::scores_client::ScoresClient::with_interceptor(channel.clone(), bearer.clone()),
+            ledger: pb::ledger_client::LedgerClient::with_interceptor(channel, bearer),
+        }
+    }
+
+    pub async fn register(&mut self, uscc: &str, name: &str, region: &str) -> pb::Receipt {
+        self.registry
+            .register_enterprise(enterprise(uscc, name, region))
+            .await
+            .expect("registration succeeds")
+            .into_inner()
+    }
+
+    pub async fn append(&mut self, record: pb::Record) -> Result<pb::Receipt, tonic::Status> {
+        self.ingest.append_record(record).await.map(|r| r.into_inner())
+    }
+
+    pub async fn score(&mut self, uscc: &str) -> pb::Score {
+        self.scores
+            .get_score(pb::GetScoreRequest { uscc: uscc.into(), as_of: None, tree_size: 0 })
+            .await
+            .expect("score")
+            .into_inner()
+    }
+}
+
+pub fn enterprise(uscc: &str, name: &str, region: &str) -> pb::Enterprise {
+    pb::Enterprise { uscc: uscc.into(), name: name.into(), region_code: region.into(), industry_code: "C2614".into() }
+}
+
+/// A record from `beilun-epb` about `uscc`, occurring `day` days after T0.
+pub fn record(uscc: &str, id: &str, kind: &str, day: i64) -> pb::Record {
+    pb::Record {
+        source: "beilun-epb".into(),
+        source_record_id: id.into(),
+        uscc: uscc.into(),
+        kind: kind.into(),
+        occurred_at: ts(days(day)),
+        amount_yuan: if kind == "penalty.fine" { 80_000 } else { 0 },
+        refers_to_seq: 0,
+        description: format!("{kind} {id}"),
+        attributes: Default::default(),
+    }
+}
+
+/// A workflow step acting on `seq`.
+pub fn step(uscc: &str, id: &str, kind: &str, day: i64, seq: u64) -> pb::Record {
+    pb::Record { refers_to_seq: seq, source: "workflow".into(), ..record(uscc, id, kind, day) }
+}
+
+/// Valid USCCs for tests (check characters computed per GB 32100-2015).
+pub const ACME: &str = "91330421739237858X";
+pub const BETA: &str = "11330206MB1593493A";
+
+/// Computes a valid USCC from a 17-character body.
+pub fn uscc(body17: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let mut weight = 1u32;
+    let mut sum = 0u32;
+    for c in body17.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("body uses the USCC alphabet") as u32;
+        sum += v * weight;
+        weight = weight * 3 % 31;
+    }
+    let check = ALPHABET[((31 - sum % 31) % 31) as usize] as char;
+    format!("{body17}{check}")
+}
