@@ -2,4 +2,8 @@
 //! server on 127.0.0.1:0 over a real sled store in a temporary directory.
 
 mod architecture;
+mod ingest;
+mod ledger;
+mod registry;
+mod scores;
 mod support;

@@ -1,0 +1,143 @@
+//! Ledger: entries, signed checkpoints and proofs a client verifies on its
+//! own, restarts, and the enterprise's view of entries.
+
+use ecocode_proto::v1 as pb;
+use ingest::ledger::{hash, note, proof, Hash};
+use server::principals::Role;
+use tonic::Code;
+
+use crate::support::*;
+
+fn hash32(bytes: &[u8]) -> Hash {
+    bytes.try_into().expect("32-byte hash")
+}
+
+#[tokio::test]
+async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    for i in 0..4 {
+        admin.append(record(ACME, &format!("P-{i}"), "inspection.finding", -10 - i)).await.unwrap();
+    }
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let old = bank.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+    assert_eq!(old.tree_size, 5);
+
+    // The note verifies with the public key and states the same head.
+    let key: [u8; 32] = old.public_key.as_slice().try_into().unwrap();
+    let key_name = old.signed_note.rsplit("\n— ").next().unwrap().split(' ').next().unwrap().to_owned();
+    let body = note::verify(&old.signed_note, &key_name, &key).expect("checkpoint verifies");
+    let (_origin, size, root, chain) = note::parse_checkpoint(&body).unwrap();
+    assert_eq!((size, root.to_vec(), chain.to_vec()), (old.tree_size, old.root_hash.clone(), old.chain_hash.clone()));
+    let mut tampered = old.signed_note.replace("\n5\n", "\n6\n");
+    assert!(note::verify(&tampered, &key_name, &key).is_err());
+    tampered.clear();
+
+    // Every entry is included in the checkpoint's tree.
+    for seq in 0..old.tree_size {
+        let entry = bank.ledger.get_entry(pb::GetEntryRequest { seq }).await.unwrap().into_inner();
+        let t = entry.recorded_at.unwrap();
+        let leaf = hash::entry_hash(seq, t.seconds * 1_000_000_000 + i64::from(t.nanos), &entry.payload);
+        assert_eq!(leaf.to_vec(), entry.entry_hash);
+        let p = bank
+            .ledger
+            .get_inclusion_proof(pb::GetInclusionProofRequest { seq, tree_size: old.tree_size })
+            .await
+            .unwrap()
+            .into_inner();
+        let hashes: Vec<Hash> = p.hashes.iter().map(|h| hash32(h)).collect();
+        assert!(proof::verify_inclusion(&leaf, seq, old.tree_size, &hashes, &hash32(&old.root_hash)));
+    }
+
+    // The ledger grows; the new checkpoint is consistent with the old.
+    admin.append(record(ACME, "P-9", "penalty.warning", -1)).await.unwrap();
+    let new = server.state.ledger.sign_checkpoint_now().unwrap();
+    let p = bank
+        .ledger
+        .get_consistency_proof(pb::GetConsistencyProofRequest { from_size: old.tree_size, to_size: new.tree_size })
+        .await
+        .unwrap()
+        .into_inner();
+    let hashes: Vec<Hash> = p.hashes.iter().map(|h| hash32(h)).collect();
+    assert!(proof::verify_consistency(old.tree_size, new.tree_size, &hash32(&old.root_hash), &new.root, &hashes));
+
+    for (request, code) in [
+        (pb::GetInclusionProofRequest { seq: 6, tree_size: 6 }, Code::OutOfRange),
+        (pb::GetInclusionProofRequest { seq: 1, tree_size: 60 }, Code::OutOfRange),
+    ] {
+        assert_eq!(bank.ledger.get_inclusion_proof(request).await.unwrap_err().code(), code);
+    }
+    let err = bank
+        .ledger
+        .get_consistency_proof(pb::GetConsistencyProofRequest { from_size: 5, to_size: 3 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = bank.ledger.get_entry(pb::GetEntryRequest { seq: 600 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_enterprise_reads_only_its_own_entries_and_sources_none() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await; // seq 0
+    admin.register(BETA, "Beta", "330206").await; // seq 1
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut acme = server.client(&acme).await;
+    acme.ledger.get_entry(pb::GetEntryRequest { seq: 0 }).await.unwrap();
+    let err = acme.ledger.get_entry(pb::GetEntryRequest { seq: 1 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    acme.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
+
+    let feed = server.token("feed", Role::Source { source: "x".into() });
+    let err = server.client(&feed).await.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
+    let server = TestServer::start().await;
+    let admin_token = server.token("ops", Role::Admin);
+    let mut admin = server.client(&admin_token).await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    let before = admin.score(ACME).await;
+    let head = server.state.ledger.head();
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir).await;
+    let mut admin = server.client(&admin_token).await; // principals survive too
+    let after = admin.score(ACME).await;
+    assert_eq!((after.points, after.tree_size, &after.root_hash), (before.points, before.tree_size, &before.root_hash));
+    assert_eq!(server.state.ledger.head().root, head.root);
+    let next = admin.append(record(ACME, "P-2", "penalty.warning", -1)).await.unwrap();
+    assert_eq!(next.seq, 2);
+    let dup = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    assert!(dup.duplicate, "the idempotency index survives a restart");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_refuses_to_start_on_a_rolled_back_store() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    let dir = server.stop().await; // signs a final checkpoint at size 2
+
+    // Put back an older checkpoint claiming more than the store holds: the
+    // store is now "shorter than what was signed" and must be refused.
+    let checkpoint_path = dir.path().join("checkpoint");
+    let note = std::fs::read_to_string(&checkpoint_path).unwrap();
+    let forged = note.replacen("\n2\n", "\n3\n", 1);
+    assert_ne!(note, forged);
+    std::fs::write(&checkpoint_path, forged).unwrap();
+    let Err((err, _dir)) = TestServer::try_start_in(dir).await else { panic!("a tampered store must not start") };
+    let message = err.to_string();
+    assert!(message.contains("checkpoint"), "{message}");
+}

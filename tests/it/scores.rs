@@ -1,0 +1,305 @@
+//! Scores: single, point-in-time, batch, regional lists, history, live code
+//! changes and the workflow (dispute, rectification, repair) end to end.
+
+use ecocode_proto::v1 as pb;
+use server::principals::Role;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::support::*;
+
+fn reasons_add_up(s: &pb::Score) {
+    let sum: i32 = s.reasons.iter().map(|r| r.points).sum();
+    assert_eq!(100 + sum, s.points, "reasons must add up: {s:?}");
+}
+
+#[tokio::test]
+async fn a_new_enterprise_is_green_and_records_move_the_score() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let score = admin.score(ACME).await;
+    assert_eq!((score.points, score.grade(), score.code()), (100, pb::CreditGrade::Integrity, pb::EcoCode::Green));
+    assert_eq!(score.model_version, "ecocode-2026.1");
+    assert_eq!(score.name, "Acme");
+
+    let fine = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap(); // 80 000 yuan: -10
+    admin.append(record(ACME, "P-2", "enforcement.suspend", -5)).await.unwrap(); // -24
+    let score = admin.score(ACME).await;
+    assert_eq!(score.points, 66);
+    assert_eq!((score.grade(), score.code()), (pb::CreditGrade::Warning, pb::EcoCode::Yellow));
+    reasons_add_up(&score);
+    assert_eq!(score.reasons[0].kind, "enforcement.suspend");
+    assert_eq!(score.reasons[1].seq, fine.seq);
+    let checkpoint = admin.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+    assert_eq!((score.tree_size, &score.root_hash), (checkpoint.tree_size, &checkpoint.root_hash));
+
+    admin.append(record(ACME, "V-1", "veto.data_fraud", -1)).await.unwrap();
+    let score = admin.score(ACME).await;
+    assert!(score.veto);
+    assert_eq!((score.points, score.code()), (26, pb::EcoCode::Red));
+    reasons_add_up(&score);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn point_in_time_by_evaluation_time_and_ledger_prefix() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.warning", -100)).await.unwrap(); // seq 1: -3 for 180 days
+    admin.append(record(ACME, "P-2", "incident.general", -50)).await.unwrap(); // seq 2: -15
+
+    let at = |day: i64, tree_size: u64| pb::GetScoreRequest { uscc: ACME.into(), as_of: ts(days(day)), tree_size };
+    let points = |s: pb::Score| s.points;
+    assert_eq!(points(admin.scores.get_score(at(-101, 0)).await.unwrap().into_inner()), 100, "before both");
+    assert_eq!(points(admin.scores.get_score(at(-60, 0)).await.unwrap().into_inner()), 97, "only the warning");
+    assert_eq!(points(admin.scores.get_score(at(0, 0)).await.unwrap().into_inner()), 82);
+    assert_eq!(points(admin.scores.get_score(at(0, 2)).await.unwrap().into_inner()), 97, "prefix of 2 entries");
+    assert_eq!(points(admin.scores.get_score(at(81, 0)).await.unwrap().into_inner()), 85, "warning expired");
+
+    let s = admin.scores.get_score(at(0, 2)).await.unwrap().into_inner();
+    assert_eq!(s.tree_size, 2);
+    let proof_root = admin
+        .ledger
+        .get_consistency_proof(pb::GetConsistencyProofRequest { from_size: 2, to_size: 3 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!proof_root.hashes.is_empty());
+
+    let err = admin.scores.get_score(at(0, 1)).await.unwrap();
+    assert_eq!(err.into_inner().points, 100, "registration only");
+    let err = admin.scores.get_score(pb::GetScoreRequest { tree_size: 99, ..at(0, 0) }).await.unwrap_err();
+    assert!(matches!(err.code(), Code::OutOfRange | Code::InvalidArgument), "{err:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn batch_scores_list_unknown_enterprises() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.register(BETA, "Beta", "330206").await;
+    let unknown = uscc("91330206MA2GXXXX0");
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let response = bank
+        .scores
+        .batch_get_scores(pb::BatchGetScoresRequest { uscc: vec![ACME.into(), unknown.clone(), BETA.into()], as_of: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<&str> = response.scores.iter().map(|s| s.uscc.as_str()).collect();
+    assert_eq!(got, vec![ACME, BETA]);
+    assert_eq!(response.not_found, vec![unknown]);
+
+    let too_many = vec![ACME.to_owned(); 10_001];
+    let err = bank.scores.batch_get_scores(pb::BatchGetScoresRequest { uscc: too_many, as_of: None }).await;
+    assert_eq!(err.unwrap_err().code(), Code::InvalidArgument);
+    let err = bank
+        .scores
+        .batch_get_scores(pb::BatchGetScoresRequest { uscc: vec![ACME.into(), "bad".into()], as_of: None })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("uscc[1]:"), "{}", err.message());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn who_may_read_which_score() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.register(BETA, "Beta", "110105").await;
+    let get = |uscc: &str| pb::GetScoreRequest { uscc: uscc.into(), ..Default::default() };
+
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut acme = server.client(&acme).await;
+    acme.scores.get_score(get(ACME)).await.unwrap();
+    assert_eq!(acme.scores.get_score(get(BETA)).await.unwrap_err().code(), Code::PermissionDenied);
+
+    let zj = server.token("zj", Role::Regulator { region_prefix: "33".into() });
+    let mut zj = server.client(&zj).await;
+    zj.scores.get_score(get(ACME)).await.unwrap();
+    assert_eq!(zj.scores.get_score(get(BETA)).await.unwrap_err().code(), Code::PermissionDenied);
+
+    let feed = server.token("feed", Role::Source { source: "x".into() });
+    let err = server.client(&feed).await.scores.get_score(get(ACME)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_scores_filters_pages_and_respects_scope() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let mut usccs = Vec::new();
+    for i in 0..7 {
+        let u = uscc(&format!("9133020{i}MA2GXXXX{i}"));
+        let region = if i < 5 { "330206" } else { "330212" };
+        admin.register(&u, &format!("E{i}"), region).await;
+        usccs.push(u);
+    }
+    // Two of the Beilun enterprises go red.
+    for u in &usccs[..2] {
+        admin.append(record(u, &format!("V-{u}"), "veto.bypass", -1)).await.unwrap();
+    }
+    let regulator = server.token("beilun", Role::Regulator { region_prefix: "330206".into() });
+    let mut regulator = server.client(&regulator).await;
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = regulator
+            .scores
+            .list_scores(pb::ListScoresRequest { page_size: 2, page_token: token.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.scores.len() <= 2);
+        seen.extend(page.scores.into_iter().map(|s| s.uscc));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut expected: Vec<String> = usccs[..5].to_vec();
+    expected.sort();
+    assert_eq!(seen, expected, "the regulator's scope, every enterprise once, in USCC order");
+
+    let red = regulator
+        .scores
+        .list_scores(pb::ListScoresRequest { codes: vec![pb::EcoCode::Red.into()], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut red_usccs: Vec<String> = red.scores.iter().map(|s| s.uscc.clone()).collect();
+    red_usccs.sort();
+    let mut expected_red = usccs[..2].to_vec();
+    expected_red.sort();
+    assert_eq!(red_usccs, expected_red);
+
+    let err = regulator
+        .scores
+        .list_scores(pb::ListScoresRequest { region_prefix: "330212".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let bank = server.token("bank", Role::Lender);
+    let err = server.client(&bank).await.scores.list_scores(pb::ListScoresRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = admin
+        .scores
+        .list_scores(pb::ListScoresRequest { page_token: "garbage".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_has_a_point_per_change() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.warning", -200)).await.unwrap(); // -3, expires at day -20
+    admin.append(record(ACME, "P-2", "inspection.finding", -100)).await.unwrap(); // -2, expires day 80
+    let history = admin
+        .scores
+        .get_score_history(pb::GetScoreHistoryRequest { uscc: ACME.into(), from: ts(days(-300)), to: ts(days(100)) })
+        .await
+        .unwrap()
+        .into_inner();
+    let points: Vec<i32> = history.points.iter().map(|s| s.points).collect();
+    assert_eq!(points, vec![100, 97, 95, 98, 100]);
+    let as_of: Vec<_> = history.points.iter().map(|s| s.as_of.unwrap().seconds).collect();
+    let day = |d: i64| days(d).to_unix().0;
+    assert_eq!(as_of, vec![day(-300), day(-200), day(-100), day(-20), day(80)]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watchers_see_changes_from_new_entries_and_from_expiry() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.register(BETA, "Beta", "330206").await;
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let mut stream = bank
+        .scores
+        .watch_codes(pb::WatchCodesRequest { uscc: vec![ACME.into()] })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!((first.previous(), first.current()), (pb::EcoCode::Unspecified, pb::EcoCode::Green));
+
+    // An unwatched enterprise changing sends nothing; the watched one does.
+    admin.append(record(BETA, "B-1", "veto.crime", -1)).await.unwrap();
+    admin.append(record(ACME, "A-1", "enforcement.seal", -1)).await.unwrap(); // -24 → 76 yellow
+    let change = stream.next().await.unwrap().unwrap();
+    assert_eq!(change.uscc, ACME);
+    assert_eq!((change.previous(), change.current()), (pb::EcoCode::Green, pb::EcoCode::Yellow));
+    assert_eq!(change.score.unwrap().points, 76);
+
+    // No new entry: the seal's 730-day window ends, and the code turns green.
+    server.clock.set(days(730));
+    let change = stream.next().await.unwrap().unwrap();
+    assert_eq!((change.previous(), change.current()), (pb::EcoCode::Yellow, pb::EcoCode::Green));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dispute_rectification_and_repair_end_to_end() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let regulator = server.token("epb", Role::Regulator { region_prefix: "3302".into() });
+    let mut regulator = server.client(&regulator).await;
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut acme = server.client(&acme).await;
+
+    let suspend = regulator.append(record(ACME, "S-1", "enforcement.suspend", -400)).await.unwrap().seq;
+    let finding = regulator.append(record(ACME, "S-2", "inspection.finding", -30)).await.unwrap().seq;
+    assert_eq!(acme.score(ACME).await.points, 74);
+
+    // The enterprise disputes the finding; the score is flagged, not changed.
+    acme.append(step(ACME, "D-1", "dispute.opened", -20, finding)).await.unwrap();
+    let s = acme.score(ACME).await;
+    assert!(s.disputed);
+    assert_eq!(s.points, 74);
+    // Only the regulator resolves; upheld voids the record.
+    let resolve = pb::Record {
+        attributes: [("outcome".to_owned(), "upheld".to_owned())].into(),
+        ..step(ACME, "D-2", "dispute.resolved", -10, finding)
+    };
+    assert_eq!(acme.append(resolve.clone()).await.unwrap_err().code(), Code::PermissionDenied);
+    regulator.append(resolve).await.unwrap();
+    let s = acme.score(ACME).await;
+    assert!(!s.disputed);
+    assert_eq!(s.points, 76);
+
+    // Rectification: submitted (pending), verified (halved), then repair.
+    acme.append(step(ACME, "R-1", "rectification.submitted", -300, suspend)).await.unwrap();
+    assert_eq!(acme.score(ACME).await.rectification_pending, vec![suspend]);
+    regulator.append(step(ACME, "R-2", "rectification.verified", -290, suspend)).await.unwrap();
+    let s = acme.score(ACME).await;
+    assert_eq!(s.points, 88);
+    assert!(s.rectification_pending.is_empty());
+
+    // Repair needs 365 days of publicity after a 730-day record.
+    let early = regulator.append(step(ACME, "G-1", "repair.granted", -300, suspend)).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    assert!(early.message().contains("eligible from 2026-04-27"), "says from when: {}", early.message());
+    regulator.append(step(ACME, "G-2", "repair.granted", -35, suspend)).await.unwrap();
+    let s = acme.score(ACME).await;
+    assert_eq!((s.points, s.code()), (100, pb::EcoCode::Green));
+
+    // A step on a record of another enterprise, or on a missing one, is refused.
+    admin.register(BETA, "Beta", "330206").await;
+    let err = regulator.append(step(BETA, "X-1", "rectification.verified", -1, suspend)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    server.stop().await;
+}
