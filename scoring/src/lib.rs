@@ -7,10 +7,14 @@
 
 mod domain;
 mod error;
+mod model;
+mod score;
 mod uscc;
+mod workflow;
 
-pub use domain::{
-    limits, Enterprise, Record, RecordFields, Seq, Timestamp, NANOS_PER_DAY, NANOS_PER_SECOND,
-};
+pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
 pub use error::{Error, Result, ValidationError};
+pub use model::{KindClass, Model, RecordRule, WorkflowKind};
+pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Reason};
 pub use uscc::Uscc;
+pub use workflow::Ineligible;

@@ -1,0 +1,9 @@
+//! Tests of the scoring model through the crate's public API, one binary
+//! with a module per concern.
+
+mod checks;
+mod history;
+mod model_file;
+mod props;
+mod support;
+mod table;
