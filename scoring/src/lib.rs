@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod domain;
 mod error;
 mod model;
@@ -12,6 +13,7 @@ mod score;
 mod uscc;
 mod workflow;
 
+pub use batch::{evaluations_frame, score_all};
 pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
 pub use error::{Error, Result, ValidationError};
 pub use model::{KindClass, Model, RecordRule, WorkflowKind};

@@ -57,14 +57,37 @@ enum Target {
 
 #[derive(Clone, Debug)]
 enum Gen {
-    Scored { kind: String, enterprise: usize, day: i64, minute: i64, amount: i64, description: usize },
-    Step { kind: WorkflowKind, target: Target, after_days: i64, upheld: bool, same_enterprise: bool },
+    Scored {
+        kind: String,
+        enterprise: usize,
+        day: i64,
+        minute: i64,
+        amount: i64,
+        description: usize,
+    },
+    Step {
+        kind: WorkflowKind,
+        target: Target,
+        after_days: i64,
+        upheld: bool,
+        same_enterprise: bool,
+    },
     /// Records of one capped kind on consecutive days, enough to reach its cap.
-    Burst { kind: &'static str, enterprise: usize, day: i64, count: u32 },
+    Burst {
+        kind: &'static str,
+        enterprise: usize,
+        day: i64,
+        count: u32,
+    },
     /// The previous step again, some days later.
-    Repeat { after_days: i64 },
+    Repeat {
+        after_days: i64,
+    },
     /// A record of a kind the model does not know.
-    Unknown { enterprise: usize, day: i64 },
+    Unknown {
+        enterprise: usize,
+        day: i64,
+    },
     /// A ledger entry that is not a record (a registration).
     Gap,
 }
@@ -93,7 +116,8 @@ fn gen_scored(kinds: Vec<String>) -> impl Strategy<Value = Gen> {
 }
 
 fn gen_entry(kinds: Vec<String>) -> impl Strategy<Value = Gen> {
-    let target = prop_oneof![8 => any::<Index>().prop_map(Target::Earlier), 1 => (0u64..90).prop_map(Target::Raw)];
+    let target =
+        prop_oneof![8 => any::<Index>().prop_map(Target::Earlier), 1 => (0u64..90).prop_map(Target::Raw)];
     let step = (
         prop::sample::select(WorkflowKind::ALL.to_vec()),
         target,
@@ -266,7 +290,8 @@ fn batch_scores_equal_online_scores() {
         any::<u64>(),
     );
     let coverage = Coverage::default();
-    let mut runner = TestRunner::new(Config { cases: 400, ..Config::default() });
+    let config = Config { cases: 400, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new(config);
     let result = runner.run(&strategy, |(gens, ats, prefix, order)| {
         let ledger = build(&gens);
         let tree_size = prefix.unwrap_or(u64::MAX);
@@ -281,7 +306,8 @@ fn batch_scores_equal_online_scores() {
             ledger.iter().filter(|e| e.seq.0 < tree_size).map(|e| &e.record.uscc).collect();
         for at in &ats {
             let t = instant(&model, &ledger, at);
-            let batch = score_all(&model, &shuffled, t, tree_size).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let batch =
+                score_all(&model, &shuffled, t, tree_size).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let usccs: Vec<&Uscc> = batch.iter().map(|(u, _)| u).collect();
             prop_assert_eq!(usccs, in_prefix.iter().copied().collect::<Vec<_>>());
             for (uscc, got) in &batch {
