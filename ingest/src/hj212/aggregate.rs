@@ -1,0 +1,332 @@
+//! `DailyAggregator`: turns accepted hourly and daily packets into
+//! `exceedance.daily` and `monitoring.missing_day` records, one per device,
+//! pollutant and closed China local day.
+//!
+//! Rules where the spec leaves a choice:
+//! * Only `2061` (hourly) and `2031` (daily) data count; `2011` real-time and
+//!   `2051` minute data are not kept, since the standard has devices send
+//!   hourly and daily means for exactly this purpose.
+//! * A value is valid when its flag is `N`, or when it has no flag at all
+//!   (2005-era devices and some vendors send none); every other flag,
+//!   including unknown ones, makes it invalid.
+//! * The daily mean is a valid `2031` value if there is one, else the mean
+//!   of that day's valid hourly values (however many hours there are).
+//! * The statistic is the limit's: `ZsAvg` limits use `-ZsAvg` values when
+//!   the device sent any for that day, else fall back to `-Avg`; `Avg`
+//!   limits always use `-Avg`, since a converted value is not comparable
+//!   with a limit set on the measured one.
+//! * Observations are keyed by (MN, day, pollutant, hour or day), so a
+//!   re-sent packet overwrites rather than double counts; the last copy wins.
+//! * Only pollutants with a registered limit are kept; limits are read again
+//!   when a day is closed.
+//! * Missing-day tracking for a device starts on the first day it sent
+//!   hourly or daily data for (moved back by earlier data until its first
+//!   day is closed): a registered device that never connects is not known
+//!   here. Data for a day already closed is late and ignored, as is data
+//!   dated more than [`BACKFILL_DAYS`] before or more than one day after its
+//!   receipt, so a device with a wrong clock cannot open or close years.
+//! * `occurred_at` is the last nanosecond of the local day: the judgement is
+//!   known only once the day is over, yet belongs to that day.
+//! * Closing is two-phase: [`DailyAggregator::close_days_before`] computes the
+//!   records without changing anything, the caller appends them to the
+//!   ledger, then [`DailyAggregator::commit`] forgets the days. A crash in
+//!   between recomputes the same records with the same deterministic
+//!   `source_record_id`s, which the idempotent ledger absorbs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use scoring::{Record, RecordFields, Timestamp};
+
+use super::packet::{Packet, Suffix, command};
+use super::point::{MonitoringPoint, PollutantLimit, Statistic};
+use super::store::{Cursor, Observation, Slot, StateStore};
+use super::time::LocalDay;
+use super::{Error, Result};
+
+/// How far back a device may send data (e.g. after an outage) and still
+/// have it count.
+pub const BACKFILL_DAYS: i64 = 30;
+
+pub const SOURCE: &str = "hj212";
+pub const KIND_EXCEEDANCE: &str = "exceedance.daily";
+pub const KIND_MISSING_DAY: &str = "monitoring.missing_day";
+
+/// What became of one accepted packet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AcceptOutcome {
+    /// Values of this many registered pollutants were stored.
+    Stored(usize),
+    /// Not hourly or daily data, or no registered pollutant in it.
+    NotAggregated,
+    /// The day is closed already.
+    Late(LocalDay),
+    /// No `DataTime`, or one too far from the time of receipt.
+    OutOfWindow,
+}
+
+/// Records for days ready to close, and which days those are. Appending the
+/// records and then passing this to [`DailyAggregator::commit`] closes them.
+#[derive(Debug, Default)]
+pub struct DayClosing {
+    records: Vec<Record>,
+    days: Vec<(String, Vec<LocalDay>)>,
+    before: Option<LocalDay>,
+}
+
+impl DayClosing {
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// True when no day is ready to close.
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+}
+
+/// The daily judgement of HJ 212 data, persisted in a directory of its own.
+pub struct DailyAggregator {
+    store: StateStore,
+}
+
+impl DailyAggregator {
+    /// Opens (or creates) the state kept in `dir`, e.g. `DATA/hj212`.
+    pub fn open(dir: &Path) -> Result<DailyAggregator> {
+        Ok(DailyAggregator { store: StateStore::open(dir)? })
+    }
+
+    /// Keeps the hourly or daily values of `packet`, a well-formed packet
+    /// from the device of `point`, received at `received_at`. Durable on return.
+    pub fn accept(
+        &mut self,
+        point: &MonitoringPoint,
+        packet: &Packet,
+        received_at: Timestamp,
+    ) -> Result<AcceptOutcome> {
+        if packet.mn() != point.mn() {
+            return Err(Error::WrongPoint { packet: packet.mn().to_owned(), point: point.mn().to_owned() });
+        }
+        if packet.cn() != command::HOURLY && packet.cn() != command::DAILY {
+            return Ok(AcceptOutcome::NotAggregated);
+        }
+        let Some(data_time) = packet.data_time() else {
+            return Ok(AcceptOutcome::OutOfWindow);
+        };
+        let slot = match packet.cn() {
+            command::HOURLY => Slot::Hour(data_time.hour()),
+            _ => Slot::Day,
+        };
+        let day = data_time.day();
+        let received = LocalDay::containing(received_at);
+        let earliest = received.plus_days(-BACKFILL_DAYS);
+        let latest = received.next();
+        if earliest.is_some_and(|d| day < d) || latest.is_some_and(|d| day > d) {
+            return Ok(AcceptOutcome::OutOfWindow);
+        }
+
+        let observations: Vec<(&str, Slot, Observation)> = point
+            .limits()
+            .iter()
+            .map(|limit| {
+                let p = limit.pollutant();
+                let observation = Observation {
+                    avg: packet.value(p, &Suffix::Avg),
+                    zs_avg: packet.value(p, &Suffix::ZsAvg),
+                    flag: packet.data_flag(p).cloned(),
+                };
+                (p, slot, observation)
+            })
+            .filter(|(_, _, o)| o.avg.is_some() || o.zs_avg.is_some())
+            .collect();
+        if observations.is_empty() {
+            return Ok(AcceptOutcome::NotAggregated);
+        }
+
+        let cursor = match self.store.cursor(point.mn())? {
+            None => Cursor { first_open: day, closed_any: false },
+            Some(c) if day >= c.first_open => c,
+            Some(c) if c.closed_any => return Ok(AcceptOutcome::Late(day)),
+            Some(c) => Cursor { first_open: day, ..c },
+        };
+        self.store.put(point.mn(), cursor, day, &observations)?;
+        // The device is told "received" only after this returns, so the
+        // value must survive a crash from here on.
+        self.store.flush()?;
+        Ok(AcceptOutcome::Stored(observations.len()))
+    }
+
+    /// The records of every open day before `before`, for every device seen,
+    /// judged against the limits `points` returns now. Changes nothing; see
+    /// [`DailyAggregator::commit`]. A device `points` no longer knows has its
+    /// days closed without records.
+    pub fn close_days_before(
+        &self,
+        before: LocalDay,
+        points: impl Fn(&str) -> Option<MonitoringPoint>,
+    ) -> Result<DayClosing> {
+        let mut closing = DayClosing { before: Some(before), ..DayClosing::default() };
+        for (mn, cursor) in self.store.cursors()? {
+            let point = points(&mn);
+            let mut days = Vec::new();
+            let mut day = cursor.first_open;
+            while day < before {
+                if let Some(point) = &point {
+                    closing.records.extend(self.judge_day(point, day)?);
+                }
+                days.push(day);
+                match day.next() {
+                    Some(next) => day = next,
+                    None => break,
+                }
+            }
+            if !days.is_empty() {
+                closing.days.push((mn, days));
+            }
+        }
+        Ok(closing)
+    }
+
+    /// Closes the days of `closing` once its records are in the ledger: their
+    /// values are forgotten and later data for them is late.
+    pub fn commit(&mut self, closing: DayClosing) -> Result<()> {
+        let Some(before) = closing.before else { return Ok(()) };
+        for (mn, days) in &closing.days {
+            self.store.close(mn, days, before)?;
+        }
+        self.store.flush()
+    }
+
+    fn judge_day(&self, point: &MonitoringPoint, day: LocalDay) -> Result<Vec<Record>> {
+        let observations = self.store.day(point.mn(), day)?;
+        let mut records = Vec::new();
+        for limit in point.limits() {
+            let mine: Vec<(Slot, &Observation)> = observations
+                .iter()
+                .filter(|(p, _, _)| p == limit.pollutant())
+                .map(|(_, slot, o)| (*slot, o))
+                .collect();
+            let record = match daily_mean(limit, &mine) {
+                Some((mean, statistic)) if mean > limit.limit() => {
+                    Some(exceedance(point, limit, day, mean, statistic)?)
+                }
+                Some(_) => None,
+                None => Some(missing_day(point, limit, day)?),
+            };
+            records.extend(record);
+        }
+        Ok(records)
+    }
+}
+
+/// The valid daily mean of one pollutant and the statistic it is of.
+fn daily_mean(limit: &PollutantLimit, observations: &[(Slot, &Observation)]) -> Option<(f64, Statistic)> {
+    let statistic = match limit.statistic() {
+        Statistic::ZsAvg if observations.iter().any(|(_, o)| o.zs_avg.is_some()) => Statistic::ZsAvg,
+        _ => Statistic::Avg,
+    };
+    let valid = |o: &Observation| {
+        let flag_ok = o.flag.as_ref().is_none_or(|f| *f == super::packet::DataFlag::Normal);
+        let value = match statistic {
+            Statistic::Avg => o.avg,
+            Statistic::ZsAvg => o.zs_avg,
+        };
+        value.filter(|_| flag_ok)
+    };
+    let daily = observations.iter().find(|(slot, _)| *slot == Slot::Day).and_then(|(_, o)| valid(o));
+    let mean = daily.or_else(|| {
+        let hourly: Vec<f64> = observations
+            .iter()
+            .filter(|(slot, _)| matches!(slot, Slot::Hour(_)))
+            .filter_map(|(_, o)| valid(o))
+            .collect();
+        (!hourly.is_empty()).then(|| hourly.iter().sum::<f64>() / hourly.len() as f64)
+    })?;
+    Some((mean, statistic))
+}
+
+/// A number as people read it: at most 4 decimals, no float noise.
+fn shown(v: f64) -> String {
+    let rounded = (v * 1e4).round() / 1e4;
+    if rounded.is_finite() { rounded.to_string() } else { v.to_string() }
+}
+
+fn record_id(point: &MonitoringPoint, limit: &PollutantLimit, day: LocalDay, what: &str) -> String {
+    format!("{SOURCE}:{}:{}:{}:{what}", point.mn(), limit.pollutant(), day.compact())
+}
+
+fn exceedance(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    mean: f64,
+    statistic: Statistic,
+) -> Result<Record> {
+    let attributes = BTreeMap::from([
+        ("pollutant".to_owned(), limit.pollutant().to_owned()),
+        ("outlet".to_owned(), point.outlet().to_owned()),
+        ("mn".to_owned(), point.mn().to_owned()),
+        ("value".to_owned(), shown(mean)),
+        ("limit".to_owned(), shown(limit.limit())),
+        ("unit".to_owned(), limit.unit().to_owned()),
+        ("statistic".to_owned(), statistic.to_string()),
+        ("day".to_owned(), day.to_string()),
+    ]);
+    let description = format!(
+        "outlet {} (MN {}): daily mean {}-{statistic} {} {unit} above the limit {} {unit} on {day}",
+        point.outlet(),
+        point.mn(),
+        limit.pollutant(),
+        shown(mean),
+        shown(limit.limit()),
+        unit = limit.unit(),
+    );
+    record(point, &record_id(point, limit, day, "exceedance"), KIND_EXCEEDANCE, day, &description, attributes)
+}
+
+fn missing_day(point: &MonitoringPoint, limit: &PollutantLimit, day: LocalDay) -> Result<Record> {
+    let attributes = BTreeMap::from([
+        ("pollutant".to_owned(), limit.pollutant().to_owned()),
+        ("outlet".to_owned(), point.outlet().to_owned()),
+        ("mn".to_owned(), point.mn().to_owned()),
+        ("day".to_owned(), day.to_string()),
+    ]);
+    let description = format!(
+        "outlet {} (MN {}): no valid {} data on {day}",
+        point.outlet(),
+        point.mn(),
+        limit.pollutant()
+    );
+    record(
+        point,
+        &record_id(point, limit, day, "missing_day"),
+        KIND_MISSING_DAY,
+        day,
+        &description,
+        attributes,
+    )
+}
+
+fn record(
+    point: &MonitoringPoint,
+    source_record_id: &str,
+    kind: &str,
+    day: LocalDay,
+    description: &str,
+    attributes: BTreeMap<String, String>,
+) -> Result<Record> {
+    Ok(Record::new(RecordFields {
+        source: SOURCE,
+        source_record_id,
+        uscc: point.uscc().as_str(),
+        kind,
+        occurred_at: Some(day.end()),
+        amount_yuan: 0,
+        refers_to: None,
+        description,
+        attributes,
+    })?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! `MonitoringPoint`: a registered outlet with its data logger (MN), its
+//! enterprise and the permitted limit of each monitored pollutant.
+
+use std::fmt;
+
+use scoring::{Uscc, ValidationError};
+
+use super::packet::{check_mn, check_pollutant_code};
+
+/// Which value a limit is judged against.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Statistic {
+    /// The measured average (`-Avg`), e.g. for wastewater.
+    Avg,
+    /// The converted (折算) average (`-ZsAvg`), e.g. for flue gas, whose
+    /// limits are set at a reference oxygen content.
+    ZsAvg,
+}
+
+impl Statistic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::Avg => "Avg",
+            Statistic::ZsAvg => "ZsAvg",
+        }
+    }
+}
+
+impl fmt::Display for Statistic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The permitted daily mean of one pollutant at one outlet.
+#[derive(Clone, PartialEq, Debug)]
+pub struct PollutantLimit {
+    pollutant: String,
+    limit: f64,
+    unit: String,
+    statistic: Statistic,
+}
+
+impl PollutantLimit {
+    pub fn new(
+        pollutant: &str,
+        limit: f64,
+        unit: &str,
+        statistic: Statistic,
+    ) -> Result<PollutantLimit, ValidationError> {
+        check_pollutant_code(pollutant)
+            .map_err(|rule| ValidationError::new("pollutant", format!("{rule}, got {pollutant:?}")))?;
+        if !(limit.is_finite() && limit > 0.0) {
+            return Err(ValidationError::new(
+                "limit",
+                format!("must be a finite number above 0, got {limit}"),
+            ));
+        }
+        if unit.len() > 16 || !unit.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ValidationError::new(
+                "unit",
+                format!("must be at most 16 printable ASCII characters, got {unit:?}"),
+            ));
+        }
+        Ok(PollutantLimit { pollutant: pollutant.to_owned(), limit, unit: unit.to_owned(), statistic })
+    }
+
+    pub fn pollutant(&self) -> &str {
+        &self.pollutant
+    }
+
+    pub fn limit(&self) -> f64 {
+        self.limit
+    }
+
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    pub fn statistic(&self) -> Statistic {
+        self.statistic
+    }
+}
+
+/// A registered outlet: which enterprise a device's data belongs to and
+/// which pollutants are judged there.
+#[derive(Clone, PartialEq, Debug)]
+pub struct MonitoringPoint {
+    mn: String,
+    uscc: Uscc,
+    outlet: String,
+    limits: Vec<PollutantLimit>,
+}
+
+impl MonitoringPoint {
+    pub fn new(
+        mn: &str,
+        uscc: Uscc,
+        outlet: &str,
+        limits: Vec<PollutantLimit>,
+    ) -> Result<MonitoringPoint, ValidationError> {
+        check_mn(mn).map_err(|rule| ValidationError::new("mn", format!("{rule}, got {mn:?}")))?;
+        if outlet.trim().is_empty() || outlet.chars().count() > 64 || outlet.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "outlet",
+                format!("must be 1 to 64 characters without control characters, got {outlet:?}"),
+            ));
+        }
+        for (i, limit) in limits.iter().enumerate() {
+            if limits[..i].iter().any(|l| l.pollutant == limit.pollutant) {
+                return Err(ValidationError::new(
+                    "limits",
+                    format!("pollutant {} is listed twice", limit.pollutant),
+                ));
+            }
+        }
+        Ok(MonitoringPoint { mn: mn.to_owned(), uscc, outlet: outlet.to_owned(), limits })
+    }
+
+    pub fn mn(&self) -> &str {
+        &self.mn
+    }
+
+    pub fn uscc(&self) -> &Uscc {
+        &self.uscc
+    }
+
+    /// The outlet's id in the discharge permit, e.g. `DW001`.
+    pub fn outlet(&self) -> &str {
+        &self.outlet
+    }
+
+    pub fn limits(&self) -> &[PollutantLimit] {
+        &self.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(mn: &str, outlet: &str, limits: &[(&str, f64, &str)], expect: Result<(), &str>) {
+        let uscc = Uscc::parse("91330421739237858X").unwrap();
+        let got = limits
+            .iter()
+            .map(|&(p, l, u)| PollutantLimit::new(p, l, u, Statistic::Avg))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|limits| MonitoringPoint::new(mn, uscc, outlet, limits))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        match (got, expect) {
+            (Ok(()), Ok(())) => {}
+            (Err(msg), Err(prefix)) => assert!(msg.starts_with(prefix), "{msg:?} vs {prefix:?}"),
+            (got, expect) => panic!("{mn:?}: got {got:?}, expected {expect:?}"),
+        }
+    }
+
+    #[test]
+    fn constructor_names_the_broken_rule() {
+        check("Z13401000010301", "DW001", &[("w01018", 50.0, "mg/L")], Ok(()));
+        check("JLYP01_AIR01_0001", "DA001", &[], Ok(()));
+        check("", "DW001", &[], Err("mn: must be 1 to 24"));
+        check("0123456789012345678901234", "DW001", &[], Err("mn: must be 1 to 24"));
+        check("LD 13", "DW001", &[], Err("mn:"));
+        check("LD13", " ", &[], Err("outlet:"));
+        check("LD13", "DW001", &[("w01-018", 50.0, "mg/L")], Err("pollutant:"));
+        check("LD13", "DW001", &[("w01018", 0.0, "mg/L")], Err("limit: must be a finite number above 0"));
+        check("LD13", "DW001", &[("w01018", f64::NAN, "mg/L")], Err("limit:"));
+        check("LD13", "DW001", &[("w01018", f64::INFINITY, "mg/L")], Err("limit:"));
+        check("LD13", "DW001", &[("w01018", 1.0, "mg L")], Err("unit:"));
+        check(
+            "LD13",
+            "DW001",
+            &[("w01018", 50.0, "mg/L"), ("w01018", 60.0, "mg/L")],
+            Err("limits: pollutant w01018 is listed twice"),
+        );
+    }
+}
