@@ -24,7 +24,11 @@ const CONCURRENCY_PER_CONNECTION: usize = 256;
 /// Serves every service on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight calls finish, and closes the ledger (flushing
 /// it and signing a final checkpoint).
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send, state: Arc<AppState>) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    state: Arc<AppState>,
+) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RegistryServer<RegistryService>>().await;
     health.set_serving::<IngestServer<IngestService>>().await;
@@ -36,11 +40,22 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + S
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection service: {e}")))?;
 
-    let registry = RegistryServer::new(RegistryService { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ingest = IngestServer::new(IngestService { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let scores = ScoresServer::new(ScoresService { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ledger = LedgerServer::new(LedgerService { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let registry = RegistryServer::new(RegistryService { state: state.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest = IngestServer::new(IngestService { state: state.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let scores = ScoresServer::new(ScoresService { state: state.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ledger = LedgerServer::new(LedgerService { state: state.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
+    let shutdown = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.begin_shutdown();
+        }
+    };
     let addr = listener.local_addr().map_err(|e| Error::io("listener address", e))?;
     tracing::info!(%addr, model = state.model.version(), entries = state.ledger.head().size, "serving gRPC");
     let result = Server::builder()

@@ -89,6 +89,8 @@ pub struct AppState {
     directory: RwLock<Directory>,
     /// USCCs whose entries changed; watchers re-evaluate on each.
     changes: broadcast::Sender<Uscc>,
+    /// Set when shutdown begins, so long-lived streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -110,11 +112,12 @@ pub fn decode_event(entry: &ledger::Entry) -> Result<Event> {
         .map_err(|e| corrupt(format!("payload is not a LedgerEvent: {e}")))?;
     Ok(match event.event {
         Some(pb::ledger_event::Event::Registration(e)) => Event::Registration(
-            from_proto::enterprise(&e).map_err(|e| corrupt(format!("stored registration is invalid: {e}")))?,
+            from_proto::enterprise(&e)
+                .map_err(|e| corrupt(format!("stored registration is invalid: {e}")))?,
         ),
-        Some(pb::ledger_event::Event::Record(r)) => {
-            Event::Record(from_proto::record(&r).map_err(|e| corrupt(format!("stored record is invalid: {e}")))?)
-        }
+        Some(pb::ledger_event::Event::Record(r)) => Event::Record(
+            from_proto::record(&r).map_err(|e| corrupt(format!("stored record is invalid: {e}")))?,
+        ),
         Some(pb::ledger_event::Event::MonitoringPoint(p)) => Event::MonitoringPoint(
             from_proto::monitoring_point(&p)
                 .map_err(|e| corrupt(format!("stored monitoring point is invalid: {e}")))?,
@@ -142,7 +145,9 @@ impl AppState {
             let entry = entry?;
             match decode_event(&entry)? {
                 Event::Registration(e) => {
-                    directory.enterprises.insert(e.uscc.to_string(), Registered { enterprise: e, seq: entry.seq });
+                    directory
+                        .enterprises
+                        .insert(e.uscc.to_string(), Registered { enterprise: e, seq: entry.seq });
                 }
                 Event::MonitoringPoint(p) => {
                     directory.points.insert(p.mn().to_owned(), p);
@@ -159,7 +164,17 @@ impl AppState {
             clock,
             directory: RwLock::new(directory),
             changes,
+            stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Ends long-lived streams (watches); in-flight unary calls finish.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     pub fn subscribe_changes(&self) -> broadcast::Receiver<Uscc> {
@@ -172,13 +187,20 @@ impl AppState {
 
     /// Registered enterprises with a USCC greater than `after`, in USCC
     /// order, whose region and industry codes start with the prefixes.
-    pub fn enterprises_after(&self, after: &str, region_prefix: &str, industry_prefix: &str) -> Vec<Enterprise> {
+    pub fn enterprises_after(
+        &self,
+        after: &str,
+        region_prefix: &str,
+        industry_prefix: &str,
+    ) -> Vec<Enterprise> {
         use std::ops::Bound::{Excluded, Unbounded};
         self.read_directory()
             .enterprises
             .range::<str, _>((Excluded(after), Unbounded))
             .map(|(_, r)| &r.enterprise)
-            .filter(|e| e.region_code.starts_with(region_prefix) && e.industry_code.starts_with(industry_prefix))
+            .filter(|e| {
+                e.region_code.starts_with(region_prefix) && e.industry_code.starts_with(industry_prefix)
+            })
             .cloned()
             .collect()
     }
@@ -235,9 +257,10 @@ impl AppState {
                 fingerprint: *blake3::hash(&canonical.encode_to_vec()).as_bytes(),
             }),
         };
-        let result = self.ledger.append(vec![entry]).await?.pop().ok_or_else(|| {
-            Error::Internal("ledger answered an append of one entry with no result".into())
-        })?;
+        let result =
+            self.ledger.append(vec![entry]).await?.pop().ok_or_else(|| {
+                Error::Internal("ledger answered an append of one entry with no result".into())
+            })?;
         let receipt = result.map_err(|c| {
             Error::AlreadyExists(format!(
                 "enterprise {} is already registered (seq {}) with different details",
@@ -259,7 +282,11 @@ impl AppState {
     /// Registers (or updates the limits of) a monitoring point. The same
     /// content again is a duplicate; new content supersedes, since limits
     /// change when a discharge permit is renewed.
-    pub async fn register_monitoring_point(&self, who: &Principal, point: &pb::MonitoringPoint) -> Result<ledger::Receipt> {
+    pub async fn register_monitoring_point(
+        &self,
+        who: &Principal,
+        point: &pb::MonitoringPoint,
+    ) -> Result<ledger::Receipt> {
         let point = from_proto::monitoring_point(point)?;
         let enterprise = self.enterprise(point.uscc().as_str()).ok_or_else(|| {
             Error::FailedPrecondition(format!(
@@ -286,9 +313,15 @@ impl AppState {
             .await?
             .pop()
             .ok_or_else(|| Error::Internal("ledger answered an append of one entry with no result".into()))?
-            .map_err(|c| Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq)))?;
+            .map_err(|c| {
+                Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
+            })?;
         if !receipt.duplicate {
-            self.directory.write().unwrap_or_else(|p| p.into_inner()).points.insert(point.mn().to_owned(), point);
+            self.directory
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .points
+                .insert(point.mn().to_owned(), point);
         }
         Ok(receipt)
     }
@@ -303,9 +336,9 @@ impl AppState {
         let point = self
             .monitoring_point(mn)
             .ok_or_else(|| Error::NotFound(format!("no monitoring point is registered for device {mn:?}")))?;
-        let enterprise = self
-            .enterprise(point.uscc().as_str())
-            .ok_or_else(|| Error::Internal(format!("monitoring point {mn} names unregistered {}", point.uscc())))?;
+        let enterprise = self.enterprise(point.uscc().as_str()).ok_or_else(|| {
+            Error::Internal(format!("monitoring point {mn} names unregistered {}", point.uscc()))
+        })?;
         auth::may_read_score(who, &enterprise)?;
         Ok(to_proto::monitoring_point(&point))
     }
@@ -314,14 +347,16 @@ impl AppState {
     /// kept even when others fail. Records go to the ledger in as few group
     /// commits as possible; a workflow step is checked against everything
     /// appended before it, including earlier records of the same call.
-    pub async fn append_records(&self, who: &Principal, records: &[pb::Record]) -> Vec<Result<ledger::Receipt>> {
+    pub async fn append_records(
+        &self,
+        who: &Principal,
+        records: &[pb::Record],
+    ) -> Vec<Result<ledger::Receipt>> {
         let mut results: Vec<Option<Result<ledger::Receipt>>> = (0..records.len()).map(|_| None).collect();
         let mut pending: Vec<(usize, Prepared)> = Vec::new();
         for (i, record) in records.iter().enumerate() {
-            let is_workflow = self
-                .model
-                .kind_class(&record.kind)
-                .is_some_and(|c| matches!(c, KindClass::Workflow(_)));
+            let is_workflow =
+                self.model.kind_class(&record.kind).is_some_and(|c| matches!(c, KindClass::Workflow(_)));
             if is_workflow && !pending.is_empty() {
                 self.commit(std::mem::take(&mut pending), &mut results).await;
             }
@@ -333,7 +368,9 @@ impl AppState {
         self.commit(pending, &mut results).await;
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("record was neither appended nor rejected".into()))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::Internal("record was neither appended nor rejected".into())))
+            })
             .collect()
     }
 
@@ -348,10 +385,9 @@ impl AppState {
     fn prepare(&self, who: &Principal, record: &pb::Record) -> Result<Prepared> {
         let record = from_proto::record(record)?;
         self.model.check_record(&record, self.clock.now())?;
-        let class = self
-            .model
-            .kind_class(&record.kind)
-            .ok_or_else(|| Error::Internal(format!("kind {} passed check_record but has no class", record.kind)))?;
+        let class = self.model.kind_class(&record.kind).ok_or_else(|| {
+            Error::Internal(format!("kind {} passed check_record but has no class", record.kind))
+        })?;
         auth::may_append_kind(who, &record.kind, class, &record.source)?;
         let enterprise = self.enterprise(record.uscc.as_str()).ok_or_else(|| {
             Error::FailedPrecondition(format!(
@@ -368,7 +404,9 @@ impl AppState {
         }
         let canonical = to_proto::record(&record);
         let fingerprint = *blake3::hash(&canonical.encode_to_vec()).as_bytes();
-        let key = [b"record\0".as_slice(), record.source.as_bytes(), b"\0", record.source_record_id.as_bytes()].concat();
+        let key =
+            [b"record\0".as_slice(), record.source.as_bytes(), b"\0", record.source_record_id.as_bytes()]
+                .concat();
         let event = pb::LedgerEvent {
             event: Some(pb::ledger_event::Event::Record(canonical)),
             submitted_by: who.name.clone(),
@@ -413,7 +451,9 @@ impl AppState {
                 let code_of = Error::Ledger(e).code();
                 for slot in slots {
                     results[slot] = Some(Err(match code_of {
-                        tonic::Code::Unavailable => Error::Unavailable("the service is shutting down; retry on another node or later".into()),
+                        tonic::Code::Unavailable => Error::Unavailable(
+                            "the service is shutting down; retry on another node or later".into(),
+                        ),
                         _ => Error::Internal(format!("append failed: {message}")),
                     }));
                 }
@@ -429,7 +469,9 @@ struct Prepared {
 
 fn not_registered(uscc: &str, tree_size: u64, current: u64) -> Error {
     if tree_size < current {
-        Error::NotFound(format!("enterprise {uscc} was not registered within the first {tree_size} ledger entries"))
+        Error::NotFound(format!(
+            "enterprise {uscc} was not registered within the first {tree_size} ledger entries"
+        ))
     } else {
         Error::NotFound(format!("enterprise {uscc} is not registered"))
     }

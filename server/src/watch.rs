@@ -29,6 +29,7 @@ pub async fn run(
     mut changes: broadcast::Receiver<Uscc>,
     tx: mpsc::Sender<Result<pb::CodeChange, Status>>,
 ) {
+    let mut stopping = state.stopping();
     let mut watched = HashMap::new();
     for (uscc, view) in initial {
         // The first message per enterprise is its current code, with
@@ -46,6 +47,12 @@ pub async fn run(
         watched.insert(uscc, Watched { view, next_change });
     }
     loop {
+        // Graceful shutdown waits for open calls; a watch never ends by
+        // itself, so it ends here and the client watches again elsewhere.
+        if *stopping.borrow_and_update() {
+            let _ = tx.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+            return;
+        }
         let deadline = watched.values().filter_map(|w| w.next_change).min();
         let sleep = async {
             match deadline {
@@ -55,6 +62,7 @@ pub async fn run(
         };
         let due: Vec<String> = tokio::select! {
             _ = tx.closed() => return,
+            _ = stopping.changed() => continue,
             changed = changes.recv() => match changed {
                 Ok(uscc) if watched.contains_key(uscc.as_str()) => vec![uscc.to_string()],
                 Ok(_) => continue,

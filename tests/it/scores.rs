@@ -19,7 +19,10 @@ async fn a_new_enterprise_is_green_and_records_move_the_score() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     let score = admin.score(ACME).await;
-    assert_eq!((score.points, score.grade(), score.code()), (100, pb::CreditGrade::Integrity, pb::EcoCode::Green));
+    assert_eq!(
+        (score.points, score.grade(), score.code()),
+        (100, pb::CreditGrade::Integrity, pb::EcoCode::Green)
+    );
     assert_eq!(score.model_version, "ecocode-2026.1");
     assert_eq!(score.name, "Acme");
 
@@ -50,12 +53,21 @@ async fn point_in_time_by_evaluation_time_and_ledger_prefix() {
     admin.append(record(ACME, "P-1", "penalty.warning", -100)).await.unwrap(); // seq 1: -3 for 180 days
     admin.append(record(ACME, "P-2", "incident.general", -50)).await.unwrap(); // seq 2: -15
 
-    let at = |day: i64, tree_size: u64| pb::GetScoreRequest { uscc: ACME.into(), as_of: ts(days(day)), tree_size };
+    let at =
+        |day: i64, tree_size: u64| pb::GetScoreRequest { uscc: ACME.into(), as_of: ts(days(day)), tree_size };
     let points = |s: pb::Score| s.points;
     assert_eq!(points(admin.scores.get_score(at(-101, 0)).await.unwrap().into_inner()), 100, "before both");
-    assert_eq!(points(admin.scores.get_score(at(-60, 0)).await.unwrap().into_inner()), 97, "only the warning");
+    assert_eq!(
+        points(admin.scores.get_score(at(-60, 0)).await.unwrap().into_inner()),
+        97,
+        "only the warning"
+    );
     assert_eq!(points(admin.scores.get_score(at(0, 0)).await.unwrap().into_inner()), 82);
-    assert_eq!(points(admin.scores.get_score(at(0, 2)).await.unwrap().into_inner()), 97, "prefix of 2 entries");
+    assert_eq!(
+        points(admin.scores.get_score(at(0, 2)).await.unwrap().into_inner()),
+        97,
+        "prefix of 2 entries"
+    );
     assert_eq!(points(admin.scores.get_score(at(81, 0)).await.unwrap().into_inner()), 85, "warning expired");
 
     let s = admin.scores.get_score(at(0, 2)).await.unwrap().into_inner();
@@ -86,7 +98,10 @@ async fn batch_scores_list_unknown_enterprises() {
     let mut bank = server.client(&bank).await;
     let response = bank
         .scores
-        .batch_get_scores(pb::BatchGetScoresRequest { uscc: vec![ACME.into(), unknown.clone(), BETA.into()], as_of: None })
+        .batch_get_scores(pb::BatchGetScoresRequest {
+            uscc: vec![ACME.into(), unknown.clone(), BETA.into()],
+            as_of: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -153,7 +168,11 @@ async fn list_scores_filters_pages_and_respects_scope() {
     loop {
         let page = regulator
             .scores
-            .list_scores(pb::ListScoresRequest { page_size: 2, page_token: token.clone(), ..Default::default() })
+            .list_scores(pb::ListScoresRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -187,7 +206,8 @@ async fn list_scores_filters_pages_and_respects_scope() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let bank = server.token("bank", Role::Lender);
-    let err = server.client(&bank).await.scores.list_scores(pb::ListScoresRequest::default()).await.unwrap_err();
+    let err =
+        server.client(&bank).await.scores.list_scores(pb::ListScoresRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let err = admin
         .scores
@@ -207,7 +227,11 @@ async fn history_has_a_point_per_change() {
     admin.append(record(ACME, "P-2", "inspection.finding", -100)).await.unwrap(); // -2, expires day 80
     let history = admin
         .scores
-        .get_score_history(pb::GetScoreHistoryRequest { uscc: ACME.into(), from: ts(days(-300)), to: ts(days(100)) })
+        .get_score_history(pb::GetScoreHistoryRequest {
+            uscc: ACME.into(),
+            from: ts(days(-300)),
+            to: ts(days(100)),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -248,7 +272,12 @@ async fn watchers_see_changes_from_new_entries_and_from_expiry() {
     server.clock.set(days(730));
     let change = stream.next().await.unwrap().unwrap();
     assert_eq!((change.previous(), change.current()), (pb::EcoCode::Yellow, pb::EcoCode::Green));
-    server.stop().await;
+
+    // Shutting down ends the watch with UNAVAILABLE instead of hanging.
+    let stopped = tokio::spawn(server.stop());
+    let end = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable);
+    stopped.await.unwrap();
 }
 
 #[tokio::test]
