@@ -27,10 +27,13 @@ pub fn ts(t: Timestamp) -> Option<prost_types::Timestamp> {
 
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
+    /// The HJ 212 gateway's address, when started with one.
+    pub gateway: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
     pub state: Arc<AppState>,
     pub clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
+    gateway_shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<server::Result<()>>>,
 }
 
@@ -44,21 +47,65 @@ impl TestServer {
         Self::try_start_in(dir).await.map_err(|(e, _)| e).expect("server starts")
     }
 
-    pub async fn try_start_in(dir: tempfile::TempDir) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
-        let clock = Arc::new(ManualClock::new(T0));
-        let state = match AppState::open(&Config::new(dir.path()), Model::builtin(), clock.clone(), &mut |_, _| {}) {
-            Ok(s) => Arc::new(s),
-            Err(e) => return Err((e, dir)),
+    /// Starts with the HJ 212 gateway on another port; it looks for days to
+    /// close every few milliseconds, by the server's (manual) clock.
+    pub async fn start_with_gateway() -> TestServer {
+        let mut server = Self::start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        server.gateway = Some(listener.local_addr().unwrap());
+        let config = ingest::hj212::GatewayConfig {
+            close_interval: std::time::Duration::from_millis(5),
+            ..Default::default()
         };
+        let (state, dir) = (server.state.clone(), server.dir.path().to_owned());
+        let (tx, rx) = oneshot::channel::<()>();
+        server.gateway_shutdown = Some(tx);
+        tokio::spawn(async move {
+            server::gateway::run(listener, state, &dir, Some(config), async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap()
+        });
+        server
+    }
+
+    pub async fn try_start_in(
+        dir: tempfile::TempDir,
+    ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
+        let clock = Arc::new(ManualClock::new(T0));
+        let state =
+            match AppState::open(&Config::new(dir.path()), Model::builtin(), clock.clone(), &mut |_, _| {}) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return Err((e, dir)),
+            };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server::serve(listener, async { let _ = rx.await; }, state.clone()));
-        Ok(TestServer { addr, dir, state, clock, shutdown: Some(tx), task: Some(task) })
+        let task = tokio::spawn(server::serve(
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            state.clone(),
+        ));
+        Ok(TestServer {
+            addr,
+            gateway: None,
+            dir,
+            state,
+            clock,
+            shutdown: Some(tx),
+            gateway_shutdown: None,
+            task: Some(task),
+        })
     }
 
     /// Stops the server (graceful) and hands back its data directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(gateway) = self.gateway_shutdown.take() {
+            let _ = gateway.send(());
+        }
         self.shutdown.take().unwrap().send(()).unwrap();
         self.task.take().unwrap().await.unwrap().expect("server stopped cleanly");
         // Drop the state so the sled lock is released before a restart.
@@ -152,7 +199,12 @@ impl Client {
 }
 
 pub fn enterprise(uscc: &str, name: &str, region: &str) -> pb::Enterprise {
-    pb::Enterprise { uscc: uscc.into(), name: name.into(), region_code: region.into(), industry_code: "C2614".into() }
+    pb::Enterprise {
+        uscc: uscc.into(),
+        name: name.into(),
+        region_code: region.into(),
+        industry_code: "C2614".into(),
+    }
 }
 
 /// A record from `beilun-epb` about `uscc`, occurring `day` days after T0.

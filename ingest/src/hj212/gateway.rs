@@ -35,7 +35,11 @@ pub trait RecordSink: Send + Sync + 'static {
     fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-#[derive(Clone, Debug)]
+/// The gateway's source of "now"; the server passes its own clock so tests
+/// can move time forward and see days close.
+pub type WallClock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+#[derive(Clone)]
 pub struct GatewayConfig {
     /// A connection that sends nothing for this long is closed. Devices send
     /// at least hourly data and a heartbeat, so 10 minutes of silence means
@@ -48,8 +52,19 @@ pub struct GatewayConfig {
     /// How long after local midnight a day stays open for late hourly data
     /// and re-sends, before it is judged.
     pub close_grace: Duration,
-    /// The wall clock; tests set a fixed time.
-    pub clock: fn() -> Timestamp,
+    /// The wall clock; tests set a fixed or manual time.
+    pub clock: WallClock,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("close_interval", &self.close_interval)
+            .field("close_grace", &self.close_grace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -59,7 +74,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             close_interval: Duration::from_secs(300),
             close_grace: Duration::from_secs(24 * 3600),
-            clock: Timestamp::now,
+            clock: Arc::new(Timestamp::now),
         }
     }
 }

@@ -27,7 +27,9 @@ pub use aggregate::{
 };
 pub use crc::hj212_crc;
 pub use framer::{Framer, MAX_BUFFERED_BYTES};
-pub use gateway::{Gateway, GatewayConfig, GatewayCounts, GatewayStats, RecordSink, serve_gateway};
+pub use gateway::{
+    Gateway, GatewayConfig, GatewayCounts, GatewayStats, RecordSink, WallClock, serve_gateway,
+};
 pub use packet::{
     DataFlag, Flag, MAX_CP_BYTES, MAX_DATA_BYTES, MAX_FRAME_BYTES, Measurement, Packet, PacketError, Suffix,
     Value, command, frame, parse_packet,

@@ -1,7 +1,7 @@
 //! Gateway tests over real TCP on 127.0.0.1:0, with an in-test sink standing
 //! in for the server. Waiting is on channels and the peer's EOF, never sleeps.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use scoring::{NANOS_PER_SECOND, Uscc};
 use tokio::sync::{mpsc, oneshot};
@@ -42,7 +42,7 @@ fn config() -> GatewayConfig {
         max_connections: 8,
         close_interval: Duration::from_millis(10),
         close_grace: Duration::from_secs(24 * 3600),
-        clock: fixed_clock,
+        clock: Arc::new(fixed_clock),
     }
 }
 

@@ -1,0 +1,149 @@
+//! HJ 212 end to end: a data logger on a real TCP socket sends a day of
+//! hourly data; the gateway acknowledges, aggregates, derives
+//! `exceedance.daily` and `monitoring.missing_day` records through the
+//! ledger, and the enterprise's score changes over gRPC.
+
+use std::time::Duration;
+
+use ecocode_proto::v1 as pb;
+use ingest::hj212;
+use scoring::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const MN: &str = "LD130133000015";
+
+/// An hourly (2061) packet for local day 2026-05-DD, hour HH, asking for an ack.
+fn hourly(day: u32, hour: u32, cod: (f64, &str), ammonia: Option<f64>) -> Vec<u8> {
+    let mut cp = format!("DataTime=202605{day:02}{hour:02}0000;w01018-Avg={},w01018-Flag={}", cod.0, cod.1);
+    if let Some(n) = ammonia {
+        cp.push_str(&format!(";w21003-Avg={n},w21003-Flag=N"));
+    }
+    let data =
+        format!("QN=202605{day:02}{hour:02}0000000;ST=32;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&{cp}&&");
+    hj212::frame(data.as_bytes())
+}
+
+/// Reads `n` acknowledgement packets from the device's socket.
+async fn read_acks(socket: &mut TcpStream, n: usize) -> Vec<hj212::Packet> {
+    let mut framer = hj212::Framer::new();
+    let mut acks = Vec::new();
+    let mut buf = [0u8; 4096];
+    while acks.len() < n {
+        let read = socket.read(&mut buf).await.unwrap();
+        assert!(read > 0, "the gateway closed the connection after {} acks", acks.len());
+        for frame in framer.push(&buf[..read]) {
+            acks.push(hj212::parse_packet(&frame).expect("acks are well-formed packets"));
+        }
+    }
+    acks
+}
+
+#[tokio::test]
+async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
+    let server = TestServer::start_with_gateway().await;
+    // 08:00 China time on 31 May: no day is due for judging yet.
+    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let point = pb::MonitoringPoint {
+        mn: MN.into(),
+        uscc: ACME.into(),
+        outlet: "DW001".into(),
+        limits: vec![
+            pb::PollutantLimit {
+                pollutant: "w01018".into(),
+                limit: 50.0,
+                unit: "mg/L".into(),
+                statistic: "Avg".into(),
+            },
+            pb::PollutantLimit {
+                pollutant: "w21003".into(),
+                limit: 5.0,
+                unit: "mg/L".into(),
+                statistic: String::new(),
+            },
+        ],
+    };
+    admin.registry.register_monitoring_point(point.clone()).await.unwrap();
+    let got =
+        admin.registry.get_monitoring_point(pb::GetMonitoringPointRequest { mn: MN.into() }).await.unwrap();
+    assert_eq!(got.into_inner().limits[1].statistic, "Avg", "the default statistic is stored explicitly");
+
+    // 30 May: COD above the limit on valid hours; two hours are flagged
+    // maintenance (M) and fault (D) with low values that must not count.
+    // 31 May: every COD value is a fault and no ammonia arrives at all.
+    let mut packets = Vec::new();
+    for hour in 0..24 {
+        let cod = match hour {
+            3 => (1.0, "M"),
+            4 => (1.0, "D"),
+            _ => (60.0 + f64::from(hour % 3), "N"),
+        };
+        packets.push(hourly(30, hour, cod, Some(1.2)));
+    }
+    for hour in 0..24 {
+        packets.push(hourly(31, hour, (70.0, "D"), None));
+    }
+    let mut socket = TcpStream::connect(server.gateway.unwrap()).await.unwrap();
+    socket.write_all(b"garbage before the first packet").await.unwrap();
+    let mut stream: Vec<u8> = packets.concat();
+    // One bad packet: its CRC is wrong, so it gets no ack and changes nothing.
+    let mut bad = hourly(30, 12, (999.0, "N"), None);
+    let crc_at = bad.len() - 3;
+    bad[crc_at] = if bad[crc_at] == b'0' { b'1' } else { b'0' };
+    stream.extend_from_slice(&bad);
+    // Split writes at awkward places, as a slow modem would.
+    for chunk in stream.chunks(97) {
+        socket.write_all(chunk).await.unwrap();
+    }
+    let acks = read_acks(&mut socket, packets.len()).await;
+    assert!(acks.iter().all(|a| a.cn() == "9014" && a.mn() == MN));
+    assert_eq!(acks[0].qn(), Some("20260530000000000"));
+
+    // Two days later both days are judged.
+    let mut changes = server.state.subscribe_changes();
+    server.clock.set(Timestamp::parse_rfc3339("2026-06-02T00:00:00Z").unwrap());
+    let score = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let changed = changes.recv().await.unwrap();
+            assert_eq!(changed.as_str(), ACME);
+            let score = admin.score(ACME).await;
+            if score.reasons.len() == 3 {
+                return score;
+            }
+        }
+    })
+    .await
+    .expect("the gateway appends the day's records");
+    assert_eq!(score.points, 97);
+    let mut kinds: Vec<&str> = score.reasons.iter().map(|r| r.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["exceedance.daily", "monitoring.missing_day", "monitoring.missing_day"]);
+
+    // The exceedance carries its evidence: the valid-hours mean, not the M/D values.
+    let exceedance = score.reasons.iter().find(|r| r.kind == "exceedance.daily").unwrap();
+    let entry =
+        admin.ledger.get_entry(pb::GetEntryRequest { seq: exceedance.seq }).await.unwrap().into_inner();
+    let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
+    let Some(pb::ledger_event::Event::Record(record)) = event.event else { panic!("not a record") };
+    assert_eq!(record.source, "hj212");
+    assert_eq!(record.attributes["pollutant"], "w01018");
+    assert_eq!(record.attributes["limit"], "50");
+    assert_eq!(record.attributes["unit"], "mg/L");
+    let mean: f64 = record.attributes["value"].parse().unwrap();
+    let valid: Vec<f64> = (0..24).filter(|h| *h != 3 && *h != 4).map(|h| 60.0 + f64::from(h % 3)).collect();
+    let expected = valid.iter().sum::<f64>() / valid.len() as f64;
+    assert!((mean - expected).abs() < 1e-3, "{mean} vs {expected}");
+
+    // Re-sending a whole day changes nothing: acks, but no new entries.
+    let size = server.state.ledger.head().size;
+    for p in &packets[..24] {
+        socket.write_all(p).await.unwrap();
+    }
+    read_acks(&mut socket, 24).await;
+    assert_eq!(server.state.ledger.head().size, size);
+    server.stop().await;
+}
