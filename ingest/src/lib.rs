@@ -8,4 +8,5 @@
 #![forbid(unsafe_code)]
 
 pub mod hj212;
+pub mod import;
 pub mod ledger;
