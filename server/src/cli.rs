@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use base64::Engine;
 use clap::{Args, Parser, Subcommand};
 use ecocode_proto::v1 as pb;
@@ -21,7 +21,11 @@ use crate::principals::{PrincipalStore, Role};
 use crate::state::{AppState, Config};
 
 #[derive(Parser, Debug)]
-#[command(name = "ecocode", version, about = "Environmental-protection codes and credit scores on a verifiable ledger")]
+#[command(
+    name = "ecocode",
+    version,
+    about = "Environmental-protection codes and credit scores on a verifiable ledger"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,6 +47,23 @@ pub enum Command {
     /// Show the service's public key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Register or update an HJ 212 monitoring point (client).
+    Point {
+        #[command(flatten)]
+        conn: Connection,
+        /// The data logger's device id (MN).
+        #[arg(long)]
+        mn: String,
+        #[arg(long)]
+        uscc: String,
+        /// The outlet's id in the discharge permit, e.g. DW001.
+        #[arg(long)]
+        outlet: String,
+        /// A permitted daily mean: POLLUTANT=LIMIT[UNIT][@Avg|@ZsAvg], e.g.
+        /// w01018=50mg/L or a21026=35mg/m3@ZsAvg; repeat per pollutant.
+        #[arg(long = "limit")]
+        limits: Vec<String>,
+    },
     /// Register an enterprise (client).
     Register {
         #[command(flatten)]
@@ -85,6 +106,85 @@ pub enum Command {
     /// Signed score attestations.
     #[command(subcommand)]
     Attest(AttestCommand),
+    /// Import records from a CSV or Parquet file, reporting every rejected
+    /// row; re-running the same file adds nothing (client).
+    Import {
+        #[command(flatten)]
+        conn: Connection,
+        /// A `.csv` (UTF-8, header row) or `.parquet` file; see README for the columns.
+        file: PathBuf,
+    },
+    /// Re-score every enterprise with the batch (polars) scorer and write one
+    /// row per enterprise to a `.parquet` or `.csv` file (client).
+    ScoreAll {
+        #[command(flatten)]
+        conn: Connection,
+        /// Evaluation time, RFC 3339 (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Scoring model file (default: the model built into the binary).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Grades and colours by region, city and industry, and the enterprises
+    /// whose colour changed between --from and --to (client).
+    Report {
+        #[command(flatten)]
+        conn: Connection,
+        /// Start of the period for colour changes, RFC 3339.
+        #[arg(long)]
+        from: Option<String>,
+        /// Evaluation time of the distribution, RFC 3339 (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only enterprises whose region code starts with this prefix.
+        #[arg(long)]
+        region: Option<String>,
+        /// Write the distribution to this `.csv` or `.parquet` file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the colour changes to this `.csv` or `.parquet` file.
+        #[arg(long)]
+        changes_out: Option<PathBuf>,
+        /// Scoring model file (default: the model built into the binary).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Inclusion and consistency proofs, fetched as files and checked offline.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProofCommand {
+    /// Fetch entry SEQ with its inclusion proof in the latest checkpoint (client).
+    Inclusion {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        seq: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fetch a proof that the ledger only grew since an older checkpoint,
+    /// saved earlier with `ecocode checkpoint > old.note` (client).
+    Consistency {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        old_checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a proof file offline against the signed checkpoint(s) it holds.
+    Verify {
+        file: PathBuf,
+        /// The verifier key, as printed by `ecocode key show`.
+        #[arg(long)]
+        public_key: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +210,9 @@ pub struct ServeArgs {
     /// Sign a new checkpoint at most this often, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_interval_ms: u64,
+    /// Accept HJ 212 data loggers on this TCP address (off by default).
+    #[arg(long)]
+    pub hj212_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,15 +270,11 @@ pub struct Connection {
     pub token: String,
 }
 
-pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let model = match &args.model {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the model file {}", path.display()))?;
-            Model::from_toml(&text).with_context(|| format!("model file {}", path.display()))?
-        }
-        None => Model::builtin(),
-    };
+pub async fn serve(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let model = load_model(args.model.as_deref())?;
     let mut config = Config::new(&args.data);
     if let Some(origin) = args.origin {
         config.origin = origin;
@@ -185,7 +284,7 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -
     }
     config.key_file = args.key_file;
     config.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
-    let bar = progress_bar("verifying ledger");
+    let bar = progress_bar("verifying ledger", "entries");
     let state = AppState::open(&config, model, Arc::new(SystemClock), &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -198,12 +297,56 @@ pub async fn serve(args: ServeArgs, shutdown: impl Future<Output = ()> + Send) -
         )
     })?;
     bar.finish_and_clear();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another server running there? try --listen", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+        format!("cannot listen on {}; is another server running there? try --listen", args.listen)
+    })?;
+    let state = Arc::new(state);
+    // One shutdown signal, fanned out to the gRPC server and the gateway.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let gateway = match args.hj212_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HJ 212 on {addr}; try another --hj212-listen"))?;
+            eprintln!("hj212 gateway listening on {}", listener.local_addr()?);
+            let (state, data, stopped) = (state.clone(), args.data.clone(), stopped.clone());
+            Some(tokio::spawn(async move {
+                crate::gateway::run(listener, state, &data, None, wait(stopped)).await
+            }))
+        }
+        None => None,
+    };
     eprintln!("ecocode listening on {} (data {})", listener.local_addr()?, args.data.display());
-    crate::serve(listener, shutdown, Arc::new(state)).await?;
+    crate::serve(listener, wait(stopped), state).await?;
+    if let Some(gateway) = gateway {
+        let stats = gateway.await.context("hj212 gateway task")??;
+        tracing::info!(counts = ?stats.snapshot(), "hj212 gateway stopped");
+    }
     Ok(())
+}
+
+/// The model file given with `--model`, or the one built into the binary.
+fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the model file {}", path.display()))?;
+            Model::from_toml(&text).with_context(|| format!("model file {}", path.display()))
+        }
+        None => Ok(Model::builtin()),
+    }
+}
+
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<Timestamp> {
+    Timestamp::parse_rfc3339(text)
+        .with_context(|| format!("{flag} {text:?} is not RFC 3339, e.g. 2026-03-15T08:00:00Z"))
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -232,7 +375,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Register { conn, uscc, name, region, industry } => {
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
-            let request = authed(&conn, pb::Enterprise { uscc, name, region_code: region, industry_code: industry })?;
+            let request =
+                authed(&conn, pb::Enterprise { uscc, name, region_code: region, industry_code: industry })?;
             let receipt = client.register_enterprise(request).await.map_err(status_error)?.into_inner();
             println!(
                 "registered at seq {}{}",
@@ -242,13 +386,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Append { conn, file } => append(&conn, &file).await,
+        Command::Point { conn, mn, uscc, outlet, limits } => {
+            let limits = limits.iter().map(|l| parse_limit(l)).collect::<anyhow::Result<Vec<_>>>()?;
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::MonitoringPoint { mn, uscc, outlet, limits })?;
+            let receipt = client.register_monitoring_point(request).await.map_err(status_error)?.into_inner();
+            println!(
+                "monitoring point registered at seq {}{}",
+                receipt.seq,
+                if receipt.duplicate { " (unchanged)" } else { "" }
+            );
+            Ok(())
+        }
         Command::Score { conn, uscc, as_of, tree_size, json } => {
             let as_of = as_of
-                .map(|s| {
-                    Timestamp::parse_rfc3339(&s)
-                        .map(crate::convert::to_proto::timestamp)
-                        .with_context(|| format!("--as-of {s:?} is not RFC 3339, e.g. 2026-03-15T08:00:00Z"))
-                })
+                .as_deref()
+                .map(|s| parse_time("--as-of", s).map(crate::convert::to_proto::timestamp))
                 .transpose()?;
             let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
             let request = authed(&conn, pb::GetScoreRequest { uscc, as_of, tree_size })?;
@@ -274,12 +427,37 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
             let request = authed(&conn, pb::GetAttestationRequest { uscc, as_of: None, tree_size: 0 })?;
             let attestation = client.get_attestation(request).await.map_err(status_error)?.into_inner();
-            std::fs::write(&out, &attestation.signed_note).with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&out, &attestation.signed_note)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             println!("wrote {}", out.display());
             Ok(())
         }
+        Command::Proof(command) => proof(command).await,
+        Command::Import { conn, file } => crate::import::run(&conn, &file).await.map(|_| ()),
+        Command::ScoreAll { conn, as_of, out, model } => {
+            let model = load_model(model.as_deref())?;
+            let as_of = as_of.as_deref().map(|t| parse_time("--as-of", t)).transpose()?;
+            crate::batch::score_all(&conn, &model, as_of, &out).await.map(|_| ())
+        }
+        Command::Report { conn, from, to, region, out, changes_out, model } => {
+            let model = load_model(model.as_deref())?;
+            let from = from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
+            let to = to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+            crate::batch::report(
+                &conn,
+                &model,
+                from,
+                to,
+                region.as_deref(),
+                out.as_deref(),
+                changes_out.as_deref(),
+            )
+            .await
+            .map(|_| ())
+        }
         Command::Attest(AttestCommand::Verify { file, public_key }) => {
-            let note = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let note =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let (key_name, key) = ingest::ledger::note::decode_verifier_key(public_key.trim())
                 .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
             let body = ingest::ledger::note::verify(&note, &key_name, &key)
@@ -293,11 +471,105 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+async fn proof(command: ProofCommand) -> anyhow::Result<()> {
+    use crate::proof_bundle::{Bundle, Verified, encode_hashes};
+    let write = |out: &Path, bundle: &Bundle| -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(bundle)?;
+        std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+        println!("wrote {}", out.display());
+        Ok(())
+    };
+    match command {
+        ProofCommand::Inclusion { conn, seq, out } => {
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = client
+                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
+                .await
+                .map_err(status_error)?;
+            let checkpoint = checkpoint.into_inner();
+            let entry =
+                client.get_entry(authed(&conn, pb::GetEntryRequest { seq })?).await.map_err(status_error)?;
+            let entry = entry.into_inner();
+            let request = pb::GetInclusionProofRequest { seq, tree_size: checkpoint.tree_size };
+            let p =
+                client.get_inclusion_proof(authed(&conn, request)?).await.map_err(status_error)?.into_inner();
+            let recorded_at = entry.recorded_at.unwrap_or_default();
+            write(
+                &out,
+                &Bundle::Inclusion {
+                    checkpoint: checkpoint.signed_note,
+                    seq,
+                    recorded_at_ns: recorded_at.seconds * 1_000_000_000 + i64::from(recorded_at.nanos),
+                    payload: base64::engine::general_purpose::STANDARD.encode(&entry.payload),
+                    hashes: p
+                        .hashes
+                        .iter()
+                        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                        .collect(),
+                },
+            )
+        }
+        ProofCommand::Consistency { conn, old_checkpoint, out } => {
+            let old = std::fs::read_to_string(&old_checkpoint)
+                .with_context(|| format!("cannot read {}", old_checkpoint.display()))?;
+            let old_size = old
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse::<u64>().ok())
+                .with_context(|| format!("{} is not a checkpoint note", old_checkpoint.display()))?;
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = client
+                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
+                .await
+                .map_err(status_error)?;
+            let checkpoint = checkpoint.into_inner();
+            let request =
+                pb::GetConsistencyProofRequest { from_size: old_size, to_size: checkpoint.tree_size };
+            let p = client
+                .get_consistency_proof(authed(&conn, request)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let hashes: Vec<ingest::ledger::Hash> =
+                p.hashes.iter().filter_map(|h| h.as_slice().try_into().ok()).collect();
+            write(
+                &out,
+                &Bundle::Consistency {
+                    old_checkpoint: old,
+                    checkpoint: checkpoint.signed_note,
+                    hashes: encode_hashes(&hashes),
+                },
+            )
+        }
+        ProofCommand::Verify { file, public_key } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bundle: Bundle = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a proof file from `ecocode proof`", file.display()))?;
+            let (key_name, key) = ingest::ledger::note::decode_verifier_key(public_key.trim())
+                .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+            match crate::proof_bundle::verify(&bundle, &key_name, &key) {
+                Ok(Verified::Inclusion { seq, tree_size, entry_hash }) => println!(
+                    "ok: entry {seq} (hash {}) is in the signed ledger of {tree_size} entries",
+                    base64::engine::general_purpose::STANDARD.encode(entry_hash)
+                ),
+                Ok(Verified::Consistency { from_size, to_size }) => {
+                    println!(
+                        "ok: the signed ledger of {from_size} entries is a prefix of the one of {to_size}"
+                    )
+                }
+                Err(e) => bail!("proof {} does NOT verify: {e}", file.display()),
+            }
+            Ok(())
+        }
+    }
+}
+
 fn verify(data: &Path) -> anyhow::Result<()> {
     if !data.join("ledger").exists() {
         bail!("{} holds no ledger; pass the server's --data directory", data.display());
     }
-    let bar = progress_bar("verifying");
+    let bar = progress_bar("verifying", "entries");
     let report = ingest::ledger::verify(data, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -316,18 +588,36 @@ fn verify(data: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn progress_bar(message: &'static str) -> ProgressBar {
+/// `w01018=50mg/L`, `a21026=35mg/m3@ZsAvg`.
+fn parse_limit(text: &str) -> anyhow::Result<pb::PollutantLimit> {
+    let bad = || anyhow::anyhow!("--limit {text:?} must look like w01018=50mg/L or a21026=35mg/m3@ZsAvg");
+    let (pollutant, rest) = text.split_once('=').ok_or_else(bad)?;
+    let (rest, statistic) = rest.split_once('@').unwrap_or((rest, "Avg"));
+    let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let limit: f64 = rest[..split].parse().map_err(|_| bad())?;
+    Ok(pb::PollutantLimit {
+        pollutant: pollutant.to_owned(),
+        limit,
+        unit: rest[split..].to_owned(),
+        statistic: statistic.to_owned(),
+    })
+}
+
+/// A progress bar counting `unit` (entries, rows, ...).
+pub(crate) fn progress_bar(message: &'static str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(message);
     bar
 }
 
-async fn channel(conn: &Connection) -> anyhow::Result<tonic::transport::Channel> {
+pub(crate) async fn channel(conn: &Connection) -> anyhow::Result<tonic::transport::Channel> {
     tonic::transport::Endpoint::from_shared(conn.server.clone())
         .with_context(|| format!("--server {:?} is not a URL like http://127.0.0.1:50051", conn.server))?
         .connect()
@@ -335,7 +625,7 @@ async fn channel(conn: &Connection) -> anyhow::Result<tonic::transport::Channel>
         .with_context(|| format!("cannot reach the server at {}; is `ecocode serve` running?", conn.server))
 }
 
-fn authed<T>(conn: &Connection, message: T) -> anyhow::Result<tonic::Request<T>> {
+pub(crate) fn authed<T>(conn: &Connection, message: T) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
     let value = format!("Bearer {}", conn.token)
         .parse()
@@ -344,7 +634,7 @@ fn authed<T>(conn: &Connection, message: T) -> anyhow::Result<tonic::Request<T>>
     Ok(request)
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
@@ -416,7 +706,10 @@ async fn append(conn: &Connection, file: &Path) -> anyhow::Result<()> {
         writeln!(stdout, "ledger now has {} entries", c.tree_size)?;
     }
     if !response.rejected.is_empty() {
-        bail!("{} records were rejected; fix the lines above and re-run (appended records are not duplicated)", response.rejected.len());
+        bail!(
+            "{} records were rejected; fix the lines above and re-run (appended records are not duplicated)",
+            response.rejected.len()
+        );
     }
     Ok(())
 }
@@ -425,7 +718,12 @@ fn print_score(s: &pb::Score) {
     let grade = pb::CreditGrade::try_from(s.grade).map(|g| g.as_str_name()).unwrap_or("?");
     let code = pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?");
     println!("{} {}", s.uscc, s.name);
-    println!("  {code}  {grade}  {} points{}{}", s.points, if s.veto { "  VETO" } else { "" }, if s.disputed { "  DISPUTED" } else { "" });
+    println!(
+        "  {code}  {grade}  {} points{}{}",
+        s.points,
+        if s.veto { "  VETO" } else { "" },
+        if s.disputed { "  DISPUTED" } else { "" }
+    );
     println!("  model {}, ledger size {}", s.model_version, s.tree_size);
     for r in &s.reasons {
         println!("  {:>+4}  {:<32} seq {:<6} {}", r.points, r.kind, r.seq, r.description);
@@ -434,9 +732,7 @@ fn print_score(s: &pb::Score) {
 
 fn score_json(s: &pb::Score) -> serde_json::Value {
     let ts = |t: &Option<prost_types::Timestamp>| {
-        t.as_ref()
-            .and_then(|t| Timestamp::from_unix(t.seconds, t.nanos))
-            .map(|t| t.to_string())
+        t.as_ref().and_then(|t| Timestamp::from_unix(t.seconds, t.nanos)).map(|t| t.to_string())
     };
     serde_json::json!({
         "uscc": s.uscc,

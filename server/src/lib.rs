@@ -7,11 +7,15 @@
 
 pub mod attestation;
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod convert;
 pub mod error;
+pub mod gateway;
+pub mod import;
 pub mod principals;
+pub mod proof_bundle;
 pub mod serve;
 pub mod services;
 pub mod state;

@@ -1,0 +1,207 @@
+//! Tests that need the `ecocode` binary as a separate process: the CLI's
+//! contract (tokens on the last line, exit codes) and crash safety under
+//! SIGKILL. Everything else is tested in-process in `tests/it`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use ecocode_proto::v1 as pb;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ECOCODE: &str = env!("CARGO_BIN_EXE_ecocode");
+const ACME: &str = "91330421739237858X";
+
+/// Runs a CLI command to completion.
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(ECOCODE).args(args).output().expect("ecocode runs")
+}
+
+fn add_principal(dir: &Path, name: &str, role: &str) -> String {
+    let out = cli(&["principal", "add", "--data", dir.to_str().unwrap(), "--name", name, "--role", role]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().expect("token on the last line").to_owned()
+}
+
+/// Starts `ecocode serve` on a free port and returns it once it listens.
+async fn spawn_server(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(ECOCODE)
+        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server spawns");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("server printed its address before exiting");
+        if let Some(rest) = line.strip_prefix("ecocode listening on ") {
+            break rest.split(' ').next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
+}
+
+fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Yesterday, fixed once per test run so a re-sent record is identical.
+fn yesterday() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        now.as_secs() as i64 - 86_400
+    })
+}
+
+fn record(id: &str) -> pb::Record {
+    pb::Record {
+        source: "crash-test".into(),
+        source_record_id: id.into(),
+        uscc: ACME.into(),
+        kind: "exceedance.daily".into(),
+        occurred_at: Some(prost_types::Timestamp { seconds: yesterday(), nanos: 0 }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn principal_add_prints_the_token_alone_on_the_last_line_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_principal(dir.path(), "bank-a", "lender");
+    assert!(token.starts_with("eco_") && !token.contains(' '), "{token:?}");
+    let stored = std::fs::read_to_string(dir.path().join("principals/bank-a.toml")).unwrap();
+    assert!(!stored.contains(&token));
+
+    let out = cli(&[
+        "principal",
+        "add",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "x",
+        "--role",
+        "enterprise",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --scope"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_stream_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_principal(dir.path(), "ops", "admin");
+    let (mut server, url) = spawn_server(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+    let enterprise = pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Acme".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    };
+    registry.register_enterprise(authed(&token, enterprise)).await.unwrap();
+
+    // Eight writers append until the server dies; every acknowledged
+    // (source_record_id, seq) is remembered.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let (enough_tx, mut enough_rx) = tokio::sync::watch::channel(0usize);
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (channel, token, acked, enough_tx) =
+            (channel.clone(), token.clone(), acked.clone(), enough_tx.clone());
+        writers.push(tokio::spawn(async move {
+            let mut ingest = pb::ingest_client::IngestClient::new(channel);
+            for i in 0.. {
+                let id = format!("w{w}-{i}");
+                match ingest.append_record(authed(&token, record(&id))).await {
+                    Ok(receipt) => {
+                        let mut acked = acked.lock().unwrap();
+                        acked.push((id, receipt.into_inner().seq));
+                        enough_tx.send_replace(acked.len());
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    enough_rx.wait_for(|n| *n >= 300).await.unwrap();
+    server.start_kill().expect("SIGKILL"); // kill(2) with SIGKILL: no shutdown path runs
+    server.wait().await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 300);
+
+    // Offline verification passes on what the killed server left.
+    let out = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("ok, "), "{stdout}");
+
+    // After a restart every acknowledged record is there, at its seq.
+    let (_server, url) = spawn_server(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let mut ledger = pb::ledger_client::LedgerClient::new(channel.clone());
+    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    for (id, seq) in &acked {
+        let entry =
+            ledger.get_entry(authed(&token, pb::GetEntryRequest { seq: *seq })).await.unwrap().into_inner();
+        let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
+        let Some(pb::ledger_event::Event::Record(r)) = event.event else {
+            panic!("seq {seq} is not a record")
+        };
+        assert_eq!(&r.source_record_id, id, "seq {seq}");
+    }
+    // New appends continue after the last stored entry.
+    let checkpoint =
+        ledger.get_checkpoint(authed(&token, pb::GetCheckpointRequest {})).await.unwrap().into_inner();
+    let receipt = ingest.append_record(authed(&token, record("after-restart"))).await.unwrap().into_inner();
+    assert_eq!(receipt.seq, checkpoint.tree_size);
+    let (id, seq) = &acked[0];
+    let again = ingest.append_record(authed(&token, record(id))).await.unwrap().into_inner();
+    assert!(again.duplicate, "the idempotency index survived the kill");
+    assert_eq!(again.seq, *seq);
+}
+
+#[tokio::test]
+async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_principal(dir.path(), "ops", "admin");
+    let (mut server, url) = spawn_server(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let enterprise = pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Acme".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    };
+    pb::registry_client::RegistryClient::new(channel)
+        .register_enterprise(authed(&token, enterprise))
+        .await
+        .unwrap();
+    // SIGTERM: graceful stop, which signs a final checkpoint.
+    let pid = server.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.wait().await.unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    let out = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let path = dir.path().join("checkpoint");
+    let note = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, note.replacen("\n1\n", "\n2\n", 1)).unwrap();
+    let out = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "a store shorter than its checkpoint must fail verification");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
+    let out = cli(&["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success(), "the server refuses to start");
+}
