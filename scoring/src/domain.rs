@@ -27,10 +27,7 @@ impl Timestamp {
         if !(0..1_000_000_000).contains(&nanos) {
             return None;
         }
-        seconds
-            .checked_mul(NANOS_PER_SECOND)
-            .and_then(|n| n.checked_add(i64::from(nanos)))
-            .map(Timestamp)
+        seconds.checked_mul(NANOS_PER_SECOND).and_then(|n| n.checked_add(i64::from(nanos))).map(Timestamp)
     }
 
     /// Seconds and nanoseconds as in `google.protobuf.Timestamp`.
@@ -54,10 +51,7 @@ impl Timestamp {
 
     /// Parses RFC 3339, e.g. `2026-03-15T08:00:00Z` or `2026-03-15T16:00:00+08:00`.
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt())
-            .map(Timestamp)
+        chrono::DateTime::parse_from_rfc3339(s).ok().and_then(|t| t.timestamp_nanos_opt()).map(Timestamp)
     }
 }
 
@@ -179,24 +173,18 @@ pub struct RecordFields<'a> {
 impl Record {
     pub fn new(f: RecordFields<'_>) -> Result<Record, ValidationError> {
         let source = identifier("source", f.source, limits::SOURCE)?;
-        let source_record_id = bounded_text(
-            "source_record_id",
-            f.source_record_id,
-            limits::SOURCE_RECORD_ID,
-            Required::Yes,
-        )?;
+        let source_record_id =
+            bounded_text("source_record_id", f.source_record_id, limits::SOURCE_RECORD_ID, Required::Yes)?;
         let uscc = Uscc::parse(f.uscc)?;
         let kind = identifier("kind", f.kind, limits::KIND)?;
-        let occurred_at =
-            f.occurred_at.ok_or_else(|| ValidationError::new("occurred_at", "is required"))?;
+        let occurred_at = f.occurred_at.ok_or_else(|| ValidationError::new("occurred_at", "is required"))?;
         if f.amount_yuan < 0 {
             return Err(ValidationError::new(
                 "amount_yuan",
                 format!("must not be negative, got {}", f.amount_yuan),
             ));
         }
-        let description =
-            bounded_text("description", f.description, limits::DESCRIPTION, Required::No)?;
+        let description = bounded_text("description", f.description, limits::DESCRIPTION, Required::No)?;
         if f.attributes.len() > limits::ATTRIBUTES {
             return Err(ValidationError::new(
                 "attributes",
@@ -248,19 +236,12 @@ fn bounded_text<'a>(
 }
 
 /// ASCII letters, digits and `._-:`, as used for sources, kinds and keys.
-fn identifier<'a>(
-    field: &'static str,
-    value: &'a str,
-    max: usize,
-) -> Result<&'a str, ValidationError> {
+fn identifier<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a str, ValidationError> {
     if value.is_empty() {
         return Err(ValidationError::new(field, "is required"));
     }
     if value.len() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("at most {max} characters, got {}", value.len()),
-        ));
+        return Err(ValidationError::new(field, format!("at most {max} characters, got {}", value.len())));
     }
     if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b)) {
         return Err(ValidationError::new(
@@ -328,7 +309,9 @@ mod tests {
         let err = |r: Result<Enterprise, ValidationError>| r.unwrap_err().to_string();
         assert!(err(Enterprise::new("91330421739237858X", "", "330206", "")).starts_with("name:"));
         assert!(err(Enterprise::new("91330421739237858X", "n", "33020", "")).starts_with("region_code:"));
-        assert!(err(Enterprise::new("91330421739237858X", "n", "330206", "C-17")).starts_with("industry_code:"));
+        assert!(
+            err(Enterprise::new("91330421739237858X", "n", "330206", "C-17")).starts_with("industry_code:")
+        );
     }
 
     #[test]

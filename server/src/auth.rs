@@ -11,16 +11,15 @@ pub fn authenticate(principals: &PrincipalStore, metadata: &MetadataMap) -> Resu
     let header = metadata.get("authorization").ok_or_else(|| {
         Error::Unauthenticated("missing authorization metadata; send `authorization: Bearer <token>`".into())
     })?;
-    let header = header
-        .to_str()
-        .map_err(|_| Error::Unauthenticated("authorization metadata is not ASCII".into()))?;
+    let header =
+        header.to_str().map_err(|_| Error::Unauthenticated("authorization metadata is not ASCII".into()))?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or_else(|| Error::Unauthenticated("authorization metadata must be `Bearer <token>`".into()))?;
-    principals
-        .authenticate(token.trim())?
-        .ok_or_else(|| Error::Unauthenticated("unknown token; create one with `ecocode principal add`".into()))
+    principals.authenticate(token.trim())?.ok_or_else(|| {
+        Error::Unauthenticated("unknown token; create one with `ecocode principal add`".into())
+    })
 }
 
 fn denied(p: &Principal, what: &str) -> Error {
@@ -52,10 +51,15 @@ pub fn may_append_kind(p: &Principal, kind: &str, class: KindClass, source: &str
         (Role::Regulator { .. }, KindClass::Workflow(w)) => {
             matches!(w, DisputeResolved | RecordVoided | RectificationVerified | RepairGranted)
         }
-        (Role::Enterprise { .. }, KindClass::Workflow(w)) => matches!(w, DisputeOpened | RectificationSubmitted),
+        (Role::Enterprise { .. }, KindClass::Workflow(w)) => {
+            matches!(w, DisputeOpened | RectificationSubmitted)
+        }
         (Role::Source { source: own }, KindClass::Scored { .. }) => {
             if own != source {
-                return Err(denied(p, &format!("append records for source {source:?}; it is bound to {own:?}")));
+                return Err(denied(
+                    p,
+                    &format!("append records for source {source:?}; it is bound to {own:?}"),
+                ));
             }
             true
         }

@@ -24,12 +24,18 @@ pub enum Role {
     Admin,
     /// Scoped to enterprises whose region code starts with this prefix
     /// (empty: every region).
-    Regulator { region_prefix: String },
+    Regulator {
+        region_prefix: String,
+    },
     Lender,
     /// Bound to one enterprise.
-    Enterprise { uscc: String },
+    Enterprise {
+        uscc: String,
+    },
     /// An ingesting system, bound to its `source` name.
-    Source { source: String },
+    Source {
+        source: String,
+    },
 }
 
 impl Role {
@@ -70,7 +76,9 @@ impl Role {
                 if source.len() > scoring::limits::SOURCE
                     || !source.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
                 {
-                    return Err(invalid(format!("--scope for a source must be a source name, got {source:?}")));
+                    return Err(invalid(format!(
+                        "--scope for a source must be a source name, got {source:?}"
+                    )));
                 }
                 Ok(Role::Source { source: source.to_owned() })
             }
@@ -145,7 +153,8 @@ impl PrincipalStore {
             )));
         }
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))?;
         let token = format!("eco_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
         let file = PrincipalFile {
             name: name.to_owned(),
@@ -170,9 +179,7 @@ impl PrincipalStore {
             Ok(()) => Ok(token),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let _ = fs::remove_file(&tmp);
-                Err(Error::AlreadyExists(format!(
-                    "principal {name:?} already exists; choose another --name"
-                )))
+                Err(Error::AlreadyExists(format!("principal {name:?} already exists; choose another --name")))
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -201,7 +208,8 @@ impl PrincipalStore {
 
     fn load(&self) -> Result<HashMap<String, Principal>> {
         let mut map = HashMap::new();
-        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(format!("read {}", self.dir.display()), e))?;
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| Error::io(format!("read {}", self.dir.display()), e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(format!("read {}", self.dir.display()), e))?;
             let path = entry.path();
@@ -210,7 +218,8 @@ impl PrincipalStore {
             if !is_principal {
                 continue;
             }
-            let text = fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+            let text =
+                fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
             // A damaged file disables that principal, not the whole service.
             let parsed: PrincipalFile = match toml::from_str(&text) {
                 Ok(p) => p,
@@ -224,7 +233,9 @@ impl PrincipalStore {
                 Ok(role) => {
                     map.insert(parsed.token_blake3, Principal { name: parsed.name, role });
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring invalid principal file"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring invalid principal file")
+                }
             }
         }
         Ok(map)

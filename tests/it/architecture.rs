@@ -41,7 +41,16 @@ fn check(deps: &BTreeMap<String, BTreeSet<String>>, krate: &str, forbidden: &[&s
 #[test]
 fn domain_crates_never_see_grpc_or_the_server() {
     let deps = workspace_dependencies();
-    let grpc = ["tonic", "tonic-prost", "prost", "prost-types", "ecocode-proto", "server", "tonic-health", "tonic-reflection"];
+    let grpc = [
+        "tonic",
+        "tonic-prost",
+        "prost",
+        "prost-types",
+        "ecocode-proto",
+        "server",
+        "tonic-health",
+        "tonic-reflection",
+    ];
     check(&deps, "scoring", &grpc);
     check(&deps, "ingest", &grpc);
 }

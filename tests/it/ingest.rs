@@ -61,13 +61,37 @@ async fn each_error_class_has_its_status_and_names_the_field() {
         (record(BETA, "X-1", "penalty.warning", -1), Code::FailedPrecondition, "not registered"),
         (record("91330421739237858Y", "X-2", "penalty.warning", -1), Code::InvalidArgument, "uscc:"),
         (record(ACME, "X-3", "penalty.parking", -1), Code::InvalidArgument, "kind:"),
-        (pb::Record { amount_yuan: 0, ..record(ACME, "X-4", "penalty.fine", -1) }, Code::InvalidArgument, "amount_yuan:"),
-        (pb::Record { amount_yuan: -5, ..record(ACME, "X-5", "penalty.fine", -1) }, Code::InvalidArgument, "amount_yuan:"),
+        (
+            pb::Record { amount_yuan: 0, ..record(ACME, "X-4", "penalty.fine", -1) },
+            Code::InvalidArgument,
+            "amount_yuan:",
+        ),
+        (
+            pb::Record { amount_yuan: -5, ..record(ACME, "X-5", "penalty.fine", -1) },
+            Code::InvalidArgument,
+            "amount_yuan:",
+        ),
         (record(ACME, "X-6", "penalty.warning", 1), Code::InvalidArgument, "occurred_at:"),
-        (pb::Record { occurred_at: None, ..record(ACME, "X-7", "penalty.warning", -1) }, Code::InvalidArgument, "occurred_at:"),
-        (pb::Record { source: String::new(), ..record(ACME, "X-8", "penalty.warning", -1) }, Code::InvalidArgument, "source:"),
-        (pb::Record { source_record_id: String::new(), ..record(ACME, "", "penalty.warning", -1) }, Code::InvalidArgument, "source_record_id:"),
-        (pb::Record { description: "x".repeat(5000), ..record(ACME, "X-9", "penalty.warning", -1) }, Code::InvalidArgument, "description:"),
+        (
+            pb::Record { occurred_at: None, ..record(ACME, "X-7", "penalty.warning", -1) },
+            Code::InvalidArgument,
+            "occurred_at:",
+        ),
+        (
+            pb::Record { source: String::new(), ..record(ACME, "X-8", "penalty.warning", -1) },
+            Code::InvalidArgument,
+            "source:",
+        ),
+        (
+            pb::Record { source_record_id: String::new(), ..record(ACME, "", "penalty.warning", -1) },
+            Code::InvalidArgument,
+            "source_record_id:",
+        ),
+        (
+            pb::Record { description: "x".repeat(5000), ..record(ACME, "X-9", "penalty.warning", -1) },
+            Code::InvalidArgument,
+            "description:",
+        ),
         (step(ACME, "X-10", "record.voided", -1, 0), Code::InvalidArgument, "refers_to_seq"),
         (step(ACME, "X-11", "record.voided", -1, 99), Code::InvalidArgument, "attributes.reason"),
     ];
@@ -87,7 +111,8 @@ async fn roles_for_appending() {
     let feed = server.token("feed", Role::Source { source: "beilun-epb".into() });
     let mut feed = server.client(&feed).await;
     feed.append(record(ACME, "F-1", "inspection.finding", -3)).await.unwrap();
-    let other_source = pb::Record { source: "someone-else".into(), ..record(ACME, "F-2", "inspection.finding", -3) };
+    let other_source =
+        pb::Record { source: "someone-else".into(), ..record(ACME, "F-2", "inspection.finding", -3) };
     assert_eq!(feed.append(other_source).await.unwrap_err().code(), Code::PermissionDenied);
 
     let regulator = server.token("zj", Role::Regulator { region_prefix: "33".into() });

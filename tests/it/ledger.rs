@@ -2,7 +2,7 @@
 //! own, restarts, and the enterprise's view of entries.
 
 use ecocode_proto::v1 as pb;
-use ingest::ledger::{hash, note, proof, Hash};
+use ingest::ledger::{Hash, hash, note, proof};
 use server::principals::Role;
 use tonic::Code;
 
@@ -30,7 +30,10 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
     let key_name = old.signed_note.rsplit("\n— ").next().unwrap().split(' ').next().unwrap().to_owned();
     let body = note::verify(&old.signed_note, &key_name, &key).expect("checkpoint verifies");
     let (_origin, size, root, chain) = note::parse_checkpoint(&body).unwrap();
-    assert_eq!((size, root.to_vec(), chain.to_vec()), (old.tree_size, old.root_hash.clone(), old.chain_hash.clone()));
+    assert_eq!(
+        (size, root.to_vec(), chain.to_vec()),
+        (old.tree_size, old.root_hash.clone(), old.chain_hash.clone())
+    );
     let mut tampered = old.signed_note.replace("\n5\n", "\n6\n");
     assert!(note::verify(&tampered, &key_name, &key).is_err());
     tampered.clear();
@@ -56,12 +59,21 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
     let new = server.state.ledger.sign_checkpoint_now().unwrap();
     let p = bank
         .ledger
-        .get_consistency_proof(pb::GetConsistencyProofRequest { from_size: old.tree_size, to_size: new.tree_size })
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            from_size: old.tree_size,
+            to_size: new.tree_size,
+        })
         .await
         .unwrap()
         .into_inner();
     let hashes: Vec<Hash> = p.hashes.iter().map(|h| hash32(h)).collect();
-    assert!(proof::verify_consistency(old.tree_size, new.tree_size, &hash32(&old.root_hash), &new.root, &hashes));
+    assert!(proof::verify_consistency(
+        old.tree_size,
+        new.tree_size,
+        &hash32(&old.root_hash),
+        &new.root,
+        &hashes
+    ));
 
     for (request, code) in [
         (pb::GetInclusionProofRequest { seq: 6, tree_size: 6 }, Code::OutOfRange),
@@ -94,7 +106,8 @@ async fn an_enterprise_reads_only_its_own_entries_and_sources_none() {
     acme.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
 
     let feed = server.token("feed", Role::Source { source: "x".into() });
-    let err = server.client(&feed).await.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err();
+    let err =
+        server.client(&feed).await.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     server.stop().await;
 }
@@ -113,7 +126,10 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
     let server = TestServer::start_in(dir).await;
     let mut admin = server.client(&admin_token).await; // principals survive too
     let after = admin.score(ACME).await;
-    assert_eq!((after.points, after.tree_size, &after.root_hash), (before.points, before.tree_size, &before.root_hash));
+    assert_eq!(
+        (after.points, after.tree_size, &after.root_hash),
+        (before.points, before.tree_size, &before.root_hash)
+    );
     assert_eq!(server.state.ledger.head().root, head.root);
     let next = admin.append(record(ACME, "P-2", "penalty.warning", -1)).await.unwrap();
     assert_eq!(next.seq, 2);
@@ -137,7 +153,9 @@ async fn a_server_refuses_to_start_on_a_rolled_back_store() {
     let forged = note.replacen("\n2\n", "\n3\n", 1);
     assert_ne!(note, forged);
     std::fs::write(&checkpoint_path, forged).unwrap();
-    let Err((err, _dir)) = TestServer::try_start_in(dir).await else { panic!("a tampered store must not start") };
+    let Err((err, _dir)) = TestServer::try_start_in(dir).await else {
+        panic!("a tampered store must not start")
+    };
     let message = err.to_string();
     assert!(message.contains("checkpoint"), "{message}");
 }

@@ -2,6 +2,9 @@
 //! server on 127.0.0.1:0 over a real sled store in a temporary directory.
 
 mod architecture;
+mod batch;
+mod hj212;
+mod import;
 mod ingest;
 mod ledger;
 mod registry;

@@ -28,7 +28,8 @@ async fn register_get_and_idempotent_resend() {
         .into_inner();
     assert_eq!(got, enterprise(ACME, "Ningbo Acme Dyeing", "330206"));
 
-    let conflict = admin.registry.register_enterprise(enterprise(ACME, "Another Name", "330206")).await.unwrap_err();
+    let conflict =
+        admin.registry.register_enterprise(enterprise(ACME, "Another Name", "330206")).await.unwrap_err();
     assert_eq!(conflict.code(), Code::AlreadyExists, "{conflict:?}");
     server.stop().await;
 }
@@ -47,7 +48,8 @@ async fn invalid_enterprises_name_the_field() {
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().starts_with(field), "{:?} vs {field:?}", err.message());
     }
-    let err = admin.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: BETA.into() }).await.unwrap_err();
+    let err =
+        admin.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: BETA.into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     server.stop().await;
 }
@@ -58,13 +60,15 @@ async fn roles_and_scopes_for_registration() {
     let regulator = server.token("beilun", Role::Regulator { region_prefix: "3302".into() });
     let mut regulator = server.client(&regulator).await;
     regulator.register(ACME, "Acme", "330206").await;
-    let out_of_scope = regulator.registry.register_enterprise(enterprise(BETA, "Beta", "110105")).await.unwrap_err();
+    let out_of_scope =
+        regulator.registry.register_enterprise(enterprise(BETA, "Beta", "110105")).await.unwrap_err();
     assert_eq!(out_of_scope.code(), Code::PermissionDenied);
     assert!(out_of_scope.message().contains("scope 3302"), "{}", out_of_scope.message());
 
     for role in [Role::Lender, Role::Enterprise { uscc: ACME.into() }, Role::Source { source: "x".into() }] {
         let token = server.token(&format!("p-{}", role.name()), role);
-        let err = server.client(&token).await.registry.register_enterprise(enterprise(BETA, "B", "330206")).await;
+        let err =
+            server.client(&token).await.registry.register_enterprise(enterprise(BETA, "B", "330206")).await;
         assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
     }
 
@@ -83,13 +87,15 @@ async fn roles_and_scopes_for_registration() {
 async fn missing_or_unknown_tokens_are_unauthenticated_without_echo() {
     let server = TestServer::start().await;
     let mut anonymous = server.client("").await;
-    let err = anonymous.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: ACME.into() }).await.unwrap_err();
+    let err =
+        anonymous.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: ACME.into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("missing"), "{}", err.message());
 
     let secret = "eco_not-a-real-token-1234567890";
     let mut stranger = server.client(secret).await;
-    let err = stranger.scores.get_score(pb::GetScoreRequest { uscc: ACME.into(), ..Default::default() }).await;
+    let err =
+        stranger.scores.get_score(pb::GetScoreRequest { uscc: ACME.into(), ..Default::default() }).await;
     let err = err.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("unknown token"));

@@ -86,7 +86,11 @@ impl Ledger for LedgerService {
         let pb::GetInclusionProofRequest { seq, tree_size } = *request.get_ref();
         let tree_size = if tree_size == 0 { self.state.ledger.head().size } else { tree_size };
         let hashes = self.state.ledger.inclusion_proof(seq, tree_size).map_err(Error::from)?;
-        Ok(Response::new(pb::InclusionProof { seq, tree_size, hashes: hashes.iter().map(|h| h.to_vec()).collect() }))
+        Ok(Response::new(pb::InclusionProof {
+            seq,
+            tree_size,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
     }
 
     async fn get_consistency_proof(

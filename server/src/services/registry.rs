@@ -17,7 +17,10 @@ pub struct RegistryService {
 
 #[tonic::async_trait]
 impl Registry for RegistryService {
-    async fn register_enterprise(&self, request: Request<pb::Enterprise>) -> Result<Response<pb::Receipt>, Status> {
+    async fn register_enterprise(
+        &self,
+        request: Request<pb::Enterprise>,
+    ) -> Result<Response<pb::Receipt>, Status> {
         let who = caller(&self.state, &request)?;
         let receipt = self.state.register(&who, request.get_ref()).await?;
         Ok(Response::new(to_proto::receipt(&receipt)))

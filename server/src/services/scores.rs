@@ -31,7 +31,13 @@ pub struct ScoresService {
 
 impl ScoresService {
     /// Evaluates `uscc` for `who`, checking the caller may see it.
-    fn score_for(&self, who: &Principal, uscc: &str, at: Option<Timestamp>, tree_size: u64) -> Result<ScoreView> {
+    fn score_for(
+        &self,
+        who: &Principal,
+        uscc: &str,
+        at: Option<Timestamp>,
+        tree_size: u64,
+    ) -> Result<ScoreView> {
         let uscc = Uscc::parse(uscc)?;
         auth::may_read_scores_at_all(who, uscc.as_str())?;
         let view = self.state.evaluate(uscc.as_str(), at, tree_size)?;
@@ -42,7 +48,9 @@ impl ScoresService {
 
 /// Runs CPU-bound evaluation off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("evaluation task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("evaluation task failed: {e}")))?
 }
 
 type CodeStream = Pin<Box<dyn Stream<Item = Result<pb::CodeChange, Status>> + Send>>;
@@ -64,12 +72,17 @@ impl Scores for ScoresService {
         let who = caller(&self.state, &request)?;
         let r = request.into_inner();
         if r.uscc.len() > MAX_BATCH {
-            return Err(Error::InvalidArgument(format!("uscc: at most {MAX_BATCH} per call, got {}", r.uscc.len())).into());
+            return Err(Error::InvalidArgument(format!(
+                "uscc: at most {MAX_BATCH} per call, got {}",
+                r.uscc.len()
+            ))
+            .into());
         }
         let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
         let mut usccs = Vec::with_capacity(r.uscc.len());
         for (i, s) in r.uscc.iter().enumerate() {
-            let uscc = Uscc::parse(s).map_err(|e| Error::InvalidArgument(format!("uscc[{i}]: {}", e.rule)))?;
+            let uscc =
+                Uscc::parse(s).map_err(|e| Error::InvalidArgument(format!("uscc[{i}]: {}", e.rule)))?;
             auth::may_read_scores_at_all(&who, uscc.as_str())?;
             usccs.push(uscc);
         }
@@ -186,7 +199,11 @@ impl Scores for ScoresService {
         let who = caller(&self.state, &request)?;
         let r = request.into_inner();
         if r.uscc.is_empty() || r.uscc.len() > MAX_BATCH {
-            return Err(Error::InvalidArgument(format!("uscc: watch 1 to {MAX_BATCH} enterprises, got {}", r.uscc.len())).into());
+            return Err(Error::InvalidArgument(format!(
+                "uscc: watch 1 to {MAX_BATCH} enterprises, got {}",
+                r.uscc.len()
+            ))
+            .into());
         }
         // Subscribe before the first evaluation so no change falls between.
         let changes = self.state.subscribe_changes();

@@ -1,6 +1,5 @@
 //! Group commit: concurrent appends get dense distinct seqs and share flushes.
 
-
 use super::super::{Error, Ledger, LedgerConfig};
 use super::{entry, keyed};
 
