@@ -78,6 +78,19 @@ pub async fn run(
                     .collect()
             }
         };
+        // Coalesce a burst: whatever else changed meanwhile is evaluated
+        // once now, not once per appended record.
+        let mut due: std::collections::BTreeSet<String> = due.into_iter().collect();
+        loop {
+            match changes.try_recv() {
+                Ok(uscc) if watched.contains_key(uscc.as_str()) => {
+                    due.insert(uscc.to_string());
+                }
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => due.extend(watched.keys().cloned()),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => break,
+            }
+        }
         for uscc in due {
             let Some(w) = watched.get_mut(&uscc) else { continue };
             let view = match state.evaluate(&uscc, None, 0) {

@@ -332,3 +332,34 @@ async fn dispute_rectification_and_repair_end_to_end() {
     assert_eq!(err.code(), Code::FailedPrecondition);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_watcher_that_stops_reading_never_blocks_ingest_and_still_sees_the_last_change() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let mut stream = bank
+        .scores
+        .watch_codes(pb::WatchCodesRequest { uscc: vec![ACME.into()] })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.next().await.unwrap().unwrap();
+
+    // More changes than the change broadcast holds, while nobody reads the
+    // watch: every append completes, the watcher falls behind.
+    let mut records: Vec<pb::Record> =
+        (0..5_000).map(|i| record(ACME, &format!("X-{i}"), "exceedance.daily", -1 - (i % 80))).collect();
+    records.push(record(ACME, "S-1", "enforcement.suspend", -1));
+    let response = admin.ingest.append_records(tokio_stream::iter(records)).await.unwrap().into_inner();
+    assert_eq!(response.accepted, 5_001);
+
+    // Having lagged, it re-evaluates and still reports the colour change.
+    let change = stream.next().await.unwrap().unwrap();
+    assert_eq!((change.previous(), change.current()), (pb::EcoCode::Green, pb::EcoCode::Yellow));
+    assert_eq!(change.score.unwrap().points, 66, "exceedances capped at -10, suspension -24");
+    drop(stream);
+    server.stop().await;
+}
