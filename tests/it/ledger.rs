@@ -159,3 +159,109 @@ async fn a_server_refuses_to_start_on_a_rolled_back_store() {
     let message = err.to_string();
     assert!(message.contains("checkpoint"), "{message}");
 }
+
+#[tokio::test]
+async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let attestation = bank
+        .scores
+        .get_attestation(pb::GetAttestationRequest { uscc: ACME.into(), as_of: None, tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let score = attestation.score.unwrap();
+    let key: [u8; 32] = attestation.public_key.as_slice().try_into().unwrap();
+    let key_name = server.state.ledger.key_name().to_owned();
+    let body = note::verify(&attestation.signed_note, &key_name, &key).expect("attestation verifies");
+    let fields = server::attestation::fields(&body);
+    let field = |k: &str| fields.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str()).unwrap();
+    assert_eq!(field("uscc"), ACME);
+    assert_eq!(field("points"), "90");
+    assert_eq!(field("code"), "GREEN");
+    assert_eq!(field("grade"), "INTEGRITY");
+    assert_eq!(field("model"), "ecocode-2026.1");
+    assert_eq!(field("tree_size"), score.tree_size.to_string());
+    // The verifier key `ecocode key show` prints verifies it as well.
+    let (name, decoded) = note::decode_verifier_key(&server.state.ledger.verifier_key()).unwrap();
+    assert_eq!((name.as_str(), decoded), (key_name.as_str(), key));
+
+    // Changing what was attested breaks the signature.
+    let forged = attestation.signed_note.replace("points 90", "points 99");
+    assert!(note::verify(&forged, &key_name, &key).is_err());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn proof_bundles_verify_offline_and_fail_when_altered() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use server::proof_bundle::{Bundle, Verified, encode_hashes, verify};
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    let old = server.state.ledger.sign_checkpoint_now().unwrap();
+    for i in 0..5 {
+        admin.append(record(ACME, &format!("Q-{i}"), "inspection.finding", -i)).await.unwrap();
+    }
+    let new = server.state.ledger.sign_checkpoint_now().unwrap();
+    let ledger = &server.state.ledger;
+    let (key_name, key) = (ledger.key_name().to_owned(), ledger.public_key());
+    let entry = ledger.entry(1).unwrap();
+    let inclusion = Bundle::Inclusion {
+        checkpoint: new.note.clone(),
+        seq: 1,
+        recorded_at_ns: entry.recorded_at_ns,
+        payload: B64.encode(&entry.payload),
+        hashes: encode_hashes(&ledger.inclusion_proof(1, new.tree_size).unwrap()),
+    };
+    assert!(matches!(
+        verify(&inclusion, &key_name, &key),
+        Ok(Verified::Inclusion { seq: 1, tree_size: 7, .. })
+    ));
+    let consistency = Bundle::Consistency {
+        old_checkpoint: old.note.clone(),
+        checkpoint: new.note.clone(),
+        hashes: encode_hashes(&ledger.consistency_proof(old.tree_size, new.tree_size).unwrap()),
+    };
+    assert_eq!(verify(&consistency, &key_name, &key), Ok(Verified::Consistency { from_size: 2, to_size: 7 }));
+
+    // A bundle survives a JSON round trip, and any altered part fails.
+    let json = serde_json::to_string(&inclusion).unwrap();
+    assert_eq!(serde_json::from_str::<Bundle>(&json).unwrap(), inclusion);
+    let Bundle::Inclusion { checkpoint, seq, recorded_at_ns, payload, hashes } = inclusion.clone() else {
+        unreachable!()
+    };
+    let mut flipped = entry.payload.clone();
+    flipped[0] ^= 1;
+    let bundle = |checkpoint: &str, seq: u64, recorded_at_ns: i64, payload: &str, hashes: &[String]| {
+        Bundle::Inclusion {
+            checkpoint: checkpoint.to_owned(),
+            seq,
+            recorded_at_ns,
+            payload: payload.to_owned(),
+            hashes: hashes.to_vec(),
+        }
+    };
+    let altered = [
+        bundle(&checkpoint, 2, recorded_at_ns, &payload, &hashes),
+        bundle(&checkpoint, seq, recorded_at_ns + 1, &payload, &hashes),
+        bundle(&checkpoint, seq, recorded_at_ns, &B64.encode(&flipped), &hashes),
+        bundle(&checkpoint, seq, recorded_at_ns, &payload, &hashes[1..]),
+        bundle(&checkpoint.replace("\n7\n", "\n8\n"), seq, recorded_at_ns, &payload, &hashes),
+        Bundle::Consistency {
+            old_checkpoint: new.note.clone(),
+            checkpoint: old.note.clone(),
+            hashes: vec![],
+        },
+    ];
+    for bundle in altered {
+        assert!(verify(&bundle, &key_name, &key).is_err(), "{bundle:?} must not verify");
+    }
+    server.stop().await;
+}
