@@ -564,22 +564,13 @@ fn parse_code(text: Option<&str>) -> PolarsResult<Code> {
         .ok_or_else(|| polars_err!(ComputeError: "unknown code {text:?}"))
 }
 
-/// A record line's text: the record's own description, or its kind (and
-/// amount, for tiered kinds) when it has none; "(rectified, halved)" marks
-/// halved points. The same words as the online explanation.
+/// The reason text of a record line: the online scorer's wording, since
+/// descriptions are presentation, not a scoring rule to re-implement.
 fn describe(model: &Model, record: &Record, halved: bool) -> String {
-    let amount_tiered = model.inner.rule(&record.kind).is_some_and(|r| r.amount_tiered);
-    let mut text = if !record.description.trim().is_empty() {
-        record.description.clone()
-    } else if amount_tiered {
-        format!("{} {} yuan", record.kind, record.amount_yuan)
-    } else {
-        record.kind.clone()
-    };
-    if halved {
-        text.push_str(" (rectified, halved)");
+    match model.inner.rule(&record.kind) {
+        Some(rule) => crate::score::describe(rule, record, halved),
+        None => record.kind.clone(),
     }
-    text
 }
 
 #[cfg(test)]

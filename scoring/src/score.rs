@@ -363,7 +363,7 @@ fn halve(points: i32) -> i32 {
 
 /// The record's own description, or its kind (and amount, for tiered kinds)
 /// when it has none; "(rectified, halved)" marks halved points.
-fn describe(rule: &KindRule, record: &Record, halved: bool) -> String {
+pub(crate) fn describe(rule: &KindRule, record: &Record, halved: bool) -> String {
     let mut text = if !record.description.trim().is_empty() {
         record.description.clone()
     } else if rule.amount_tiered {
