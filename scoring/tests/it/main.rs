@@ -2,6 +2,7 @@
 //! with a module per concern.
 
 mod checks;
+mod golden;
 mod history;
 mod model_file;
 mod props;
