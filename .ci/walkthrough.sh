@@ -9,7 +9,8 @@ ecocode() { target/debug/ecocode "$@"; }
 [ -x target/debug/ecocode ] || cargo build -p server --quiet
 
 work=$(mktemp -d)
-trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+server_pid=
+trap 'if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 data="$work/data"
 
 ADMIN=$(ecocode principal add --data "$data" --name ops --role admin | tail -1)
@@ -17,10 +18,12 @@ EPB=$(ecocode principal add --data "$data" --name beilun-epb --role regulator --
 BANK=$(ecocode principal add --data "$data" --name bank-a --role lender | tail -1)
 ACME=$(ecocode principal add --data "$data" --name acme --role enterprise --scope 91330421739237858X | tail -1)
 
-ecocode serve --data "$data" --listen 127.0.0.1:0 --hj212-listen 127.0.0.1:0 2> "$work/server.log" &
+# The binary itself, not the shell function, so $! is the server's pid.
+target/debug/ecocode serve --data "$data" --listen 127.0.0.1:0 --hj212-listen 127.0.0.1:0 > "$work/server.out" 2> "$work/server.log" &
 server_pid=$!
-# Block until the server says where it listens (or give up after 2 minutes).
-timeout 120 grep -m1 -q "ecocode listening on" <(tail -f "$work/server.log") || { cat "$work/server.log"; exit 1; }
+# Wait (bounded) until the server says where it listens.
+timeout 120 bash -c 'until grep -q "ecocode listening on" "$1"; do sleep 0.1; done' _ "$work/server.log" \
+  || { cat "$work/server.log"; exit 1; }
 addr=$(sed -n 's/^ecocode listening on \([^ ]*\).*/\1/p' "$work/server.log")
 export ECOCODE_SERVER="http://$addr"
 echo "server at $ECOCODE_SERVER"
@@ -39,7 +42,7 @@ ecocode import "$work/complaints.csv"
 
 export ECOCODE_TOKEN=$BANK
 ecocode score 91330421739237858X
-ecocode score 91330421739237858X --as-of 2026-06-30T00:00:00Z --json | grep -q '"points": 86'
+ecocode score 91330421739237858X --as-of 2026-06-30T00:00:00Z --json | grep -q '"points":86'
 ecocode score 91330421739237858X --as-of 2026-03-31T00:00:00Z --tree-size 2
 ecocode attest get 91330421739237858X --out "$work/acme.note"
 ecocode attest verify "$work/acme.note" --public-key "$(ecocode key show --data "$data")"
@@ -48,7 +51,7 @@ ecocode checkpoint > "$work/old.note"
 export ECOCODE_TOKEN=$ACME
 echo '{"source":"acme","source_record_id":"D-1","uscc":"91330421739237858X","kind":"dispute.opened","occurred_at":"2026-04-12T00:00:00Z","refers_to_seq":2,"description":"the ledger was complete"}' > "$work/dispute.jsonl"
 ecocode append "$work/dispute.jsonl"
-ecocode score 91330421739237858X --as-of 2026-06-30T00:00:00Z --json | grep -q '"disputed": true'
+ecocode score 91330421739237858X --as-of 2026-06-30T00:00:00Z --json | grep -q '"disputed":true'
 
 export ECOCODE_TOKEN=$EPB
 ecocode score-all --as-of 2026-06-30T16:00:00Z --out "$work/scores.parquet"
