@@ -251,13 +251,7 @@ async fn watchers_see_changes_from_new_entries_and_from_expiry() {
     admin.register(BETA, "Beta", "330206").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
-    let mut stream = bank
-        .scores
-        .watch_codes(pb::WatchCodesRequest { uscc: vec![ACME.into()] })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = stream.next().await.unwrap().unwrap();
+    let (first, mut stream) = bank.watch(ACME).await;
     assert_eq!((first.previous(), first.current()), (pb::EcoCode::Unspecified, pb::EcoCode::Green));
 
     // An unwatched enterprise changing sends nothing; the watched one does.
@@ -340,13 +334,7 @@ async fn a_watcher_that_stops_reading_never_blocks_ingest_and_still_sees_the_las
     admin.register(ACME, "Acme", "330206").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
-    let mut stream = bank
-        .scores
-        .watch_codes(pb::WatchCodesRequest { uscc: vec![ACME.into()] })
-        .await
-        .unwrap()
-        .into_inner();
-    stream.next().await.unwrap().unwrap();
+    let (_, mut stream) = bank.watch(ACME).await;
 
     // More changes than the change broadcast holds, while nobody reads the
     // watch: every append completes, the watcher falls behind.

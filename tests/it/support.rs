@@ -189,6 +189,18 @@ impl Client {
         self.ingest.append_record(record).await.map(|r| r.into_inner())
     }
 
+    /// Watches `uscc`; returns its first message (the current code) and the stream.
+    pub async fn watch(&mut self, uscc: &str) -> (pb::CodeChange, tonic::Streaming<pb::CodeChange>) {
+        let mut stream = self
+            .scores
+            .watch_codes(pb::WatchCodesRequest { uscc: vec![uscc.into()] })
+            .await
+            .expect("watch starts")
+            .into_inner();
+        let first = stream.message().await.expect("first message").expect("stream open");
+        (first, stream)
+    }
+
     pub async fn score(&mut self, uscc: &str) -> pb::Score {
         self.scores
             .get_score(pb::GetScoreRequest { uscc: uscc.into(), as_of: None, tree_size: 0 })
