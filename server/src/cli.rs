@@ -277,13 +277,13 @@ pub async fn serve(
     let model = load_model(args.model.as_deref())?;
     let mut config = Config::new(&args.data);
     if let Some(origin) = args.origin {
-        config.origin = origin;
+        config.ledger.origin = origin;
     }
     if let Some(key_name) = args.key_name {
-        config.key_name = key_name;
+        config.ledger.key_name = key_name;
     }
-    config.key_file = args.key_file;
-    config.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
+    config.ledger.key_file = args.key_file;
+    config.ledger.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
     let bar = progress_bar("verifying ledger", "entries");
     let state = AppState::open(&config, model, Arc::new(SystemClock), &mut |done, total| {
         bar.set_length(total);
@@ -472,7 +472,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn proof(command: ProofCommand) -> anyhow::Result<()> {
-    use crate::proof_bundle::{Bundle, Verified, encode_hashes};
+    use crate::proof_bundle::{Bundle, Verified};
     let write = |out: &Path, bundle: &Bundle| -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(bundle)?;
         std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
@@ -530,14 +530,16 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            let hashes: Vec<ingest::ledger::Hash> =
-                p.hashes.iter().filter_map(|h| h.as_slice().try_into().ok()).collect();
             write(
                 &out,
                 &Bundle::Consistency {
                     old_checkpoint: old,
                     checkpoint: checkpoint.signed_note,
-                    hashes: encode_hashes(&hashes),
+                    hashes: p
+                        .hashes
+                        .iter()
+                        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                        .collect(),
                 },
             )
         }

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use ecocode_proto::v1 as pb;
 use ingest::hj212::MonitoringPoint;
@@ -20,37 +19,20 @@ use crate::convert::{from_proto, to_proto};
 use crate::error::{Error, Result};
 use crate::principals::{Principal, PrincipalStore};
 
-/// How the service is started.
+/// How the service is started: the data directory and the ledger's
+/// settings (origin, key, checkpoint interval) live in one `LedgerConfig`.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub data_dir: PathBuf,
-    pub origin: String,
-    pub key_name: String,
-    pub key_file: Option<PathBuf>,
-    pub checkpoint_interval: Duration,
+    pub ledger: LedgerConfig,
 }
 
 impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        let data_dir = data_dir.into();
-        let defaults = LedgerConfig::new(&data_dir);
-        Config {
-            data_dir,
-            origin: defaults.origin,
-            key_name: defaults.key_name,
-            key_file: defaults.key_file,
-            checkpoint_interval: defaults.checkpoint_interval,
-        }
+        Config { ledger: LedgerConfig::new(data_dir) }
     }
 
-    fn ledger_config(&self) -> LedgerConfig {
-        LedgerConfig {
-            dir: self.data_dir.clone(),
-            origin: self.origin.clone(),
-            key_name: self.key_name.clone(),
-            key_file: self.key_file.clone(),
-            checkpoint_interval: self.checkpoint_interval,
-        }
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.ledger.dir
     }
 }
 
@@ -135,10 +117,11 @@ impl AppState {
         clock: Arc<dyn Clock>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<AppState> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::io(format!("create data directory {}", config.data_dir.display()), e))?;
-        let ledger = Ledger::open_with_progress(config.ledger_config(), progress)?;
-        let principals = PrincipalStore::open(&config.data_dir)?;
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("create data directory {}", data_dir.display()), e))?;
+        let ledger = Ledger::open_with_progress(config.ledger.clone(), progress)?;
+        let principals = PrincipalStore::open(data_dir)?;
         let mut directory = Directory::default();
         let size = ledger.head().size;
         for entry in ledger.scan(0, size) {
@@ -158,7 +141,7 @@ impl AppState {
         let (changes, _) = broadcast::channel(4096);
         Ok(AppState {
             ledger,
-            origin: config.origin.clone(),
+            origin: config.ledger.origin.clone(),
             model: Arc::new(model),
             principals,
             clock,
@@ -223,6 +206,18 @@ impl AppState {
     /// The score of `uscc` at `at` (default now) over the ledger prefix
     /// `tree_size` (0 = the current size).
     pub fn evaluate(&self, uscc: &str, at: Option<Timestamp>, tree_size: u64) -> Result<ScoreView> {
+        self.evaluate_with_records(uscc, at, tree_size).map(|(view, _)| view)
+    }
+
+    /// [`Self::evaluate`], also handing back the enterprise's decoded
+    /// records for callers that need them next (watches, history), so they
+    /// are not read from the ledger twice.
+    pub fn evaluate_with_records(
+        &self,
+        uscc: &str,
+        at: Option<Timestamp>,
+        tree_size: u64,
+    ) -> Result<(ScoreView, Vec<LedgerRecord>)> {
         let head = self.ledger.head();
         let (tree_size, root) = if tree_size == 0 || tree_size == head.size {
             (head.size, head.root)
@@ -236,7 +231,7 @@ impl AppState {
         let records = self.records_of(uscc)?;
         let at = at.unwrap_or_else(|| self.clock.now());
         let evaluation = self.model.score(&records, at, tree_size);
-        Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root })
+        Ok((ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root }, records))
     }
 
     /// Registers an enterprise; re-sending the same registration returns the
@@ -257,11 +252,7 @@ impl AppState {
                 fingerprint: *blake3::hash(&canonical.encode_to_vec()).as_bytes(),
             }),
         };
-        let result =
-            self.ledger.append(vec![entry]).await?.pop().ok_or_else(|| {
-                Error::Internal("ledger answered an append of one entry with no result".into())
-            })?;
-        let receipt = result.map_err(|c| {
+        let receipt = self.append_one(entry).await?.map_err(|c| {
             Error::AlreadyExists(format!(
                 "enterprise {} is already registered (seq {}) with different details",
                 enterprise.uscc, c.existing.seq
@@ -307,15 +298,9 @@ impl AppState {
             subject: point.uscc().as_str().as_bytes().to_vec(),
             idempotency: Some(Idempotency { key, fingerprint }),
         };
-        let receipt = self
-            .ledger
-            .append(vec![entry])
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Internal("ledger answered an append of one entry with no result".into()))?
-            .map_err(|c| {
-                Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
-            })?;
+        let receipt = self.append_one(entry).await?.map_err(|c| {
+            Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
+        })?;
         if !receipt.duplicate {
             self.directory
                 .write()
@@ -324,6 +309,16 @@ impl AppState {
                 .insert(point.mn().to_owned(), point);
         }
         Ok(receipt)
+    }
+
+    /// Appends a single entry (its own group commit, shared with whatever
+    /// else is queued).
+    async fn append_one(&self, entry: NewEntry) -> Result<ledger::AppendResult> {
+        self.ledger
+            .append(vec![entry])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal("ledger answered an append of one entry with no result".into()))
     }
 
     /// The monitoring point of device `mn`, for the gateway.
@@ -447,14 +442,14 @@ impl AppState {
             }
             Err(e) => {
                 // The whole group commit failed: nothing of it is in the ledger.
-                let message = e.to_string();
-                let code_of = Error::Ledger(e).code();
+                let shutting_down = matches!(e, ledger::Error::ShuttingDown);
                 for slot in slots {
-                    results[slot] = Some(Err(match code_of {
-                        tonic::Code::Unavailable => Error::Unavailable(
+                    results[slot] = Some(Err(if shutting_down {
+                        Error::Unavailable(
                             "the service is shutting down; retry on another node or later".into(),
-                        ),
-                        _ => Error::Internal(format!("append failed: {message}")),
+                        )
+                    } else {
+                        Error::Internal(format!("append failed: {e}"))
                     }));
                 }
             }

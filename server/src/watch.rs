@@ -93,14 +93,14 @@ pub async fn run(
         }
         for uscc in due {
             let Some(w) = watched.get_mut(&uscc) else { continue };
-            let view = match state.evaluate(&uscc, None, 0) {
-                Ok(view) => view,
+            let (view, records) = match state.evaluate_with_records(&uscc, None, 0) {
+                Ok(evaluated) => evaluated,
                 Err(e) => {
                     let _ = tx.send(Err(e.into())).await;
                     return;
                 }
             };
-            w.next_change = next_change(&state, &uscc, view.evaluation.as_of, view.tree_size);
+            w.next_change = state.model.next_change_after(&records, view.evaluation.as_of, view.tree_size);
             let previous = w.view.evaluation.code;
             let current = view.evaluation.code;
             w.view = view;
