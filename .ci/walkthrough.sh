@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ecocode() { target/debug/ecocode "$@"; }
 # CI builds it with the tests (`cargo test --no-run`); build it if not.
-[ -x target/debug/ecocode ] || cargo build -p server --quiet
+[ -x target/debug/ecocode ] || cargo build --bin ecocode --quiet
 
 work=$(mktemp -d)
 server_pid=

@@ -2,9 +2,13 @@
 //!
 //! Nothing here does I/O or reads a clock on its own: a score is a function
 //! of (model, entries, evaluation time, ledger prefix).
+//!
+//! The `batch` feature adds the batch scorer on polars ([`score_all`]),
+//! which must agree with the online scorer; the service does not enable it.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "batch")]
 mod batch;
 mod domain;
 mod error;
@@ -13,6 +17,7 @@ mod score;
 mod uscc;
 mod workflow;
 
+#[cfg(feature = "batch")]
 pub use batch::{evaluations_frame, score_all};
 pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
 pub use error::{Error, Result, ValidationError};

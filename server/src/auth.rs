@@ -1,10 +1,44 @@
 //! Authentication (bearer tokens) and the role/scope rules of the API.
+//!
+//! Authentication happens at the edge: [`Authenticate`] is a tonic
+//! interceptor that puts the caller's [`Principal`] into the request's
+//! extensions. Authorization happens at the one door (the `service` module),
+//! which calls the `may_*` rules below; nothing else decides who may do what.
+
+use std::sync::Arc;
 
 use scoring::{Enterprise, KindClass, WorkflowKind};
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, Result};
 use crate::principals::{Principal, PrincipalStore, Role};
+
+/// The interceptor in front of every `ecocode.v1` service.
+#[derive(Clone, Debug)]
+pub struct Authenticate {
+    principals: Arc<PrincipalStore>,
+}
+
+impl Authenticate {
+    pub fn new(principals: Arc<PrincipalStore>) -> Authenticate {
+        Authenticate { principals }
+    }
+}
+
+impl tonic::service::Interceptor for Authenticate {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let principal = authenticate(&self.principals, request.metadata())?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// The principal [`Authenticate`] put into `request`.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
+    request.extensions().get::<Principal>().cloned().ok_or_else(|| {
+        tonic::Status::unauthenticated("missing authorization metadata; send `authorization: Bearer <token>`")
+    })
+}
 
 /// The principal behind the request's `authorization: Bearer <token>`.
 pub fn authenticate(principals: &PrincipalStore, metadata: &MetadataMap) -> Result<Principal> {

@@ -3,7 +3,7 @@
 
 pub mod from_proto {
     use ecocode_proto::v1 as pb;
-    use ingest::hj212::{MonitoringPoint, PollutantLimit, Statistic};
+    use hj212::{MonitoringPoint, PollutantLimit, Statistic};
     use scoring::{Enterprise, Record, RecordFields, Seq, Timestamp, ValidationError};
 
     pub fn timestamp(t: &prost_types::Timestamp, field: &str) -> Result<Timestamp, ValidationError> {
@@ -79,8 +79,7 @@ pub mod from_proto {
 
 pub mod to_proto {
     use ecocode_proto::v1 as pb;
-    use ingest::hj212::MonitoringPoint;
-    use ingest::ledger;
+    use hj212::MonitoringPoint;
     use scoring::{Code, Enterprise, Evaluation, Grade, Record, Timestamp};
 
     pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
@@ -179,7 +178,7 @@ pub mod to_proto {
 
     /// A score: the model's evaluation plus the enterprise and the ledger
     /// prefix it was computed from.
-    pub fn score(s: &crate::state::ScoreView) -> pb::Score {
+    pub fn score(s: &crate::views::ScoreView) -> pb::Score {
         let e: &Evaluation = &s.evaluation;
         pb::Score {
             uscc: s.enterprise.uscc.to_string(),

@@ -1,6 +1,5 @@
 //! The server's errors and the one table that maps each to a gRPC status.
 
-use ingest::ledger;
 use scoring::ValidationError;
 use tonic::{Code, Status};
 

@@ -1,27 +1,32 @@
-//! The ecocode service: gRPC handlers over the ledger and the scoring model.
+//! The ecocode service.
 //!
-//! This is the only crate that knows gRPC and the generated protobuf types;
-//! conversions live in [`convert`], the status table in [`error`].
+//! * [`app`]: the composition root, `App::build(config)` and `App::run(shutdown)`.
+//! * [`service`]: the one door every call goes through, with domain types;
+//!   it authorizes with the rules of [`auth`] and runs the append pipeline.
+//! * [`events`]: the storage format of ledger events (encode once, decode once).
+//! * [`grpc`]: the gRPC transport, converting at the edge with [`convert`];
+//!   [`error`] holds the one table from domain errors to gRPC statuses.
+//! * [`gateway`]: the HJ 212 gateway's sink into the door.
+//!
+//! This is the only crate that knows gRPC and the generated protobuf types.
+//! The contract is `docs/api.md`.
 
 #![forbid(unsafe_code)]
 
-pub mod attestation;
+pub mod app;
 pub mod auth;
-pub mod batch;
-pub mod cli;
 pub mod clock;
 pub mod convert;
+pub mod directory;
 pub mod error;
+pub mod events;
 pub mod gateway;
-pub mod import;
+pub mod grpc;
 pub mod principals;
-pub mod proof_bundle;
-pub mod serve;
-pub mod services;
-pub mod state;
-pub mod watch;
+pub mod service;
+pub mod views;
 
+pub use app::{App, Config};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use serve::serve;
-pub use state::{AppState, Config};
+pub use service::{ScoreView, Service};

@@ -4,8 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-/// Normal (non-dev) dependencies of each workspace crate, by package name.
-fn workspace_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+/// Normal (non-dev, non-build) dependencies of each workspace crate, by
+/// package name, with the features each asks for.
+struct Workspace {
+    deps: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+}
+
+fn workspace() -> Workspace {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
@@ -14,7 +19,7 @@ fn workspace_dependencies() -> BTreeMap<String, BTreeSet<String>> {
         .expect("cargo metadata runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    metadata["packages"]
+    let deps = metadata["packages"]
         .as_array()
         .unwrap()
         .iter()
@@ -24,55 +29,201 @@ fn workspace_dependencies() -> BTreeMap<String, BTreeSet<String>> {
                 .unwrap()
                 .iter()
                 .filter(|d| d["kind"].is_null())
-                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .map(|d| {
+                    let features = d["features"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f.as_str().unwrap().to_owned())
+                        .collect();
+                    (d["name"].as_str().unwrap().to_owned(), features)
+                })
                 .collect();
             (p["name"].as_str().unwrap().to_owned(), deps)
         })
-        .collect()
+        .collect();
+    Workspace { deps }
 }
 
-fn check(deps: &BTreeMap<String, BTreeSet<String>>, krate: &str, forbidden: &[&str]) {
-    let have = &deps[krate];
-    for f in forbidden {
-        assert!(!have.contains(*f), "{krate} must not depend on {f} (see ARCHITECTURE.md)");
+/// Crates of this workspace.
+const OURS: [&str; 9] =
+    ["ecocode-proto", "scoring", "tlog", "kv", "ledger", "hj212", "server", "cli", "tests"];
+
+const GRPC: [&str; 8] = [
+    "tonic",
+    "tonic-prost",
+    "prost",
+    "prost-types",
+    "ecocode-proto",
+    "server",
+    "tonic-health",
+    "tonic-reflection",
+];
+
+impl Workspace {
+    fn of(&self, krate: &str) -> &BTreeMap<String, BTreeSet<String>> {
+        self.deps.get(krate).unwrap_or_else(|| panic!("{krate} is a workspace crate"))
+    }
+
+    fn forbid(&self, krate: &str, forbidden: &[&str]) {
+        for f in forbidden {
+            assert!(!self.of(krate).contains_key(*f), "{krate} must not depend on {f} (see ARCHITECTURE.md)");
+        }
+    }
+
+    /// Of our crates, `krate` may use only `allowed`.
+    fn ours_only(&self, krate: &str, allowed: &[&str]) {
+        for dep in self.of(krate).keys() {
+            if OURS.contains(&dep.as_str()) {
+                assert!(
+                    allowed.contains(&dep.as_str()),
+                    "{krate} must not depend on {dep} (see ARCHITECTURE.md)"
+                );
+            }
+        }
     }
 }
 
 #[test]
 fn domain_crates_never_see_grpc_or_the_server() {
-    let deps = workspace_dependencies();
-    let grpc = [
-        "tonic",
-        "tonic-prost",
-        "prost",
-        "prost-types",
-        "ecocode-proto",
-        "server",
-        "tonic-health",
-        "tonic-reflection",
-    ];
-    check(&deps, "scoring", &grpc);
-    check(&deps, "ingest", &grpc);
+    let ws = workspace();
+    for krate in ["scoring", "tlog", "kv", "ledger", "hj212"] {
+        ws.forbid(krate, &GRPC);
+        ws.forbid(krate, &["cli"]);
+    }
 }
 
 #[test]
 fn scoring_is_pure() {
-    let deps = workspace_dependencies();
+    let ws = workspace();
     // No storage, network, runtime or clock-reading crates in the scorer.
-    check(&deps, "scoring", &["sled", "tokio", "ingest", "getrandom", "blake3"]);
+    ws.forbid("scoring", &["sled", "tokio", "ledger", "hj212", "getrandom", "blake3"]);
+    ws.ours_only("scoring", &[]);
+}
+
+#[test]
+fn the_verifier_is_pure_and_stands_alone() {
+    let ws = workspace();
+    // An offline verifier links this crate and no runtime, store or RPC.
+    ws.ours_only("tlog", &[]);
+    ws.forbid("tlog", &["sled", "tokio", "tonic", "polars", "tempfile", "getrandom"]);
+}
+
+#[test]
+fn the_ledger_knows_only_the_verifier_and_its_store() {
+    let ws = workspace();
+    ws.ours_only("ledger", &["tlog", "kv"]);
+    ws.ours_only("kv", &[]);
+}
+
+#[test]
+fn hj212_knows_the_ledger_only_through_its_sink() {
+    let ws = workspace();
+    ws.ours_only("hj212", &["scoring", "kv"]);
 }
 
 #[test]
 fn storage_stays_below_the_server() {
-    let deps = workspace_dependencies();
-    check(&deps, "server", &["sled"]);
-    check(&deps, "ecocode-proto", &["sled", "scoring", "ingest"]);
+    let ws = workspace();
+    ws.forbid("server", &["sled", "kv"]);
+    ws.forbid("ecocode-proto", &["sled", "scoring", "ledger", "hj212"]);
 }
 
 #[test]
-fn server_depends_on_the_layers_below() {
-    let deps = workspace_dependencies();
-    for needed in ["ecocode-proto", "ingest", "scoring"] {
-        assert!(deps["server"].contains(needed), "server should use {needed}");
+fn the_service_library_has_nothing_client_side() {
+    let ws = workspace();
+    ws.forbid("server", &["anyhow", "clap", "indicatif", "polars", "tracing-subscriber", "cli"]);
+    let scoring = &ws.of("server")["scoring"];
+    assert!(!scoring.contains("batch"), "the service must not enable the polars batch scorer");
+}
+
+#[test]
+fn layers_point_down() {
+    let ws = workspace();
+    for needed in ["ecocode-proto", "scoring", "ledger", "hj212", "tlog"] {
+        assert!(ws.of("server").contains_key(needed), "server should use {needed}");
     }
+    ws.ours_only("server", &["ecocode-proto", "scoring", "ledger", "hj212", "tlog"]);
+    assert!(ws.of("cli").contains_key("server"), "the binary starts the service through the server crate");
+}
+
+/// `crate::x` references between the top-level modules of one crate's
+/// `src/`; a module's submodules (`src/x/...`) count as part of it.
+fn module_edges(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(src, &mut all);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in all {
+        let top = path.strip_prefix(src).unwrap().components().next().unwrap();
+        let name = top.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let used = text
+            .match_indices("crate::")
+            .map(|(i, _)| {
+                text[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|m| *m != name && !m.is_empty());
+        edges.entry(name.clone()).or_default().extend(used);
+    }
+    edges
+}
+
+fn assert_acyclic(krate: &str, edges: &BTreeMap<String, BTreeSet<String>>) {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == node) {
+            return Some(path[i..].to_vec());
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, edges, &mut Vec::new(), &mut done) {
+            panic!("{krate}: modules import each other in a circle: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+// `lib.rs` declares the modules and `main.rs` is the binary; neither is
+// part of a module graph.
+fn module_graph(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir).join("src");
+    let mut edges = module_edges(&root);
+    edges.remove("lib");
+    edges.remove("main");
+    edges
+}
+
+#[test]
+fn no_import_circles_inside_the_service_or_the_cli() {
+    assert_acyclic("server", &module_graph("server"));
+    assert_acyclic("cli", &module_graph("server/cli"));
 }

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use cli::Connection;
+use cli::batch::{self, DIMENSIONS};
 use ecocode_proto::v1 as pb;
 use polars::prelude::*;
 use scoring::{Model, Timestamp};
-use server::batch::{self, DIMENSIONS};
-use server::cli::Connection;
 use server::principals::Role;
 
 use crate::support::*;

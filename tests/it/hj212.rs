@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use ecocode_proto::v1 as pb;
-use ingest::hj212;
 use scoring::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -104,7 +103,7 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     assert_eq!(acks[0].qn(), Some("20260530000000000"));
 
     // Two days later both days are judged.
-    let mut changes = server.state.subscribe_changes();
+    let mut changes = server.service.subscribe_changes();
     server.clock.set(Timestamp::parse_rfc3339("2026-06-02T00:00:00Z").unwrap());
     let score = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -139,11 +138,11 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     assert!((mean - expected).abs() < 1e-3, "{mean} vs {expected}");
 
     // Re-sending a whole day changes nothing: acks, but no new entries.
-    let size = server.state.ledger.head().size;
+    let size = server.service.ledger().head().size;
     for p in &packets[..24] {
         socket.write_all(p).await.unwrap();
     }
     read_acks(&mut socket, 24).await;
-    assert_eq!(server.state.ledger.head().size, size);
+    assert_eq!(server.service.ledger().head().size, size);
     server.stop().await;
 }

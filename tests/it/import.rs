@@ -3,16 +3,16 @@
 
 use std::path::Path;
 
+use cli::Connection;
+use cli::import::{ImportSummary, RowsRejected};
 use polars::prelude::*;
-use server::cli::Connection;
-use server::import::{ImportSummary, RowsRejected};
 use server::principals::Role;
 
 use crate::support::*;
 
 /// Runs an import and returns its summary, whether or not rows were rejected.
 async fn import(conn: &Connection, file: &Path) -> ImportSummary {
-    match server::import::run(conn, file).await {
+    match cli::import::run(conn, file).await {
         Ok(summary) => summary,
         Err(e) => match e.downcast::<RowsRejected>() {
             Ok(RowsRejected(summary)) => summary,
@@ -99,11 +99,11 @@ async fn csv_and_parquet_import_keep_valid_rows_report_the_rest_and_rerun_adds_n
     )
     .unwrap();
     ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut frame).unwrap();
-    let summary = server::import::run(&conn, &parquet).await.expect("every Parquet row is valid");
+    let summary = cli::import::run(&conn, &parquet).await.expect("every Parquet row is valid");
     assert_eq!((summary.rows, summary.appended, summary.duplicates, summary.rejected.len()), (2, 2, 0, 0));
     let after_parquet = admin.score(ACME).await;
     assert_eq!(after_parquet.points, after_csv.points - 10 - 3, "{after_parquet:?}");
-    let again = server::import::run(&conn, &parquet).await.unwrap();
+    let again = cli::import::run(&conn, &parquet).await.unwrap();
     assert_eq!((again.appended, again.duplicates), (0, 2));
     server.stop().await;
 }
@@ -122,7 +122,7 @@ async fn a_header_typo_fails_the_file_before_anything_is_sent() {
         format!("source,source_record_id,uscc,kind,occurred_at,amount\nbeilun-epb,P-1,{ACME},penalty.fine,2026-03-02,30000\n"),
     )
     .unwrap();
-    let err = server::import::run(&conn, &csv).await.unwrap_err();
+    let err = cli::import::run(&conn, &csv).await.unwrap_err();
     assert!(err.downcast_ref::<RowsRejected>().is_none());
     assert!(err.to_string().contains("unknown columns \"amount\""), "{err:#}");
     server.stop().await;

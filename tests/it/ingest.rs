@@ -2,7 +2,7 @@
 //! role, and receipts that match the ledger.
 
 use ecocode_proto::v1 as pb;
-use ingest::ledger::hash;
+use ledger::hash;
 use server::principals::Role;
 use tonic::Code;
 

@@ -2,7 +2,7 @@
 //! own, restarts, and the enterprise's view of entries.
 
 use ecocode_proto::v1 as pb;
-use ingest::ledger::{Hash, hash, note, proof};
+use ledger::{Hash, hash, note, proof};
 use server::principals::Role;
 use tonic::Code;
 
@@ -56,7 +56,7 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
 
     // The ledger grows; the new checkpoint is consistent with the old.
     admin.append(record(ACME, "P-9", "penalty.warning", -1)).await.unwrap();
-    let new = server.state.ledger.sign_checkpoint_now().unwrap();
+    let new = server.service.ledger().sign_checkpoint_now().unwrap();
     let p = bank
         .ledger
         .get_consistency_proof(pb::GetConsistencyProofRequest {
@@ -120,7 +120,7 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
     let before = admin.score(ACME).await;
-    let head = server.state.ledger.head();
+    let head = server.service.ledger().head();
     let dir = server.stop().await;
 
     let server = TestServer::start_in(dir).await;
@@ -130,7 +130,7 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
         (after.points, after.tree_size, &after.root_hash),
         (before.points, before.tree_size, &before.root_hash)
     );
-    assert_eq!(server.state.ledger.head().root, head.root);
+    assert_eq!(server.service.ledger().head().root, head.root);
     let next = admin.append(record(ACME, "P-2", "penalty.warning", -1)).await.unwrap();
     assert_eq!(next.seq, 2);
     let dup = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
@@ -176,10 +176,10 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
         .into_inner();
     let score = attestation.score.unwrap();
     let key: [u8; 32] = attestation.public_key.as_slice().try_into().unwrap();
-    let key_name = server.state.ledger.key_name().to_owned();
+    let key_name = server.service.ledger().key_name().to_owned();
     let body = note::verify(&attestation.signed_note, &key_name, &key).expect("attestation verifies");
-    let fields = server::attestation::fields(&body);
-    let field = |k: &str| fields.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str()).unwrap();
+    let fields = tlog::attestation::Attestation::parse(&body).expect("attestation body parses").fields();
+    let field = |k: &str| fields.iter().find(|(name, _)| *name == k).map(|(_, v)| v.as_str()).unwrap();
     assert_eq!(field("uscc"), ACME);
     assert_eq!(field("points"), "90");
     assert_eq!(field("code"), "GREEN");
@@ -187,7 +187,7 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
     assert_eq!(field("model"), "ecocode-2026.1");
     assert_eq!(field("tree_size"), score.tree_size.to_string());
     // The verifier key `ecocode key show` prints verifies it as well.
-    let (name, decoded) = note::decode_verifier_key(&server.state.ledger.verifier_key()).unwrap();
+    let (name, decoded) = note::decode_verifier_key(&server.service.ledger().verifier_key()).unwrap();
     assert_eq!((name.as_str(), decoded), (key_name.as_str(), key));
 
     // Changing what was attested breaks the signature.
@@ -200,17 +200,17 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
 async fn proof_bundles_verify_offline_and_fail_when_altered() {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
-    use server::proof_bundle::{Bundle, Verified, encode_hashes, verify};
+    use tlog::bundle::{Bundle, Verified, encode_hashes, verify};
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
-    let old = server.state.ledger.sign_checkpoint_now().unwrap();
+    let old = server.service.ledger().sign_checkpoint_now().unwrap();
     for i in 0..5 {
         admin.append(record(ACME, &format!("Q-{i}"), "inspection.finding", -i)).await.unwrap();
     }
-    let new = server.state.ledger.sign_checkpoint_now().unwrap();
-    let ledger = &server.state.ledger;
+    let new = server.service.ledger().sign_checkpoint_now().unwrap();
+    let ledger = server.service.ledger();
     let (key_name, key) = (ledger.key_name().to_owned(), ledger.public_key());
     let entry = ledger.entry(1).unwrap();
     let inclusion = Bundle::Inclusion {

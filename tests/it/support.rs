@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ecocode_proto::v1 as pb;
-use scoring::{Model, Timestamp};
+use scoring::Timestamp;
 use server::principals::{PrincipalStore, Role};
-use server::{AppState, Config, ManualClock};
+use server::{App, Config, ManualClock, Service};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -30,10 +30,9 @@ pub struct TestServer {
     /// The HJ 212 gateway's address, when started with one.
     pub gateway: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
-    pub state: Arc<AppState>,
+    pub service: Arc<Service>,
     pub clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
-    gateway_shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<server::Result<()>>>,
 }
 
@@ -50,67 +49,54 @@ impl TestServer {
     /// Starts with the HJ 212 gateway on another port; it looks for days to
     /// close every few milliseconds, by the server's (manual) clock.
     pub async fn start_with_gateway() -> TestServer {
-        let mut server = Self::start().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        server.gateway = Some(listener.local_addr().unwrap());
-        let config = ingest::hj212::GatewayConfig {
-            close_interval: std::time::Duration::from_millis(5),
-            ..Default::default()
-        };
-        let (state, dir) = (server.state.clone(), server.dir.path().to_owned());
-        let (tx, rx) = oneshot::channel::<()>();
-        server.gateway_shutdown = Some(tx);
-        tokio::spawn(async move {
-            server::gateway::run(listener, state, &dir, Some(config), async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap()
-        });
-        server
+        Self::start_with_gateway_in(tempfile::tempdir().unwrap()).await
+    }
+
+    pub async fn start_with_gateway_in(dir: tempfile::TempDir) -> TestServer {
+        Self::build(dir, true).await.map_err(|(e, _)| e).expect("server starts")
     }
 
     pub async fn try_start_in(
         dir: tempfile::TempDir,
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
-        let clock = Arc::new(ManualClock::new(T0));
-        let state =
-            match AppState::open(&Config::new(dir.path()), Model::builtin(), clock.clone(), &mut |_, _| {}) {
-                Ok(s) => Arc::new(s),
-                Err(e) => return Err((e, dir)),
-            };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server::serve(
-            listener,
-            async {
-                let _ = rx.await;
-            },
-            state.clone(),
-        ));
-        Ok(TestServer {
-            addr,
-            gateway: None,
-            dir,
-            state,
-            clock,
-            shutdown: Some(tx),
-            gateway_shutdown: None,
-            task: Some(task),
-        })
+        Self::build(dir, false).await
     }
 
-    /// Stops the server (graceful) and hands back its data directory.
-    pub async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(gateway) = self.gateway_shutdown.take() {
-            let _ = gateway.send(());
+    /// The service as `ecocode serve` composes it (the same `App`), on
+    /// free ports, with a manual clock.
+    async fn build(
+        dir: tempfile::TempDir,
+        gateway: bool,
+    ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
+        let clock = Arc::new(ManualClock::new(T0));
+        let mut config = Config::new(dir.path());
+        config.clock = clock.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        if gateway {
+            config.hj212_listen = Some("127.0.0.1:0".parse().unwrap());
+            config.gateway.close_interval = std::time::Duration::from_millis(5);
         }
+        let app = match App::build(config, &mut |_, _| {}).await {
+            Ok(app) => app,
+            Err(e) => return Err((e, dir)),
+        };
+        let (addr, gateway, service) = (app.grpc_addr(), app.hj212_addr(), app.service().clone());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(app.run(async {
+            let _ = rx.await;
+        }));
+        Ok(TestServer { addr, gateway, dir, service, clock, shutdown: Some(tx), task: Some(task) })
+    }
+
+    /// Stops the server (graceful: every input, then the ledger) and hands
+    /// back its data directory, ready to be opened again.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.take().unwrap().send(()).unwrap();
         self.task.take().unwrap().await.unwrap().expect("server stopped cleanly");
-        // Drop the state so the sled lock is released before a restart.
-        let TestServer { dir, state, .. } = self;
-        drop(state);
+        // The last handle on the stores: dropping it releases their locks
+        // before it returns.
+        let TestServer { dir, service, .. } = self;
+        drop(service);
         dir
     }
 

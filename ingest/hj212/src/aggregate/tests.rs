@@ -1,0 +1,270 @@
+//! Daily judgement tests: flags, statistics, re-sent packets, restarts.
+
+use scoring::Uscc;
+
+use super::*;
+use crate::{frame, parse_packet};
+
+const MN: &str = "Z13401000010301";
+const USCC: &str = "91330421739237858X";
+
+fn point() -> MonitoringPoint {
+    MonitoringPoint::new(
+        MN,
+        Uscc::parse(USCC).unwrap(),
+        "DW001",
+        vec![
+            PollutantLimit::new("w01018", 50.0, "mg/L", Statistic::Avg).unwrap(),
+            PollutantLimit::new("a21026", 35.0, "mg/m3", Statistic::ZsAvg).unwrap(),
+            PollutantLimit::new("w21003", 5.0, "mg/L", Statistic::Avg).unwrap(),
+        ],
+    )
+    .unwrap()
+}
+
+fn day(d: u32) -> LocalDay {
+    LocalDay::from_ymd(2026, 3, d).unwrap()
+}
+
+/// A checked packet with `cp` after `DataTime`, e.g. `w01018-Avg=35,w01018-Flag=N`.
+fn packet(cn: &str, data_time: &str, cp: &str) -> Packet {
+    let data =
+        format!("QN={data_time}000;ST=32;CN={cn};PW=123456;MN={MN};Flag=5;CP=&&DataTime={data_time};{cp}&&");
+    parse_packet(&frame(data.as_bytes())).unwrap()
+}
+
+fn hourly(day: u32, hour: u32, cp: &str) -> Packet {
+    packet(command::HOURLY, &format!("202603{day:02}{hour:02}0000"), cp)
+}
+
+/// Received on 16 March 2026, noon local time.
+fn received() -> Timestamp {
+    day(16).start().plus_nanos(12 * 3600 * scoring::NANOS_PER_SECOND)
+}
+
+fn open(dir: &tempfile::TempDir) -> DailyAggregator {
+    DailyAggregator::open(dir.path()).unwrap()
+}
+
+fn accept_all(agg: &mut DailyAggregator, packets: &[Packet]) {
+    for p in packets {
+        agg.accept(&point(), p, received()).unwrap();
+    }
+}
+
+/// (source_record_id, kind, value attribute) of each record, sorted.
+fn summary(closing: &DayClosing) -> Vec<(String, String, Option<String>)> {
+    let mut out: Vec<_> = closing
+        .records()
+        .iter()
+        .map(|r| (r.source_record_id.clone(), r.kind.clone(), r.attributes.get("value").cloned()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn s(id: &str, kind: &str, value: Option<&str>) -> (String, String, Option<String>) {
+    (id.to_owned(), kind.to_owned(), value.map(str::to_owned))
+}
+
+fn day_15_packets() -> Vec<Packet> {
+    vec![
+        hourly(15, 0, "w01018-Avg=40,w01018-Flag=N;a21026-Avg=50,a21026-ZsAvg=30,a21026-Flag=N"),
+        hourly(15, 1, "w01018-Avg=60,w01018-Flag=N;a21026-Avg=52,a21026-ZsAvg=34,a21026-Flag=N"),
+        // Maintenance and fault values do not count, however high.
+        hourly(15, 2, "w01018-Avg=200,w01018-Flag=M"),
+        hourly(15, 3, "w01018-Avg=80,w01018-Flag=D"),
+        // No flag at all: an old device, taken as valid.
+        hourly(15, 4, "w01018-Avg=55"),
+    ]
+}
+
+#[test]
+fn hourly_values_give_exceedance_and_missing_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    accept_all(&mut agg, &day_15_packets());
+
+    assert!(agg.close_days_before(day(15), |_| Some(point())).unwrap().is_empty());
+    let closing = agg.close_days_before(day(17), |_| Some(point())).unwrap();
+    assert_eq!(
+        summary(&closing),
+        vec![
+            s("hj212:Z13401000010301:a21026:20260316:missing_day", KIND_MISSING_DAY, None),
+            s("hj212:Z13401000010301:w01018:20260315:exceedance", KIND_EXCEEDANCE, Some("51.6667")),
+            s("hj212:Z13401000010301:w01018:20260316:missing_day", KIND_MISSING_DAY, None),
+            s("hj212:Z13401000010301:w21003:20260315:missing_day", KIND_MISSING_DAY, None),
+            s("hj212:Z13401000010301:w21003:20260316:missing_day", KIND_MISSING_DAY, None),
+        ]
+    );
+    let exceedance = closing.records().iter().find(|r| r.kind == KIND_EXCEEDANCE).unwrap();
+    assert_eq!(exceedance.source, "hj212");
+    assert_eq!(exceedance.uscc.as_str(), USCC);
+    assert_eq!(exceedance.occurred_at.to_string(), "2026-03-15T15:59:59.999999999Z");
+    let attributes: Vec<(&str, &str)> =
+        exceedance.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        attributes,
+        vec![
+            ("day", "2026-03-15"),
+            ("limit", "50"),
+            ("mn", MN),
+            ("outlet", "DW001"),
+            ("pollutant", "w01018"),
+            ("statistic", "Avg"),
+            ("unit", "mg/L"),
+            ("value", "51.6667"),
+        ]
+    );
+}
+
+#[test]
+fn converted_values_are_judged_when_the_limit_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    // ZsAvg mean 36 > 35 while Avg mean 30 is not: the ZsAvg limit decides.
+    accept_all(
+        &mut agg,
+        &[
+            hourly(15, 0, "a21026-Avg=30,a21026-ZsAvg=36,a21026-Flag=N"),
+            // A device without converted values: the ZsAvg limit falls back to Avg.
+            hourly(14, 0, "a21026-Avg=40,a21026-Flag=N"),
+        ],
+    );
+    let closing = agg.close_days_before(day(16), |_| Some(point())).unwrap();
+    let judged: Vec<_> = closing
+        .records()
+        .iter()
+        .filter(|r| r.kind == KIND_EXCEEDANCE)
+        .map(|r| {
+            (r.attributes["day"].as_str(), r.attributes["statistic"].as_str(), r.attributes["value"].as_str())
+        })
+        .collect();
+    assert_eq!(judged, vec![("2026-03-14", "Avg", "40"), ("2026-03-15", "ZsAvg", "36")]);
+}
+
+#[test]
+fn a_valid_daily_value_wins_over_the_hourly_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    accept_all(
+        &mut agg,
+        &[
+            hourly(14, 0, "w01018-Avg=60,w01018-Flag=N"),
+            packet(command::DAILY, "20260314000000", "w01018-Avg=45,w01018-Flag=N"),
+            hourly(15, 0, "w01018-Avg=60,w01018-Flag=N"),
+            // An invalid daily value does not hide the hourly ones.
+            packet(command::DAILY, "20260315000000", "w01018-Avg=45,w01018-Flag=C"),
+        ],
+    );
+    let closing = agg.close_days_before(day(16), |_| Some(point())).unwrap();
+    let exceeded: Vec<_> = closing
+        .records()
+        .iter()
+        .filter(|r| r.kind == KIND_EXCEEDANCE)
+        .map(|r| r.attributes["day"].as_str())
+        .collect();
+    assert_eq!(exceeded, vec!["2026-03-15"]);
+}
+
+#[test]
+fn re_sent_packets_change_nothing() {
+    let once = tempfile::tempdir().unwrap();
+    let mut agg = open(&once);
+    accept_all(&mut agg, &day_15_packets());
+    let expected = summary(&agg.close_days_before(day(17), |_| Some(point())).unwrap());
+
+    let twice = tempfile::tempdir().unwrap();
+    let mut agg = open(&twice);
+    let mut packets = day_15_packets();
+    packets.extend(day_15_packets());
+    packets.reverse();
+    accept_all(&mut agg, &packets);
+    assert_eq!(summary(&agg.close_days_before(day(17), |_| Some(point())).unwrap()), expected);
+}
+
+#[test]
+fn a_corrected_re_send_replaces_the_earlier_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    accept_all(
+        &mut agg,
+        &[hourly(15, 0, "w01018-Avg=90,w01018-Flag=N"), hourly(15, 0, "w01018-Avg=20,w01018-Flag=N")],
+    );
+    let closing = agg.close_days_before(day(16), |_| Some(point())).unwrap();
+    assert!(closing.records().iter().all(|r| r.kind == KIND_MISSING_DAY), "{:?}", summary(&closing));
+}
+
+#[test]
+fn restart_loses_nothing_and_closed_days_stay_closed() {
+    let reference = tempfile::tempdir().unwrap();
+    let mut agg = open(&reference);
+    accept_all(&mut agg, &day_15_packets());
+    let expected = summary(&agg.close_days_before(day(17), |_| Some(point())).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let packets = day_15_packets();
+    let (first, second) = packets.split_at(2);
+    let mut agg = open(&dir);
+    accept_all(&mut agg, first);
+    drop(agg);
+    let mut agg = open(&dir);
+    accept_all(&mut agg, second);
+    drop(agg);
+    let agg = open(&dir);
+    let closing = agg.close_days_before(day(17), |_| Some(point())).unwrap();
+    assert_eq!(summary(&closing), expected);
+
+    // Not committed yet (the ledger append "failed"): a restart yields the same records.
+    drop(agg);
+    let mut agg = open(&dir);
+    let closing = agg.close_days_before(day(17), |_| Some(point())).unwrap();
+    assert_eq!(summary(&closing), expected);
+    agg.commit(closing).unwrap();
+    drop(agg);
+
+    let mut agg = open(&dir);
+    assert!(agg.close_days_before(day(17), |_| Some(point())).unwrap().is_empty());
+    let late = hourly(15, 5, "w01018-Avg=1000,w01018-Flag=N");
+    assert_eq!(agg.accept(&point(), &late, received()).unwrap(), AcceptOutcome::Late(day(15)));
+    assert!(agg.close_days_before(day(17), |_| Some(point())).unwrap().is_empty());
+    // Later days go on from where closing stopped.
+    let closing = agg.close_days_before(day(18), |_| Some(point())).unwrap();
+    assert_eq!(closing.records().len(), 3);
+    assert!(closing.records().iter().all(|r| r.attributes["day"] == "2026-03-17"));
+}
+
+#[test]
+fn what_is_not_aggregated_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    let p = point();
+    let check = |agg: &mut DailyAggregator, packet: Packet, expect: AcceptOutcome| {
+        assert_eq!(agg.accept(&p, &packet, received()).unwrap(), expect);
+    };
+    check(
+        &mut agg,
+        packet(command::REALTIME, "20260316100000", "w01018-Rtd=35"),
+        AcceptOutcome::NotAggregated,
+    );
+    check(&mut agg, hourly(16, 1, "w99999-Avg=35"), AcceptOutcome::NotAggregated);
+    let no_time = frame(format!("ST=32;CN=2061;PW=1;MN={MN};CP=&&w01018-Avg=35&&").as_bytes());
+    check(&mut agg, parse_packet(&no_time).unwrap(), AcceptOutcome::OutOfWindow);
+    let answer = frame(format!("ST=91;CN=9011;PW=1;MN={MN};Flag=4;CP=&&QnRtn=1&&").as_bytes());
+    check(&mut agg, parse_packet(&answer).unwrap(), AcceptOutcome::NotAggregated);
+    check(&mut agg, packet(command::HOURLY, "20260213100000", "w01018-Avg=35"), AcceptOutcome::OutOfWindow);
+    check(&mut agg, packet(command::HOURLY, "20260318000000", "w01018-Avg=35"), AcceptOutcome::OutOfWindow);
+    check(&mut agg, packet(command::HOURLY, "20260317230000", "w01018-Avg=35"), AcceptOutcome::Stored(1));
+    // Earlier data moves the first tracked day back while nothing is closed.
+    check(&mut agg, hourly(10, 1, "w01018-Avg=35;w21003-Avg=1"), AcceptOutcome::Stored(2));
+    let closing = agg.close_days_before(day(11), |_| Some(point())).unwrap();
+    assert_eq!(
+        summary(&closing),
+        vec![s("hj212:Z13401000010301:a21026:20260310:missing_day", KIND_MISSING_DAY, None)]
+    );
+    // A device whose registration is gone gets its days closed without records.
+    let closing = agg.close_days_before(day(12), |_| None).unwrap();
+    assert!(!closing.is_empty() && closing.records().is_empty());
+    let other = MonitoringPoint::new("OTHER", Uscc::parse(USCC).unwrap(), "DW002", vec![]).unwrap();
+    assert!(matches!(agg.accept(&other, &hourly(16, 1, ""), received()), Err(Error::WrongPoint { .. })));
+}

@@ -1,0 +1,420 @@
+//! The TCP gateway data loggers connect to: frames, checks and acknowledges
+//! their packets, feeds the daily aggregation and hands the resulting
+//! records to a [`RecordSink`] (the server's ledger path), without knowing
+//! anything about gRPC.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use scoring::{Record, Timestamp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::aggregate::{AcceptOutcome, DailyAggregator};
+use super::framer::Framer;
+use super::packet::{PacketError, parse_packet};
+use super::point::MonitoringPoint;
+use super::time::LocalDay;
+use super::{Error, Result};
+
+/// Where the gateway gets registrations from and puts records.
+pub trait RecordSink: Send + Sync + 'static {
+    /// The registered monitoring point of device `mn`, if any.
+    fn monitoring_point(&self, mn: &str) -> Option<MonitoringPoint>;
+
+    /// Appends records through the normal ledger path. Must be idempotent on
+    /// (`source`, `source_record_id`): after a failure or crash the same
+    /// records are appended again.
+    fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// Why a [`RecordSink`] did not take a batch of records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The sink could not store the batch now (shutting down, storage
+    /// failing). The gateway keeps the days open and sends the same records
+    /// again at the next close; appends are idempotent.
+    #[error("not stored now, will retry: {0}")]
+    Transient(String),
+    /// The sink refused `count` records for good (e.g. the enterprise is not
+    /// registered); sending them again cannot change that, so the days close.
+    #[error("{count} records refused: {first}")]
+    Rejected { count: usize, first: String },
+}
+
+/// The gateway's source of "now"; the server passes its own clock so tests
+/// can move time forward and see days close.
+pub type WallClock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// A connection that sends nothing for this long is closed. Devices send
+    /// at least hourly data and a heartbeat, so 10 minutes of silence means
+    /// a dead peer.
+    pub idle_timeout: Duration,
+    /// Connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// How often to look for days ready to close.
+    pub close_interval: Duration,
+    /// How long after local midnight a day stays open for late hourly data
+    /// and re-sends, before it is judged.
+    pub close_grace: Duration,
+    /// The wall clock; tests set a fixed or manual time.
+    pub clock: WallClock,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("close_interval", &self.close_interval)
+            .field("close_grace", &self.close_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 1024,
+            close_interval: Duration::from_secs(300),
+            close_grace: Duration::from_secs(24 * 3600),
+            clock: Arc::new(Timestamp::now),
+        }
+    }
+}
+
+/// Counters of everything the gateway saw, readable while it runs.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    connections_accepted: AtomicU64,
+    connections_refused: AtomicU64,
+    packets_ok: AtomicU64,
+    bad_crc: AtomicU64,
+    bad_length: AtomicU64,
+    malformed: AtomicU64,
+    unknown_device: AtomicU64,
+    acks_sent: AtomicU64,
+    values_stored: AtomicU64,
+    values_not_counted: AtomicU64,
+    records_emitted: AtomicU64,
+    records_refused: AtomicU64,
+    append_failures: AtomicU64,
+    garbage_bytes: AtomicU64,
+}
+
+/// A copy of [`GatewayStats`] at one moment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct GatewayCounts {
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    /// Well-formed packets, registered device or not.
+    pub packets_ok: u64,
+    pub bad_crc: u64,
+    pub bad_length: u64,
+    pub malformed: u64,
+    /// Well-formed packets from an MN without a registered monitoring point.
+    pub unknown_device: u64,
+    pub acks_sent: u64,
+    /// Pollutant values kept for daily judgement.
+    pub values_stored: u64,
+    /// Hourly or daily packets that came too late or with a `DataTime` too
+    /// far from their receipt.
+    pub values_not_counted: u64,
+    pub records_emitted: u64,
+    /// Records the ledger path refused for good ([`SinkError::Rejected`]).
+    pub records_refused: u64,
+    /// Closes whose records could not be stored then ([`SinkError::Transient`]).
+    pub append_failures: u64,
+    /// Bytes between frames that were no part of any.
+    pub garbage_bytes: u64,
+}
+
+impl GatewayStats {
+    pub fn snapshot(&self) -> GatewayCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        GatewayCounts {
+            connections_accepted: get(&self.connections_accepted),
+            connections_refused: get(&self.connections_refused),
+            packets_ok: get(&self.packets_ok),
+            bad_crc: get(&self.bad_crc),
+            bad_length: get(&self.bad_length),
+            malformed: get(&self.malformed),
+            unknown_device: get(&self.unknown_device),
+            acks_sent: get(&self.acks_sent),
+            values_stored: get(&self.values_stored),
+            values_not_counted: get(&self.values_not_counted),
+            records_emitted: get(&self.records_emitted),
+            records_refused: get(&self.records_refused),
+            append_failures: get(&self.append_failures),
+            garbage_bytes: get(&self.garbage_bytes),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// An HJ 212 gateway bound to its state directory, ready to serve.
+pub struct Gateway<S> {
+    shared: Arc<Shared<S>>,
+}
+
+struct Shared<S> {
+    sink: Arc<S>,
+    aggregator: Arc<Mutex<DailyAggregator>>,
+    stats: Arc<GatewayStats>,
+    config: GatewayConfig,
+}
+
+impl<S: RecordSink> Gateway<S> {
+    /// Opens the aggregation state in `state_dir` (e.g. `DATA/hj212`).
+    pub fn open(state_dir: &Path, sink: Arc<S>, config: GatewayConfig) -> Result<Gateway<S>> {
+        let aggregator = DailyAggregator::open(state_dir)?;
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                sink,
+                aggregator: Arc::new(Mutex::new(aggregator)),
+                stats: Arc::default(),
+                config,
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<GatewayStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Accepts devices on `listener` until `shutdown` completes, then closes
+    /// every connection and returns once they are gone.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let shared = self.shared;
+        let (stop, stopped) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(close_days_periodically(shared.clone(), stopped.clone()));
+        info!(addr = ?listener.local_addr().ok(), "hj212 gateway listening");
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => match permits.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            bump(&shared.stats.connections_accepted, 1);
+                            let (shared, stopped) = (shared.clone(), stopped.clone());
+                            tasks.spawn(async move {
+                                serve_connection(stream, peer, &shared, stopped).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            bump(&shared.stats.connections_refused, 1);
+                            warn!(%peer, "hj212 connection refused: too many connections");
+                        }
+                    },
+                    Err(e) => {
+                        // Usually out of file descriptors: back off instead of
+                        // spinning until some connection ends.
+                        warn!(error = %e, "hj212 accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = joined {
+                        error!(error = %e, "hj212 connection task failed");
+                    }
+                }
+            }
+        }
+        let _ = stop.send(true);
+        while tasks.join_next().await.is_some() {}
+        info!("hj212 gateway stopped");
+        Ok(())
+    }
+}
+
+/// Serves HJ 212 devices on `listener` with the default configuration until
+/// `shutdown` completes; returns the final counters.
+pub async fn serve_gateway<S: RecordSink>(
+    listener: TcpListener,
+    sink: Arc<S>,
+    state_dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Arc<GatewayStats>> {
+    let gateway = Gateway::open(&state_dir, sink, GatewayConfig::default())?;
+    let stats = gateway.stats();
+    gateway.serve(listener, shutdown).await?;
+    Ok(stats)
+}
+
+async fn serve_connection<S: RecordSink>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared<S>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    debug!(%peer, "hj212 device connected");
+    let idle = shared.config.idle_timeout;
+    let mut framer = Framer::new();
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let read = tokio::select! {
+            _ = stopped.changed() => break,
+            read = tokio::time::timeout(idle, stream.read(&mut buffer)) => read,
+        };
+        let n = match read {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "hj212 read failed");
+                break;
+            }
+            Err(_) => {
+                debug!(%peer, "hj212 connection idle, closing");
+                break;
+            }
+        };
+        let discarded = framer.discarded_bytes();
+        let frames = framer.push(&buffer[..n]);
+        bump(&shared.stats.garbage_bytes, framer.discarded_bytes() - discarded);
+        for frame in frames {
+            let Some(ack) = shared.handle_frame(&frame, peer).await else { continue };
+            // A device that stops reading must not hold the task forever.
+            match tokio::time::timeout(idle, stream.write_all(&ack)).await {
+                Ok(Ok(())) => bump(&shared.stats.acks_sent, 1),
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "hj212 ack not sent");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "hj212 ack timed out");
+                    return;
+                }
+            }
+        }
+    }
+    debug!(%peer, "hj212 device disconnected");
+}
+
+impl<S: RecordSink> Shared<S> {
+    /// Checks one frame and keeps its values; returns the acknowledgement to
+    /// send, if one is due.
+    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        let packet = match parse_packet(frame) {
+            Ok(packet) => packet,
+            Err(e) => {
+                let counter = match e {
+                    PacketError::BadCrc { .. } => &self.stats.bad_crc,
+                    PacketError::Framing(_) | PacketError::BadLength { .. } => &self.stats.bad_length,
+                    PacketError::Malformed { .. } => &self.stats.malformed,
+                };
+                bump(counter, 1);
+                warn!(%peer, error = %e, "hj212 packet rejected");
+                return None;
+            }
+        };
+        bump(&self.stats.packets_ok, 1);
+        let ack = packet.wants_ack().then(|| packet.ack());
+        let Some(point) = self.sink.monitoring_point(packet.mn()) else {
+            bump(&self.stats.unknown_device, 1);
+            warn!(%peer, mn = packet.mn(), cn = packet.cn(), "hj212 packet from unregistered device");
+            return ack;
+        };
+        let aggregator = self.aggregator.clone();
+        let now = (self.config.clock)();
+        // sled may block on I/O (the flush before the ack), so it runs off
+        // the async workers.
+        let accepted =
+            tokio::task::spawn_blocking(move || lock(&aggregator).accept(&point, &packet, now)).await;
+        match accepted {
+            Ok(Ok(AcceptOutcome::Stored(n))) => bump(&self.stats.values_stored, n as u64),
+            Ok(Ok(AcceptOutcome::NotAggregated)) => {}
+            Ok(Ok(outcome @ (AcceptOutcome::Late(_) | AcceptOutcome::OutOfWindow))) => {
+                bump(&self.stats.values_not_counted, 1);
+                info!(%peer, ?outcome, "hj212 values not counted");
+            }
+            Ok(Err(e)) => {
+                // Not kept, so not acknowledged: the device will send it again.
+                error!(%peer, error = %e, "hj212 values not stored");
+                return None;
+            }
+            Err(e) => {
+                error!(%peer, error = %e, "hj212 aggregation task failed");
+                return None;
+            }
+        }
+        ack
+    }
+
+    /// Judges every day that is over (plus the grace period) and appends
+    /// its records; the days are closed only once the sink has them.
+    async fn close_due_days(self: &Arc<Self>) -> Result<()> {
+        let grace = i64::try_from(self.config.close_grace.as_nanos()).unwrap_or(i64::MAX);
+        let before = LocalDay::containing((self.config.clock)().plus_nanos(-grace));
+        let shared = self.clone();
+        let closing = tokio::task::spawn_blocking(move || {
+            lock(&shared.aggregator).close_days_before(before, |mn| shared.sink.monitoring_point(mn))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        if closing.is_empty() {
+            return Ok(());
+        }
+        let records = closing.records().to_vec();
+        let count = records.len() as u64;
+        if !records.is_empty() {
+            match self.sink.append(records).await {
+                Ok(()) => bump(&self.stats.records_emitted, count),
+                Err(e @ SinkError::Transient(_)) => {
+                    bump(&self.stats.append_failures, 1);
+                    warn!(error = %e, "hj212 records not appended, retrying at the next close");
+                    return Ok(());
+                }
+                Err(e @ SinkError::Rejected { count: refused, .. }) => {
+                    bump(&self.stats.records_refused, refused as u64);
+                    bump(&self.stats.records_emitted, count.saturating_sub(refused as u64));
+                    warn!(error = %e, "hj212 records refused by the ledger path; closing the days anyway");
+                }
+            }
+        }
+        let aggregator = self.aggregator.clone();
+        tokio::task::spawn_blocking(move || lock(&aggregator).commit(closing))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+}
+
+async fn close_days_periodically<S: RecordSink>(shared: Arc<Shared<S>>, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(shared.config.close_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(e) = shared.close_due_days().await {
+            error!(error = %e, "hj212 closing days failed");
+        }
+    }
+}
+
+/// The aggregator stays usable after a panic elsewhere: its state is on
+/// disk and every operation on it is a whole batch.
+fn lock(aggregator: &Mutex<DailyAggregator>) -> std::sync::MutexGuard<'_, DailyAggregator> {
+    aggregator.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Gateway tests over real TCP on 127.0.0.1:0, with an in-test sink standing
+//! in for the server. Waiting is on channels and the peer's EOF, never sleeps.
+
+use std::sync::{Arc, Mutex};
+
+use scoring::{NANOS_PER_SECOND, Uscc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::{PollutantLimit, Statistic, frame, parse_packet};
+
+const MN: &str = "Z13401000010301";
+/// Every test fails rather than hangs if the gateway misbehaves.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct TestSink {
+    point: MonitoringPoint,
+    appended: mpsc::UnboundedSender<Vec<Record>>,
+    records: Mutex<Vec<Record>>,
+}
+
+impl RecordSink for TestSink {
+    fn monitoring_point(&self, mn: &str) -> Option<MonitoringPoint> {
+        (mn == MN).then(|| self.point.clone())
+    }
+
+    fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.records.lock().unwrap().extend(records.iter().cloned());
+        let sent = self.appended.send(records).map_err(|e| SinkError::Transient(e.to_string()));
+        async move { sent }
+    }
+}
+
+/// 17 March 2026, noon China time: 15 March is over, grace included.
+fn fixed_clock() -> Timestamp {
+    LocalDay::from_ymd(2026, 3, 17).unwrap().start().plus_nanos(12 * 3600 * NANOS_PER_SECOND)
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig {
+        idle_timeout: Duration::from_secs(30),
+        max_connections: 8,
+        close_interval: Duration::from_millis(10),
+        close_grace: Duration::from_secs(24 * 3600),
+        clock: Arc::new(fixed_clock),
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    stats: Arc<GatewayStats>,
+    appended: mpsc::UnboundedReceiver<Vec<Record>>,
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(config: GatewayConfig) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, appended) = mpsc::unbounded_channel();
+    let point = MonitoringPoint::new(
+        MN,
+        Uscc::parse("91330421739237858X").unwrap(),
+        "DW001",
+        vec![PollutantLimit::new("w01018", 50.0, "mg/L", Statistic::Avg).unwrap()],
+    )
+    .unwrap();
+    let sink = Arc::new(TestSink { point, appended: tx, records: Mutex::default() });
+    let gateway = Gateway::open(dir.path(), sink, config).unwrap();
+    let stats = gateway.stats();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(gateway.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stats, appended, stop, served, _dir: dir }
+}
+
+fn packet(mn: &str, cn: &str, flag: u8, cp: &str) -> Vec<u8> {
+    let data = format!(
+        "QN=20260315100000123;ST=32;CN={cn};PW=123456;MN={mn};Flag={flag};CP=&&DataTime=20260315100000;{cp}&&"
+    );
+    frame(data.as_bytes())
+}
+
+async fn read_line(stream: &mut TcpStream) -> Vec<u8> {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        let byte = tokio::time::timeout(PATIENCE, stream.read_u8()).await.expect("no answer in time");
+        line.push(byte.expect("connection closed before the answer ended"));
+    }
+    line
+}
+
+async fn read_eof(stream: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    let read =
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await.expect("not closed in time");
+    read.is_err() || rest.is_empty()
+}
+
+#[tokio::test]
+async fn acks_rejections_and_records_over_tcp() {
+    let mut gw = start(config()).await;
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+
+    // Garbage first, then an hourly packet that asks for an answer, in pieces.
+    let hourly = packet(MN, "2061", 5, "w01018-Avg=80,w01018-Flag=N");
+    device.write_all(b"\x00\x01AT+CIPSEND\r\n").await.unwrap();
+    for piece in [&hourly[..3], &hourly[3..50], &hourly[50..]] {
+        device.write_all(piece).await.unwrap();
+        device.flush().await.unwrap();
+    }
+    let expected_ack = parse_packet(&hourly).unwrap().ack();
+    assert_eq!(read_line(&mut device).await, expected_ack);
+
+    // No answer for Flag=4, a bad CRC or a bad length; an unregistered
+    // device's packet is still answered. Answers come in order, so the next
+    // line being the unregistered device's answer proves the others got none.
+    let realtime = packet(MN, "2011", 4, "w01018-Rtd=80,w01018-Flag=N");
+    let mut bad_crc = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    let crc_at = bad_crc.len() - 6;
+    bad_crc[crc_at] = if bad_crc[crc_at] == b'0' { b'1' } else { b'0' };
+    let mut bad_length = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    bad_length[2..6].copy_from_slice(b"0999");
+    let stranger = packet("UNREGISTERED01", "2061", 7, "w01018-Avg=10,w01018-Flag=N");
+    let burst = [realtime, bad_crc, bad_length, stranger.clone()].concat();
+    device.write_all(&burst).await.unwrap();
+    assert_eq!(read_line(&mut device).await, parse_packet(&stranger).unwrap().ack());
+
+    // The closer judges 15 March: 80 mg/L against a 50 mg/L limit.
+    let records = tokio::time::timeout(PATIENCE, gw.appended.recv()).await.unwrap().unwrap();
+    let ids: Vec<&str> = records.iter().map(|r| r.source_record_id.as_str()).collect();
+    assert_eq!(ids, vec!["hj212:Z13401000010301:w01018:20260315:exceedance"]);
+    assert_eq!(records[0].attributes["value"], "80");
+
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    assert!(read_eof(&mut device).await, "shutdown closes device connections");
+    let counts = gw.stats.snapshot();
+    assert_eq!(
+        counts,
+        GatewayCounts {
+            connections_accepted: 1,
+            packets_ok: 3,
+            bad_crc: 1,
+            bad_length: 1,
+            unknown_device: 1,
+            acks_sent: 2,
+            values_stored: 1,
+            records_emitted: 1,
+            garbage_bytes: counts.garbage_bytes,
+            ..GatewayCounts::default()
+        }
+    );
+    assert!(counts.garbage_bytes >= 14, "{counts:?}");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let gw = start(GatewayConfig { idle_timeout: Duration::from_millis(50), ..config() }).await;
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    assert!(read_eof(&mut device).await);
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_maximum_are_refused() {
+    let gw = start(GatewayConfig { max_connections: 1, ..config() }).await;
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    // Once the first device has its answer, its connection holds the only permit.
+    first.write_all(&packet(MN, "2011", 5, "w01018-Rtd=1")).await.unwrap();
+    read_line(&mut first).await;
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    assert!(read_eof(&mut second).await);
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    assert_eq!(gw.stats.snapshot().connections_refused, 1);
+}

@@ -1,0 +1,202 @@
+//! The aggregation state on disk: hourly and daily observations of the days
+//! still open, and per device the first day not yet closed. sled stays in
+//! this file; nothing outside sees its types.
+//!
+//! Keys (`\0` separates parts, since an MN may hold any printable byte):
+//! * `c\0<MN>` -> `YYYYMMDD` of the first open day, then `1` if any day of
+//!   this device was ever closed, else `0`;
+//! * `v\0<MN>\0<YYYYMMDD>\0<pollutant>\0<slot>` -> `avg|zs_avg|flag`, with
+//!   slot `00`..`23` for an hour or `D` for the day, and empty text for an
+//!   absent part.
+//!
+//! Text values keep the database readable with any sled dump tool; f64's
+//! `Display` round-trips exactly.
+
+use std::path::Path;
+
+use super::packet::DataFlag;
+use super::time::LocalDay;
+use super::{Error, Result};
+
+/// Which value of a day an observation is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Slot {
+    Hour(u32),
+    Day,
+}
+
+/// What a device reported for one pollutant in one slot.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub(crate) struct Observation {
+    pub avg: Option<f64>,
+    pub zs_avg: Option<f64>,
+    pub flag: Option<DataFlag>,
+}
+
+/// Where a device's open days start.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Cursor {
+    pub first_open: LocalDay,
+    /// Once a day has been closed, data for earlier days is late; before
+    /// that, earlier data just moves `first_open` back.
+    pub closed_any: bool,
+}
+
+pub(crate) struct StateStore {
+    /// Dropping it releases the directory's lock before the drop returns.
+    db: kv::Db,
+}
+
+impl StateStore {
+    pub fn open(dir: &Path) -> Result<StateStore> {
+        Ok(StateStore { db: kv::open(sled::Config::new(), dir)? })
+    }
+
+    pub fn cursor(&self, mn: &str) -> Result<Option<Cursor>> {
+        self.db.get(cursor_key(mn))?.map(|v| decode_cursor(mn, &v)).transpose()
+    }
+
+    pub fn cursors(&self) -> Result<Vec<(String, Cursor)>> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(b"c\0") {
+            let (key, value) = entry?;
+            let mn = std::str::from_utf8(&key[2..])
+                .map_err(|_| Error::Corruption(format!("cursor key {key:?} is not UTF-8")))?;
+            out.push((mn.to_owned(), decode_cursor(mn, &value)?));
+        }
+        Ok(out)
+    }
+
+    /// Stores `observations` of `day` and the device's cursor in one atomic
+    /// batch, overwriting what an earlier copy of the same packet stored.
+    pub fn put(
+        &self,
+        mn: &str,
+        cursor: Cursor,
+        day: LocalDay,
+        observations: &[(&str, Slot, Observation)],
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(cursor_key(mn), encode_cursor(cursor));
+        for (pollutant, slot, observation) in observations {
+            batch.insert(value_key(mn, day, pollutant, *slot), encode_observation(observation));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every observation of one device and day.
+    pub fn day(&self, mn: &str, day: LocalDay) -> Result<Vec<(String, Slot, Observation)>> {
+        let prefix = day_prefix(mn, day);
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            let corrupt = || Error::Corruption(format!("observation key {key:?}"));
+            let rest = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| corrupt())?;
+            let (pollutant, slot) = rest.split_once('\0').ok_or_else(corrupt)?;
+            let slot = match slot {
+                "D" => Slot::Day,
+                hour => Slot::Hour(hour.parse().ok().filter(|h| *h < 24).ok_or_else(corrupt)?),
+            };
+            out.push((pollutant.to_owned(), slot, decode_observation(&value).ok_or_else(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets the observations of `days` and moves the cursor to `first_open`,
+    /// in one atomic batch.
+    pub fn close(&self, mn: &str, days: &[LocalDay], first_open: LocalDay) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for &day in days {
+            for key in self.db.scan_prefix(day_prefix(mn, day)).keys() {
+                batch.remove(key?);
+            }
+        }
+        batch.insert(cursor_key(mn), encode_cursor(Cursor { first_open, closed_any: true }));
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Makes everything written so far survive a crash.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn cursor_key(mn: &str) -> Vec<u8> {
+    [b"c\0", mn.as_bytes()].concat()
+}
+
+fn day_prefix(mn: &str, day: LocalDay) -> Vec<u8> {
+    format!("v\0{mn}\0{}\0", day.compact()).into_bytes()
+}
+
+fn value_key(mn: &str, day: LocalDay, pollutant: &str, slot: Slot) -> Vec<u8> {
+    let slot = match slot {
+        Slot::Hour(h) => format!("{h:02}"),
+        Slot::Day => "D".to_owned(),
+    };
+    let mut key = day_prefix(mn, day);
+    key.extend_from_slice(format!("{pollutant}\0{slot}").as_bytes());
+    key
+}
+
+fn encode_cursor(cursor: Cursor) -> Vec<u8> {
+    format!("{}{}", cursor.first_open.compact(), u8::from(cursor.closed_any)).into_bytes()
+}
+
+fn decode_cursor(mn: &str, value: &[u8]) -> Result<Cursor> {
+    let corrupt = || Error::Corruption(format!("cursor of {mn}: {value:?}"));
+    let text = std::str::from_utf8(value).map_err(|_| corrupt())?;
+    let (day, closed) = text.split_at_checked(8).ok_or_else(corrupt)?;
+    let first_open = LocalDay::parse_compact(day).ok_or_else(corrupt)?;
+    let closed_any = match closed {
+        "0" => false,
+        "1" => true,
+        _ => return Err(corrupt()),
+    };
+    Ok(Cursor { first_open, closed_any })
+}
+
+fn encode_observation(o: &Observation) -> Vec<u8> {
+    let number = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let flag = o.flag.as_ref().map(DataFlag::as_str).unwrap_or_default();
+    format!("{}|{}|{flag}", number(o.avg), number(o.zs_avg)).into_bytes()
+}
+
+fn decode_observation(value: &[u8]) -> Option<Observation> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.splitn(3, '|');
+    let mut number = || -> Option<Option<f64>> {
+        match parts.next()? {
+            "" => Some(None),
+            v => v.parse().ok().map(Some),
+        }
+    };
+    let (avg, zs_avg) = (number()?, number()?);
+    let flag = match parts.next()? {
+        "" => None,
+        f => Some(DataFlag::parse(f)),
+    };
+    Some(Observation { avg, zs_avg, flag })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_round_trip_through_their_encoding() {
+        for o in [
+            Observation::default(),
+            Observation { avg: Some(35.2), zs_avg: Some(1e-300), flag: Some(DataFlag::Normal) },
+            Observation { avg: Some(-0.1), zs_avg: None, flag: Some(DataFlag::Other("x|y".into())) },
+        ] {
+            assert_eq!(decode_observation(&encode_observation(&o)), Some(o));
+        }
+        let cursor = Cursor { first_open: LocalDay::from_ymd(2026, 3, 15).unwrap(), closed_any: true };
+        assert_eq!(decode_cursor("mn", &encode_cursor(cursor)).unwrap(), cursor);
+        assert!(matches!(decode_cursor("mn", b"2026031"), Err(Error::Corruption(_))));
+    }
+}

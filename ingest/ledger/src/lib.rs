@@ -1,0 +1,583 @@
+//! The append-only, hash-chained, verifiable ledger.
+//!
+//! Every fact the service knows is one [`Entry`]: a dense `seq`, a server
+//! timestamp and the payload bytes, stored verbatim. Entries are chained
+//! (`chain_hash`) and are the leaves of an RFC 9162 Merkle tree (BLAKE3), so
+//! inclusion and consistency proofs let a bank or a court check what they
+//! were shown against a signed [`Checkpoint`]. See `docs/ledger.md`.
+//!
+//! Data directory:
+//! * `ledger/`: the sled database (layout in `store.rs`); never exposed.
+//! * `checkpoint`: the last signed checkpoint note, replaced atomically; the
+//!   store being shorter than it, or disagreeing with it, is tampering.
+//! * `ledger.key`: the Ed25519 signer key (mode 0600) in the Go
+//!   `PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || seed)>` form (see
+//!   [`note`]); created on first open unless [`LedgerConfig::key_file`] is set.
+//!
+//! Module map: the pure formats ([`hash`], [`proof`], [`note`]) come from the
+//! `tlog` crate and are re-exported here; `tree` answers roots and proofs
+//! from stored subtree hashes; `store` is the only code that knows sled;
+//! `writer` is the group-commit thread; `verify` recomputes a whole store.
+
+#![forbid(unsafe_code)]
+
+pub use tlog::{Hash, hash, note, proof};
+
+mod error;
+mod files;
+mod store;
+mod tree;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use error::{Error, Result};
+pub use files::read_public_key;
+pub use verify::{VerifyReport, verify};
+
+use files::ServiceKey;
+use store::{Engine, SledStore};
+use verify::Anchor;
+
+/// Where and how to open a ledger.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// Data directory: sled in `dir/ledger/`, the last signed checkpoint in
+    /// `dir/checkpoint`, the key in `dir/ledger.key`.
+    pub dir: PathBuf,
+    /// The checkpoint's origin line.
+    pub origin: String,
+    /// The signed-note key name.
+    pub key_name: String,
+    /// Load the signer key from here instead of `dir/ledger.key` (same
+    /// format; never created). Its key name must equal `key_name`.
+    pub key_file: Option<PathBuf>,
+    /// [`Ledger::checkpoint`] signs a new checkpoint at most this often.
+    pub checkpoint_interval: Duration,
+}
+
+impl LedgerConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LedgerConfig {
+            dir: dir.into(),
+            origin: "ecocode.local/ledger".to_string(),
+            key_name: "ecocode.local".to_string(),
+            key_file: None,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One entry to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEntry {
+    pub payload: Vec<u8>,
+    /// Index key (e.g. a USCC) for [`Ledger::entries_for_subject`]; empty =
+    /// not indexed.
+    pub subject: Vec<u8>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Same key and same fingerprint is a duplicate; same key and another
+/// fingerprint is a [`Conflict`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: Vec<u8>,
+    pub fingerprint: Hash,
+}
+
+/// Proof that an entry is durably in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub entry_hash: Hash,
+    pub chain_hash: Hash,
+    pub recorded_at_ns: i64,
+    /// True when this answers a re-send of an entry already in the ledger.
+    pub duplicate: bool,
+}
+
+/// The idempotency key is taken by an entry with another fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub existing: Receipt,
+}
+
+/// A stored entry, its hash checked on the way out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub recorded_at_ns: i64,
+    pub payload: Vec<u8>,
+    pub subject: Vec<u8>,
+    pub entry_hash: Hash,
+    pub chain_hash: Hash,
+}
+
+/// The current tree head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+    /// `chain_hash(size - 1)`; zeros when empty.
+    pub chain: Hash,
+}
+
+/// A signed tree head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub chain: Hash,
+    /// When it was signed (unix ns). Not part of the signed note.
+    pub timestamp_ns: i64,
+    /// The C2SP signed note.
+    pub note: String,
+    pub public_key: [u8; 32],
+}
+
+/// One answer of [`Ledger::append`] per input entry.
+pub type AppendResult = std::result::Result<Receipt, Conflict>;
+
+/// A handle on an open ledger; clones share it.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("dir", &self.inner.core.dir)
+            .field("head", &self.head())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owned by the handles only: dropping the last handle closes the queue,
+/// which lets the writer thread finish and release the store.
+struct Inner {
+    core: Arc<Core>,
+    queue: Mutex<Option<std::sync::mpsc::Sender<writer::Request>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(lock(&self.queue).take());
+        if let Some(handle) = lock(&self.writer).take() {
+            // The writer finishes what is queued and exits; waiting here
+            // means the store's file lock is released when the last handle
+            // is gone, so the same directory can be reopened.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// State shared by the handles and the writer thread.
+struct Core {
+    dir: PathBuf,
+    origin: String,
+    key: ServiceKey,
+    interval: Duration,
+    engine: Box<dyn Engine>,
+    /// Replaced by the writer after each durable group commit.
+    state: RwLock<writer::State>,
+    checkpoint: Mutex<CheckpointSlot>,
+    /// Number of group commits made durable (one flush each).
+    flushes: AtomicU64,
+    /// Set when a commit failed: what is on disk is then unknown, so no more
+    /// appends until a restart re-verifies.
+    failed: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct CheckpointSlot {
+    latest: Option<Checkpoint>,
+    /// None for a checkpoint loaded from disk: it may be replaced at once.
+    signed_at: Option<Instant>,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data behind;
+    // nothing here has invariants a half-done update could break.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Ledger {
+    /// Opens (creating if new) the ledger in `cfg.dir`, verifying every
+    /// stored entry first.
+    pub fn open(cfg: LedgerConfig) -> Result<Ledger> {
+        Self::open_with_progress(cfg, &mut |_, _| {})
+    }
+
+    /// [`Ledger::open`], reporting `(done, total)` entries while verifying.
+    pub fn open_with_progress(cfg: LedgerConfig, progress: &mut dyn FnMut(u64, u64)) -> Result<Ledger> {
+        note::check_key_name(&cfg.key_name)?;
+        if cfg.origin.is_empty() || cfg.origin.contains('\n') {
+            return Err(Error::InvalidArgument("origin must be one non-empty line".into()));
+        }
+        std::fs::create_dir_all(&cfg.dir)?;
+        let key = files::load_or_create_key(&cfg.dir, cfg.key_file.as_deref(), &cfg.key_name)?;
+        let anchor = verify::read_anchor(&cfg.dir, Some((&key.name, &key.public)))?;
+        let mut slot = CheckpointSlot::default();
+        if let Some((anchor, origin, note, written_ns)) = &anchor {
+            if *origin != cfg.origin {
+                return Err(Error::InvalidArgument(format!(
+                    "the last checkpoint was signed for origin {origin:?} but the configured origin is {:?}",
+                    cfg.origin
+                )));
+            }
+            slot.latest = Some(Checkpoint {
+                tree_size: anchor.size,
+                root: anchor.root,
+                chain: anchor.chain,
+                timestamp_ns: *written_ns,
+                note: note.clone(),
+                public_key: key.public,
+            });
+        }
+        let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR))?;
+        let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress)?;
+        tracing::info!(
+            dir = %cfg.dir.display(),
+            entries = verified.frontier.size(),
+            "ledger verified and open"
+        );
+        let core = Arc::new(Core {
+            dir: cfg.dir,
+            origin: cfg.origin,
+            key,
+            interval: cfg.checkpoint_interval,
+            engine: Box::new(engine),
+            state: RwLock::new(writer::State::new(verified)),
+            checkpoint: Mutex::new(slot),
+            flushes: AtomicU64::new(0),
+            failed: Mutex::new(None),
+        });
+        let (queue, requests) = std::sync::mpsc::channel();
+        let writer_core = Arc::clone(&core);
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer::run(&writer_core, requests))?;
+        Ok(Ledger {
+            inner: Arc::new(Inner { core, queue: Mutex::new(Some(queue)), writer: Mutex::new(Some(handle)) }),
+        })
+    }
+
+    /// Appends `batch`, answering one result per input in order, once the
+    /// new entries are durable. Duplicates (by idempotency key and
+    /// fingerprint, also within the batch) answer the original receipt
+    /// with `duplicate = true` and append nothing.
+    pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Vec<AppendResult>> {
+        self.submit(batch, None).await
+    }
+
+    /// [`Ledger::append`] with explicit `recorded_at` values, for test
+    /// vectors and imports; they must not decrease along the ledger.
+    #[doc(hidden)]
+    pub async fn append_at(&self, batch: Vec<(NewEntry, i64)>) -> Result<Vec<AppendResult>> {
+        let (entries, times) = batch.into_iter().unzip();
+        self.submit(entries, Some(times)).await
+    }
+
+    async fn submit(
+        &self,
+        entries: Vec<NewEntry>,
+        recorded_at: Option<Vec<i64>>,
+    ) -> Result<Vec<AppendResult>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        {
+            let queue = lock(&self.inner.queue);
+            let queue = queue.as_ref().ok_or(Error::ShuttingDown)?;
+            queue
+                .send(writer::Request::Append { entries, recorded_at, reply })
+                .map_err(|_| Error::ShuttingDown)?;
+        }
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// The current head (in memory, no I/O).
+    pub fn head(&self) -> Head {
+        self.inner.core.head()
+    }
+
+    /// Entry `seq`, its hash checked against the stored leaf.
+    pub fn entry(&self, seq: u64) -> Result<Entry> {
+        self.inner.core.entry(seq)
+    }
+
+    /// Every entry indexed under `subject`, ascending by seq.
+    pub fn entries_for_subject(&self, subject: &[u8]) -> Result<Vec<Entry>> {
+        let core = &self.inner.core;
+        let size = core.head().size;
+        let mut out = Vec::new();
+        for seq in core.engine.subject_seqs(subject)? {
+            // Index keys beyond the head belong to a commit still in flight.
+            if seq >= size {
+                break;
+            }
+            let entry = core.entry(seq)?;
+            if entry.subject != subject {
+                return Err(Error::corruption(seq, "subject index points at an entry of another subject"));
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// Entries `[from, to)` (clamped to the current size), for re-scoring.
+    pub fn scan(&self, from: u64, to: u64) -> impl Iterator<Item = Result<Entry>> + '_ {
+        let to = to.min(self.head().size);
+        (from..to).map(move |seq| self.inner.core.entry(seq))
+    }
+
+    /// The receipt of the entry appended under idempotency `key`, if any.
+    pub fn lookup(&self, key: &[u8]) -> Result<Option<Receipt>> {
+        let core = &self.inner.core;
+        match core.engine.idempotency(key)? {
+            Some((seq, _)) if seq < core.head().size => Ok(Some(core.receipt(seq, false)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `MTH(D[0:size])`.
+    pub fn root_at(&self, size: u64) -> Result<Hash> {
+        self.inner.core.root_at(size)
+    }
+
+    /// `chain_hash(size - 1)`, zeros for size 0.
+    pub fn chain_at(&self, size: u64) -> Result<Hash> {
+        self.inner.core.chain_at(size)
+    }
+
+    /// RFC 9162 §2.1.3 inclusion proof of entry `seq` in the tree of `tree_size`.
+    pub fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>> {
+        let core = &self.inner.core;
+        core.check_size(tree_size)?;
+        if seq >= tree_size {
+            return Err(Error::OutOfRange(format!("seq {seq} is not in a tree of size {tree_size}")));
+        }
+        tree::inclusion_path(&*core.engine, seq, tree_size)
+    }
+
+    /// RFC 9162 §2.1.4 consistency proof from size `from` to size `to`.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        let core = &self.inner.core;
+        if from > to {
+            return Err(Error::InvalidArgument(format!(
+                "consistency proof from size {from} to the smaller size {to}"
+            )));
+        }
+        core.check_size(to)?;
+        tree::consistency_proof(&*core.engine, from, to)
+    }
+
+    /// The latest signed checkpoint, signing a fresh one first if none
+    /// exists, or if the head moved and the checkpoint interval has passed.
+    /// Signing writes and fsyncs `dir/checkpoint` (blocking, at most once
+    /// per interval); otherwise this is a clone from memory.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        self.inner.core.checkpoint(false)
+    }
+
+    /// Signs a checkpoint of the current head now.
+    pub fn sign_checkpoint_now(&self) -> Result<Checkpoint> {
+        self.inner.core.checkpoint(true)
+    }
+
+    /// A C2SP signed note over `body` with the service key (used for score
+    /// attestations). A missing final newline is added; an empty body is an
+    /// [`Error::InvalidArgument`].
+    pub fn sign_note(&self, body: &str) -> Result<String> {
+        let key = &self.inner.core.key;
+        let body = if body.ends_with('\n') { body.to_string() } else { format!("{body}\n") };
+        Ok(note::sign(&body, &key.name, &key.seed)?)
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.inner.core.key.public
+    }
+
+    pub fn key_name(&self) -> &str {
+        &self.inner.core.key.name
+    }
+
+    /// The verifier key text (`<name>+<key id hex>+<base64>`) clients need
+    /// to check notes.
+    pub fn verifier_key(&self) -> String {
+        note::encode_verifier_key(self.key_name(), &self.public_key())
+    }
+
+    /// Stops accepting appends, finishes the queued ones and signs a final
+    /// checkpoint. Later appends answer [`Error::ShuttingDown`]; reads keep
+    /// working until the last handle is dropped.
+    pub async fn close(&self) -> Result<()> {
+        let queue = lock(&self.inner.queue).take();
+        if let Some(queue) = queue {
+            let (reply, done) = tokio::sync::oneshot::channel();
+            if queue.send(writer::Request::Close { reply }).is_ok() {
+                let _ = done.await;
+            }
+        }
+        let handle = lock(&self.inner.writer).take();
+        if let Some(handle) = handle {
+            // The writer answered Close and is returning; this join is short.
+            let _ = handle.join();
+        }
+        let core = &self.inner.core;
+        if let Some(failure) = lock(&core.failed).clone() {
+            return Err(Error::Storage(failure));
+        }
+        let head = core.head();
+        let current = lock(&core.checkpoint)
+            .latest
+            .as_ref()
+            .is_some_and(|cp| cp.tree_size == head.size && cp.root == head.root);
+        if !current {
+            core.checkpoint(true)?;
+        }
+        Ok(())
+    }
+
+    /// How many group commits (each one flush) this handle's store made.
+    #[doc(hidden)]
+    pub fn flush_count(&self) -> u64 {
+        self.inner.core.flushes.load(Ordering::Relaxed)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.core.dir
+    }
+}
+
+impl Core {
+    fn head(&self) -> Head {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).head()
+    }
+
+    fn check_size(&self, size: u64) -> Result<()> {
+        let current = self.head().size;
+        if size > current {
+            return Err(Error::OutOfRange(format!("tree size {size} exceeds the ledger size {current}")));
+        }
+        Ok(())
+    }
+
+    fn entry(&self, seq: u64) -> Result<Entry> {
+        if seq >= self.head().size {
+            return Err(Error::NotFound { seq });
+        }
+        let stored = self
+            .engine
+            .entry(seq)?
+            .ok_or_else(|| Error::corruption(seq, "entry is missing from the store"))?;
+        let entry_hash = hash::entry_hash(seq, stored.recorded_at_ns, &stored.payload);
+        let leaf =
+            self.engine.node_opt(0, seq)?.ok_or_else(|| Error::corruption(seq, "stored leaf is missing"))?;
+        if leaf != entry_hash {
+            return Err(Error::corruption(seq, "entry hash does not match the stored leaf"));
+        }
+        Ok(Entry {
+            seq,
+            recorded_at_ns: stored.recorded_at_ns,
+            payload: stored.payload,
+            subject: stored.subject,
+            entry_hash,
+            chain_hash: stored.chain_hash,
+        })
+    }
+
+    fn receipt(&self, seq: u64, duplicate: bool) -> Result<Receipt> {
+        let entry = self.entry(seq)?;
+        Ok(Receipt {
+            seq,
+            entry_hash: entry.entry_hash,
+            chain_hash: entry.chain_hash,
+            recorded_at_ns: entry.recorded_at_ns,
+            duplicate,
+        })
+    }
+
+    fn root_at(&self, size: u64) -> Result<Hash> {
+        let head = self.head();
+        if size == head.size {
+            return Ok(head.root);
+        }
+        self.check_size(size)?;
+        tree::range_hash(&*self.engine, 0, size)
+    }
+
+    fn chain_at(&self, size: u64) -> Result<Hash> {
+        self.check_size(size)?;
+        match size {
+            0 => Ok(hash::ZERO),
+            n => Ok(self.entry(n - 1)?.chain_hash),
+        }
+    }
+
+    /// Returns the latest checkpoint or signs a new one (`force`, none yet,
+    /// or head moved and interval passed).
+    fn checkpoint(&self, force: bool) -> Result<Checkpoint> {
+        let mut slot = lock(&self.checkpoint);
+        let head = self.head();
+        if let Some(latest) = &slot.latest {
+            let moved = latest.tree_size != head.size || latest.root != head.root;
+            let due = slot.signed_at.is_none_or(|at| at.elapsed() >= self.interval);
+            let sign = force || (moved && due);
+            if !sign {
+                return Ok(latest.clone());
+            }
+            // Never sign a head that does not extend what was signed before.
+            self.check_extends(latest, &head)?;
+        }
+        let body = note::checkpoint_body(&self.origin, head.size, &head.root, &head.chain);
+        let note = note::sign(&body, &self.key.name, &self.key.seed)?;
+        files::write_checkpoint(&self.dir, &note)?;
+        let checkpoint = Checkpoint {
+            tree_size: head.size,
+            root: head.root,
+            chain: head.chain,
+            timestamp_ns: now_ns(),
+            note,
+            public_key: self.key.public,
+        };
+        slot.latest = Some(checkpoint.clone());
+        slot.signed_at = Some(Instant::now());
+        Ok(checkpoint)
+    }
+
+    fn check_extends(&self, previous: &Checkpoint, head: &Head) -> Result<()> {
+        let anchor = Anchor { size: previous.tree_size, root: previous.root, chain: previous.chain };
+        if head.size < anchor.size {
+            return Err(Error::tampered(
+                head.size,
+                format!("head {} is behind the last signed checkpoint {}", head.size, anchor.size),
+            ));
+        }
+        let proof = tree::consistency_proof(&*self.engine, anchor.size, head.size)?;
+        if !proof::verify_consistency(anchor.size, head.size, &anchor.root, &head.root, &proof) {
+            return Err(Error::tampered(None, "the head is not consistent with the last signed checkpoint"));
+        }
+        if self.chain_at(anchor.size)? != anchor.chain {
+            return Err(Error::tampered(None, "the chain differs from the last signed checkpoint's"));
+        }
+        Ok(())
+    }
+}

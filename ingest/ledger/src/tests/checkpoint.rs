@@ -1,0 +1,158 @@
+//! Checkpoints, signed notes and the key file.
+
+use std::time::Duration;
+
+use super::super::{Checkpoint, Ledger, LedgerConfig, note, proof, read_public_key};
+use super::entry;
+
+fn check_note(ledger: &Ledger, checkpoint: &Checkpoint) {
+    let body = note::verify(&checkpoint.note, ledger.key_name(), &ledger.public_key()).unwrap();
+    let (origin, size, root, chain) = note::parse_checkpoint(&body).unwrap();
+    assert_eq!(origin, "ecocode.local/ledger");
+    assert_eq!((size, root, chain), (checkpoint.tree_size, checkpoint.root, checkpoint.chain));
+    assert_eq!(checkpoint.public_key, ledger.public_key());
+}
+
+#[tokio::test]
+async fn checkpoints_across_restart_are_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut signed = Vec::new();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    signed.push(ledger.sign_checkpoint_now().unwrap());
+    ledger.append(vec![entry("a"), entry("b"), entry("c")]).await.unwrap();
+    signed.push(ledger.sign_checkpoint_now().unwrap());
+    ledger.append(vec![entry("d")]).await.unwrap();
+    ledger.close().await.unwrap();
+    drop(ledger);
+
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    // The final checkpoint written by close, loaded from disk.
+    let loaded = ledger.checkpoint().unwrap();
+    assert_eq!(loaded.tree_size, 4);
+    signed.push(loaded);
+    for i in 0..5 {
+        ledger.append(vec![entry(format!("after restart {i}"))]).await.unwrap();
+    }
+    signed.push(ledger.sign_checkpoint_now().unwrap());
+
+    for checkpoint in &signed {
+        check_note(&ledger, checkpoint);
+        assert_eq!(ledger.root_at(checkpoint.tree_size).unwrap(), checkpoint.root);
+        assert_eq!(ledger.chain_at(checkpoint.tree_size).unwrap(), checkpoint.chain);
+    }
+    for (i, a) in signed.iter().enumerate() {
+        for b in &signed[i..] {
+            let consistency = ledger.consistency_proof(a.tree_size, b.tree_size).unwrap();
+            assert!(
+                proof::verify_consistency(a.tree_size, b.tree_size, &a.root, &b.root, &consistency),
+                "{} -> {}",
+                a.tree_size,
+                b.tree_size
+            );
+        }
+    }
+    assert_eq!(signed.iter().map(|c| c.tree_size).collect::<Vec<_>>(), [0, 3, 4, 9]);
+}
+
+#[tokio::test]
+async fn checkpoint_respects_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LedgerConfig::new(dir.path());
+    cfg.checkpoint_interval = Duration::from_secs(3600);
+    let ledger = Ledger::open(cfg).unwrap();
+    // None exists yet: signs one.
+    let first = ledger.checkpoint().unwrap();
+    assert_eq!(first.tree_size, 0);
+    ledger.append(vec![entry("x")]).await.unwrap();
+    // Head moved but the interval has not passed.
+    assert_eq!(ledger.checkpoint().unwrap(), first);
+    let forced = ledger.sign_checkpoint_now().unwrap();
+    assert_eq!(forced.tree_size, 1);
+    assert_eq!(ledger.checkpoint().unwrap(), forced);
+    let on_disk = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
+    assert_eq!(on_disk, forced.note);
+}
+
+#[tokio::test]
+async fn checkpoint_note_has_the_spec_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = super::filled(dir.path(), 7).await;
+    let checkpoint = ledger.sign_checkpoint_now().unwrap();
+    let lines: Vec<&str> = checkpoint.note.split('\n').collect();
+    assert_eq!(lines[0], "ecocode.local/ledger");
+    assert_eq!(lines[1], "7");
+    assert_eq!(lines[2].len(), 44);
+    assert!(lines[3].starts_with("chain ") && lines[3].len() == 50);
+    assert_eq!(lines[4], "");
+    assert!(lines[5].starts_with("\u{2014} ecocode.local "));
+    assert_eq!(lines[6], "");
+    assert_eq!(lines.len(), 7);
+}
+
+#[cfg(unix)]
+#[test]
+fn key_file_is_private_and_readable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let path = dir.path().join("ledger.key");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(read_public_key(dir.path()).unwrap(), ledger.public_key());
+    assert_eq!(read_public_key(&path).unwrap(), ledger.public_key());
+    let verifier = dir.path().join("verifier.pub");
+    std::fs::write(&verifier, ledger.verifier_key()).unwrap();
+    assert_eq!(read_public_key(&verifier).unwrap(), ledger.public_key());
+    let public = ledger.public_key();
+    drop(ledger);
+    // The same key after a restart.
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    assert_eq!(ledger.public_key(), public);
+}
+
+#[test]
+fn configured_key_file_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = [7u8; 32];
+    let key_file = dir.path().join("service.key");
+    std::fs::write(&key_file, note::encode_signer_key("bank-verify.example", &seed)).unwrap();
+    let mut cfg = LedgerConfig::new(dir.path().join("data"));
+    cfg.key_file = Some(key_file.clone());
+    cfg.key_name = "bank-verify.example".into();
+    let ledger = Ledger::open(cfg.clone()).unwrap();
+    assert_eq!(ledger.public_key(), note::public_key(&seed));
+    assert!(!dir.path().join("data/ledger.key").exists());
+    drop(ledger);
+    cfg.key_name = "other-name".into();
+    assert!(matches!(Ledger::open(cfg), Err(super::super::Error::Key(_))));
+}
+
+#[test]
+fn signed_notes_verify_only_unmodified() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let body = "ecocode.local/score\n91330200MA2AXXXX1X\npoints 87\n";
+    let signed = ledger.sign_note(body).unwrap();
+    assert_eq!(note::verify(&signed, ledger.key_name(), &ledger.public_key()).unwrap(), body);
+    // Missing final newline is added, and the note says what was signed.
+    let signed_no_newline = ledger.sign_note("abc").unwrap();
+    assert_eq!(note::verify(&signed_no_newline, "ecocode.local", &ledger.public_key()).unwrap(), "abc\n");
+
+    let altered = signed.replace("points 87", "points 97");
+    assert!(note::verify(&altered, ledger.key_name(), &ledger.public_key()).is_err());
+    let other_key = note::public_key(&[1; 32]);
+    assert!(note::verify(&signed, ledger.key_name(), &other_key).is_err());
+    assert!(note::verify(&signed, "someone-else", &ledger.public_key()).is_err());
+    // A co-signature by an unknown key is ignored, as signed-note asks.
+    let cosigned = format!("{signed}\u{2014} witness.example AAAAAAAA\n");
+    assert_eq!(note::verify(&cosigned, ledger.key_name(), &ledger.public_key()).unwrap(), body);
+}
+
+#[test]
+fn key_id_is_the_spec_prefix() {
+    use sha2::{Digest, Sha256};
+    let public = note::public_key(&[9; 32]);
+    let mut input = b"ecocode.local\n\x01".to_vec();
+    input.extend_from_slice(&public);
+    let digest = Sha256::digest(&input);
+    assert_eq!(note::key_id("ecocode.local", &public), digest[..4]);
+}

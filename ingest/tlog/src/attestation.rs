@@ -1,0 +1,184 @@
+//! Score attestations: a score as a signed note that a lender files with a
+//! loan and anyone checks offline against the service's verifier key.
+//!
+//! Body (each line ends in `\n`; the note's signature covers all of it):
+//! ```text
+//! <origin>/score
+//! uscc 91330421739237858X
+//! points 87
+//! grade GOOD
+//! code GREEN
+//! veto false
+//! disputed false
+//! model ecocode-2026.1
+//! as_of 2026-11-26T09:00:00Z
+//! tree_size 1234
+//! root <base64 root hash at tree_size>
+//! ```
+//! Grades and codes are the `ecocode.v1` enum names; `docs/ledger.md`
+//! specifies the layout.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::note;
+
+/// What an attestation states.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    /// The ledger's checkpoint origin; the first body line is `<origin>/score`.
+    pub origin: String,
+    pub uscc: String,
+    pub points: i64,
+    /// `INTEGRITY`, `GOOD`, `WARNING` or `POOR`.
+    pub grade: String,
+    /// `GREEN`, `YELLOW` or `RED`.
+    pub code: String,
+    pub veto: bool,
+    pub disputed: bool,
+    pub model: String,
+    /// RFC 3339.
+    pub as_of: String,
+    pub tree_size: u64,
+    pub root: Hash,
+}
+
+const FIELDS: [&str; 10] =
+    ["uscc", "points", "grade", "code", "veto", "disputed", "model", "as_of", "tree_size", "root"];
+
+impl Attestation {
+    /// The note body, exactly as signed.
+    pub fn body(&self) -> String {
+        format!(
+            "{}/score\nuscc {}\npoints {}\ngrade {}\ncode {}\nveto {}\ndisputed {}\nmodel {}\nas_of {}\ntree_size {}\nroot {}\n",
+            self.origin,
+            self.uscc,
+            self.points,
+            self.grade,
+            self.code,
+            self.veto,
+            self.disputed,
+            self.model,
+            self.as_of,
+            self.tree_size,
+            B64.encode(self.root),
+        )
+    }
+
+    /// Parses a body written by [`Attestation::body`]; every field, in order.
+    pub fn parse(body: &str) -> Result<Attestation> {
+        let bad = |what: &str| Error::Invalid(format!("attestation: {what}"));
+        let text = body.strip_suffix('\n').ok_or_else(|| bad("body does not end with a newline"))?;
+        let mut lines = text.split('\n');
+        let origin = lines
+            .next()
+            .and_then(|l| l.strip_suffix("/score"))
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("first line is not <origin>/score"))?;
+        let mut values = Vec::with_capacity(FIELDS.len());
+        for field in FIELDS {
+            let line = lines.next().ok_or_else(|| bad(&format!("missing {field} line")))?;
+            let value = line
+                .strip_prefix(field)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .ok_or_else(|| bad(&format!("expected the {field} line")))?;
+            values.push(value);
+        }
+        if lines.next().is_some() {
+            return Err(bad("unexpected lines after root"));
+        }
+        let number = |i: usize, field: &str| -> Result<i64> {
+            values[i].parse().map_err(|_| bad(&format!("{field} is not a whole number")))
+        };
+        let flag = |i: usize, field: &str| -> Result<bool> {
+            values[i].parse().map_err(|_| bad(&format!("{field} is not true or false")))
+        };
+        let tree_size = u64::try_from(number(8, "tree_size")?).map_err(|_| bad("tree_size is negative"))?;
+        let root = B64
+            .decode(values[9])
+            .ok()
+            .and_then(|b| Hash::try_from(b.as_slice()).ok())
+            .ok_or_else(|| bad("root is not 32 bytes of base64"))?;
+        Ok(Attestation {
+            origin: origin.to_owned(),
+            uscc: values[0].to_owned(),
+            points: number(1, "points")?,
+            grade: values[2].to_owned(),
+            code: values[3].to_owned(),
+            veto: flag(4, "veto")?,
+            disputed: flag(5, "disputed")?,
+            model: values[6].to_owned(),
+            as_of: values[7].to_owned(),
+            tree_size,
+            root,
+        })
+    }
+
+    /// The `(field, value)` lines after the first, for display.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let body = self.body();
+        let values: Vec<String> =
+            body.lines().skip(1).filter_map(|l| l.split_once(' ')).map(|(_, v)| v.to_owned()).collect();
+        FIELDS.into_iter().zip(values).collect()
+    }
+}
+
+/// Checks `signed_note` against the verifier key and returns what it attests.
+pub fn verify(signed_note: &str, key_name: &str, public_key: &[u8; 32]) -> Result<Attestation> {
+    let body = note::verify(signed_note, key_name, public_key)?;
+    Attestation::parse(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Attestation {
+        Attestation {
+            origin: "ecocode.local/ledger".into(),
+            uscc: "91330421739237858X".into(),
+            points: 87,
+            grade: "GOOD".into(),
+            code: "GREEN".into(),
+            veto: false,
+            disputed: true,
+            model: "ecocode-2026.1".into(),
+            as_of: "2026-11-26T09:00:00Z".into(),
+            tree_size: 1234,
+            root: [7; 32],
+        }
+    }
+
+    #[test]
+    fn body_layout_is_pinned() {
+        let body = sample().body();
+        assert_eq!(
+            body,
+            "ecocode.local/ledger/score\nuscc 91330421739237858X\npoints 87\ngrade GOOD\ncode GREEN\nveto false\n\
+             disputed true\nmodel ecocode-2026.1\nas_of 2026-11-26T09:00:00Z\ntree_size 1234\n\
+             root BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"
+        );
+        assert_eq!(Attestation::parse(&body).unwrap(), sample());
+    }
+
+    #[test]
+    fn signed_attestations_verify_and_altered_ones_do_not() {
+        let seed = [3; 32];
+        let note = note::sign(&sample().body(), "ecocode.test", &seed).unwrap();
+        let public = note::public_key(&seed);
+        assert_eq!(verify(&note, "ecocode.test", &public).unwrap(), sample());
+        let altered = note.replace("points 87", "points 97");
+        assert!(verify(&altered, "ecocode.test", &public).is_err());
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        for body in
+            ["", "\n", "x/score\n", "x/score\nuscc a\n", &sample().body().replace("points 87", "points x")]
+        {
+            assert!(Attestation::parse(body).is_err(), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The formats that keep ecocode's promise: a bank or a court can check,
+//! offline and without trusting the server, that nothing was rewritten.
+//!
+//! * [`hash`]: the BLAKE3 entry, chain and Merkle-node hashes.
+//! * [`proof`]: RFC 9162 Merkle roots, inclusion and consistency proofs
+//!   (a reference builder over leaves, and the verifiers).
+//! * [`note`]: C2SP signed notes and checkpoints with Ed25519 keys, and the
+//!   signer/verifier key texts.
+//! * [`bundle`]: proof bundles, the JSON files `ecocode proof` writes.
+//! * [`attestation`]: signed score attestations.
+//! * [`vectors`]: the specification's test vectors.
+//!
+//! Pure on purpose: no runtime, storage, RPC or clock. An offline verifier
+//! links this crate and nothing else of ours. The formats are specified in
+//! `docs/ledger.md`, whose test vectors are unit tests here and in the
+//! ledger.
+
+#![forbid(unsafe_code)]
+
+pub mod attestation;
+pub mod bundle;
+pub mod hash;
+pub mod note;
+pub mod proof;
+pub mod vectors;
+
+mod error;
+
+pub use error::{Error, Result};
+pub use hash::Hash;

@@ -1,0 +1,686 @@
+//! The command line: `serve`, offline tools (`principal`, `verify`, `key`,
+//! `attest verify`, `proof verify`) and a small client for people without a
+//! gRPC tool (`register`, `append`, `score`, `checkpoint`, `attest get`).
+
+use std::future::Future;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use ecocode_proto::v1 as pb;
+use scoring::{Model, Timestamp};
+use server::convert::to_proto;
+use server::principals::{PrincipalStore, Role};
+use server::{App, Config};
+
+use crate::client::{Connection, authed, channel, progress_bar, status_error};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ecocode",
+    version,
+    about = "Environmental-protection codes and credit scores on a verifiable ledger"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service on an embedded sled store in the data directory.
+    Serve(ServeArgs),
+    /// Manage principals (who may call the service).
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Check every entry, the hash chain, the Merkle tree and the last
+    /// signed checkpoint of a stopped server's data directory.
+    Verify {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Show the service's public key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Register or update an HJ 212 monitoring point (client).
+    Point {
+        #[command(flatten)]
+        conn: Connection,
+        /// The data logger's device id (MN).
+        #[arg(long)]
+        mn: String,
+        #[arg(long)]
+        uscc: String,
+        /// The outlet's id in the discharge permit, e.g. DW001.
+        #[arg(long)]
+        outlet: String,
+        /// A permitted daily mean: POLLUTANT=LIMIT[UNIT][@Avg|@ZsAvg], e.g.
+        /// w01018=50mg/L or a21026=35mg/m3@ZsAvg; repeat per pollutant.
+        #[arg(long = "limit")]
+        limits: Vec<String>,
+    },
+    /// Register an enterprise (client).
+    Register {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = "")]
+        industry: String,
+    },
+    /// Append the records of a JSON Lines file, one record per line (client).
+    Append {
+        #[command(flatten)]
+        conn: Connection,
+        file: PathBuf,
+    },
+    /// Print an enterprise's score with its reasons (client).
+    Score {
+        #[command(flatten)]
+        conn: Connection,
+        uscc: String,
+        /// Evaluation time, RFC 3339 (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Ledger prefix to evaluate (default: the whole ledger).
+        #[arg(long, default_value_t = 0)]
+        tree_size: u64,
+        /// Print the score as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the latest signed checkpoint (client).
+    Checkpoint {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Signed score attestations.
+    #[command(subcommand)]
+    Attest(AttestCommand),
+    /// Import records from a CSV or Parquet file, reporting every rejected
+    /// row; re-running the same file adds nothing (client).
+    Import {
+        #[command(flatten)]
+        conn: Connection,
+        /// A `.csv` (UTF-8, header row) or `.parquet` file; see README for the columns.
+        file: PathBuf,
+    },
+    /// Re-score every enterprise with the batch (polars) scorer and write one
+    /// row per enterprise to a `.parquet` or `.csv` file (client).
+    ScoreAll {
+        #[command(flatten)]
+        conn: Connection,
+        /// Evaluation time, RFC 3339 (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Scoring model file (default: the model built into the binary).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Grades and colours by region, city and industry, and the enterprises
+    /// whose colour changed between --from and --to (client).
+    Report {
+        #[command(flatten)]
+        conn: Connection,
+        /// Start of the period for colour changes, RFC 3339.
+        #[arg(long)]
+        from: Option<String>,
+        /// Evaluation time of the distribution, RFC 3339 (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only enterprises whose region code starts with this prefix.
+        #[arg(long)]
+        region: Option<String>,
+        /// Write the distribution to this `.csv` or `.parquet` file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the colour changes to this `.csv` or `.parquet` file.
+        #[arg(long)]
+        changes_out: Option<PathBuf>,
+        /// Scoring model file (default: the model built into the binary).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Inclusion and consistency proofs, fetched as files and checked offline.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProofCommand {
+    /// Fetch entry SEQ with its inclusion proof in the latest checkpoint (client).
+    Inclusion {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        seq: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fetch a proof that the ledger only grew since an older checkpoint,
+    /// saved earlier with `ecocode checkpoint > old.note` (client).
+    Consistency {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        old_checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a proof file offline against the signed checkpoint(s) it holds.
+    Verify {
+        file: PathBuf,
+        /// The verifier key, as printed by `ecocode key show`.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Data directory (ledger, keys, principals).
+    #[arg(long, default_value = "./data")]
+    pub data: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Scoring model file (TOML); default: the model built into the binary.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Checkpoint origin line.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Signing key name in checkpoints and attestations.
+    #[arg(long)]
+    pub key_name: Option<String>,
+    /// Ed25519 key file to use instead of DATA/ledger.key.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Sign a new checkpoint at most this often, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_interval_ms: u64,
+    /// Accept HJ 212 data loggers on this TCP address (off by default).
+    #[arg(long)]
+    pub hj212_listen: Option<SocketAddr>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PrincipalCommand {
+    /// Create a principal and print its token once, alone on the last line.
+    Add {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// admin, regulator, lender, enterprise or source.
+        #[arg(long)]
+        role: String,
+        /// Region-code prefix (regulator), USCC (enterprise) or source name (source).
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Print the verifier key (`<name>+<key id>+<base64 key>`) of a data
+    /// directory or key file; checkpoints and attestations verify with it.
+    Show {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttestCommand {
+    /// Fetch a signed attestation of a score and write it to a file (client).
+    Get {
+        #[command(flatten)]
+        conn: Connection,
+        uscc: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an attestation file offline against the service's public key.
+    Verify {
+        file: PathBuf,
+        /// The verifier key, as printed by `ecocode key show`.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+/// `ecocode serve`: builds the service through its composition root and
+/// runs it until `shutdown`.
+pub async fn serve(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut config = Config::new(&args.data);
+    config.model = load_model(args.model.as_deref())?;
+    if let Some(origin) = args.origin {
+        config.ledger.origin = origin;
+    }
+    if let Some(key_name) = args.key_name {
+        config.ledger.key_name = key_name;
+    }
+    config.ledger.key_file = args.key_file;
+    config.ledger.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
+    config.listen = args.listen;
+    config.hj212_listen = args.hj212_listen;
+    let bar = progress_bar("verifying ledger", "entries");
+    let app = App::build(config, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start on the data directory {}; if the ledger is damaged, `ecocode verify --data {}` names the first bad entry",
+            args.data.display(),
+            args.data.display()
+        )
+    })?;
+    bar.finish_and_clear();
+    if let Some(addr) = app.hj212_addr() {
+        eprintln!("hj212 gateway listening on {addr}");
+    }
+    eprintln!("ecocode listening on {} (data {})", app.grpc_addr(), args.data.display());
+    app.run(shutdown).await?;
+    Ok(())
+}
+
+/// The model file given with `--model`, or the one built into the binary.
+fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the model file {}", path.display()))?;
+            Model::from_toml(&text).with_context(|| format!("model file {}", path.display()))
+        }
+        None => Ok(Model::builtin()),
+    }
+}
+
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<Timestamp> {
+    Timestamp::parse_rfc3339(text)
+        .with_context(|| format!("{flag} {text:?} is not RFC 3339, e.g. 2026-03-15T08:00:00Z"))
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is dispatched by main"),
+        Command::Principal(PrincipalCommand::Add { data, name, role, scope }) => {
+            let role = Role::parse(&role, scope.as_deref())?;
+            let store = PrincipalStore::open(&data)?;
+            let token = store.add(&name, role.clone())?;
+            println!("created principal {name} ({}) in {}", role.name(), data.display());
+            println!("the token is shown once; keep it secret:");
+            println!("{token}");
+            Ok(())
+        }
+        Command::Verify { data } => verify(&data),
+        Command::Key(KeyCommand::Show { data }) => {
+            let path = if data.is_dir() { data.join("ledger.key") } else { data.clone() };
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read {}; a server creates it on first start", path.display())
+            })?;
+            let (name, seed) = tlog::note::decode_signer_key(text.trim())
+                .with_context(|| format!("{} is not an ecocode key file", path.display()))?;
+            let public_key = tlog::note::public_key(&seed);
+            println!("{}", tlog::note::encode_verifier_key(&name, &public_key));
+            Ok(())
+        }
+        Command::Register { conn, uscc, name, region, industry } => {
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request =
+                authed(&conn, pb::Enterprise { uscc, name, region_code: region, industry_code: industry })?;
+            let receipt = client.register_enterprise(request).await.map_err(status_error)?.into_inner();
+            println!(
+                "registered at seq {}{}",
+                receipt.seq,
+                if receipt.duplicate { " (already registered, same details)" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Append { conn, file } => append(&conn, &file).await,
+        Command::Point { conn, mn, uscc, outlet, limits } => {
+            let limits = limits.iter().map(|l| parse_limit(l)).collect::<anyhow::Result<Vec<_>>>()?;
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::MonitoringPoint { mn, uscc, outlet, limits })?;
+            let receipt = client.register_monitoring_point(request).await.map_err(status_error)?.into_inner();
+            println!(
+                "monitoring point registered at seq {}{}",
+                receipt.seq,
+                if receipt.duplicate { " (unchanged)" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Score { conn, uscc, as_of, tree_size, json } => {
+            let as_of =
+                as_of.as_deref().map(|s| parse_time("--as-of", s).map(to_proto::timestamp)).transpose()?;
+            let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::GetScoreRequest { uscc, as_of, tree_size })?;
+            let score = client.get_score(request).await.map_err(status_error)?.into_inner();
+            if json {
+                println!("{}", score_json(&score));
+            } else {
+                print_score(&score);
+            }
+            Ok(())
+        }
+        Command::Checkpoint { conn } => {
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = client
+                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print!("{}", checkpoint.signed_note);
+            Ok(())
+        }
+        Command::Attest(AttestCommand::Get { conn, uscc, out }) => {
+            let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::GetAttestationRequest { uscc, as_of: None, tree_size: 0 })?;
+            let attestation = client.get_attestation(request).await.map_err(status_error)?.into_inner();
+            std::fs::write(&out, &attestation.signed_note)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Proof(command) => proof(command).await,
+        Command::Import { conn, file } => crate::import::run(&conn, &file).await.map(|_| ()),
+        Command::ScoreAll { conn, as_of, out, model } => {
+            let model = load_model(model.as_deref())?;
+            let as_of = as_of.as_deref().map(|t| parse_time("--as-of", t)).transpose()?;
+            crate::batch::score_all(&conn, &model, as_of, &out).await.map(|_| ())
+        }
+        Command::Report { conn, from, to, region, out, changes_out, model } => {
+            let model = load_model(model.as_deref())?;
+            let from = from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
+            let to = to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+            crate::batch::report(
+                &conn,
+                &model,
+                from,
+                to,
+                region.as_deref(),
+                out.as_deref(),
+                changes_out.as_deref(),
+            )
+            .await
+            .map(|_| ())
+        }
+        Command::Attest(AttestCommand::Verify { file, public_key }) => {
+            let note =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
+                .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+            let attestation = tlog::attestation::verify(&note, &key_name, &key)
+                .map_err(|e| anyhow::anyhow!("attestation {} does NOT verify: {e}", file.display()))?;
+            println!("attestation verifies against the given public key");
+            for (k, v) in attestation.fields() {
+                println!("  {k:<10} {v}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn proof(command: ProofCommand) -> anyhow::Result<()> {
+    use tlog::bundle::{Bundle, Verified};
+    let write = |out: &Path, bundle: &Bundle| -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(bundle)?;
+        std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+        println!("wrote {}", out.display());
+        Ok(())
+    };
+    match command {
+        ProofCommand::Inclusion { conn, seq, out } => {
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = client
+                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
+                .await
+                .map_err(status_error)?;
+            let checkpoint = checkpoint.into_inner();
+            let entry =
+                client.get_entry(authed(&conn, pb::GetEntryRequest { seq })?).await.map_err(status_error)?;
+            let entry = entry.into_inner();
+            let request = pb::GetInclusionProofRequest { seq, tree_size: checkpoint.tree_size };
+            let p =
+                client.get_inclusion_proof(authed(&conn, request)?).await.map_err(status_error)?.into_inner();
+            let recorded_at = entry.recorded_at.unwrap_or_default();
+            write(
+                &out,
+                &Bundle::Inclusion {
+                    checkpoint: checkpoint.signed_note,
+                    seq,
+                    recorded_at_ns: recorded_at.seconds * 1_000_000_000 + i64::from(recorded_at.nanos),
+                    payload: base64::engine::general_purpose::STANDARD.encode(&entry.payload),
+                    hashes: p
+                        .hashes
+                        .iter()
+                        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                        .collect(),
+                },
+            )
+        }
+        ProofCommand::Consistency { conn, old_checkpoint, out } => {
+            let old = std::fs::read_to_string(&old_checkpoint)
+                .with_context(|| format!("cannot read {}", old_checkpoint.display()))?;
+            let old_size = old
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse::<u64>().ok())
+                .with_context(|| format!("{} is not a checkpoint note", old_checkpoint.display()))?;
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = client
+                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
+                .await
+                .map_err(status_error)?;
+            let checkpoint = checkpoint.into_inner();
+            let request =
+                pb::GetConsistencyProofRequest { from_size: old_size, to_size: checkpoint.tree_size };
+            let p = client
+                .get_consistency_proof(authed(&conn, request)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            write(
+                &out,
+                &Bundle::Consistency {
+                    old_checkpoint: old,
+                    checkpoint: checkpoint.signed_note,
+                    hashes: p
+                        .hashes
+                        .iter()
+                        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                        .collect(),
+                },
+            )
+        }
+        ProofCommand::Verify { file, public_key } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bundle: Bundle = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a proof file from `ecocode proof`", file.display()))?;
+            let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
+                .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+            match tlog::bundle::verify(&bundle, &key_name, &key) {
+                Ok(Verified::Inclusion { seq, tree_size, entry_hash }) => println!(
+                    "ok: entry {seq} (hash {}) is in the signed ledger of {tree_size} entries",
+                    base64::engine::general_purpose::STANDARD.encode(entry_hash)
+                ),
+                Ok(Verified::Consistency { from_size, to_size }) => {
+                    println!(
+                        "ok: the signed ledger of {from_size} entries is a prefix of the one of {to_size}"
+                    )
+                }
+                Err(e) => bail!("proof {} does NOT verify: {e}", file.display()),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn verify(data: &Path) -> anyhow::Result<()> {
+    if !data.join("ledger").exists() {
+        bail!("{} holds no ledger; pass the server's --data directory", data.display());
+    }
+    let bar = progress_bar("verifying", "entries");
+    let report = ledger::verify(data, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    match report {
+        Ok(r) => {
+            println!(
+                "ok, {} entries, root {}",
+                r.entries,
+                base64::engine::general_purpose::STANDARD.encode(r.root)
+            );
+            Ok(())
+        }
+        Err(e) => bail!("verification FAILED: {e}"),
+    }
+}
+
+/// `w01018=50mg/L`, `a21026=35mg/m3@ZsAvg`.
+fn parse_limit(text: &str) -> anyhow::Result<pb::PollutantLimit> {
+    let bad = || anyhow::anyhow!("--limit {text:?} must look like w01018=50mg/L or a21026=35mg/m3@ZsAvg");
+    let (pollutant, rest) = text.split_once('=').ok_or_else(bad)?;
+    let (rest, statistic) = rest.split_once('@').unwrap_or((rest, "Avg"));
+    let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let limit: f64 = rest[..split].parse().map_err(|_| bad())?;
+    Ok(pb::PollutantLimit {
+        pollutant: pollutant.to_owned(),
+        limit,
+        unit: rest[split..].to_owned(),
+        statistic: statistic.to_owned(),
+    })
+}
+
+/// One line of an `append` file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRecord {
+    source: String,
+    source_record_id: String,
+    uscc: String,
+    kind: String,
+    occurred_at: String,
+    #[serde(default)]
+    amount_yuan: i64,
+    #[serde(default)]
+    refers_to_seq: u64,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+async fn append(conn: &Connection, file: &Path) -> anyhow::Result<()> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let mut records = Vec::new();
+    let mut line_numbers = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: JsonRecord = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a record", file.display(), i + 1))?;
+        let occurred_at = Timestamp::parse_rfc3339(&r.occurred_at).with_context(|| {
+            format!("{}:{}: occurred_at {:?} is not RFC 3339", file.display(), i + 1, r.occurred_at)
+        })?;
+        records.push(pb::Record {
+            source: r.source,
+            source_record_id: r.source_record_id,
+            uscc: r.uscc,
+            kind: r.kind,
+            occurred_at: Some(to_proto::timestamp(occurred_at)),
+            amount_yuan: r.amount_yuan,
+            refers_to_seq: r.refers_to_seq,
+            description: r.description,
+            attributes: r.attributes,
+        });
+        line_numbers.push(i + 1);
+    }
+    let mut client = pb::ingest_client::IngestClient::new(channel(conn).await?);
+    let total = records.len();
+    let request = authed(conn, tokio_stream::iter(records))?;
+    let response = client.append_records(request).await.map_err(status_error)?.into_inner();
+    println!(
+        "{} records: {} appended, {} already present, {} rejected",
+        total,
+        response.accepted,
+        response.duplicates,
+        response.rejected.len()
+    );
+    let mut stdout = std::io::stdout().lock();
+    for r in &response.rejected {
+        let line = line_numbers.get(r.index as usize).copied().unwrap_or(0);
+        writeln!(stdout, "  line {line}: {} {}", r.code, r.message)?;
+    }
+    if let Some(c) = &response.checkpoint {
+        writeln!(stdout, "ledger now has {} entries", c.tree_size)?;
+    }
+    if !response.rejected.is_empty() {
+        bail!(
+            "{} records were rejected; fix the lines above and re-run (appended records are not duplicated)",
+            response.rejected.len()
+        );
+    }
+    Ok(())
+}
+
+fn print_score(s: &pb::Score) {
+    let grade = pb::CreditGrade::try_from(s.grade).map(|g| g.as_str_name()).unwrap_or("?");
+    let code = pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?");
+    println!("{} {}", s.uscc, s.name);
+    println!(
+        "  {code}  {grade}  {} points{}{}",
+        s.points,
+        if s.veto { "  VETO" } else { "" },
+        if s.disputed { "  DISPUTED" } else { "" }
+    );
+    println!("  model {}, ledger size {}", s.model_version, s.tree_size);
+    for r in &s.reasons {
+        println!("  {:>+4}  {:<32} seq {:<6} {}", r.points, r.kind, r.seq, r.description);
+    }
+}
+
+fn score_json(s: &pb::Score) -> serde_json::Value {
+    let ts = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref().and_then(|t| Timestamp::from_unix(t.seconds, t.nanos)).map(|t| t.to_string())
+    };
+    serde_json::json!({
+        "uscc": s.uscc,
+        "name": s.name,
+        "points": s.points,
+        "grade": pb::CreditGrade::try_from(s.grade).map(|g| g.as_str_name()).unwrap_or("?"),
+        "code": pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?"),
+        "veto": s.veto,
+        "disputed": s.disputed,
+        "as_of": ts(&s.as_of),
+        "tree_size": s.tree_size,
+        "model_version": s.model_version,
+        "reasons": s.reasons.iter().map(|r| serde_json::json!({
+            "kind": r.kind, "points": r.points, "seq": r.seq, "description": r.description,
+            "expires_at": ts(&r.expires_at),
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,206 @@
+//! The composition root: the one place that wires the service together.
+//!
+//! [`App::build`] opens the stores (verifying the ledger), binds every
+//! listener and returns an [`App`]; [`App::run`] serves until the shutdown
+//! future resolves. `ecocode serve` and the integration tests start the
+//! service through these two calls and nothing else.
+//!
+//! Shutdown order, which keeps every acknowledged record in the final
+//! checkpoint:
+//! 1. every input stops accepting (gRPC, the HJ 212 gateway) and watch
+//!    streams end with `UNAVAILABLE`;
+//! 2. in-flight calls and the gateway's connections and day closes finish,
+//!    and `run` waits for all of them;
+//! 3. only then the ledger is closed: queued appends are committed and
+//!    flushed, and a final checkpoint is signed;
+//! 4. the stores are dropped, which releases their directory locks before
+//!    `run` returns (see the `kv` crate), so the same directory can be
+//!    opened again at once.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hj212::{Gateway, GatewayConfig, GatewayStats};
+use ledger::LedgerConfig;
+use scoring::Model;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::gateway::LedgerSink;
+use crate::principals::PrincipalStore;
+use crate::service::Service;
+
+/// Concurrent requests per connection before callers queue.
+const CONCURRENCY_PER_CONNECTION: usize = 256;
+
+/// Everything the service is started with.
+pub struct Config {
+    /// The data directory and the ledger's settings (origin, key,
+    /// checkpoint interval).
+    pub ledger: LedgerConfig,
+    pub model: Model,
+    pub clock: Arc<dyn Clock>,
+    /// gRPC listen address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// HJ 212 data loggers' listen address; `None`: no gateway.
+    pub hj212_listen: Option<SocketAddr>,
+    /// The gateway's limits and timing; its clock is replaced by [`Config::clock`].
+    pub gateway: GatewayConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("ledger", &self.ledger)
+            .field("model", &self.model.version())
+            .field("listen", &self.listen)
+            .field("hj212_listen", &self.hj212_listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The defaults of `ecocode serve`: data in `data_dir`, gRPC on
+    /// 127.0.0.1:50051, the built-in model, the wall clock, no gateway.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            ledger: LedgerConfig::new(data_dir),
+            model: Model::builtin(),
+            clock: Arc::new(SystemClock),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            hj212_listen: None,
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+/// A built service: stores open, listeners bound, nothing served yet.
+pub struct App {
+    service: Arc<Service>,
+    principals: Arc<PrincipalStore>,
+    grpc: TcpListener,
+    grpc_addr: SocketAddr,
+    gateway: Option<(TcpListener, SocketAddr, Gateway<LedgerSink>)>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("grpc_addr", &self.grpc_addr).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Opens and verifies the ledger (reporting `(done, total)` entries),
+    /// the principals and the gateway's state, and binds the listeners.
+    pub async fn build(config: Config, progress: &mut dyn FnMut(u64, u64)) -> Result<App> {
+        let data_dir = config.ledger.dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| Error::io(format!("create data directory {}", data_dir.display()), e))?;
+        let principals = Arc::new(PrincipalStore::open(&data_dir)?);
+        let service = Arc::new(Service::open(config.ledger, config.model, config.clock.clone(), progress)?);
+        let grpc = bind(config.listen, "--listen").await?;
+        let grpc_addr = local_addr(&grpc)?;
+        let gateway = match config.hj212_listen {
+            None => None,
+            Some(addr) => {
+                let listener = bind(addr, "--hj212-listen").await?;
+                let addr = local_addr(&listener)?;
+                let clock = config.clock.clone();
+                let gateway_config = GatewayConfig { clock: Arc::new(move || clock.now()), ..config.gateway };
+                let sink = Arc::new(LedgerSink::new(service.clone()));
+                let gateway = Gateway::open(&data_dir.join("hj212"), sink, gateway_config)
+                    .map_err(|e| Error::Internal(format!("hj212 gateway state: {e}")))?;
+                Some((listener, addr, gateway))
+            }
+        };
+        Ok(App { service, principals, grpc, grpc_addr, gateway })
+    }
+
+    /// Where gRPC is served.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Where data loggers connect, when the gateway is on.
+    pub fn hj212_addr(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref().map(|(_, addr, _)| *addr)
+    }
+
+    /// The gateway's counters, readable while it runs.
+    pub fn gateway_stats(&self) -> Option<Arc<GatewayStats>> {
+        self.gateway.as_ref().map(|(_, _, g)| g.stats())
+    }
+
+    /// The service, for operators' tools and tests that look inside.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Serves every input until `shutdown` resolves, then shuts down in the
+    /// order of the module documentation.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let App { service, principals, grpc, grpc_addr, gateway } = self;
+        let (stop, stopped) = watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new calls or connections");
+            let _ = stop.send(true);
+        };
+        let routes = crate::grpc::routes(service.clone(), principals).await?;
+        tracing::info!(
+            addr = %grpc_addr,
+            model = service.model().version(),
+            entries = service.ledger().head().size,
+            "serving gRPC"
+        );
+        let grpc = {
+            let service = service.clone();
+            let stopped = until_stopped(stopped.clone());
+            tonic::transport::Server::builder()
+                .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                    stopped.await;
+                    service.begin_shutdown();
+                })
+        };
+        let gateway = async {
+            match gateway {
+                None => Ok(()),
+                Some((listener, _, gateway)) => {
+                    let stats = gateway.stats();
+                    let served = gateway.serve(listener, until_stopped(stopped.clone())).await;
+                    tracing::info!(counts = ?stats.snapshot(), "hj212 gateway stopped");
+                    served.map_err(|e| Error::Internal(format!("hj212 gateway: {e}")))
+                }
+            }
+        };
+        let ((), grpc, gateway) = tokio::join!(signal, grpc, gateway);
+        tracing::info!("every input stopped; closing the ledger");
+        let closed = service.ledger().close().await;
+        drop(service);
+        grpc.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
+        gateway?;
+        closed?;
+        Ok(())
+    }
+}
+
+async fn until_stopped(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::io(format!("cannot listen on {addr}; is another server running there? try another {flag}"), e)
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr> {
+    listener.local_addr().map_err(|e| Error::io("listener address", e))
+}

@@ -1,0 +1,85 @@
+//! The registered enterprises and monitoring points, kept in memory for
+//! lookups. Derived from the ledger at start and updated after each durable
+//! append, so it is never a second source of truth.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use hj212::MonitoringPoint;
+use scoring::Enterprise;
+
+use crate::events::Event;
+
+/// A registered enterprise and the seq of its registration.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    pub enterprise: Enterprise,
+    pub seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    enterprises: BTreeMap<String, Registered>,
+    /// Monitoring points by device MN; a later registration supersedes.
+    points: HashMap<String, MonitoringPoint>,
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    maps: RwLock<Maps>,
+}
+
+impl Directory {
+    /// Takes in the event stored at `seq` (at start, and after appends).
+    pub fn apply(&self, seq: u64, event: &Event) {
+        match event {
+            Event::Registration(e) => {
+                self.write()
+                    .enterprises
+                    .insert(e.uscc.to_string(), Registered { enterprise: e.clone(), seq });
+            }
+            Event::MonitoringPoint(p) => {
+                self.write().points.insert(p.mn().to_owned(), p.clone());
+            }
+            Event::Record(_) => {}
+        }
+    }
+
+    pub fn enterprise(&self, uscc: &str) -> Option<Registered> {
+        self.read().enterprises.get(uscc).cloned()
+    }
+
+    pub fn point(&self, mn: &str) -> Option<MonitoringPoint> {
+        self.read().points.get(mn).cloned()
+    }
+
+    /// Registered enterprises with a USCC greater than `after`, in USCC
+    /// order, whose region and industry codes start with the prefixes.
+    pub fn enterprises_after(
+        &self,
+        after: &str,
+        region_prefix: &str,
+        industry_prefix: &str,
+    ) -> Vec<Enterprise> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.read()
+            .enterprises
+            .range::<str, _>((Excluded(after), Unbounded))
+            .map(|(_, r)| &r.enterprise)
+            .filter(|e| {
+                e.region_code.starts_with(region_prefix) && e.industry_code.starts_with(industry_prefix)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Maps> {
+        // A panic while holding the lock leaves whole entries behind: every
+        // update is a single insert.
+        self.maps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

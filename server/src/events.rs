@@ -1,0 +1,231 @@
+//! The storage format of ledger events: the one place that encodes a fact
+//! into a ledger entry (payload, subject, idempotency key and fingerprint)
+//! and decodes it back.
+//!
+//! The payload is the protobuf encoding of `ecocode.v1.LedgerEvent`, stored
+//! verbatim and hashed into the chain, so these bytes can never change for
+//! an entry already written: a field may be added to the proto (old entries
+//! decode with its default), but no field may be renumbered, retyped or
+//! given a new meaning, and the canonical form of each event (what
+//! [`to_proto`] produces) must stay byte-identical. The golden test below
+//! pins the exact bytes and fingerprints; see `docs/ledger.md`.
+//!
+//! Idempotency keys, by event:
+//! * registration: `"enterprise\0" ‖ USCC`, fingerprint `BLAKE3(enterprise)`;
+//! * record: `"record\0" ‖ source ‖ "\0" ‖ source_record_id`, fingerprint
+//!   `BLAKE3(record)`;
+//! * monitoring point: `"point\0" ‖ MN ‖ "\0" ‖ fingerprint`, fingerprint
+//!   `BLAKE3(point)`, so new limits supersede and the same limits are a
+//!   duplicate.
+//!
+//! where each BLAKE3 is over the canonical protobuf encoding of the event's
+//! message. The subject of every event is the enterprise's USCC.
+
+use ecocode_proto::v1 as pb;
+use hj212::MonitoringPoint;
+use ledger::{Entry, Idempotency, NewEntry};
+use prost::Message;
+use scoring::{Enterprise, Record};
+
+use crate::convert::{from_proto, to_proto};
+use crate::error::{Error, Result};
+
+/// A fact of the ledger, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Registration(Enterprise),
+    Record(Record),
+    MonitoringPoint(MonitoringPoint),
+}
+
+impl Event {
+    /// The entry to append for this event, submitted by principal `submitted_by`.
+    pub fn encode(&self, submitted_by: &str) -> NewEntry {
+        let (event, subject, key, fingerprint) = match self {
+            Event::Registration(e) => {
+                let canonical = to_proto::enterprise(e);
+                let fingerprint = fingerprint(&canonical);
+                let key = [b"enterprise\0".as_slice(), e.uscc.as_str().as_bytes()].concat();
+                (pb::ledger_event::Event::Registration(canonical), e.uscc.as_str(), key, fingerprint)
+            }
+            Event::Record(r) => return Event::encode_record(r, submitted_by),
+            Event::MonitoringPoint(p) => {
+                let canonical = to_proto::monitoring_point(p);
+                let fingerprint = fingerprint(&canonical);
+                let key = [b"point\0".as_slice(), p.mn().as_bytes(), b"\0", &fingerprint].concat();
+                (pb::ledger_event::Event::MonitoringPoint(canonical), p.uscc().as_str(), key, fingerprint)
+            }
+        };
+        let payload = pb::LedgerEvent { event: Some(event), submitted_by: submitted_by.to_owned() };
+        NewEntry {
+            payload: payload.encode_to_vec(),
+            subject: subject.as_bytes().to_vec(),
+            idempotency: Some(Idempotency { key, fingerprint }),
+        }
+    }
+
+    /// [`Event::encode`] of `Event::Record(record)`, without moving the record.
+    pub fn encode_record(record: &Record, submitted_by: &str) -> NewEntry {
+        let canonical = to_proto::record(record);
+        let fingerprint = fingerprint(&canonical);
+        let key =
+            [b"record\0".as_slice(), record.source.as_bytes(), b"\0", record.source_record_id.as_bytes()]
+                .concat();
+        let payload = pb::LedgerEvent {
+            event: Some(pb::ledger_event::Event::Record(canonical)),
+            submitted_by: submitted_by.to_owned(),
+        };
+        NewEntry {
+            payload: payload.encode_to_vec(),
+            subject: record.uscc.as_str().as_bytes().to_vec(),
+            idempotency: Some(Idempotency { key, fingerprint }),
+        }
+    }
+
+    /// Decodes a stored entry. Anything that does not decode to a valid
+    /// event is corruption: only [`Event::encode`] writes entries.
+    pub fn decode(entry: &Entry) -> Result<Event> {
+        let corrupt = |what: String| Error::Ledger(ledger::Error::Corruption { seq: entry.seq, what });
+        let event = pb::LedgerEvent::decode(entry.payload.as_slice())
+            .map_err(|e| corrupt(format!("payload is not a LedgerEvent: {e}")))?;
+        Ok(match event.event {
+            Some(pb::ledger_event::Event::Registration(e)) => Event::Registration(
+                from_proto::enterprise(&e)
+                    .map_err(|e| corrupt(format!("stored registration is invalid: {e}")))?,
+            ),
+            Some(pb::ledger_event::Event::Record(r)) => Event::Record(
+                from_proto::record(&r).map_err(|e| corrupt(format!("stored record is invalid: {e}")))?,
+            ),
+            Some(pb::ledger_event::Event::MonitoringPoint(p)) => Event::MonitoringPoint(
+                from_proto::monitoring_point(&p)
+                    .map_err(|e| corrupt(format!("stored monitoring point is invalid: {e}")))?,
+            ),
+            None => return Err(corrupt("payload holds no event".into())),
+        })
+    }
+}
+
+fn fingerprint(canonical: &impl Message) -> ledger::Hash {
+    *blake3::hash(&canonical.encode_to_vec()).as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use expect_test::expect;
+    use hj212::{PollutantLimit, Statistic};
+    use scoring::{RecordFields, Seq, Timestamp, Uscc};
+
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn show(entry: &NewEntry) -> String {
+        let idem = entry.idempotency.as_ref().map(|i| (hex(&i.key), hex(&i.fingerprint))).unwrap_or_default();
+        format!(
+            "payload {}\nsubject {}\nkey {}\nfingerprint {}\n",
+            hex(&entry.payload),
+            String::from_utf8_lossy(&entry.subject),
+            idem.0,
+            idem.1
+        )
+    }
+
+    fn enterprise() -> Enterprise {
+        Enterprise::new("91330421739237858X", "Ningbo Acme Dyeing Co.", "330206", "C1713").unwrap()
+    }
+
+    fn record() -> Record {
+        Record::new(RecordFields {
+            source: "beilun-epb",
+            source_record_id: "P-2026-0117",
+            uscc: "91330421739237858X",
+            kind: "penalty.fine",
+            occurred_at: Some(Timestamp::parse_rfc3339("2026-03-02T08:00:00Z").unwrap()),
+            amount_yuan: 80_000,
+            refers_to: Some(Seq(2)),
+            description: "COD above permit at DW001",
+            attributes: BTreeMap::from([("outlet".to_owned(), "DW001".to_owned())]),
+        })
+        .unwrap()
+    }
+
+    fn point() -> MonitoringPoint {
+        let limits = vec![
+            PollutantLimit::new("w01018", 50.0, "mg/L", Statistic::Avg).unwrap(),
+            PollutantLimit::new("a21026", 35.0, "mg/m3", Statistic::ZsAvg).unwrap(),
+        ];
+        MonitoringPoint::new("LD130133000015", Uscc::parse("91330421739237858X").unwrap(), "DW001", limits)
+            .unwrap()
+    }
+
+    fn round_trip(event: Event) -> NewEntry {
+        let new = event.encode("beilun-epb");
+        let stored = Entry {
+            seq: 9,
+            recorded_at_ns: 0,
+            payload: new.payload.clone(),
+            subject: new.subject.clone(),
+            entry_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        assert_eq!(Event::decode(&stored).unwrap(), event);
+        new
+    }
+
+    // The bytes below are what every existing ledger holds; if this test
+    // fails, the change breaks old entries' hashes or idempotency.
+    #[test]
+    fn registration_bytes_are_pinned() {
+        expect![[r#"
+            payload 0a3b0a1239313333303432313733393233373835385812164e696e67626f2041636d6520447965696e6720436f2e1a06333330323036220543313731337a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 656e746572707269736500393133333034323137333932333738353858
+            fingerprint 7e3c1c80df70400cb3152458094974477f05806b9e67a725aae165c3a373a2e0
+        "#]]
+        .assert_eq(&show(&round_trip(Event::Registration(enterprise()))));
+    }
+
+    #[test]
+    fn record_bytes_are_pinned() {
+        expect![[r#"
+            payload 12750a0a6265696c756e2d657062120b502d323032362d303131371a12393133333034323137333932333738353858220c70656e616c74792e66696e652a0608808795cd063080f10438024219434f442061626f7665207065726d69742061742044573030314a0f0a066f75746c6574120544573030317a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 7265636f7264006265696c756e2d65706200502d323032362d30313137
+            fingerprint 69a94a5a7a8f1534975a5337fd9723b32f990698ce8745de320db8308856faaf
+        "#]]
+        .assert_eq(&show(&round_trip(Event::Record(record()))));
+    }
+
+    #[test]
+    fn monitoring_point_bytes_are_pinned() {
+        expect![[r#"
+            payload 1a6a0a0e4c4431333031333330303030313512123931333330343231373339323337383538581a054457303031221c0a067730313031381100000000000049401a046d672f4c2203417667221f0a066132313032361100000000008041401a056d672f6d3322055a734176677a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 706f696e74004c4431333031333330303030313500c09cb68961dd64d5c9e8f4817153f2cff39d510b8a05d2fcded29f6a55465d60
+            fingerprint c09cb68961dd64d5c9e8f4817153f2cff39d510b8a05d2fcded29f6a55465d60
+        "#]]
+        .assert_eq(&show(&round_trip(Event::MonitoringPoint(point()))));
+    }
+
+    #[test]
+    fn undecodable_payloads_are_corruption() {
+        for payload in [vec![0xff, 0xff], Vec::new()] {
+            let entry = Entry {
+                seq: 3,
+                recorded_at_ns: 0,
+                payload,
+                subject: Vec::new(),
+                entry_hash: [0; 32],
+                chain_hash: [0; 32],
+            };
+            assert!(matches!(
+                Event::decode(&entry),
+                Err(Error::Ledger(ledger::Error::Corruption { seq: 3, .. }))
+            ));
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `ecocode.v1.Ledger`: entries, checkpoints and proofs.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ecocode_proto::v1::{self as pb, ledger_server::Ledger};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::auth::caller;
+use crate::convert::to_proto;
+use crate::service::Service;
+
+#[derive(Debug, Clone)]
+pub struct LedgerService {
+    pub service: Arc<Service>,
+}
+
+#[tonic::async_trait]
+impl Ledger for LedgerService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let who = caller(&request)?;
+        let checkpoint = self.service.checkpoint(&who)?;
+        Ok(Response::new(to_proto::checkpoint(&checkpoint)))
+    }
+
+    async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
+        let who = caller(&request)?;
+        let entry = self.service.entry(&who, request.get_ref().seq)?;
+        Ok(Response::new(to_proto::entry(&entry)))
+    }
+
+    type ListEntriesStream = Pin<Box<dyn Stream<Item = Result<pb::Entry, Status>> + Send>>;
+
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<Self::ListEntriesStream>, Status> {
+        let who = caller(&request)?;
+        let pb::ListEntriesRequest { from_seq, to_seq } = *request.get_ref();
+        let entries = self.service.entries(&who, from_seq, to_seq)?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(entries)
+            .map(|entry| entry.map(|e| to_proto::entry(&e)).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let who = caller(&request)?;
+        let pb::GetInclusionProofRequest { seq, tree_size } = *request.get_ref();
+        let (tree_size, hashes) = self.service.inclusion_proof(&who, seq, tree_size)?;
+        Ok(Response::new(pb::InclusionProof {
+            seq,
+            tree_size,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let who = caller(&request)?;
+        let pb::GetConsistencyProofRequest { from_size, to_size } = *request.get_ref();
+        let (to_size, hashes) = self.service.consistency_proof(&who, from_size, to_size)?;
+        Ok(Response::new(pb::ConsistencyProof {
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+            from_size,
+            to_size,
+        }))
+    }
+}

@@ -1,0 +1,61 @@
+//! The gRPC transport of `ecocode.v1`: thin handlers that take the caller
+//! from the request (put there by [`Authenticate`]), convert at the edge
+//! with [`crate::convert`], call the one door ([`Service`]) and convert the
+//! answer back. No rule of who may do what lives here.
+
+mod ingest;
+mod ledger;
+mod registry;
+mod scores;
+
+use std::sync::Arc;
+
+use ecocode_proto::v1::{
+    ingest_server::IngestServer, ledger_server::LedgerServer, registry_server::RegistryServer,
+    scores_server::ScoresServer,
+};
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+
+pub use self::ingest::IngestService;
+pub use self::ledger::LedgerService;
+pub use self::registry::RegistryService;
+pub use self::scores::ScoresService;
+use crate::auth::Authenticate;
+use crate::error::{Error, Result};
+use crate::principals::PrincipalStore;
+use crate::service::Service;
+
+/// Largest request accepted; larger ones are `RESOURCE_EXHAUSTED`.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Every gRPC service of the process: `ecocode.v1` behind authentication,
+/// plus the standard health and reflection services.
+pub async fn routes(service: Arc<Service>, principals: Arc<PrincipalStore>) -> Result<Routes> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RegistryServer<RegistryService>>().await;
+    health.set_serving::<IngestServer<IngestService>>().await;
+    health.set_serving::<ScoresServer<ScoresService>>().await;
+    health.set_serving::<LedgerServer<LedgerService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ecocode_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection service: {e}")))?;
+    let auth = Authenticate::new(principals);
+    let registry = RegistryServer::new(RegistryService { service: service.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest = IngestServer::new(IngestService { service: service.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let scores = ScoresServer::new(ScoresService { service: service.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ledger = LedgerServer::new(LedgerService { service }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut routes = Routes::new(health_service);
+    routes = routes
+        .add_service(reflection)
+        .add_service(InterceptedService::new(registry, auth.clone()))
+        .add_service(InterceptedService::new(ingest, auth.clone()))
+        .add_service(InterceptedService::new(scores, auth.clone()))
+        .add_service(InterceptedService::new(ledger, auth));
+    Ok(routes)
+}

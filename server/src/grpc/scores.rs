@@ -1,0 +1,154 @@
+//! `ecocode.v1.Scores`: single, portfolio, regional, historical and live
+//! views of scores, and signed attestations.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use base64::Engine;
+use ecocode_proto::v1::{self as pb, scores_server::Scores};
+use scoring::Uscc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::auth::caller;
+use crate::convert::{from_proto, to_proto};
+use crate::error::{Error, Result};
+use crate::service::{CodeChange, ListQuery, MAX_BATCH, Service};
+
+#[derive(Debug, Clone)]
+pub struct ScoresService {
+    pub service: Arc<Service>,
+}
+
+type CodeStream = Pin<Box<dyn Stream<Item = Result<pb::CodeChange, Status>> + Send>>;
+
+/// USCCs of a request, each error naming its index.
+fn usccs(texts: &[String]) -> Result<Vec<Uscc>> {
+    if texts.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "uscc: at most {MAX_BATCH} per call, got {}",
+            texts.len()
+        )));
+    }
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Uscc::parse(s).map_err(|e| Error::InvalidArgument(format!("uscc[{i}]: {}", e.rule))))
+        .collect()
+}
+
+fn code_change(change: CodeChange) -> pb::CodeChange {
+    pb::CodeChange {
+        uscc: change.uscc.to_string(),
+        previous: change.previous.map_or(pb::EcoCode::Unspecified, to_proto::code).into(),
+        current: to_proto::code(change.view.evaluation.code).into(),
+        score: Some(to_proto::score(&change.view)),
+    }
+}
+
+#[tonic::async_trait]
+impl Scores for ScoresService {
+    async fn get_score(&self, request: Request<pb::GetScoreRequest>) -> Result<Response<pb::Score>, Status> {
+        let who = caller(&request)?;
+        let r = request.get_ref();
+        let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
+        let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
+        let view = self.service.score(&who, &uscc, at, r.tree_size)?;
+        Ok(Response::new(to_proto::score(&view)))
+    }
+
+    async fn batch_get_scores(
+        &self,
+        request: Request<pb::BatchGetScoresRequest>,
+    ) -> Result<Response<pb::BatchGetScoresResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let usccs = usccs(&r.uscc)?;
+        let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
+        let answer = self.service.batch_scores(&who, usccs, at).await?;
+        Ok(Response::new(pb::BatchGetScoresResponse {
+            scores: answer.scores.iter().map(to_proto::score).collect(),
+            not_found: answer.not_found.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn list_scores(
+        &self,
+        request: Request<pb::ListScoresRequest>,
+    ) -> Result<Response<pb::ListScoresResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let query = ListQuery {
+            codes: from_proto::codes(&r.codes).map_err(Error::from)?,
+            after: decode_page_token(&r.page_token)?,
+            page_size: r.page_size as usize,
+            region_prefix: r.region_prefix,
+            industry_prefix: r.industry_prefix,
+        };
+        let page = self.service.list_scores(&who, query).await?;
+        Ok(Response::new(pb::ListScoresResponse {
+            scores: page.scores.iter().map(to_proto::score).collect(),
+            next_page_token: page.next_after.as_deref().map(encode_page_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_score_history(
+        &self,
+        request: Request<pb::GetScoreHistoryRequest>,
+    ) -> Result<Response<pb::GetScoreHistoryResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let to = from_proto::optional_timestamp(r.to.as_ref(), "to").map_err(Error::from)?;
+        let from = from_proto::optional_timestamp(r.from.as_ref(), "from").map_err(Error::from)?;
+        let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
+        let points = self.service.score_history(&who, &uscc, from, to).await?;
+        Ok(Response::new(pb::GetScoreHistoryResponse {
+            points: points.iter().map(to_proto::score).collect(),
+        }))
+    }
+
+    type WatchCodesStream = CodeStream;
+
+    async fn watch_codes(
+        &self,
+        request: Request<pb::WatchCodesRequest>,
+    ) -> Result<Response<Self::WatchCodesStream>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let usccs = usccs(&r.uscc)?;
+        let changes = self.service.watch(&who, &usccs)?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(changes)
+            .map(|change| change.map(code_change).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream) as CodeStream))
+    }
+
+    async fn get_attestation(
+        &self,
+        request: Request<pb::GetAttestationRequest>,
+    ) -> Result<Response<pb::Attestation>, Status> {
+        let who = caller(&request)?;
+        let r = request.get_ref();
+        let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
+        let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
+        let (view, signed_note) = self.service.attestation(&who, &uscc, at, r.tree_size)?;
+        Ok(Response::new(pb::Attestation {
+            score: Some(to_proto::score(&view)),
+            signed_note,
+            public_key: self.service.ledger().public_key().to_vec(),
+        }))
+    }
+}
+
+fn encode_page_token(after: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1:{after}"))
+}
+
+fn decode_page_token(token: &str) -> Result<String> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    let invalid = || Error::InvalidArgument("page_token: not a token returned by ListScores".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("v1:").map(str::to_owned).ok_or_else(invalid)
+}

@@ -1,0 +1,618 @@
+//! The one door: every call, from every transport (gRPC, the HJ 212
+//! gateway, later HTTP), enters the service here with an authenticated
+//! [`Principal`] and domain values, and is authorized here before any work.
+//!
+//! Transports only authenticate, convert at their edge and call a method of
+//! [`Service`]; the rules of who may do what are in [`crate::auth`] and
+//! are applied nowhere else.
+//!
+//! Every write goes through the same append pipeline, in this order, so
+//! errors are the same everywhere:
+//! 1. validate the kind-specific rules of the model → `INVALID_ARGUMENT`;
+//! 2. authorize the role for the kind, then the scope for the enterprise →
+//!    `PERMISSION_DENIED`;
+//! 3. preconditions: the enterprise is registered, a workflow step's record
+//!    is eligible → `FAILED_PRECONDITION`. These facts only ever become
+//!    true (nothing is removed from the ledger), so checking them before the
+//!    group commit cannot race;
+//! 4. append ([`Event::encode`], one group commit), update the directory
+//!    and tell score watchers which enterprise changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hj212::MonitoringPoint;
+use ledger::{Checkpoint, Entry, Hash, Ledger, LedgerConfig, Receipt};
+use scoring::{Code, Enterprise, KindClass, LedgerRecord, Model, Record, Seq, Timestamp, Uscc};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::auth;
+use crate::clock::Clock;
+use crate::directory::Directory;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::principals::Principal;
+pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
+
+mod watch;
+
+/// Most USCCs in one `BatchGetScores` or `WatchCodes` call.
+pub const MAX_BATCH: usize = 10_000;
+/// Scores per `ListScores` page: the default and the most.
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1_000;
+/// Most points one `GetScoreHistory` call may examine.
+pub const MAX_HISTORY_POINTS: usize = 10_000;
+
+/// What [`Service::list_scores`] is asked for.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    pub region_prefix: String,
+    pub industry_prefix: String,
+    /// Empty: every colour.
+    pub codes: Vec<Code>,
+    /// 0: the default page size; capped at [`MAX_PAGE`].
+    pub page_size: usize,
+    /// Continue after this USCC (empty: from the start).
+    pub after: String,
+}
+
+pub struct Service {
+    ledger: Ledger,
+    /// The ledger's checkpoint origin; attestations are `<origin>/score`.
+    origin: String,
+    model: Arc<Model>,
+    clock: Arc<dyn Clock>,
+    directory: Directory,
+    /// USCCs whose entries changed; watchers re-evaluate on each.
+    changes: broadcast::Sender<Uscc>,
+    /// Set when shutdown begins, so long-lived streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("model", &self.model.version()).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Opens the ledger (verifying it; see the `ledger` crate) and rebuilds
+    /// the directory from its entries.
+    pub fn open(
+        config: LedgerConfig,
+        model: Model,
+        clock: Arc<dyn Clock>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Service> {
+        let origin = config.origin.clone();
+        let ledger = Ledger::open_with_progress(config, progress)?;
+        let directory = Directory::default();
+        for entry in ledger.scan(0, ledger.head().size) {
+            let entry = entry?;
+            directory.apply(entry.seq, &Event::decode(&entry)?);
+        }
+        let (changes, _) = broadcast::channel(4096);
+        Ok(Service {
+            ledger,
+            origin,
+            model: Arc::new(model),
+            clock,
+            directory,
+            changes,
+            stopping: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The ledger, for the composition root (close) and operators' tools;
+    /// callers' reads go through the methods below, which authorize.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Ends long-lived streams (watches); in-flight unary calls finish.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// The USCC of every enterprise whose entries change from now on.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<Uscc> {
+        self.changes.subscribe()
+    }
+
+    // ---- writes -----------------------------------------------------------
+
+    /// Registers an enterprise; re-sending the same registration returns the
+    /// original receipt as a duplicate.
+    pub async fn register(&self, who: &Principal, enterprise: Enterprise) -> Result<Receipt> {
+        auth::may_register(who, &enterprise)?;
+        let uscc = enterprise.uscc.clone();
+        let event = Event::Registration(enterprise);
+        let receipt = self.append_event(who, &event).await?.map_err(|c| {
+            Error::AlreadyExists(format!(
+                "enterprise {uscc} is already registered (seq {}) with different details",
+                c.existing.seq
+            ))
+        })?;
+        if !receipt.duplicate {
+            self.directory.apply(receipt.seq, &event);
+            let _ = self.changes.send(uscc);
+        }
+        Ok(receipt)
+    }
+
+    /// Registers (or updates the limits of) a monitoring point. The same
+    /// content again is a duplicate; new content supersedes, since limits
+    /// change when a discharge permit is renewed.
+    pub async fn register_point(&self, who: &Principal, point: MonitoringPoint) -> Result<Receipt> {
+        let enterprise = self.registered(point.uscc().as_str()).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "enterprise {} is not registered; register it before its monitoring points",
+                point.uscc()
+            ))
+        })?;
+        auth::may_register(who, &enterprise)?;
+        let event = Event::MonitoringPoint(point);
+        let receipt = self.append_event(who, &event).await?.map_err(|c| {
+            Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
+        })?;
+        if !receipt.duplicate {
+            self.directory.apply(receipt.seq, &event);
+        }
+        Ok(receipt)
+    }
+
+    /// Appends one record.
+    pub async fn append_record(&self, who: &Principal, record: Record) -> Result<Receipt> {
+        self.append_records(who, vec![record])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no result for one record".into())))
+    }
+
+    /// Appends records in order, one result per record. Valid records are
+    /// kept even when others fail. Records go to the ledger in as few group
+    /// commits as possible; a workflow step is checked against everything
+    /// appended before it, including earlier records of the same call.
+    pub async fn append_records(&self, who: &Principal, records: Vec<Record>) -> Vec<Result<Receipt>> {
+        let mut results: Vec<Option<Result<Receipt>>> = (0..records.len()).map(|_| None).collect();
+        let mut pending: Vec<(usize, Record)> = Vec::new();
+        for (i, record) in records.into_iter().enumerate() {
+            let is_workflow = matches!(self.model.kind_class(&record.kind), Some(KindClass::Workflow(_)));
+            if is_workflow && !pending.is_empty() {
+                self.commit(who, std::mem::take(&mut pending), &mut results).await;
+            }
+            match self.admit(who, &record) {
+                Ok(()) => pending.push((i, record)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        self.commit(who, pending, &mut results).await;
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::Internal("record was neither appended nor rejected".into())))
+            })
+            .collect()
+    }
+
+    /// Steps 1 to 3 of the pipeline for one record.
+    fn admit(&self, who: &Principal, record: &Record) -> Result<()> {
+        self.model.check_record(record, self.clock.now())?;
+        let class = self.model.kind_class(&record.kind).ok_or_else(|| {
+            Error::Internal(format!("kind {} passed check_record but has no class", record.kind))
+        })?;
+        auth::may_append_kind(who, &record.kind, class, &record.source)?;
+        let enterprise = self.registered(record.uscc.as_str()).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "enterprise {} is not registered; register it with Registry.RegisterEnterprise first",
+                record.uscc
+            ))
+        })?;
+        auth::may_append_for(who, &enterprise)?;
+        if let KindClass::Workflow(_) = class {
+            let history = self.records_of(record.uscc.as_str())?;
+            self.model
+                .check_workflow(record, &history)
+                .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        who: &Principal,
+        batch: Vec<(usize, Record)>,
+        results: &mut [Option<Result<Receipt>>],
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let entries = batch.iter().map(|(_, record)| Event::encode_record(record, &who.name)).collect();
+        match self.ledger.append(entries).await {
+            Ok(outcomes) => {
+                for ((slot, record), outcome) in batch.into_iter().zip(outcomes) {
+                    results[slot] = Some(match outcome {
+                        Ok(receipt) => {
+                            if !receipt.duplicate {
+                                let _ = self.changes.send(record.uscc);
+                            }
+                            Ok(receipt)
+                        }
+                        Err(conflict) => Err(Error::AlreadyExists(format!(
+                            "source {:?} already recorded source_record_id {:?} (seq {}) with different content",
+                            record.source, record.source_record_id, conflict.existing.seq
+                        ))),
+                    });
+                }
+            }
+            Err(e) => {
+                // The whole group commit failed: nothing of it is in the
+                // ledger. The status table decides what each caller sees.
+                for (slot, _) in batch {
+                    results[slot] = Some(Err(Error::Ledger(e.clone())));
+                }
+            }
+        }
+    }
+
+    async fn append_event(&self, who: &Principal, event: &Event) -> Result<ledger::AppendResult> {
+        self.ledger.append(vec![event.encode(&who.name)]).await?.pop().ok_or_else(|| {
+            Error::Internal("the ledger answered an append of one entry with no result".into())
+        })
+    }
+
+    // ---- registry reads ---------------------------------------------------
+
+    pub fn enterprise(&self, who: &Principal, uscc: &Uscc) -> Result<Enterprise> {
+        auth::may_read_scores_at_all(who, uscc.as_str())?;
+        let enterprise = self
+            .registered(uscc.as_str())
+            .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
+        auth::may_read_score(who, &enterprise)?;
+        Ok(enterprise)
+    }
+
+    pub fn monitoring_point(&self, who: &Principal, mn: &str) -> Result<MonitoringPoint> {
+        let point = self.directory.point(mn).ok_or_else(|| {
+            let shown: String = mn.chars().take(32).collect();
+            Error::NotFound(format!("no monitoring point is registered for device {shown:?}"))
+        })?;
+        let enterprise = self.registered(point.uscc().as_str()).ok_or_else(|| {
+            Error::Internal(format!("monitoring point {mn} names unregistered {}", point.uscc()))
+        })?;
+        auth::may_read_score(who, &enterprise)?;
+        Ok(point)
+    }
+
+    /// The point of device `mn`, for the HJ 212 gateway, which is part of
+    /// the service itself (its records are authorized as the gateway's
+    /// principal when they are appended).
+    pub(crate) fn device_point(&self, mn: &str) -> Option<MonitoringPoint> {
+        self.directory.point(mn)
+    }
+
+    fn registered(&self, uscc: &str) -> Option<Enterprise> {
+        self.directory.enterprise(uscc).map(|r| r.enterprise)
+    }
+
+    // ---- scores -----------------------------------------------------------
+
+    /// The score of `uscc` at `at` (default now) over the ledger prefix
+    /// `tree_size` (0 = the current size), if `who` may see it.
+    pub fn score(
+        &self,
+        who: &Principal,
+        uscc: &Uscc,
+        at: Option<Timestamp>,
+        tree_size: u64,
+    ) -> Result<ScoreView> {
+        auth::may_read_scores_at_all(who, uscc.as_str())?;
+        let view = self.evaluate(uscc.as_str(), at, tree_size)?;
+        auth::may_read_score(who, &view.enterprise)?;
+        Ok(view)
+    }
+
+    /// Scores of many enterprises at one instant; unknown USCCs are listed
+    /// in `not_found`. Evaluation runs off the async workers.
+    pub async fn batch_scores(
+        self: &Arc<Self>,
+        who: &Principal,
+        usccs: Vec<Uscc>,
+        at: Option<Timestamp>,
+    ) -> Result<BatchScores> {
+        check_batch_len("uscc", usccs.len(), 0)?;
+        for uscc in &usccs {
+            auth::may_read_scores_at_all(who, uscc.as_str())?;
+        }
+        let at = at.unwrap_or_else(|| self.clock.now());
+        let (service, who) = (self.clone(), who.clone());
+        blocking(move || {
+            let mut answer = BatchScores::default();
+            for uscc in usccs {
+                match service.evaluate(uscc.as_str(), Some(at), 0) {
+                    Ok(view) => {
+                        auth::may_read_score(&who, &view.enterprise)?;
+                        answer.scores.push(view);
+                    }
+                    Err(Error::NotFound(_)) => answer.not_found.push(uscc),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(answer)
+        })
+        .await
+    }
+
+    /// A page of current scores in USCC order, filtered by region, industry
+    /// and colour; a regulator's region is narrowed to its scope.
+    pub async fn list_scores(self: &Arc<Self>, who: &Principal, query: ListQuery) -> Result<ScorePage> {
+        let region = auth::list_scope(who, &query.region_prefix)?;
+        let page_size = match query.page_size {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let at = self.clock.now();
+        let service = self.clone();
+        blocking(move || {
+            let mut page = ScorePage::default();
+            let candidates =
+                service.directory.enterprises_after(&query.after, &region, &query.industry_prefix);
+            let mut last_examined = None;
+            for e in &candidates {
+                if page.scores.len() == page_size {
+                    break;
+                }
+                last_examined = Some(e.uscc.to_string());
+                let view = service.evaluate(e.uscc.as_str(), Some(at), 0)?;
+                if query.codes.is_empty() || query.codes.contains(&view.evaluation.code) {
+                    page.scores.push(view);
+                }
+            }
+            let examined_all = last_examined.as_deref() == candidates.last().map(|e| e.uscc.as_str());
+            if !examined_all {
+                page.next_after = Some(last_examined.unwrap_or_default());
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    /// The score at `from` (default a year before `to`) and every later
+    /// change of points, grade or colour up to `to` (default now).
+    pub async fn score_history(
+        self: &Arc<Self>,
+        who: &Principal,
+        uscc: &Uscc,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<ScoreView>> {
+        let to = to.unwrap_or_else(|| self.clock.now());
+        let from = from.unwrap_or(to.plus_days(-365));
+        if from > to {
+            return Err(Error::InvalidArgument(format!("from: {from} is after to ({to})")));
+        }
+        let first = self.score(who, uscc, Some(from), 0)?;
+        let service = self.clone();
+        blocking(move || {
+            let records = service.records_of(first.enterprise.uscc.as_str())?;
+            let tree_size = first.tree_size;
+            let changes = service.model.change_points(&records, from, to, tree_size);
+            if changes.len() > MAX_HISTORY_POINTS {
+                return Err(Error::InvalidArgument(format!(
+                    "from/to: the period has {} change points, more than {MAX_HISTORY_POINTS}; ask for a shorter period",
+                    changes.len()
+                )));
+            }
+            let mut last = (first.evaluation.points, first.evaluation.grade, first.evaluation.code);
+            let mut points = vec![first.clone()];
+            for t in changes {
+                let evaluation = service.model.score(&records, t, tree_size);
+                let key = (evaluation.points, evaluation.grade, evaluation.code);
+                if key != last {
+                    last = key;
+                    points.push(ScoreView { evaluation, ..first.clone() });
+                }
+            }
+            Ok(points)
+        })
+        .await
+    }
+
+    /// Watches the colours of `usccs`: first each current code, then every
+    /// change, until the receiver is dropped or the service shuts down.
+    pub fn watch(
+        self: &Arc<Self>,
+        who: &Principal,
+        usccs: &[Uscc],
+    ) -> Result<mpsc::Receiver<Result<CodeChange>>> {
+        check_batch_len("uscc", usccs.len(), 1)?;
+        // Subscribe before the first evaluation so no change falls between.
+        let changes = self.subscribe_changes();
+        let mut current = HashMap::new();
+        for uscc in usccs {
+            let view = self.score(who, uscc, None, 0)?;
+            current.insert(view.enterprise.uscc.to_string(), view);
+        }
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(watch::run(self.clone(), current, changes, tx));
+        Ok(rx)
+    }
+
+    /// A score and its attestation: a signed note anyone can check offline
+    /// with the service's verifier key.
+    pub fn attestation(
+        &self,
+        who: &Principal,
+        uscc: &Uscc,
+        at: Option<Timestamp>,
+        tree_size: u64,
+    ) -> Result<(ScoreView, String)> {
+        let view = self.score(who, uscc, at, tree_size)?;
+        let statement = tlog::attestation::Attestation {
+            origin: self.origin.clone(),
+            uscc: view.enterprise.uscc.to_string(),
+            points: i64::from(view.evaluation.points),
+            grade: view.evaluation.grade.as_str().to_owned(),
+            code: view.evaluation.code.as_str().to_owned(),
+            veto: view.evaluation.veto,
+            disputed: view.evaluation.disputed,
+            model: view.evaluation.model_version.clone(),
+            as_of: view.evaluation.as_of.to_string(),
+            tree_size: view.tree_size,
+            root: view.root,
+        };
+        let note = self.ledger.sign_note(&statement.body())?;
+        Ok((view, note))
+    }
+
+    /// Evaluates without authorization, for callers that authorized already.
+    pub(crate) fn evaluate(&self, uscc: &str, at: Option<Timestamp>, tree_size: u64) -> Result<ScoreView> {
+        self.evaluate_with_records(uscc, at, tree_size).map(|(view, _)| view)
+    }
+
+    /// [`Self::evaluate`], also handing back the enterprise's decoded
+    /// records for callers that need them next (watches), so they are not
+    /// read from the ledger twice.
+    pub(crate) fn evaluate_with_records(
+        &self,
+        uscc: &str,
+        at: Option<Timestamp>,
+        tree_size: u64,
+    ) -> Result<(ScoreView, Vec<LedgerRecord>)> {
+        let head = self.ledger.head();
+        let (tree_size, root) = if tree_size == 0 || tree_size == head.size {
+            (head.size, head.root)
+        } else {
+            (tree_size, self.ledger.root_at(tree_size)?)
+        };
+        let registered = self
+            .directory
+            .enterprise(uscc)
+            .filter(|r| r.seq < tree_size)
+            .ok_or_else(|| not_registered(uscc, tree_size, head.size))?;
+        let records = self.records_of(uscc)?;
+        let at = at.unwrap_or_else(|| self.clock.now());
+        let evaluation = self.model.score(&records, at, tree_size);
+        Ok((ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root }, records))
+    }
+
+    /// Every record about `uscc` in the ledger, in seq order.
+    pub(crate) fn records_of(&self, uscc: &str) -> Result<Vec<LedgerRecord>> {
+        let mut out = Vec::new();
+        for entry in self.ledger.entries_for_subject(uscc.as_bytes())? {
+            if let Event::Record(record) = Event::decode(&entry)? {
+                out.push(LedgerRecord { seq: Seq(entry.seq), record });
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- the ledger -------------------------------------------------------
+
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self, who: &Principal) -> Result<Checkpoint> {
+        auth::may_read_ledger(who)?;
+        Ok(self.ledger.checkpoint()?)
+    }
+
+    /// A checkpoint that covers every entry appended before this call.
+    pub(crate) fn checkpoint_after_appends(&self) -> Result<Checkpoint> {
+        Ok(self.ledger.checkpoint()?)
+    }
+
+    pub fn entry(&self, who: &Principal, seq: u64) -> Result<Entry> {
+        auth::may_read_ledger(who)?;
+        let entry = self.ledger.entry(seq)?;
+        auth::may_read_entry(who, &entry.subject, seq)?;
+        Ok(entry)
+    }
+
+    /// Entries `[from, to)` (`to = 0`: the current size) that `who` may
+    /// read, streamed from a blocking thread through a bounded channel, so
+    /// a slow reader holds back only its own stream.
+    pub fn entries(
+        self: &Arc<Self>,
+        who: &Principal,
+        from: u64,
+        to: u64,
+    ) -> Result<mpsc::Receiver<Result<Entry>>> {
+        auth::may_read_ledger(who)?;
+        let size = self.ledger.head().size;
+        let to = if to == 0 { size } else { to };
+        if to > size || from > to {
+            return Err(ledger::Error::OutOfRange(format!(
+                "entries {from}..{to} are not within the ledger's {size} entries"
+            ))
+            .into());
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let (service, who) = (self.clone(), who.clone());
+        tokio::task::spawn_blocking(move || {
+            for entry in service.ledger.scan(from, to) {
+                let item = match entry {
+                    Ok(e) if auth::may_read_entry(&who, &e.subject, e.seq).is_err() => continue,
+                    Ok(e) => Ok(e),
+                    Err(e) => Err(Error::from(e)),
+                };
+                let stop = item.is_err();
+                if tx.blocking_send(item).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// RFC 9162 inclusion proof of `seq` in the tree of `tree_size` (0 = now);
+    /// answers the tree size used.
+    pub fn inclusion_proof(&self, who: &Principal, seq: u64, tree_size: u64) -> Result<(u64, Vec<Hash>)> {
+        auth::may_read_ledger(who)?;
+        let tree_size = if tree_size == 0 { self.ledger.head().size } else { tree_size };
+        Ok((tree_size, self.ledger.inclusion_proof(seq, tree_size)?))
+    }
+
+    /// RFC 9162 consistency proof from `from` to `to` (0 = now); answers the
+    /// `to` size used.
+    pub fn consistency_proof(&self, who: &Principal, from: u64, to: u64) -> Result<(u64, Vec<Hash>)> {
+        auth::may_read_ledger(who)?;
+        let to = if to == 0 { self.ledger.head().size } else { to };
+        Ok((to, self.ledger.consistency_proof(from, to)?))
+    }
+}
+
+fn check_batch_len(field: &str, len: usize, min: usize) -> Result<()> {
+    if len < min || len > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!("{field}: {min} to {MAX_BATCH} per call, got {len}")));
+    }
+    Ok(())
+}
+
+/// Runs CPU-bound evaluation off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("evaluation task failed: {e}")))?
+}
+
+fn not_registered(uscc: &str, tree_size: u64, current: u64) -> Error {
+    if tree_size < current {
+        Error::NotFound(format!(
+            "enterprise {uscc} was not registered within the first {tree_size} ledger entries"
+        ))
+    } else {
+        Error::NotFound(format!("enterprise {uscc} is not registered"))
+    }
+}

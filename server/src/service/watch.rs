@@ -1,0 +1,117 @@
+//! Watches: one task per watching client that pushes a [`CodeChange`]
+//! when a watched enterprise's colour changes, because of a new entry or
+//! because a record expired with the passage of time.
+//!
+//! The task listens to the append pipeline's broadcast of changed USCCs, so
+//! ingest never waits for a watcher: a slow watcher lags the broadcast and
+//! then re-evaluates everything it watches instead of missing a change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use scoring::{Timestamp, Uscc};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{CodeChange, ScoreView, Service};
+use crate::error::{Error, Result};
+
+struct Watched {
+    view: ScoreView,
+    /// When the score can next change with no new entry.
+    next_change: Option<Timestamp>,
+}
+
+pub(crate) async fn run(
+    state: Arc<Service>,
+    initial: HashMap<String, ScoreView>,
+    mut changes: broadcast::Receiver<Uscc>,
+    tx: mpsc::Sender<Result<CodeChange>>,
+) {
+    let mut stopping = state.stopping();
+    let mut watched = HashMap::new();
+    for (uscc, view) in initial {
+        // The first message per enterprise is its current code, with
+        // `previous` unspecified, so a client starts from a known state.
+        let first = CodeChange { uscc: view.enterprise.uscc.clone(), previous: None, view: view.clone() };
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let next_change = next_change(&state, &uscc, view.evaluation.as_of, view.tree_size);
+        watched.insert(uscc, Watched { view, next_change });
+    }
+    loop {
+        // Graceful shutdown waits for open calls; a watch never ends by
+        // itself, so it ends here and the client watches again elsewhere.
+        if *stopping.borrow_and_update() {
+            let _ = tx.send(Err(Error::Unavailable("the server is shutting down; watch again".into()))).await;
+            return;
+        }
+        let deadline = watched.values().filter_map(|w| w.next_change).min();
+        let sleep = async {
+            match deadline {
+                Some(t) => state.clock().sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let due: Vec<String> = tokio::select! {
+            _ = tx.closed() => return,
+            _ = stopping.changed() => continue,
+            changed = changes.recv() => match changed {
+                Ok(uscc) if watched.contains_key(uscc.as_str()) => vec![uscc.to_string()],
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => watched.keys().cloned().collect(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = sleep => {
+                let now = state.clock().now();
+                watched
+                    .iter()
+                    .filter(|(_, w)| w.next_change.is_some_and(|t| t <= now))
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            }
+        };
+        // Coalesce a burst: whatever else changed meanwhile is evaluated
+        // once now, not once per appended record.
+        let mut due: std::collections::BTreeSet<String> = due.into_iter().collect();
+        loop {
+            match changes.try_recv() {
+                Ok(uscc) if watched.contains_key(uscc.as_str()) => {
+                    due.insert(uscc.to_string());
+                }
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => due.extend(watched.keys().cloned()),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => break,
+            }
+        }
+        for uscc in due {
+            let Some(w) = watched.get_mut(&uscc) else { continue };
+            let (view, records) = match state.evaluate_with_records(&uscc, None, 0) {
+                Ok(evaluated) => evaluated,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            w.next_change = state.model().next_change_after(&records, view.evaluation.as_of, view.tree_size);
+            let previous = w.view.evaluation.code;
+            let current = view.evaluation.code;
+            w.view = view;
+            if previous != current {
+                let change = CodeChange {
+                    uscc: w.view.enterprise.uscc.clone(),
+                    previous: Some(previous),
+                    view: w.view.clone(),
+                };
+                if tx.send(Ok(change)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn next_change(state: &Service, uscc: &str, after: Timestamp, tree_size: u64) -> Option<Timestamp> {
+    let records = state.records_of(uscc).ok()?;
+    state.model().next_change_after(&records, after, tree_size)
+}

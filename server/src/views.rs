@@ -1,0 +1,38 @@
+//! What reads answer: scores with the enterprise and the ledger prefix
+//! behind them, pages of them, and the colour changes watchers see.
+
+use ledger::Hash;
+use scoring::{Code, Enterprise, Evaluation, Uscc};
+
+/// A score with the enterprise and the ledger prefix behind it.
+#[derive(Clone, Debug)]
+pub struct ScoreView {
+    pub enterprise: Enterprise,
+    pub evaluation: Evaluation,
+    pub tree_size: u64,
+    pub root: Hash,
+}
+
+/// The answer of [`Service::batch_scores`].
+#[derive(Debug, Default)]
+pub struct BatchScores {
+    pub scores: Vec<ScoreView>,
+    pub not_found: Vec<Uscc>,
+}
+
+/// One page of [`Service::list_scores`].
+#[derive(Debug, Default)]
+pub struct ScorePage {
+    pub scores: Vec<ScoreView>,
+    /// Where the next page starts, if there is one.
+    pub next_after: Option<String>,
+}
+
+/// A colour seen by a watcher: first the current one (`previous = None`),
+/// then each change.
+#[derive(Clone, Debug)]
+pub struct CodeChange {
+    pub uscc: Uscc,
+    pub previous: Option<Code>,
+    pub view: ScoreView,
+}
