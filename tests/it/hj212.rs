@@ -40,14 +40,9 @@ async fn read_acks(socket: &mut TcpStream, n: usize) -> Vec<hj212::Packet> {
     acks
 }
 
-#[tokio::test]
-async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
-    let server = TestServer::start_with_gateway().await;
-    // 08:00 China time on 31 May: no day is due for judging yet.
-    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
-    let mut admin = server.admin().await;
-    admin.register(ACME, "Acme", "330206").await;
-    let point = pb::MonitoringPoint {
+/// ACME's outlet DW001 with limits for COD (w01018) and ammonia (w21003).
+fn point() -> pb::MonitoringPoint {
+    pb::MonitoringPoint {
         mn: MN.into(),
         uscc: ACME.into(),
         outlet: "DW001".into(),
@@ -65,8 +60,17 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
                 statistic: String::new(),
             },
         ],
-    };
-    admin.registry.register_monitoring_point(point.clone()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
+    let server = TestServer::start_with_gateway().await;
+    // 08:00 China time on 31 May: no day is due for judging yet.
+    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.registry.register_monitoring_point(point()).await.unwrap();
     let got =
         admin.registry.get_monitoring_point(pb::GetMonitoringPointRequest { mn: MN.into() }).await.unwrap();
     assert_eq!(got.into_inner().limits[1].statistic, "Avg", "the default statistic is stored explicitly");
@@ -145,4 +149,65 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     read_acks(&mut socket, 24).await;
     assert_eq!(server.service.ledger().head().size, size);
     server.stop().await;
+}
+
+/// Sends 30 May's hourly packets (COD above its limit) and waits for their acks.
+async fn send_an_exceeding_day(server: &TestServer) {
+    let mut socket = TcpStream::connect(server.gateway.unwrap()).await.unwrap();
+    let packets: Vec<Vec<u8>> = (0..24).map(|hour| hourly(30, hour, (80.0, "N"), Some(1.0))).collect();
+    socket.write_all(&packets.concat()).await.unwrap();
+    read_acks(&mut socket, packets.len()).await;
+}
+
+/// The hj212 records in the enterprise's score, by kind.
+async fn hj212_reasons(client: &mut Client) -> Vec<String> {
+    let mut kinds: Vec<String> = client.score(ACME).await.reasons.into_iter().map(|r| r.kind).collect();
+    kinds.sort();
+    kinds
+}
+
+// Shutdown stops every input before the ledger closes: a day close whose
+// append is in flight when shutdown begins is either acknowledged (and then
+// inside the final checkpoint) or not (and then appended, once, after a
+// restart). The race is run with several timings; each must hold.
+#[tokio::test]
+async fn a_gateway_append_in_flight_at_shutdown_is_in_the_final_checkpoint_or_not_acknowledged() {
+    for yields in [0, 1, 3, 10, 30] {
+        let server = TestServer::start_with_gateway().await;
+        server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
+        let mut admin = server.admin().await;
+        admin.register(ACME, "Acme", "330206").await;
+        admin.registry.register_monitoring_point(point()).await.unwrap();
+        send_an_exceeding_day(&server).await;
+
+        // 30 May becomes due, and shutdown begins while it closes.
+        server.clock.set(Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap());
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        let dir = server.stop().await;
+
+        // Whatever the ledger acknowledged is covered by the final checkpoint.
+        let report = ledger::verify(dir.path(), &mut |_, _| {}).expect("the stopped ledger verifies");
+        assert_eq!(
+            report.checkpoint_size,
+            Some(report.entries),
+            "{yields} yields: the final checkpoint covers all"
+        );
+
+        // After a restart the day is judged exactly once, whichever way the race went.
+        let server = TestServer::start_with_gateway_in(dir).await;
+        let mut changes = server.service.subscribe_changes();
+        server.clock.set(Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap());
+        let mut admin = server.admin().await;
+        let want = vec!["exceedance.daily".to_owned()];
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while hj212_reasons(&mut admin).await != want {
+                changes.recv().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{yields} yields: the day's exceedance is recorded after the restart"));
+        server.stop().await;
+    }
 }

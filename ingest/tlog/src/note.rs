@@ -10,31 +10,31 @@
 //! existing tooling reads them:
 //! * signer (private) key: `PRIVATE+KEY+<name>+<key_id hex>+<base64(0x01 || seed[32])>`
 //! * verifier (public) key: `<name>+<key_id hex>+<base64(0x01 || public_key[32])>`
+//!
+//! Signing and verifying are cloudflare/azul's `signed_note` crate, the
+//! reference Rust implementation of c2sp.org/signed-note; the tests below
+//! check that it reproduces the spec's key ids and that notes and keys
+//! round-trip byte for byte. This module keeps what is ours: the key texts
+//! built from a seed, and the checkpoint body.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::SigningKey;
+use signed_note::{Note, NoteError, StandardSigner, StandardVerifier, VerifierList};
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 
 const ALG_ED25519: u8 = 0x01;
-const SIG_PREFIX: &str = "\u{2014} ";
 
 /// The 4-byte key id that prefixes every signature by this key.
 pub fn key_id(key_name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut sha = Sha256::new();
-    sha.update(key_name.as_bytes());
-    sha.update([b'\n', ALG_ED25519]);
-    sha.update(public_key);
-    let digest = sha.finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
+    signed_note::key_id(key_name, &with_alg(public_key)).to_be_bytes()
 }
 
 /// A key name as signed notes allow it: non-empty, no spaces, no `+`.
 pub fn check_key_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '+') {
+    if !signed_note::is_key_name_valid(name) {
         return Err(Error::Key(format!("key name {name:?} must be non-empty without spaces or '+'")));
     }
     Ok(())
@@ -51,49 +51,30 @@ pub fn sign(body: &str, key_name: &str, seed: &[u8; 32]) -> Result<String> {
     if body.is_empty() || !body.ends_with('\n') {
         return Err(Error::Invalid("note body must be non-empty and end with a newline".into()));
     }
-    let key = SigningKey::from_bytes(seed);
-    let mut sig = Vec::with_capacity(68);
-    sig.extend_from_slice(&key_id(key_name, &key.verifying_key().to_bytes()));
-    sig.extend_from_slice(&key.sign(body.as_bytes()).to_bytes());
-    Ok(format!("{body}\n{SIG_PREFIX}{key_name} {}\n", B64.encode(sig)))
+    let signer = StandardSigner::new(&encode_signer_key(key_name, seed))
+        .map_err(|e| Error::Key(format!("signer key: {e}")))?;
+    let mut note = Note::new(body.as_bytes(), &[]).map_err(|e| Error::Invalid(format!("note body: {e}")))?;
+    note.add_sigs(&[&signer]).map_err(|e| Error::Key(format!("signing: {e}")))?;
+    String::from_utf8(note.to_bytes()).map_err(|_| Error::Invalid("signed note is not UTF-8".into()))
 }
 
 /// Checks that `note` carries a valid signature by `key_name` /
 /// `public_key` and returns its body. Signatures by other keys are ignored,
 /// as the signed-note spec asks.
 pub fn verify(note: &str, key_name: &str, public_key: &[u8; 32]) -> Result<String> {
-    let bad = |what: &str| Error::Invalid(format!("signed note: {what}"));
-    // The signature block follows the last blank line.
-    let split = note.rfind("\n\n").ok_or_else(|| bad("no blank line before the signatures"))?;
-    let (body, sigs) = (&note[..split + 1], &note[split + 2..]);
-    if !sigs.ends_with('\n') {
-        return Err(bad("signature block does not end with a newline"));
-    }
-    let verifying_key =
-        VerifyingKey::from_bytes(public_key).map_err(|e| Error::Key(format!("bad public key: {e}")))?;
-    let want_id = key_id(key_name, public_key);
-    for line in sigs.lines() {
-        let Some(rest) = line.strip_prefix(SIG_PREFIX) else {
-            return Err(bad("signature line does not start with an em dash"));
-        };
-        let Some((name, sig)) = rest.split_once(' ') else {
-            return Err(bad("signature line has no signature"));
-        };
-        if name != key_name {
-            continue;
+    let bad = |what: String| Error::Invalid(format!("signed note: {what}"));
+    let verifier = StandardVerifier::new(&encode_verifier_key(key_name, public_key))
+        .map_err(|e| Error::Key(format!("verifier key: {e}")))?;
+    let known = VerifierList::new(vec![Box::new(verifier)]);
+    let parsed = Note::from_bytes(note.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    match parsed.verify(&known) {
+        Ok(_) => String::from_utf8(parsed.text().to_vec()).map_err(|_| bad("body is not UTF-8".into())),
+        Err(NoteError::UnverifiedNote) => Err(bad(format!("no signature by key {key_name}"))),
+        Err(NoteError::InvalidSignature { .. }) => {
+            Err(bad(format!("signature by {key_name} does not verify")))
         }
-        let sig = B64.decode(sig).map_err(|_| bad("signature is not base64"))?;
-        if sig.len() != 68 || sig[..4] != want_id {
-            continue;
-        }
-        let signature = ed25519_dalek::Signature::from_slice(&sig[4..])
-            .map_err(|_| bad("malformed ed25519 signature"))?;
-        return match verifying_key.verify_strict(body.as_bytes(), &signature) {
-            Ok(()) => Ok(body.to_string()),
-            Err(_) => Err(bad(&format!("signature by {key_name} does not verify"))),
-        };
+        Err(e) => Err(bad(e.to_string())),
     }
-    Err(bad(&format!("no signature by key {key_name}")))
 }
 
 /// The checkpoint body of the spec: origin, size, root and the `chain`
@@ -202,4 +183,65 @@ fn with_alg(key: &[u8; 32]) -> Vec<u8> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    const SEED: [u8; 32] = [3; 32];
+    const BODY: &str = "ecocode.test/ledger\n7\nroot\n";
+
+    // Produced by ecocode's own signer before signing moved to `signed_note`
+    // (Ed25519 signatures are deterministic): the same key and body must
+    // give the same bytes, or notes already filed would stop matching.
+    const NOTE: &str = "ecocode.test/ledger\n7\nroot\n\n\u{2014} ecocode.test \
+        y48T26ZEvQof0HBjAriW4L3yqU1HKTfIobBoLzkSei+4W5hbrrJytcUpRpChhfZ5otSNzbCRsAk8ci5TSQyGUkbsiw8=\n";
+    const SIGNER_KEY: &str = "PRIVATE+KEY+ecocode.test+cb8f13db+AQMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMD";
+    const VERIFIER_KEY: &str = "ecocode.test+cb8f13db+Ae1JKMYo0cLG6ukDOJBZlWEpWSc6XGP5NjbBRhSshzfR";
+
+    #[test]
+    fn notes_and_keys_are_byte_identical_to_ecocodes_own_format() {
+        assert_eq!(sign(BODY, "ecocode.test", &SEED).unwrap(), NOTE);
+        assert_eq!(encode_signer_key("ecocode.test", &SEED), SIGNER_KEY);
+        assert_eq!(encode_verifier_key("ecocode.test", &public_key(&SEED)), VERIFIER_KEY);
+        assert_eq!(decode_signer_key(SIGNER_KEY).unwrap(), ("ecocode.test".to_owned(), SEED));
+        assert_eq!(verify(NOTE, "ecocode.test", &public_key(&SEED)).unwrap(), BODY);
+    }
+
+    #[test]
+    fn key_id_is_the_spec_formula() {
+        let public = public_key(&SEED);
+        let mut sha = Sha256::new();
+        sha.update(b"ecocode.test\n\x01");
+        sha.update(public);
+        assert_eq!(key_id("ecocode.test", &public), sha.finalize()[..4]);
+    }
+
+    #[test]
+    fn altered_notes_and_other_keys_do_not_verify() {
+        let public = public_key(&SEED);
+        let altered = NOTE.replace("\n7\n", "\n8\n");
+        assert!(
+            verify(&altered, "ecocode.test", &public).unwrap_err().to_string().contains("does not verify")
+        );
+        assert!(verify(NOTE, "someone-else", &public).unwrap_err().to_string().contains("no signature"));
+        assert!(verify(NOTE, "ecocode.test", &public_key(&[4; 32])).is_err());
+        for malformed in ["", "no blank line\n", "body\n\nnot a signature\n", "body\n\n\u{2014} k bad!\n"] {
+            assert!(verify(malformed, "ecocode.test", &public).is_err(), "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn a_cosigned_note_verifies_for_each_key() {
+        let witness = [9; 32];
+        let note = sign(BODY, "ecocode.test", &SEED).unwrap();
+        let by_witness = sign(BODY, "witness.example", &witness).unwrap();
+        let witness_line = by_witness.rsplit_once("\n\n").unwrap().1;
+        let cosigned = format!("{note}{witness_line}");
+        assert_eq!(verify(&cosigned, "ecocode.test", &public_key(&SEED)).unwrap(), BODY);
+        assert_eq!(verify(&cosigned, "witness.example", &public_key(&witness)).unwrap(), BODY);
+    }
 }
