@@ -16,12 +16,15 @@ async fn closed_ledger(dir: &Path) {
     ledger.close().await.unwrap();
 }
 
-/// Runs `damage` on the raw sled tree of the closed ledger in `dir`.
+/// Runs `damage` on the raw sled tree of the closed ledger in `dir`. The
+/// database is opened through `kv`, so its lock is released when this
+/// returns and the ledger can be opened right after.
 fn with_sled(dir: &Path, damage: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir.join("ledger")).unwrap();
+    let db = kv::open(sled::Config::new(), &dir.join("ledger")).unwrap();
     let tree = db.open_tree(keys::TREE).unwrap();
     damage(&tree);
     tree.flush().unwrap();
+    drop(tree);
 }
 
 /// Both `open` and `verify` must fail with `Tampered` at `seq`.
