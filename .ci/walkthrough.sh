@@ -16,7 +16,7 @@ data="$work/data"
 ADMIN=$(ecocode principal add --data "$data" --name ops --role admin | tail -1)
 EPB=$(ecocode principal add --data "$data" --name beilun-epb --role regulator --scope 330206 | tail -1)
 BANK=$(ecocode principal add --data "$data" --name bank-a --role lender | tail -1)
-ACME=$(ecocode principal add --data "$data" --name acme --role enterprise --scope 91330421739237858X | tail -1)
+ACME=$(ecocode principal add --data "$data" --name acme --role enterprise --scope 91330206739237858W | tail -1)
 
 # The binary itself, not the shell function, so $! is the server's pid.
 target/debug/ecocode serve --data "$data" --listen 127.0.0.1:0 --hj212-listen 127.0.0.1:0 > "$work/server.out" 2> "$work/server.log" &
@@ -29,29 +29,29 @@ export ECOCODE_SERVER="http://$addr"
 echo "server at $ECOCODE_SERVER"
 
 export ECOCODE_TOKEN=$EPB
-ecocode register --uscc 91330421739237858X --name "Ningbo Acme Dyeing Co." --region 330206 --industry C1713
+ecocode register --uscc 91330206739237858W --name "Ningbo Acme Dyeing Co." --region 330206 --industry C1713
 cat > "$work/records.jsonl" <<'JSONL'
-{"source":"beilun-epb","source_record_id":"P-2026-0117","uscc":"91330421739237858X","kind":"penalty.fine","occurred_at":"2026-03-02T08:00:00Z","amount_yuan":80000,"description":"COD above permit at DW001"}
-{"source":"beilun-epb","source_record_id":"I-2026-0440","uscc":"91330421739237858X","kind":"inspection.finding","occurred_at":"2026-04-11T02:30:00Z","description":"hazardous-waste ledger incomplete"}
+{"source":"beilun-epb","source_record_id":"P-2026-0117","uscc":"91330206739237858W","kind":"penalty.fine","occurred_at":"2026-03-02T08:00:00Z","amount_yuan":80000,"description":"COD above permit at DW001"}
+{"source":"beilun-epb","source_record_id":"I-2026-0440","uscc":"91330206739237858W","kind":"inspection.finding","occurred_at":"2026-04-11T02:30:00Z","description":"hazardous-waste ledger incomplete"}
 JSONL
 ecocode append "$work/records.jsonl"
 ecocode append "$work/records.jsonl" | grep -q "2 already present"
-ecocode point --mn LD130133000015 --uscc 91330421739237858X --outlet DW001 --limit w01018=50mg/L --limit w21003=5mg/L
-printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-1,91330421739237858X,complaint.verified,2026-05-02,odour at night\n' > "$work/complaints.csv"
+ecocode point --mn LD130133000015 --uscc 91330206739237858W --outlet DW001 --limit w01018=50mg/L --limit w21003=5mg/L
+printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-1,91330206739237858W,complaint.verified,2026-05-02,odour at night\n' > "$work/complaints.csv"
 ecocode import "$work/complaints.csv"
 
 export ECOCODE_TOKEN=$BANK
-ecocode score 91330421739237858X
-ecocode score 91330421739237858X --as-of 2026-06-30T00:00:00Z --json | grep -q '"points":86'
-ecocode score 91330421739237858X --as-of 2026-03-31T00:00:00Z --tree-size 2
-ecocode attest get 91330421739237858X --out "$work/acme.note"
+ecocode score 91330206739237858W
+ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json | grep -q '"points":86'
+ecocode score 91330206739237858W --as-of 2026-03-31T00:00:00Z --tree-size 2
+ecocode attest get 91330206739237858W --out "$work/acme.note"
 ecocode attest verify "$work/acme.note" --public-key "$(ecocode key show --data "$data")"
 ecocode checkpoint > "$work/old.note"
 
 export ECOCODE_TOKEN=$ACME
-echo '{"source":"acme","source_record_id":"D-1","uscc":"91330421739237858X","kind":"dispute.opened","occurred_at":"2026-04-12T00:00:00Z","refers_to_seq":2,"description":"the ledger was complete"}' > "$work/dispute.jsonl"
+echo '{"source":"acme","source_record_id":"D-1","uscc":"91330206739237858W","kind":"dispute.opened","occurred_at":"2026-04-12T00:00:00Z","refers_to_seq":2,"description":"the ledger was complete"}' > "$work/dispute.jsonl"
 ecocode append "$work/dispute.jsonl"
-ecocode score 91330421739237858X --as-of 2026-06-30T00:00:00Z --json | grep -q '"disputed":true'
+ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json | grep -q '"disputed":true'
 
 export ECOCODE_TOKEN=$EPB
 ecocode score-all --as-of 2026-06-30T16:00:00Z --out "$work/scores.parquet"

@@ -141,6 +141,11 @@ impl App {
         &self.service
     }
 
+    /// The principals the service authenticates against.
+    pub fn principals(&self) -> &Arc<PrincipalStore> {
+        &self.principals
+    }
+
     /// Serves every input until `shutdown` resolves, then shuts down in the
     /// order of the module documentation.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
@@ -150,6 +155,10 @@ impl App {
             shutdown.await;
             tracing::info!("shutting down: no new calls or connections");
             let _ = stop.send(true);
+        };
+        let reloads = {
+            let (principals, stopped) = (principals.clone(), until_stopped(stopped.clone()));
+            async move { principals.keep_fresh(stopped).await }
         };
         let routes = crate::grpc::routes(service.clone(), principals).await?;
         tracing::info!(
@@ -180,7 +189,8 @@ impl App {
                 }
             }
         };
-        let ((), grpc, gateway) = tokio::join!(signal, grpc, gateway);
+        let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
+        let ((), (), (), grpc, gateway) = tokio::join!(signal, reloads, checkpoints, grpc, gateway);
         tracing::info!("every input stopped; closing the ledger");
         let closed = service.ledger().close().await;
         drop(service);
@@ -188,6 +198,29 @@ impl App {
         gateway?;
         closed?;
         Ok(())
+    }
+}
+
+/// Signs a checkpoint of each new head, at most once per checkpoint
+/// interval, until `stop`; reads only ever return the latest one.
+async fn sign_checkpoints(service: Arc<Service>, stop: impl Future<Output = ()>) {
+    // A zero interval (sign every new head) still ticks at a bounded rate.
+    let period = service.ledger().checkpoint_interval().max(std::time::Duration::from_millis(10));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => {
+                let ledger = service.ledger().clone();
+                match tokio::task::spawn_blocking(move || ledger.sign_checkpoint_if_due()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint not signed; trying again next interval"),
+                    Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use scoring::{Enterprise, KindClass, WorkflowKind};
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, Result};
-use crate::principals::{Principal, PrincipalStore, Role};
+use crate::principals::{Principal, PrincipalStore, RESERVED_SOURCE, Role};
 
 /// The interceptor in front of every `ecocode.v1` service.
 #[derive(Clone, Debug)]
@@ -28,9 +28,38 @@ impl Authenticate {
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let principal = authenticate(&self.principals, request.metadata())?;
+        let purpose = purpose_of(request.metadata())?;
         request.extensions_mut().insert(principal);
+        request.extensions_mut().insert(purpose);
         Ok(request)
     }
+}
+
+/// Most bytes of `x-ecocode-purpose`.
+pub const MAX_PURPOSE_BYTES: usize = 200;
+
+/// Why the caller reads, from `x-ecocode-purpose` (e.g. a loan application
+/// number); recorded with each inquiry. Empty when not sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Purpose(pub String);
+
+fn purpose_of(metadata: &MetadataMap) -> Result<Purpose> {
+    let Some(value) = metadata.get("x-ecocode-purpose") else { return Ok(Purpose::default()) };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::InvalidArgument("x-ecocode-purpose: must be printable ASCII".into()))?;
+    if text.len() > MAX_PURPOSE_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "x-ecocode-purpose: at most {MAX_PURPOSE_BYTES} bytes, got {}",
+            text.len()
+        )));
+    }
+    Ok(Purpose(text.to_owned()))
+}
+
+/// The purpose [`Authenticate`] put into `request`.
+pub fn purpose<T>(request: &tonic::Request<T>) -> String {
+    request.extensions().get::<Purpose>().map(|p| p.0.clone()).unwrap_or_default()
 }
 
 /// The principal [`Authenticate`] put into `request`.
@@ -51,12 +80,14 @@ pub fn authenticate(principals: &PrincipalStore, metadata: &MetadataMap) -> Resu
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or_else(|| Error::Unauthenticated("authorization metadata must be `Bearer <token>`".into()))?;
-    principals.authenticate(token.trim())?.ok_or_else(|| {
-        Error::Unauthenticated("unknown token; create one with `ecocode principal add`".into())
+    principals.authenticate(token.trim()).ok_or_else(|| {
+        Error::Unauthenticated(
+            "unknown token, or its principal was revoked; create one with `ecocode principal add`".into(),
+        )
     })
 }
 
-fn denied(p: &Principal, what: &str) -> Error {
+pub(crate) fn denied(p: &Principal, what: &str) -> Error {
     Error::PermissionDenied(format!("principal {:?} ({}) may not {what}", p.name, p.role.name()))
 }
 
@@ -64,21 +95,75 @@ fn in_region(prefix: &str, e: &Enterprise) -> bool {
     e.region_code.starts_with(prefix)
 }
 
+/// Registering an enterprise, or a monitoring point of it.
+///
+/// A regulator registers only enterprises whose declared region *and*
+/// whose USCC's own registration region (its characters 3 to 8, the
+/// division of the authority that issued it) lie in its scope. Otherwise a
+/// regulator could register another region's company first and lock the
+/// rightful regulator out (a USCC is registered once). An enterprise that
+/// has moved away from where its USCC was issued is registered by an admin
+/// or by a regulator whose scope covers both regions (e.g. the province's).
 pub fn may_register(p: &Principal, e: &Enterprise) -> Result<()> {
     match &p.role {
         Role::Admin => Ok(()),
-        Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
-        Role::Regulator { region_prefix } => Err(denied(
-            p,
-            &format!("register enterprises in region {} (scope {region_prefix})", e.region_code),
-        )),
+        Role::Regulator { region_prefix } => {
+            if !in_region(region_prefix, e) {
+                return Err(denied(
+                    p,
+                    &format!("register enterprises in region {} (scope {region_prefix})", e.region_code),
+                ));
+            }
+            let issued_in = e.uscc.embedded_region();
+            if !issued_in.starts_with(region_prefix.as_str()) {
+                return Err(denied(
+                    p,
+                    &format!(
+                        "register {}, whose USCC was issued in region {issued_in} outside its scope {region_prefix}; \
+                         an admin or a regulator covering both regions registers it",
+                        e.uscc
+                    ),
+                ));
+            }
+            Ok(())
+        }
         _ => Err(denied(p, "register enterprises")),
     }
 }
 
+/// Managing a registered enterprise's monitoring points: admins, and
+/// regulators whose scope covers the enterprise's region.
+pub fn may_manage_points(p: &Principal, e: &Enterprise) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
+        _ => {
+            Err(denied(p, &format!("manage the monitoring points of {} (region {})", e.uscc, e.region_code)))
+        }
+    }
+}
+
 /// Whether the role may append this kind at all, before the enterprise is looked up.
+///
+/// A `source` belongs to its writer ([`Principal::writes_as`]): a source
+/// system writes only under its bound name, every other principal only under
+/// its own name, so nobody can claim another writer's `source_record_id`s
+/// (which would make the real record `ALREADY_EXISTS` or a silent
+/// duplicate). The admin, the operator, may write under any source but the
+/// service's own (`hj212`).
 pub fn may_append_kind(p: &Principal, kind: &str, class: KindClass, source: &str) -> Result<()> {
     use WorkflowKind::*;
+    let owned = match &p.role {
+        Role::Admin => source != RESERVED_SOURCE,
+        _ => source == p.writes_as(),
+    };
+    if !owned {
+        let shown: String = source.chars().take(64).collect();
+        return Err(denied(
+            p,
+            &format!("append records under source {shown:?}; it writes as {:?}", p.writes_as()),
+        ));
+    }
     let ok = match (&p.role, class) {
         (Role::Admin, _) => true,
         (Role::Regulator { .. }, KindClass::Scored { .. }) => true,
@@ -88,15 +173,7 @@ pub fn may_append_kind(p: &Principal, kind: &str, class: KindClass, source: &str
         (Role::Enterprise { .. }, KindClass::Workflow(w)) => {
             matches!(w, DisputeOpened | RectificationSubmitted)
         }
-        (Role::Source { source: own }, KindClass::Scored { .. }) => {
-            if own != source {
-                return Err(denied(
-                    p,
-                    &format!("append records for source {source:?}; it is bound to {own:?}"),
-                ));
-            }
-            true
-        }
+        (Role::Source { .. }, KindClass::Scored { .. }) => true,
         _ => false,
     };
     if ok { Ok(()) } else { Err(denied(p, &format!("append {kind} records"))) }

@@ -159,6 +159,17 @@ pub mod to_proto {
         }
     }
 
+    pub fn inquiry(i: &inquiries::Inquiry) -> pb::Inquiry {
+        pb::Inquiry {
+            uscc: i.uscc.clone(),
+            principal: i.principal.clone(),
+            role: i.role.clone(),
+            method: i.method.clone(),
+            purpose: i.purpose.clone(),
+            at: Some(timestamp(Timestamp::from_unix_nanos(i.at_ns))),
+        }
+    }
+
     pub fn code(c: Code) -> pb::EcoCode {
         match c {
             Code::Green => pb::EcoCode::Green,
@@ -176,10 +187,41 @@ pub mod to_proto {
         }
     }
 
+    /// Most reason lines in one `Score`; more are summed into one line, so
+    /// an enterprise with 95 000 records still answers a normal message and
+    /// the reasons still add up.
+    pub const MAX_REASONS: usize = 200;
+
     /// A score: the model's evaluation plus the enterprise and the ledger
     /// prefix it was computed from.
     pub fn score(s: &crate::views::ScoreView) -> pb::Score {
         let e: &Evaluation = &s.evaluation;
+        let mut reasons: Vec<pb::Reason> = e
+            .reasons
+            .iter()
+            .map(|r| pb::Reason {
+                kind: r.kind.clone(),
+                points: r.points,
+                seq: r.seq.0,
+                description: r.description.clone(),
+                expires_at: r.expires_at.map(timestamp),
+            })
+            .collect();
+        if reasons.len() > MAX_REASONS {
+            // Keep the weightiest lines; the rest become one summary line.
+            reasons.sort_by_key(|r| std::cmp::Reverse(r.points.unsigned_abs()));
+            let rest = reasons.split_off(MAX_REASONS - 1);
+            reasons.push(pb::Reason {
+                kind: "summary".into(),
+                points: rest.iter().map(|r| r.points).sum(),
+                seq: 0,
+                description: format!(
+                    "{} more reasons of smaller weight; Ledger.ListEntries holds every record",
+                    rest.len()
+                ),
+                expires_at: None,
+            });
+        }
         pb::Score {
             uscc: s.enterprise.uscc.to_string(),
             name: s.enterprise.name.clone(),
@@ -188,17 +230,7 @@ pub mod to_proto {
             code: code(e.code).into(),
             veto: e.veto,
             disputed: e.disputed,
-            reasons: e
-                .reasons
-                .iter()
-                .map(|r| pb::Reason {
-                    kind: r.kind.clone(),
-                    points: r.points,
-                    seq: r.seq.0,
-                    description: r.description.clone(),
-                    expires_at: r.expires_at.map(timestamp),
-                })
-                .collect(),
+            reasons,
             as_of: Some(timestamp(e.as_of)),
             tree_size: s.tree_size,
             root_hash: s.root.to_vec(),

@@ -29,6 +29,8 @@ pub enum Error {
     Io { what: String, source: std::io::Error },
     #[error(transparent)]
     Ledger(#[from] ledger::Error),
+    #[error(transparent)]
+    Inquiries(#[from] inquiries::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,6 +60,11 @@ impl Error {
                 ledger::Error::Corruption { .. } | ledger::Error::Tampered { .. } => Code::DataLoss,
                 ledger::Error::ShuttingDown => Code::Unavailable,
                 ledger::Error::Io(_) | ledger::Error::Storage(_) | ledger::Error::Key(_) => Code::Internal,
+            },
+            Error::Inquiries(e) => match e {
+                inquiries::Error::BadCursor => Code::InvalidArgument,
+                inquiries::Error::Corruption { .. } => Code::DataLoss,
+                inquiries::Error::Storage(_) => Code::Internal,
             },
         }
     }
@@ -110,6 +117,13 @@ mod tests {
         check(ledger::Error::Io(std::io::Error::other("disk")).into(), Code::Internal, "server log");
         check(ledger::Error::Storage("sled".into()).into(), Code::Internal, "server log");
         check(ledger::Error::Key("bad key".into()).into(), Code::Internal, "server log");
+        check(inquiries::Error::BadCursor.into(), Code::InvalidArgument, "page_token");
+        check(
+            inquiries::Error::Corruption { key: "a".into(), what: "json".into() }.into(),
+            Code::DataLoss,
+            "inquiry log corrupt",
+        );
+        check(inquiries::Error::Storage("disk".into()).into(), Code::Internal, "server log");
     }
 
     #[test]

@@ -1,17 +1,25 @@
 //! Principals and their bearer tokens: who may call the service, in which role.
 //!
 //! Principals live outside sled, one small TOML file each under
-//! `DATA/principals/`, so `ecocode principal add` works while a server holds
-//! the ledger's lock, and a running server sees a new principal on its next
-//! request (it reloads when the directory's modification time changes). Only
-//! a BLAKE3 hash of each token is stored.
+//! `DATA/principals/`, so `ecocode principal add` and `principal revoke`
+//! work while a server holds the ledger's lock. A running server keeps
+//! every principal in memory and reloads the directory in the background
+//! when it changes ([`PrincipalStore::keep_fresh`], every 500 ms), so a
+//! revoked token stops working within a second and authenticating a call,
+//! with a known token or not, never touches the file system.
+//!
+//! Only a BLAKE3 hash of each token is stored; a presented token is hashed
+//! and compared with the stored digest in constant time. A revoked
+//! principal's file stays, marked `revoked_at`, so its name (and the source
+//! it writes as) can never be taken over by a new principal.
 
 use std::collections::HashMap;
 use std::fs;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -92,7 +100,7 @@ impl Role {
         }
     }
 
-    fn scope(&self) -> Option<&str> {
+    pub fn scope(&self) -> Option<&str> {
         match self {
             Role::Admin | Role::Lender => None,
             Role::Regulator { region_prefix } => Some(region_prefix),
@@ -109,6 +117,18 @@ pub struct Principal {
     pub role: Role,
 }
 
+impl Principal {
+    /// The `source` value this principal writes records under: a source
+    /// system's bound name, otherwise the principal's own name. Sources are
+    /// one namespace, so no writer can claim another's `source_record_id`s.
+    pub fn writes_as(&self) -> &str {
+        match &self.role {
+            Role::Source { source } => source,
+            _ => &self.name,
+        }
+    }
+}
+
 /// The file stored per principal.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,30 +139,53 @@ struct PrincipalFile {
     scope: String,
     /// Hex BLAKE3 of the bearer token.
     token_blake3: String,
+    /// When `ecocode principal revoke` revoked it (RFC 3339); its token no
+    /// longer authenticates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<String>,
 }
+
+impl PrincipalFile {
+    fn writes_as(&self) -> &str {
+        if self.role == "source" { &self.scope } else { &self.name }
+    }
+}
+
+/// How often [`PrincipalStore::keep_fresh`] looks for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The principals of one data directory.
 #[derive(Debug)]
 pub struct PrincipalStore {
     dir: PathBuf,
     cache: RwLock<Cache>,
+    /// Counts completed reloads, for whoever waits for one.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Cache {
     loaded_at_mtime: Option<SystemTime>,
-    by_token_hash: HashMap<String, Principal>,
+    by_token_hash: HashMap<[u8; 32], Principal>,
 }
 
 impl PrincipalStore {
-    /// Opens (creating if needed) `DATA/principals/`.
+    /// Opens (creating if needed) `DATA/principals/` and loads it.
     pub fn open(data_dir: &Path) -> Result<PrincipalStore> {
         let dir = data_dir.join("principals");
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        Ok(PrincipalStore { dir, cache: RwLock::new(Cache::default()) })
+        let store = PrincipalStore {
+            dir,
+            cache: RwLock::new(Cache::default()),
+            reloads: tokio::sync::watch::Sender::new(0),
+        };
+        store.reload_if_changed()?;
+        Ok(store)
     }
 
     /// Creates a principal and returns its bearer token, which is not stored.
+    /// The name, and the source the principal writes as, must be new (a
+    /// revoked principal keeps both).
     pub fn add(&self, name: &str, role: Role) -> Result<String> {
         if name.is_empty()
             || name.len() > 64
@@ -152,6 +195,20 @@ impl PrincipalStore {
                 "--name must be 1 to 64 ASCII letters, digits, '.', '_' or '-', got {name:?}"
             )));
         }
+        let writes_as = Principal { name: name.to_owned(), role: role.clone() }.writes_as().to_owned();
+        if writes_as == RESERVED_SOURCE {
+            return Err(Error::InvalidArgument(format!(
+                "source {RESERVED_SOURCE:?} is the service's own (the HJ 212 gateway); choose another"
+            )));
+        }
+        for existing in self.files()? {
+            if existing.writes_as() == writes_as || existing.name == writes_as {
+                return Err(Error::AlreadyExists(format!(
+                    "principal {:?} already writes records as source {writes_as:?}; choose another --name or --scope",
+                    existing.name
+                )));
+            }
+        }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))?;
@@ -160,54 +217,109 @@ impl PrincipalStore {
             name: name.to_owned(),
             role: role.name().to_owned(),
             scope: role.scope().unwrap_or_default().to_owned(),
-            token_blake3: token_hash(&token),
+            token_blake3: blake3::hash(token.as_bytes()).to_hex().to_string(),
+            revoked_at: None,
         };
-        let text = toml::to_string(&file).map_err(|e| Error::Internal(e.to_string()))?;
-        let path = self.dir.join(format!("{name}.toml"));
-        let tmp = self.dir.join(format!(".{name}.toml.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            // hard_link fails if the name is taken, which makes "add" race-free
-            // between two CLI invocations.
-            fs::hard_link(&tmp, &path)?;
-            fs::remove_file(&tmp)?;
-            fs::File::open(&self.dir)?.sync_all()
-        };
-        match write() {
+        match self.write_file(&file, false) {
             Ok(()) => Ok(token),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let _ = fs::remove_file(&tmp);
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(Error::AlreadyExists(format!("principal {name:?} already exists; choose another --name")))
             }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(Error::io(format!("write {}", path.display()), e))
-            }
+            Err(e) => Err(e),
         }
     }
 
-    /// The principal holding `token`, if any.
-    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
+    /// Revokes principal `name`: its token stops authenticating (on a running
+    /// server within [`RELOAD_INTERVAL`]). Revoking twice is harmless.
+    pub fn revoke(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(format!("{name}.toml"));
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!("no principal {name:?} in {}", self.dir.display())));
+            }
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        let mut file: PrincipalFile =
+            toml::from_str(&text).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        if file.revoked_at.is_none() {
+            file.revoked_at = Some(scoring::Timestamp::now().to_string());
+            self.write_file(&file, true)?;
+        }
+        Ok(())
+    }
+
+    /// The principal holding `token`, from memory: no file system access.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let presented = blake3::hash(token.as_bytes());
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let (stored, principal) = cache.by_token_hash.get_key_value(presented.as_bytes())?;
+        // `blake3::Hash` equality is constant-time.
+        (blake3::Hash::from_bytes(*stored) == presented).then(|| principal.clone())
+    }
+
+    /// Reloads the directory if it changed since the last load; answers
+    /// whether it did.
+    pub fn reload_if_changed(&self) -> Result<bool> {
         let mtime = fs::metadata(&self.dir)
             .and_then(|m| m.modified())
             .map_err(|e| Error::io(format!("stat {}", self.dir.display()), e))?;
-        let hash = token_hash(token);
-        {
-            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            if cache.loaded_at_mtime == Some(mtime) {
-                return Ok(cache.by_token_hash.get(&hash).cloned());
+        // A change within the file system's timestamp granularity of the
+        // last load would keep the same mtime: recent directories reload.
+        let recent = SystemTime::now().duration_since(mtime).map_or(true, |age| age < Duration::from_secs(2));
+        let unchanged = self.cache.read().unwrap_or_else(|p| p.into_inner()).loaded_at_mtime == Some(mtime);
+        if unchanged && !recent {
+            return Ok(false);
+        }
+        let mut fresh = HashMap::new();
+        for file in self.files()? {
+            if file.revoked_at.is_some() {
+                continue;
+            }
+            let scope = (!file.scope.is_empty()).then_some(file.scope.as_str());
+            let hash = blake3::Hash::from_hex(&file.token_blake3);
+            match (Role::parse(&file.role, scope), hash) {
+                (Ok(role), Ok(hash)) => {
+                    fresh.insert(*hash.as_bytes(), Principal { name: file.name, role });
+                }
+                (Err(e), _) => {
+                    tracing::warn!(name = %file.name, error = %e, "ignoring invalid principal file")
+                }
+                (_, Err(_)) => {
+                    tracing::warn!(name = %file.name, "ignoring principal file with a malformed token hash")
+                }
             }
         }
-        let fresh = self.load()?;
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        *cache = Cache { loaded_at_mtime: Some(mtime), by_token_hash: fresh };
-        Ok(cache.by_token_hash.get(&hash).cloned())
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
+            Cache { loaded_at_mtime: Some(mtime), by_token_hash: fresh };
+        self.reloads.send_modify(|n| *n += 1);
+        Ok(true)
     }
 
-    fn load(&self) -> Result<HashMap<String, Principal>> {
-        let mut map = HashMap::new();
+    /// Completed reloads so far; changes after each one.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Reloads on change every [`RELOAD_INTERVAL`] until `stop` resolves.
+    pub async fn keep_fresh(&self, stop: impl Future<Output = ()>) {
+        let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticks.tick() => {
+                    if let Err(e) = self.reload_if_changed() {
+                        tracing::warn!(error = %e, "principals not reloaded; keeping the last good set");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every readable principal file, revoked ones included.
+    fn files(&self) -> Result<Vec<PrincipalFile>> {
+        let mut out = Vec::new();
         let entries =
             fs::read_dir(&self.dir).map_err(|e| Error::io(format!("read {}", self.dir.display()), e))?;
         for entry in entries {
@@ -221,30 +333,44 @@ impl PrincipalStore {
             let text =
                 fs::read_to_string(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
             // A damaged file disables that principal, not the whole service.
-            let parsed: PrincipalFile = match toml::from_str(&text) {
-                Ok(p) => p,
+            match toml::from_str(&text) {
+                Ok(file) => out.push(file),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable principal file");
-                    continue;
-                }
-            };
-            let scope = (!parsed.scope.is_empty()).then_some(parsed.scope.as_str());
-            match Role::parse(&parsed.role, scope) {
-                Ok(role) => {
-                    map.insert(parsed.token_blake3, Principal { name: parsed.name, role });
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring invalid principal file")
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable principal file")
                 }
             }
         }
-        Ok(map)
+        Ok(out)
+    }
+
+    /// Writes `file` durably: a new principal with a hard link (which fails
+    /// if the name is taken, so two `add`s cannot race), a revocation by
+    /// replacing the file.
+    fn write_file(&self, file: &PrincipalFile, replace: bool) -> Result<()> {
+        let text = toml::to_string(file).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = self.dir.join(format!("{}.toml", file.name));
+        let tmp = self.dir.join(format!(".{}.toml.tmp", file.name));
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            if replace {
+                fs::rename(&tmp, &path)?;
+            } else {
+                fs::hard_link(&tmp, &path)?;
+                fs::remove_file(&tmp)?;
+            }
+            fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io(format!("write {}", path.display()), e)
+        })
     }
 }
 
-fn token_hash(token: &str) -> String {
-    blake3::hash(token.as_bytes()).to_hex().to_string()
-}
+/// The source only the service itself writes under (the HJ 212 gateway).
+pub const RESERVED_SOURCE: &str = "hj212";
 
 #[cfg(test)]
 mod tests {
@@ -255,23 +381,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = PrincipalStore::open(dir.path()).unwrap();
         let token = store.add("bank-a", Role::Lender).unwrap();
-        let p = store.authenticate(&token).unwrap().unwrap();
+        store.reload_if_changed().unwrap();
+        let p = store.authenticate(&token).unwrap();
         assert_eq!(p, Principal { name: "bank-a".into(), role: Role::Lender });
-        assert_eq!(store.authenticate("eco_wrong").unwrap(), None);
+        assert_eq!(store.authenticate("eco_wrong"), None);
         let stored = fs::read_to_string(dir.path().join("principals/bank-a.toml")).unwrap();
         assert!(!stored.contains(&token));
-        assert!(stored.contains(&token_hash(&token)));
+        assert!(stored.contains(blake3::hash(token.as_bytes()).to_hex().as_str()));
     }
 
     #[test]
     fn a_second_store_sees_principals_added_by_another() {
         let dir = tempfile::tempdir().unwrap();
         let server_side = PrincipalStore::open(dir.path()).unwrap();
-        assert_eq!(server_side.authenticate("eco_x").unwrap(), None);
+        assert_eq!(server_side.authenticate("eco_x"), None);
         let cli_side = PrincipalStore::open(dir.path()).unwrap();
         let token = cli_side.add("epb", Role::Regulator { region_prefix: "3302".into() }).unwrap();
-        let p = server_side.authenticate(&token).unwrap().unwrap();
+        // Authentication itself never reads the directory: the reload does.
+        assert_eq!(server_side.authenticate(&token), None);
+        assert!(server_side.reload_if_changed().unwrap());
+        let p = server_side.authenticate(&token).unwrap();
         assert_eq!(p.role, Role::Regulator { region_prefix: "3302".into() });
+
+        cli_side.revoke("epb").unwrap();
+        server_side.reload_if_changed().unwrap();
+        assert_eq!(server_side.authenticate(&token), None, "a revoked token no longer authenticates");
+        assert!(matches!(cli_side.revoke("nobody"), Err(Error::NotFound(_))));
+        cli_side.revoke("epb").unwrap();
     }
 
     #[test]
@@ -280,6 +416,19 @@ mod tests {
         let store = PrincipalStore::open(dir.path()).unwrap();
         store.add("a", Role::Admin).unwrap();
         assert!(matches!(store.add("a", Role::Admin), Err(Error::AlreadyExists(_))));
+        // Sources are one namespace: a feed cannot write as an existing
+        // principal, nor a new principal as an existing feed.
+        store.add("feed", Role::Source { source: "beilun-epb".into() }).unwrap();
+        let squat = store.add("x", Role::Source { source: "a".into() });
+        assert!(matches!(squat, Err(Error::AlreadyExists(_))));
+        let squat = store.add("beilun-epb", Role::Regulator { region_prefix: "3302".into() });
+        assert!(matches!(squat, Err(Error::AlreadyExists(_))));
+        store.revoke("a").unwrap();
+        assert!(matches!(store.add("a", Role::Admin), Err(Error::AlreadyExists(_))), "names stay taken");
+        assert!(matches!(
+            store.add("gw", Role::Source { source: "hj212".into() }),
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(Role::parse("enterprise", None).is_err());
         assert!(Role::parse("enterprise", Some("91330421739237858Y")).is_err());
         assert!(Role::parse("regulator", Some("33ab")).is_err());

@@ -18,10 +18,12 @@
 //! 4. append ([`Event::encode`], one group commit), update the directory
 //!    and tell score watchers which enterprise changed.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use hj212::MonitoringPoint;
+use inquiries::{Inquiry, InquiryLog, Scope};
 use ledger::{Checkpoint, Entry, Hash, Ledger, LedgerConfig, Receipt};
 use scoring::{Code, Enterprise, KindClass, LedgerRecord, Model, Record, Seq, Timestamp, Uscc};
 use tokio::sync::{broadcast, mpsc};
@@ -31,7 +33,7 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::principals::Principal;
+use crate::principals::{Principal, Role};
 pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
 
 mod watch;
@@ -43,6 +45,9 @@ pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1_000;
 /// Most points one `GetScoreHistory` call may examine.
 pub const MAX_HISTORY_POINTS: usize = 10_000;
+/// Most workflow steps (disputes, rectifications) one enterprise may file
+/// in 24 hours: each re-reads its history, and a flood is no complaint.
+pub const MAX_FILINGS_PER_DAY: usize = 50;
 
 /// What [`Service::list_scores`] is asked for.
 #[derive(Debug, Default)]
@@ -64,6 +69,10 @@ pub struct Service {
     model: Arc<Model>,
     clock: Arc<dyn Clock>,
     directory: Directory,
+    /// Who read which score: recorded by every lender's and regulator's read.
+    inquiries: InquiryLog,
+    /// Recent workflow filings per enterprise, for [`MAX_FILINGS_PER_DAY`].
+    filings: Mutex<HashMap<String, VecDeque<Timestamp>>>,
     /// USCCs whose entries changed; watchers re-evaluate on each.
     changes: broadcast::Sender<Uscc>,
     /// Set when shutdown begins, so long-lived streams end.
@@ -86,6 +95,7 @@ impl Service {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Service> {
         let origin = config.origin.clone();
+        let inquiries = InquiryLog::open(&config.dir.join("inquiries"))?;
         let ledger = Ledger::open_with_progress(config, progress)?;
         let directory = Directory::default();
         for entry in ledger.scan(0, ledger.head().size) {
@@ -99,6 +109,8 @@ impl Service {
             model: Arc::new(model),
             clock,
             directory,
+            inquiries,
+            filings: Mutex::default(),
             changes,
             stopping: tokio::sync::watch::Sender::new(false),
         })
@@ -163,7 +175,21 @@ impl Service {
                 point.uscc()
             ))
         })?;
-        auth::may_register(who, &enterprise)?;
+        auth::may_manage_points(who, &enterprise)?;
+        // Moving a device to another enterprise touches the one it leaves
+        // as well: the caller must be entitled to both.
+        if let Some(current) = self.directory.point(point.mn())
+            && current.uscc() != point.uscc()
+        {
+            let leaving = self.registered(current.uscc().as_str()).ok_or_else(|| {
+                Error::Internal(format!(
+                    "monitoring point {} names unregistered {}",
+                    point.mn(),
+                    current.uscc()
+                ))
+            })?;
+            auth::may_manage_points(who, &leaving)?;
+        }
         let event = Event::MonitoringPoint(point);
         let receipt = self.append_event(who, &event).await?.map_err(|c| {
             Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
@@ -223,11 +249,36 @@ impl Service {
         })?;
         auth::may_append_for(who, &enterprise)?;
         if let KindClass::Workflow(_) = class {
+            if let Role::Enterprise { .. } = who.role {
+                self.count_filing(&record.uscc)?;
+            }
             let history = self.records_of(record.uscc.as_str())?;
             self.model
                 .check_workflow(record, &history)
                 .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         }
+        Ok(())
+    }
+
+    /// Counts an enterprise's workflow filing against
+    /// [`MAX_FILINGS_PER_DAY`] (kept in memory: a rate limit, not a rule of
+    /// the ledger).
+    fn count_filing(&self, uscc: &Uscc) -> Result<()> {
+        let now = self.clock.now();
+        let day_ago = now.plus_days(-1);
+        let mut filings = self.filings.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = filings.entry(uscc.to_string()).or_default();
+        while recent.front().is_some_and(|t| *t <= day_ago) {
+            recent.pop_front();
+        }
+        if recent.len() >= MAX_FILINGS_PER_DAY {
+            let again = recent.front().map_or(now, |t| t.plus_days(1));
+            return Err(Error::ResourceExhausted(format!(
+                "enterprise {uscc} filed {MAX_FILINGS_PER_DAY} disputes or rectifications in the last 24 hours; \
+                 file again after {again}"
+            )));
+        }
+        recent.push_back(now);
         Ok(())
     }
 
@@ -311,25 +362,45 @@ impl Service {
     // ---- scores -----------------------------------------------------------
 
     /// The score of `uscc` at `at` (default now) over the ledger prefix
-    /// `tree_size` (0 = the current size), if `who` may see it.
-    pub fn score(
-        &self,
+    /// `tree_size` (0 = the current size), if `who` may see it. A lender's
+    /// or regulator's read is recorded in the inquiry log, with `purpose`,
+    /// before it is answered.
+    pub async fn score(
+        self: &Arc<Self>,
+        who: &Principal,
+        purpose: &str,
+        uscc: &Uscc,
+        at: Option<Timestamp>,
+        tree_size: u64,
+    ) -> Result<ScoreView> {
+        let view = self.read_score(who, uscc, at, tree_size).await?;
+        self.inquire(who, purpose, "GetScore", &[&view.enterprise]).await?;
+        Ok(view)
+    }
+
+    /// [`Self::score`] without the inquiry, for reads that record their own.
+    async fn read_score(
+        self: &Arc<Self>,
         who: &Principal,
         uscc: &Uscc,
         at: Option<Timestamp>,
         tree_size: u64,
     ) -> Result<ScoreView> {
         auth::may_read_scores_at_all(who, uscc.as_str())?;
-        let view = self.evaluate(uscc.as_str(), at, tree_size)?;
+        let (service, key) = (self.clone(), uscc.clone());
+        let view = blocking(move || service.evaluate(key.as_str(), at, tree_size)).await?;
         auth::may_read_score(who, &view.enterprise)?;
         Ok(view)
     }
 
     /// Scores of many enterprises at one instant; unknown USCCs are listed
-    /// in `not_found`. Evaluation runs off the async workers.
+    /// in `not_found`, a USCC asked twice is answered once. Evaluation runs
+    /// off the async workers and stops as soon as the caller goes away (its
+    /// deadline passes or it disconnects) or the service shuts down.
     pub async fn batch_scores(
         self: &Arc<Self>,
         who: &Principal,
+        purpose: &str,
         usccs: Vec<Uscc>,
         at: Option<Timestamp>,
     ) -> Result<BatchScores> {
@@ -337,14 +408,24 @@ impl Service {
         for uscc in &usccs {
             auth::may_read_scores_at_all(who, uscc.as_str())?;
         }
+        let mut seen = std::collections::HashSet::with_capacity(usccs.len());
+        let usccs: Vec<Uscc> = usccs.into_iter().filter(|u| seen.insert(u.clone())).collect();
         let at = at.unwrap_or_else(|| self.clock.now());
-        let (service, who) = (self.clone(), who.clone());
-        blocking(move || {
+        let (service, reader) = (self.clone(), who.clone());
+        let cancel = CancelOnDrop::default();
+        let cancelled = cancel.flag();
+        let stopping = self.stopping();
+        let answer = blocking(move || {
             let mut answer = BatchScores::default();
             for uscc in usccs {
+                if cancelled.load(Ordering::Relaxed) || *stopping.borrow() {
+                    return Err(Error::Unavailable(
+                        "the call was cancelled or the service is stopping".into(),
+                    ));
+                }
                 match service.evaluate(uscc.as_str(), Some(at), 0) {
                     Ok(view) => {
-                        auth::may_read_score(&who, &view.enterprise)?;
+                        auth::may_read_score(&reader, &view.enterprise)?;
                         answer.scores.push(view);
                     }
                     Err(Error::NotFound(_)) => answer.not_found.push(uscc),
@@ -353,7 +434,11 @@ impl Service {
             }
             Ok(answer)
         })
-        .await
+        .await?;
+        drop(cancel);
+        let read: Vec<&Enterprise> = answer.scores.iter().map(|v| &v.enterprise).collect();
+        self.inquire(who, purpose, "BatchGetScores", &read).await?;
+        Ok(answer)
     }
 
     /// A page of current scores in USCC order, filtered by region, industry
@@ -395,6 +480,7 @@ impl Service {
     pub async fn score_history(
         self: &Arc<Self>,
         who: &Principal,
+        purpose: &str,
         uscc: &Uscc,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
@@ -404,9 +490,10 @@ impl Service {
         if from > to {
             return Err(Error::InvalidArgument(format!("from: {from} is after to ({to})")));
         }
-        let first = self.score(who, uscc, Some(from), 0)?;
+        let first = self.read_score(who, uscc, Some(from), 0).await?;
+        let enterprise = first.enterprise.clone();
         let service = self.clone();
-        blocking(move || {
+        let points = blocking(move || {
             let records = service.records_of(first.enterprise.uscc.as_str())?;
             let tree_size = first.tree_size;
             let changes = service.model.change_points(&records, from, to, tree_size);
@@ -428,14 +515,17 @@ impl Service {
             }
             Ok(points)
         })
-        .await
+        .await?;
+        self.inquire(who, purpose, "GetScoreHistory", &[&enterprise]).await?;
+        Ok(points)
     }
 
     /// Watches the colours of `usccs`: first each current code, then every
     /// change, until the receiver is dropped or the service shuts down.
-    pub fn watch(
+    pub async fn watch(
         self: &Arc<Self>,
         who: &Principal,
+        purpose: &str,
         usccs: &[Uscc],
     ) -> Result<mpsc::Receiver<Result<CodeChange>>> {
         check_batch_len("uscc", usccs.len(), 1)?;
@@ -443,9 +533,11 @@ impl Service {
         let changes = self.subscribe_changes();
         let mut current = HashMap::new();
         for uscc in usccs {
-            let view = self.score(who, uscc, None, 0)?;
+            let view = self.read_score(who, uscc, None, 0).await?;
             current.insert(view.enterprise.uscc.to_string(), view);
         }
+        let watched: Vec<&Enterprise> = current.values().map(|v| &v.enterprise).collect();
+        self.inquire(who, purpose, "WatchCodes", &watched).await?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(watch::run(self.clone(), current, changes, tx));
         Ok(rx)
@@ -453,14 +545,15 @@ impl Service {
 
     /// A score and its attestation: a signed note anyone can check offline
     /// with the service's verifier key.
-    pub fn attestation(
-        &self,
+    pub async fn attestation(
+        self: &Arc<Self>,
         who: &Principal,
+        purpose: &str,
         uscc: &Uscc,
         at: Option<Timestamp>,
         tree_size: u64,
     ) -> Result<(ScoreView, String)> {
-        let view = self.score(who, uscc, at, tree_size)?;
+        let view = self.read_score(who, uscc, at, tree_size).await?;
         let statement = tlog::attestation::Attestation {
             origin: self.origin.clone(),
             uscc: view.enterprise.uscc.to_string(),
@@ -475,7 +568,88 @@ impl Service {
             root: view.root,
         };
         let note = self.ledger.sign_note(&statement.body())?;
+        self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
         Ok((view, note))
+    }
+
+    // ---- the inquiry log --------------------------------------------------
+
+    /// Records that `who` read these enterprises' scores with `method`,
+    /// durably, when `who` is a lender or a regulator (an enterprise reading
+    /// itself, an admin and the service are not inquirers).
+    async fn inquire(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        method: &str,
+        read: &[&Enterprise],
+    ) -> Result<()> {
+        if !matches!(who.role, Role::Lender | Role::Regulator { .. }) || read.is_empty() {
+            return Ok(());
+        }
+        let at_ns = self.clock.now().unix_nanos();
+        let inquiries: Vec<Inquiry> = read
+            .iter()
+            .map(|e| Inquiry {
+                uscc: e.uscc.to_string(),
+                region_code: e.region_code.clone(),
+                principal: who.name.clone(),
+                role: who.role.name().to_owned(),
+                method: method.to_owned(),
+                purpose: purpose.to_owned(),
+                at_ns,
+            })
+            .collect();
+        self.inquiries.record(&inquiries).await.map_err(|e| {
+            // Never answer a read that could not be recorded.
+            tracing::error!(error = %e, "inquiry not recorded; refusing the read");
+            Error::Unavailable("the inquiry log cannot record this read now; try again later".into())
+        })
+    }
+
+    /// A page of the inquiries `who` may see, newest first: an enterprise
+    /// sees every inquiry on itself, a lender only its own, a regulator
+    /// those on enterprises in its scope, an admin all. `uscc` narrows to
+    /// one enterprise.
+    pub fn list_inquiries(
+        &self,
+        who: &Principal,
+        uscc: Option<&Uscc>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        page_size: usize,
+        after: Option<Vec<u8>>,
+    ) -> Result<inquiries::Page> {
+        let scope = match (&who.role, uscc) {
+            (Role::Enterprise { uscc: own }, None) => Scope::Enterprise(own.clone()),
+            (Role::Enterprise { uscc: own }, Some(u)) if u.as_str() == own => Scope::Enterprise(own.clone()),
+            (Role::Lender, u) => {
+                Scope::Inquirer { principal: who.name.clone(), uscc: u.map(ToString::to_string) }
+            }
+            (Role::Regulator { region_prefix }, None) => Scope::Region(region_prefix.clone()),
+            (Role::Regulator { .. }, Some(u)) => {
+                let enterprise = self
+                    .registered(u.as_str())
+                    .ok_or_else(|| Error::NotFound(format!("enterprise {u} is not registered")))?;
+                auth::may_read_score(who, &enterprise)?;
+                Scope::Enterprise(u.to_string())
+            }
+            (Role::Admin, None) => Scope::All,
+            (Role::Admin, Some(u)) => Scope::Enterprise(u.to_string()),
+            _ => return Err(auth::denied(who, "list these inquiries")),
+        };
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let query = inquiries::Query {
+            scope,
+            from_ns: from.map(Timestamp::unix_nanos),
+            to_ns: to.map(Timestamp::unix_nanos),
+            page_size,
+            after,
+        };
+        Ok(self.inquiries.list(&query)?)
     }
 
     /// Evaluates without authorization, for callers that authorized already.
@@ -528,9 +702,11 @@ impl Service {
         Ok(self.ledger.checkpoint()?)
     }
 
-    /// A checkpoint that covers every entry appended before this call.
-    pub(crate) fn checkpoint_after_appends(&self) -> Result<Checkpoint> {
-        Ok(self.ledger.checkpoint()?)
+    /// A checkpoint whose tree holds the first `size` entries: what a
+    /// writer hands back so that every receipt it acknowledged can be
+    /// proven at once. Signs a new one only when the latest is too small.
+    pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
+        Ok(self.ledger.checkpoint_covering(size)?)
     }
 
     pub fn entry(&self, who: &Principal, seq: u64) -> Result<Entry> {
@@ -541,14 +717,16 @@ impl Service {
     }
 
     /// Entries `[from, to)` (`to = 0`: the current size) that `who` may
-    /// read, streamed from a blocking thread through a bounded channel, so
-    /// a slow reader holds back only its own stream.
+    /// read, streamed through a bounded channel. Entries are read in chunks
+    /// on the blocking pool and only when the reader has room, so a stream
+    /// that is never read holds no thread and little memory.
     pub fn entries(
         self: &Arc<Self>,
         who: &Principal,
         from: u64,
         to: u64,
     ) -> Result<mpsc::Receiver<Result<Entry>>> {
+        const CHUNK: u64 = 256;
         auth::may_read_ledger(who)?;
         let size = self.ledger.head().size;
         let to = if to == 0 { size } else { to };
@@ -558,19 +736,35 @@ impl Service {
             ))
             .into());
         }
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(CHUNK as usize);
         let (service, who) = (self.clone(), who.clone());
-        tokio::task::spawn_blocking(move || {
-            for entry in service.ledger.scan(from, to) {
-                let item = match entry {
-                    Ok(e) if auth::may_read_entry(&who, &e.subject, e.seq).is_err() => continue,
-                    Ok(e) => Ok(e),
-                    Err(e) => Err(Error::from(e)),
-                };
-                let stop = item.is_err();
-                if tx.blocking_send(item).is_err() || stop {
-                    return;
+        tokio::spawn(async move {
+            let mut next = from;
+            while next < to {
+                // Wait for room before reading: an unread stream stops here.
+                let Ok(permits) = tx.reserve_many(CHUNK.min(to - next) as usize).await else { return };
+                let (end, reader, ledger) = ((next + CHUNK).min(to), who.clone(), service.ledger.clone());
+                let chunk = tokio::task::spawn_blocking(move || {
+                    ledger
+                        .scan(next, end)
+                        .filter(|e| {
+                            e.as_ref()
+                                .map_or(true, |e| auth::may_read_entry(&reader, &e.subject, e.seq).is_ok())
+                        })
+                        .map(|e| e.map_err(Error::from))
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                let chunk =
+                    chunk.unwrap_or_else(|e| vec![Err(Error::Internal(format!("entry reader failed: {e}")))]);
+                for (permit, item) in permits.zip(chunk) {
+                    let stop = item.is_err();
+                    permit.send(item);
+                    if stop {
+                        return;
+                    }
                 }
+                next = end;
             }
         });
         Ok(rx)
@@ -590,6 +784,24 @@ impl Service {
         auth::may_read_ledger(who)?;
         let to = if to == 0 { self.ledger.head().size } else { to };
         Ok((to, self.ledger.consistency_proof(from, to)?))
+    }
+}
+
+/// Sets a flag when dropped: a blocking task polls it to stop work for a
+/// caller that has gone away (tonic drops the handler's future when the
+/// client disconnects or its deadline passes).
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl CancelOnDrop {
+    fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -49,8 +49,7 @@ async fn resend_is_a_duplicate_and_changed_content_is_already_exists() {
     let err = admin.append(changed).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert!(err.message().contains("P-1"), "{}", err.message());
-    let checkpoint = admin.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
-    assert_eq!(checkpoint.tree_size, 2, "nothing was appended twice");
+    assert_eq!(server.service.ledger().head().size, 2, "nothing was appended twice");
     server.stop().await;
 }
 
@@ -117,13 +116,16 @@ async fn roles_for_appending() {
 
     let regulator = server.token("zj", Role::Regulator { region_prefix: "33".into() });
     let mut regulator = server.client(&regulator).await;
-    regulator.append(record(ACME, "R-1", "inspection.finding", -3)).await.unwrap();
-    let err = regulator.append(record(BETA, "R-2", "inspection.finding", -3)).await.unwrap_err();
+    let as_zj = |r: pb::Record| pb::Record { source: "zj".into(), ..r };
+    regulator.append(as_zj(record(ACME, "R-1", "inspection.finding", -3))).await.unwrap();
+    let err = regulator.append(as_zj(record(BETA, "R-2", "inspection.finding", -3))).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "Beta is in region 110105");
 
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let mut acme = server.client(&acme).await;
-    let err = acme.append(record(ACME, "E-1", "award.environmental", -3)).await.unwrap_err();
+    let err =
+        acme.append(pb::Record { source: "acme".into(), ..record(ACME, "E-1", "award.environmental", -3) });
+    let err = err.await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "an enterprise cannot award itself");
 
     let bank = server.token("bank", Role::Lender);

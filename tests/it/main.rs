@@ -2,10 +2,12 @@
 //! server on 127.0.0.1:0 over a real sled store in a temporary directory.
 
 mod architecture;
+mod attacks;
 mod batch;
 mod hj212;
 mod import;
 mod ingest;
+mod inquiries;
 mod ledger;
 mod registry;
 mod scores;

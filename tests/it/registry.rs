@@ -59,11 +59,12 @@ async fn roles_and_scopes_for_registration() {
     let server = TestServer::start().await;
     let regulator = server.token("beilun", Role::Regulator { region_prefix: "3302".into() });
     let mut regulator = server.client(&regulator).await;
-    regulator.register(ACME, "Acme", "330206").await;
+    // Beta's USCC was issued in Beilun (330206), in the regulator's scope.
     let out_of_scope =
         regulator.registry.register_enterprise(enterprise(BETA, "Beta", "110105")).await.unwrap_err();
     assert_eq!(out_of_scope.code(), Code::PermissionDenied);
     assert!(out_of_scope.message().contains("scope 3302"), "{}", out_of_scope.message());
+    regulator.register(BETA, "Beta", "330206").await;
 
     for role in [Role::Lender, Role::Enterprise { uscc: ACME.into() }, Role::Source { source: "x".into() }] {
         let token = server.token(&format!("p-{}", role.name()), role);
@@ -75,11 +76,62 @@ async fn roles_and_scopes_for_registration() {
     // The enterprise reads itself but not another.
     let own = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let mut own = server.client(&own).await;
-    own.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: ACME.into() }).await.unwrap();
     let mut admin = server.admin().await;
-    admin.register(BETA, "Beta", "330206").await;
+    admin.register(ACME, "Acme", "330206").await;
+    own.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: ACME.into() }).await.unwrap();
     let err = own.registry.get_enterprise(pb::GetEnterpriseRequest { uscc: BETA.into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+// Attack: a regulator registered another region's company first (a USCC is
+// registered once), locking the rightful regulator out of it.
+#[tokio::test]
+async fn a_regulator_cannot_preclaim_another_regions_usccs() {
+    let server = TestServer::start().await;
+    let beilun = server.token("beilun", Role::Regulator { region_prefix: "3302".into() });
+    let mut beilun = server.client(&beilun).await;
+    // Acme's USCC was issued in Haiyan (330421); declaring a Beilun address
+    // does not make it Beilun's to register.
+    let err = beilun.registry.register_enterprise(enterprise(ACME, "Acme", "330206")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("issued in region 330421"), "{}", err.message());
+    // The rightful regulator registers it; an admin may register one that moved.
+    let jiaxing = server.token("jiaxing", Role::Regulator { region_prefix: "3304".into() });
+    server.client(&jiaxing).await.register(ACME, "Acme", "330421").await;
+    let mut admin = server.admin().await;
+    let moved = uscc("91330421MA2B0000Q");
+    admin.register(&moved, "Moved Co", "330206").await;
+    server.stop().await;
+}
+
+// Attack: a regulator moved another region's monitoring point to an
+// enterprise of its own, taking over that outlet's data.
+#[tokio::test]
+async fn a_regulator_cannot_move_another_regions_monitoring_point() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330421").await;
+    admin.register(BETA, "Beta", "330206").await;
+    let point = |uscc: &str| pb::MonitoringPoint {
+        mn: "LD130133000015".into(),
+        uscc: uscc.into(),
+        outlet: "DW001".into(),
+        limits: vec![pb::PollutantLimit {
+            pollutant: "w01018".into(),
+            limit: 50.0,
+            unit: "mg/L".into(),
+            statistic: "Avg".into(),
+        }],
+    };
+    admin.registry.register_monitoring_point(point(ACME)).await.unwrap();
+    let beilun = server.token("beilun", Role::Regulator { region_prefix: "3302".into() });
+    let mut beilun = server.client(&beilun).await;
+    let err = beilun.registry.register_monitoring_point(point(BETA)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    let still =
+        admin.registry.get_monitoring_point(pb::GetMonitoringPointRequest { mn: "LD130133000015".into() });
+    assert_eq!(still.await.unwrap().into_inner().uscc, ACME);
     server.stop().await;
 }
 

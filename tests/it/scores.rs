@@ -34,8 +34,8 @@ async fn a_new_enterprise_is_green_and_records_move_the_score() {
     reasons_add_up(&score);
     assert_eq!(score.reasons[0].kind, "enforcement.suspend");
     assert_eq!(score.reasons[1].seq, fine.seq);
-    let checkpoint = admin.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
-    assert_eq!((score.tree_size, &score.root_hash), (checkpoint.tree_size, &checkpoint.root_hash));
+    let head = server.service.ledger().head();
+    assert_eq!((score.tree_size, score.root_hash.as_slice()), (head.size, head.root.as_slice()));
 
     admin.append(record(ACME, "V-1", "veto.data_fraud", -1)).await.unwrap();
     let score = admin.score(ACME).await;
@@ -279,24 +279,28 @@ async fn dispute_rectification_and_repair_end_to_end() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
-    let regulator = server.token("epb", Role::Regulator { region_prefix: "3302".into() });
+    // Each writes under its own source: the regulator as beilun-epb (what
+    // `record` uses), the enterprise as acme.
+    let regulator = server.token("beilun-epb", Role::Regulator { region_prefix: "3302".into() });
     let mut regulator = server.client(&regulator).await;
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let mut acme = server.client(&acme).await;
+    let by_acme = |r: pb::Record| pb::Record { source: "acme".into(), ..r };
+    let by_epb = |r: pb::Record| pb::Record { source: "beilun-epb".into(), ..r };
 
     let suspend = regulator.append(record(ACME, "S-1", "enforcement.suspend", -400)).await.unwrap().seq;
     let finding = regulator.append(record(ACME, "S-2", "inspection.finding", -30)).await.unwrap().seq;
     assert_eq!(acme.score(ACME).await.points, 74);
 
     // The enterprise disputes the finding; the score is flagged, not changed.
-    acme.append(step(ACME, "D-1", "dispute.opened", -20, finding)).await.unwrap();
+    acme.append(by_acme(step(ACME, "D-1", "dispute.opened", -20, finding))).await.unwrap();
     let s = acme.score(ACME).await;
     assert!(s.disputed);
     assert_eq!(s.points, 74);
     // Only the regulator resolves; upheld voids the record.
     let resolve = pb::Record {
         attributes: [("outcome".to_owned(), "upheld".to_owned())].into(),
-        ..step(ACME, "D-2", "dispute.resolved", -10, finding)
+        ..by_epb(step(ACME, "D-2", "dispute.resolved", -10, finding))
     };
     assert_eq!(acme.append(resolve.clone()).await.unwrap_err().code(), Code::PermissionDenied);
     regulator.append(resolve).await.unwrap();
@@ -305,24 +309,26 @@ async fn dispute_rectification_and_repair_end_to_end() {
     assert_eq!(s.points, 76);
 
     // Rectification: submitted (pending), verified (halved), then repair.
-    acme.append(step(ACME, "R-1", "rectification.submitted", -300, suspend)).await.unwrap();
+    acme.append(by_acme(step(ACME, "R-1", "rectification.submitted", -300, suspend))).await.unwrap();
     assert_eq!(acme.score(ACME).await.rectification_pending, vec![suspend]);
-    regulator.append(step(ACME, "R-2", "rectification.verified", -290, suspend)).await.unwrap();
+    regulator.append(by_epb(step(ACME, "R-2", "rectification.verified", -290, suspend))).await.unwrap();
     let s = acme.score(ACME).await;
     assert_eq!(s.points, 88);
     assert!(s.rectification_pending.is_empty());
 
     // Repair needs 365 days of publicity after a 730-day record.
-    let early = regulator.append(step(ACME, "G-1", "repair.granted", -300, suspend)).await.unwrap_err();
+    let early =
+        regulator.append(by_epb(step(ACME, "G-1", "repair.granted", -300, suspend))).await.unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
     assert!(early.message().contains("eligible from 2026-04-27"), "says from when: {}", early.message());
-    regulator.append(step(ACME, "G-2", "repair.granted", -35, suspend)).await.unwrap();
+    regulator.append(by_epb(step(ACME, "G-2", "repair.granted", -35, suspend))).await.unwrap();
     let s = acme.score(ACME).await;
     assert_eq!((s.points, s.code()), (100, pb::EcoCode::Green));
 
     // A step on a record of another enterprise, or on a missing one, is refused.
     admin.register(BETA, "Beta", "330206").await;
-    let err = regulator.append(step(BETA, "X-1", "rectification.verified", -1, suspend)).await.unwrap_err();
+    let err =
+        regulator.append(by_epb(step(BETA, "X-1", "rectification.verified", -1, suspend))).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     server.stop().await;
 }

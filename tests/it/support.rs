@@ -31,6 +31,7 @@ pub struct TestServer {
     pub gateway: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
     pub service: Arc<Service>,
+    pub principals: Arc<PrincipalStore>,
     pub clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<server::Result<()>>>,
@@ -81,11 +82,21 @@ impl TestServer {
             Err(e) => return Err((e, dir)),
         };
         let (addr, gateway, service) = (app.grpc_addr(), app.hj212_addr(), app.service().clone());
+        let principals = app.principals().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
-        Ok(TestServer { addr, gateway, dir, service, clock, shutdown: Some(tx), task: Some(task) })
+        Ok(TestServer {
+            addr,
+            gateway,
+            dir,
+            service,
+            principals,
+            clock,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// Stops the server (graceful: every input, then the ledger) and hands
@@ -95,8 +106,8 @@ impl TestServer {
         self.task.take().unwrap().await.unwrap().expect("server stopped cleanly");
         // The last handle on the stores: dropping it releases their locks
         // before it returns.
-        let TestServer { dir, service, .. } = self;
-        drop(service);
+        let TestServer { dir, service, principals, .. } = self;
+        drop((service, principals));
         dir
     }
 
@@ -104,9 +115,13 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// Creates a principal the way `ecocode principal add` does.
+    /// Creates a principal the way `ecocode principal add` does (a store of
+    /// its own on the data directory), then has the running server reload,
+    /// as its background reload would within half a second.
     pub fn token(&self, name: &str, role: Role) -> String {
-        PrincipalStore::open(self.data_dir()).unwrap().add(name, role).unwrap()
+        let token = PrincipalStore::open(self.data_dir()).unwrap().add(name, role).unwrap();
+        self.principals.reload_if_changed().unwrap();
+        token
     }
 
     pub async fn channel(&self) -> Channel {

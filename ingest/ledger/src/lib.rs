@@ -252,6 +252,7 @@ impl Ledger {
         }
         let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR))?;
         let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress)?;
+        let never_signed = slot.latest.is_none();
         tracing::info!(
             dir = %cfg.dir.display(),
             entries = verified.frontier.size(),
@@ -273,9 +274,15 @@ impl Ledger {
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer::run(&writer_core, requests))?;
-        Ok(Ledger {
+        let ledger = Ledger {
             inner: Arc::new(Inner { core, queue: Mutex::new(Some(queue)), writer: Mutex::new(Some(handle)) }),
-        })
+        };
+        if never_signed {
+            // A new ledger gets its first checkpoint now, so that reading
+            // the latest one never has to write.
+            ledger.sign_checkpoint_now()?;
+        }
+        Ok(ledger)
     }
 
     /// Appends `batch`, answering one result per input in order, once the
@@ -389,12 +396,33 @@ impl Ledger {
         tree::consistency_proof(&*core.engine, from, to)
     }
 
-    /// The latest signed checkpoint, signing a fresh one first if none
-    /// exists, or if the head moved and the checkpoint interval has passed.
-    /// Signing writes and fsyncs `dir/checkpoint` (blocking, at most once
-    /// per interval); otherwise this is a clone from memory.
+    /// The latest signed checkpoint, from memory: reading never writes
+    /// (a full disk must not break reads). New heads are signed by
+    /// [`Ledger::sign_checkpoint_if_due`], [`Ledger::checkpoint_covering`]
+    /// and [`Ledger::close`].
     pub fn checkpoint(&self) -> Result<Checkpoint> {
+        self.inner.core.latest_checkpoint()
+    }
+
+    /// Signs the current head if it moved since the last checkpoint and the
+    /// checkpoint interval has passed; answers the latest checkpoint. The
+    /// service calls this on a timer, so a checkpoint is signed at most once
+    /// per interval and only for a new head.
+    pub fn sign_checkpoint_if_due(&self) -> Result<Checkpoint> {
         self.inner.core.checkpoint(false)
+    }
+
+    /// A checkpoint whose tree holds at least the first `size` entries:
+    /// the latest if it does, else a fresh one of the current head. Writers
+    /// use it so that the checkpoint they hand back covers every entry they
+    /// acknowledged.
+    pub fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
+        let latest = self.inner.core.latest_checkpoint()?;
+        if latest.tree_size >= size {
+            return Ok(latest);
+        }
+        self.inner.core.check_size(size)?;
+        self.inner.core.checkpoint(true)
     }
 
     /// Signs a checkpoint of the current head now.
@@ -409,6 +437,11 @@ impl Ledger {
         let key = &self.inner.core.key;
         let body = if body.ends_with('\n') { body.to_string() } else { format!("{body}\n") };
         Ok(note::sign(&body, &key.name, &key.seed)?)
+    }
+
+    /// How often a new head is signed at most.
+    pub fn checkpoint_interval(&self) -> Duration {
+        self.inner.core.interval
     }
 
     pub fn public_key(&self) -> [u8; 32] {
@@ -470,6 +503,13 @@ impl Ledger {
 impl Core {
     fn head(&self) -> Head {
         self.state.read().unwrap_or_else(|e| e.into_inner()).head()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Checkpoint> {
+        lock(&self.checkpoint)
+            .latest
+            .clone()
+            .ok_or_else(|| Error::Storage("no checkpoint has been signed yet".into()))
     }
 
     fn check_size(&self, size: u64) -> Result<()> {

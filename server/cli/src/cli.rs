@@ -96,6 +96,28 @@ pub enum Command {
         /// Print the score as JSON.
         #[arg(long)]
         json: bool,
+        /// Why you look (e.g. a loan application number); lenders' and
+        /// regulators' reads are recorded with it in the inquiry log.
+        #[arg(long, default_value = "")]
+        purpose: String,
+    },
+    /// Who looked at whose score, newest first (client): an enterprise sees
+    /// every inquiry on itself, a lender its own, a regulator its region's.
+    Inquiries {
+        #[command(flatten)]
+        conn: Connection,
+        /// Only inquiries on this enterprise.
+        #[arg(long, default_value = "")]
+        uscc: String,
+        /// Only inquiries at or after this time, RFC 3339.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only inquiries before this time, RFC 3339.
+        #[arg(long)]
+        to: Option<String>,
+        /// Stop after this many (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
     },
     /// Print the latest signed checkpoint (client).
     Checkpoint {
@@ -229,6 +251,14 @@ pub enum PrincipalCommand {
         #[arg(long)]
         scope: Option<String>,
     },
+    /// Revoke a principal: its token stops working, on a running server
+    /// within a second. The name stays taken.
+    Revoke {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -329,6 +359,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Principal(PrincipalCommand::Revoke { data, name }) => {
+            PrincipalStore::open(&data)?.revoke(&name)?;
+            println!("revoked principal {name} in {}; its token no longer works", data.display());
+            Ok(())
+        }
         Command::Verify { data } => verify(&data),
         Command::Key(KeyCommand::Show { data }) => {
             let path = if data.is_dir() { data.join("ledger.key") } else { data.clone() };
@@ -366,11 +401,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Score { conn, uscc, as_of, tree_size, json } => {
+        Command::Score { conn, uscc, as_of, tree_size, json, purpose } => {
             let as_of =
                 as_of.as_deref().map(|s| parse_time("--as-of", s).map(to_proto::timestamp)).transpose()?;
             let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
-            let request = authed(&conn, pb::GetScoreRequest { uscc, as_of, tree_size })?;
+            let mut request = authed(&conn, pb::GetScoreRequest { uscc, as_of, tree_size })?;
+            if !purpose.is_empty() {
+                let value =
+                    purpose.parse().context("--purpose must be printable ASCII, at most 200 bytes")?;
+                request.metadata_mut().insert("x-ecocode-purpose", value);
+            }
             let score = client.get_score(request).await.map_err(status_error)?.into_inner();
             if json {
                 println!("{}", score_json(&score));
@@ -378,6 +418,44 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 print_score(&score);
             }
             Ok(())
+        }
+        Command::Inquiries { conn, uscc, from, to, limit } => {
+            let from =
+                from.as_deref().map(|t| parse_time("--from", t).map(to_proto::timestamp)).transpose()?;
+            let to = to.as_deref().map(|t| parse_time("--to", t).map(to_proto::timestamp)).transpose()?;
+            let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
+            let mut page_token = String::new();
+            let mut shown = 0;
+            println!(
+                "{:<25} {:<18} {:<16} {:<10} {:<14} purpose",
+                "at", "uscc", "principal", "role", "method"
+            );
+            loop {
+                let request =
+                    pb::ListInquiriesRequest { uscc: uscc.clone(), from, to, page_size: 1_000, page_token };
+                let page =
+                    client.list_inquiries(authed(&conn, request)?).await.map_err(status_error)?.into_inner();
+                for i in &page.inquiries {
+                    if limit != 0 && shown == limit {
+                        return Ok(());
+                    }
+                    let at = i.at.as_ref().and_then(|t| Timestamp::from_unix(t.seconds, t.nanos));
+                    println!(
+                        "{:<25} {:<18} {:<16} {:<10} {:<14} {}",
+                        at.map(|t| t.to_string()).unwrap_or_default(),
+                        i.uscc,
+                        i.principal,
+                        i.role,
+                        i.method,
+                        i.purpose
+                    );
+                    shown += 1;
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(());
+                }
+                page_token = page.next_page_token;
+            }
         }
         Command::Checkpoint { conn } => {
             let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
@@ -448,11 +526,7 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
     match command {
         ProofCommand::Inclusion { conn, seq, out } => {
             let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
-            let checkpoint = client
-                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
-                .await
-                .map_err(status_error)?;
-            let checkpoint = checkpoint.into_inner();
+            let checkpoint = checkpoint_covering(&conn, &mut client, seq + 1).await?;
             let entry =
                 client.get_entry(authed(&conn, pb::GetEntryRequest { seq })?).await.map_err(status_error)?;
             let entry = entry.into_inner();
@@ -530,6 +604,36 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// The latest signed checkpoint once it holds the first `size` entries: the
+/// service signs new heads every `--checkpoint-interval-ms`, so a very new
+/// entry may need a moment. Waits at most ten seconds.
+async fn checkpoint_covering(
+    conn: &Connection,
+    client: &mut pb::ledger_client::LedgerClient<tonic::transport::Channel>,
+    size: u64,
+) -> anyhow::Result<pb::Checkpoint> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let checkpoint = client
+            .get_checkpoint(authed(conn, pb::GetCheckpointRequest {})?)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if checkpoint.tree_size >= size {
+            return Ok(checkpoint);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the latest signed checkpoint holds {} entries, not yet entry {}; try again in a few seconds",
+                checkpoint.tree_size,
+                size - 1
+            );
+        }
+        eprintln!("waiting for a signed checkpoint that covers entry {} ...", size - 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -625,10 +729,7 @@ async fn append(conn: &Connection, file: &Path) -> anyhow::Result<()> {
     let response = client.append_records(request).await.map_err(status_error)?.into_inner();
     println!(
         "{} records: {} appended, {} already present, {} rejected",
-        total,
-        response.accepted,
-        response.duplicates,
-        response.rejected.len()
+        total, response.accepted, response.duplicates, response.rejected_count
     );
     let mut stdout = std::io::stdout().lock();
     for r in &response.rejected {
@@ -638,10 +739,13 @@ async fn append(conn: &Connection, file: &Path) -> anyhow::Result<()> {
     if let Some(c) = &response.checkpoint {
         writeln!(stdout, "ledger now has {} entries", c.tree_size)?;
     }
-    if !response.rejected.is_empty() {
+    if response.rejected_count > response.rejected.len() as u64 {
+        writeln!(stdout, "  ... and {} more", response.rejected_count - response.rejected.len() as u64)?;
+    }
+    if response.rejected_count > 0 {
         bail!(
             "{} records were rejected; fix the lines above and re-run (appended records are not duplicated)",
-            response.rejected.len()
+            response.rejected_count
         );
     }
     Ok(())

@@ -19,7 +19,7 @@ use crate::rows::ImportRow;
 /// Rows per `AppendRecords` stream: large enough to amortise a call, small
 /// enough that a broken connection loses little progress and that the
 /// response (one entry per rejected row) stays far below message limits.
-pub const CHUNK_ROWS: usize = 5_000;
+pub const CHUNK_ROWS: usize = 1_000;
 
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

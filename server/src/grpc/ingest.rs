@@ -14,6 +14,8 @@ use crate::service::Service;
 /// Records of a stream are appended in chunks of this many, so a long
 /// stream is durable as it goes and memory stays bounded.
 const STREAM_CHUNK: usize = 1_000;
+/// Rejections listed in one response; `rejected_count` counts them all.
+pub const MAX_REJECTED_LISTED: usize = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct IngestService {
@@ -72,6 +74,8 @@ impl Ingest for IngestService {
         let mut response = pb::AppendRecordsResponse::default();
         let mut chunk = Vec::with_capacity(STREAM_CHUNK);
         let mut first_index = 0u64;
+        // Entries the response's checkpoint must cover: every receipt's seq.
+        let mut covered = 0u64;
         loop {
             let end = match stream.next().await {
                 Some(Ok(record)) => {
@@ -86,10 +90,17 @@ impl Ingest for IngestService {
             if chunk.len() == STREAM_CHUNK || (end && !chunk.is_empty()) {
                 let results = self.append_chunk(&who, &chunk).await;
                 for (offset, result) in results.into_iter().enumerate() {
+                    if let Ok(receipt) = &result {
+                        covered = covered.max(receipt.seq + 1);
+                    }
                     match result {
                         Ok(receipt) if receipt.duplicate => response.duplicates += 1,
                         Ok(_) => response.accepted += 1,
+                        Err(_) if response.rejected.len() == MAX_REJECTED_LISTED => {
+                            response.rejected_count += 1
+                        }
                         Err(e) => {
+                            response.rejected_count += 1;
                             let status = Status::from(e);
                             response.rejected.push(pb::RecordError {
                                 index: first_index + offset as u64,
@@ -106,7 +117,7 @@ impl Ingest for IngestService {
                 break;
             }
         }
-        let checkpoint = self.service.checkpoint_after_appends()?;
+        let checkpoint = self.service.checkpoint_covering(covered)?;
         response.checkpoint = Some(to_proto::checkpoint(&checkpoint));
         Ok(Response::new(response))
     }

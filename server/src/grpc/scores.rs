@@ -10,7 +10,7 @@ use scoring::Uscc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::auth::caller;
+use crate::auth::{caller, purpose};
 use crate::convert::{from_proto, to_proto};
 use crate::error::{Error, Result};
 use crate::service::{CodeChange, ListQuery, MAX_BATCH, Service};
@@ -53,7 +53,7 @@ impl Scores for ScoresService {
         let r = request.get_ref();
         let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
         let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
-        let view = self.service.score(&who, &uscc, at, r.tree_size)?;
+        let view = self.service.score(&who, &purpose(&request), &uscc, at, r.tree_size).await?;
         Ok(Response::new(to_proto::score(&view)))
     }
 
@@ -61,11 +61,11 @@ impl Scores for ScoresService {
         &self,
         request: Request<pb::BatchGetScoresRequest>,
     ) -> Result<Response<pb::BatchGetScoresResponse>, Status> {
-        let who = caller(&request)?;
+        let (who, purpose) = (caller(&request)?, purpose(&request));
         let r = request.into_inner();
         let usccs = usccs(&r.uscc)?;
         let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
-        let answer = self.service.batch_scores(&who, usccs, at).await?;
+        let answer = self.service.batch_scores(&who, &purpose, usccs, at).await?;
         Ok(Response::new(pb::BatchGetScoresResponse {
             scores: answer.scores.iter().map(to_proto::score).collect(),
             not_found: answer.not_found.iter().map(ToString::to_string).collect(),
@@ -96,12 +96,12 @@ impl Scores for ScoresService {
         &self,
         request: Request<pb::GetScoreHistoryRequest>,
     ) -> Result<Response<pb::GetScoreHistoryResponse>, Status> {
-        let who = caller(&request)?;
+        let (who, purpose) = (caller(&request)?, purpose(&request));
         let r = request.into_inner();
         let to = from_proto::optional_timestamp(r.to.as_ref(), "to").map_err(Error::from)?;
         let from = from_proto::optional_timestamp(r.from.as_ref(), "from").map_err(Error::from)?;
         let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
-        let points = self.service.score_history(&who, &uscc, from, to).await?;
+        let points = self.service.score_history(&who, &purpose, &uscc, from, to).await?;
         Ok(Response::new(pb::GetScoreHistoryResponse {
             points: points.iter().map(to_proto::score).collect(),
         }))
@@ -113,10 +113,10 @@ impl Scores for ScoresService {
         &self,
         request: Request<pb::WatchCodesRequest>,
     ) -> Result<Response<Self::WatchCodesStream>, Status> {
-        let who = caller(&request)?;
+        let (who, purpose) = (caller(&request)?, purpose(&request));
         let r = request.into_inner();
         let usccs = usccs(&r.uscc)?;
-        let changes = self.service.watch(&who, &usccs)?;
+        let changes = self.service.watch(&who, &purpose, &usccs).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(changes)
             .map(|change| change.map(code_change).map_err(Status::from));
         Ok(Response::new(Box::pin(stream) as CodeStream))
@@ -130,11 +130,40 @@ impl Scores for ScoresService {
         let r = request.get_ref();
         let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
         let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
-        let (view, signed_note) = self.service.attestation(&who, &uscc, at, r.tree_size)?;
+        let (view, signed_note) =
+            self.service.attestation(&who, &purpose(&request), &uscc, at, r.tree_size).await?;
         Ok(Response::new(pb::Attestation {
             score: Some(to_proto::score(&view)),
             signed_note,
             public_key: self.service.ledger().public_key().to_vec(),
+        }))
+    }
+
+    async fn list_inquiries(
+        &self,
+        request: Request<pb::ListInquiriesRequest>,
+    ) -> Result<Response<pb::ListInquiriesResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let uscc = match r.uscc.as_str() {
+            "" => None,
+            text => Some(Uscc::parse(text).map_err(Error::from)?),
+        };
+        let from = from_proto::optional_timestamp(r.from.as_ref(), "from").map_err(Error::from)?;
+        let to = from_proto::optional_timestamp(r.to.as_ref(), "to").map_err(Error::from)?;
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| {
+                Error::InvalidArgument("page_token: not a token returned by ListInquiries".into())
+            })?),
+        };
+        let page = self.service.list_inquiries(&who, uscc.as_ref(), from, to, r.page_size as usize, after)?;
+        Ok(Response::new(pb::ListInquiriesResponse {
+            inquiries: page.inquiries.iter().map(to_proto::inquiry).collect(),
+            next_page_token: page
+                .next
+                .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k))
+                .unwrap_or_default(),
         }))
     }
 }

@@ -36,7 +36,11 @@ pub(crate) async fn run(
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
-        let next_change = next_change(&state, &uscc, view.evaluation.as_of, view.tree_size);
+        let next_change = {
+            let (state, key, after, size) =
+                (state.clone(), uscc.clone(), view.evaluation.as_of, view.tree_size);
+            tokio::task::spawn_blocking(move || next_change(&state, &key, after, size)).await.ok().flatten()
+        };
         watched.insert(uscc, Watched { view, next_change });
     }
     loop {
@@ -86,14 +90,27 @@ pub(crate) async fn run(
         }
         for uscc in due {
             let Some(w) = watched.get_mut(&uscc) else { continue };
-            let (view, records) = match state.evaluate_with_records(&uscc, None, 0) {
+            // Evaluation reads the ledger and computes: off the async workers,
+            // so watchers never stall other calls.
+            let evaluated = {
+                let (state, key) = (state.clone(), uscc.clone());
+                tokio::task::spawn_blocking(move || {
+                    let (view, records) = state.evaluate_with_records(&key, None, 0)?;
+                    let next =
+                        state.model().next_change_after(&records, view.evaluation.as_of, view.tree_size);
+                    Ok::<_, Error>((view, next))
+                })
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("watch evaluation failed: {e}"))))
+            };
+            let (view, next) = match evaluated {
                 Ok(evaluated) => evaluated,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            w.next_change = state.model().next_change_after(&records, view.evaluation.as_of, view.tree_size);
+            w.next_change = next;
             let previous = w.view.evaluation.code;
             let current = view.evaluation.code;
             w.view = view;

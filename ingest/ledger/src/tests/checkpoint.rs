@@ -60,17 +60,39 @@ async fn checkpoint_respects_the_interval() {
     let mut cfg = LedgerConfig::new(dir.path());
     cfg.checkpoint_interval = Duration::from_secs(3600);
     let ledger = Ledger::open(cfg).unwrap();
-    // None exists yet: signs one.
+    // A new ledger is signed at open, so reads never write.
     let first = ledger.checkpoint().unwrap();
     assert_eq!(first.tree_size, 0);
     ledger.append(vec![entry("x")]).await.unwrap();
-    // Head moved but the interval has not passed.
+    // Head moved but the interval has not passed: nothing new is signed,
+    // and reading never signs.
+    assert_eq!(ledger.sign_checkpoint_if_due().unwrap(), first);
     assert_eq!(ledger.checkpoint().unwrap(), first);
+    // A writer asks for a checkpoint covering what it acknowledged.
+    let covering = ledger.checkpoint_covering(1).unwrap();
+    assert_eq!(covering.tree_size, 1);
+    assert_eq!(ledger.checkpoint_covering(1).unwrap(), covering, "no second signature for the same head");
+    assert!(ledger.checkpoint_covering(2).is_err(), "cannot cover entries that do not exist");
+    ledger.append(vec![entry("y")]).await.unwrap();
     let forced = ledger.sign_checkpoint_now().unwrap();
-    assert_eq!(forced.tree_size, 1);
+    assert_eq!(forced.tree_size, 2);
     assert_eq!(ledger.checkpoint().unwrap(), forced);
     let on_disk = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
     assert_eq!(on_disk, forced.note);
+}
+
+#[tokio::test]
+async fn a_due_checkpoint_is_signed_once_per_new_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LedgerConfig::new(dir.path());
+    cfg.checkpoint_interval = Duration::ZERO;
+    let ledger = Ledger::open(cfg).unwrap();
+    let first = ledger.checkpoint().unwrap();
+    assert_eq!(ledger.sign_checkpoint_if_due().unwrap(), first, "the head did not move");
+    ledger.append(vec![entry("x")]).await.unwrap();
+    let second = ledger.sign_checkpoint_if_due().unwrap();
+    assert_eq!(second.tree_size, 1);
+    assert_eq!(ledger.checkpoint().unwrap(), second);
 }
 
 #[tokio::test]
