@@ -87,7 +87,7 @@ impl Workspace {
 #[test]
 fn domain_crates_never_see_grpc_or_the_server() {
     let ws = workspace();
-    for krate in ["scoring", "tlog", "kv", "ledger", "hj212"] {
+    for krate in ["scoring", "tlog", "kv", "ledger", "hj212", "inquiries"] {
         ws.forbid(krate, &GRPC);
         ws.forbid(krate, &["cli"]);
     }
@@ -114,6 +114,7 @@ fn the_ledger_knows_only_the_verifier_and_its_store() {
     let ws = workspace();
     ws.ours_only("ledger", &["tlog", "kv"]);
     ws.ours_only("kv", &[]);
+    ws.ours_only("inquiries", &["kv"]);
 }
 
 #[test]
@@ -143,7 +144,7 @@ fn layers_point_down() {
     for needed in ["ecocode-proto", "scoring", "ledger", "hj212", "tlog"] {
         assert!(ws.of("server").contains_key(needed), "server should use {needed}");
     }
-    ws.ours_only("server", &["ecocode-proto", "scoring", "ledger", "hj212", "tlog"]);
+    ws.ours_only("server", &["ecocode-proto", "scoring", "ledger", "hj212", "tlog", "inquiries"]);
     assert!(ws.of("cli").contains_key("server"), "the binary starts the service through the server crate");
 }
 
