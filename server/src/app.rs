@@ -160,7 +160,8 @@ impl App {
             let (principals, stopped) = (principals.clone(), until_stopped(stopped.clone()));
             async move { principals.keep_fresh(stopped).await }
         };
-        let routes = crate::grpc::routes(service.clone(), principals).await?;
+        let (routes, health) = crate::grpc::routes(service.clone(), principals).await?;
+        let writability = watch_writable(service.clone(), health, until_stopped(stopped.clone()));
         tracing::info!(
             addr = %grpc_addr,
             model = service.model().version(),
@@ -190,7 +191,8 @@ impl App {
             }
         };
         let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
-        let ((), (), (), grpc, gateway) = tokio::join!(signal, reloads, checkpoints, grpc, gateway);
+        let ((), (), (), (), grpc, gateway) =
+            tokio::join!(signal, reloads, checkpoints, writability, grpc, gateway);
         tracing::info!("every input stopped; closing the ledger");
         let closed = service.ledger().close().await;
         drop(service);
@@ -218,6 +220,34 @@ async fn sign_checkpoints(service: Arc<Service>, stop: impl Future<Output = ()>)
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint not signed; trying again next interval"),
                     Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Checks every second whether the ledger can take appends and reports it
+/// through the health service (NOT_SERVING while the disk is full).
+async fn watch_writable(
+    service: Arc<Service>,
+    health: tonic_health::server::HealthReporter,
+    stop: impl Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut reported = true;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => {
+                let writable = service.ledger().writable();
+                if writable.is_ok() != reported {
+                    match &writable {
+                        Ok(()) => tracing::info!("the ledger takes appends again; SERVING"),
+                        Err(e) => tracing::warn!(error = %e, "the ledger cannot take appends; NOT_SERVING"),
+                    }
+                    reported = writable.is_ok();
+                    crate::grpc::report_writable(&health, reported).await;
                 }
             }
         }

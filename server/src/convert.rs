@@ -241,3 +241,47 @@ pub mod to_proto {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ecocode_proto::v1 as pb;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::from_proto;
+
+    proptest! {
+        // Any bytes a client sends as a Record either fail to decode or
+        // convert to a record or a validation error: never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_record_path(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(record) = pb::Record::decode(bytes.as_slice()) {
+                let _ = from_proto::record(&record);
+            }
+            if let Ok(point) = pb::MonitoringPoint::decode(bytes.as_slice()) {
+                let _ = from_proto::monitoring_point(&point);
+            }
+            if let Ok(enterprise) = pb::Enterprise::decode(bytes.as_slice()) {
+                let _ = from_proto::enterprise(&enterprise);
+            }
+        }
+
+        // Every field of a record, arbitrary text: a validation error names
+        // a field, and a long input is never echoed whole.
+        #[test]
+        fn validators_name_the_field_and_do_not_echo_long_input(
+            source in ".{0,80}", id in ".{0,300}", uscc in ".{0,40}", kind in ".{0,40}",
+            description in ".{0,3000}", seconds in any::<i64>(), nanos in any::<i32>(), amount in any::<i64>(),
+        ) {
+            let record = pb::Record {
+                source, source_record_id: id, uscc, kind, description,
+                occurred_at: Some(prost_types::Timestamp { seconds, nanos }),
+                amount_yuan: amount, refers_to_seq: 0, attributes: Default::default(),
+            };
+            if let Err(e) = from_proto::record(&record) {
+                prop_assert!(!e.field.is_empty());
+                prop_assert!(e.to_string().len() < 1_000, "{}", e);
+            }
+        }
+    }
+}

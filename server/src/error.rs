@@ -59,6 +59,7 @@ impl Error {
                 ledger::Error::InvalidArgument(_) => Code::InvalidArgument,
                 ledger::Error::Corruption { .. } | ledger::Error::Tampered { .. } => Code::DataLoss,
                 ledger::Error::ShuttingDown => Code::Unavailable,
+                ledger::Error::NoSpace { .. } => Code::ResourceExhausted,
                 ledger::Error::Io(_) | ledger::Error::Storage(_) | ledger::Error::Key(_) => Code::Internal,
             },
             Error::Inquiries(e) => match e {
@@ -114,6 +115,11 @@ mod tests {
         check(ledger::Error::Corruption { seq: 4, what: "entry hash".into() }.into(), Code::DataLoss, "4");
         check(ledger::Error::Tampered { seq: Some(4), what: "chain".into() }.into(), Code::DataLoss, "4");
         check(ledger::Error::ShuttingDown.into(), Code::Unavailable, "");
+        check(
+            ledger::Error::NoSpace { available: 1, reserve: 2 }.into(),
+            Code::ResourceExhausted,
+            "space is freed",
+        );
         check(ledger::Error::Io(std::io::Error::other("disk")).into(), Code::Internal, "server log");
         check(ledger::Error::Storage("sled".into()).into(), Code::Internal, "server log");
         check(ledger::Error::Key("bad key".into()).into(), Code::Internal, "server log");

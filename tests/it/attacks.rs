@@ -204,3 +204,37 @@ async fn the_checkpoint_of_an_append_covers_every_receipt() {
     }
     server.stop().await;
 }
+
+// Failure: a full disk answered a generic INTERNAL, kept appends failing
+// after space was freed until a restart, and health still said SERVING.
+#[tokio::test]
+async fn a_full_disk_is_resource_exhausted_not_serving_and_recovers_by_itself() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut statuses =
+        health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let mut next_status =
+        async || ServingStatus::try_from(statuses.message().await.unwrap().unwrap().status).unwrap();
+    assert_eq!(next_status().await, ServingStatus::Serving);
+
+    let ledger = server.service.ledger();
+    ledger.set_min_free_bytes(u64::MAX);
+    let err = admin.append(record(ACME, "F-1", "inspection.finding", -1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("once space is freed"), "{}", err.message());
+    assert_eq!(next_status().await, ServingStatus::NotServing);
+    // Reads still work while the disk is full, checkpoints included.
+    admin.score(ACME).await;
+    admin.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
+
+    ledger.set_min_free_bytes(1);
+    assert_eq!(next_status().await, ServingStatus::Serving);
+    admin.append(record(ACME, "F-1", "inspection.finding", -1)).await.unwrap();
+    // A health watch never ends by itself; graceful shutdown waits for it.
+    drop(statuses);
+    server.stop().await;
+}

@@ -24,6 +24,13 @@ pub enum Error {
     Tampered { seq: Option<u64>, what: String },
     #[error("the ledger is shutting down; retry on another node or later")]
     ShuttingDown,
+    /// The disk is (nearly) full: appends are refused before they could
+    /// leave the store half-written, and resume once space is freed.
+    #[error(
+        "the ledger's disk has {available} bytes free, less than its {reserve}-byte reserve; \
+         appends resume by themselves once space is freed"
+    )]
+    NoSpace { available: u64, reserve: u64 },
     #[error("ledger i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The storage engine failed; the message is the engine's.
@@ -47,6 +54,9 @@ impl Clone for Error {
             Error::Corruption { seq, what } => Error::Corruption { seq: *seq, what: what.clone() },
             Error::Tampered { seq, what } => Error::Tampered { seq: *seq, what: what.clone() },
             Error::ShuttingDown => Error::ShuttingDown,
+            Error::NoSpace { available, reserve } => {
+                Error::NoSpace { available: *available, reserve: *reserve }
+            }
             Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
             Error::Storage(what) => Error::Storage(what.clone()),
             Error::Key(what) => Error::Key(what.clone()),

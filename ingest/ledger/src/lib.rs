@@ -59,8 +59,12 @@ pub struct LedgerConfig {
     /// Load the signer key from here instead of `dir/ledger.key` (same
     /// format; never created). Its key name must equal `key_name`.
     pub key_file: Option<PathBuf>,
-    /// [`Ledger::checkpoint`] signs a new checkpoint at most this often.
+    /// [`Ledger::sign_checkpoint_if_due`] signs a new checkpoint at most this often.
     pub checkpoint_interval: Duration,
+    /// Appends are refused ([`Error::NoSpace`]) while the data directory's
+    /// disk has less than this many bytes available, so a full disk never
+    /// fails a commit half-way; they resume once space is freed.
+    pub min_free_bytes: u64,
 }
 
 impl LedgerConfig {
@@ -71,6 +75,7 @@ impl LedgerConfig {
             key_name: "ecocode.local".to_string(),
             key_file: None,
             checkpoint_interval: Duration::from_secs(1),
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -196,6 +201,8 @@ struct Core {
     /// Set when a commit failed: what is on disk is then unknown, so no more
     /// appends until a restart re-verifies.
     failed: Mutex<Option<String>>,
+    /// [`LedgerConfig::min_free_bytes`], adjustable while running.
+    min_free: AtomicU64,
 }
 
 #[derive(Default)]
@@ -268,6 +275,7 @@ impl Ledger {
             checkpoint: Mutex::new(slot),
             flushes: AtomicU64::new(0),
             failed: Mutex::new(None),
+            min_free: AtomicU64::new(cfg.min_free_bytes),
         });
         let (queue, requests) = std::sync::mpsc::channel();
         let writer_core = Arc::clone(&core);
@@ -489,6 +497,22 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether an append can be committed now: `Err` says why not (a full
+    /// disk, or an earlier failed commit that needs a restart). The service
+    /// reports itself NOT_SERVING while this fails.
+    pub fn writable(&self) -> Result<()> {
+        let core = &self.inner.core;
+        if let Some(failure) = lock(&core.failed).clone() {
+            return Err(Error::Storage(failure));
+        }
+        core.check_space()
+    }
+
+    /// Changes [`LedgerConfig::min_free_bytes`] while running.
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.inner.core.min_free.store(bytes, Ordering::Relaxed);
+    }
+
     /// How many group commits (each one flush) this handle's store made.
     #[doc(hidden)]
     pub fn flush_count(&self) -> u64 {
@@ -503,6 +527,19 @@ impl Ledger {
 impl Core {
     fn head(&self) -> Head {
         self.state.read().unwrap_or_else(|e| e.into_inner()).head()
+    }
+
+    /// [`Error::NoSpace`] when the disk is below the reserve.
+    pub(crate) fn check_space(&self) -> Result<()> {
+        let reserve = self.min_free.load(Ordering::Relaxed);
+        if reserve == 0 {
+            return Ok(());
+        }
+        let available = fs2::available_space(&self.dir)?;
+        if available < reserve {
+            return Err(Error::NoSpace { available, reserve });
+        }
+        Ok(())
     }
 
     fn latest_checkpoint(&self) -> Result<Checkpoint> {

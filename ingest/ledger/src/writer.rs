@@ -98,6 +98,15 @@ fn group_commit(core: &Core, group: Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)
         }
         return;
     }
+    // Refuse before writing anything rather than let a full disk fail the
+    // commit half-way (after which the store needs a restart to re-verify).
+    if let Err(e) = core.check_space() {
+        tracing::warn!(error = %e, "appends refused: the disk is full");
+        for (_, _, reply) in group {
+            let _ = reply.send(Err(e.clone()));
+        }
+        return;
+    }
     let mut staged = Staging {
         core,
         state: core.state.read().unwrap_or_else(|e| e.into_inner()).clone(),

@@ -30,8 +30,12 @@ use crate::service::Service;
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Every gRPC service of the process: `ecocode.v1` behind authentication,
-/// plus the standard health and reflection services.
-pub async fn routes(service: Arc<Service>, principals: Arc<PrincipalStore>) -> Result<Routes> {
+/// plus the standard health and reflection services; and the health
+/// reporter, so the composition root can say when the service cannot write.
+pub async fn routes(
+    service: Arc<Service>,
+    principals: Arc<PrincipalStore>,
+) -> Result<(Routes, tonic_health::server::HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RegistryServer<RegistryService>>().await;
     health.set_serving::<IngestServer<IngestService>>().await;
@@ -57,5 +61,19 @@ pub async fn routes(service: Arc<Service>, principals: Arc<PrincipalStore>) -> R
         .add_service(InterceptedService::new(ingest, auth.clone()))
         .add_service(InterceptedService::new(scores, auth.clone()))
         .add_service(InterceptedService::new(ledger, auth));
-    Ok(routes)
+    Ok((routes, health))
+}
+
+/// Reports the whole service, and the services that write, NOT_SERVING
+/// while the ledger cannot take appends (a full disk), SERVING otherwise.
+pub async fn report_writable(health: &tonic_health::server::HealthReporter, writable: bool) {
+    let status =
+        if writable { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+    health.set_service_status("", status).await;
+    health.set_serving::<RegistryServer<RegistryService>>().await;
+    if writable {
+        health.set_serving::<IngestServer<IngestService>>().await;
+    } else {
+        health.set_not_serving::<IngestServer<IngestService>>().await;
+    }
 }

@@ -87,3 +87,31 @@ async fn recorded_at_never_decreases() {
     assert!(matches!(refused, Err(Error::InvalidArgument(_))));
     assert_eq!(ledger.head().size, 2);
 }
+
+// Attack/failure: a full disk failed a commit half-way, kept appends failed
+// until a restart, and surfaced as a generic internal error.
+#[tokio::test]
+async fn a_full_disk_refuses_appends_cleanly_and_they_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    ledger.append(vec![entry("before")]).await.unwrap();
+    // As if the disk filled up: the reserve is more than there is.
+    let available = fs2::available_space(dir.path()).unwrap();
+    ledger.set_min_free_bytes(available.saturating_mul(2).max(1));
+    let refused = ledger.append(vec![entry("while full")]).await.unwrap_err();
+    assert!(matches!(refused, Error::NoSpace { .. }), "{refused}");
+    assert!(refused.to_string().contains("resume by themselves"), "{refused}");
+    assert!(ledger.writable().is_err());
+    // Reads keep working and nothing was half-written.
+    assert_eq!(ledger.head().size, 1);
+    ledger.checkpoint().unwrap();
+    // Space returns: appends resume without a restart.
+    ledger.set_min_free_bytes(1);
+    ledger.writable().unwrap();
+    let receipt = ledger.append(vec![entry("after")]).await.unwrap().pop().unwrap().unwrap();
+    assert_eq!(receipt.seq, 1);
+    ledger.close().await.unwrap();
+    drop(ledger);
+    let report = super::super::verify(dir.path(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.entries, 2);
+}
