@@ -445,10 +445,7 @@ impl Service {
     /// and colour; a regulator's region is narrowed to its scope.
     pub async fn list_scores(self: &Arc<Self>, who: &Principal, query: ListQuery) -> Result<ScorePage> {
         let region = auth::list_scope(who, &query.region_prefix)?;
-        let page_size = match query.page_size {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
+        let page_size = page_size(query.page_size);
         let at = self.clock.now();
         let service = self.clone();
         blocking(move || {
@@ -638,10 +635,7 @@ impl Service {
             (Role::Admin, Some(u)) => Scope::Enterprise(u.to_string()),
             _ => return Err(auth::denied(who, "list these inquiries")),
         };
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
+        let page_size = self::page_size(page_size);
         let query = inquiries::Query {
             scope,
             from_ns: from.map(Timestamp::unix_nanos),
@@ -802,6 +796,14 @@ impl CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A requested page size: 0 is the default, more than the most is the most.
+fn page_size(requested: usize) -> usize {
+    match requested {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
     }
 }
 
