@@ -10,7 +10,11 @@
 //!   (2005-era devices and some vendors send none); every other flag,
 //!   including unknown ones, makes it invalid.
 //! * The daily mean is a valid `2031` value if there is one, else the mean
-//!   of that day's valid hourly values (however many hours there are).
+//!   of that day's valid hourly values, provided there are at least the
+//!   model's `min_valid_hours` of them (HJ 75-2017: 20). A day with some
+//!   valid hours but fewer is a `monitoring.insufficient_day`, a data-quality
+//!   event that is never judged for exceedance on its partial mean; a day
+//!   with none is a `monitoring.missing_day`.
 //! * The statistic is the limit's: `ZsAvg` limits use `-ZsAvg` values when
 //!   the device sent any for that day, else fall back to `-Avg`; `Avg`
 //!   limits always use `-Avg`, since a converted value is not comparable
@@ -36,9 +40,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use scoring::{Record, RecordFields, Timestamp};
+use scoring::{MonitoringRules, Record, RecordFields, Timestamp};
 
-use super::packet::{Packet, Suffix, command};
+use super::packet::{DataFlag, Packet, Suffix, command};
 use super::point::{MonitoringPoint, PollutantLimit, Statistic};
 use super::store::{Cursor, Observation, Slot, StateStore};
 use super::time::LocalDay;
@@ -51,6 +55,7 @@ pub const BACKFILL_DAYS: i64 = 30;
 pub const SOURCE: &str = "hj212";
 pub const KIND_EXCEEDANCE: &str = "exceedance.daily";
 pub const KIND_MISSING_DAY: &str = "monitoring.missing_day";
+pub const KIND_INSUFFICIENT_DAY: &str = "monitoring.insufficient_day";
 
 /// What became of one accepted packet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -157,13 +162,15 @@ impl DailyAggregator {
     }
 
     /// The records of every open day before `before`, for every device seen,
-    /// judged against the limits `points` returns now. Changes nothing; see
+    /// judged against the limits `points` returns now and the valid-day
+    /// `rules` of the scoring model. Changes nothing; see
     /// [`DailyAggregator::commit`]. A device `points` no longer knows has its
     /// days closed without records.
     pub fn close_days_before(
         &self,
         before: LocalDay,
         points: impl Fn(&str) -> Option<MonitoringPoint>,
+        rules: MonitoringRules,
     ) -> Result<DayClosing> {
         let mut closing = DayClosing { before: Some(before), ..DayClosing::default() };
         for (mn, cursor) in self.store.cursors()? {
@@ -172,7 +179,7 @@ impl DailyAggregator {
             let mut day = cursor.first_open;
             while day < before {
                 if let Some(point) = &point {
-                    closing.records.extend(self.judge_day(point, day)?);
+                    closing.records.extend(self.judge_day(point, day, rules)?);
                 }
                 days.push(day);
                 match day.next() {
@@ -197,7 +204,12 @@ impl DailyAggregator {
         self.store.flush()
     }
 
-    fn judge_day(&self, point: &MonitoringPoint, day: LocalDay) -> Result<Vec<Record>> {
+    fn judge_day(
+        &self,
+        point: &MonitoringPoint,
+        day: LocalDay,
+        rules: MonitoringRules,
+    ) -> Result<Vec<Record>> {
         let observations = self.store.day(point.mn(), day)?;
         let mut records = Vec::new();
         for limit in point.limits() {
@@ -206,12 +218,16 @@ impl DailyAggregator {
                 .filter(|(p, _, _)| p == limit.pollutant())
                 .map(|(_, slot, o)| (*slot, o))
                 .collect();
-            let record = match daily_mean(limit, &mine) {
-                Some((mean, statistic)) if mean > limit.limit() => {
+            let required = rules.min_valid_hours(limit.pollutant());
+            let record = match daily_mean(limit, &mine, required) {
+                DailyMean::Valid { mean, statistic } if mean > limit.limit() => {
                     Some(exceedance(point, limit, day, mean, statistic)?)
                 }
-                Some(_) => None,
-                None => Some(missing_day(point, limit, day)?),
+                DailyMean::Valid { .. } => None,
+                DailyMean::Insufficient { valid_hours } => {
+                    Some(insufficient_day(point, limit, day, valid_hours, required)?)
+                }
+                DailyMean::Missing => Some(missing_day(point, limit, day)?),
             };
             records.extend(record);
         }
@@ -219,30 +235,49 @@ impl DailyAggregator {
     }
 }
 
-/// The valid daily mean of one pollutant and the statistic it is of.
-fn daily_mean(limit: &PollutantLimit, observations: &[(Slot, &Observation)]) -> Option<(f64, Statistic)> {
+/// What a day's values of one pollutant amount to.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum DailyMean {
+    Valid {
+        mean: f64,
+        statistic: Statistic,
+    },
+    /// Some valid hours, fewer than the model requires.
+    Insufficient {
+        valid_hours: usize,
+    },
+    /// No valid value at all.
+    Missing,
+}
+
+/// The valid daily mean of one pollutant, if the day has one: a valid daily
+/// (`2031`) value, else the mean of at least `required` valid hours.
+fn daily_mean(limit: &PollutantLimit, observations: &[(Slot, &Observation)], required: u32) -> DailyMean {
     let statistic = match limit.statistic() {
         Statistic::ZsAvg if observations.iter().any(|(_, o)| o.zs_avg.is_some()) => Statistic::ZsAvg,
         _ => Statistic::Avg,
     };
     let valid = |o: &Observation| {
-        let flag_ok = o.flag.as_ref().is_none_or(|f| *f == super::packet::DataFlag::Normal);
+        let flag_ok = o.flag.as_ref().is_none_or(DataFlag::is_valid);
         let value = match statistic {
             Statistic::Avg => o.avg,
             Statistic::ZsAvg => o.zs_avg,
         };
         value.filter(|_| flag_ok)
     };
-    let daily = observations.iter().find(|(slot, _)| *slot == Slot::Day).and_then(|(_, o)| valid(o));
-    let mean = daily.or_else(|| {
-        let hourly: Vec<f64> = observations
-            .iter()
-            .filter(|(slot, _)| matches!(slot, Slot::Hour(_)))
-            .filter_map(|(_, o)| valid(o))
-            .collect();
-        (!hourly.is_empty()).then(|| hourly.iter().sum::<f64>() / hourly.len() as f64)
-    })?;
-    Some((mean, statistic))
+    if let Some(mean) = observations.iter().find(|(slot, _)| *slot == Slot::Day).and_then(|(_, o)| valid(o)) {
+        return DailyMean::Valid { mean, statistic };
+    }
+    let hourly: Vec<f64> = observations
+        .iter()
+        .filter(|(slot, _)| matches!(slot, Slot::Hour(_)))
+        .filter_map(|(_, o)| valid(o))
+        .collect();
+    match hourly.len() {
+        0 => DailyMean::Missing,
+        n if n < required as usize => DailyMean::Insufficient { valid_hours: n },
+        n => DailyMean::Valid { mean: hourly.iter().sum::<f64>() / n as f64, statistic },
+    }
 }
 
 /// A number as people read it: at most 4 decimals, no float noise.
@@ -301,6 +336,37 @@ fn missing_day(point: &MonitoringPoint, limit: &PollutantLimit, day: LocalDay) -
         point,
         &record_id(point, limit, day, "missing_day"),
         KIND_MISSING_DAY,
+        day,
+        &description,
+        attributes,
+    )
+}
+
+fn insufficient_day(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    valid_hours: usize,
+    required: u32,
+) -> Result<Record> {
+    let attributes = BTreeMap::from([
+        ("pollutant".to_owned(), limit.pollutant().to_owned()),
+        ("outlet".to_owned(), point.outlet().to_owned()),
+        ("mn".to_owned(), point.mn().to_owned()),
+        ("day".to_owned(), day.to_string()),
+        ("valid_hours".to_owned(), valid_hours.to_string()),
+        ("required_hours".to_owned(), required.to_string()),
+    ]);
+    let description = format!(
+        "outlet {} (MN {}): only {valid_hours} valid hours of {} data on {day}, {required} needed for a daily mean",
+        point.outlet(),
+        point.mn(),
+        limit.pollutant()
+    );
+    record(
+        point,
+        &record_id(point, limit, day, "insufficient_day"),
+        KIND_INSUFFICIENT_DAY,
         day,
         &description,
         attributes,

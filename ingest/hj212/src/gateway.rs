@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scoring::{Record, Timestamp};
+use scoring::{MonitoringRules, Record, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -66,6 +66,9 @@ pub struct GatewayConfig {
     /// How long after local midnight a day stays open for late hourly data
     /// and re-sends, before it is judged.
     pub close_grace: Duration,
+    /// The valid hours a daily mean needs, by pollutant class: the scoring
+    /// model's `[monitoring]` (the server passes its model's).
+    pub valid_days: MonitoringRules,
     /// The wall clock; tests set a fixed or manual time.
     pub clock: WallClock,
 }
@@ -77,6 +80,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_connections", &self.max_connections)
             .field("close_interval", &self.close_interval)
             .field("close_grace", &self.close_grace)
+            .field("valid_days", &self.valid_days)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +92,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             close_interval: Duration::from_secs(300),
             close_grace: Duration::from_secs(24 * 3600),
+            valid_days: MonitoringRules::STANDARD,
             clock: Arc::new(Timestamp::now),
         }
     }
@@ -365,7 +370,11 @@ impl<S: RecordSink> Shared<S> {
         let before = LocalDay::containing((self.config.clock)().plus_nanos(-grace));
         let shared = self.clone();
         let closing = tokio::task::spawn_blocking(move || {
-            lock(&shared.aggregator).close_days_before(before, |mn| shared.sink.monitoring_point(mn))
+            lock(&shared.aggregator).close_days_before(
+                before,
+                |mn| shared.sink.monitoring_point(mn),
+                shared.config.valid_days,
+            )
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;

@@ -25,7 +25,8 @@ mod time;
 mod tests;
 
 pub use aggregate::{
-    AcceptOutcome, BACKFILL_DAYS, DailyAggregator, DayClosing, KIND_EXCEEDANCE, KIND_MISSING_DAY, SOURCE,
+    AcceptOutcome, BACKFILL_DAYS, DailyAggregator, DayClosing, KIND_EXCEEDANCE, KIND_INSUFFICIENT_DAY,
+    KIND_MISSING_DAY, SOURCE,
 };
 pub use crc::hj212_crc;
 pub use framer::{Framer, MAX_BUFFERED_BYTES};

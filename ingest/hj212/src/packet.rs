@@ -169,8 +169,10 @@ pub enum DataFlag {
 }
 
 impl DataFlag {
+    /// Letter case is not significant: some loggers send `n` for `N`, which
+    /// cannot mean anything else.
     pub fn parse(text: &str) -> DataFlag {
-        match text {
+        match text.to_ascii_uppercase().as_str() {
             "N" => DataFlag::Normal,
             "F" => DataFlag::Stopped,
             "M" => DataFlag::Maintenance,
@@ -179,8 +181,17 @@ impl DataFlag {
             "C" => DataFlag::Calibration,
             "B" => DataFlag::CommunicationFault,
             "T" => DataFlag::AboveRange,
-            other => DataFlag::Other(other.to_owned()),
+            _ => DataFlag::Other(text.to_owned()),
         }
+    }
+
+    /// Whether a value with this flag counts towards a daily mean. HJ 212
+    /// and HJ 75 count only normal data: values taken while the plant is
+    /// stopped (`F`), under maintenance (`M`) or calibration (`C`), during a
+    /// fault (`D`), a communication fault (`B`), typed in by hand (`S`) or
+    /// above the instrument's range (`T`) are not valid hours.
+    pub fn is_valid(&self) -> bool {
+        *self == DataFlag::Normal
     }
 
     pub fn as_str(&self) -> &str {

@@ -42,6 +42,7 @@ fn config() -> GatewayConfig {
         max_connections: 8,
         close_interval: Duration::from_millis(10),
         close_grace: Duration::from_secs(24 * 3600),
+        valid_days: MonitoringRules { gas: 1, water: 1, other: 1 },
         clock: Arc::new(fixed_clock),
     }
 }
