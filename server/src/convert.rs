@@ -3,7 +3,7 @@
 
 pub mod from_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::{MonitoringPoint, PollutantLimit, Statistic};
+    use hj212::{MonitoringPoint, PasswordHash, PollutantLimit, Statistic};
     use scoring::{Enterprise, Record, RecordFields, Seq, Timestamp, ValidationError};
 
     pub fn timestamp(t: &prost_types::Timestamp, field: &str) -> Result<Timestamp, ValidationError> {
@@ -39,7 +39,27 @@ pub mod from_proto {
         })
     }
 
-    /// A monitoring point; errors name the field, e.g. `limits[1].limit`.
+    /// A monitoring point as a client registers it: the password is
+    /// required and hashed here, and a client cannot set the hash itself.
+    pub fn monitoring_point_registration(
+        p: &pb::MonitoringPoint,
+    ) -> Result<MonitoringPoint, ValidationError> {
+        if !p.password_hash.is_empty() {
+            return Err(ValidationError::new("password_hash", "is set by the server; send password"));
+        }
+        if p.password.is_empty() {
+            return Err(ValidationError::new(
+                "password",
+                "is required: the device's HJ 212 PW, 1 to 32 printable ASCII characters",
+            ));
+        }
+        let hash = PasswordHash::of(&p.mn, &p.password)?;
+        Ok(monitoring_point(p)?.with_password(hash))
+    }
+
+    /// A monitoring point as stored; errors name the field, e.g.
+    /// `limits[1].limit`. A plain `password` is ignored: only registration
+    /// reads it.
     pub fn monitoring_point(p: &pb::MonitoringPoint) -> Result<MonitoringPoint, ValidationError> {
         let uscc = scoring::Uscc::parse(&p.uscc)?;
         let limits = p
@@ -61,7 +81,11 @@ pub mod from_proto {
                     .map_err(|e| ValidationError::new(format!("limits[{i}].{}", e.field), e.rule))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        MonitoringPoint::new(&p.mn, uscc, &p.outlet, limits)
+        let point = MonitoringPoint::new(&p.mn, uscc, &p.outlet, limits)?;
+        Ok(match p.password_hash.as_str() {
+            "" => point,
+            hex => point.with_password(PasswordHash::from_hex(hex)?),
+        })
     }
 
     pub fn codes(codes: &[i32]) -> Result<Vec<scoring::Code>, ValidationError> {
@@ -125,6 +149,8 @@ pub mod to_proto {
                     statistic: l.statistic().as_str().to_owned(),
                 })
                 .collect(),
+            password: String::new(),
+            password_hash: p.password().map(|h| h.to_hex()).unwrap_or_default(),
         }
     }
 

@@ -212,6 +212,15 @@ mod tests {
     }
 
     #[test]
+    fn a_monitoring_point_keeps_only_its_password_hash() {
+        let hash = hj212::PasswordHash::of("LD130133000015", "s3cret").unwrap();
+        let new = round_trip(Event::MonitoringPoint(point().with_password(hash)));
+        let text = show(&new);
+        assert!(!text.contains(&hex(b"s3cret")), "{text}");
+        assert!(text.contains(&hex(hash.to_hex().as_bytes())), "{text}");
+    }
+
+    #[test]
     fn undecodable_payloads_are_corruption() {
         for payload in [vec![0xff, 0xff], Vec::new()] {
             let entry = Entry {

@@ -60,6 +60,8 @@ fn point() -> pb::MonitoringPoint {
                 statistic: String::new(),
             },
         ],
+        password: "123456".into(),
+        password_hash: String::new(),
     }
 }
 
@@ -148,6 +150,54 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     }
     read_acks(&mut socket, 24).await;
     assert_eq!(server.service.ledger().head().size, size);
+    server.stop().await;
+}
+
+// The attack: anyone who knows a device's MN sends exceedances in its name.
+// The gateway still acknowledges (so a real device stops resending), but
+// only packets with the registered password reach the aggregation.
+#[tokio::test]
+async fn a_packet_with_a_wrong_password_is_acknowledged_but_never_recorded() {
+    let server = TestServer::start_with_gateway().await;
+    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let registration = pb::MonitoringPoint { password: "s3cret-LD13-9f2c".into(), ..point() };
+    admin.registry.register_monitoring_point(registration.clone()).await.unwrap();
+    let missing = pb::MonitoringPoint { password: String::new(), ..point() };
+    let status = admin.registry.register_monitoring_point(missing).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().starts_with("password: is required"), "{}", status.message());
+    let got = admin.registry.get_monitoring_point(pb::GetMonitoringPointRequest { mn: MN.into() }).await;
+    assert!(got.unwrap().into_inner().password_hash.is_empty(), "the hash is not handed out");
+
+    // The real device sends 30 May, COD within its limit; then the forger
+    // re-sends every hour with PW=123456 and COD far above it.
+    let with_pw = |pw: &str, packet: Vec<u8>| {
+        let text = String::from_utf8(packet).unwrap();
+        let data = &text[6..text.len() - 6];
+        hj212::frame(data.replace("PW=123456", &format!("PW={pw}")).as_bytes())
+    };
+    let genuine: Vec<Vec<u8>> =
+        (0..24).map(|h| with_pw("s3cret-LD13-9f2c", hourly(30, h, (10.0, "N"), None))).collect();
+    let forged: Vec<Vec<u8>> = (0..24).map(|h| hourly(30, h, (900.0, "N"), None)).collect();
+    let mut socket = TcpStream::connect(server.gateway.unwrap()).await.unwrap();
+    socket.write_all(&[genuine.concat(), forged.concat()].concat()).await.unwrap();
+    let acks = read_acks(&mut socket, 48).await;
+    assert!(acks[24..].iter().all(|a| a.pw() == "123456"), "the forged packets are acknowledged too");
+
+    // 30 May is judged: no ammonia arrived (a missing day), and the COD
+    // mean is the genuine 10 mg/L, so there is no exceedance.
+    let mut changes = server.service.subscribe_changes();
+    server.clock.set(Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap());
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while hj212_reasons(&mut admin).await.is_empty() {
+            changes.recv().await.unwrap();
+        }
+    })
+    .await
+    .expect("the day is judged");
+    assert_eq!(hj212_reasons(&mut admin).await, vec!["monitoring.missing_day".to_owned()]);
     server.stop().await;
 }
 

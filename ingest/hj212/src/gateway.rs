@@ -108,6 +108,7 @@ pub struct GatewayStats {
     bad_length: AtomicU64,
     malformed: AtomicU64,
     unknown_device: AtomicU64,
+    wrong_password: AtomicU64,
     acks_sent: AtomicU64,
     values_stored: AtomicU64,
     values_not_counted: AtomicU64,
@@ -129,6 +130,9 @@ pub struct GatewayCounts {
     pub malformed: u64,
     /// Well-formed packets from an MN without a registered monitoring point.
     pub unknown_device: u64,
+    /// Well-formed packets of a registered device whose `PW` is not its
+    /// password: acknowledged, never recorded.
+    pub wrong_password: u64,
     pub acks_sent: u64,
     /// Pollutant values kept for daily judgement.
     pub values_stored: u64,
@@ -155,6 +159,7 @@ impl GatewayStats {
             bad_length: get(&self.bad_length),
             malformed: get(&self.malformed),
             unknown_device: get(&self.unknown_device),
+            wrong_password: get(&self.wrong_password),
             acks_sent: get(&self.acks_sent),
             values_stored: get(&self.values_stored),
             values_not_counted: get(&self.values_not_counted),
@@ -337,6 +342,13 @@ impl<S: RecordSink> Shared<S> {
             warn!(%peer, mn = packet.mn(), cn = packet.cn(), "hj212 packet from unregistered device");
             return ack;
         };
+        if !point.accepts_password(packet.pw()) {
+            // Whoever knows an MN must not be able to put values into the
+            // ledger; the ack is still due, since acknowledging is transport.
+            bump(&self.stats.wrong_password, 1);
+            warn!(%peer, mn = packet.mn(), "hj212 packet with a wrong password, not recorded");
+            return ack;
+        }
         let aggregator = self.aggregator.clone();
         let now = (self.config.clock)();
         // sled may block on I/O (the flush before the ack), so it runs off

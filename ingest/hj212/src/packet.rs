@@ -477,7 +477,7 @@ impl<'a> HeaderFields<'a> {
         let st = digits("ST", required("ST", self.st)?, 1..=5)?;
         let cn = digits("CN", required("CN", self.cn)?, 4..=7)?;
         let pw = required("PW", self.pw)?;
-        if pw.len() > 32 || !pw.bytes().all(|b| b.is_ascii_graphic()) {
+        if !pw.is_empty() && check_password(pw).is_err() {
             return Err(PacketError::malformed(
                 "PW",
                 format!("must be at most 32 printable ASCII characters, got {}", shown(pw)),
@@ -554,6 +554,15 @@ fn digits<'a>(
 pub(crate) fn check_mn(mn: &str) -> Result<(), &'static str> {
     if mn.is_empty() || mn.len() > 24 || !mn.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("must be 1 to 24 printable ASCII characters");
+    }
+    Ok(())
+}
+
+/// The rule for a device password (`PW`) a monitoring point is registered
+/// with: 1 to 32 printable ASCII characters, which every packet can carry.
+pub(crate) fn check_password(pw: &str) -> Result<(), &'static str> {
+    if pw.is_empty() || pw.len() > 32 || !pw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 32 printable ASCII characters");
     }
     Ok(())
 }

@@ -62,6 +62,11 @@ pub enum Command {
         /// w01018=50mg/L or a21026=35mg/m3@ZsAvg; repeat per pollutant.
         #[arg(long = "limit")]
         limits: Vec<String>,
+        /// The data logger's HJ 212 password (PW): packets with another PW
+        /// are acknowledged but never recorded. Registering again with a new
+        /// one rotates it. Only a hash is stored.
+        #[arg(long, env = "ECOCODE_DEVICE_PASSWORD", hide_env_values = true)]
+        password: String,
     },
     /// Register an enterprise (client).
     Register {
@@ -354,10 +359,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Append { conn, file } => append(&conn, &file).await,
-        Command::Point { conn, mn, uscc, outlet, limits } => {
+        Command::Point { conn, mn, uscc, outlet, limits, password } => {
             let limits = limits.iter().map(|l| parse_limit(l)).collect::<anyhow::Result<Vec<_>>>()?;
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
-            let request = authed(&conn, pb::MonitoringPoint { mn, uscc, outlet, limits })?;
+            let request = authed(
+                &conn,
+                pb::MonitoringPoint { mn, uscc, outlet, limits, password, password_hash: String::new() },
+            )?;
             let receipt = client.register_monitoring_point(request).await.map_err(status_error)?.into_inner();
             println!(
                 "monitoring point registered at seq {}{}",

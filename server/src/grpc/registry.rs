@@ -42,7 +42,7 @@ impl Registry for RegistryService {
         request: Request<pb::MonitoringPoint>,
     ) -> Result<Response<pb::Receipt>, Status> {
         let who = caller(&request)?;
-        let point = from_proto::monitoring_point(request.get_ref()).map_err(Error::from)?;
+        let point = from_proto::monitoring_point_registration(request.get_ref()).map_err(Error::from)?;
         let receipt = self.service.register_point(&who, point).await?;
         Ok(Response::new(to_proto::receipt(&receipt)))
     }
@@ -53,6 +53,10 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::MonitoringPoint>, Status> {
         let who = caller(&request)?;
         let point = self.service.monitoring_point(&who, &request.get_ref().mn)?;
-        Ok(Response::new(to_proto::monitoring_point(&point)))
+        // The hash is in the ledger for whoever may read it there, but a
+        // registry answer has no use for it.
+        let answer =
+            pb::MonitoringPoint { password_hash: String::new(), ..to_proto::monitoring_point(&point) };
+        Ok(Response::new(answer))
     }
 }

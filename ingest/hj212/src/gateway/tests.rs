@@ -65,7 +65,8 @@ async fn start(config: GatewayConfig) -> Running {
         "DW001",
         vec![PollutantLimit::new("w01018", 50.0, "mg/L", Statistic::Avg).unwrap()],
     )
-    .unwrap();
+    .unwrap()
+    .with_password(crate::PasswordHash::of(MN, "123456").unwrap());
     let sink = Arc::new(TestSink { point, appended: tx, records: Mutex::default() });
     let gateway = Gateway::open(dir.path(), sink, config).unwrap();
     let stats = gateway.stats();
@@ -79,8 +80,12 @@ async fn start(config: GatewayConfig) -> Running {
 }
 
 fn packet(mn: &str, cn: &str, flag: u8, cp: &str) -> Vec<u8> {
+    packet_with_pw("123456", mn, cn, flag, cp)
+}
+
+fn packet_with_pw(pw: &str, mn: &str, cn: &str, flag: u8, cp: &str) -> Vec<u8> {
     let data = format!(
-        "QN=20260315100000123;ST=32;CN={cn};PW=123456;MN={mn};Flag={flag};CP=&&DataTime=20260315100000;{cp}&&"
+        "QN=20260315100000123;ST=32;CN={cn};PW={pw};MN={mn};Flag={flag};CP=&&DataTime=20260315100000;{cp}&&"
     );
     frame(data.as_bytes())
 }
@@ -156,6 +161,19 @@ async fn acks_rejections_and_records_over_tcp() {
         }
     );
     assert!(counts.garbage_bytes >= 14, "{counts:?}");
+}
+
+#[tokio::test]
+async fn a_packet_with_a_wrong_password_is_acknowledged_and_counted_but_not_kept() {
+    let gw = start(config()).await;
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    let forged = packet_with_pw("000000", MN, "2061", 5, "w01018-Avg=999,w01018-Flag=N");
+    device.write_all(&forged).await.unwrap();
+    assert_eq!(read_line(&mut device).await, parse_packet(&forged).unwrap().ack());
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!((counts.wrong_password, counts.values_stored, counts.acks_sent), (1, 0, 1), "{counts:?}");
 }
 
 #[tokio::test]
