@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hj212::MonitoringPoint;
-use scoring::Enterprise;
+use scoring::{Enterprise, Timestamp};
 
 use crate::events::Event;
 
@@ -20,7 +20,8 @@ pub struct Registered {
 #[derive(Debug, Default)]
 struct Maps {
     enterprises: BTreeMap<String, Registered>,
-    /// Monitoring points by device MN; a later registration supersedes.
+    /// Monitoring points by device MN; a later registration supersedes,
+    /// keeping the time of the first.
     points: HashMap<String, MonitoringPoint>,
 }
 
@@ -30,8 +31,10 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Takes in the event stored at `seq` (at start, and after appends).
-    pub fn apply(&self, seq: u64, event: &Event) {
+    /// Takes in the event stored at `seq` (at start, and after appends) at
+    /// instant `at`: the entry's `recorded_at` at start, the service's clock
+    /// after an append.
+    pub fn apply(&self, seq: u64, at: Timestamp, event: &Event) {
         match event {
             Event::Registration(e) => {
                 self.write()
@@ -39,7 +42,9 @@ impl Directory {
                     .insert(e.uscc.to_string(), Registered { enterprise: e.clone(), seq });
             }
             Event::MonitoringPoint(p) => {
-                self.write().points.insert(p.mn().to_owned(), p.clone());
+                let mut maps = self.write();
+                let first = maps.points.get(p.mn()).and_then(MonitoringPoint::first_registered_at);
+                maps.points.insert(p.mn().to_owned(), p.clone().registered_at(first.unwrap_or(at)));
             }
             Event::Record(_) => {}
         }
@@ -51,6 +56,10 @@ impl Directory {
 
     pub fn point(&self, mn: &str) -> Option<MonitoringPoint> {
         self.read().points.get(mn).cloned()
+    }
+
+    pub fn points(&self) -> Vec<MonitoringPoint> {
+        self.read().points.values().cloned().collect()
     }
 
     /// Registered enterprises with a USCC greater than `after`, in USCC

@@ -30,6 +30,10 @@ impl RecordSink for LedgerSink {
         self.service.device_point(mn)
     }
 
+    fn monitoring_points(&self) -> Vec<MonitoringPoint> {
+        self.service.device_points()
+    }
+
     /// The status table decides: what a caller would be told to retry
     /// (`UNAVAILABLE`, `INTERNAL`, ...) is transient and keeps the day open;
     /// a record the pipeline refuses for good (e.g. its enterprise is not

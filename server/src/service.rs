@@ -90,7 +90,11 @@ impl Service {
         let directory = Directory::default();
         for entry in ledger.scan(0, ledger.head().size) {
             let entry = entry?;
-            directory.apply(entry.seq, &Event::decode(&entry)?);
+            directory.apply(
+                entry.seq,
+                Timestamp::from_unix_nanos(entry.recorded_at_ns),
+                &Event::decode(&entry)?,
+            );
         }
         let (changes, _) = broadcast::channel(4096);
         Ok(Service {
@@ -147,7 +151,7 @@ impl Service {
             ))
         })?;
         if !receipt.duplicate {
-            self.directory.apply(receipt.seq, &event);
+            self.directory.apply(receipt.seq, self.clock.now(), &event);
             let _ = self.changes.send(uscc);
         }
         Ok(receipt)
@@ -169,7 +173,7 @@ impl Service {
             Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
         })?;
         if !receipt.duplicate {
-            self.directory.apply(receipt.seq, &event);
+            self.directory.apply(receipt.seq, self.clock.now(), &event);
         }
         Ok(receipt)
     }
@@ -302,6 +306,12 @@ impl Service {
     /// principal when they are appended).
     pub(crate) fn device_point(&self, mn: &str) -> Option<MonitoringPoint> {
         self.directory.point(mn)
+    }
+
+    /// Every registered point, for the gateway's missing days of devices
+    /// that never connect.
+    pub(crate) fn device_points(&self) -> Vec<MonitoringPoint> {
+        self.directory.points()
     }
 
     fn registered(&self, uscc: &str) -> Option<Enterprise> {

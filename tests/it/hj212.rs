@@ -201,6 +201,41 @@ async fn a_packet_with_a_wrong_password_is_acknowledged_but_never_recorded() {
     server.stop().await;
 }
 
+// Unplugging a logger must not be a way to escape monitoring: a device
+// that never connects owes data from the day after its registration.
+#[tokio::test]
+async fn a_device_that_never_connects_has_missing_days_after_the_grace_period() {
+    let server = TestServer::start_with_gateway().await;
+    // Registered at 08:00 China time on 31 May; 1 June is the first day owed.
+    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.registry.register_monitoring_point(point()).await.unwrap();
+
+    // 08:00 on 3 June: 1 June plus its 24 hours of grace is over.
+    let mut changes = server.service.subscribe_changes();
+    server.clock.set(Timestamp::parse_rfc3339("2026-06-03T00:00:00Z").unwrap());
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while hj212_reasons(&mut admin).await.len() < 2 {
+            changes.recv().await.unwrap();
+        }
+    })
+    .await
+    .expect("the silent device's day is judged");
+    let score = admin.score(ACME).await;
+    let mut days: Vec<String> =
+        score.reasons.iter().map(|r| format!("{} {}", r.kind, r.description)).collect();
+    days.sort();
+    assert_eq!(
+        days,
+        vec![
+            format!("monitoring.missing_day outlet DW001 (MN {MN}): no valid w01018 data on 2026-06-01"),
+            format!("monitoring.missing_day outlet DW001 (MN {MN}): no valid w21003 data on 2026-06-01"),
+        ]
+    );
+    server.stop().await;
+}
+
 /// Sends 30 May's hourly packets (COD above its limit) and waits for their acks.
 async fn send_an_exceeding_day(server: &TestServer) {
     let mut socket = TcpStream::connect(server.gateway.unwrap()).await.unwrap();

@@ -23,10 +23,11 @@
 //!   re-sent packet overwrites rather than double counts; the last copy wins.
 //! * Only pollutants with a registered limit are kept; limits are read again
 //!   when a day is closed.
-//! * Missing-day tracking for a device starts on the first day it sent
-//!   hourly or daily data for (moved back by earlier data until its first
-//!   day is closed): a registered device that never connects is not known
-//!   here. Data for a day already closed is late and ignored, as is data
+//! * Missing-day tracking for a device starts on the day after its
+//!   registration, or on the first day it sent hourly or daily data for if
+//!   that is earlier (moved back by earlier data until its first day is
+//!   closed): a device that never connects still has missing days, so
+//!   unplugging a logger is no way to escape monitoring. Data for a day already closed is late and ignored, as is data
 //!   dated more than [`BACKFILL_DAYS`] before or more than one day after its
 //!   receipt, so a device with a wrong clock cannot open or close years.
 //! * `occurred_at` is the last nanosecond of the local day: the judgement is
@@ -149,7 +150,10 @@ impl DailyAggregator {
         }
 
         let cursor = match self.store.cursor(point.mn())? {
-            None => Cursor { first_open: day, closed_any: false },
+            None => {
+                let owed = point.owes_data_from().filter(|owed| *owed < day);
+                Cursor { first_open: owed.unwrap_or(day), closed_any: false }
+            }
             Some(c) if day >= c.first_open => c,
             Some(c) if c.closed_any => return Ok(AcceptOutcome::Late(day)),
             Some(c) => Cursor { first_open: day, ..c },
@@ -161,8 +165,10 @@ impl DailyAggregator {
         Ok(AcceptOutcome::Stored(observations.len()))
     }
 
-    /// The records of every open day before `before`, for every device seen,
-    /// judged against the limits `points` returns now and the valid-day
+    /// The records of every open day before `before`, for every device seen
+    /// or `registered` (a device that never sent anything owes data from the
+    /// day after its registration), judged against the limits `points`
+    /// returns now and the valid-day
     /// `rules` of the scoring model. Changes nothing; see
     /// [`DailyAggregator::commit`]. A device `points` no longer knows has its
     /// days closed without records.
@@ -170,10 +176,21 @@ impl DailyAggregator {
         &self,
         before: LocalDay,
         points: impl Fn(&str) -> Option<MonitoringPoint>,
+        registered: &[MonitoringPoint],
         rules: MonitoringRules,
     ) -> Result<DayClosing> {
         let mut closing = DayClosing { before: Some(before), ..DayClosing::default() };
-        for (mn, cursor) in self.store.cursors()? {
+        let mut cursors = self.store.cursors()?;
+        let silent: Vec<(String, Cursor)> = registered
+            .iter()
+            .filter(|p| !cursors.iter().any(|(mn, _)| mn == p.mn()))
+            .filter_map(|p| {
+                let first_open = p.owes_data_from()?;
+                Some((p.mn().to_owned(), Cursor { first_open, closed_any: false }))
+            })
+            .collect();
+        cursors.extend(silent);
+        for (mn, cursor) in cursors {
             let point = points(&mn);
             let mut days = Vec::new();
             let mut day = cursor.first_open;

@@ -29,6 +29,10 @@ pub trait RecordSink: Send + Sync + 'static {
     /// The registered monitoring point of device `mn`, if any.
     fn monitoring_point(&self, mn: &str) -> Option<MonitoringPoint>;
 
+    /// Every registered monitoring point, with its registration time, so
+    /// that devices that never connect still have missing days.
+    fn monitoring_points(&self) -> Vec<MonitoringPoint>;
+
     /// Appends records through the normal ledger path. Must be idempotent on
     /// (`source`, `source_record_id`): after a failure or crash the same
     /// records are appended again.
@@ -382,9 +386,11 @@ impl<S: RecordSink> Shared<S> {
         let before = LocalDay::containing((self.config.clock)().plus_nanos(-grace));
         let shared = self.clone();
         let closing = tokio::task::spawn_blocking(move || {
+            let registered = shared.sink.monitoring_points();
             lock(&shared.aggregator).close_days_before(
                 before,
                 |mn| shared.sink.monitoring_point(mn),
+                &registered,
                 shared.config.valid_days,
             )
         })

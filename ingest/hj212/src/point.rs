@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use scoring::{Uscc, ValidationError};
+use scoring::{Timestamp, Uscc, ValidationError};
 
 use super::packet::{check_mn, check_password, check_pollutant_code};
 
@@ -128,6 +128,10 @@ pub struct MonitoringPoint {
     outlet: String,
     limits: Vec<PollutantLimit>,
     password: Option<PasswordHash>,
+    /// When the service first registered this MN: missing days count from
+    /// the next local day whether or not the device ever connects. Not part
+    /// of the stored event (the directory knows it from the ledger).
+    registered_at: Option<Timestamp>,
 }
 
 impl MonitoringPoint {
@@ -152,12 +156,34 @@ impl MonitoringPoint {
                 ));
             }
         }
-        Ok(MonitoringPoint { mn: mn.to_owned(), uscc, outlet: outlet.to_owned(), limits, password: None })
+        Ok(MonitoringPoint {
+            mn: mn.to_owned(),
+            uscc,
+            outlet: outlet.to_owned(),
+            limits,
+            password: None,
+            registered_at: None,
+        })
     }
 
     /// The same point, whose device must send this password.
     pub fn with_password(self, password: PasswordHash) -> MonitoringPoint {
         MonitoringPoint { password: Some(password), ..self }
+    }
+
+    /// The same point, first registered at `at`.
+    pub fn registered_at(self, at: Timestamp) -> MonitoringPoint {
+        MonitoringPoint { registered_at: Some(at), ..self }
+    }
+
+    pub fn first_registered_at(&self) -> Option<Timestamp> {
+        self.registered_at
+    }
+
+    /// The first local day whose data the device owes: the day after its
+    /// registration (a partial day could never have enough valid hours).
+    pub fn owes_data_from(&self) -> Option<super::time::LocalDay> {
+        self.registered_at.and_then(|at| super::time::LocalDay::containing(at).next())
     }
 
     pub fn password(&self) -> Option<&PasswordHash> {

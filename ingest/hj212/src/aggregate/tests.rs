@@ -89,8 +89,8 @@ fn hourly_values_give_exceedance_and_missing_days() {
     let mut agg = open(&dir);
     accept_all(&mut agg, &day_15_packets());
 
-    assert!(agg.close_days_before(day(15), |_| Some(point()), ANY_HOUR).unwrap().is_empty());
-    let closing = agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap();
+    assert!(agg.close_days_before(day(15), |_| Some(point()), &[], ANY_HOUR).unwrap().is_empty());
+    let closing = agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(
         summary(&closing),
         vec![
@@ -135,7 +135,7 @@ fn converted_values_are_judged_when_the_limit_says_so() {
             hourly(14, 0, "a21026-Avg=40,a21026-Flag=N"),
         ],
     );
-    let closing = agg.close_days_before(day(16), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], ANY_HOUR).unwrap();
     let judged: Vec<_> = closing
         .records()
         .iter()
@@ -161,7 +161,7 @@ fn a_valid_daily_value_wins_over_the_hourly_mean() {
             packet(command::DAILY, "20260315000000", "w01018-Avg=45,w01018-Flag=C"),
         ],
     );
-    let closing = agg.close_days_before(day(16), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], ANY_HOUR).unwrap();
     let exceeded: Vec<_> = closing
         .records()
         .iter()
@@ -176,7 +176,7 @@ fn re_sent_packets_change_nothing() {
     let once = tempfile::tempdir().unwrap();
     let mut agg = open(&once);
     accept_all(&mut agg, &day_15_packets());
-    let expected = summary(&agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap());
+    let expected = summary(&agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap());
 
     let twice = tempfile::tempdir().unwrap();
     let mut agg = open(&twice);
@@ -184,7 +184,7 @@ fn re_sent_packets_change_nothing() {
     packets.extend(day_15_packets());
     packets.reverse();
     accept_all(&mut agg, &packets);
-    assert_eq!(summary(&agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap()), expected);
+    assert_eq!(summary(&agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap()), expected);
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn a_corrected_re_send_replaces_the_earlier_value() {
         &mut agg,
         &[hourly(15, 0, "w01018-Avg=90,w01018-Flag=N"), hourly(15, 0, "w01018-Avg=20,w01018-Flag=N")],
     );
-    let closing = agg.close_days_before(day(16), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert!(closing.records().iter().all(|r| r.kind == KIND_MISSING_DAY), "{:?}", summary(&closing));
 }
 
@@ -204,7 +204,7 @@ fn restart_loses_nothing_and_closed_days_stay_closed() {
     let reference = tempfile::tempdir().unwrap();
     let mut agg = open(&reference);
     accept_all(&mut agg, &day_15_packets());
-    let expected = summary(&agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap());
+    let expected = summary(&agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap());
 
     let dir = tempfile::tempdir().unwrap();
     let packets = day_15_packets();
@@ -216,24 +216,24 @@ fn restart_loses_nothing_and_closed_days_stay_closed() {
     accept_all(&mut agg, second);
     drop(agg);
     let agg = open(&dir);
-    let closing = agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(summary(&closing), expected);
 
     // Not committed yet (the ledger append "failed"): a restart yields the same records.
     drop(agg);
     let mut agg = open(&dir);
-    let closing = agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(summary(&closing), expected);
     agg.commit(closing).unwrap();
     drop(agg);
 
     let mut agg = open(&dir);
-    assert!(agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap().is_empty());
+    assert!(agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap().is_empty());
     let late = hourly(15, 5, "w01018-Avg=1000,w01018-Flag=N");
     assert_eq!(agg.accept(&point(), &late, received()).unwrap(), AcceptOutcome::Late(day(15)));
-    assert!(agg.close_days_before(day(17), |_| Some(point()), ANY_HOUR).unwrap().is_empty());
+    assert!(agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap().is_empty());
     // Later days go on from where closing stopped.
-    let closing = agg.close_days_before(day(18), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(18), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(closing.records().len(), 3);
     assert!(closing.records().iter().all(|r| r.attributes["day"] == "2026-03-17"));
 }
@@ -261,13 +261,13 @@ fn what_is_not_aggregated_says_why() {
     check(&mut agg, packet(command::HOURLY, "20260317230000", "w01018-Avg=35"), AcceptOutcome::Stored(1));
     // Earlier data moves the first tracked day back while nothing is closed.
     check(&mut agg, hourly(10, 1, "w01018-Avg=35;w21003-Avg=1"), AcceptOutcome::Stored(2));
-    let closing = agg.close_days_before(day(11), |_| Some(point()), ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(11), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(
         summary(&closing),
         vec![s("hj212:Z13401000010301:a21026:20260310:missing_day", KIND_MISSING_DAY, None)]
     );
     // A device whose registration is gone gets its days closed without records.
-    let closing = agg.close_days_before(day(12), |_| None, ANY_HOUR).unwrap();
+    let closing = agg.close_days_before(day(12), |_| None, &[], ANY_HOUR).unwrap();
     assert!(!closing.is_empty() && closing.records().is_empty());
     let other = MonitoringPoint::new("OTHER", Uscc::parse(USCC).unwrap(), "DW002", vec![]).unwrap();
     assert!(matches!(agg.accept(&other, &hourly(16, 1, ""), received()), Err(Error::WrongPoint { .. })));
@@ -288,7 +288,7 @@ fn w01018_on_day_15(packets: &[Packet]) -> Vec<Record> {
     let dir = tempfile::tempdir().unwrap();
     let mut agg = open(&dir);
     accept_all(&mut agg, packets);
-    let closing = agg.close_days_before(day(16), |_| Some(point()), MonitoringRules::STANDARD).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], MonitoringRules::STANDARD).unwrap();
     closing.records().iter().filter(|r| r.attributes["pollutant"] == "w01018").cloned().collect()
 }
 
@@ -328,4 +328,34 @@ fn maintenance_calibration_and_fault_hours_are_not_valid_hours() {
     let kinds: Vec<_> =
         w01018_on_day_15(&hours_of_day_15(0, "n", 60.0)).into_iter().map(|r| r.kind).collect();
     assert_eq!(kinds, vec![KIND_EXCEEDANCE.to_owned()]);
+}
+
+#[test]
+fn a_device_that_never_connects_has_missing_days_from_the_day_after_its_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    // Registered at 15:00 on 14 March; it never sends anything.
+    let registered = point().registered_at(day(14).start().plus_nanos(15 * 3600 * scoring::NANOS_PER_SECOND));
+    let close = |agg: &DailyAggregator, before| {
+        let registered = [registered.clone()];
+        agg.close_days_before(before, |_| Some(registered[0].clone()), &registered, ANY_HOUR).unwrap()
+    };
+    assert!(close(&agg, day(15)).is_empty(), "its registration day is not owed");
+    let closing = close(&agg, day(17));
+    let ids: Vec<String> = summary(&closing).into_iter().map(|(id, ..)| id).collect();
+    assert_eq!(
+        ids,
+        [
+            "a21026:20260315",
+            "a21026:20260316",
+            "w01018:20260315",
+            "w01018:20260316",
+            "w21003:20260315",
+            "w21003:20260316",
+        ]
+        .map(|d| format!("hj212:{MN}:{d}:missing_day"))
+    );
+    agg.commit(closing).unwrap();
+    assert!(close(&agg, day(17)).is_empty(), "closed days stay closed");
+    assert_eq!(close(&agg, day(18)).records().len(), 3);
 }

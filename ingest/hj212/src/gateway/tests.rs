@@ -24,6 +24,10 @@ impl RecordSink for TestSink {
         (mn == MN).then(|| self.point.clone())
     }
 
+    fn monitoring_points(&self) -> Vec<MonitoringPoint> {
+        vec![self.point.clone()]
+    }
+
     fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), SinkError>> + Send {
         self.records.lock().unwrap().extend(records.iter().cloned());
         let sent = self.appended.send(records).map_err(|e| SinkError::Transient(e.to_string()));
