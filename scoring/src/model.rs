@@ -532,15 +532,20 @@ fn validate_kind(name: String, kind: KindFile) -> Result<KindRule, String> {
 }
 
 /// Bonus kinds add points and all others deduct, so the sign is fixed by
-/// `bonus`; zero would be a kind that never matters.
+/// `bonus`. A deduction of zero is an explained fact that costs nothing
+/// (e.g. a monitoring day excused by a platform outage); a zero cap or bonus
+/// would be a kind that never matters.
 fn check_points(at: &str, key: &str, points: i32, bonus: bool) -> Result<(), String> {
-    let ok = if bonus { (1..=MAX_POINTS).contains(&points) } else { (-MAX_POINTS..=-1).contains(&points) };
+    let most = if key == "points" { 0 } else { -1 };
+    let ok = if bonus { (1..=MAX_POINTS).contains(&points) } else { (-MAX_POINTS..=most).contains(&points) };
     if ok {
         Ok(())
     } else if bonus {
         Err(format!("{at}.{key} of a bonus kind must be in 1..={MAX_POINTS}, got {points}"))
     } else {
-        Err(format!("{at}.{key} must be in -{MAX_POINTS}..=-1 (bonus kinds set bonus = true), got {points}"))
+        Err(format!(
+            "{at}.{key} must be in -{MAX_POINTS}..={most} (bonus kinds set bonus = true), got {points}"
+        ))
     }
 }
 
@@ -552,8 +557,8 @@ mod tests {
     fn builtin_model_is_valid() {
         let model = Model::builtin();
         assert_eq!(model.version(), "ecocode-2026.1");
-        // 18 deductions, 7 veto kinds, 3 bonuses and 6 workflow kinds.
-        assert_eq!(model.kinds().count(), 18 + 7 + 3 + 6);
+        // 19 deductions, 7 veto kinds, 3 bonuses and 6 workflow kinds.
+        assert_eq!(model.kinds().count(), 19 + 7 + 3 + 6);
         assert_eq!(model.inner.future_tolerance_nanos, 300 * NANOS_PER_SECOND);
         assert_eq!(model.minimum_publicity_days(365), 90);
         assert_eq!(model.minimum_publicity_days(366), 365);

@@ -3,7 +3,7 @@
 
 pub mod from_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::{MonitoringPoint, PasswordHash, PollutantLimit, Statistic};
+    use hj212::{MonitoringPoint, Outage, PasswordHash, PollutantLimit, Statistic};
     use scoring::{Enterprise, Record, RecordFields, Seq, Timestamp, ValidationError};
 
     pub fn timestamp(t: &prost_types::Timestamp, field: &str) -> Result<Timestamp, ValidationError> {
@@ -37,6 +37,21 @@ pub mod from_proto {
             description: &r.description,
             attributes: r.attributes.clone(),
         })
+    }
+
+    pub fn platform_outage(o: &pb::PlatformOutage) -> Result<Outage, ValidationError> {
+        if o.component != super::to_proto::OUTAGE_COMPONENT {
+            return Err(ValidationError::new("component", format!("unknown component {:?}", o.component)));
+        }
+        let required = |t: Option<&prost_types::Timestamp>, field: &str| {
+            optional_timestamp(t, field)?.ok_or_else(|| ValidationError::new(field, "is required"))
+        };
+        let from = required(o.from.as_ref(), "from")?;
+        let to = required(o.to.as_ref(), "to")?;
+        if to < from {
+            return Err(ValidationError::new("to", "must not be before from"));
+        }
+        Ok(Outage { from, to })
     }
 
     /// A monitoring point as a client registers it: the password is
@@ -103,7 +118,7 @@ pub mod from_proto {
 
 pub mod to_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::MonitoringPoint;
+    use hj212::{MonitoringPoint, Outage};
     use scoring::{Code, Enterprise, Evaluation, Grade, Record, Timestamp};
 
     pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
@@ -131,6 +146,17 @@ pub mod to_proto {
             refers_to_seq: r.refers_to.map_or(0, |s| s.0),
             description: r.description.clone(),
             attributes: r.attributes.clone(),
+        }
+    }
+
+    /// The component of every outage so far: the HJ 212 gateway.
+    pub const OUTAGE_COMPONENT: &str = "hj212-gateway";
+
+    pub fn platform_outage(o: &Outage) -> pb::PlatformOutage {
+        pb::PlatformOutage {
+            component: OUTAGE_COMPONENT.to_owned(),
+            from: Some(timestamp(o.from)),
+            to: Some(timestamp(o.to)),
         }
     }
 

@@ -22,7 +22,7 @@
 //! message. The subject of every event is the enterprise's USCC.
 
 use ecocode_proto::v1 as pb;
-use hj212::MonitoringPoint;
+use hj212::{MonitoringPoint, Outage};
 use ledger::{Entry, Idempotency, NewEntry};
 use prost::Message;
 use scoring::{Enterprise, Record};
@@ -36,7 +36,13 @@ pub enum Event {
     Registration(Enterprise),
     Record(Record),
     MonitoringPoint(MonitoringPoint),
+    /// The HJ 212 gateway was down; stored under the subject `platform`,
+    /// which is no USCC, so no enterprise's entries include it.
+    PlatformOutage(Outage),
 }
+
+/// The subject of platform-wide entries.
+pub const PLATFORM_SUBJECT: &str = "platform";
 
 impl Event {
     /// The entry to append for this event, submitted by principal `submitted_by`.
@@ -54,6 +60,18 @@ impl Event {
                 let fingerprint = fingerprint(&canonical);
                 let key = [b"point\0".as_slice(), p.mn().as_bytes(), b"\0", &fingerprint].concat();
                 (pb::ledger_event::Event::MonitoringPoint(canonical), p.uscc().as_str(), key, fingerprint)
+            }
+            Event::PlatformOutage(o) => {
+                let canonical = to_proto::platform_outage(o);
+                let fingerprint = fingerprint(&canonical);
+                let key = [
+                    b"outage\0".as_slice(),
+                    canonical.component.as_bytes(),
+                    b"\0",
+                    &o.from.unix_nanos().to_be_bytes(),
+                ]
+                .concat();
+                (pb::ledger_event::Event::PlatformOutage(canonical), PLATFORM_SUBJECT, key, fingerprint)
             }
         };
         let payload = pb::LedgerEvent { event: Some(event), submitted_by: submitted_by.to_owned() };
@@ -99,6 +117,10 @@ impl Event {
             Some(pb::ledger_event::Event::MonitoringPoint(p)) => Event::MonitoringPoint(
                 from_proto::monitoring_point(&p)
                     .map_err(|e| corrupt(format!("stored monitoring point is invalid: {e}")))?,
+            ),
+            Some(pb::ledger_event::Event::PlatformOutage(o)) => Event::PlatformOutage(
+                from_proto::platform_outage(&o)
+                    .map_err(|e| corrupt(format!("stored platform outage is invalid: {e}")))?,
             ),
             None => return Err(corrupt("payload holds no event".into())),
         })

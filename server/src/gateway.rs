@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hj212::{MonitoringPoint, RecordSink, SinkError};
+use hj212::{MonitoringPoint, Outage, RecordSink, SinkError};
 use scoring::Record;
 use tonic::Code;
 
@@ -28,6 +28,10 @@ impl LedgerSink {
 impl RecordSink for LedgerSink {
     fn monitoring_point(&self, mn: &str) -> Option<MonitoringPoint> {
         self.service.device_point(mn)
+    }
+
+    async fn record_outage(&self, outage: Outage) -> Result<(), SinkError> {
+        self.outage(outage).await
     }
 
     fn monitoring_points(&self) -> Vec<MonitoringPoint> {
@@ -55,6 +59,16 @@ impl RecordSink for LedgerSink {
         match first {
             None => Ok(()),
             Some(first) => Err(SinkError::Rejected { count: rejected, first }),
+        }
+    }
+}
+
+impl LedgerSink {
+    async fn outage(&self, outage: Outage) -> Result<(), SinkError> {
+        match self.service.record_outage(&self.principal, outage).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(e.code()) => Err(SinkError::Transient(e.to_string())),
+            Err(e) => Err(SinkError::Rejected { count: 1, first: e.to_string() }),
         }
     }
 }

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hj212::MonitoringPoint;
+use hj212::{MonitoringPoint, Outage};
 use ledger::{Checkpoint, Entry, Hash, Ledger, LedgerConfig, Receipt};
 use scoring::{Code, Enterprise, KindClass, LedgerRecord, Model, Record, Seq, Timestamp, Uscc};
 use tokio::sync::{broadcast, mpsc};
@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::principals::Principal;
+use crate::principals::{Principal, Role};
 pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
 
 mod watch;
@@ -624,5 +624,26 @@ fn not_registered(uscc: &str, tree_size: u64, current: u64) -> Error {
         ))
     } else {
         Error::NotFound(format!("enterprise {uscc} is not registered"))
+    }
+}
+
+// ---- platform availability (HJ 212 gateway) ----------------------------------
+
+impl Service {
+    /// Records an outage of the HJ 212 gateway itself. Only the gateway's
+    /// own principal (or an admin) may: an outage excuses enterprises'
+    /// missing days. Re-sending the same outage is a duplicate.
+    pub async fn record_outage(&self, who: &Principal, outage: Outage) -> Result<Receipt> {
+        let gateway = matches!(&who.role, Role::Source { source } if source == hj212::SOURCE);
+        if !(gateway || who.role == Role::Admin) {
+            return Err(Error::PermissionDenied(format!(
+                "{} may not record platform outages; only the hj212 gateway does",
+                who.name
+            )));
+        }
+        let event = Event::PlatformOutage(outage);
+        self.append_event(who, &event).await?.map_err(|c| {
+            Error::AlreadyExists(format!("another outage from {} is at seq {}", outage.from, c.existing.seq))
+        })
     }
 }

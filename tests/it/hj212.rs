@@ -236,6 +236,80 @@ async fn a_device_that_never_connects_has_missing_days_after_the_grace_period() 
     server.stop().await;
 }
 
+// The platform's own outages never cost an enterprise points: the gateway
+// is down for four days (stopped, restarted later by the manual clock), and
+// the silent device's days in that time are excused, not deducted.
+#[tokio::test]
+async fn days_overlapping_a_platform_outage_are_excused_not_deducted() {
+    // 08:00 China time on 1 June (T0): registered, and the device sends its
+    // 07:00 hour; then the platform goes down.
+    let server = TestServer::start_with_gateway().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.registry.register_monitoring_point(point()).await.unwrap();
+    let mut socket = TcpStream::connect(server.gateway.unwrap()).await.unwrap();
+    let may = String::from_utf8(hourly(1, 7, (10.0, "N"), Some(1.0))).unwrap();
+    let june = hj212::frame(may[6..may.len() - 6].replace("202605", "202606").as_bytes());
+    socket.write_all(&june).await.unwrap();
+    read_acks(&mut socket, 1).await;
+    let dir = server.stop().await;
+
+    // Listening again at 08:00 on 5 June; at 08:00 on 9 June, 1 to 7 June are judged.
+    let server = TestServer::start_with_gateway_in_at(dir, days(4)).await;
+    let mut changes = server.service.subscribe_changes();
+    server.clock.set(days(8));
+    let mut admin = server.admin().await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while hj212_reasons(&mut admin).await.len() < 14 {
+            changes.recv().await.unwrap();
+        }
+    })
+    .await
+    .expect("the days are judged");
+    let score = admin.score(ACME).await;
+    let mut lines: Vec<String> = score
+        .reasons
+        .iter()
+        .map(|r| format!("{} {} {}", r.kind, r.points, r.description.split(" data").next().unwrap_or("")))
+        .collect();
+    lines.sort();
+    // Five excused days (1 to 5 June; the first and last partly down) and
+    // two missing ones, for each of the two pollutants.
+    let mut expected = Vec::new();
+    for p in ["w01018", "w21003"] {
+        expected.extend(vec![format!("monitoring.excused_day 0 outlet DW001 (MN {MN}): {p}"); 5]);
+        expected.extend(vec![format!("monitoring.missing_day -1 outlet DW001 (MN {MN}): no valid {p}"); 2]);
+    }
+    expected.sort();
+    let all: Vec<&str> = score.reasons.iter().map(|r| r.description.as_str()).collect();
+    assert_eq!(lines, expected, "{all:#?}");
+    assert_eq!(score.points, 96, "only the days after the outage cost points");
+    let excused = score.reasons.iter().find(|r| r.kind == "monitoring.excused_day").unwrap();
+    assert!(
+        excused
+            .description
+            .ends_with("excused: platform outage from 2026-06-01T00:00:00Z to 2026-06-05T00:00:00Z"),
+        "{}",
+        excused.description
+    );
+
+    // The outage itself is a ledger entry of its own.
+    let ledger = server.service.ledger();
+    let outages: Vec<pb::PlatformOutage> = ledger
+        .scan(0, ledger.head().size)
+        .map(|e| e.unwrap())
+        .filter_map(|e| {
+            match <pb::LedgerEvent as prost::Message>::decode(e.payload.as_slice()).unwrap().event {
+                Some(pb::ledger_event::Event::PlatformOutage(o)) => Some(o),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    assert_eq!(outages[0].component, "hj212-gateway");
+    server.stop().await;
+}
+
 /// Sends 30 May's hourly packets (COD above its limit) and waits for their acks.
 async fn send_an_exceeding_day(server: &TestServer) {
     let mut socket = TcpStream::connect(server.gateway.unwrap()).await.unwrap();

@@ -30,6 +30,11 @@
 //!   unplugging a logger is no way to escape monitoring. Data for a day already closed is late and ignored, as is data
 //!   dated more than [`BACKFILL_DAYS`] before or more than one day after its
 //!   receipt, so a device with a wrong clock cannot open or close years.
+//! * A missing or insufficient day that overlaps a platform [`Outage`] (the
+//!   gateway's own downtime, see [`DailyAggregator::note_start`]) is a
+//!   `monitoring.excused_day` naming the outage instead: the platform's
+//!   outages never cost an enterprise points. Exceedances are judged as
+//!   usual, since their data did arrive.
 //! * `occurred_at` is the last nanosecond of the local day: the judgement is
 //!   known only once the day is over, yet belongs to that day.
 //! * Closing is two-phase: [`DailyAggregator::close_days_before`] computes the
@@ -43,6 +48,7 @@ use std::path::Path;
 
 use scoring::{MonitoringRules, Record, RecordFields, Timestamp};
 
+use super::availability::Outage;
 use super::packet::{DataFlag, Packet, Suffix, command};
 use super::point::{MonitoringPoint, PollutantLimit, Statistic};
 use super::store::{Cursor, Observation, Slot, StateStore};
@@ -57,6 +63,7 @@ pub const SOURCE: &str = "hj212";
 pub const KIND_EXCEEDANCE: &str = "exceedance.daily";
 pub const KIND_MISSING_DAY: &str = "monitoring.missing_day";
 pub const KIND_INSUFFICIENT_DAY: &str = "monitoring.insufficient_day";
+pub const KIND_EXCUSED_DAY: &str = "monitoring.excused_day";
 
 /// What became of one accepted packet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -100,6 +107,43 @@ impl DailyAggregator {
     /// Opens (or creates) the state kept in `dir`, e.g. `DATA/hj212`.
     pub fn open(dir: &Path) -> Result<DailyAggregator> {
         Ok(DailyAggregator { store: StateStore::open(dir)? })
+    }
+
+    /// Records that the gateway starts listening at `now`. If its last sign
+    /// of health is `min_outage` or more before, the time in between was a
+    /// platform outage, which is kept (to be put in the ledger, see
+    /// [`DailyAggregator::pending_outages`]) and returned.
+    pub fn note_start(&mut self, now: Timestamp, min_outage: std::time::Duration) -> Result<Option<Outage>> {
+        let min = i64::try_from(min_outage.as_nanos()).unwrap_or(i64::MAX);
+        let outage = self
+            .store
+            .alive_at()?
+            .filter(|alive| now.unix_nanos().saturating_sub(alive.unix_nanos()) >= min)
+            .map(|alive| Outage { from: alive, to: now });
+        if let Some(outage) = outage {
+            self.store.put_outage(outage, false)?;
+        }
+        self.note_alive(now)?;
+        Ok(outage)
+    }
+
+    /// Records that the gateway is listening and healthy at `now`.
+    pub fn note_alive(&mut self, now: Timestamp) -> Result<()> {
+        if self.store.alive_at()?.is_none_or(|alive| alive < now) {
+            self.store.set_alive_at(now)?;
+        }
+        self.store.flush()
+    }
+
+    /// Outages not yet in the ledger, oldest first.
+    pub fn pending_outages(&self) -> Result<Vec<Outage>> {
+        Ok(self.store.outages()?.into_iter().filter(|(_, recorded)| !recorded).map(|(o, _)| o).collect())
+    }
+
+    /// Marks `outage` as in the ledger.
+    pub fn outage_recorded(&mut self, outage: Outage) -> Result<()> {
+        self.store.put_outage(outage, true)?;
+        self.store.flush()
     }
 
     /// Keeps the hourly or daily values of `packet`, a well-formed packet
@@ -180,6 +224,7 @@ impl DailyAggregator {
         rules: MonitoringRules,
     ) -> Result<DayClosing> {
         let mut closing = DayClosing { before: Some(before), ..DayClosing::default() };
+        let outages: Vec<Outage> = self.store.outages()?.into_iter().map(|(o, _)| o).collect();
         let mut cursors = self.store.cursors()?;
         let silent: Vec<(String, Cursor)> = registered
             .iter()
@@ -196,7 +241,7 @@ impl DailyAggregator {
             let mut day = cursor.first_open;
             while day < before {
                 if let Some(point) = &point {
-                    closing.records.extend(self.judge_day(point, day, rules)?);
+                    closing.records.extend(self.judge_day(point, day, rules, &outages)?);
                 }
                 days.push(day);
                 match day.next() {
@@ -226,8 +271,10 @@ impl DailyAggregator {
         point: &MonitoringPoint,
         day: LocalDay,
         rules: MonitoringRules,
+        outages: &[Outage],
     ) -> Result<Vec<Record>> {
         let observations = self.store.day(point.mn(), day)?;
+        let outage = outages.iter().find(|o| o.overlaps(day));
         let mut records = Vec::new();
         for limit in point.limits() {
             let mine: Vec<(Slot, &Observation)> = observations
@@ -241,6 +288,9 @@ impl DailyAggregator {
                     Some(exceedance(point, limit, day, mean, statistic)?)
                 }
                 DailyMean::Valid { .. } => None,
+                DailyMean::Insufficient { .. } | DailyMean::Missing if outage.is_some() => {
+                    outage.map(|o| excused_day(point, limit, day, o)).transpose()?
+                }
                 DailyMean::Insufficient { valid_hours } => {
                     Some(insufficient_day(point, limit, day, valid_hours, required)?)
                 }
@@ -384,6 +434,36 @@ fn insufficient_day(
         point,
         &record_id(point, limit, day, "insufficient_day"),
         KIND_INSUFFICIENT_DAY,
+        day,
+        &description,
+        attributes,
+    )
+}
+
+fn excused_day(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    outage: &Outage,
+) -> Result<Record> {
+    let attributes = BTreeMap::from([
+        ("pollutant".to_owned(), limit.pollutant().to_owned()),
+        ("outlet".to_owned(), point.outlet().to_owned()),
+        ("mn".to_owned(), point.mn().to_owned()),
+        ("day".to_owned(), day.to_string()),
+        ("outage_from".to_owned(), outage.from.to_string()),
+        ("outage_to".to_owned(), outage.to.to_string()),
+    ]);
+    let description = format!(
+        "outlet {} (MN {}): {} data of {day} not complete, excused: {outage}",
+        point.outlet(),
+        point.mn(),
+        limit.pollutant()
+    );
+    record(
+        point,
+        &record_id(point, limit, day, "excused_day"),
+        KIND_EXCUSED_DAY,
         day,
         &description,
         attributes,

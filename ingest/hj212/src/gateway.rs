@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::aggregate::{AcceptOutcome, DailyAggregator};
+use super::availability::Outage;
 use super::framer::Framer;
 use super::packet::{PacketError, parse_packet};
 use super::point::MonitoringPoint;
@@ -37,6 +38,10 @@ pub trait RecordSink: Send + Sync + 'static {
     /// (`source`, `source_record_id`): after a failure or crash the same
     /// records are appended again.
     fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Records a platform outage of the gateway itself. Must be idempotent
+    /// on `outage.from`.
+    fn record_outage(&self, outage: Outage) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// Why a [`RecordSink`] did not take a batch of records.
@@ -70,6 +75,11 @@ pub struct GatewayConfig {
     /// How long after local midnight a day stays open for late hourly data
     /// and re-sends, before it is judged.
     pub close_grace: Duration,
+    /// A gap of at least this much between the gateway's last sign of
+    /// health (it notes one at every close check and at shutdown) and its
+    /// next start is a platform outage, recorded in the ledger; days it
+    /// overlaps are excused. Shorter gaps are restarts: devices re-send.
+    pub min_outage: Duration,
     /// The valid hours a daily mean needs, by pollutant class: the scoring
     /// model's `[monitoring]` (the server passes its model's).
     pub valid_days: MonitoringRules,
@@ -84,6 +94,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_connections", &self.max_connections)
             .field("close_interval", &self.close_interval)
             .field("close_grace", &self.close_grace)
+            .field("min_outage", &self.min_outage)
             .field("valid_days", &self.valid_days)
             .finish_non_exhaustive()
     }
@@ -96,6 +107,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             close_interval: Duration::from_secs(300),
             close_grace: Duration::from_secs(24 * 3600),
+            min_outage: Duration::from_secs(15 * 60),
             valid_days: MonitoringRules::STANDARD,
             clock: Arc::new(Timestamp::now),
         }
@@ -192,9 +204,14 @@ struct Shared<S> {
 }
 
 impl<S: RecordSink> Gateway<S> {
-    /// Opens the aggregation state in `state_dir` (e.g. `DATA/hj212`).
+    /// Opens the aggregation state in `state_dir` (e.g. `DATA/hj212`) and
+    /// notes the start, which is when the listener is bound: a gap since the
+    /// last sign of health is an outage that ends now.
     pub fn open(state_dir: &Path, sink: Arc<S>, config: GatewayConfig) -> Result<Gateway<S>> {
-        let aggregator = DailyAggregator::open(state_dir)?;
+        let mut aggregator = DailyAggregator::open(state_dir)?;
+        if let Some(outage) = aggregator.note_start((config.clock)(), config.min_outage)? {
+            warn!(%outage, "hj212 gateway was down; days it overlaps are excused");
+        }
         Ok(Gateway {
             shared: Arc::new(Shared {
                 sink,
@@ -254,6 +271,7 @@ impl<S: RecordSink> Gateway<S> {
         }
         let _ = stop.send(true);
         while tasks.join_next().await.is_some() {}
+        lock(&shared.aggregator).note_alive((shared.config.clock)())?;
         info!("hj212 gateway stopped");
         Ok(())
     }
@@ -382,8 +400,27 @@ impl<S: RecordSink> Shared<S> {
     /// Judges every day that is over (plus the grace period) and appends
     /// its records; the days are closed only once the sink has them.
     async fn close_due_days(self: &Arc<Self>) -> Result<()> {
+        let now = (self.config.clock)();
+        // Outages go into the ledger before any day they excuse is closed.
+        let pending = lock(&self.aggregator).pending_outages()?;
+        for outage in pending {
+            if let Err(e) = self.sink.record_outage(outage).await {
+                bump(&self.stats.append_failures, 1);
+                warn!(error = %e, %outage, "hj212 outage not recorded, retrying at the next close");
+                return Ok(());
+            }
+            lock(&self.aggregator).outage_recorded(outage)?;
+        }
+        self.close_days_due_at(now).await?;
+        let aggregator = self.aggregator.clone();
+        tokio::task::spawn_blocking(move || lock(&aggregator).note_alive(now))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+
+    async fn close_days_due_at(self: &Arc<Self>, now: Timestamp) -> Result<()> {
         let grace = i64::try_from(self.config.close_grace.as_nanos()).unwrap_or(i64::MAX);
-        let before = LocalDay::containing((self.config.clock)().plus_nanos(-grace));
+        let before = LocalDay::containing(now.plus_nanos(-grace));
         let shared = self.clone();
         let closing = tokio::task::spawn_blocking(move || {
             let registered = shared.sink.monitoring_points();

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod aggregate;
+mod availability;
 mod crc;
 mod framer;
 mod gateway;
@@ -25,9 +26,10 @@ mod time;
 mod tests;
 
 pub use aggregate::{
-    AcceptOutcome, BACKFILL_DAYS, DailyAggregator, DayClosing, KIND_EXCEEDANCE, KIND_INSUFFICIENT_DAY,
-    KIND_MISSING_DAY, SOURCE,
+    AcceptOutcome, BACKFILL_DAYS, DailyAggregator, DayClosing, KIND_EXCEEDANCE, KIND_EXCUSED_DAY,
+    KIND_INSUFFICIENT_DAY, KIND_MISSING_DAY, SOURCE,
 };
+pub use availability::Outage;
 pub use crc::hj212_crc;
 pub use framer::{Framer, MAX_BUFFERED_BYTES};
 pub use gateway::{

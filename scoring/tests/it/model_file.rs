@@ -63,7 +63,7 @@ fn broken_models_are_rejected() {
     check_rejected(
         "points = -3\nwindow_days = 180",
         "points = 3\nwindow_days = 180",
-        "kinds.\"penalty.warning\".points must be in -100..=-1",
+        "kinds.\"penalty.warning\".points must be in -100..=0",
     );
     check_rejected(
         "window_days = 90\ncap = -10",

@@ -142,7 +142,7 @@ impl LedgerSnapshot {
                 self.enterprises.insert(e.uscc.to_string(), e);
             }
             Event::Record(record) => self.records.push(LedgerRecord { seq: Seq(entry.seq), record }),
-            Event::MonitoringPoint(_) => {}
+            Event::MonitoringPoint(_) | Event::PlatformOutage(_) => {}
         }
         Ok(())
     }

@@ -359,3 +359,27 @@ fn a_device_that_never_connects_has_missing_days_from_the_day_after_its_registra
     assert!(close(&agg, day(17)).is_empty(), "closed days stay closed");
     assert_eq!(close(&agg, day(18)).records().len(), 3);
 }
+
+#[test]
+fn a_gap_since_the_last_sign_of_health_is_an_outage_once_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    let minutes = |m: i64| received().plus_nanos(m * 60 * scoring::NANOS_PER_SECOND);
+    let min = std::time::Duration::from_secs(15 * 60);
+    assert_eq!(agg.note_start(minutes(0), min).unwrap(), None, "the first start has no past");
+    agg.note_alive(minutes(5)).unwrap();
+    assert_eq!(agg.note_start(minutes(19), min).unwrap(), None, "a quick restart is no outage");
+    let outage = agg.note_start(minutes(19 + 3 * 24 * 60), min).unwrap().unwrap();
+    assert_eq!((outage.from, outage.to), (minutes(19), minutes(19 + 3 * 24 * 60)));
+    assert_eq!(agg.pending_outages().unwrap(), vec![outage]);
+    agg.outage_recorded(outage).unwrap();
+    assert!(agg.pending_outages().unwrap().is_empty());
+    drop(agg);
+    // Kept across restarts: the days it touches are excused, however few
+    // hours arrived; an exceedance on valid data would still count.
+    let mut agg = open(&dir);
+    accept_all(&mut agg, &[hourly(16, 1, "w01018-Avg=10,w01018-Flag=N")]);
+    let closing = agg.close_days_before(day(18), |_| Some(point()), &[], MonitoringRules::STANDARD).unwrap();
+    let kinds: Vec<&str> = closing.records().iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, vec![KIND_EXCUSED_DAY; 6]);
+}

@@ -24,6 +24,10 @@ impl RecordSink for TestSink {
         (mn == MN).then(|| self.point.clone())
     }
 
+    async fn record_outage(&self, _outage: Outage) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     fn monitoring_points(&self) -> Vec<MonitoringPoint> {
         vec![self.point.clone()]
     }
@@ -46,6 +50,7 @@ fn config() -> GatewayConfig {
         max_connections: 8,
         close_interval: Duration::from_millis(10),
         close_grace: Duration::from_secs(24 * 3600),
+        min_outage: Duration::from_secs(15 * 60),
         valid_days: MonitoringRules { gas: 1, water: 1, other: 1 },
         clock: Arc::new(fixed_clock),
     }
