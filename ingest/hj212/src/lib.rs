@@ -15,6 +15,7 @@
 mod aggregate;
 mod availability;
 mod crc;
+mod deviation;
 mod framer;
 mod gateway;
 mod packet;
@@ -31,6 +32,7 @@ pub use aggregate::{
 };
 pub use availability::Outage;
 pub use crc::hj212_crc;
+pub use deviation::{Deviation, deviations};
 pub use framer::{Framer, MAX_BUFFERED_BYTES};
 pub use gateway::{
     Gateway, GatewayConfig, GatewayCounts, GatewayStats, RecordSink, SinkError, WallClock, serve_gateway,

@@ -402,6 +402,10 @@ fn shown(value: &str) -> String {
 }
 
 fn parse_data_segment(data: &str) -> Result<Packet, PacketError> {
+    // Some loggers pad the data segment after the closing `&&` (a space, a
+    // NUL, a line end) and count the padding in the length and the CRC; it
+    // cannot carry meaning, so it is dropped (and counted as a deviation).
+    let data = data.trim_end_matches(is_padding);
     let cp_at = find_cp(data).ok_or_else(|| PacketError::malformed("CP", "missing CP=&&"))?;
     let (header, cp) = (&data[..cp_at], &data[cp_at + "CP=&&".len()..]);
     let cp = cp.strip_suffix("&&").ok_or_else(|| PacketError::malformed("CP", "does not end with &&"))?;
@@ -421,6 +425,11 @@ fn parse_data_segment(data: &str) -> Result<Packet, PacketError> {
 }
 
 /// `CP=&&` at the start of the data segment or right after a `;`.
+/// Bytes a logger may pad a data segment with after its closing `&&`.
+pub(crate) fn is_padding(c: char) -> bool {
+    matches!(c, ' ' | '\0' | '\t' | '\r' | '\n')
+}
+
 fn find_cp(data: &str) -> Option<usize> {
     if data.starts_with("CP=&&") {
         return Some(0);
