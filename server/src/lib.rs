@@ -29,4 +29,5 @@ pub mod views;
 pub use app::{App, Config};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use hj212::GatewayConfig;
 pub use service::{ScoreView, Service};

@@ -3,8 +3,9 @@
 //! records to a [`RecordSink`] (the server's ledger path), without knowing
 //! anything about gRPC.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,8 @@ use tracing::{debug, error, info, warn};
 
 use super::aggregate::{AcceptOutcome, DailyAggregator};
 use super::availability::Outage;
+use super::deviation::deviations;
+use super::figures::{DeviceFigures, Figures, count, peer_key};
 use super::framer::Framer;
 use super::packet::{PacketError, parse_packet};
 use super::point::MonitoringPoint;
@@ -62,14 +65,34 @@ pub enum SinkError {
 /// can move time forward and see days close.
 pub type WallClock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// The gateway's limits and timing. Every limit has a flag of
+/// `ecocode serve` (docs/hj212.md lists them with their defaults).
 #[derive(Clone)]
 pub struct GatewayConfig {
-    /// A connection that sends nothing for this long is closed. Devices send
-    /// at least hourly data and a heartbeat, so 10 minutes of silence means
-    /// a dead peer.
+    /// A connection without a well-formed packet for this long is closed.
+    /// Junk and partial frames do not reset it, so a slow or garbage sender
+    /// is dropped as surely as a silent one. Devices send at least hourly
+    /// data and a heartbeat, so 10 minutes without a packet means a dead or
+    /// broken peer.
     pub idle_timeout: Duration,
     /// Connections beyond this are closed at once.
     pub max_connections: usize,
+    /// Connections from one IP address beyond this are closed at once, so
+    /// one peer cannot take every slot.
+    pub max_connections_per_peer: usize,
+    /// A connection that sends this many bytes without a well-formed packet
+    /// is closed: it bounds what a junk sender costs (the framer itself
+    /// holds at most one read chunk plus one largest frame).
+    pub max_bytes_without_packet: usize,
+    /// How long to pause accepting after an accept error (usually out of
+    /// file descriptors), instead of spinning until a connection ends.
+    pub accept_error_backoff: Duration,
+    /// How often to log one summary line per device with the rejections and
+    /// deviations seen since the last one (instead of a line per packet).
+    pub summary_interval: Duration,
+    /// Devices (MNs, or peer addresses for unreadable packets) with figures
+    /// of their own; the rest are counted together as `other`.
+    pub max_tracked_devices: usize,
     /// How often to look for days ready to close.
     pub close_interval: Duration,
     /// How long after local midnight a day stays open for late hourly data
@@ -92,6 +115,11 @@ impl std::fmt::Debug for GatewayConfig {
         f.debug_struct("GatewayConfig")
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("max_bytes_without_packet", &self.max_bytes_without_packet)
+            .field("accept_error_backoff", &self.accept_error_backoff)
+            .field("summary_interval", &self.summary_interval)
+            .field("max_tracked_devices", &self.max_tracked_devices)
             .field("close_interval", &self.close_interval)
             .field("close_grace", &self.close_grace)
             .field("min_outage", &self.min_outage)
@@ -105,6 +133,11 @@ impl Default for GatewayConfig {
         GatewayConfig {
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
+            max_connections_per_peer: 16,
+            max_bytes_without_packet: 64 * 1024,
+            accept_error_backoff: Duration::from_millis(100),
+            summary_interval: Duration::from_secs(300),
+            max_tracked_devices: 10_000,
             close_interval: Duration::from_secs(300),
             close_grace: Duration::from_secs(24 * 3600),
             min_outage: Duration::from_secs(15 * 60),
@@ -115,10 +148,14 @@ impl Default for GatewayConfig {
 }
 
 /// Counters of everything the gateway saw, readable while it runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GatewayStats {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
+    connections_refused_per_peer: AtomicU64,
+    connections_timed_out: AtomicU64,
+    connections_dropped_junk: AtomicU64,
+    devices: Figures,
     packets_ok: AtomicU64,
     bad_crc: AtomicU64,
     bad_length: AtomicU64,
@@ -138,7 +175,14 @@ pub struct GatewayStats {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct GatewayCounts {
     pub connections_accepted: u64,
+    /// Refused because `max_connections` were open.
     pub connections_refused: u64,
+    /// Refused because `max_connections_per_peer` were open from that IP.
+    pub connections_refused_per_peer: u64,
+    /// Closed after `idle_timeout` without a well-formed packet.
+    pub connections_timed_out: u64,
+    /// Closed after `max_bytes_without_packet` bytes without one.
+    pub connections_dropped_junk: u64,
     /// Well-formed packets, registered device or not.
     pub packets_ok: u64,
     pub bad_crc: u64,
@@ -165,11 +209,45 @@ pub struct GatewayCounts {
 }
 
 impl GatewayStats {
+    pub fn new(max_tracked_devices: usize) -> GatewayStats {
+        let zero = AtomicU64::default;
+        GatewayStats {
+            connections_accepted: zero(),
+            connections_refused: zero(),
+            connections_refused_per_peer: zero(),
+            connections_timed_out: zero(),
+            connections_dropped_junk: zero(),
+            devices: Figures::new(max_tracked_devices),
+            packets_ok: zero(),
+            bad_crc: zero(),
+            bad_length: zero(),
+            malformed: zero(),
+            unknown_device: zero(),
+            wrong_password: zero(),
+            acks_sent: zero(),
+            values_stored: zero(),
+            values_not_counted: zero(),
+            records_emitted: zero(),
+            records_refused: zero(),
+            append_failures: zero(),
+            garbage_bytes: zero(),
+        }
+    }
+
+    /// The figures of each device (by MN; `peer:<ip>` for packets whose MN
+    /// cannot be read; `other` beyond `max_tracked_devices`).
+    pub fn devices(&self) -> BTreeMap<String, DeviceFigures> {
+        self.devices.snapshot()
+    }
+
     pub fn snapshot(&self) -> GatewayCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         GatewayCounts {
             connections_accepted: get(&self.connections_accepted),
             connections_refused: get(&self.connections_refused),
+            connections_refused_per_peer: get(&self.connections_refused_per_peer),
+            connections_timed_out: get(&self.connections_timed_out),
+            connections_dropped_junk: get(&self.connections_dropped_junk),
             packets_ok: get(&self.packets_ok),
             bad_crc: get(&self.bad_crc),
             bad_length: get(&self.bad_length),
@@ -200,7 +278,39 @@ struct Shared<S> {
     sink: Arc<S>,
     aggregator: Arc<Mutex<DailyAggregator>>,
     stats: Arc<GatewayStats>,
+    /// Open connections per peer IP address.
+    peers: Mutex<HashMap<IpAddr, usize>>,
     config: GatewayConfig,
+}
+
+/// One open connection of a peer; dropping it frees the slot.
+struct PeerSlot<'a> {
+    peers: &'a Mutex<HashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl<'a> PeerSlot<'a> {
+    fn take(peers: &'a Mutex<HashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> Option<PeerSlot<'a>> {
+        let mut open = peers.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { peers, ip })
+    }
+}
+
+impl Drop for PeerSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl<S: RecordSink> Gateway<S> {
@@ -216,7 +326,8 @@ impl<S: RecordSink> Gateway<S> {
             shared: Arc::new(Shared {
                 sink,
                 aggregator: Arc::new(Mutex::new(aggregator)),
-                stats: Arc::default(),
+                stats: Arc::new(GatewayStats::new(config.max_tracked_devices)),
+                peers: Mutex::default(),
                 config,
             }),
         })
@@ -234,6 +345,7 @@ impl<S: RecordSink> Gateway<S> {
         let permits = Arc::new(Semaphore::new(shared.config.max_connections));
         let mut tasks = JoinSet::new();
         tasks.spawn(close_days_periodically(shared.clone(), stopped.clone()));
+        tasks.spawn(summarize_periodically(shared.clone(), stopped.clone()));
         info!(addr = ?listener.local_addr().ok(), "hj212 gateway listening");
 
         tokio::pin!(shutdown);
@@ -243,23 +355,33 @@ impl<S: RecordSink> Gateway<S> {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => match permits.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            bump(&shared.stats.connections_accepted, 1);
                             let (shared, stopped) = (shared.clone(), stopped.clone());
                             tasks.spawn(async move {
-                                serve_connection(stream, peer, &shared, stopped).await;
+                                let max = shared.config.max_connections_per_peer;
+                                match PeerSlot::take(&shared.peers, peer.ip(), max) {
+                                    Some(slot) => {
+                                        bump(&shared.stats.connections_accepted, 1);
+                                        serve_connection(stream, peer, &shared, stopped).await;
+                                        drop(slot);
+                                    }
+                                    None => {
+                                        bump(&shared.stats.connections_refused_per_peer, 1);
+                                        debug!(%peer, "hj212 connection refused: too many from this peer");
+                                    }
+                                }
                                 drop(permit);
                             });
                         }
                         Err(_) => {
                             bump(&shared.stats.connections_refused, 1);
-                            warn!(%peer, "hj212 connection refused: too many connections");
+                            debug!(%peer, "hj212 connection refused: too many connections");
                         }
                     },
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of
                         // spinning until some connection ends.
                         warn!(error = %e, "hj212 accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::time::sleep(shared.config.accept_error_backoff).await;
                     }
                 },
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
@@ -298,13 +420,17 @@ async fn serve_connection<S: RecordSink>(
     mut stopped: watch::Receiver<bool>,
 ) {
     debug!(%peer, "hj212 device connected");
-    let idle = shared.config.idle_timeout;
+    let config = &shared.config;
     let mut framer = Framer::new();
     let mut buffer = vec![0u8; 4096];
+    // Only a well-formed packet moves the deadline and resets the byte
+    // budget: junk, partial frames and bad packets do not buy time.
+    let mut deadline = tokio::time::Instant::now() + config.idle_timeout;
+    let mut bytes_without_packet = 0usize;
     loop {
         let read = tokio::select! {
             _ = stopped.changed() => break,
-            read = tokio::time::timeout(idle, stream.read(&mut buffer)) => read,
+            read = tokio::time::timeout_at(deadline, stream.read(&mut buffer)) => read,
         };
         let n = match read {
             Ok(Ok(0)) => break,
@@ -314,18 +440,30 @@ async fn serve_connection<S: RecordSink>(
                 break;
             }
             Err(_) => {
-                debug!(%peer, "hj212 connection idle, closing");
+                bump(&shared.stats.connections_timed_out, 1);
+                debug!(%peer, "hj212 connection without a packet for the idle timeout, closing");
                 break;
             }
         };
+        bytes_without_packet = bytes_without_packet.saturating_add(n);
         let discarded = framer.discarded_bytes();
         let frames = framer.push(&buffer[..n]);
         bump(&shared.stats.garbage_bytes, framer.discarded_bytes() - discarded);
         for frame in frames {
-            let Some(ack) = shared.handle_frame(&frame, peer).await else { continue };
+            let handled = shared.handle_frame(&frame, peer).await;
+            if handled.well_formed {
+                deadline = tokio::time::Instant::now() + config.idle_timeout;
+                bytes_without_packet = framer.buffered();
+            }
+            let Some(ack) = handled.ack else { continue };
             // A device that stops reading must not hold the task forever.
-            match tokio::time::timeout(idle, stream.write_all(&ack)).await {
-                Ok(Ok(())) => bump(&shared.stats.acks_sent, 1),
+            match tokio::time::timeout(config.idle_timeout, stream.write_all(&ack)).await {
+                Ok(Ok(())) => {
+                    bump(&shared.stats.acks_sent, 1);
+                    if let Some(mn) = handled.mn {
+                        shared.stats.devices.update(&mn, (config.clock)(), |f| f.acknowledged += 1);
+                    }
+                }
                 Ok(Err(e)) => {
                     debug!(%peer, error = %e, "hj212 ack not sent");
                     return;
@@ -336,40 +474,72 @@ async fn serve_connection<S: RecordSink>(
                 }
             }
         }
+        if bytes_without_packet > config.max_bytes_without_packet {
+            bump(&shared.stats.connections_dropped_junk, 1);
+            debug!(%peer, bytes_without_packet, "hj212 connection sends no packets, closing");
+            break;
+        }
     }
     debug!(%peer, "hj212 device disconnected");
 }
 
+/// What became of one frame.
+struct Handled {
+    /// The frame parsed as a packet.
+    well_formed: bool,
+    /// Its device, when the frame parsed.
+    mn: Option<String>,
+    /// The acknowledgement to send, if one is due.
+    ack: Option<Vec<u8>>,
+}
+
 impl<S: RecordSink> Shared<S> {
-    /// Checks one frame and keeps its values; returns the acknowledgement to
-    /// send, if one is due.
-    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    /// Checks one frame and keeps its values. Rejections are counted per
+    /// device and logged at debug level; the periodic summary reports them.
+    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr) -> Handled {
+        let now = (self.config.clock)();
         let packet = match parse_packet(frame) {
             Ok(packet) => packet,
             Err(e) => {
-                let counter = match e {
-                    PacketError::BadCrc { .. } => &self.stats.bad_crc,
-                    PacketError::Framing(_) | PacketError::BadLength { .. } => &self.stats.bad_length,
-                    PacketError::Malformed { .. } => &self.stats.malformed,
+                let (counter, reason) = match e {
+                    PacketError::BadCrc { .. } => (&self.stats.bad_crc, "bad_crc"),
+                    PacketError::Framing(_) | PacketError::BadLength { .. } => {
+                        (&self.stats.bad_length, "bad_length")
+                    }
+                    PacketError::Malformed { .. } => (&self.stats.malformed, "malformed"),
                 };
                 bump(counter, 1);
-                warn!(%peer, error = %e, "hj212 packet rejected");
-                return None;
+                self.stats.devices.update(&peer_key(peer.ip()), now, |f| count(&mut f.rejected, reason));
+                debug!(%peer, error = %e, "hj212 packet rejected");
+                return Handled { well_formed: false, mn: None, ack: None };
             }
         };
         bump(&self.stats.packets_ok, 1);
+        let found = deviations(frame, &packet);
+        self.stats.devices.update(packet.mn(), now, |f| {
+            f.packets += 1;
+            for d in &found {
+                count(&mut f.deviations, d.as_str());
+            }
+        });
+        let mn = Some(packet.mn().to_owned());
         let ack = packet.wants_ack().then(|| packet.ack());
+        let reject = |reason: &str| {
+            self.stats.devices.update(packet.mn(), now, |f| count(&mut f.rejected, reason));
+        };
         let Some(point) = self.sink.monitoring_point(packet.mn()) else {
             bump(&self.stats.unknown_device, 1);
-            warn!(%peer, mn = packet.mn(), cn = packet.cn(), "hj212 packet from unregistered device");
-            return ack;
+            reject("unknown_device");
+            debug!(%peer, mn = packet.mn(), cn = packet.cn(), "hj212 packet from unregistered device");
+            return Handled { well_formed: true, mn, ack };
         };
         if !point.accepts_password(packet.pw()) {
             // Whoever knows an MN must not be able to put values into the
             // ledger; the ack is still due, since acknowledging is transport.
             bump(&self.stats.wrong_password, 1);
-            warn!(%peer, mn = packet.mn(), "hj212 packet with a wrong password, not recorded");
-            return ack;
+            reject("wrong_password");
+            debug!(%peer, mn = packet.mn(), "hj212 packet with a wrong password, not recorded");
+            return Handled { well_formed: true, mn, ack };
         }
         let aggregator = self.aggregator.clone();
         let now = (self.config.clock)();
@@ -387,14 +557,14 @@ impl<S: RecordSink> Shared<S> {
             Ok(Err(e)) => {
                 // Not kept, so not acknowledged: the device will send it again.
                 error!(%peer, error = %e, "hj212 values not stored");
-                return None;
+                return Handled { well_formed: true, mn, ack: None };
             }
             Err(e) => {
                 error!(%peer, error = %e, "hj212 aggregation task failed");
-                return None;
+                return Handled { well_formed: true, mn, ack: None };
             }
         }
-        ack
+        Handled { well_formed: true, mn, ack }
     }
 
     /// Judges every day that is over (plus the grace period) and appends
@@ -471,6 +641,28 @@ async fn close_days_periodically<S: RecordSink>(shared: Arc<Shared<S>>, mut stop
         if let Err(e) = shared.close_due_days().await {
             error!(error = %e, "hj212 closing days failed");
         }
+    }
+}
+
+/// Logs one line per device with the rejections and deviations seen since
+/// the last summary, so a flood of bad packets costs a line per interval.
+async fn summarize_periodically<S: RecordSink>(shared: Arc<Shared<S>>, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(shared.config.summary_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = shared.stats.devices();
+        for (device, figures) in &now {
+            let problems = figures.problems_since(last.get(device));
+            if !problems.is_empty() {
+                warn!(%device, ?problems, "hj212 device problems since the last summary");
+            }
+        }
+        last = now;
     }
 }
 

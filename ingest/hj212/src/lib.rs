@@ -16,6 +16,7 @@ mod aggregate;
 mod availability;
 mod crc;
 mod deviation;
+mod figures;
 mod framer;
 mod gateway;
 mod packet;
@@ -33,6 +34,7 @@ pub use aggregate::{
 pub use availability::Outage;
 pub use crc::hj212_crc;
 pub use deviation::{Deviation, deviations};
+pub use figures::{DeviceFigures, OTHER_DEVICES, peer_key};
 pub use framer::{Framer, MAX_BUFFERED_BYTES};
 pub use gateway::{
     Gateway, GatewayConfig, GatewayCounts, GatewayStats, RecordSink, SinkError, WallClock, serve_gateway,

@@ -15,7 +15,7 @@ use ecocode_proto::v1 as pb;
 use scoring::{Model, Timestamp};
 use server::convert::to_proto;
 use server::principals::{PrincipalStore, Role};
-use server::{App, Config};
+use server::{App, Config, GatewayConfig};
 
 use crate::client::{Connection, authed, channel, progress_bar, status_error};
 
@@ -217,6 +217,70 @@ pub struct ServeArgs {
     /// Accept HJ 212 data loggers on this TCP address (off by default).
     #[arg(long)]
     pub hj212_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub hj212: GatewayArgs,
+}
+
+/// The HJ 212 gateway's limits; each defaults to `GatewayConfig::default()`
+/// (the values in the help text and docs/hj212.md).
+#[derive(Args, Debug, Default)]
+pub struct GatewayArgs {
+    /// Most device connections at once [default: 1024].
+    #[arg(long)]
+    pub hj212_max_connections: Option<usize>,
+    /// Most connections from one IP address [default: 16].
+    #[arg(long)]
+    pub hj212_max_connections_per_peer: Option<usize>,
+    /// Close a connection after this many bytes without a well-formed packet [default: 65536].
+    #[arg(long)]
+    pub hj212_max_bytes_without_packet: Option<usize>,
+    /// Close a connection after this many seconds without a well-formed packet [default: 600].
+    #[arg(long)]
+    pub hj212_idle_timeout_secs: Option<u64>,
+    /// Pause accepting this many milliseconds after an accept error [default: 100].
+    #[arg(long)]
+    pub hj212_accept_backoff_ms: Option<u64>,
+    /// Log one summary line per misbehaving device this often, in seconds [default: 300].
+    #[arg(long)]
+    pub hj212_summary_interval_secs: Option<u64>,
+    /// Devices with figures of their own; the rest count as "other" [default: 10000].
+    #[arg(long)]
+    pub hj212_max_tracked_devices: Option<usize>,
+    /// A gap of at least this many seconds in the gateway's health is a platform outage [default: 900].
+    #[arg(long)]
+    pub hj212_min_outage_secs: Option<u64>,
+}
+
+impl GatewayArgs {
+    /// The gateway configuration: the defaults, with every flag given applied.
+    pub fn apply(&self, mut config: GatewayConfig) -> GatewayConfig {
+        let secs = Duration::from_secs;
+        if let Some(v) = self.hj212_max_connections {
+            config.max_connections = v;
+        }
+        if let Some(v) = self.hj212_max_connections_per_peer {
+            config.max_connections_per_peer = v;
+        }
+        if let Some(v) = self.hj212_max_bytes_without_packet {
+            config.max_bytes_without_packet = v;
+        }
+        if let Some(v) = self.hj212_idle_timeout_secs {
+            config.idle_timeout = secs(v);
+        }
+        if let Some(v) = self.hj212_accept_backoff_ms {
+            config.accept_error_backoff = Duration::from_millis(v);
+        }
+        if let Some(v) = self.hj212_summary_interval_secs {
+            config.summary_interval = secs(v);
+        }
+        if let Some(v) = self.hj212_max_tracked_devices {
+            config.max_tracked_devices = v;
+        }
+        if let Some(v) = self.hj212_min_outage_secs {
+            config.min_outage = secs(v);
+        }
+        config
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +347,7 @@ pub async fn serve(
     config.ledger.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
     config.listen = args.listen;
     config.hj212_listen = args.hj212_listen;
+    config.gateway = args.hj212.apply(config.gateway);
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
         bar.set_length(total);

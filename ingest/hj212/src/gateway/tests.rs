@@ -48,6 +48,11 @@ fn config() -> GatewayConfig {
     GatewayConfig {
         idle_timeout: Duration::from_secs(30),
         max_connections: 8,
+        max_connections_per_peer: 8,
+        max_bytes_without_packet: 64 * 1024,
+        accept_error_backoff: Duration::from_millis(100),
+        summary_interval: Duration::from_secs(300),
+        max_tracked_devices: 100,
         close_interval: Duration::from_millis(10),
         close_grace: Duration::from_secs(24 * 3600),
         min_outage: Duration::from_secs(15 * 60),
@@ -183,6 +188,70 @@ async fn a_packet_with_a_wrong_password_is_acknowledged_and_counted_but_not_kept
     gw.served.await.unwrap().unwrap();
     let counts = gw.stats.snapshot();
     assert_eq!((counts.wrong_password, counts.values_stored, counts.acks_sent), (1, 0, 1), "{counts:?}");
+}
+
+/// Connects from a loopback address of its own (Linux routes all of 127/8),
+/// so tests can play several peers.
+async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((ip, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+// A connection flood from one peer, a sender of junk and a slow sender
+// must not keep a well-behaved device from being served.
+#[tokio::test]
+async fn a_flood_a_junk_sender_and_a_slow_sender_do_not_starve_a_good_device() {
+    let config = GatewayConfig {
+        max_connections: 16,
+        max_connections_per_peer: 3,
+        max_bytes_without_packet: 8 * 1024,
+        idle_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let gw = start(config).await;
+
+    // The flood: 10 connections from 127.0.0.1; beyond 3 they are closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..10 {
+        flood.push(connect_from([127, 0, 0, 1], gw.addr).await);
+    }
+    let mut closed = 0;
+    for stream in &mut flood[3..] {
+        closed += usize::from(read_eof(stream).await);
+    }
+    assert_eq!(closed, 7);
+
+    // Junk without end is cut off after the byte budget, long before the idle timeout.
+    let mut junk = connect_from([127, 0, 0, 2], gw.addr).await;
+    let chunk = vec![b'x'; 1024];
+    for _ in 0..64 {
+        if junk.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    assert!(read_eof(&mut junk).await, "the junk sender is dropped");
+
+    // A slow sender dribbles the start of a frame and never finishes it:
+    // partial bytes do not reset the idle timeout.
+    let mut slow = connect_from([127, 0, 0, 3], gw.addr).await;
+    slow.write_all(b"##0101QN=2026").await.unwrap();
+    assert!(read_eof(&mut slow).await, "the slow sender is dropped");
+
+    // A good device, from its own address, is served and acknowledged.
+    let mut device = connect_from([127, 0, 0, 4], gw.addr).await;
+    let hourly = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    device.write_all(&hourly).await.unwrap();
+    assert_eq!(read_line(&mut device).await, parse_packet(&hourly).unwrap().ack());
+
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!(counts.connections_refused_per_peer, 7, "{counts:?}");
+    assert_eq!(counts.connections_dropped_junk, 1, "{counts:?}");
+    assert!(counts.connections_timed_out >= 1, "{counts:?}");
+    let devices = gw.stats.devices();
+    assert_eq!((devices[MN].packets, devices[MN].acknowledged), (1, 1));
 }
 
 #[tokio::test]
