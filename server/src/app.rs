@@ -117,6 +117,7 @@ impl App {
                 let sink = Arc::new(LedgerSink::new(service.clone()));
                 let gateway = Gateway::open(&data_dir.join("hj212"), sink, gateway_config)
                     .map_err(|e| Error::Internal(format!("hj212 gateway state: {e}")))?;
+                service.attach_gateway_stats(gateway.stats());
                 Some((listener, addr, gateway))
             }
         };

@@ -149,6 +149,49 @@ pub mod to_proto {
         }
     }
 
+    pub fn gateway_figures(f: &crate::service::GatewayFigures) -> pb::GatewayFigures {
+        let totals = f.totals.map(|t| gateway_totals(&t)).unwrap_or_default();
+        let devices = f
+            .devices
+            .iter()
+            .map(|(device, d)| pb::DeviceFigures {
+                device: device.clone(),
+                packets: d.packets,
+                acknowledged: d.acknowledged,
+                rejected: d.rejected.clone(),
+                deviations: d.deviations.clone(),
+                last_seen: d.last_seen.map(timestamp),
+            })
+            .collect();
+        pb::GatewayFigures { totals, devices }
+    }
+
+    fn gateway_totals(t: &hj212::GatewayCounts) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("connections_accepted", t.connections_accepted),
+            ("connections_refused", t.connections_refused),
+            ("connections_refused_per_peer", t.connections_refused_per_peer),
+            ("connections_timed_out", t.connections_timed_out),
+            ("connections_dropped_junk", t.connections_dropped_junk),
+            ("packets_ok", t.packets_ok),
+            ("bad_crc", t.bad_crc),
+            ("bad_length", t.bad_length),
+            ("malformed", t.malformed),
+            ("unknown_device", t.unknown_device),
+            ("wrong_password", t.wrong_password),
+            ("acks_sent", t.acks_sent),
+            ("values_stored", t.values_stored),
+            ("values_not_counted", t.values_not_counted),
+            ("records_emitted", t.records_emitted),
+            ("records_refused", t.records_refused),
+            ("append_failures", t.append_failures),
+            ("garbage_bytes", t.garbage_bytes),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// The component of every outage so far: the HJ 212 gateway.
     pub const OUTAGE_COMPONENT: &str = "hj212-gateway";
 

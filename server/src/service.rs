@@ -68,6 +68,8 @@ pub struct Service {
     changes: broadcast::Sender<Uscc>,
     /// Set when shutdown begins, so long-lived streams end.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The HJ 212 gateway's counters, when it runs.
+    gateway_stats: std::sync::OnceLock<Arc<hj212::GatewayStats>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -105,6 +107,7 @@ impl Service {
             directory,
             changes,
             stopping: tokio::sync::watch::Sender::new(false),
+            gateway_stats: std::sync::OnceLock::new(),
         })
     }
 
@@ -646,4 +649,45 @@ impl Service {
             Error::AlreadyExists(format!("another outage from {} is at seq {}", outage.from, c.existing.seq))
         })
     }
+}
+
+// ---- HJ 212 gateway figures ---------------------------------------------------
+
+impl Service {
+    /// Makes the running gateway's counters readable through the door.
+    pub fn attach_gateway_stats(&self, stats: Arc<hj212::GatewayStats>) {
+        let _ = self.gateway_stats.set(stats);
+    }
+
+    /// The gateway's totals and the figures of each device `who` may see
+    /// (`mn` empty: all of them). A regulator scoped to a region sees only
+    /// the devices of its enterprises' monitoring points, and no totals.
+    pub fn gateway_figures(&self, who: &Principal, mn: &str) -> Result<GatewayFigures> {
+        let scope = auth::list_scope(who, "")?;
+        let stats = self.gateway_stats.get().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the hj212 gateway is not running (start it with --hj212-listen)".into(),
+            )
+        })?;
+        let visible = |device: &str| {
+            scope.is_empty()
+                || self.directory.point(device).is_some_and(|p| {
+                    self.registered(p.uscc().as_str()).is_some_and(|e| e.region_code.starts_with(&scope))
+                })
+        };
+        let devices = stats
+            .devices()
+            .into_iter()
+            .filter(|(device, _)| (mn.is_empty() || device == mn) && visible(device))
+            .collect();
+        let totals = if scope.is_empty() { Some(stats.snapshot()) } else { None };
+        Ok(GatewayFigures { totals, devices })
+    }
+}
+
+/// What [`Service::gateway_figures`] shows.
+#[derive(Debug)]
+pub struct GatewayFigures {
+    pub totals: Option<hj212::GatewayCounts>,
+    pub devices: std::collections::BTreeMap<String, hj212::DeviceFigures>,
 }

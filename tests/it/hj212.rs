@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ecocode_proto::v1 as pb;
 use scoring::Timestamp;
+use server::principals::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -185,6 +186,21 @@ async fn a_packet_with_a_wrong_password_is_acknowledged_but_never_recorded() {
     socket.write_all(&[genuine.concat(), forged.concat()].concat()).await.unwrap();
     let acks = read_acks(&mut socket, 48).await;
     assert!(acks[24..].iter().all(|a| a.pw() == "123456"), "the forged packets are acknowledged too");
+
+    // Regulators see the attempt in the gateway's figures for the device.
+    let figures = |mn: &str| pb::GetGatewayFiguresRequest { mn: mn.into() };
+    let got = admin.registry.get_gateway_figures(figures(MN)).await.unwrap().into_inner();
+    assert_eq!(got.devices.len(), 1);
+    let device = &got.devices[0];
+    assert_eq!((device.device.as_str(), device.packets, device.acknowledged), (MN, 48, 48));
+    assert_eq!(device.rejected.get("wrong_password"), Some(&24));
+    assert_eq!(got.totals.get("wrong_password"), Some(&24));
+    let elsewhere = server.token("ningbo-other", Role::Regulator { region_prefix: "3399".into() });
+    let got = server.client(&elsewhere).await.registry.get_gateway_figures(figures("")).await.unwrap();
+    assert!(got.into_inner().devices.is_empty(), "a regulator of another region sees none of ACME's devices");
+    let lender = server.token("bank", Role::Lender);
+    let status = server.client(&lender).await.registry.get_gateway_figures(figures("")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
 
     // 30 May is judged: no ammonia arrived (a missing day), and the COD
     // mean is the genuine 10 mg/L, so there is no exceedance.

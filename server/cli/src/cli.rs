@@ -46,6 +46,16 @@ pub enum Command {
     /// Show the service's public key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The HJ 212 gateway's figures: totals, and per device packets,
+    /// acknowledgements, rejections by reason, deviations by kind and when
+    /// it was last seen (client; admin or regulator).
+    Gateway {
+        #[command(flatten)]
+        conn: Connection,
+        /// Only this device (MN).
+        #[arg(long)]
+        mn: Option<String>,
+    },
     /// Register or update an HJ 212 monitoring point (client).
     Point {
         #[command(flatten)]
@@ -424,6 +434,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Append { conn, file } => append(&conn, &file).await,
+        Command::Gateway { conn, mn } => {
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::GetGatewayFiguresRequest { mn: mn.unwrap_or_default() })?;
+            let figures = client.get_gateway_figures(request).await.map_err(status_error)?.into_inner();
+            print!("{}", gateway_figures_text(&figures));
+            Ok(())
+        }
         Command::Point { conn, mn, uscc, outlet, limits, password } => {
             let limits = limits.iter().map(|l| parse_limit(l)).collect::<anyhow::Result<Vec<_>>>()?;
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
@@ -756,4 +773,32 @@ fn score_json(s: &pb::Score) -> serde_json::Value {
             "expires_at": ts(&r.expires_at),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// `ecocode gateway`: one `total NAME VALUE` line per counter, then per
+/// device one line of figures, with its rejections and deviations by name.
+fn gateway_figures_text(figures: &pb::GatewayFigures) -> String {
+    let mut out = String::new();
+    for (name, value) in &figures.totals {
+        out.push_str(&format!("total {name} {value}\n"));
+    }
+    let joined = |map: &std::collections::BTreeMap<String, u64>| {
+        map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    };
+    for d in &figures.devices {
+        let last_seen = d
+            .last_seen
+            .as_ref()
+            .and_then(|t| Timestamp::from_unix(t.seconds, t.nanos))
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        out.push_str(&format!(
+            "device {} packets={} acknowledged={} rejected=[{}] deviations=[{}] last_seen={last_seen}\n",
+            d.device,
+            d.packets,
+            d.acknowledged,
+            joined(&d.rejected),
+            joined(&d.deviations),
+        ));
+    }
+    out
 }

@@ -47,6 +47,15 @@ impl Registry for RegistryService {
         Ok(Response::new(to_proto::receipt(&receipt)))
     }
 
+    async fn get_gateway_figures(
+        &self,
+        request: Request<pb::GetGatewayFiguresRequest>,
+    ) -> Result<Response<pb::GatewayFigures>, Status> {
+        let who = caller(&request)?;
+        let figures = self.service.gateway_figures(&who, &request.get_ref().mn)?;
+        Ok(Response::new(to_proto::gateway_figures(&figures)))
+    }
+
     async fn get_monitoring_point(
         &self,
         request: Request<pb::GetMonitoringPointRequest>,
