@@ -179,6 +179,8 @@ pub mod to_proto {
             ("malformed", t.malformed),
             ("unknown_device", t.unknown_device),
             ("wrong_password", t.wrong_password),
+            ("split_incomplete", t.split_incomplete),
+            ("split_refused", t.split_refused),
             ("acks_sent", t.acks_sent),
             ("values_stored", t.values_stored),
             ("values_not_counted", t.values_not_counted),

@@ -25,6 +25,7 @@ use super::figures::{DeviceFigures, Figures, count, peer_key};
 use super::framer::Framer;
 use super::packet::{PacketError, parse_packet};
 use super::point::MonitoringPoint;
+use super::split::{Reassembled, Reassembly};
 use super::time::LocalDay;
 use super::{Error, Result};
 
@@ -90,6 +91,14 @@ pub struct GatewayConfig {
     /// How often to log one summary line per device with the rejections and
     /// deviations seen since the last one (instead of a line per packet).
     pub summary_interval: Duration,
+    /// A split packet's parts (`PNUM`/`PNO`) must all arrive within this
+    /// time of the first, on one connection; else the set is dropped and
+    /// counted as `split_incomplete`.
+    pub split_timeout: Duration,
+    /// Split packets with more parts than this are refused (`split_refused`).
+    pub max_split_parts: u16,
+    /// Incomplete split sets one connection may hold at once.
+    pub max_split_sets: usize,
     /// Devices (MNs, or peer addresses for unreadable packets) with figures
     /// of their own; the rest are counted together as `other`.
     pub max_tracked_devices: usize,
@@ -120,6 +129,9 @@ impl std::fmt::Debug for GatewayConfig {
             .field("accept_error_backoff", &self.accept_error_backoff)
             .field("summary_interval", &self.summary_interval)
             .field("max_tracked_devices", &self.max_tracked_devices)
+            .field("split_timeout", &self.split_timeout)
+            .field("max_split_parts", &self.max_split_parts)
+            .field("max_split_sets", &self.max_split_sets)
             .field("close_interval", &self.close_interval)
             .field("close_grace", &self.close_grace)
             .field("min_outage", &self.min_outage)
@@ -138,6 +150,9 @@ impl Default for GatewayConfig {
             accept_error_backoff: Duration::from_millis(100),
             summary_interval: Duration::from_secs(300),
             max_tracked_devices: 10_000,
+            split_timeout: Duration::from_secs(600),
+            max_split_parts: 64,
+            max_split_sets: 8,
             close_interval: Duration::from_secs(300),
             close_grace: Duration::from_secs(24 * 3600),
             min_outage: Duration::from_secs(15 * 60),
@@ -162,6 +177,8 @@ pub struct GatewayStats {
     malformed: AtomicU64,
     unknown_device: AtomicU64,
     wrong_password: AtomicU64,
+    split_incomplete: AtomicU64,
+    split_refused: AtomicU64,
     acks_sent: AtomicU64,
     values_stored: AtomicU64,
     values_not_counted: AtomicU64,
@@ -193,6 +210,10 @@ pub struct GatewayCounts {
     /// Well-formed packets of a registered device whose `PW` is not its
     /// password: acknowledged, never recorded.
     pub wrong_password: u64,
+    /// Split sets dropped incomplete (timed out or connection ended).
+    pub split_incomplete: u64,
+    /// Split parts refused (too many parts or sets).
+    pub split_refused: u64,
     pub acks_sent: u64,
     /// Pollutant values kept for daily judgement.
     pub values_stored: u64,
@@ -224,6 +245,8 @@ impl GatewayStats {
             malformed: zero(),
             unknown_device: zero(),
             wrong_password: zero(),
+            split_incomplete: zero(),
+            split_refused: zero(),
             acks_sent: zero(),
             values_stored: zero(),
             values_not_counted: zero(),
@@ -254,6 +277,8 @@ impl GatewayStats {
             malformed: get(&self.malformed),
             unknown_device: get(&self.unknown_device),
             wrong_password: get(&self.wrong_password),
+            split_incomplete: get(&self.split_incomplete),
+            split_refused: get(&self.split_refused),
             acks_sent: get(&self.acks_sent),
             values_stored: get(&self.values_stored),
             values_not_counted: get(&self.values_not_counted),
@@ -427,6 +452,7 @@ async fn serve_connection<S: RecordSink>(
     // budget: junk, partial frames and bad packets do not buy time.
     let mut deadline = tokio::time::Instant::now() + config.idle_timeout;
     let mut bytes_without_packet = 0usize;
+    let mut reassembly = Reassembly::default();
     loop {
         let read = tokio::select! {
             _ = stopped.changed() => break,
@@ -450,7 +476,7 @@ async fn serve_connection<S: RecordSink>(
         let frames = framer.push(&buffer[..n]);
         bump(&shared.stats.garbage_bytes, framer.discarded_bytes() - discarded);
         for frame in frames {
-            let handled = shared.handle_frame(&frame, peer).await;
+            let handled = shared.handle_frame(&frame, peer, &mut reassembly).await;
             if handled.well_formed {
                 deadline = tokio::time::Instant::now() + config.idle_timeout;
                 bytes_without_packet = framer.buffered();
@@ -480,6 +506,9 @@ async fn serve_connection<S: RecordSink>(
             break;
         }
     }
+    for mn in reassembly.drain() {
+        shared.split_incomplete(&mn, peer, "the connection ended");
+    }
     debug!(%peer, "hj212 device disconnected");
 }
 
@@ -496,8 +525,11 @@ struct Handled {
 impl<S: RecordSink> Shared<S> {
     /// Checks one frame and keeps its values. Rejections are counted per
     /// device and logged at debug level; the periodic summary reports them.
-    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr) -> Handled {
+    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr, reassembly: &mut Reassembly) -> Handled {
         let now = (self.config.clock)();
+        for mn in reassembly.expire(now, self.config.split_timeout) {
+            self.split_incomplete(&mn, peer, "its parts timed out");
+        }
         let packet = match parse_packet(frame) {
             Ok(packet) => packet,
             Err(e) => {
@@ -541,8 +573,18 @@ impl<S: RecordSink> Shared<S> {
             debug!(%peer, mn = packet.mn(), "hj212 packet with a wrong password, not recorded");
             return Handled { well_formed: true, mn, ack };
         }
+        let packet =
+            match reassembly.add(packet, now, self.config.max_split_parts, self.config.max_split_sets) {
+                Reassembled::Complete(packet) => packet,
+                Reassembled::Pending => return Handled { well_formed: true, mn, ack },
+                Reassembled::Refused => {
+                    bump(&self.stats.split_refused, 1);
+                    self.stats.devices.update(point.mn(), now, |f| count(&mut f.rejected, "split_refused"));
+                    debug!(%peer, mn = point.mn(), "hj212 split packet refused: too many parts or sets");
+                    return Handled { well_formed: true, mn, ack };
+                }
+            };
         let aggregator = self.aggregator.clone();
-        let now = (self.config.clock)();
         // sled may block on I/O (the flush before the ack), so it runs off
         // the async workers.
         let accepted =
@@ -565,6 +607,14 @@ impl<S: RecordSink> Shared<S> {
             }
         }
         Handled { well_formed: true, mn, ack }
+    }
+
+    /// Counts and logs a split set dropped incomplete: its parts are never
+    /// judged as partial data.
+    fn split_incomplete(&self, mn: &str, peer: SocketAddr, why: &str) {
+        bump(&self.stats.split_incomplete, 1);
+        self.stats.devices.update(mn, (self.config.clock)(), |f| count(&mut f.rejected, "split_incomplete"));
+        info!(%peer, mn, why, "hj212 split packet incomplete, dropped");
     }
 
     /// Judges every day that is over (plus the grace period) and appends

@@ -21,6 +21,7 @@ mod framer;
 mod gateway;
 mod packet;
 mod point;
+mod split;
 mod store;
 mod time;
 

@@ -242,6 +242,27 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// The one message that the complete parts of a split packet (sorted by
+    /// `PNO`, one of each) make: the first part's header, every part's
+    /// values in order. `None` unless `parts` is exactly parts 1 to `PNUM`.
+    pub(crate) fn merge_split(parts: &[Packet]) -> Option<Packet> {
+        let first = parts.first()?;
+        let (pnum, _) = first.split?;
+        let numbered = parts.iter().enumerate().all(|(i, p)| {
+            p.split == Some((pnum, u16::try_from(i + 1).unwrap_or(0))) && p.mn == first.mn && p.cn == first.cn
+        });
+        if !numbered || parts.len() != usize::from(pnum) {
+            return None;
+        }
+        let mut merged = Packet { split: None, ..first.clone() };
+        for part in &parts[1..] {
+            merged.data_time = merged.data_time.or(part.data_time);
+            merged.measurements.extend(part.measurements.iter().cloned());
+            merged.other_items.extend(part.other_items.iter().cloned());
+        }
+        Some(merged)
+    }
+
     /// `QN`, absent in 2005-style packets.
     pub fn qn(&self) -> Option<&str> {
         self.qn.as_deref()

@@ -259,6 +259,15 @@ pub struct GatewayArgs {
     /// A gap of at least this many seconds in the gateway's health is a platform outage [default: 900].
     #[arg(long)]
     pub hj212_min_outage_secs: Option<u64>,
+    /// Drop a split packet's set unless all parts arrive within this many seconds [default: 600].
+    #[arg(long)]
+    pub hj212_split_timeout_secs: Option<u64>,
+    /// Refuse split packets with more parts than this [default: 64].
+    #[arg(long)]
+    pub hj212_max_split_parts: Option<u16>,
+    /// Incomplete split sets one connection may hold [default: 8].
+    #[arg(long)]
+    pub hj212_max_split_sets: Option<usize>,
 }
 
 impl GatewayArgs {
@@ -288,6 +297,15 @@ impl GatewayArgs {
         }
         if let Some(v) = self.hj212_min_outage_secs {
             config.min_outage = secs(v);
+        }
+        if let Some(v) = self.hj212_split_timeout_secs {
+            config.split_timeout = secs(v);
+        }
+        if let Some(v) = self.hj212_max_split_parts {
+            config.max_split_parts = v;
+        }
+        if let Some(v) = self.hj212_max_split_sets {
+            config.max_split_sets = v;
         }
         config
     }

@@ -53,6 +53,9 @@ fn config() -> GatewayConfig {
         accept_error_backoff: Duration::from_millis(100),
         summary_interval: Duration::from_secs(300),
         max_tracked_devices: 100,
+        split_timeout: Duration::from_secs(600),
+        max_split_parts: 64,
+        max_split_sets: 8,
         close_interval: Duration::from_millis(10),
         close_grace: Duration::from_secs(24 * 3600),
         min_outage: Duration::from_secs(15 * 60),
@@ -188,6 +191,58 @@ async fn a_packet_with_a_wrong_password_is_acknowledged_and_counted_but_not_kept
     gw.served.await.unwrap().unwrap();
     let counts = gw.stats.snapshot();
     assert_eq!((counts.wrong_password, counts.values_stored, counts.acks_sent), (1, 0, 1), "{counts:?}");
+}
+
+/// Part `pno` of `pnum` of message `qn_ms` (the last 3 digits of its QN).
+fn split_part(qn_ms: &str, pnum: u16, pno: u16, cp: &str) -> Vec<u8> {
+    let data = format!(
+        "QN=20260315100000{qn_ms};ST=32;CN=2061;PW=123456;MN={MN};Flag=7;PNUM={pnum};PNO={pno};CP=&&{cp}&&"
+    );
+    frame(data.as_bytes())
+}
+
+#[tokio::test]
+async fn split_packets_count_only_when_complete() {
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(fixed_clock().unix_nanos()));
+    let clock = now.clone();
+    let clock: WallClock = Arc::new(move || Timestamp::from_unix_nanos(clock.load(Ordering::SeqCst)));
+    let mut gw = start(GatewayConfig { clock, ..config() }).await;
+
+    // Half of a message at 11:00 with a huge value; the device hangs up.
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    let half = split_part("001", 2, 1, "DataTime=20260315110000;w01018-Avg=999,w01018-Flag=N");
+    first.write_all(&half).await.unwrap();
+    assert_eq!(read_line(&mut first).await, parse_packet(&half).unwrap().ack(), "each part is acknowledged");
+    drop(first);
+
+    // Half of another message; its partner comes 11 minutes later, past
+    // the split timeout, after another packet.
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    let stale = split_part("002", 2, 1, "DataTime=20260315120000;w01018-Avg=999");
+    device.write_all(&stale).await.unwrap();
+    read_line(&mut device).await;
+    now.fetch_add(11 * 60 * NANOS_PER_SECOND, Ordering::SeqCst);
+
+    // A whole message at 10:00, its parts out of order: it counts.
+    let part2 = split_part("003", 2, 2, "w01018-Flag=N");
+    let part1 = split_part("003", 2, 1, "DataTime=20260315100000;w01018-Avg=80");
+    device.write_all(&[part2, part1].concat()).await.unwrap();
+    read_line(&mut device).await;
+    read_line(&mut device).await;
+    let late = split_part("002", 2, 2, "w01018-Flag=N");
+    device.write_all(&late).await.unwrap();
+    read_line(&mut device).await;
+
+    let records = tokio::time::timeout(PATIENCE, gw.appended.recv()).await.unwrap().unwrap();
+    let values: Vec<&str> = records.iter().map(|r| r.attributes["value"].as_str()).collect();
+    assert_eq!(values, vec!["80"], "only the complete message's value counts");
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    // Incomplete: the hung-up half, the stale half, and the late part,
+    // which began a set of its own that shutdown ended.
+    assert_eq!((counts.split_incomplete, counts.values_stored, counts.acks_sent), (3, 1, 5), "{counts:?}");
+    assert_eq!(gw.stats.devices()[MN].rejected.get("split_incomplete"), Some(&3));
 }
 
 /// Connects from a loopback address of its own (Linux routes all of 127/8),
