@@ -23,11 +23,17 @@ pub(crate) enum Reassembled {
     Refused,
 }
 
+/// A set's (MN, QN, PNUM).
+type SetKey = (String, String, u16);
+
+/// When a set's first part arrived, and its parts by `PNO`.
+type Parts = (Timestamp, BTreeMap<u16, Packet>);
+
 /// The incomplete sets of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Reassembly {
     /// By (MN, QN, PNUM): the first part's arrival and the parts by PNO.
-    sets: BTreeMap<(String, String, u16), (Timestamp, BTreeMap<u16, Packet>)>,
+    sets: BTreeMap<SetKey, Parts>,
 }
 
 impl Reassembly {
