@@ -6,6 +6,8 @@ pub mod from_proto {
     use hj212::{MonitoringPoint, Outage, PasswordHash, PollutantLimit, Statistic};
     use scoring::{Enterprise, Record, RecordFields, Seq, Timestamp, ValidationError};
 
+    use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
+
     pub fn timestamp(t: &prost_types::Timestamp, field: &str) -> Result<Timestamp, ValidationError> {
         Timestamp::from_unix(t.seconds, t.nanos).ok_or_else(|| {
             ValidationError::new(field, format!("is not a valid timestamp ({}s, {}ns)", t.seconds, t.nanos))
@@ -36,6 +38,50 @@ pub mod from_proto {
             refers_to: (r.refers_to_seq != 0).then_some(Seq(r.refers_to_seq)),
             description: &r.description,
             attributes: r.attributes.clone(),
+        })
+    }
+
+    /// A change as a regulator asks for it: empty fields are unchanged.
+    pub fn enterprise_update_request(u: &pb::EnterpriseUpdate) -> Result<UpdateRequest, ValidationError> {
+        let given = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(UpdateRequest {
+            uscc: scoring::Uscc::parse(&u.uscc)?,
+            name: given(&u.name),
+            region_code: given(&u.region_code),
+            industry_code: given(&u.industry_code),
+            status: match u.status() {
+                pb::EnterpriseStatus::Unspecified => None,
+                other => Some(status(other, &u.merged_into)?),
+            },
+            reason: u.reason.clone(),
+        })
+    }
+
+    fn status(s: pb::EnterpriseStatus, merged_into: &str) -> Result<EnterpriseStatus, ValidationError> {
+        match (s, merged_into) {
+            (pb::EnterpriseStatus::Merged, into) => {
+                let into = scoring::Uscc::parse(into).map_err(|e| {
+                    ValidationError::new(
+                        "merged_into",
+                        format!("MERGED needs the successor's USCC: {}", e.rule),
+                    )
+                })?;
+                Ok(EnterpriseStatus::Merged(into))
+            }
+            (_, into) if !into.is_empty() => {
+                Err(ValidationError::new("merged_into", "is only for status MERGED"))
+            }
+            (pb::EnterpriseStatus::Closed, _) => Ok(EnterpriseStatus::Closed),
+            _ => Ok(EnterpriseStatus::Active),
+        }
+    }
+
+    /// A change as stored: every field holds the value from then on.
+    pub fn stored_enterprise_update(u: &pb::EnterpriseUpdate) -> Result<EnterpriseUpdate, ValidationError> {
+        Ok(EnterpriseUpdate {
+            enterprise: Enterprise::new(&u.uscc, &u.name, &u.region_code, &u.industry_code)?,
+            status: status(u.status(), &u.merged_into)?,
+            reason: u.reason.clone(),
         })
     }
 
@@ -121,6 +167,8 @@ pub mod to_proto {
     use hj212::{MonitoringPoint, Outage};
     use scoring::{Code, Enterprise, Evaluation, Grade, Record, Timestamp};
 
+    use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate};
+
     pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
         let (seconds, nanos) = t.to_unix();
         prost_types::Timestamp { seconds, nanos }
@@ -146,6 +194,41 @@ pub mod to_proto {
             refers_to_seq: r.refers_to.map_or(0, |s| s.0),
             description: r.description.clone(),
             attributes: r.attributes.clone(),
+        }
+    }
+
+    pub fn enterprise_update(u: &EnterpriseUpdate) -> pb::EnterpriseUpdate {
+        let (status, merged_into) = status(&u.status);
+        let e = &u.enterprise;
+        pb::EnterpriseUpdate {
+            uscc: e.uscc.to_string(),
+            name: e.name.clone(),
+            region_code: e.region_code.clone(),
+            industry_code: e.industry_code.clone(),
+            status: status as i32,
+            merged_into,
+            reason: u.reason.clone(),
+        }
+    }
+
+    pub fn status(s: &EnterpriseStatus) -> (pb::EnterpriseStatus, String) {
+        match s {
+            EnterpriseStatus::Active => (pb::EnterpriseStatus::Active, String::new()),
+            EnterpriseStatus::Closed => (pb::EnterpriseStatus::Closed, String::new()),
+            EnterpriseStatus::Merged(into) => (pb::EnterpriseStatus::Merged, into.to_string()),
+        }
+    }
+
+    /// `GetEnterpriseHistory`: each state with the seq that set it.
+    pub fn enterprise_history(versions: &[(u64, EnterpriseUpdate)]) -> pb::EnterpriseHistory {
+        pb::EnterpriseHistory {
+            versions: versions
+                .iter()
+                .map(|(seq, state)| pb::EnterpriseVersion {
+                    seq: *seq,
+                    state: Some(enterprise_update(state)),
+                })
+                .collect(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod clock;
 pub mod convert;
 pub mod directory;
+pub mod enterprise;
 pub mod error;
 pub mod events;
 pub mod gateway;

@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::auth;
 use crate::clock::Clock;
 use crate::directory::Directory;
+use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::principals::{Principal, Role};
@@ -55,6 +56,8 @@ pub struct ListQuery {
     pub page_size: usize,
     /// Continue after this USCC (empty: from the start).
     pub after: String,
+    /// Also list closed and merged enterprises.
+    pub include_closed: bool,
 }
 
 pub struct Service {
@@ -381,8 +384,12 @@ impl Service {
         let service = self.clone();
         blocking(move || {
             let mut page = ScorePage::default();
-            let candidates =
-                service.directory.enterprises_after(&query.after, &region, &query.industry_prefix);
+            let candidates = service.directory.enterprises_after(
+                &query.after,
+                &region,
+                &query.industry_prefix,
+                query.include_closed,
+            );
             let mut last_examined = None;
             for e in &candidates {
                 if page.scores.len() == page_size {
@@ -511,10 +518,11 @@ impl Service {
         } else {
             (tree_size, self.ledger.root_at(tree_size)?)
         };
+        // The details (name, region, ...) as of the prefix: a later change
+        // of name does not rewrite what was known then.
         let registered = self
             .directory
-            .enterprise(uscc)
-            .filter(|r| r.seq < tree_size)
+            .enterprise_at(uscc, tree_size)
             .ok_or_else(|| not_registered(uscc, tree_size, head.size))?;
         let records = self.records_of(uscc)?;
         let at = at.unwrap_or_else(|| self.clock.now());
@@ -690,4 +698,58 @@ impl Service {
 pub struct GatewayFigures {
     pub totals: Option<hj212::GatewayCounts>,
     pub devices: std::collections::BTreeMap<String, hj212::DeviceFigures>,
+}
+
+// ---- enterprises that change ---------------------------------------------------
+
+impl Service {
+    /// Changes an enterprise's details or status with a new ledger entry;
+    /// the earlier state stays in the ledger and in the directory's history.
+    /// A change that alters nothing answers with the entry that set the
+    /// current state, as a duplicate.
+    pub async fn update_enterprise(&self, who: &Principal, request: UpdateRequest) -> Result<Receipt> {
+        let uscc = request.uscc.clone();
+        let current = self
+            .directory
+            .enterprise(uscc.as_str())
+            .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
+        auth::may_register(who, &current.enterprise)?;
+        let update = request.resolve(&current.enterprise, &current.status)?;
+        auth::may_register(who, &update.enterprise)?;
+        if let EnterpriseStatus::Merged(into) = &update.status
+            && self.registered(into.as_str()).is_none()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "merged_into: enterprise {into} is not registered; register the successor first"
+            )));
+        }
+        if update.enterprise == current.enterprise && update.status == current.status {
+            let entry = self.ledger.entry(current.state_seq)?;
+            return Ok(Receipt {
+                seq: entry.seq,
+                entry_hash: entry.entry_hash,
+                chain_hash: entry.chain_hash,
+                recorded_at_ns: entry.recorded_at_ns,
+                duplicate: true,
+            });
+        }
+        let event = Event::EnterpriseUpdate { update, changes_seq: current.state_seq };
+        let receipt = self.append_event(who, &event).await?.map_err(|c| {
+            Error::AlreadyExists(format!(
+                "enterprise {uscc} was changed concurrently (seq {}); read it and try again",
+                c.existing.seq
+            ))
+        })?;
+        if !receipt.duplicate {
+            self.directory.apply(receipt.seq, self.clock.now(), &event);
+            let _ = self.changes.send(uscc);
+        }
+        Ok(receipt)
+    }
+
+    /// Every state of the enterprise, oldest first, if `who` may see it.
+    pub fn enterprise_history(&self, who: &Principal, uscc: &Uscc) -> Result<Vec<(u64, EnterpriseUpdate)>> {
+        self.enterprise(who, uscc)?;
+        Ok(self.directory.enterprise(uscc.as_str()).map(|r| r.versions()).unwrap_or_default())
+    }
 }

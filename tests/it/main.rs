@@ -3,6 +3,7 @@
 
 mod architecture;
 mod batch;
+mod enterprises;
 mod hj212;
 mod import;
 mod ingest;

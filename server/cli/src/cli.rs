@@ -46,6 +46,9 @@ pub enum Command {
     /// Show the service's public key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Change a registered enterprise or show its history (client).
+    #[command(subcommand)]
+    Enterprise(EnterpriseCommand),
     /// The HJ 212 gateway's figures: totals, and per device packets,
     /// acknowledgements, rejections by reason, deviations by kind and when
     /// it was last seen (client; admin or regulator).
@@ -329,6 +332,43 @@ pub enum PrincipalCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum EnterpriseCommand {
+    /// Change name, region or industry, or mark closed or merged; a new
+    /// ledger entry, the history is kept (admin, regulator in scope).
+    Update {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        industry: Option<String>,
+        /// Mark the enterprise closed (ceased operating).
+        #[arg(long, conflicts_with = "merged_into")]
+        close: bool,
+        /// Mark the enterprise merged into this USCC.
+        #[arg(long)]
+        merged_into: Option<String>,
+        /// Mark a closed or merged enterprise active again.
+        #[arg(long, conflicts_with_all = ["close", "merged_into"])]
+        reopen: bool,
+        /// Why, e.g. the notice the change is based on.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every state of the enterprise, oldest first.
+    History {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Print the verifier key (`<name>+<key id>+<base64 key>`) of a data
     /// directory or key file; checkpoints and attestations verify with it.
@@ -452,6 +492,58 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Append { conn, file } => append(&conn, &file).await,
+        Command::Enterprise(EnterpriseCommand::Update {
+            conn,
+            uscc,
+            name,
+            region,
+            industry,
+            close,
+            merged_into,
+            reopen,
+            reason,
+        }) => {
+            let status = match (close, &merged_into, reopen) {
+                (true, _, _) => pb::EnterpriseStatus::Closed,
+                (_, Some(_), _) => pb::EnterpriseStatus::Merged,
+                (_, _, true) => pb::EnterpriseStatus::Active,
+                _ => pb::EnterpriseStatus::Unspecified,
+            };
+            let update = pb::EnterpriseUpdate {
+                uscc,
+                name: name.unwrap_or_default(),
+                region_code: region.unwrap_or_default(),
+                industry_code: industry.unwrap_or_default(),
+                status: status as i32,
+                merged_into: merged_into.unwrap_or_default(),
+                reason,
+            };
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let receipt =
+                client.update_enterprise(authed(&conn, update)?).await.map_err(status_error)?.into_inner();
+            println!(
+                "enterprise updated at seq {}{}",
+                receipt.seq,
+                if receipt.duplicate { " (no change)" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Enterprise(EnterpriseCommand::History { conn, uscc }) => {
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::GetEnterpriseRequest { uscc })?;
+            let history = client.get_enterprise_history(request).await.map_err(status_error)?.into_inner();
+            for v in history.versions {
+                let Some(s) = v.state else { continue };
+                let status = s.status().as_str_name();
+                let into =
+                    if s.merged_into.is_empty() { String::new() } else { format!(" into {}", s.merged_into) };
+                println!(
+                    "seq {} {status}{into} name={:?} region={} industry={} reason={:?}",
+                    v.seq, s.name, s.region_code, s.industry_code, s.reason
+                );
+            }
+            Ok(())
+        }
         Command::Gateway { conn, mn } => {
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
             let request = authed(&conn, pb::GetGatewayFiguresRequest { mn: mn.unwrap_or_default() })?;

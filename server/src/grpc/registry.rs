@@ -37,6 +37,26 @@ impl Registry for RegistryService {
         Ok(Response::new(to_proto::enterprise(&enterprise)))
     }
 
+    async fn get_enterprise_history(
+        &self,
+        request: Request<pb::GetEnterpriseRequest>,
+    ) -> Result<Response<pb::EnterpriseHistory>, Status> {
+        let who = caller(&request)?;
+        let uscc = scoring::Uscc::parse(&request.get_ref().uscc).map_err(Error::from)?;
+        let versions = self.service.enterprise_history(&who, &uscc)?;
+        Ok(Response::new(to_proto::enterprise_history(&versions)))
+    }
+
+    async fn update_enterprise(
+        &self,
+        request: Request<pb::EnterpriseUpdate>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let who = caller(&request)?;
+        let update = from_proto::enterprise_update_request(request.get_ref()).map_err(Error::from)?;
+        let receipt = self.service.update_enterprise(&who, update).await?;
+        Ok(Response::new(to_proto::receipt(&receipt)))
+    }
+
     async fn register_monitoring_point(
         &self,
         request: Request<pb::MonitoringPoint>,
