@@ -232,7 +232,7 @@ pub mod to_proto {
         }
     }
 
-    pub fn gateway_figures(f: &crate::service::GatewayFigures) -> pb::GatewayFigures {
+    pub fn gateway_figures(f: &crate::views::GatewayFigures) -> pb::GatewayFigures {
         let totals = f.totals.map(|t| gateway_totals(&t)).unwrap_or_default();
         let devices = f
             .devices

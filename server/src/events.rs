@@ -273,7 +273,8 @@ mod tests {
             subject platform
             key 6f757461676500686a3231322d676174657761790018b4cbf3a3930000
             fingerprint fff336e4bab00b34a998a8fe105f61d9fa0df59da66f5d0cfa714b7f1980e9c3
-        "#]].assert_eq(&show(&round_trip(Event::PlatformOutage(outage))));
+        "#]]
+        .assert_eq(&show(&round_trip(Event::PlatformOutage(outage))));
     }
 
     #[test]

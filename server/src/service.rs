@@ -33,6 +33,7 @@ use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::principals::{Principal, Role};
+use crate::views::GatewayFigures;
 pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
 
 mod watch;
@@ -691,13 +692,6 @@ impl Service {
         let totals = if scope.is_empty() { Some(stats.snapshot()) } else { None };
         Ok(GatewayFigures { totals, devices })
     }
-}
-
-/// What [`Service::gateway_figures`] shows.
-#[derive(Debug)]
-pub struct GatewayFigures {
-    pub totals: Option<hj212::GatewayCounts>,
-    pub devices: std::collections::BTreeMap<String, hj212::DeviceFigures>,
 }
 
 // ---- enterprises that change ---------------------------------------------------
