@@ -206,13 +206,7 @@ async fn a_packet_with_a_wrong_password_is_acknowledged_but_never_recorded() {
     // mean is the genuine 10 mg/L, so there is no exceedance.
     let mut changes = server.service.subscribe_changes();
     server.clock.set(Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap());
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while hj212_reasons(&mut admin).await.is_empty() {
-            changes.recv().await.unwrap();
-        }
-    })
-    .await
-    .expect("the day is judged");
+    wait_for_reasons(&mut admin, &mut changes, 1, "the day is judged").await;
     assert_eq!(hj212_reasons(&mut admin).await, vec!["monitoring.missing_day".to_owned()]);
     server.stop().await;
 }
@@ -231,13 +225,7 @@ async fn a_device_that_never_connects_has_missing_days_after_the_grace_period() 
     // 08:00 on 3 June: 1 June plus its 24 hours of grace is over.
     let mut changes = server.service.subscribe_changes();
     server.clock.set(Timestamp::parse_rfc3339("2026-06-03T00:00:00Z").unwrap());
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while hj212_reasons(&mut admin).await.len() < 2 {
-            changes.recv().await.unwrap();
-        }
-    })
-    .await
-    .expect("the silent device's day is judged");
+    wait_for_reasons(&mut admin, &mut changes, 2, "the silent device's day is judged").await;
     let score = admin.score(ACME).await;
     let mut days: Vec<String> =
         score.reasons.iter().map(|r| format!("{} {}", r.kind, r.description)).collect();
@@ -275,13 +263,7 @@ async fn days_overlapping_a_platform_outage_are_excused_not_deducted() {
     let mut changes = server.service.subscribe_changes();
     server.clock.set(days(8));
     let mut admin = server.admin().await;
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while hj212_reasons(&mut admin).await.len() < 14 {
-            changes.recv().await.unwrap();
-        }
-    })
-    .await
-    .expect("the days are judged");
+    wait_for_reasons(&mut admin, &mut changes, 14, "the days are judged").await;
     let score = admin.score(ACME).await;
     let mut lines: Vec<String> = score
         .reasons
@@ -332,6 +314,22 @@ async fn send_an_exceeding_day(server: &TestServer) {
     let packets: Vec<Vec<u8>> = (0..24).map(|hour| hourly(30, hour, (80.0, "N"), Some(1.0))).collect();
     socket.write_all(&packets.concat()).await.unwrap();
     read_acks(&mut socket, packets.len()).await;
+}
+
+/// Waits, on the service's change notices, until ACME's score has at least
+/// `n` hj212 reasons.
+async fn wait_for_reasons(
+    admin: &mut Client,
+    changes: &mut tokio::sync::broadcast::Receiver<scoring::Uscc>,
+    n: usize,
+    what: &str,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while hj212_reasons(admin).await.len() < n {
+            changes.recv().await.unwrap();
+        }
+    });
+    waited.await.unwrap_or_else(|_| panic!("{what}: not in time"));
 }
 
 /// The hj212 records in the enterprise's score, by kind.

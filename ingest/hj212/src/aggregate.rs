@@ -364,16 +364,12 @@ fn exceedance(
     mean: f64,
     statistic: Statistic,
 ) -> Result<Record> {
-    let attributes = BTreeMap::from([
-        ("pollutant".to_owned(), limit.pollutant().to_owned()),
-        ("outlet".to_owned(), point.outlet().to_owned()),
-        ("mn".to_owned(), point.mn().to_owned()),
-        ("value".to_owned(), shown(mean)),
-        ("limit".to_owned(), shown(limit.limit())),
-        ("unit".to_owned(), limit.unit().to_owned()),
-        ("statistic".to_owned(), statistic.to_string()),
-        ("day".to_owned(), day.to_string()),
-    ]);
+    let extra = [
+        ("value", shown(mean)),
+        ("limit", shown(limit.limit())),
+        ("unit", limit.unit().to_owned()),
+        ("statistic", statistic.to_string()),
+    ];
     let description = format!(
         "outlet {} (MN {}): daily mean {}-{statistic} {} {unit} above the limit {} {unit} on {day}",
         point.outlet(),
@@ -383,30 +379,17 @@ fn exceedance(
         shown(limit.limit()),
         unit = limit.unit(),
     );
-    record(point, &record_id(point, limit, day, "exceedance"), KIND_EXCEEDANCE, day, &description, attributes)
+    day_record(point, limit, day, KIND_EXCEEDANCE, "exceedance", &description, extra)
 }
 
 fn missing_day(point: &MonitoringPoint, limit: &PollutantLimit, day: LocalDay) -> Result<Record> {
-    let attributes = BTreeMap::from([
-        ("pollutant".to_owned(), limit.pollutant().to_owned()),
-        ("outlet".to_owned(), point.outlet().to_owned()),
-        ("mn".to_owned(), point.mn().to_owned()),
-        ("day".to_owned(), day.to_string()),
-    ]);
     let description = format!(
         "outlet {} (MN {}): no valid {} data on {day}",
         point.outlet(),
         point.mn(),
         limit.pollutant()
     );
-    record(
-        point,
-        &record_id(point, limit, day, "missing_day"),
-        KIND_MISSING_DAY,
-        day,
-        &description,
-        attributes,
-    )
+    day_record(point, limit, day, KIND_MISSING_DAY, "missing_day", &description, [])
 }
 
 fn insufficient_day(
@@ -416,28 +399,14 @@ fn insufficient_day(
     valid_hours: usize,
     required: u32,
 ) -> Result<Record> {
-    let attributes = BTreeMap::from([
-        ("pollutant".to_owned(), limit.pollutant().to_owned()),
-        ("outlet".to_owned(), point.outlet().to_owned()),
-        ("mn".to_owned(), point.mn().to_owned()),
-        ("day".to_owned(), day.to_string()),
-        ("valid_hours".to_owned(), valid_hours.to_string()),
-        ("required_hours".to_owned(), required.to_string()),
-    ]);
+    let extra = [("valid_hours", valid_hours.to_string()), ("required_hours", required.to_string())];
     let description = format!(
         "outlet {} (MN {}): only {valid_hours} valid hours of {} data on {day}, {required} needed for a daily mean",
         point.outlet(),
         point.mn(),
         limit.pollutant()
     );
-    record(
-        point,
-        &record_id(point, limit, day, "insufficient_day"),
-        KIND_INSUFFICIENT_DAY,
-        day,
-        &description,
-        attributes,
-    )
+    day_record(point, limit, day, KIND_INSUFFICIENT_DAY, "insufficient_day", &description, extra)
 }
 
 fn excused_day(
@@ -446,28 +415,35 @@ fn excused_day(
     day: LocalDay,
     outage: &Outage,
 ) -> Result<Record> {
-    let attributes = BTreeMap::from([
-        ("pollutant".to_owned(), limit.pollutant().to_owned()),
-        ("outlet".to_owned(), point.outlet().to_owned()),
-        ("mn".to_owned(), point.mn().to_owned()),
-        ("day".to_owned(), day.to_string()),
-        ("outage_from".to_owned(), outage.from.to_string()),
-        ("outage_to".to_owned(), outage.to.to_string()),
-    ]);
+    let extra = [("outage_from", outage.from.to_string()), ("outage_to", outage.to.to_string())];
     let description = format!(
         "outlet {} (MN {}): {} data of {day} not complete, excused: {outage}",
         point.outlet(),
         point.mn(),
         limit.pollutant()
     );
-    record(
-        point,
-        &record_id(point, limit, day, "excused_day"),
-        KIND_EXCUSED_DAY,
-        day,
-        &description,
-        attributes,
-    )
+    day_record(point, limit, day, KIND_EXCUSED_DAY, "excused_day", &description, extra)
+}
+
+/// The record of one judged day of one pollutant: attributes `pollutant`,
+/// `outlet`, `mn` and `day`, plus `extra`; its id ends in `what`.
+fn day_record<const N: usize>(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    kind: &str,
+    what: &str,
+    description: &str,
+    extra: [(&str, String); N],
+) -> Result<Record> {
+    let mut attributes = BTreeMap::from([
+        ("pollutant".to_owned(), limit.pollutant().to_owned()),
+        ("outlet".to_owned(), point.outlet().to_owned()),
+        ("mn".to_owned(), point.mn().to_owned()),
+        ("day".to_owned(), day.to_string()),
+    ]);
+    attributes.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    record(point, &record_id(point, limit, day, what), kind, day, description, attributes)
 }
 
 fn record(
