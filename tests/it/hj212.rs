@@ -41,6 +41,16 @@ async fn read_acks(socket: &mut TcpStream, n: usize) -> Vec<hj212::Packet> {
     acks
 }
 
+/// At 08:00 China time on 31 May, ACME and its monitoring point `point`
+/// are registered; returns the admin client that did it.
+async fn acme_with_a_point(server: &TestServer, point: pb::MonitoringPoint) -> Client {
+    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.registry.register_monitoring_point(point).await.unwrap();
+    admin
+}
+
 /// ACME's outlet DW001 with limits for COD (w01018) and ammonia (w21003).
 fn point() -> pb::MonitoringPoint {
     pb::MonitoringPoint {
@@ -70,10 +80,7 @@ fn point() -> pb::MonitoringPoint {
 async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     let server = TestServer::start_with_gateway().await;
     // 08:00 China time on 31 May: no day is due for judging yet.
-    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
-    let mut admin = server.admin().await;
-    admin.register(ACME, "Acme", "330206").await;
-    admin.registry.register_monitoring_point(point()).await.unwrap();
+    let mut admin = acme_with_a_point(&server, point()).await;
     let got =
         admin.registry.get_monitoring_point(pb::GetMonitoringPointRequest { mn: MN.into() }).await.unwrap();
     assert_eq!(got.into_inner().limits[1].statistic, "Avg", "the default statistic is stored explicitly");
@@ -160,11 +167,8 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
 #[tokio::test]
 async fn a_packet_with_a_wrong_password_is_acknowledged_but_never_recorded() {
     let server = TestServer::start_with_gateway().await;
-    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
-    let mut admin = server.admin().await;
-    admin.register(ACME, "Acme", "330206").await;
     let registration = pb::MonitoringPoint { password: "s3cret-LD13-9f2c".into(), ..point() };
-    admin.registry.register_monitoring_point(registration.clone()).await.unwrap();
+    let mut admin = acme_with_a_point(&server, registration).await;
     let missing = pb::MonitoringPoint { password: String::new(), ..point() };
     let status = admin.registry.register_monitoring_point(missing).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -217,10 +221,7 @@ async fn a_packet_with_a_wrong_password_is_acknowledged_but_never_recorded() {
 async fn a_device_that_never_connects_has_missing_days_after_the_grace_period() {
     let server = TestServer::start_with_gateway().await;
     // Registered at 08:00 China time on 31 May; 1 June is the first day owed.
-    server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
-    let mut admin = server.admin().await;
-    admin.register(ACME, "Acme", "330206").await;
-    admin.registry.register_monitoring_point(point()).await.unwrap();
+    let mut admin = acme_with_a_point(&server, point()).await;
 
     // 08:00 on 3 June: 1 June plus its 24 hours of grace is over.
     let mut changes = server.service.subscribe_changes();
@@ -347,10 +348,7 @@ async fn hj212_reasons(client: &mut Client) -> Vec<String> {
 async fn a_gateway_append_in_flight_at_shutdown_is_in_the_final_checkpoint_or_not_acknowledged() {
     for yields in [0, 1, 3, 10, 30] {
         let server = TestServer::start_with_gateway().await;
-        server.clock.set(Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap());
-        let mut admin = server.admin().await;
-        admin.register(ACME, "Acme", "330206").await;
-        admin.registry.register_monitoring_point(point()).await.unwrap();
+        acme_with_a_point(&server, point()).await;
         send_an_exceeding_day(&server).await;
 
         // 30 May becomes due, and shutdown begins while it closes.
