@@ -912,3 +912,28 @@ fn gateway_figures_text(figures: &pb::GatewayFigures) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_figures_print_one_line_per_total_and_per_device() {
+        let figures = pb::GatewayFigures {
+            totals: [("acks_sent".to_owned(), 2), ("wrong_password".to_owned(), 1)].into(),
+            devices: vec![pb::DeviceFigures {
+                device: "LD130133000015".into(),
+                packets: 3,
+                acknowledged: 2,
+                rejected: [("wrong_password".to_owned(), 1)].into(),
+                deviations: [("no_crlf".to_owned(), 3), ("no_qn".to_owned(), 1)].into(),
+                last_seen: Some(prost_types::Timestamp { seconds: 1_780_272_000, nanos: 0 }),
+            }],
+        };
+        assert_eq!(
+            gateway_figures_text(&figures),
+            "total acks_sent 2\ntotal wrong_password 1\ndevice LD130133000015 packets=3 acknowledged=2 \
+             rejected=[wrong_password=1] deviations=[no_crlf=3,no_qn=1] last_seen=2026-06-01T00:00:00Z\n"
+        );
+    }
+}
