@@ -918,6 +918,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gateway_flags_override_only_what_they_name() {
+        let args = GatewayArgs {
+            hj212_max_connections_per_peer: Some(4),
+            hj212_idle_timeout_secs: Some(30),
+            ..GatewayArgs::default()
+        };
+        let config = args.apply(GatewayConfig::default());
+        assert_eq!((config.max_connections_per_peer, config.idle_timeout), (4, Duration::from_secs(30)));
+        assert_eq!(config.max_connections, GatewayConfig::default().max_connections);
+    }
+
+    #[test]
     fn gateway_figures_print_one_line_per_total_and_per_device() {
         let figures = pb::GatewayFigures {
             totals: [("acks_sent".to_owned(), 2), ("wrong_password".to_owned(), 1)].into(),
