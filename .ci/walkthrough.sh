@@ -36,7 +36,7 @@ cat > "$work/records.jsonl" <<'JSONL'
 JSONL
 ecocode append "$work/records.jsonl"
 ecocode append "$work/records.jsonl" | grep -q "2 already present"
-ecocode point --mn LD130133000015 --uscc 91330206739237858W --outlet DW001 --limit w01018=50mg/L --limit w21003=5mg/L
+ecocode point --mn LD130133000015 --uscc 91330206739237858W --outlet DW001 --password 'Xk3v9-q2LmZ7' --limit w01018=50mg/L --limit w21003=5mg/L
 printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-1,91330206739237858W,complaint.verified,2026-05-02,odour at night\n' > "$work/complaints.csv"
 ecocode import "$work/complaints.csv"
 

@@ -21,7 +21,7 @@ mod workflow;
 pub use batch::{evaluations_frame, score_all};
 pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
 pub use error::{Error, Result, ValidationError};
-pub use model::{KindClass, Model, RecordRule, WorkflowKind};
+pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
 pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Reason};
 pub use uscc::Uscc;
 pub use workflow::Ineligible;

@@ -34,6 +34,34 @@ pub(crate) struct Rules {
     /// Sorted by name.
     pub(crate) kinds: Vec<KindRule>,
     pub(crate) index: HashMap<String, usize>,
+    pub(crate) monitoring: MonitoringRules,
+}
+
+/// How many valid hourly values make a valid daily mean, by pollutant class
+/// (HJ 75-2017 and HJ 356-2019; see docs/hj212.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonitoringRules {
+    /// Flue-gas pollutants (2017 codes `a...`).
+    pub gas: u32,
+    /// Wastewater pollutants (2017 codes `w...`).
+    pub water: u32,
+    /// 2005 and vendor codes, whose class the code does not say.
+    pub other: u32,
+}
+
+impl MonitoringRules {
+    /// The standards' 20 hours for every class; what a model file without a
+    /// `[monitoring]` table gets.
+    pub const STANDARD: MonitoringRules = MonitoringRules { gas: 20, water: 20, other: 20 };
+
+    /// The valid hours a daily mean of `pollutant` needs.
+    pub fn min_valid_hours(&self, pollutant: &str) -> u32 {
+        match pollutant.as_bytes().first() {
+            Some(b'a') => self.gas,
+            Some(b'w') => self.water,
+            _ => self.other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +172,21 @@ struct ModelFile {
     grades: GradesFile,
     repair: RepairFile,
     kinds: BTreeMap<String, KindFile>,
+    monitoring: Option<MonitoringFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonitoringFile {
+    min_valid_hours: MinValidHoursFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MinValidHoursFile {
+    gas: u32,
+    water: u32,
+    other: u32,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +298,11 @@ impl Model {
     /// Days a record with this window must have been public before repair.
     pub fn minimum_publicity_days(&self, window_days: i64) -> i64 {
         self.inner.minimum_publicity_days(window_days)
+    }
+
+    /// The valid-day rules of online monitoring.
+    pub fn monitoring(&self) -> MonitoringRules {
+        self.inner.monitoring
     }
 
     /// Field rules that depend on the record's kind; `now` is the caller's
@@ -371,6 +419,17 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
         return Err("kinds must not be empty".to_owned());
     }
     let index = kinds.iter().enumerate().map(|(i, k)| (k.name.clone(), i)).collect();
+    let monitoring = match file.monitoring {
+        None => MonitoringRules::STANDARD,
+        Some(MonitoringFile { min_valid_hours: h }) => {
+            for (class, hours) in [("gas", h.gas), ("water", h.water), ("other", h.other)] {
+                if !(1..=24).contains(&hours) {
+                    return Err(format!("monitoring.min_valid_hours.{class} must be in 1..=24, got {hours}"));
+                }
+            }
+            MonitoringRules { gas: h.gas, water: h.water, other: h.other }
+        }
+    };
     Ok(Rules {
         version,
         future_tolerance_nanos: tolerance * NANOS_PER_SECOND,
@@ -379,6 +438,7 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
         publicity,
         kinds,
         index,
+        monitoring,
     })
 }
 
@@ -472,15 +532,20 @@ fn validate_kind(name: String, kind: KindFile) -> Result<KindRule, String> {
 }
 
 /// Bonus kinds add points and all others deduct, so the sign is fixed by
-/// `bonus`; zero would be a kind that never matters.
+/// `bonus`. A deduction of zero is an explained fact that costs nothing
+/// (e.g. a monitoring day excused by a platform outage); a zero cap or bonus
+/// would be a kind that never matters.
 fn check_points(at: &str, key: &str, points: i32, bonus: bool) -> Result<(), String> {
-    let ok = if bonus { (1..=MAX_POINTS).contains(&points) } else { (-MAX_POINTS..=-1).contains(&points) };
+    let most = if key == "points" { 0 } else { -1 };
+    let ok = if bonus { (1..=MAX_POINTS).contains(&points) } else { (-MAX_POINTS..=most).contains(&points) };
     if ok {
         Ok(())
     } else if bonus {
         Err(format!("{at}.{key} of a bonus kind must be in 1..={MAX_POINTS}, got {points}"))
     } else {
-        Err(format!("{at}.{key} must be in -{MAX_POINTS}..=-1 (bonus kinds set bonus = true), got {points}"))
+        Err(format!(
+            "{at}.{key} must be in -{MAX_POINTS}..={most} (bonus kinds set bonus = true), got {points}"
+        ))
     }
 }
 
@@ -492,12 +557,14 @@ mod tests {
     fn builtin_model_is_valid() {
         let model = Model::builtin();
         assert_eq!(model.version(), "ecocode-2026.1");
-        // 17 deductions, 7 veto kinds, 3 bonuses and 6 workflow kinds.
-        assert_eq!(model.kinds().count(), 17 + 7 + 3 + 6);
+        // 19 deductions, 7 veto kinds, 3 bonuses and 6 workflow kinds.
+        assert_eq!(model.kinds().count(), 19 + 7 + 3 + 6);
         assert_eq!(model.inner.future_tolerance_nanos, 300 * NANOS_PER_SECOND);
         assert_eq!(model.minimum_publicity_days(365), 90);
         assert_eq!(model.minimum_publicity_days(366), 365);
         assert_eq!(model.minimum_publicity_days(1095), 365);
+        assert_eq!(model.monitoring().min_valid_hours("a21026"), 20);
+        assert_eq!(model.monitoring().min_valid_hours("w01018"), 20);
     }
 
     #[test]

@@ -16,7 +16,14 @@ use scoring::{
 /// Day 0 of the tests: 2025-01-01T00:00:00Z.
 const DAY0_NANOS: i64 = 1_735_689_600 * 1_000_000_000;
 const ENTERPRISES: usize = 4;
-const CAPPED: &[&str] = &["exceedance.daily", "monitoring.missing_day", "complaint.verified"];
+const CAPPED: &[&str] = &[
+    "exceedance.daily",
+    "monitoring.missing_day",
+    "monitoring.insufficient_day",
+    "complaint.verified",
+    // Zero points: a reason line that costs nothing.
+    "monitoring.excused_day",
+];
 const BONUSES: &[&str] = &["commitment.clean_year", "certification.iso14001", "award.environmental"];
 const HEAVY: &[&str] = &[
     "enforcement.seal",

@@ -102,6 +102,7 @@ impl App {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| Error::io(format!("create data directory {}", data_dir.display()), e))?;
         let principals = Arc::new(PrincipalStore::open(&data_dir)?);
+        let valid_days = config.model.monitoring();
         let service = Arc::new(Service::open(config.ledger, config.model, config.clock.clone(), progress)?);
         let grpc = bind(config.listen, "--listen").await?;
         let grpc_addr = local_addr(&grpc)?;
@@ -111,10 +112,12 @@ impl App {
                 let listener = bind(addr, "--hj212-listen").await?;
                 let addr = local_addr(&listener)?;
                 let clock = config.clock.clone();
-                let gateway_config = GatewayConfig { clock: Arc::new(move || clock.now()), ..config.gateway };
+                let gateway_config =
+                    GatewayConfig { clock: Arc::new(move || clock.now()), valid_days, ..config.gateway };
                 let sink = Arc::new(LedgerSink::new(service.clone()));
                 let gateway = Gateway::open(&data_dir.join("hj212"), sink, gateway_config)
                     .map_err(|e| Error::Internal(format!("hj212 gateway state: {e}")))?;
+                service.attach_gateway_stats(gateway.stats());
                 Some((listener, addr, gateway))
             }
         };

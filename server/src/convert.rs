@@ -3,8 +3,10 @@
 
 pub mod from_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::{MonitoringPoint, PollutantLimit, Statistic};
+    use hj212::{MonitoringPoint, Outage, PasswordHash, PollutantLimit, Statistic};
     use scoring::{Enterprise, Record, RecordFields, Seq, Timestamp, ValidationError};
+
+    use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 
     pub fn timestamp(t: &prost_types::Timestamp, field: &str) -> Result<Timestamp, ValidationError> {
         Timestamp::from_unix(t.seconds, t.nanos).ok_or_else(|| {
@@ -39,7 +41,86 @@ pub mod from_proto {
         })
     }
 
-    /// A monitoring point; errors name the field, e.g. `limits[1].limit`.
+    /// A change as a regulator asks for it: empty fields are unchanged.
+    pub fn enterprise_update_request(u: &pb::EnterpriseUpdate) -> Result<UpdateRequest, ValidationError> {
+        let given = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(UpdateRequest {
+            uscc: scoring::Uscc::parse(&u.uscc)?,
+            name: given(&u.name),
+            region_code: given(&u.region_code),
+            industry_code: given(&u.industry_code),
+            status: match u.status() {
+                pb::EnterpriseStatus::Unspecified => None,
+                other => Some(status(other, &u.merged_into)?),
+            },
+            reason: u.reason.clone(),
+        })
+    }
+
+    fn status(s: pb::EnterpriseStatus, merged_into: &str) -> Result<EnterpriseStatus, ValidationError> {
+        match (s, merged_into) {
+            (pb::EnterpriseStatus::Merged, into) => {
+                let into = scoring::Uscc::parse(into).map_err(|e| {
+                    ValidationError::new(
+                        "merged_into",
+                        format!("MERGED needs the successor's USCC: {}", e.rule),
+                    )
+                })?;
+                Ok(EnterpriseStatus::Merged(into))
+            }
+            (_, into) if !into.is_empty() => {
+                Err(ValidationError::new("merged_into", "is only for status MERGED"))
+            }
+            (pb::EnterpriseStatus::Closed, _) => Ok(EnterpriseStatus::Closed),
+            _ => Ok(EnterpriseStatus::Active),
+        }
+    }
+
+    /// A change as stored: every field holds the value from then on.
+    pub fn stored_enterprise_update(u: &pb::EnterpriseUpdate) -> Result<EnterpriseUpdate, ValidationError> {
+        Ok(EnterpriseUpdate {
+            enterprise: Enterprise::new(&u.uscc, &u.name, &u.region_code, &u.industry_code)?,
+            status: status(u.status(), &u.merged_into)?,
+            reason: u.reason.clone(),
+        })
+    }
+
+    pub fn platform_outage(o: &pb::PlatformOutage) -> Result<Outage, ValidationError> {
+        if o.component != super::to_proto::OUTAGE_COMPONENT {
+            return Err(ValidationError::new("component", format!("unknown component {:?}", o.component)));
+        }
+        let required = |t: Option<&prost_types::Timestamp>, field: &str| {
+            optional_timestamp(t, field)?.ok_or_else(|| ValidationError::new(field, "is required"))
+        };
+        let from = required(o.from.as_ref(), "from")?;
+        let to = required(o.to.as_ref(), "to")?;
+        if to < from {
+            return Err(ValidationError::new("to", "must not be before from"));
+        }
+        Ok(Outage { from, to })
+    }
+
+    /// A monitoring point as a client registers it: the password is
+    /// required and hashed here, and a client cannot set the hash itself.
+    pub fn monitoring_point_registration(
+        p: &pb::MonitoringPoint,
+    ) -> Result<MonitoringPoint, ValidationError> {
+        if !p.password_hash.is_empty() {
+            return Err(ValidationError::new("password_hash", "is set by the server; send password"));
+        }
+        if p.password.is_empty() {
+            return Err(ValidationError::new(
+                "password",
+                "is required: the device's HJ 212 PW, 1 to 32 printable ASCII characters",
+            ));
+        }
+        let hash = PasswordHash::of(&p.mn, &p.password)?;
+        Ok(monitoring_point(p)?.with_password(hash))
+    }
+
+    /// A monitoring point as stored; errors name the field, e.g.
+    /// `limits[1].limit`. A plain `password` is ignored: only registration
+    /// reads it.
     pub fn monitoring_point(p: &pb::MonitoringPoint) -> Result<MonitoringPoint, ValidationError> {
         let uscc = scoring::Uscc::parse(&p.uscc)?;
         let limits = p
@@ -61,7 +142,11 @@ pub mod from_proto {
                     .map_err(|e| ValidationError::new(format!("limits[{i}].{}", e.field), e.rule))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        MonitoringPoint::new(&p.mn, uscc, &p.outlet, limits)
+        let point = MonitoringPoint::new(&p.mn, uscc, &p.outlet, limits)?;
+        Ok(match p.password_hash.as_str() {
+            "" => point,
+            hex => point.with_password(PasswordHash::from_hex(hex)?),
+        })
     }
 
     pub fn codes(codes: &[i32]) -> Result<Vec<scoring::Code>, ValidationError> {
@@ -79,8 +164,10 @@ pub mod from_proto {
 
 pub mod to_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::MonitoringPoint;
+    use hj212::{MonitoringPoint, Outage};
     use scoring::{Code, Enterprise, Evaluation, Grade, Record, Timestamp};
+
+    use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate};
 
     pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
         let (seconds, nanos) = t.to_unix();
@@ -110,6 +197,97 @@ pub mod to_proto {
         }
     }
 
+    pub fn enterprise_update(u: &EnterpriseUpdate) -> pb::EnterpriseUpdate {
+        let (status, merged_into) = status(&u.status);
+        let e = &u.enterprise;
+        pb::EnterpriseUpdate {
+            uscc: e.uscc.to_string(),
+            name: e.name.clone(),
+            region_code: e.region_code.clone(),
+            industry_code: e.industry_code.clone(),
+            status: status as i32,
+            merged_into,
+            reason: u.reason.clone(),
+        }
+    }
+
+    pub fn status(s: &EnterpriseStatus) -> (pb::EnterpriseStatus, String) {
+        match s {
+            EnterpriseStatus::Active => (pb::EnterpriseStatus::Active, String::new()),
+            EnterpriseStatus::Closed => (pb::EnterpriseStatus::Closed, String::new()),
+            EnterpriseStatus::Merged(into) => (pb::EnterpriseStatus::Merged, into.to_string()),
+        }
+    }
+
+    /// `GetEnterpriseHistory`: each state with the seq that set it.
+    pub fn enterprise_history(versions: &[(u64, EnterpriseUpdate)]) -> pb::EnterpriseHistory {
+        pb::EnterpriseHistory {
+            versions: versions
+                .iter()
+                .map(|(seq, state)| pb::EnterpriseVersion {
+                    seq: *seq,
+                    state: Some(enterprise_update(state)),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn gateway_figures(f: &crate::views::GatewayFigures) -> pb::GatewayFigures {
+        let totals = f.totals.map(|t| gateway_totals(&t)).unwrap_or_default();
+        let devices = f
+            .devices
+            .iter()
+            .map(|(device, d)| pb::DeviceFigures {
+                device: device.clone(),
+                packets: d.packets,
+                acknowledged: d.acknowledged,
+                rejected: d.rejected.clone(),
+                deviations: d.deviations.clone(),
+                last_seen: d.last_seen.map(timestamp),
+            })
+            .collect();
+        pb::GatewayFigures { totals, devices }
+    }
+
+    fn gateway_totals(t: &hj212::GatewayCounts) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("connections_accepted", t.connections_accepted),
+            ("connections_refused", t.connections_refused),
+            ("connections_refused_per_peer", t.connections_refused_per_peer),
+            ("connections_timed_out", t.connections_timed_out),
+            ("connections_dropped_junk", t.connections_dropped_junk),
+            ("packets_ok", t.packets_ok),
+            ("bad_crc", t.bad_crc),
+            ("bad_length", t.bad_length),
+            ("malformed", t.malformed),
+            ("unknown_device", t.unknown_device),
+            ("wrong_password", t.wrong_password),
+            ("split_incomplete", t.split_incomplete),
+            ("split_refused", t.split_refused),
+            ("acks_sent", t.acks_sent),
+            ("values_stored", t.values_stored),
+            ("values_not_counted", t.values_not_counted),
+            ("records_emitted", t.records_emitted),
+            ("records_refused", t.records_refused),
+            ("append_failures", t.append_failures),
+            ("garbage_bytes", t.garbage_bytes),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The component of every outage so far: the HJ 212 gateway.
+    pub const OUTAGE_COMPONENT: &str = "hj212-gateway";
+
+    pub fn platform_outage(o: &Outage) -> pb::PlatformOutage {
+        pb::PlatformOutage {
+            component: OUTAGE_COMPONENT.to_owned(),
+            from: Some(timestamp(o.from)),
+            to: Some(timestamp(o.to)),
+        }
+    }
+
     pub fn monitoring_point(p: &MonitoringPoint) -> pb::MonitoringPoint {
         pb::MonitoringPoint {
             mn: p.mn().to_owned(),
@@ -125,6 +303,8 @@ pub mod to_proto {
                     statistic: l.statistic().as_str().to_owned(),
                 })
                 .collect(),
+            password: String::new(),
+            password_hash: p.password().map(|h| h.to_hex()).unwrap_or_default(),
         }
     }
 

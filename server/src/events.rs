@@ -18,16 +18,24 @@
 //!   `BLAKE3(point)`, so new limits supersede and the same limits are a
 //!   duplicate.
 //!
+//! * platform outage: `"outage\0" ‖ component ‖ "\0" ‖ from` (Unix
+//!   nanoseconds, big-endian), fingerprint `BLAKE3(outage)`; subject
+//!   `platform`;
+//! * enterprise update: `"enterprise-update\0" ‖ USCC ‖ "\0" ‖ seq of the
+//!   entry it changes (big-endian)`, fingerprint `BLAKE3(update)`, so the
+//!   same change sent twice against the same state is one entry.
+//!
 //! where each BLAKE3 is over the canonical protobuf encoding of the event's
-//! message. The subject of every event is the enterprise's USCC.
+//! message. The subject of every other event is the enterprise's USCC.
 
 use ecocode_proto::v1 as pb;
-use hj212::MonitoringPoint;
+use hj212::{MonitoringPoint, Outage};
 use ledger::{Entry, Idempotency, NewEntry};
 use prost::Message;
 use scoring::{Enterprise, Record};
 
 use crate::convert::{from_proto, to_proto};
+use crate::enterprise::EnterpriseUpdate;
 use crate::error::{Error, Result};
 
 /// A fact of the ledger, decoded.
@@ -36,7 +44,19 @@ pub enum Event {
     Registration(Enterprise),
     Record(Record),
     MonitoringPoint(MonitoringPoint),
+    /// The HJ 212 gateway was down; stored under the subject `platform`,
+    /// which is no USCC, so no enterprise's entries include it.
+    PlatformOutage(Outage),
+    /// A change of an enterprise's details or status, made to the state
+    /// set by the entry at `changes_seq`.
+    EnterpriseUpdate {
+        update: EnterpriseUpdate,
+        changes_seq: u64,
+    },
 }
+
+/// The subject of platform-wide entries.
+pub const PLATFORM_SUBJECT: &str = "platform";
 
 impl Event {
     /// The entry to append for this event, submitted by principal `submitted_by`.
@@ -54,6 +74,27 @@ impl Event {
                 let fingerprint = fingerprint(&canonical);
                 let key = [b"point\0".as_slice(), p.mn().as_bytes(), b"\0", &fingerprint].concat();
                 (pb::ledger_event::Event::MonitoringPoint(canonical), p.uscc().as_str(), key, fingerprint)
+            }
+            Event::EnterpriseUpdate { update, changes_seq } => {
+                let canonical = to_proto::enterprise_update(update);
+                let fingerprint = fingerprint(&canonical);
+                let uscc = update.enterprise.uscc.as_str();
+                let key =
+                    [b"enterprise-update\0".as_slice(), uscc.as_bytes(), b"\0", &changes_seq.to_be_bytes()]
+                        .concat();
+                (pb::ledger_event::Event::EnterpriseUpdate(canonical), uscc, key, fingerprint)
+            }
+            Event::PlatformOutage(o) => {
+                let canonical = to_proto::platform_outage(o);
+                let fingerprint = fingerprint(&canonical);
+                let key = [
+                    b"outage\0".as_slice(),
+                    canonical.component.as_bytes(),
+                    b"\0",
+                    &o.from.unix_nanos().to_be_bytes(),
+                ]
+                .concat();
+                (pb::ledger_event::Event::PlatformOutage(canonical), PLATFORM_SUBJECT, key, fingerprint)
             }
         };
         let payload = pb::LedgerEvent { event: Some(event), submitted_by: submitted_by.to_owned() };
@@ -99,6 +140,16 @@ impl Event {
             Some(pb::ledger_event::Event::MonitoringPoint(p)) => Event::MonitoringPoint(
                 from_proto::monitoring_point(&p)
                     .map_err(|e| corrupt(format!("stored monitoring point is invalid: {e}")))?,
+            ),
+            Some(pb::ledger_event::Event::EnterpriseUpdate(u)) => Event::EnterpriseUpdate {
+                update: from_proto::stored_enterprise_update(&u)
+                    .map_err(|e| corrupt(format!("stored enterprise update is invalid: {e}")))?,
+                // Not needed after the append: the key is only checked then.
+                changes_seq: 0,
+            },
+            Some(pb::ledger_event::Event::PlatformOutage(o)) => Event::PlatformOutage(
+                from_proto::platform_outage(&o)
+                    .map_err(|e| corrupt(format!("stored platform outage is invalid: {e}")))?,
             ),
             None => return Err(corrupt("payload holds no event".into())),
         })
@@ -209,6 +260,45 @@ mod tests {
             fingerprint c09cb68961dd64d5c9e8f4817153f2cff39d510b8a05d2fcded29f6a55465d60
         "#]]
         .assert_eq(&show(&round_trip(Event::MonitoringPoint(point()))));
+    }
+
+    #[test]
+    fn platform_outage_bytes_are_pinned() {
+        let outage = Outage {
+            from: scoring::Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap(),
+            to: scoring::Timestamp::parse_rfc3339("2026-06-05T00:00:00Z").unwrap(),
+        };
+        expect![[r#"
+            payload 221f0a0d686a3231322d676174657761791206088097f3d0061a060880a388d1067a0a6265696c756e2d657062
+            subject platform
+            key 6f757461676500686a3231322d676174657761790018b4cbf3a3930000
+            fingerprint fff336e4bab00b34a998a8fe105f61d9fa0df59da66f5d0cfa714b7f1980e9c3
+        "#]]
+        .assert_eq(&show(&round_trip(Event::PlatformOutage(outage))));
+    }
+
+    #[test]
+    fn enterprise_update_bytes_are_pinned() {
+        let update = crate::enterprise::EnterpriseUpdate {
+            enterprise: enterprise(),
+            status: crate::enterprise::EnterpriseStatus::Merged(Uscc::parse("11330206MB1593493A").unwrap()),
+            reason: "absorbed".into(),
+        };
+        expect![[r#"
+            payload 2a5b0a1239313333303432313733393233373835385812164e696e67626f2041636d6520447965696e6720436f2e1a06333330323036220543313731332803321231313333303230364d4231353933343933413a086162736f726265647a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 656e74657270726973652d75706461746500393133333034323137333932333738353858000000000000000000
+            fingerprint 05fba0f6271435f2abbfab9762e733fb06df161282910bac0f63f7bba062426b
+        "#]].assert_eq(&show(&round_trip(Event::EnterpriseUpdate { update, changes_seq: 0 })));
+    }
+
+    #[test]
+    fn a_monitoring_point_keeps_only_its_password_hash() {
+        let hash = hj212::PasswordHash::of("LD130133000015", "s3cret").unwrap();
+        let new = round_trip(Event::MonitoringPoint(point().with_password(hash)));
+        let text = show(&new);
+        assert!(!text.contains(&hex(b"s3cret")), "{text}");
+        assert!(text.contains(&hex(hash.to_hex().as_bytes())), "{text}");
     }
 
     #[test]

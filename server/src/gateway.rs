@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hj212::{MonitoringPoint, RecordSink, SinkError};
+use hj212::{MonitoringPoint, Outage, RecordSink, SinkError};
 use scoring::Record;
 use tonic::Code;
 
@@ -30,6 +30,14 @@ impl RecordSink for LedgerSink {
         self.service.device_point(mn)
     }
 
+    async fn record_outage(&self, outage: Outage) -> Result<(), SinkError> {
+        self.outage(outage).await
+    }
+
+    fn monitoring_points(&self) -> Vec<MonitoringPoint> {
+        self.service.device_points()
+    }
+
     /// The status table decides: what a caller would be told to retry
     /// (`UNAVAILABLE`, `INTERNAL`, ...) is transient and keeps the day open;
     /// a record the pipeline refuses for good (e.g. its enterprise is not
@@ -51,6 +59,16 @@ impl RecordSink for LedgerSink {
         match first {
             None => Ok(()),
             Some(first) => Err(SinkError::Rejected { count: rejected, first }),
+        }
+    }
+}
+
+impl LedgerSink {
+    async fn outage(&self, outage: Outage) -> Result<(), SinkError> {
+        match self.service.record_outage(&self.principal, outage).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(e.code()) => Err(SinkError::Transient(e.to_string())),
+            Err(e) => Err(SinkError::Rejected { count: 1, first: e.to_string() }),
         }
     }
 }

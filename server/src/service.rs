@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hj212::MonitoringPoint;
+use hj212::{MonitoringPoint, Outage};
 use inquiries::{Inquiry, InquiryLog, Scope};
 use ledger::{Checkpoint, Entry, Hash, Ledger, LedgerConfig, Receipt};
 use scoring::{Code, Enterprise, KindClass, LedgerRecord, Model, Record, Seq, Timestamp, Uscc};
@@ -31,9 +31,11 @@ use tokio::sync::{broadcast, mpsc};
 use crate::auth;
 use crate::clock::Clock;
 use crate::directory::Directory;
+use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::principals::{Principal, Role};
+use crate::views::GatewayFigures;
 pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
 
 mod watch;
@@ -60,6 +62,8 @@ pub struct ListQuery {
     pub page_size: usize,
     /// Continue after this USCC (empty: from the start).
     pub after: String,
+    /// Also list closed and merged enterprises.
+    pub include_closed: bool,
 }
 
 pub struct Service {
@@ -77,6 +81,8 @@ pub struct Service {
     changes: broadcast::Sender<Uscc>,
     /// Set when shutdown begins, so long-lived streams end.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The HJ 212 gateway's counters, when it runs.
+    gateway_stats: std::sync::OnceLock<Arc<hj212::GatewayStats>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -100,7 +106,11 @@ impl Service {
         let directory = Directory::default();
         for entry in ledger.scan(0, ledger.head().size) {
             let entry = entry?;
-            directory.apply(entry.seq, &Event::decode(&entry)?);
+            directory.apply(
+                entry.seq,
+                Timestamp::from_unix_nanos(entry.recorded_at_ns),
+                &Event::decode(&entry)?,
+            );
         }
         let (changes, _) = broadcast::channel(4096);
         Ok(Service {
@@ -113,6 +123,7 @@ impl Service {
             filings: Mutex::default(),
             changes,
             stopping: tokio::sync::watch::Sender::new(false),
+            gateway_stats: std::sync::OnceLock::new(),
         })
     }
 
@@ -159,7 +170,7 @@ impl Service {
             ))
         })?;
         if !receipt.duplicate {
-            self.directory.apply(receipt.seq, &event);
+            self.directory.apply(receipt.seq, self.clock.now(), &event);
             let _ = self.changes.send(uscc);
         }
         Ok(receipt)
@@ -195,7 +206,7 @@ impl Service {
             Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
         })?;
         if !receipt.duplicate {
-            self.directory.apply(receipt.seq, &event);
+            self.directory.apply(receipt.seq, self.clock.now(), &event);
         }
         Ok(receipt)
     }
@@ -355,6 +366,12 @@ impl Service {
         self.directory.point(mn)
     }
 
+    /// Every registered point, for the gateway's missing days of devices
+    /// that never connect.
+    pub(crate) fn device_points(&self) -> Vec<MonitoringPoint> {
+        self.directory.points()
+    }
+
     fn registered(&self, uscc: &str) -> Option<Enterprise> {
         self.directory.enterprise(uscc).map(|r| r.enterprise)
     }
@@ -450,8 +467,12 @@ impl Service {
         let service = self.clone();
         blocking(move || {
             let mut page = ScorePage::default();
-            let candidates =
-                service.directory.enterprises_after(&query.after, &region, &query.industry_prefix);
+            let candidates = service.directory.enterprises_after(
+                &query.after,
+                &region,
+                &query.industry_prefix,
+                query.include_closed,
+            );
             let mut last_examined = None;
             for e in &candidates {
                 if page.scores.len() == page_size {
@@ -666,10 +687,11 @@ impl Service {
         } else {
             (tree_size, self.ledger.root_at(tree_size)?)
         };
+        // The details (name, region, ...) as of the prefix: a later change
+        // of name does not rewrite what was known then.
         let registered = self
             .directory
-            .enterprise(uscc)
-            .filter(|r| r.seq < tree_size)
+            .enterprise_at(uscc, tree_size)
             .ok_or_else(|| not_registered(uscc, tree_size, head.size))?;
         let records = self.records_of(uscc)?;
         let at = at.unwrap_or_else(|| self.clock.now());
@@ -828,5 +850,114 @@ fn not_registered(uscc: &str, tree_size: u64, current: u64) -> Error {
         ))
     } else {
         Error::NotFound(format!("enterprise {uscc} is not registered"))
+    }
+}
+
+// ---- platform availability (HJ 212 gateway) ----------------------------------
+
+impl Service {
+    /// Records an outage of the HJ 212 gateway itself. Only the gateway's
+    /// own principal (or an admin) may: an outage excuses enterprises'
+    /// missing days. Re-sending the same outage is a duplicate.
+    pub async fn record_outage(&self, who: &Principal, outage: Outage) -> Result<Receipt> {
+        let gateway = matches!(&who.role, Role::Source { source } if source == hj212::SOURCE);
+        if !(gateway || who.role == Role::Admin) {
+            return Err(Error::PermissionDenied(format!(
+                "{} may not record platform outages; only the hj212 gateway does",
+                who.name
+            )));
+        }
+        let event = Event::PlatformOutage(outage);
+        self.append_event(who, &event).await?.map_err(|c| {
+            Error::AlreadyExists(format!("another outage from {} is at seq {}", outage.from, c.existing.seq))
+        })
+    }
+}
+
+// ---- HJ 212 gateway figures ---------------------------------------------------
+
+impl Service {
+    /// Makes the running gateway's counters readable through the door.
+    pub fn attach_gateway_stats(&self, stats: Arc<hj212::GatewayStats>) {
+        let _ = self.gateway_stats.set(stats);
+    }
+
+    /// The gateway's totals and the figures of each device `who` may see
+    /// (`mn` empty: all of them). A regulator scoped to a region sees only
+    /// the devices of its enterprises' monitoring points, and no totals.
+    pub fn gateway_figures(&self, who: &Principal, mn: &str) -> Result<GatewayFigures> {
+        let scope = auth::list_scope(who, "")?;
+        let stats = self.gateway_stats.get().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the hj212 gateway is not running (start it with --hj212-listen)".into(),
+            )
+        })?;
+        let visible = |device: &str| {
+            scope.is_empty()
+                || self.directory.point(device).is_some_and(|p| {
+                    self.registered(p.uscc().as_str()).is_some_and(|e| e.region_code.starts_with(&scope))
+                })
+        };
+        let devices = stats
+            .devices()
+            .into_iter()
+            .filter(|(device, _)| (mn.is_empty() || device == mn) && visible(device))
+            .collect();
+        let totals = if scope.is_empty() { Some(stats.snapshot()) } else { None };
+        Ok(GatewayFigures { totals, devices })
+    }
+}
+
+// ---- enterprises that change ---------------------------------------------------
+
+impl Service {
+    /// Changes an enterprise's details or status with a new ledger entry;
+    /// the earlier state stays in the ledger and in the directory's history.
+    /// A change that alters nothing answers with the entry that set the
+    /// current state, as a duplicate.
+    pub async fn update_enterprise(&self, who: &Principal, request: UpdateRequest) -> Result<Receipt> {
+        let uscc = request.uscc.clone();
+        let current = self
+            .directory
+            .enterprise(uscc.as_str())
+            .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
+        auth::may_register(who, &current.enterprise)?;
+        let update = request.resolve(&current.enterprise, &current.status)?;
+        auth::may_register(who, &update.enterprise)?;
+        if let EnterpriseStatus::Merged(into) = &update.status
+            && self.registered(into.as_str()).is_none()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "merged_into: enterprise {into} is not registered; register the successor first"
+            )));
+        }
+        if update.enterprise == current.enterprise && update.status == current.status {
+            let entry = self.ledger.entry(current.state_seq)?;
+            return Ok(Receipt {
+                seq: entry.seq,
+                entry_hash: entry.entry_hash,
+                chain_hash: entry.chain_hash,
+                recorded_at_ns: entry.recorded_at_ns,
+                duplicate: true,
+            });
+        }
+        let event = Event::EnterpriseUpdate { update, changes_seq: current.state_seq };
+        let receipt = self.append_event(who, &event).await?.map_err(|c| {
+            Error::AlreadyExists(format!(
+                "enterprise {uscc} was changed concurrently (seq {}); read it and try again",
+                c.existing.seq
+            ))
+        })?;
+        if !receipt.duplicate {
+            self.directory.apply(receipt.seq, self.clock.now(), &event);
+            let _ = self.changes.send(uscc);
+        }
+        Ok(receipt)
+    }
+
+    /// Every state of the enterprise, oldest first, if `who` may see it.
+    pub fn enterprise_history(&self, who: &Principal, uscc: &Uscc) -> Result<Vec<(u64, EnterpriseUpdate)>> {
+        self.enterprise(who, uscc)?;
+        Ok(self.directory.enterprise(uscc.as_str()).map(|r| r.versions()).unwrap_or_default())
     }
 }

@@ -36,3 +36,12 @@ pub struct CodeChange {
     pub previous: Option<Code>,
     pub view: ScoreView,
 }
+
+/// What the HJ 212 gateway saw, as far as the caller may see it.
+#[derive(Debug)]
+pub struct GatewayFigures {
+    /// Every counter of the gateway; `None` for a regulator scoped to a
+    /// region, since they cover every region.
+    pub totals: Option<hj212::GatewayCounts>,
+    pub devices: std::collections::BTreeMap<String, hj212::DeviceFigures>,
+}

@@ -4,6 +4,7 @@
 mod architecture;
 mod attacks;
 mod batch;
+mod enterprises;
 mod hj212;
 mod import;
 mod ingest;

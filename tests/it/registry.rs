@@ -117,6 +117,8 @@ async fn a_regulator_cannot_move_another_regions_monitoring_point() {
         mn: "LD130133000015".into(),
         uscc: uscc.into(),
         outlet: "DW001".into(),
+        password: "a-long-random-device-password".into(),
+        password_hash: String::new(),
         limits: vec![pb::PollutantLimit {
             pollutant: "w01018".into(),
             limit: 50.0,

@@ -54,13 +54,19 @@ impl TestServer {
     }
 
     pub async fn start_with_gateway_in(dir: tempfile::TempDir) -> TestServer {
-        Self::build(dir, true).await.map_err(|(e, _)| e).expect("server starts")
+        Self::start_with_gateway_in_at(dir, T0).await
+    }
+
+    /// A restart whose manual clock starts at `start`, e.g. days after the
+    /// stop, as after an outage.
+    pub async fn start_with_gateway_in_at(dir: tempfile::TempDir, start: Timestamp) -> TestServer {
+        Self::build(dir, true, start).await.map_err(|(e, _)| e).expect("server starts")
     }
 
     pub async fn try_start_in(
         dir: tempfile::TempDir,
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
-        Self::build(dir, false).await
+        Self::build(dir, false, T0).await
     }
 
     /// The service as `ecocode serve` composes it (the same `App`), on
@@ -68,8 +74,9 @@ impl TestServer {
     async fn build(
         dir: tempfile::TempDir,
         gateway: bool,
+        start: Timestamp,
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
-        let clock = Arc::new(ManualClock::new(T0));
+        let clock = Arc::new(ManualClock::new(start));
         let mut config = Config::new(dir.path());
         config.clock = clock.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();

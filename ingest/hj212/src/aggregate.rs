@@ -10,7 +10,11 @@
 //!   (2005-era devices and some vendors send none); every other flag,
 //!   including unknown ones, makes it invalid.
 //! * The daily mean is a valid `2031` value if there is one, else the mean
-//!   of that day's valid hourly values (however many hours there are).
+//!   of that day's valid hourly values, provided there are at least the
+//!   model's `min_valid_hours` of them (HJ 75-2017: 20). A day with some
+//!   valid hours but fewer is a `monitoring.insufficient_day`, a data-quality
+//!   event that is never judged for exceedance on its partial mean; a day
+//!   with none is a `monitoring.missing_day`.
 //! * The statistic is the limit's: `ZsAvg` limits use `-ZsAvg` values when
 //!   the device sent any for that day, else fall back to `-Avg`; `Avg`
 //!   limits always use `-Avg`, since a converted value is not comparable
@@ -19,12 +23,18 @@
 //!   re-sent packet overwrites rather than double counts; the last copy wins.
 //! * Only pollutants with a registered limit are kept; limits are read again
 //!   when a day is closed.
-//! * Missing-day tracking for a device starts on the first day it sent
-//!   hourly or daily data for (moved back by earlier data until its first
-//!   day is closed): a registered device that never connects is not known
-//!   here. Data for a day already closed is late and ignored, as is data
+//! * Missing-day tracking for a device starts on the day after its
+//!   registration, or on the first day it sent hourly or daily data for if
+//!   that is earlier (moved back by earlier data until its first day is
+//!   closed): a device that never connects still has missing days, so
+//!   unplugging a logger is no way to escape monitoring. Data for a day already closed is late and ignored, as is data
 //!   dated more than [`BACKFILL_DAYS`] before or more than one day after its
 //!   receipt, so a device with a wrong clock cannot open or close years.
+//! * A missing or insufficient day that overlaps a platform [`Outage`] (the
+//!   gateway's own downtime, see [`DailyAggregator::note_start`]) is a
+//!   `monitoring.excused_day` naming the outage instead: the platform's
+//!   outages never cost an enterprise points. Exceedances are judged as
+//!   usual, since their data did arrive.
 //! * `occurred_at` is the last nanosecond of the local day: the judgement is
 //!   known only once the day is over, yet belongs to that day.
 //! * Closing is two-phase: [`DailyAggregator::close_days_before`] computes the
@@ -36,9 +46,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use scoring::{Record, RecordFields, Timestamp};
+use scoring::{MonitoringRules, Record, RecordFields, Timestamp};
 
-use super::packet::{Packet, Suffix, command};
+use super::availability::Outage;
+use super::packet::{DataFlag, Packet, Suffix, command};
 use super::point::{MonitoringPoint, PollutantLimit, Statistic};
 use super::store::{Cursor, Observation, Slot, StateStore};
 use super::time::LocalDay;
@@ -51,6 +62,8 @@ pub const BACKFILL_DAYS: i64 = 30;
 pub const SOURCE: &str = "hj212";
 pub const KIND_EXCEEDANCE: &str = "exceedance.daily";
 pub const KIND_MISSING_DAY: &str = "monitoring.missing_day";
+pub const KIND_INSUFFICIENT_DAY: &str = "monitoring.insufficient_day";
+pub const KIND_EXCUSED_DAY: &str = "monitoring.excused_day";
 
 /// What became of one accepted packet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -94,6 +107,43 @@ impl DailyAggregator {
     /// Opens (or creates) the state kept in `dir`, e.g. `DATA/hj212`.
     pub fn open(dir: &Path) -> Result<DailyAggregator> {
         Ok(DailyAggregator { store: StateStore::open(dir)? })
+    }
+
+    /// Records that the gateway starts listening at `now`. If its last sign
+    /// of health is `min_outage` or more before, the time in between was a
+    /// platform outage, which is kept (to be put in the ledger, see
+    /// [`DailyAggregator::pending_outages`]) and returned.
+    pub fn note_start(&mut self, now: Timestamp, min_outage: std::time::Duration) -> Result<Option<Outage>> {
+        let min = i64::try_from(min_outage.as_nanos()).unwrap_or(i64::MAX);
+        let outage = self
+            .store
+            .alive_at()?
+            .filter(|alive| now.unix_nanos().saturating_sub(alive.unix_nanos()) >= min)
+            .map(|alive| Outage { from: alive, to: now });
+        if let Some(outage) = outage {
+            self.store.put_outage(outage, false)?;
+        }
+        self.note_alive(now)?;
+        Ok(outage)
+    }
+
+    /// Records that the gateway is listening and healthy at `now`.
+    pub fn note_alive(&mut self, now: Timestamp) -> Result<()> {
+        if self.store.alive_at()?.is_none_or(|alive| alive < now) {
+            self.store.set_alive_at(now)?;
+        }
+        self.store.flush()
+    }
+
+    /// Outages not yet in the ledger, oldest first.
+    pub fn pending_outages(&self) -> Result<Vec<Outage>> {
+        Ok(self.store.outages()?.into_iter().filter(|(_, recorded)| !recorded).map(|(o, _)| o).collect())
+    }
+
+    /// Marks `outage` as in the ledger.
+    pub fn outage_recorded(&mut self, outage: Outage) -> Result<()> {
+        self.store.put_outage(outage, true)?;
+        self.store.flush()
     }
 
     /// Keeps the hourly or daily values of `packet`, a well-formed packet
@@ -144,7 +194,10 @@ impl DailyAggregator {
         }
 
         let cursor = match self.store.cursor(point.mn())? {
-            None => Cursor { first_open: day, closed_any: false },
+            None => {
+                let owed = point.owes_data_from().filter(|owed| *owed < day);
+                Cursor { first_open: owed.unwrap_or(day), closed_any: false }
+            }
             Some(c) if day >= c.first_open => c,
             Some(c) if c.closed_any => return Ok(AcceptOutcome::Late(day)),
             Some(c) => Cursor { first_open: day, ..c },
@@ -156,23 +209,39 @@ impl DailyAggregator {
         Ok(AcceptOutcome::Stored(observations.len()))
     }
 
-    /// The records of every open day before `before`, for every device seen,
-    /// judged against the limits `points` returns now. Changes nothing; see
+    /// The records of every open day before `before`, for every device seen
+    /// or `registered` (a device that never sent anything owes data from the
+    /// day after its registration), judged against the limits `points`
+    /// returns now and the valid-day
+    /// `rules` of the scoring model. Changes nothing; see
     /// [`DailyAggregator::commit`]. A device `points` no longer knows has its
     /// days closed without records.
     pub fn close_days_before(
         &self,
         before: LocalDay,
         points: impl Fn(&str) -> Option<MonitoringPoint>,
+        registered: &[MonitoringPoint],
+        rules: MonitoringRules,
     ) -> Result<DayClosing> {
         let mut closing = DayClosing { before: Some(before), ..DayClosing::default() };
-        for (mn, cursor) in self.store.cursors()? {
+        let outages: Vec<Outage> = self.store.outages()?.into_iter().map(|(o, _)| o).collect();
+        let mut cursors = self.store.cursors()?;
+        let silent: Vec<(String, Cursor)> = registered
+            .iter()
+            .filter(|p| !cursors.iter().any(|(mn, _)| mn == p.mn()))
+            .filter_map(|p| {
+                let first_open = p.owes_data_from()?;
+                Some((p.mn().to_owned(), Cursor { first_open, closed_any: false }))
+            })
+            .collect();
+        cursors.extend(silent);
+        for (mn, cursor) in cursors {
             let point = points(&mn);
             let mut days = Vec::new();
             let mut day = cursor.first_open;
             while day < before {
                 if let Some(point) = &point {
-                    closing.records.extend(self.judge_day(point, day)?);
+                    closing.records.extend(self.judge_day(point, day, rules, &outages)?);
                 }
                 days.push(day);
                 match day.next() {
@@ -197,8 +266,15 @@ impl DailyAggregator {
         self.store.flush()
     }
 
-    fn judge_day(&self, point: &MonitoringPoint, day: LocalDay) -> Result<Vec<Record>> {
+    fn judge_day(
+        &self,
+        point: &MonitoringPoint,
+        day: LocalDay,
+        rules: MonitoringRules,
+        outages: &[Outage],
+    ) -> Result<Vec<Record>> {
         let observations = self.store.day(point.mn(), day)?;
+        let outage = outages.iter().find(|o| o.overlaps(day));
         let mut records = Vec::new();
         for limit in point.limits() {
             let mine: Vec<(Slot, &Observation)> = observations
@@ -206,12 +282,19 @@ impl DailyAggregator {
                 .filter(|(p, _, _)| p == limit.pollutant())
                 .map(|(_, slot, o)| (*slot, o))
                 .collect();
-            let record = match daily_mean(limit, &mine) {
-                Some((mean, statistic)) if mean > limit.limit() => {
+            let required = rules.min_valid_hours(limit.pollutant());
+            let record = match daily_mean(limit, &mine, required) {
+                DailyMean::Valid { mean, statistic } if mean > limit.limit() => {
                     Some(exceedance(point, limit, day, mean, statistic)?)
                 }
-                Some(_) => None,
-                None => Some(missing_day(point, limit, day)?),
+                DailyMean::Valid { .. } => None,
+                DailyMean::Insufficient { .. } | DailyMean::Missing if outage.is_some() => {
+                    outage.map(|o| excused_day(point, limit, day, o)).transpose()?
+                }
+                DailyMean::Insufficient { valid_hours } => {
+                    Some(insufficient_day(point, limit, day, valid_hours, required)?)
+                }
+                DailyMean::Missing => Some(missing_day(point, limit, day)?),
             };
             records.extend(record);
         }
@@ -219,30 +302,49 @@ impl DailyAggregator {
     }
 }
 
-/// The valid daily mean of one pollutant and the statistic it is of.
-fn daily_mean(limit: &PollutantLimit, observations: &[(Slot, &Observation)]) -> Option<(f64, Statistic)> {
+/// What a day's values of one pollutant amount to.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum DailyMean {
+    Valid {
+        mean: f64,
+        statistic: Statistic,
+    },
+    /// Some valid hours, fewer than the model requires.
+    Insufficient {
+        valid_hours: usize,
+    },
+    /// No valid value at all.
+    Missing,
+}
+
+/// The valid daily mean of one pollutant, if the day has one: a valid daily
+/// (`2031`) value, else the mean of at least `required` valid hours.
+fn daily_mean(limit: &PollutantLimit, observations: &[(Slot, &Observation)], required: u32) -> DailyMean {
     let statistic = match limit.statistic() {
         Statistic::ZsAvg if observations.iter().any(|(_, o)| o.zs_avg.is_some()) => Statistic::ZsAvg,
         _ => Statistic::Avg,
     };
     let valid = |o: &Observation| {
-        let flag_ok = o.flag.as_ref().is_none_or(|f| *f == super::packet::DataFlag::Normal);
+        let flag_ok = o.flag.as_ref().is_none_or(DataFlag::is_valid);
         let value = match statistic {
             Statistic::Avg => o.avg,
             Statistic::ZsAvg => o.zs_avg,
         };
         value.filter(|_| flag_ok)
     };
-    let daily = observations.iter().find(|(slot, _)| *slot == Slot::Day).and_then(|(_, o)| valid(o));
-    let mean = daily.or_else(|| {
-        let hourly: Vec<f64> = observations
-            .iter()
-            .filter(|(slot, _)| matches!(slot, Slot::Hour(_)))
-            .filter_map(|(_, o)| valid(o))
-            .collect();
-        (!hourly.is_empty()).then(|| hourly.iter().sum::<f64>() / hourly.len() as f64)
-    })?;
-    Some((mean, statistic))
+    if let Some(mean) = observations.iter().find(|(slot, _)| *slot == Slot::Day).and_then(|(_, o)| valid(o)) {
+        return DailyMean::Valid { mean, statistic };
+    }
+    let hourly: Vec<f64> = observations
+        .iter()
+        .filter(|(slot, _)| matches!(slot, Slot::Hour(_)))
+        .filter_map(|(_, o)| valid(o))
+        .collect();
+    match hourly.len() {
+        0 => DailyMean::Missing,
+        n if n < required as usize => DailyMean::Insufficient { valid_hours: n },
+        n => DailyMean::Valid { mean: hourly.iter().sum::<f64>() / n as f64, statistic },
+    }
 }
 
 /// A number as people read it: at most 4 decimals, no float noise.
@@ -262,16 +364,12 @@ fn exceedance(
     mean: f64,
     statistic: Statistic,
 ) -> Result<Record> {
-    let attributes = BTreeMap::from([
-        ("pollutant".to_owned(), limit.pollutant().to_owned()),
-        ("outlet".to_owned(), point.outlet().to_owned()),
-        ("mn".to_owned(), point.mn().to_owned()),
-        ("value".to_owned(), shown(mean)),
-        ("limit".to_owned(), shown(limit.limit())),
-        ("unit".to_owned(), limit.unit().to_owned()),
-        ("statistic".to_owned(), statistic.to_string()),
-        ("day".to_owned(), day.to_string()),
-    ]);
+    let extra = [
+        ("value", shown(mean)),
+        ("limit", shown(limit.limit())),
+        ("unit", limit.unit().to_owned()),
+        ("statistic", statistic.to_string()),
+    ];
     let description = format!(
         "outlet {} (MN {}): daily mean {}-{statistic} {} {unit} above the limit {} {unit} on {day}",
         point.outlet(),
@@ -281,30 +379,71 @@ fn exceedance(
         shown(limit.limit()),
         unit = limit.unit(),
     );
-    record(point, &record_id(point, limit, day, "exceedance"), KIND_EXCEEDANCE, day, &description, attributes)
+    day_record(point, limit, day, KIND_EXCEEDANCE, "exceedance", &description, extra)
 }
 
 fn missing_day(point: &MonitoringPoint, limit: &PollutantLimit, day: LocalDay) -> Result<Record> {
-    let attributes = BTreeMap::from([
-        ("pollutant".to_owned(), limit.pollutant().to_owned()),
-        ("outlet".to_owned(), point.outlet().to_owned()),
-        ("mn".to_owned(), point.mn().to_owned()),
-        ("day".to_owned(), day.to_string()),
-    ]);
     let description = format!(
         "outlet {} (MN {}): no valid {} data on {day}",
         point.outlet(),
         point.mn(),
         limit.pollutant()
     );
-    record(
-        point,
-        &record_id(point, limit, day, "missing_day"),
-        KIND_MISSING_DAY,
-        day,
-        &description,
-        attributes,
-    )
+    day_record(point, limit, day, KIND_MISSING_DAY, "missing_day", &description, [])
+}
+
+fn insufficient_day(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    valid_hours: usize,
+    required: u32,
+) -> Result<Record> {
+    let extra = [("valid_hours", valid_hours.to_string()), ("required_hours", required.to_string())];
+    let description = format!(
+        "outlet {} (MN {}): only {valid_hours} valid hours of {} data on {day}, {required} needed for a daily mean",
+        point.outlet(),
+        point.mn(),
+        limit.pollutant()
+    );
+    day_record(point, limit, day, KIND_INSUFFICIENT_DAY, "insufficient_day", &description, extra)
+}
+
+fn excused_day(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    outage: &Outage,
+) -> Result<Record> {
+    let extra = [("outage_from", outage.from.to_string()), ("outage_to", outage.to.to_string())];
+    let description = format!(
+        "outlet {} (MN {}): {} data of {day} not complete, excused: {outage}",
+        point.outlet(),
+        point.mn(),
+        limit.pollutant()
+    );
+    day_record(point, limit, day, KIND_EXCUSED_DAY, "excused_day", &description, extra)
+}
+
+/// The record of one judged day of one pollutant: attributes `pollutant`,
+/// `outlet`, `mn` and `day`, plus `extra`; its id ends in `what`.
+fn day_record<const N: usize>(
+    point: &MonitoringPoint,
+    limit: &PollutantLimit,
+    day: LocalDay,
+    kind: &str,
+    what: &str,
+    description: &str,
+    extra: [(&str, String); N],
+) -> Result<Record> {
+    let mut attributes = BTreeMap::from([
+        ("pollutant".to_owned(), limit.pollutant().to_owned()),
+        ("outlet".to_owned(), point.outlet().to_owned()),
+        ("mn".to_owned(), point.mn().to_owned()),
+        ("day".to_owned(), day.to_string()),
+    ]);
+    attributes.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    record(point, &record_id(point, limit, day, what), kind, day, description, attributes)
 }
 
 fn record(

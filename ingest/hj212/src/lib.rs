@@ -13,11 +13,15 @@
 #![forbid(unsafe_code)]
 
 mod aggregate;
+mod availability;
 mod crc;
+mod deviation;
+mod figures;
 mod framer;
 mod gateway;
 mod packet;
 mod point;
+mod split;
 mod store;
 mod time;
 
@@ -25,9 +29,13 @@ mod time;
 mod tests;
 
 pub use aggregate::{
-    AcceptOutcome, BACKFILL_DAYS, DailyAggregator, DayClosing, KIND_EXCEEDANCE, KIND_MISSING_DAY, SOURCE,
+    AcceptOutcome, BACKFILL_DAYS, DailyAggregator, DayClosing, KIND_EXCEEDANCE, KIND_EXCUSED_DAY,
+    KIND_INSUFFICIENT_DAY, KIND_MISSING_DAY, SOURCE,
 };
+pub use availability::Outage;
 pub use crc::hj212_crc;
+pub use deviation::{Deviation, deviations};
+pub use figures::{DeviceFigures, OTHER_DEVICES, peer_key};
 pub use framer::{Framer, MAX_BUFFERED_BYTES};
 pub use gateway::{
     Gateway, GatewayConfig, GatewayCounts, GatewayStats, RecordSink, SinkError, WallClock, serve_gateway,
@@ -36,7 +44,7 @@ pub use packet::{
     DataFlag, Flag, MAX_CP_BYTES, MAX_DATA_BYTES, MAX_FRAME_BYTES, Measurement, Packet, PacketError, Suffix,
     Value, command, frame, parse_packet,
 };
-pub use point::{MonitoringPoint, PollutantLimit, Statistic};
+pub use point::{MonitoringPoint, PasswordHash, PollutantLimit, Statistic};
 pub use time::{DataTime, LocalDay};
 
 /// Failures of the aggregation state and the gateway. A rejected packet is

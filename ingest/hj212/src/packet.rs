@@ -169,8 +169,10 @@ pub enum DataFlag {
 }
 
 impl DataFlag {
+    /// Letter case is not significant: some loggers send `n` for `N`, which
+    /// cannot mean anything else.
     pub fn parse(text: &str) -> DataFlag {
-        match text {
+        match text.to_ascii_uppercase().as_str() {
             "N" => DataFlag::Normal,
             "F" => DataFlag::Stopped,
             "M" => DataFlag::Maintenance,
@@ -179,8 +181,17 @@ impl DataFlag {
             "C" => DataFlag::Calibration,
             "B" => DataFlag::CommunicationFault,
             "T" => DataFlag::AboveRange,
-            other => DataFlag::Other(other.to_owned()),
+            _ => DataFlag::Other(text.to_owned()),
         }
+    }
+
+    /// Whether a value with this flag counts towards a daily mean. HJ 212
+    /// and HJ 75 count only normal data: values taken while the plant is
+    /// stopped (`F`), under maintenance (`M`) or calibration (`C`), during a
+    /// fault (`D`), a communication fault (`B`), typed in by hand (`S`) or
+    /// above the instrument's range (`T`) are not valid hours.
+    pub fn is_valid(&self) -> bool {
+        *self == DataFlag::Normal
     }
 
     pub fn as_str(&self) -> &str {
@@ -231,6 +242,27 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// The one message that the complete parts of a split packet (sorted by
+    /// `PNO`, one of each) make: the first part's header, every part's
+    /// values in order. `None` unless `parts` is exactly parts 1 to `PNUM`.
+    pub(crate) fn merge_split(parts: &[Packet]) -> Option<Packet> {
+        let first = parts.first()?;
+        let (pnum, _) = first.split?;
+        let numbered = parts.iter().enumerate().all(|(i, p)| {
+            p.split == Some((pnum, u16::try_from(i + 1).unwrap_or(0))) && p.mn == first.mn && p.cn == first.cn
+        });
+        if !numbered || parts.len() != usize::from(pnum) {
+            return None;
+        }
+        let mut merged = Packet { split: None, ..first.clone() };
+        for part in &parts[1..] {
+            merged.data_time = merged.data_time.or(part.data_time);
+            merged.measurements.extend(part.measurements.iter().cloned());
+            merged.other_items.extend(part.other_items.iter().cloned());
+        }
+        Some(merged)
+    }
+
     /// `QN`, absent in 2005-style packets.
     pub fn qn(&self) -> Option<&str> {
         self.qn.as_deref()
@@ -391,6 +423,10 @@ fn shown(value: &str) -> String {
 }
 
 fn parse_data_segment(data: &str) -> Result<Packet, PacketError> {
+    // Some loggers pad the data segment after the closing `&&` (a space, a
+    // NUL, a line end) and count the padding in the length and the CRC; it
+    // cannot carry meaning, so it is dropped (and counted as a deviation).
+    let data = data.trim_end_matches(is_padding);
     let cp_at = find_cp(data).ok_or_else(|| PacketError::malformed("CP", "missing CP=&&"))?;
     let (header, cp) = (&data[..cp_at], &data[cp_at + "CP=&&".len()..]);
     let cp = cp.strip_suffix("&&").ok_or_else(|| PacketError::malformed("CP", "does not end with &&"))?;
@@ -410,6 +446,11 @@ fn parse_data_segment(data: &str) -> Result<Packet, PacketError> {
 }
 
 /// `CP=&&` at the start of the data segment or right after a `;`.
+/// Bytes a logger may pad a data segment with after its closing `&&`.
+pub(crate) fn is_padding(c: char) -> bool {
+    matches!(c, ' ' | '\0' | '\t' | '\r' | '\n')
+}
+
 fn find_cp(data: &str) -> Option<usize> {
     if data.starts_with("CP=&&") {
         return Some(0);
@@ -466,7 +507,7 @@ impl<'a> HeaderFields<'a> {
         let st = digits("ST", required("ST", self.st)?, 1..=5)?;
         let cn = digits("CN", required("CN", self.cn)?, 4..=7)?;
         let pw = required("PW", self.pw)?;
-        if pw.len() > 32 || !pw.bytes().all(|b| b.is_ascii_graphic()) {
+        if !pw.is_empty() && check_password(pw).is_err() {
             return Err(PacketError::malformed(
                 "PW",
                 format!("must be at most 32 printable ASCII characters, got {}", shown(pw)),
@@ -543,6 +584,15 @@ fn digits<'a>(
 pub(crate) fn check_mn(mn: &str) -> Result<(), &'static str> {
     if mn.is_empty() || mn.len() > 24 || !mn.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("must be 1 to 24 printable ASCII characters");
+    }
+    Ok(())
+}
+
+/// The rule for a device password (`PW`) a monitoring point is registered
+/// with: 1 to 32 printable ASCII characters, which every packet can carry.
+pub(crate) fn check_password(pw: &str) -> Result<(), &'static str> {
+    if pw.is_empty() || pw.len() > 32 || !pw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 32 printable ASCII characters");
     }
     Ok(())
 }

@@ -3,9 +3,46 @@
 
 use std::fmt;
 
-use scoring::{Uscc, ValidationError};
+use scoring::{Timestamp, Uscc, ValidationError};
 
-use super::packet::{check_mn, check_pollutant_code};
+use super::packet::{check_mn, check_password, check_pollutant_code};
+
+/// The stored form of a device's password: never the password itself.
+///
+/// A BLAKE3 key derivation over the MN and the password, so equal passwords
+/// of two devices hash differently. It is fast, so whoever can read the
+/// ledger entry can guess a short password offline; devices should get long
+/// random passwords (docs/hj212.md).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PasswordHash(blake3::Hash);
+
+const PASSWORD_CONTEXT: &str = "ecocode 2026 hj212 device password v1";
+
+impl PasswordHash {
+    /// Hashes `password` for device `mn`, checking it is a valid HJ 212 `PW`.
+    pub fn of(mn: &str, password: &str) -> Result<PasswordHash, ValidationError> {
+        check_password(password).map_err(|rule| {
+            ValidationError::new("password", format!("{rule}, got {} characters", password.len()))
+        })?;
+        Ok(PasswordHash(Self::derive(mn, password)))
+    }
+
+    fn derive(mn: &str, password: &str) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_derive_key(PASSWORD_CONTEXT);
+        hasher.update(&(mn.len() as u64).to_le_bytes()).update(mn.as_bytes()).update(password.as_bytes());
+        hasher.finalize()
+    }
+
+    pub fn from_hex(hex: &str) -> Result<PasswordHash, ValidationError> {
+        blake3::Hash::from_hex(hex)
+            .map(PasswordHash)
+            .map_err(|_| ValidationError::new("password_hash", "must be 64 hex digits"))
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex().to_string()
+    }
+}
 
 /// Which value a limit is judged against.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -90,6 +127,11 @@ pub struct MonitoringPoint {
     uscc: Uscc,
     outlet: String,
     limits: Vec<PollutantLimit>,
+    password: Option<PasswordHash>,
+    /// When the service first registered this MN: missing days count from
+    /// the next local day whether or not the device ever connects. Not part
+    /// of the stored event (the directory knows it from the ledger).
+    registered_at: Option<Timestamp>,
 }
 
 impl MonitoringPoint {
@@ -114,7 +156,45 @@ impl MonitoringPoint {
                 ));
             }
         }
-        Ok(MonitoringPoint { mn: mn.to_owned(), uscc, outlet: outlet.to_owned(), limits })
+        Ok(MonitoringPoint {
+            mn: mn.to_owned(),
+            uscc,
+            outlet: outlet.to_owned(),
+            limits,
+            password: None,
+            registered_at: None,
+        })
+    }
+
+    /// The same point, whose device must send this password.
+    pub fn with_password(self, password: PasswordHash) -> MonitoringPoint {
+        MonitoringPoint { password: Some(password), ..self }
+    }
+
+    /// The same point, first registered at `at`.
+    pub fn registered_at(self, at: Timestamp) -> MonitoringPoint {
+        MonitoringPoint { registered_at: Some(at), ..self }
+    }
+
+    pub fn first_registered_at(&self) -> Option<Timestamp> {
+        self.registered_at
+    }
+
+    /// The first local day whose data the device owes: the day after its
+    /// registration (a partial day could never have enough valid hours).
+    pub fn owes_data_from(&self) -> Option<super::time::LocalDay> {
+        self.registered_at.and_then(|at| super::time::LocalDay::containing(at).next())
+    }
+
+    pub fn password(&self) -> Option<&PasswordHash> {
+        self.password.as_ref()
+    }
+
+    /// Whether a packet's `PW` is this device's password. A point registered
+    /// without one accepts none, so no packet counts until it gets one.
+    pub fn accepts_password(&self, pw: &str) -> bool {
+        // blake3::Hash compares in constant time.
+        self.password.is_some_and(|hash| hash.0 == PasswordHash::derive(&self.mn, pw))
     }
 
     pub fn mn(&self) -> &str {
@@ -153,6 +233,26 @@ mod tests {
             (Err(msg), Err(prefix)) => assert!(msg.starts_with(prefix), "{msg:?} vs {prefix:?}"),
             (got, expect) => panic!("{mn:?}: got {got:?}, expected {expect:?}"),
         }
+    }
+
+    #[test]
+    fn only_the_registered_password_is_accepted() {
+        let uscc = Uscc::parse("91330421739237858X").unwrap();
+        let point = MonitoringPoint::new("LD13", uscc, "DW001", vec![]).unwrap();
+        assert!(!point.accepts_password("123456"), "no password registered: nothing is accepted");
+        let point = point.with_password(PasswordHash::of("LD13", "123456").unwrap());
+        assert!(point.accepts_password("123456"));
+        assert!(!point.accepts_password("123457"));
+        assert!(!point.accepts_password(""));
+        // Another device with the same password has another hash.
+        assert_ne!(PasswordHash::of("LD14", "123456").unwrap(), *point.password().unwrap());
+        let hex = point.password().unwrap().to_hex();
+        assert_eq!(PasswordHash::from_hex(&hex).unwrap(), *point.password().unwrap());
+        assert!(
+            PasswordHash::of("LD13", "").unwrap_err().to_string().starts_with("password: must be 1 to 32")
+        );
+        assert!(PasswordHash::of("LD13", "a b").is_err());
+        assert!(PasswordHash::from_hex("zz").is_err());
     }
 
     #[test]

@@ -9,11 +9,20 @@
 //!   slot `00`..`23` for an hour or `D` for the day, and empty text for an
 //!   absent part.
 //!
+//! * `a` -> the last instant (Unix nanoseconds) the gateway was known
+//!   listening and healthy;
+//! * `o\0<from>` -> `<to>|<0 or 1>` for each platform outage, instants in
+//!   Unix nanoseconds (`from` zero-padded to 20 digits so keys sort by
+//!   time), `1` once the outage is in the ledger.
+//!
 //! Text values keep the database readable with any sled dump tool; f64's
 //! `Display` round-trips exactly.
 
 use std::path::Path;
 
+use scoring::Timestamp;
+
+use super::availability::Outage;
 use super::packet::DataFlag;
 use super::time::LocalDay;
 use super::{Error, Result};
@@ -114,6 +123,46 @@ impl StateStore {
         }
         batch.insert(cursor_key(mn), encode_cursor(Cursor { first_open, closed_any: true }));
         self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The last instant the gateway was known healthy, if it ever ran.
+    pub fn alive_at(&self) -> Result<Option<Timestamp>> {
+        let Some(value) = self.db.get(b"a")? else { return Ok(None) };
+        let nanos = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::Corruption(format!("alive-at value {value:?}")))?;
+        Ok(Some(Timestamp::from_unix_nanos(nanos)))
+    }
+
+    pub fn set_alive_at(&self, at: Timestamp) -> Result<()> {
+        self.db.insert(b"a", at.unix_nanos().to_string().into_bytes())?;
+        Ok(())
+    }
+
+    /// Every outage and whether it is in the ledger yet, oldest first.
+    pub fn outages(&self) -> Result<Vec<(Outage, bool)>> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(b"o\0") {
+            let (key, value) = entry?;
+            let corrupt = || Error::Corruption(format!("outage {key:?} -> {value:?}"));
+            let from: i64 =
+                std::str::from_utf8(&key[2..]).ok().and_then(|t| t.parse().ok()).ok_or_else(corrupt)?;
+            let text = std::str::from_utf8(&value).map_err(|_| corrupt())?;
+            let (to, recorded) = text.split_once('|').ok_or_else(corrupt)?;
+            let to: i64 = to.parse().map_err(|_| corrupt())?;
+            let outage =
+                Outage { from: Timestamp::from_unix_nanos(from), to: Timestamp::from_unix_nanos(to) };
+            out.push((outage, recorded == "1"));
+        }
+        Ok(out)
+    }
+
+    pub fn put_outage(&self, outage: Outage, recorded: bool) -> Result<()> {
+        let key = format!("o\0{:020}", outage.from.unix_nanos());
+        let value = format!("{}|{}", outage.to.unix_nanos(), u8::from(recorded));
+        self.db.insert(key.into_bytes(), value.into_bytes())?;
         Ok(())
     }
 

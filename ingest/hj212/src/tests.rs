@@ -461,3 +461,43 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+// What real loggers and peer implementations publish: each accepted, with
+// the deviations the gateway counts for it (the file drops the `\r\n`, so
+// it is put back first).
+#[test]
+fn peer_packets_deviate_only_in_the_accepted_ways() {
+    let mut seen = Vec::new();
+    for (i, (source, packet)) in fixture("peer-packets.tsv").into_iter().enumerate() {
+        let framed = [packet.as_slice(), b"\r\n"].concat();
+        let parsed = parse_packet(&framed).unwrap_or_else(|e| panic!("{source}: {e}"));
+        let kinds: Vec<&str> = crate::deviations(&framed, &parsed).iter().map(|d| d.as_str()).collect();
+        let kinds = if kinds.is_empty() { "-".to_owned() } else { kinds.join(",") };
+        seen.push(format!("{i} {kinds}"));
+    }
+    assert_eq!(seen.join("\n"), PEER_DEVIATIONS.trim());
+}
+
+const PEER_DEVIATIONS: &str = "
+0 no_qn,no_flag,no_data_flag
+1 no_qn,no_flag,no_data_flag
+2 -
+3 no_qn,no_flag,no_data_flag
+4 -
+5 -
+6 -
+7 -
+8 -
+9 -
+10 no_flag,field_order,no_data_flag
+11 no_data_flag
+12 -
+13 -
+14 no_data_flag
+15 no_data_flag
+16 no_qn,no_flag
+17 no_qn,no_flag
+18 -
+19 -
+20 -
+";

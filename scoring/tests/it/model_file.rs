@@ -35,6 +35,7 @@ fn builtin_model_loads_with_every_kind() {
     }
     assert_eq!(model.kind_cap("complaint.verified"), Some(-10));
     assert_eq!(model.bonus_cap(), 10);
+    assert_eq!(model.monitoring(), scoring::MonitoringRules::STANDARD);
 }
 
 #[test]
@@ -52,6 +53,8 @@ fn broken_models_are_rejected() {
         "window_days must be in 1..=36500, got -90",
     );
     check_rejected("window_days = 90\ncap = -10", "window_days = 0\ncap = -10", "got 0");
+    check_rejected("gas = 20", "gas = 25", "monitoring.min_valid_hours.gas must be in 1..=24, got 25");
+    check_rejected("water = 20", "water = 0", "monitoring.min_valid_hours.water must be in 1..=24, got 0");
     check_rejected(
         "points = 5\nwindow_days = 365\nbonus = true",
         "points = -5\nwindow_days = 365\nbonus = true",
@@ -60,7 +63,7 @@ fn broken_models_are_rejected() {
     check_rejected(
         "points = -3\nwindow_days = 180",
         "points = 3\nwindow_days = 180",
-        "kinds.\"penalty.warning\".points must be in -100..=-1",
+        "kinds.\"penalty.warning\".points must be in -100..=0",
     );
     check_rejected(
         "window_days = 90\ncap = -10",
@@ -101,6 +104,6 @@ fn broken_models_are_rejected() {
     );
     check_rejected("[kinds.\"exceedance.daily\"]", "[kinds.\"repair.granted\"]", "is a workflow kind");
     check_rejected("[kinds.\"exceedance.daily\"]", "[kinds.\"exceedance daily\"]", "a kind must be");
-    check_rejected("bonus_cap = 10", "bonus_cap = \"ten\"", "line 24: invalid type");
-    check_rejected("\n[grades]\n", "\n[grades\n", "line 26: ");
+    check_rejected("bonus_cap = 10", "bonus_cap = \"ten\"", "line 27: invalid type");
+    check_rejected("\n[grades]\n", "\n[grades\n", "line 29: ");
 }

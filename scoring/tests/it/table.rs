@@ -31,6 +31,8 @@ fn every_scored_kind_counts() {
     let cases = [
         ("exceedance.daily", "99 INTEGRITY GREEN | exceedance.daily -1 #1"),
         ("monitoring.missing_day", "99 INTEGRITY GREEN | monitoring.missing_day -1 #1"),
+        ("monitoring.insufficient_day", "99 INTEGRITY GREEN | monitoring.insufficient_day -1 #1"),
+        ("monitoring.excused_day", "100 INTEGRITY GREEN | monitoring.excused_day +0 #1"),
         ("penalty.warning", "97 INTEGRITY GREEN | penalty.warning -3 #1"),
         ("penalty.daily_continuous", "80 GOOD GREEN | penalty.daily_continuous -20 #1"),
         ("enforcement.seal", "76 WARNING YELLOW | enforcement.seal -24 #1"),
@@ -418,6 +420,8 @@ fn entries_need_not_arrive_sorted() {
 const SPEC_KINDS: &[(&str, i64, i32, i64)] = &[
     ("exceedance.daily", 0, -1, 90),
     ("monitoring.missing_day", 0, -1, 90),
+    ("monitoring.insufficient_day", 0, -1, 90),
+    ("monitoring.excused_day", 0, 0, 90),
     ("penalty.warning", 0, -3, 180),
     ("penalty.fine", 50_000, -5, 365),
     ("penalty.fine", 200_000, -10, 365),
@@ -471,5 +475,5 @@ fn every_kind_has_the_spec_points_and_window() {
     for kind in &scored {
         assert!(SPEC_KINDS.iter().any(|(k, ..)| k == kind), "{kind} is not in the spec table");
     }
-    assert_eq!(scored.len(), 27);
+    assert_eq!(scored.len(), 29);
 }

@@ -142,7 +142,11 @@ impl LedgerSnapshot {
                 self.enterprises.insert(e.uscc.to_string(), e);
             }
             Event::Record(record) => self.records.push(LedgerRecord { seq: Seq(entry.seq), record }),
-            Event::MonitoringPoint(_) => {}
+            // Later details supersede, as in the server's directory.
+            Event::EnterpriseUpdate { update, .. } => {
+                self.enterprises.insert(update.enterprise.uscc.to_string(), update.enterprise);
+            }
+            Event::MonitoringPoint(_) | Event::PlatformOutage(_) => {}
         }
         Ok(())
     }

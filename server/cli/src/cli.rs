@@ -15,7 +15,7 @@ use ecocode_proto::v1 as pb;
 use scoring::{Model, Timestamp};
 use server::convert::to_proto;
 use server::principals::{PrincipalStore, Role};
-use server::{App, Config};
+use server::{App, Config, GatewayConfig};
 
 use crate::client::{Connection, authed, channel, progress_bar, status_error};
 
@@ -46,6 +46,19 @@ pub enum Command {
     /// Show the service's public key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Change a registered enterprise or show its history (client).
+    #[command(subcommand)]
+    Enterprise(EnterpriseCommand),
+    /// The HJ 212 gateway's figures: totals, and per device packets,
+    /// acknowledgements, rejections by reason, deviations by kind and when
+    /// it was last seen (client; admin or regulator).
+    Gateway {
+        #[command(flatten)]
+        conn: Connection,
+        /// Only this device (MN).
+        #[arg(long)]
+        mn: Option<String>,
+    },
     /// Register or update an HJ 212 monitoring point (client).
     Point {
         #[command(flatten)]
@@ -62,6 +75,11 @@ pub enum Command {
         /// w01018=50mg/L or a21026=35mg/m3@ZsAvg; repeat per pollutant.
         #[arg(long = "limit")]
         limits: Vec<String>,
+        /// The data logger's HJ 212 password (PW): packets with another PW
+        /// are acknowledged but never recorded. Registering again with a new
+        /// one rotates it. Only a hash is stored.
+        #[arg(long, env = "ECOCODE_DEVICE_PASSWORD", hide_env_values = true)]
+        password: String,
     },
     /// Register an enterprise (client).
     Register {
@@ -234,6 +252,88 @@ pub struct ServeArgs {
     /// Accept HJ 212 data loggers on this TCP address (off by default).
     #[arg(long)]
     pub hj212_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub hj212: GatewayArgs,
+}
+
+/// The HJ 212 gateway's limits; each defaults to `GatewayConfig::default()`
+/// (the values in the help text and docs/hj212.md).
+#[derive(Args, Debug, Default)]
+pub struct GatewayArgs {
+    /// Most device connections at once [default: 1024].
+    #[arg(long)]
+    pub hj212_max_connections: Option<usize>,
+    /// Most connections from one IP address [default: 16].
+    #[arg(long)]
+    pub hj212_max_connections_per_peer: Option<usize>,
+    /// Close a connection after this many bytes without a well-formed packet [default: 65536].
+    #[arg(long)]
+    pub hj212_max_bytes_without_packet: Option<usize>,
+    /// Close a connection after this many seconds without a well-formed packet [default: 600].
+    #[arg(long)]
+    pub hj212_idle_timeout_secs: Option<u64>,
+    /// Pause accepting this many milliseconds after an accept error [default: 100].
+    #[arg(long)]
+    pub hj212_accept_backoff_ms: Option<u64>,
+    /// Log one summary line per misbehaving device this often, in seconds [default: 300].
+    #[arg(long)]
+    pub hj212_summary_interval_secs: Option<u64>,
+    /// Devices with figures of their own; the rest count as "other" [default: 10000].
+    #[arg(long)]
+    pub hj212_max_tracked_devices: Option<usize>,
+    /// A gap of at least this many seconds in the gateway's health is a platform outage [default: 900].
+    #[arg(long)]
+    pub hj212_min_outage_secs: Option<u64>,
+    /// Drop a split packet's set unless all parts arrive within this many seconds [default: 600].
+    #[arg(long)]
+    pub hj212_split_timeout_secs: Option<u64>,
+    /// Refuse split packets with more parts than this [default: 64].
+    #[arg(long)]
+    pub hj212_max_split_parts: Option<u16>,
+    /// Incomplete split sets one connection may hold [default: 8].
+    #[arg(long)]
+    pub hj212_max_split_sets: Option<usize>,
+}
+
+impl GatewayArgs {
+    /// The gateway configuration: the defaults, with every flag given applied.
+    pub fn apply(&self, mut config: GatewayConfig) -> GatewayConfig {
+        let secs = Duration::from_secs;
+        if let Some(v) = self.hj212_max_connections {
+            config.max_connections = v;
+        }
+        if let Some(v) = self.hj212_max_connections_per_peer {
+            config.max_connections_per_peer = v;
+        }
+        if let Some(v) = self.hj212_max_bytes_without_packet {
+            config.max_bytes_without_packet = v;
+        }
+        if let Some(v) = self.hj212_idle_timeout_secs {
+            config.idle_timeout = secs(v);
+        }
+        if let Some(v) = self.hj212_accept_backoff_ms {
+            config.accept_error_backoff = Duration::from_millis(v);
+        }
+        if let Some(v) = self.hj212_summary_interval_secs {
+            config.summary_interval = secs(v);
+        }
+        if let Some(v) = self.hj212_max_tracked_devices {
+            config.max_tracked_devices = v;
+        }
+        if let Some(v) = self.hj212_min_outage_secs {
+            config.min_outage = secs(v);
+        }
+        if let Some(v) = self.hj212_split_timeout_secs {
+            config.split_timeout = secs(v);
+        }
+        if let Some(v) = self.hj212_max_split_parts {
+            config.max_split_parts = v;
+        }
+        if let Some(v) = self.hj212_max_split_sets {
+            config.max_split_sets = v;
+        }
+        config
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +358,43 @@ pub enum PrincipalCommand {
         data: PathBuf,
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnterpriseCommand {
+    /// Change name, region or industry, or mark closed or merged; a new
+    /// ledger entry, the history is kept (admin, regulator in scope).
+    Update {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        industry: Option<String>,
+        /// Mark the enterprise closed (ceased operating).
+        #[arg(long, conflicts_with = "merged_into")]
+        close: bool,
+        /// Mark the enterprise merged into this USCC.
+        #[arg(long)]
+        merged_into: Option<String>,
+        /// Mark a closed or merged enterprise active again.
+        #[arg(long, conflicts_with_all = ["close", "merged_into"])]
+        reopen: bool,
+        /// Why, e.g. the notice the change is based on.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every state of the enterprise, oldest first.
+    History {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
     },
 }
 
@@ -308,6 +445,7 @@ pub async fn serve(
     config.ledger.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
     config.listen = args.listen;
     config.hj212_listen = args.hj212_listen;
+    config.gateway = args.hj212.apply(config.gateway);
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
         bar.set_length(total);
@@ -389,10 +527,72 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Append { conn, file } => append(&conn, &file).await,
-        Command::Point { conn, mn, uscc, outlet, limits } => {
+        Command::Enterprise(EnterpriseCommand::Update {
+            conn,
+            uscc,
+            name,
+            region,
+            industry,
+            close,
+            merged_into,
+            reopen,
+            reason,
+        }) => {
+            let status = match (close, &merged_into, reopen) {
+                (true, _, _) => pb::EnterpriseStatus::Closed,
+                (_, Some(_), _) => pb::EnterpriseStatus::Merged,
+                (_, _, true) => pb::EnterpriseStatus::Active,
+                _ => pb::EnterpriseStatus::Unspecified,
+            };
+            let update = pb::EnterpriseUpdate {
+                uscc,
+                name: name.unwrap_or_default(),
+                region_code: region.unwrap_or_default(),
+                industry_code: industry.unwrap_or_default(),
+                status: status as i32,
+                merged_into: merged_into.unwrap_or_default(),
+                reason,
+            };
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let receipt =
+                client.update_enterprise(authed(&conn, update)?).await.map_err(status_error)?.into_inner();
+            println!(
+                "enterprise updated at seq {}{}",
+                receipt.seq,
+                if receipt.duplicate { " (no change)" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Enterprise(EnterpriseCommand::History { conn, uscc }) => {
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::GetEnterpriseRequest { uscc })?;
+            let history = client.get_enterprise_history(request).await.map_err(status_error)?.into_inner();
+            for v in history.versions {
+                let Some(s) = v.state else { continue };
+                let status = s.status().as_str_name();
+                let into =
+                    if s.merged_into.is_empty() { String::new() } else { format!(" into {}", s.merged_into) };
+                println!(
+                    "seq {} {status}{into} name={:?} region={} industry={} reason={:?}",
+                    v.seq, s.name, s.region_code, s.industry_code, s.reason
+                );
+            }
+            Ok(())
+        }
+        Command::Gateway { conn, mn } => {
+            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
+            let request = authed(&conn, pb::GetGatewayFiguresRequest { mn: mn.unwrap_or_default() })?;
+            let figures = client.get_gateway_figures(request).await.map_err(status_error)?.into_inner();
+            print!("{}", gateway_figures_text(&figures));
+            Ok(())
+        }
+        Command::Point { conn, mn, uscc, outlet, limits, password } => {
             let limits = limits.iter().map(|l| parse_limit(l)).collect::<anyhow::Result<Vec<_>>>()?;
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
-            let request = authed(&conn, pb::MonitoringPoint { mn, uscc, outlet, limits })?;
+            let request = authed(
+                &conn,
+                pb::MonitoringPoint { mn, uscc, outlet, limits, password, password_hash: String::new() },
+            )?;
             let receipt = client.register_monitoring_point(request).await.map_err(status_error)?.into_inner();
             println!(
                 "monitoring point registered at seq {}{}",
@@ -787,4 +987,69 @@ fn score_json(s: &pb::Score) -> serde_json::Value {
             "expires_at": ts(&r.expires_at),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// `ecocode gateway`: one `total NAME VALUE` line per counter, then per
+/// device one line of figures, with its rejections and deviations by name.
+fn gateway_figures_text(figures: &pb::GatewayFigures) -> String {
+    let mut out = String::new();
+    for (name, value) in &figures.totals {
+        out.push_str(&format!("total {name} {value}\n"));
+    }
+    let joined = |map: &std::collections::BTreeMap<String, u64>| {
+        map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    };
+    for d in &figures.devices {
+        let last_seen = d
+            .last_seen
+            .as_ref()
+            .and_then(|t| Timestamp::from_unix(t.seconds, t.nanos))
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        out.push_str(&format!(
+            "device {} packets={} acknowledged={} rejected=[{}] deviations=[{}] last_seen={last_seen}\n",
+            d.device,
+            d.packets,
+            d.acknowledged,
+            joined(&d.rejected),
+            joined(&d.deviations),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_flags_override_only_what_they_name() {
+        let args = GatewayArgs {
+            hj212_max_connections_per_peer: Some(4),
+            hj212_idle_timeout_secs: Some(30),
+            ..GatewayArgs::default()
+        };
+        let config = args.apply(GatewayConfig::default());
+        assert_eq!((config.max_connections_per_peer, config.idle_timeout), (4, Duration::from_secs(30)));
+        assert_eq!(config.max_connections, GatewayConfig::default().max_connections);
+    }
+
+    #[test]
+    fn gateway_figures_print_one_line_per_total_and_per_device() {
+        let figures = pb::GatewayFigures {
+            totals: [("acks_sent".to_owned(), 2), ("wrong_password".to_owned(), 1)].into(),
+            devices: vec![pb::DeviceFigures {
+                device: "LD130133000015".into(),
+                packets: 3,
+                acknowledged: 2,
+                rejected: [("wrong_password".to_owned(), 1)].into(),
+                deviations: [("no_crlf".to_owned(), 3), ("no_qn".to_owned(), 1)].into(),
+                last_seen: Some(prost_types::Timestamp { seconds: 1_780_272_000, nanos: 0 }),
+            }],
+        };
+        assert_eq!(
+            gateway_figures_text(&figures),
+            "total acks_sent 2\ntotal wrong_password 1\ndevice LD130133000015 packets=3 acknowledged=2 \
+             rejected=[wrong_password=1] deviations=[no_crlf=3,no_qn=1] last_seen=2026-06-01T00:00:00Z\n"
+        );
+    }
 }

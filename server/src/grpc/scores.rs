@@ -84,6 +84,7 @@ impl Scores for ScoresService {
             page_size: r.page_size as usize,
             region_prefix: r.region_prefix,
             industry_prefix: r.industry_prefix,
+            include_closed: r.include_closed,
         };
         let page = self.service.list_scores(&who, query).await?;
         Ok(Response::new(pb::ListScoresResponse {

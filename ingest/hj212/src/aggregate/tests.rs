@@ -22,6 +22,10 @@ fn point() -> MonitoringPoint {
     .unwrap()
 }
 
+/// The tests of statistics, re-sends and restarts use a handful of hours;
+/// a day's minimum of valid hours has tests of its own.
+const ANY_HOUR: MonitoringRules = MonitoringRules { gas: 1, water: 1, other: 1 };
+
 fn day(d: u32) -> LocalDay {
     LocalDay::from_ymd(2026, 3, d).unwrap()
 }
@@ -85,8 +89,8 @@ fn hourly_values_give_exceedance_and_missing_days() {
     let mut agg = open(&dir);
     accept_all(&mut agg, &day_15_packets());
 
-    assert!(agg.close_days_before(day(15), |_| Some(point())).unwrap().is_empty());
-    let closing = agg.close_days_before(day(17), |_| Some(point())).unwrap();
+    assert!(agg.close_days_before(day(15), |_| Some(point()), &[], ANY_HOUR).unwrap().is_empty());
+    let closing = agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(
         summary(&closing),
         vec![
@@ -131,7 +135,7 @@ fn converted_values_are_judged_when_the_limit_says_so() {
             hourly(14, 0, "a21026-Avg=40,a21026-Flag=N"),
         ],
     );
-    let closing = agg.close_days_before(day(16), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], ANY_HOUR).unwrap();
     let judged: Vec<_> = closing
         .records()
         .iter()
@@ -157,7 +161,7 @@ fn a_valid_daily_value_wins_over_the_hourly_mean() {
             packet(command::DAILY, "20260315000000", "w01018-Avg=45,w01018-Flag=C"),
         ],
     );
-    let closing = agg.close_days_before(day(16), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], ANY_HOUR).unwrap();
     let exceeded: Vec<_> = closing
         .records()
         .iter()
@@ -172,7 +176,7 @@ fn re_sent_packets_change_nothing() {
     let once = tempfile::tempdir().unwrap();
     let mut agg = open(&once);
     accept_all(&mut agg, &day_15_packets());
-    let expected = summary(&agg.close_days_before(day(17), |_| Some(point())).unwrap());
+    let expected = summary(&agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap());
 
     let twice = tempfile::tempdir().unwrap();
     let mut agg = open(&twice);
@@ -180,7 +184,7 @@ fn re_sent_packets_change_nothing() {
     packets.extend(day_15_packets());
     packets.reverse();
     accept_all(&mut agg, &packets);
-    assert_eq!(summary(&agg.close_days_before(day(17), |_| Some(point())).unwrap()), expected);
+    assert_eq!(summary(&agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap()), expected);
 }
 
 #[test]
@@ -191,7 +195,7 @@ fn a_corrected_re_send_replaces_the_earlier_value() {
         &mut agg,
         &[hourly(15, 0, "w01018-Avg=90,w01018-Flag=N"), hourly(15, 0, "w01018-Avg=20,w01018-Flag=N")],
     );
-    let closing = agg.close_days_before(day(16), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert!(closing.records().iter().all(|r| r.kind == KIND_MISSING_DAY), "{:?}", summary(&closing));
 }
 
@@ -200,7 +204,7 @@ fn restart_loses_nothing_and_closed_days_stay_closed() {
     let reference = tempfile::tempdir().unwrap();
     let mut agg = open(&reference);
     accept_all(&mut agg, &day_15_packets());
-    let expected = summary(&agg.close_days_before(day(17), |_| Some(point())).unwrap());
+    let expected = summary(&agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap());
 
     let dir = tempfile::tempdir().unwrap();
     let packets = day_15_packets();
@@ -212,24 +216,24 @@ fn restart_loses_nothing_and_closed_days_stay_closed() {
     accept_all(&mut agg, second);
     drop(agg);
     let agg = open(&dir);
-    let closing = agg.close_days_before(day(17), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(summary(&closing), expected);
 
     // Not committed yet (the ledger append "failed"): a restart yields the same records.
     drop(agg);
     let mut agg = open(&dir);
-    let closing = agg.close_days_before(day(17), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(summary(&closing), expected);
     agg.commit(closing).unwrap();
     drop(agg);
 
     let mut agg = open(&dir);
-    assert!(agg.close_days_before(day(17), |_| Some(point())).unwrap().is_empty());
+    assert!(agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap().is_empty());
     let late = hourly(15, 5, "w01018-Avg=1000,w01018-Flag=N");
     assert_eq!(agg.accept(&point(), &late, received()).unwrap(), AcceptOutcome::Late(day(15)));
-    assert!(agg.close_days_before(day(17), |_| Some(point())).unwrap().is_empty());
+    assert!(agg.close_days_before(day(17), |_| Some(point()), &[], ANY_HOUR).unwrap().is_empty());
     // Later days go on from where closing stopped.
-    let closing = agg.close_days_before(day(18), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(18), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(closing.records().len(), 3);
     assert!(closing.records().iter().all(|r| r.attributes["day"] == "2026-03-17"));
 }
@@ -257,14 +261,125 @@ fn what_is_not_aggregated_says_why() {
     check(&mut agg, packet(command::HOURLY, "20260317230000", "w01018-Avg=35"), AcceptOutcome::Stored(1));
     // Earlier data moves the first tracked day back while nothing is closed.
     check(&mut agg, hourly(10, 1, "w01018-Avg=35;w21003-Avg=1"), AcceptOutcome::Stored(2));
-    let closing = agg.close_days_before(day(11), |_| Some(point())).unwrap();
+    let closing = agg.close_days_before(day(11), |_| Some(point()), &[], ANY_HOUR).unwrap();
     assert_eq!(
         summary(&closing),
         vec![s("hj212:Z13401000010301:a21026:20260310:missing_day", KIND_MISSING_DAY, None)]
     );
     // A device whose registration is gone gets its days closed without records.
-    let closing = agg.close_days_before(day(12), |_| None).unwrap();
+    let closing = agg.close_days_before(day(12), |_| None, &[], ANY_HOUR).unwrap();
     assert!(!closing.is_empty() && closing.records().is_empty());
     let other = MonitoringPoint::new("OTHER", Uscc::parse(USCC).unwrap(), "DW002", vec![]).unwrap();
     assert!(matches!(agg.accept(&other, &hourly(16, 1, ""), received()), Err(Error::WrongPoint { .. })));
+}
+
+/// Every hour of day 15 from 00:00 in order, `valid` of them flagged `N`
+/// and the rest with `flag`.
+fn hours_of_day_15(valid: u32, flag: &str, value: f64) -> Vec<Packet> {
+    (0..24)
+        .map(|h| {
+            let f = if h < valid { "N" } else { flag };
+            hourly(15, h, &format!("w01018-Avg={value},w01018-Flag={f}"))
+        })
+        .collect()
+}
+
+fn w01018_on_day_15(packets: &[Packet]) -> Vec<Record> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    accept_all(&mut agg, packets);
+    let closing = agg.close_days_before(day(16), |_| Some(point()), &[], MonitoringRules::STANDARD).unwrap();
+    closing.records().iter().filter(|r| r.attributes["pollutant"] == "w01018").cloned().collect()
+}
+
+#[test]
+fn a_day_with_20_valid_hours_is_judged_on_its_mean() {
+    let records = w01018_on_day_15(&hours_of_day_15(20, "M", 60.0));
+    let kinds: Vec<_> = records.iter().map(|r| (r.kind.as_str(), r.attributes["value"].as_str())).collect();
+    assert_eq!(kinds, vec![(KIND_EXCEEDANCE, "60")]);
+}
+
+#[test]
+fn a_day_with_19_valid_hours_is_a_data_quality_event_not_an_exceedance() {
+    // Regression for judging exceedance on a partial mean.
+    let records = w01018_on_day_15(&hours_of_day_15(19, "N", 60.0)[..19]);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r.kind, KIND_INSUFFICIENT_DAY);
+    assert_eq!(r.source_record_id, "hj212:Z13401000010301:w01018:20260315:insufficient_day");
+    assert_eq!(r.attributes["valid_hours"], "19");
+    assert_eq!(r.attributes["required_hours"], "20");
+    assert!(r.description.contains("only 19 valid hours"), "{}", r.description);
+}
+
+#[test]
+fn maintenance_calibration_and_fault_hours_are_not_valid_hours() {
+    for flag in ["M", "C", "D", "F", "S", "B", "T", "m", "X"] {
+        // 23 hours, 4 of them flagged: 19 valid hours are not enough.
+        let packets = &hours_of_day_15(19, flag, 60.0)[..23];
+        let kinds: Vec<_> = w01018_on_day_15(packets).into_iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, vec![KIND_INSUFFICIENT_DAY.to_owned()], "flag {flag}");
+        // Flagged throughout: no valid hour, a missing day.
+        let packets = hours_of_day_15(0, flag, 60.0);
+        let kinds: Vec<_> = w01018_on_day_15(&packets).into_iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, vec![KIND_MISSING_DAY.to_owned()], "flag {flag}");
+    }
+    // A lower-case n is N.
+    let kinds: Vec<_> =
+        w01018_on_day_15(&hours_of_day_15(0, "n", 60.0)).into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, vec![KIND_EXCEEDANCE.to_owned()]);
+}
+
+#[test]
+fn a_device_that_never_connects_has_missing_days_from_the_day_after_its_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    // Registered at 15:00 on 14 March; it never sends anything.
+    let registered = point().registered_at(day(14).start().plus_nanos(15 * 3600 * scoring::NANOS_PER_SECOND));
+    let close = |agg: &DailyAggregator, before| {
+        let registered = [registered.clone()];
+        agg.close_days_before(before, |_| Some(registered[0].clone()), &registered, ANY_HOUR).unwrap()
+    };
+    assert!(close(&agg, day(15)).is_empty(), "its registration day is not owed");
+    let closing = close(&agg, day(17));
+    let ids: Vec<String> = summary(&closing).into_iter().map(|(id, ..)| id).collect();
+    assert_eq!(
+        ids,
+        [
+            "a21026:20260315",
+            "a21026:20260316",
+            "w01018:20260315",
+            "w01018:20260316",
+            "w21003:20260315",
+            "w21003:20260316",
+        ]
+        .map(|d| format!("hj212:{MN}:{d}:missing_day"))
+    );
+    agg.commit(closing).unwrap();
+    assert!(close(&agg, day(17)).is_empty(), "closed days stay closed");
+    assert_eq!(close(&agg, day(18)).records().len(), 3);
+}
+
+#[test]
+fn a_gap_since_the_last_sign_of_health_is_an_outage_once_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = open(&dir);
+    let minutes = |m: i64| received().plus_nanos(m * 60 * scoring::NANOS_PER_SECOND);
+    let min = std::time::Duration::from_secs(15 * 60);
+    assert_eq!(agg.note_start(minutes(0), min).unwrap(), None, "the first start has no past");
+    agg.note_alive(minutes(5)).unwrap();
+    assert_eq!(agg.note_start(minutes(19), min).unwrap(), None, "a quick restart is no outage");
+    let outage = agg.note_start(minutes(19 + 3 * 24 * 60), min).unwrap().unwrap();
+    assert_eq!((outage.from, outage.to), (minutes(19), minutes(19 + 3 * 24 * 60)));
+    assert_eq!(agg.pending_outages().unwrap(), vec![outage]);
+    agg.outage_recorded(outage).unwrap();
+    assert!(agg.pending_outages().unwrap().is_empty());
+    drop(agg);
+    // Kept across restarts: the days it touches are excused, however few
+    // hours arrived; an exceedance on valid data would still count.
+    let mut agg = open(&dir);
+    accept_all(&mut agg, &[hourly(16, 1, "w01018-Avg=10,w01018-Flag=N")]);
+    let closing = agg.close_days_before(day(18), |_| Some(point()), &[], MonitoringRules::STANDARD).unwrap();
+    let kinds: Vec<&str> = closing.records().iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, vec![KIND_EXCUSED_DAY; 6]);
 }

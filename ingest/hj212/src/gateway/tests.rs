@@ -24,6 +24,14 @@ impl RecordSink for TestSink {
         (mn == MN).then(|| self.point.clone())
     }
 
+    async fn record_outage(&self, _outage: Outage) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn monitoring_points(&self) -> Vec<MonitoringPoint> {
+        vec![self.point.clone()]
+    }
+
     fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), SinkError>> + Send {
         self.records.lock().unwrap().extend(records.iter().cloned());
         let sent = self.appended.send(records).map_err(|e| SinkError::Transient(e.to_string()));
@@ -40,8 +48,18 @@ fn config() -> GatewayConfig {
     GatewayConfig {
         idle_timeout: Duration::from_secs(30),
         max_connections: 8,
+        max_connections_per_peer: 8,
+        max_bytes_without_packet: 64 * 1024,
+        accept_error_backoff: Duration::from_millis(100),
+        summary_interval: Duration::from_secs(300),
+        max_tracked_devices: 100,
+        split_timeout: Duration::from_secs(600),
+        max_split_parts: 64,
+        max_split_sets: 8,
         close_interval: Duration::from_millis(10),
         close_grace: Duration::from_secs(24 * 3600),
+        min_outage: Duration::from_secs(15 * 60),
+        valid_days: MonitoringRules { gas: 1, water: 1, other: 1 },
         clock: Arc::new(fixed_clock),
     }
 }
@@ -64,7 +82,8 @@ async fn start(config: GatewayConfig) -> Running {
         "DW001",
         vec![PollutantLimit::new("w01018", 50.0, "mg/L", Statistic::Avg).unwrap()],
     )
-    .unwrap();
+    .unwrap()
+    .with_password(crate::PasswordHash::of(MN, "123456").unwrap());
     let sink = Arc::new(TestSink { point, appended: tx, records: Mutex::default() });
     let gateway = Gateway::open(dir.path(), sink, config).unwrap();
     let stats = gateway.stats();
@@ -78,8 +97,12 @@ async fn start(config: GatewayConfig) -> Running {
 }
 
 fn packet(mn: &str, cn: &str, flag: u8, cp: &str) -> Vec<u8> {
+    packet_with_pw("123456", mn, cn, flag, cp)
+}
+
+fn packet_with_pw(pw: &str, mn: &str, cn: &str, flag: u8, cp: &str) -> Vec<u8> {
     let data = format!(
-        "QN=20260315100000123;ST=32;CN={cn};PW=123456;MN={mn};Flag={flag};CP=&&DataTime=20260315100000;{cp}&&"
+        "QN=20260315100000123;ST=32;CN={cn};PW={pw};MN={mn};Flag={flag};CP=&&DataTime=20260315100000;{cp}&&"
     );
     frame(data.as_bytes())
 }
@@ -155,6 +178,135 @@ async fn acks_rejections_and_records_over_tcp() {
         }
     );
     assert!(counts.garbage_bytes >= 14, "{counts:?}");
+}
+
+#[tokio::test]
+async fn a_packet_with_a_wrong_password_is_acknowledged_and_counted_but_not_kept() {
+    let gw = start(config()).await;
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    let forged = packet_with_pw("000000", MN, "2061", 5, "w01018-Avg=999,w01018-Flag=N");
+    device.write_all(&forged).await.unwrap();
+    assert_eq!(read_line(&mut device).await, parse_packet(&forged).unwrap().ack());
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!((counts.wrong_password, counts.values_stored, counts.acks_sent), (1, 0, 1), "{counts:?}");
+}
+
+/// Part `pno` of `pnum` of message `qn_ms` (the last 3 digits of its QN).
+fn split_part(qn_ms: &str, pnum: u16, pno: u16, cp: &str) -> Vec<u8> {
+    let data = format!(
+        "QN=20260315100000{qn_ms};ST=32;CN=2061;PW=123456;MN={MN};Flag=7;PNUM={pnum};PNO={pno};CP=&&{cp}&&"
+    );
+    frame(data.as_bytes())
+}
+
+#[tokio::test]
+async fn split_packets_count_only_when_complete() {
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(fixed_clock().unix_nanos()));
+    let clock = now.clone();
+    let clock: WallClock = Arc::new(move || Timestamp::from_unix_nanos(clock.load(Ordering::SeqCst)));
+    let mut gw = start(GatewayConfig { clock, ..config() }).await;
+
+    // Half of a message at 11:00 with a huge value; the device hangs up.
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    let half = split_part("001", 2, 1, "DataTime=20260315110000;w01018-Avg=999,w01018-Flag=N");
+    first.write_all(&half).await.unwrap();
+    assert_eq!(read_line(&mut first).await, parse_packet(&half).unwrap().ack(), "each part is acknowledged");
+    drop(first);
+
+    // Half of another message; its partner comes 11 minutes later, past
+    // the split timeout, after another packet.
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    let stale = split_part("002", 2, 1, "DataTime=20260315120000;w01018-Avg=999");
+    device.write_all(&stale).await.unwrap();
+    read_line(&mut device).await;
+    now.fetch_add(11 * 60 * NANOS_PER_SECOND, Ordering::SeqCst);
+
+    // A whole message at 10:00, its parts out of order: it counts.
+    let part2 = split_part("003", 2, 2, "w01018-Flag=N");
+    let part1 = split_part("003", 2, 1, "DataTime=20260315100000;w01018-Avg=80");
+    device.write_all(&[part2, part1].concat()).await.unwrap();
+    read_line(&mut device).await;
+    read_line(&mut device).await;
+    let late = split_part("002", 2, 2, "w01018-Flag=N");
+    device.write_all(&late).await.unwrap();
+    read_line(&mut device).await;
+
+    let records = tokio::time::timeout(PATIENCE, gw.appended.recv()).await.unwrap().unwrap();
+    let values: Vec<&str> = records.iter().map(|r| r.attributes["value"].as_str()).collect();
+    assert_eq!(values, vec!["80"], "only the complete message's value counts");
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    // Incomplete: the hung-up half, the stale half, and the late part,
+    // which began a set of its own that shutdown ended.
+    assert_eq!((counts.split_incomplete, counts.values_stored, counts.acks_sent), (3, 1, 5), "{counts:?}");
+    assert_eq!(gw.stats.devices()[MN].rejected.get("split_incomplete"), Some(&3));
+}
+
+/// Connects from a loopback address of its own (Linux routes all of 127/8),
+/// so tests can play several peers.
+async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((ip, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+// A connection flood from one peer, a sender of junk and a slow sender
+// must not keep a well-behaved device from being served.
+#[tokio::test]
+async fn a_flood_a_junk_sender_and_a_slow_sender_do_not_starve_a_good_device() {
+    let config = GatewayConfig {
+        max_connections: 16,
+        max_connections_per_peer: 3,
+        max_bytes_without_packet: 8 * 1024,
+        idle_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let gw = start(config).await;
+
+    // The flood: 10 connections from 127.0.0.1; beyond 3 they are closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..10 {
+        flood.push(connect_from([127, 0, 0, 1], gw.addr).await);
+    }
+    let mut closed = 0;
+    for stream in &mut flood[3..] {
+        closed += usize::from(read_eof(stream).await);
+    }
+    assert_eq!(closed, 7);
+
+    // Junk without end is cut off after the byte budget, long before the idle timeout.
+    let mut junk = connect_from([127, 0, 0, 2], gw.addr).await;
+    let chunk = vec![b'x'; 1024];
+    for _ in 0..64 {
+        if junk.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    assert!(read_eof(&mut junk).await, "the junk sender is dropped");
+
+    // A slow sender dribbles the start of a frame and never finishes it:
+    // partial bytes do not reset the idle timeout.
+    let mut slow = connect_from([127, 0, 0, 3], gw.addr).await;
+    slow.write_all(b"##0101QN=2026").await.unwrap();
+    assert!(read_eof(&mut slow).await, "the slow sender is dropped");
+
+    // A good device, from its own address, is served and acknowledged.
+    let mut device = connect_from([127, 0, 0, 4], gw.addr).await;
+    let hourly = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    device.write_all(&hourly).await.unwrap();
+    assert_eq!(read_line(&mut device).await, parse_packet(&hourly).unwrap().ack());
+
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!(counts.connections_refused_per_peer, 7, "{counts:?}");
+    assert_eq!(counts.connections_dropped_junk, 1, "{counts:?}");
+    assert!(counts.connections_timed_out >= 1, "{counts:?}");
+    let devices = gw.stats.devices();
+    assert_eq!((devices[MN].packets, devices[MN].acknowledged), (1, 1));
 }
 
 #[tokio::test]
