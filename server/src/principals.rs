@@ -138,7 +138,7 @@ impl PrincipalStore {
     /// Opens (creating if needed) `DATA/principals/`.
     pub fn open(data_dir: &Path) -> Result<PrincipalStore> {
         let dir = data_dir.join("principals");
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        crate::private::create_dir(&dir)?;
         Ok(PrincipalStore { dir, cache: RwLock::new(Cache::default()) })
     }
 
@@ -166,7 +166,7 @@ impl PrincipalStore {
         let path = self.dir.join(format!("{name}.toml"));
         let tmp = self.dir.join(format!(".{name}.toml.tmp"));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = crate::private::create_file(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             // hard_link fails if the name is taken, which makes "add" race-free

@@ -30,6 +30,8 @@ pub struct TestServer {
     /// The HJ 212 gateway's address, when started with one.
     pub gateway: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
+    /// Where `GET /metrics` is served, when started with `metrics_listen`.
+    pub metrics: Option<std::net::SocketAddr>,
     pub service: Arc<Service>,
     pub clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -53,13 +55,22 @@ impl TestServer {
     }
 
     pub async fn start_with_gateway_in(dir: tempfile::TempDir) -> TestServer {
-        Self::build(dir, true).await.map_err(|(e, _)| e).expect("server starts")
+        Self::build(dir, true, |_| {}).await.map_err(|(e, _)| e).expect("server starts")
     }
 
     pub async fn try_start_in(
         dir: tempfile::TempDir,
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
-        Self::build(dir, false).await
+        Self::build(dir, false, |_| {}).await
+    }
+
+    /// Starts with the harness's settings changed by `configure` (TLS,
+    /// transport limits, metrics).
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+        Self::build(tempfile::tempdir().unwrap(), false, configure)
+            .await
+            .map_err(|(e, _)| e)
+            .expect("server starts")
     }
 
     /// The service as `ecocode serve` composes it (the same `App`), on
@@ -67,6 +78,7 @@ impl TestServer {
     async fn build(
         dir: tempfile::TempDir,
         gateway: bool,
+        configure: impl FnOnce(&mut Config),
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
         let clock = Arc::new(ManualClock::new(T0));
         let mut config = Config::new(dir.path());
@@ -76,16 +88,18 @@ impl TestServer {
             config.hj212_listen = Some("127.0.0.1:0".parse().unwrap());
             config.gateway.close_interval = std::time::Duration::from_millis(5);
         }
+        configure(&mut config);
         let app = match App::build(config, &mut |_, _| {}).await {
             Ok(app) => app,
             Err(e) => return Err((e, dir)),
         };
-        let (addr, gateway, service) = (app.grpc_addr(), app.hj212_addr(), app.service().clone());
+        let (addr, gateway, metrics, service) =
+            (app.grpc_addr(), app.hj212_addr(), app.metrics_addr(), app.service().clone());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
-        Ok(TestServer { addr, gateway, dir, service, clock, shutdown: Some(tx), task: Some(task) })
+        Ok(TestServer { addr, gateway, dir, metrics, service, clock, shutdown: Some(tx), task: Some(task) })
     }
 
     /// Stops the server (graceful: every input, then the ledger) and hands

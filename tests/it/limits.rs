@@ -1,0 +1,47 @@
+//! Connections and calls that would otherwise live forever: silent
+//! connections are closed, client deadlines end calls.
+
+use std::time::Duration;
+
+use ecocode_proto::v1 as pb;
+use server::principals::Role;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::support::*;
+
+/// A peer that connects and never speaks (slowloris) does not keep its
+/// file descriptor: the server closes the connection after the idle time.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let server = TestServer::start_with(|config| {
+        config.transport.connection_idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut sink = Vec::new();
+    // Whatever the server wrote (its HTTP/2 settings), it ends with a close.
+    let _ = silent.read_to_end(&mut sink).await;
+    // The server still answers everyone else.
+    let mut admin = server.admin().await;
+    admin.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
+    server.stop().await;
+}
+
+/// A client's `grpc-timeout` ends its call on the server, even a stream
+/// the client keeps open.
+#[tokio::test]
+async fn a_client_deadline_ends_its_open_stream() {
+    let server = TestServer::start().await;
+    let mut admin = server.client(&server.token("epb", Role::Admin)).await;
+    admin.register(ACME, "Ningbo Acme Dyeing Co.", "330206").await;
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(record(ACME, "slow", "inspection.finding", -1)).await.unwrap();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request.set_timeout(Duration::from_millis(200));
+    let status = admin.ingest.append_records(request).await.unwrap_err();
+    assert!(matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled), "{status:?}");
+    drop(tx);
+    server.stop().await;
+}
