@@ -4,7 +4,7 @@
 //! drain time at shutdown) and an accept loop that backs off instead of
 //! spinning when the process runs out of file descriptors.
 //!
-//! The limits on calls are enforced by [`crate::calls`]; this module owns
+//! The limits on calls are enforced by the `calls` module; this one owns
 //! their settings and the connection itself.
 
 use std::io;

@@ -30,7 +30,7 @@ use crate::transport::TransportConfig;
 /// Every gRPC service of the process: `ecocode.v1` behind authentication,
 /// plus the standard health and reflection services. Requests above
 /// `limits.max_message_bytes` are refused by tonic's decoder (and answered
-/// `RESOURCE_EXHAUSTED` by [`crate::calls`]).
+/// `RESOURCE_EXHAUSTED` by the call guard, `calls`).
 pub async fn routes(
     service: Arc<Service>,
     principals: Arc<PrincipalStore>,
