@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,8 @@ pub struct CallGuardLayer {
 
 #[derive(Debug)]
 struct Shared {
+    /// Also holds the count of calls in progress that `max_calls` limits.
     metrics: Arc<Metrics>,
-    in_flight: AtomicUsize,
     max_calls: usize,
     max_calls_per_connection: usize,
     max_message_bytes: usize,
@@ -56,7 +56,6 @@ impl CallGuardLayer {
         CallGuardLayer {
             shared: Arc::new(Shared {
                 metrics,
-                in_flight: AtomicUsize::new(0),
                 max_calls: config.max_calls,
                 max_calls_per_connection: config.max_calls_per_connection,
                 max_message_bytes: config.max_message_bytes,
@@ -178,8 +177,8 @@ impl Ticket {
                 )),
             );
         }
-        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= shared.max_calls {
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if shared.metrics.in_progress.fetch_add(1, Ordering::AcqRel) >= shared.max_calls {
+            shared.metrics.in_progress.fetch_sub(1, Ordering::AcqRel);
             if let Some(c) = &connection {
                 c.end();
             }
@@ -197,7 +196,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.metrics.in_progress.fetch_sub(1, Ordering::AcqRel);
         if let Some(c) = &self.connection {
             c.end();
         }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ struct CallStats {
 /// The counters of one server.
 #[derive(Default, Debug)]
 pub struct Metrics {
+    /// Calls admitted and not yet answered; the call guard limits it.
+    pub(crate) in_progress: AtomicUsize,
     calls: Mutex<BTreeMap<(String, i32), CallStats>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -92,6 +95,9 @@ impl Metrics {
             let _ = writeln!(out, "ecocode_grpc_call_seconds_sum{{{labels}}} {}", stats.seconds);
             let _ = writeln!(out, "ecocode_grpc_call_seconds_count{{{labels}}} {}", stats.count);
         }
+        out.push_str("# HELP ecocode_grpc_calls_in_progress gRPC calls admitted and not yet answered.\n");
+        out.push_str("# TYPE ecocode_grpc_calls_in_progress gauge\n");
+        let _ = writeln!(out, "ecocode_grpc_calls_in_progress {}", self.in_progress.load(Ordering::Relaxed));
         out.push_str("# HELP ecocode_rejected_total Calls and connections turned away, by reason.\n");
         out.push_str("# TYPE ecocode_rejected_total counter\n");
         let rejected = self.rejected.lock().map(|r| r.clone()).unwrap_or_default();
