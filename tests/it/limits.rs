@@ -45,3 +45,30 @@ async fn a_client_deadline_ends_its_open_stream() {
     drop(tx);
     server.stop().await;
 }
+
+/// A call whose client sends its headers and then never its message does
+/// not hold a call slot forever: the server ends it after the stream idle
+/// time. Spoken in raw HTTP/2, since a gRPC client always sends a message.
+#[tokio::test]
+async fn a_call_that_never_sends_its_message_is_ended() {
+    let server = TestServer::start_with(|config| {
+        config.transport.stream_idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let token = server.token("bank", Role::Lender);
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{}/ecocode.v1.Scores/GetScore", server.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    // `false`: the request stays open, and nothing is ever sent on it.
+    let (response, _open) = h2.send_request(request, false).unwrap();
+    let response = response.await.unwrap();
+    let status = tonic::Status::from_header_map(response.headers()).expect("a trailers-only answer");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    server.stop().await;
+}
