@@ -103,6 +103,15 @@ impl TlsFiles {
         if let Some(ca) = &self.client_ca {
             config = config.client_ca_root(Certificate::from_pem(read_pem(ca, "--client-ca")?));
         }
+        // Building a server parses the files with rustls: a key that does
+        // not match the certificate is caught here, before anything is served.
+        tonic::transport::Server::builder().tls_config(config.clone()).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "--tls-cert {} / --tls-key {}: {e}",
+                self.cert.display(),
+                self.key.display()
+            ))
+        })?;
         Ok(config)
     }
 }
