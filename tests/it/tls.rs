@@ -181,3 +181,30 @@ async fn a_server_refuses_to_start_with_a_key_that_does_not_match_its_certificat
     let error = start_error(TlsFiles { key: pki.path("client.key"), ..pki.server_files(false) }).await;
     assert!(error.contains("--tls-key"), "{error}");
 }
+
+/// `ecocode` as a client: `https://`, `--ca`, `--cert` and `--key`.
+#[tokio::test]
+async fn the_cli_client_speaks_mtls_with_its_ca_certificate_and_key() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, true).await;
+    let token = server.token("bank-cli", Role::Lender);
+    let mut conn = cli::Connection::plaintext(format!("https://localhost:{}", server.addr.port()), token);
+    conn.ca = Some(pki.path("ca.pem"));
+    conn.cert = Some(pki.path("client.pem"));
+    conn.key = Some(pki.path("client.key"));
+    let channel = cli::client::channel(&conn).await.expect("the CLI connects over mTLS");
+    let request = cli::client::authed(&conn, pb::GetCheckpointRequest {}).unwrap();
+    pb::ledger_client::LedgerClient::new(channel).get_checkpoint(request).await.expect("and is answered");
+    // Without its certificate the same client is turned away.
+    conn.cert = None;
+    conn.key = None;
+    let refused = match cli::client::channel(&conn).await {
+        Err(_) => true,
+        Ok(channel) => {
+            let request = cli::client::authed(&conn, pb::GetCheckpointRequest {}).unwrap();
+            pb::ledger_client::LedgerClient::new(channel).get_checkpoint(request).await.is_err()
+        }
+    };
+    assert!(refused);
+    server.stop().await;
+}
