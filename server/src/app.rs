@@ -12,7 +12,8 @@
 //! 2. in-flight calls and the gateway's connections and day closes finish,
 //!    and `run` waits for all of them; gRPC calls still running after the
 //!    drain time (`TransportConfig::drain_timeout`) are cancelled with
-//!    `UNAVAILABLE`, so an open client stream cannot hold shutdown forever;
+//!    `UNAVAILABLE`, and connections still open one drain time later are
+//!    closed, so no client can hold shutdown forever;
 //! 3. only then the ledger is closed: queued appends are committed and
 //!    flushed, and a final checkpoint is signed;
 //! 4. the stores are dropped, which releases their directory locks before
@@ -226,7 +227,13 @@ impl App {
             if let Some(tls) = tls {
                 server = server.tls_config(tls).map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?;
             }
-            let incoming = transport::incoming(grpc, transport.connection_idle_timeout, metrics.clone());
+            let close_connections = CancellationToken::new();
+            let incoming = transport::incoming(
+                grpc,
+                transport.connection_idle_timeout,
+                metrics.clone(),
+                close_connections.clone(),
+            );
             let serve = server
                 .max_concurrent_streams(transport.max_concurrent_streams)
                 .http2_keepalive_interval(Some(transport.keepalive_interval))
@@ -246,7 +253,17 @@ impl App {
                     () = async { draining.await; tokio::time::sleep(drain).await } => {
                         tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time over; cancelling the calls still running");
                         cancel.cancel();
-                        serve.await
+                        // Cancelled calls answer at once; a connection still
+                        // open one more drain time later belongs to a peer that
+                        // does not read, and is closed under it.
+                        tokio::select! {
+                            served = &mut serve => served,
+                            () = tokio::time::sleep(drain) => {
+                                tracing::warn!("closing the connections still open after the drain");
+                                close_connections.cancel();
+                                serve.await
+                            }
+                        }
                     }
                 }
             }

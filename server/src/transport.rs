@@ -20,6 +20,7 @@ use futures::{Future as _, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -128,20 +129,26 @@ fn read_pem(path: &Path, flag: &str) -> Result<Vec<u8>> {
 /// `accept` never reach tonic (which would retry at once, spinning a core
 /// while file descriptors are exhausted): the loop waits, doubling the
 /// wait up to a second, and counts the failure.
+///
+/// Every connection is closed, whatever it is doing, when `close` fires:
+/// the last step of a shutdown, for peers that keep a connection open after
+/// their calls were cancelled (e.g. by not reading their answers).
 pub fn incoming(
     listener: TcpListener,
     idle_timeout: Duration,
     metrics: Arc<Metrics>,
+    close: CancellationToken,
 ) -> impl Stream<Item = io::Result<Connection>> {
     futures::stream::unfold((listener, Duration::ZERO), move |(listener, mut backoff)| {
         let metrics = metrics.clone();
+        let close = close.clone();
         async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         // Small gRPC answers should not wait for Nagle.
                         let _ = stream.set_nodelay(true);
-                        let connection = Connection::new(stream, peer, idle_timeout);
+                        let connection = Connection::new(stream, peer, idle_timeout, close);
                         return Some((Ok(connection), (listener, Duration::ZERO)));
                     }
                     // The peer gave up before we accepted: nothing to wait for.
@@ -229,16 +236,23 @@ pub struct ConnectionInfo {
 pub struct Connection {
     stream: TcpStream,
     idle: Pin<Box<Sleep>>,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
     idle_timeout: Duration,
     info: ConnectionInfo,
 }
 
 impl Connection {
-    fn new(stream: TcpStream, peer: SocketAddr, idle_timeout: Duration) -> Connection {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        idle_timeout: Duration,
+        close: CancellationToken,
+    ) -> Connection {
         let calls = Arc::new(ConnectionCalls::new());
         Connection {
             stream,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            closed: Box::pin(close.cancelled_owned()),
             idle_timeout,
             info: ConnectionInfo { peer, calls },
         }
@@ -260,6 +274,12 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the server shut down",
+            )));
+        }
         while this.idle.as_mut().poll(cx).is_ready() {
             match this.info.calls.idle_deadline(this.idle_timeout) {
                 None => this.idle.as_mut().reset(Instant::now() + this.idle_timeout),

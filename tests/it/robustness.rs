@@ -248,3 +248,30 @@ async fn an_open_stream_cannot_hold_shutdown_forever() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     drop(tx);
 }
+
+/// A client that asks for a long answer and never reads it (so the server
+/// can never finish sending) does not hold shutdown forever either: after
+/// the drain its connection is closed under it.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_cannot_hold_shutdown_forever() {
+    let server = TestServer::start_with(|config| {
+        config.transport.drain_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let mut admin = server.client(&server.token("epb", Role::Admin)).await;
+    admin.register(ACME, "Ningbo Acme Dyeing Co.", "330206").await;
+    // About 4 MB: more than the client's flow-control windows (2 MiB per
+    // stream in tonic's client), so the server cannot finish sending.
+    let records: Vec<_> = (0..2_000)
+        .map(|i| pb::Record {
+            description: "d".repeat(2_000),
+            ..record(ACME, &format!("big-{i}"), "inspection.finding", -1)
+        })
+        .collect();
+    admin.ingest.append_records(futures::stream::iter(records)).await.unwrap();
+    let unread = admin.ledger.list_entries(pb::ListEntriesRequest { from_seq: 0, to_seq: 0 }).await.unwrap();
+    // Without closing its connection this would wait forever (checked by
+    // disabling the close: the test hangs).
+    server.stop().await;
+    drop(unread);
+}
