@@ -38,6 +38,7 @@ async fn attacked_server() -> TestServer {
         t.max_calls = MAX_CALLS;
         t.max_calls_per_connection = 4;
         t.stream_idle_timeout = Duration::from_secs(1);
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await
 }
@@ -216,6 +217,11 @@ async fn a_caller_holding_many_open_streams_cannot_queue_everyone_else() {
     let status =
         other.scores.get_score(pb::GetScoreRequest { uscc: ACME.into(), ..Default::default() }).await;
     assert_eq!(status.unwrap_err().code(), Code::ResourceExhausted);
+    // The operator sees why.
+    let text = crate::metrics::scrape(server.metrics.unwrap(), "/metrics").await;
+    assert!(text.contains(r#"ecocode_rejected_total{reason="calls_per_connection"} 1"#), "{text}");
+    assert!(text.contains(r#"ecocode_rejected_total{reason="calls_total"} 1"#), "{text}");
+    assert!(text.contains(&format!("ecocode_grpc_calls_in_progress {MAX_CALLS}")), "{text}");
     drop(open);
     server.stop().await;
 }
