@@ -79,6 +79,13 @@ fn principal_add_prints_the_token_alone_on_the_last_line_and_stores_only_its_has
     assert!(token.starts_with("eco_") && !token.contains(' '), "{token:?}");
     let stored = std::fs::read_to_string(dir.path().join("principals/bank-a.toml")).unwrap();
     assert!(!stored.contains(&token));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("principals/bank-a.toml")), 0o600);
+        assert_eq!(mode(&dir.path().join("principals")), 0o700);
+    }
 
     let out = cli(&[
         "principal",
@@ -204,4 +211,31 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
     let out = cli(&["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success(), "the server refuses to start");
+}
+
+/// Plaintext on an address others can reach is allowed, but said loudly.
+#[tokio::test]
+async fn serve_warns_when_plaintext_listens_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(ECOCODE)
+        .args(["serve", "--data", dir.path().to_str().unwrap(), "--listen", "0.0.0.0:0"])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server spawns");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // The warning comes before the line that says gRPC is served.
+    loop {
+        let line = lines.next_line().await.unwrap().expect("server logs until it serves");
+        let serving = line.contains("serving gRPC");
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("plaintext on a non-loopback address")), "{seen:#?}");
+    child.kill().await.unwrap();
 }
