@@ -239,3 +239,60 @@ async fn serve_warns_when_plaintext_listens_beyond_loopback() {
     assert!(seen.iter().any(|l| l.contains("plaintext on a non-loopback address")), "{seen:#?}");
     child.kill().await.unwrap();
 }
+
+/// Logs, even at the most verbose level, never show a token or what a
+/// record says: only ids and counts.
+#[tokio::test]
+async fn logs_carry_no_tokens_or_record_contents_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_principal(dir.path(), "ops", "admin");
+    let mut child = Command::new(ECOCODE)
+        .args(["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server spawns");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("server printed its address");
+        let addr =
+            line.strip_prefix("ecocode listening on ").map(|rest| rest.split(' ').next().unwrap().to_owned());
+        log.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    let collect = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push(line);
+        }
+        log
+    });
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let enterprise = pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Confidential Dyeing Works".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    };
+    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+    registry.register_enterprise(authed(&token, enterprise)).await.unwrap();
+    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    let secret = pb::Record { description: "inspector notes: confidential".into(), ..record("L-1") };
+    ingest.append_record(authed(&token, secret)).await.unwrap();
+    // A wrong token is refused without being written down either.
+    let wrong = "eco_not-a-real-token-but-still-a-secret";
+    assert!(ingest.append_record(authed(wrong, record("L-2"))).await.is_err());
+    drop(ingest);
+    drop(registry);
+    child.start_kill().unwrap();
+    let log = collect.await.unwrap().join("\n");
+    assert!(log.contains("serving gRPC"), "the log was captured");
+    for secret in [token.as_str(), wrong, "Confidential Dyeing", "inspector notes"] {
+        assert!(!log.contains(secret), "the log shows {secret:?}");
+    }
+}
