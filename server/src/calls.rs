@@ -101,7 +101,8 @@ where
             Ok(ticket) => ticket,
             Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
         };
-        let request = request.map(|body| Body::new(IdleBody::new(body, shared.stream_idle_timeout)));
+        let request = request
+            .map(|body| Body::new(IdleBody::new(body, shared.stream_idle_timeout, shared.metrics.clone())));
         // The clone that was polled ready serves this call (tower's rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -112,6 +113,10 @@ where
             };
             let (mut parts, body) = response.into_parts();
             if let Some(status) = contract_status(&parts.headers, shared.max_message_bytes) {
+                shared.metrics.reject(match status.code() {
+                    Code::ResourceExhausted => "message_too_large",
+                    _ => "malformed_message",
+                });
                 replace_status(&mut parts.headers, &status);
             }
             ticket.code = Status::from_header_map(&parts.headers).map(|s| s.code());
@@ -247,12 +252,13 @@ pin_project_lite::pin_project! {
         idle: Sleep,
         timeout: Duration,
         waiting: bool,
+        metrics: Arc<Metrics>,
     }
 }
 
 impl IdleBody {
-    fn new(inner: Body, timeout: Duration) -> IdleBody {
-        IdleBody { inner, idle: tokio::time::sleep(timeout), timeout, waiting: false }
+    fn new(inner: Body, timeout: Duration, metrics: Arc<Metrics>) -> IdleBody {
+        IdleBody { inner, idle: tokio::time::sleep(timeout), timeout, waiting: false, metrics }
     }
 }
 
@@ -273,6 +279,7 @@ impl http_body::Body for IdleBody {
                     this.idle.as_mut().reset(tokio::time::Instant::now() + *this.timeout);
                 }
                 ready!(this.idle.poll(cx));
+                this.metrics.reject("idle_stream");
                 Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
                     "the request stream sent nothing for {} s; it was ended",
                     this.timeout.as_secs_f64()

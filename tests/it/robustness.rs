@@ -67,6 +67,11 @@ async fn the_server_survives_every_attack_and_keeps_every_acknowledged_record() 
     admin.score(ACME).await;
 
     assert_acknowledged_are_kept(&mut fresh, &acknowledged).await;
+    // The operator sees what was refused and why.
+    let text = crate::metrics::scrape(server.metrics.unwrap(), "/metrics").await;
+    for reason in ["message_too_large", "malformed_message", "idle_stream"] {
+        assert!(text.contains(&format!("ecocode_rejected_total{{reason=\"{reason}\"}}")), "{reason}: {text}");
+    }
     let dir = server.stop().await;
     let server = TestServer::start_in(dir).await;
     let mut reopened = server.client(&server.token("auditor", Role::Admin)).await;
