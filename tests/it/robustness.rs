@@ -152,6 +152,13 @@ async fn huge_field_is_not_echoed(server: &TestServer, token: &str) {
     let status = client.ingest.append_record(guarded(bad)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().len() < 300, "{} bytes of message", status.message().len());
+    // A rule whose message quotes the value: only a prefix comes back.
+    let mut enterprise = enterprise(BETA, "Beta", "330206");
+    enterprise.region_code = "3".repeat(MAX_MESSAGE_BYTES / 2);
+    let status = client.registry.register_enterprise(guarded(enterprise)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("region_code: must be 6 ASCII digits"), "{}", status.message());
+    assert!(status.message().len() < 300, "{} bytes of message", status.message().len());
 }
 
 /// A stream longer than `--max-stream-records` is refused with
