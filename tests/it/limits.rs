@@ -72,3 +72,26 @@ async fn a_call_that_never_sends_its_message_is_ended() {
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     server.stop().await;
 }
+
+/// A peer that completes the HTTP/2 preface and then goes dead (answers no
+/// PING) is dropped by keepalive, long before the idle timeout.
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start_with(|config| {
+        config.transport.keepalive_interval = Duration::from_millis(100);
+        config.transport.keepalive_timeout = Duration::from_millis(100);
+        // Idle connections are not what closes this one.
+        config.transport.connection_idle_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let mut dead = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame; then silence.
+    dead.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    dead.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frames = Vec::new();
+    // Reading does not answer the server's PINGs; the read ends when the
+    // server gives up on us.
+    let _ = dead.read_to_end(&mut frames).await;
+    server.stop().await;
+}
