@@ -213,19 +213,30 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     assert!(!out.status.success(), "the server refuses to start");
 }
 
-/// Plaintext on an address others can reach is allowed, but said loudly.
-#[tokio::test]
-async fn serve_warns_when_plaintext_listens_beyond_loopback() {
-    let dir = tempfile::tempdir().unwrap();
+/// `ecocode serve` on `listen` logging at `level`, with its stderr as lines.
+fn serve_logging(
+    dir: &Path,
+    listen: &str,
+    level: &str,
+) -> (Child, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
     let mut child = Command::new(ECOCODE)
-        .args(["serve", "--data", dir.path().to_str().unwrap(), "--listen", "0.0.0.0:0"])
+        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", listen])
+        .env("RUST_LOG", level)
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("server spawns");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// Plaintext on an address others can reach is allowed, but said loudly.
+#[tokio::test]
+async fn serve_warns_when_plaintext_listens_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut lines) = serve_logging(dir.path(), "0.0.0.0:0", "info");
     let mut seen = Vec::new();
     // The warning comes before the line that says gRPC is served.
     loop {
@@ -246,15 +257,7 @@ async fn serve_warns_when_plaintext_listens_beyond_loopback() {
 async fn logs_carry_no_tokens_or_record_contents_even_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let token = add_principal(dir.path(), "ops", "admin");
-    let mut child = Command::new(ECOCODE)
-        .args(["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server spawns");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines) = serve_logging(dir.path(), "127.0.0.1:0", "trace");
     let mut log = Vec::new();
     let addr = loop {
         let line = lines.next_line().await.unwrap().expect("server printed its address");
