@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::{Uscc, ValidationError};
+use crate::{Uscc, ValidationError, quoted};
 
 /// An absolute instant in unix nanoseconds (UTC). Covers 1677..2262.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -114,7 +114,7 @@ impl Enterprise {
         if region_code.len() != 6 || !region_code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ValidationError::new(
                 "region_code",
-                format!("must be 6 ASCII digits, got {region_code:?}"),
+                format!("must be 6 ASCII digits, got {}", quoted(region_code)),
             ));
         }
         if industry_code.len() > limits::INDUSTRY_CODE
@@ -123,8 +123,9 @@ impl Enterprise {
             return Err(ValidationError::new(
                 "industry_code",
                 format!(
-                    "must be at most {} ASCII letters and digits (GB/T 4754), got {industry_code:?}",
-                    limits::INDUSTRY_CODE
+                    "must be at most {} ASCII letters and digits (GB/T 4754), got {}",
+                    limits::INDUSTRY_CODE,
+                    quoted(industry_code)
                 ),
             ));
         }
@@ -246,7 +247,7 @@ fn identifier<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a
     if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b)) {
         return Err(ValidationError::new(
             field,
-            format!("must use only ASCII letters, digits and . _ - :, got {value:?}"),
+            format!("must use only ASCII letters, digits and . _ - :, got {}", quoted(value)),
         ));
     }
     Ok(value)

@@ -23,6 +23,36 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// Characters of a caller's input an error message shows at most.
+pub const QUOTE_CHARS: usize = 64;
+
+/// A caller's input as error messages show it: quoted, and cut to
+/// [`QUOTE_CHARS`] characters with the full length after it, so an answer
+/// never carries a large input back to its sender.
+pub fn quoted(input: &str) -> String {
+    let mut chars = input.chars();
+    let head: String = chars.by_ref().take(QUOTE_CHARS).collect();
+    if chars.next().is_none() {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}... ({} characters)", input.chars().count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_input_is_cut_in_messages() {
+        assert_eq!(quoted("beilun"), "\"beilun\"");
+        let long = "x".repeat(4 * 1024 * 1024);
+        let shown = quoted(&long);
+        assert!(shown.len() < 100, "{shown}");
+        assert!(shown.ends_with("(4194304 characters)"));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid scoring model: {0}")]

@@ -20,7 +20,7 @@ mod workflow;
 #[cfg(feature = "batch")]
 pub use batch::{evaluations_frame, score_all};
 pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
-pub use error::{Error, Result, ValidationError};
+pub use error::{Error, QUOTE_CHARS, Result, ValidationError, quoted};
 pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
 pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Reason};
 pub use uscc::Uscc;

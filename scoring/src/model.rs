@@ -311,7 +311,7 @@ impl Model {
         let class = self.kind_class(&record.kind).ok_or_else(|| {
             ValidationError::new(
                 "kind",
-                format!("unknown kind {:?} in model {}", record.kind, self.version()),
+                format!("unknown kind {} in model {}", crate::quoted(&record.kind), self.version()),
             )
         })?;
         let amount_tiered = self.inner.rule(&record.kind).is_some_and(|r| r.amount_tiered);
@@ -359,7 +359,10 @@ impl Model {
                 if !matches!(outcome, Some("upheld" | "rejected")) {
                     return Err(ValidationError::new(
                         "attributes.outcome",
-                        format!("must be \"upheld\" or \"rejected\", got {outcome:?}"),
+                        format!(
+                            "must be \"upheld\" or \"rejected\", got {}",
+                            outcome.map_or("nothing".into(), crate::quoted)
+                        ),
                     ));
                 }
             }

@@ -10,7 +10,10 @@
 //! 1. every input stops accepting (gRPC, the HJ 212 gateway) and watch
 //!    streams end with `UNAVAILABLE`;
 //! 2. in-flight calls and the gateway's connections and day closes finish,
-//!    and `run` waits for all of them;
+//!    and `run` waits for all of them; gRPC calls still running after the
+//!    drain time (`TransportConfig::drain_timeout`) are cancelled with
+//!    `UNAVAILABLE`, and connections still open one drain time later are
+//!    closed, so no client can hold shutdown forever;
 //! 3. only then the ledger is closed: queued appends are committed and
 //!    flushed, and a final checkpoint is signed;
 //! 4. the stores are dropped, which releases their directory locks before
@@ -27,16 +30,17 @@ use ledger::LedgerConfig;
 use scoring::Model;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::ServerTlsConfig;
 
+use crate::calls::CallGuardLayer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::gateway::LedgerSink;
+use crate::metrics::{Metrics, MetricsSource};
 use crate::principals::PrincipalStore;
 use crate::service::Service;
-
-/// Concurrent requests per connection before callers queue.
-const CONCURRENCY_PER_CONNECTION: usize = 256;
+use crate::transport::{self, TransportConfig};
 
 /// Everything the service is started with.
 pub struct Config {
@@ -51,6 +55,10 @@ pub struct Config {
     pub hj212_listen: Option<SocketAddr>,
     /// The gateway's limits and timing; its clock is replaced by [`Config::clock`].
     pub gateway: GatewayConfig,
+    /// TLS and the limits of the gRPC transport.
+    pub transport: TransportConfig,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +68,8 @@ impl std::fmt::Debug for Config {
             .field("model", &self.model.version())
             .field("listen", &self.listen)
             .field("hj212_listen", &self.hj212_listen)
+            .field("transport", &self.transport)
+            .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +85,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             hj212_listen: None,
             gateway: GatewayConfig::default(),
+            transport: TransportConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -85,7 +97,11 @@ pub struct App {
     principals: Arc<PrincipalStore>,
     grpc: TcpListener,
     grpc_addr: SocketAddr,
+    transport: TransportConfig,
+    tls: Option<ServerTlsConfig>,
     gateway: Option<(TcpListener, SocketAddr, Gateway<LedgerSink>)>,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
 }
 
 impl std::fmt::Debug for App {
@@ -99,8 +115,12 @@ impl App {
     /// the principals and the gateway's state, and binds the listeners.
     pub async fn build(config: Config, progress: &mut dyn FnMut(u64, u64)) -> Result<App> {
         let data_dir = config.ledger.dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| Error::io(format!("create data directory {}", data_dir.display()), e))?;
+        crate::private::create_dir(&data_dir)?;
+        // Read before anything is opened: a wrong PEM file is a usage error.
+        let tls = match &config.transport.tls {
+            Some(files) => Some(files.load(config.transport.tls_handshake_timeout)?),
+            None => None,
+        };
         let principals = Arc::new(PrincipalStore::open(&data_dir)?);
         let valid_days = config.model.monitoring();
         let service = Arc::new(Service::open(config.ledger, config.model, config.clock.clone(), progress)?);
@@ -121,7 +141,37 @@ impl App {
                 Some((listener, addr, gateway))
             }
         };
-        Ok(App { service, principals, grpc, grpc_addr, gateway })
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let listener = bind(addr, "--metrics-listen").await?;
+                let addr = local_addr(&listener)?;
+                Some((listener, addr))
+            }
+        };
+        // The stores created their files; make them the service user's alone.
+        crate::private::restrict_tree(&data_dir)?;
+        Ok(App {
+            service,
+            principals,
+            grpc,
+            grpc_addr,
+            transport: config.transport,
+            tls,
+            gateway,
+            metrics: Arc::new(Metrics::default()),
+            metrics_listener,
+        })
+    }
+
+    /// Where `GET /metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Whether gRPC is served over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Where gRPC is served.
@@ -152,7 +202,9 @@ impl App {
     /// Serves every input until `shutdown` resolves, then shuts down in the
     /// order of the module documentation.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        let App { service, principals, grpc, grpc_addr, gateway } = self;
+        let App { service, principals, grpc, grpc_addr, transport, tls, gateway, metrics, metrics_listener } =
+            self;
+        let data_dir = service.ledger().dir().to_path_buf();
         let (stop, stopped) = watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -163,25 +215,73 @@ impl App {
             let (principals, stopped) = (principals.clone(), until_stopped(stopped.clone()));
             async move { principals.keep_fresh(stopped).await }
         };
-        let (routes, health) = crate::grpc::routes(service.clone(), principals).await?;
+        let (routes, health) = crate::grpc::routes(service.clone(), principals, &transport).await?;
         let writability = watch_writable(service.clone(), health, until_stopped(stopped.clone()));
+        if tls.is_none() && transport::plaintext_is_exposed(grpc_addr) {
+            tracing::warn!(
+                addr = %grpc_addr,
+                "serving gRPC in plaintext on a non-loopback address: tokens and data cross the network \
+                 unencrypted; use --tls-cert and --tls-key"
+            );
+        }
         tracing::info!(
             addr = %grpc_addr,
+            tls = tls.is_some(),
+            mtls = transport.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
             model = service.model().version(),
             entries = service.ledger().head().size,
             "serving gRPC"
         );
+        let cancel = CancellationToken::new();
         let grpc = {
             let service = service.clone();
-            let stopped = until_stopped(stopped.clone());
-            tonic::transport::Server::builder()
-                .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            let accepting = until_stopped(stopped.clone());
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                server = server.tls_config(tls).map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?;
+            }
+            let close_connections = CancellationToken::new();
+            let incoming = transport::incoming(
+                grpc,
+                transport.connection_idle_timeout,
+                metrics.clone(),
+                close_connections.clone(),
+            );
+            let serve = server
+                .max_concurrent_streams(transport.max_concurrent_streams)
+                .http2_keepalive_interval(Some(transport.keepalive_interval))
+                .http2_keepalive_timeout(Some(transport.keepalive_timeout))
+                .layer(CallGuardLayer::new(&transport, metrics.clone(), cancel.clone()))
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-                    stopped.await;
+                .serve_with_incoming_shutdown(incoming, async move {
+                    accepting.await;
                     service.begin_shutdown();
-                })
+                });
+            let drain = transport.drain_timeout;
+            let draining = until_stopped(stopped.clone());
+            async move {
+                let mut serve = Box::pin(serve);
+                tokio::select! {
+                    served = &mut serve => served,
+                    () = async { draining.await; tokio::time::sleep(drain).await } => {
+                        tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time over; cancelling the calls still running");
+                        cancel.cancel();
+                        // Cancelled calls answer at once; a connection still
+                        // open one more drain time later belongs to a peer that
+                        // does not read, and is closed under it.
+                        tokio::select! {
+                            served = &mut serve => served,
+                            () = tokio::time::sleep(drain) => {
+                                tracing::warn!("closing the connections still open after the drain");
+                                close_connections.cancel();
+                                serve.await
+                            }
+                        }
+                    }
+                }
+            }
         };
+        let gateway_stats = gateway.as_ref().map(|(_, _, g)| g.stats());
         let gateway = async {
             match gateway {
                 None => Ok(()),
@@ -193,15 +293,30 @@ impl App {
                 }
             }
         };
+        let metrics_endpoint = async {
+            if let Some((listener, addr)) = metrics_listener {
+                tracing::info!(%addr, "serving metrics on GET /metrics");
+                let source = MetricsSource {
+                    metrics: metrics.clone(),
+                    service: service.clone(),
+                    gateway: gateway_stats,
+                };
+                crate::metrics::serve(listener, source, until_stopped(stopped.clone())).await;
+            }
+        };
         let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
-        let ((), (), (), (), grpc, gateway) =
-            tokio::join!(signal, reloads, checkpoints, writability, grpc, gateway);
+        let ((), (), (), (), grpc, gateway, ()) =
+            tokio::join!(signal, reloads, checkpoints, writability, grpc, gateway, metrics_endpoint);
         tracing::info!("every input stopped; closing the ledger");
         let closed = service.ledger().close().await;
         drop(service);
+        // Files the stores created while serving (sled's snapshots, the
+        // final checkpoint) are made private too.
+        let restricted = crate::private::restrict_tree(&data_dir);
         grpc.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
         gateway?;
         closed?;
+        restricted?;
         Ok(())
     }
 }

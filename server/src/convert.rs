@@ -134,7 +134,7 @@ pub mod from_proto {
                     other => {
                         return Err(ValidationError::new(
                             format!("limits[{i}].statistic"),
-                            format!("must be Avg or ZsAvg, got {other:?}"),
+                            format!("must be Avg or ZsAvg, got {}", scoring::quoted(other)),
                         ));
                     }
                 };

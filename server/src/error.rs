@@ -71,6 +71,11 @@ impl Error {
     }
 }
 
+/// Longest status message sent. Messages quote inputs only through
+/// [`scoring::quoted`]; this is the net below that rule, so no answer can
+/// grow with what the caller sent.
+const MAX_STATUS_MESSAGE_CHARS: usize = 1024;
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let code = err.code();
@@ -82,7 +87,12 @@ impl From<Error> for Status {
         if code == Code::DataLoss {
             tracing::error!(error = %err, "stored data failed verification");
         }
-        Status::new(code, err.to_string())
+        let message = err.to_string();
+        if message.chars().count() > MAX_STATUS_MESSAGE_CHARS {
+            let cut: String = message.chars().take(MAX_STATUS_MESSAGE_CHARS).collect();
+            return Status::new(code, format!("{cut}... (cut)"));
+        }
+        Status::new(code, message)
     }
 }
 
@@ -130,6 +140,12 @@ mod tests {
             "inquiry log corrupt",
         );
         check(inquiries::Error::Storage("disk".into()).into(), Code::Internal, "server log");
+    }
+
+    #[test]
+    fn a_message_quoting_a_huge_input_is_cut() {
+        let status = Status::from(Error::InvalidArgument("x".repeat(1 << 20)));
+        assert!(status.message().len() < 2 * MAX_STATUS_MESSAGE_CHARS);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! * [`grpc`]: the gRPC transport, converting at the edge with [`convert`];
 //!   [`error`] holds the one table from domain errors to gRPC statuses.
 //! * [`gateway`]: the HJ 212 gateway's sink into the door.
+//! * [`transport`]: TLS, connections and the accept loop; [`calls`]: the
+//!   guard around every call (limits, idle streams, drain, status fixes);
+//!   [`metrics`]: what is counted and `GET /metrics`; [`private`]: the data
+//!   directory's permissions.
 //!
 //! This is the only crate that knows gRPC and the generated protobuf types.
 //! The contract is `docs/api.md`.
@@ -15,6 +19,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod calls;
 pub mod clock;
 pub mod convert;
 pub mod directory;
@@ -23,8 +28,11 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod grpc;
+pub mod metrics;
 pub mod principals;
+pub mod private;
 pub mod service;
+pub mod transport;
 pub mod views;
 
 pub use app::{App, Config};
@@ -32,3 +40,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use hj212::GatewayConfig;
 pub use service::{ScoreView, Service};
+pub use transport::{TlsFiles, TransportConfig};

@@ -173,7 +173,7 @@ impl PrincipalStore {
     /// Opens (creating if needed) `DATA/principals/` and loads it.
     pub fn open(data_dir: &Path) -> Result<PrincipalStore> {
         let dir = data_dir.join("principals");
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        crate::private::create_dir(&dir)?;
         let store = PrincipalStore {
             dir,
             cache: RwLock::new(Cache::default()),
@@ -351,7 +351,7 @@ impl PrincipalStore {
         let path = self.dir.join(format!("{}.toml", file.name));
         let tmp = self.dir.join(format!(".{}.toml.tmp", file.name));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = crate::private::create_file(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             if replace {

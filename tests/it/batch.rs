@@ -28,7 +28,7 @@ struct Fixture {
 impl Fixture {
     fn conn_as(&self, name: &str, role: Role) -> Connection {
         let token = self.server.token(name, role);
-        Connection { server: format!("http://{}", self.server.addr), token }
+        Connection::plaintext(format!("http://{}", self.server.addr), token)
     }
 
     async fn online(&mut self, at: Timestamp) -> BTreeMap<String, pb::Score> {
@@ -46,10 +46,8 @@ impl Fixture {
 async fn fixture() -> Fixture {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
-    let conn = Connection {
-        server: format!("http://{}", server.addr),
-        token: server.token("batch-admin", Role::Admin),
-    };
+    let conn =
+        Connection::plaintext(format!("http://{}", server.addr), server.token("batch-admin", Role::Admin));
     let mut enterprises = BTreeMap::new();
     let places = [
         ("330206", "C2614"),

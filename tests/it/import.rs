@@ -32,10 +32,8 @@ async fn csv_and_parquet_import_keep_valid_rows_report_the_rest_and_rerun_adds_n
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     let before = admin.score(ACME).await;
-    let conn = Connection {
-        server: format!("http://{}", server.addr),
-        token: server.token("importer", Role::Admin),
-    };
+    let conn =
+        Connection::plaintext(format!("http://{}", server.addr), server.token("importer", Role::Admin));
     let dir = tempfile::tempdir().unwrap();
 
     // Rows 4 and 7 fail locally; 5, 6, 8 and 9 only the server can judge.
@@ -111,10 +109,8 @@ async fn csv_and_parquet_import_keep_valid_rows_report_the_rest_and_rerun_adds_n
 #[tokio::test]
 async fn a_header_typo_fails_the_file_before_anything_is_sent() {
     let server = TestServer::start().await;
-    let conn = Connection {
-        server: format!("http://{}", server.addr),
-        token: server.token("importer", Role::Admin),
-    };
+    let conn =
+        Connection::plaintext(format!("http://{}", server.addr), server.token("importer", Role::Admin));
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("typo.csv");
     std::fs::write(

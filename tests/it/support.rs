@@ -30,6 +30,8 @@ pub struct TestServer {
     /// The HJ 212 gateway's address, when started with one.
     pub gateway: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
+    /// Where `GET /metrics` is served, when started with `metrics_listen`.
+    pub metrics: Option<std::net::SocketAddr>,
     pub service: Arc<Service>,
     pub principals: Arc<PrincipalStore>,
     pub clock: Arc<ManualClock>,
@@ -60,13 +62,22 @@ impl TestServer {
     /// A restart whose manual clock starts at `start`, e.g. days after the
     /// stop, as after an outage.
     pub async fn start_with_gateway_in_at(dir: tempfile::TempDir, start: Timestamp) -> TestServer {
-        Self::build(dir, true, start).await.map_err(|(e, _)| e).expect("server starts")
+        Self::build(dir, true, start, |_| {}).await.map_err(|(e, _)| e).expect("server starts")
     }
 
     pub async fn try_start_in(
         dir: tempfile::TempDir,
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
-        Self::build(dir, false, T0).await
+        Self::build(dir, false, T0, |_| {}).await
+    }
+
+    /// Starts with the harness's settings changed by `configure` (TLS,
+    /// transport limits, metrics).
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+        Self::build(tempfile::tempdir().unwrap(), false, T0, configure)
+            .await
+            .map_err(|(e, _)| e)
+            .expect("server starts")
     }
 
     /// The service as `ecocode serve` composes it (the same `App`), on
@@ -75,6 +86,7 @@ impl TestServer {
         dir: tempfile::TempDir,
         gateway: bool,
         start: Timestamp,
+        configure: impl FnOnce(&mut Config),
     ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
         let clock = Arc::new(ManualClock::new(start));
         let mut config = Config::new(dir.path());
@@ -84,11 +96,13 @@ impl TestServer {
             config.hj212_listen = Some("127.0.0.1:0".parse().unwrap());
             config.gateway.close_interval = std::time::Duration::from_millis(5);
         }
+        configure(&mut config);
         let app = match App::build(config, &mut |_, _| {}).await {
             Ok(app) => app,
             Err(e) => return Err((e, dir)),
         };
-        let (addr, gateway, service) = (app.grpc_addr(), app.hj212_addr(), app.service().clone());
+        let (addr, gateway, metrics, service) =
+            (app.grpc_addr(), app.hj212_addr(), app.metrics_addr(), app.service().clone());
         let principals = app.principals().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run(async {
@@ -98,6 +112,7 @@ impl TestServer {
             addr,
             gateway,
             dir,
+            metrics,
             service,
             principals,
             clock,

@@ -117,7 +117,7 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<Option<(String, i64)>> {
 }
 
 pub(crate) fn write_checkpoint(dir: &Path, note: &str) -> Result<()> {
-    write_atomic(&dir.join(CHECKPOINT_FILE), note.as_bytes(), 0o644)
+    write_atomic(&dir.join(CHECKPOINT_FILE), note.as_bytes(), 0o600)
 }
 
 /// Replaces `path` so that a crash leaves either the old or the new file.

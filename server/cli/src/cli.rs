@@ -15,7 +15,7 @@ use ecocode_proto::v1 as pb;
 use scoring::{Model, Timestamp};
 use server::convert::to_proto;
 use server::principals::{PrincipalStore, Role};
-use server::{App, Config, GatewayConfig};
+use server::{App, Config, GatewayConfig, TlsFiles, TransportConfig};
 
 use crate::client::{Connection, authed, channel, progress_bar, status_error};
 
@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the service on an embedded sled store in the data directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage principals (who may call the service).
     #[command(subcommand)]
     Principal(PrincipalCommand),
@@ -254,6 +254,11 @@ pub struct ServeArgs {
     pub hj212_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub hj212: GatewayArgs,
+    /// Serve Prometheus metrics on `GET /metrics` at this address (off by default).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 /// The HJ 212 gateway's limits; each defaults to `GatewayConfig::default()`
@@ -333,6 +338,77 @@ impl GatewayArgs {
             config.max_split_sets = v;
         }
         config
+    }
+}
+
+/// TLS and the limits of the gRPC transport; defaults in README.md.
+#[derive(Args, Debug)]
+pub struct TransportArgs {
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Largest request message in bytes; larger ones are RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = TransportConfig::default().max_message_bytes)]
+    pub max_message_bytes: usize,
+    /// Most records one AppendRecords stream may carry; more is RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = TransportConfig::default().max_stream_records)]
+    pub max_stream_records: u64,
+    /// HTTP/2 concurrent streams per connection (clients queue beyond it).
+    #[arg(long, default_value_t = TransportConfig::default().max_concurrent_streams)]
+    pub max_concurrent_streams: u32,
+    /// Calls in progress per connection before further ones are shed.
+    #[arg(long, default_value_t = TransportConfig::default().max_calls_per_connection)]
+    pub max_calls_per_connection: usize,
+    /// Calls in progress in the whole server before further ones are shed.
+    #[arg(long, default_value_t = TransportConfig::default().max_calls)]
+    pub max_calls: usize,
+    /// End a request stream that sends nothing for this long (ms).
+    #[arg(long, default_value_t = millis(TransportConfig::default().stream_idle_timeout))]
+    pub stream_idle_timeout_ms: u64,
+    /// Close a connection without calls for this long (ms).
+    #[arg(long, default_value_t = millis(TransportConfig::default().connection_idle_timeout))]
+    pub connection_idle_timeout_ms: u64,
+    /// HTTP/2 keepalive PING interval (ms).
+    #[arg(long, default_value_t = millis(TransportConfig::default().keepalive_interval))]
+    pub keepalive_interval_ms: u64,
+    /// Drop a peer that does not answer a PING within this long (ms).
+    #[arg(long, default_value_t = millis(TransportConfig::default().keepalive_timeout))]
+    pub keepalive_timeout_ms: u64,
+    /// At shutdown, cancel calls still running after this long (ms).
+    #[arg(long, default_value_t = millis(TransportConfig::default().drain_timeout))]
+    pub drain_timeout_ms: u64,
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl TransportArgs {
+    fn config(self) -> TransportConfig {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: self.client_ca }),
+            _ => None,
+        };
+        TransportConfig {
+            tls,
+            max_message_bytes: self.max_message_bytes,
+            max_stream_records: self.max_stream_records,
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_calls_per_connection: self.max_calls_per_connection,
+            max_calls: self.max_calls,
+            stream_idle_timeout: Duration::from_millis(self.stream_idle_timeout_ms),
+            connection_idle_timeout: Duration::from_millis(self.connection_idle_timeout_ms),
+            keepalive_interval: Duration::from_millis(self.keepalive_interval_ms),
+            keepalive_timeout: Duration::from_millis(self.keepalive_timeout_ms),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            ..TransportConfig::default()
+        }
     }
 }
 
@@ -446,6 +522,8 @@ pub async fn serve(
     config.listen = args.listen;
     config.hj212_listen = args.hj212_listen;
     config.gateway = args.hj212.apply(config.gateway);
+    config.metrics_listen = args.metrics_listen;
+    config.transport = args.transport.config();
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
         bar.set_length(total);
@@ -463,7 +541,11 @@ pub async fn serve(
     if let Some(addr) = app.hj212_addr() {
         eprintln!("hj212 gateway listening on {addr}");
     }
-    eprintln!("ecocode listening on {} (data {})", app.grpc_addr(), args.data.display());
+    if let Some(addr) = app.metrics_addr() {
+        eprintln!("metrics on http://{addr}/metrics");
+    }
+    let transport = if app.tls() { "TLS" } else { "plaintext" };
+    eprintln!("ecocode listening on {} ({transport}, data {})", app.grpc_addr(), args.data.display());
     app.run(shutdown).await?;
     Ok(())
 }

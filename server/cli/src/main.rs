@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => cli::cli::serve(args, shutdown_signal()).await,
+            Command::Serve(args) => cli::cli::serve(*args, shutdown_signal()).await,
             other => cli::cli::run(other).await,
         }
     })

@@ -79,6 +79,13 @@ fn principal_add_prints_the_token_alone_on_the_last_line_and_stores_only_its_has
     assert!(token.starts_with("eco_") && !token.contains(' '), "{token:?}");
     let stored = std::fs::read_to_string(dir.path().join("principals/bank-a.toml")).unwrap();
     assert!(!stored.contains(&token));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("principals/bank-a.toml")), 0o600);
+        assert_eq!(mode(&dir.path().join("principals")), 0o700);
+    }
 
     let out = cli(&[
         "principal",
@@ -204,4 +211,91 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
     let out = cli(&["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success(), "the server refuses to start");
+}
+
+/// `ecocode serve` on `listen` logging at `level`, with its stderr as lines.
+fn serve_logging(
+    dir: &Path,
+    listen: &str,
+    level: &str,
+) -> (Child, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+    let mut child = Command::new(ECOCODE)
+        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", listen])
+        .env("RUST_LOG", level)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server spawns");
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// Plaintext on an address others can reach is allowed, but said loudly.
+#[tokio::test]
+async fn serve_warns_when_plaintext_listens_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut lines) = serve_logging(dir.path(), "0.0.0.0:0", "info");
+    let mut seen = Vec::new();
+    // The warning comes before the line that says gRPC is served.
+    loop {
+        let line = lines.next_line().await.unwrap().expect("server logs until it serves");
+        let serving = line.contains("serving gRPC");
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("plaintext on a non-loopback address")), "{seen:#?}");
+    child.kill().await.unwrap();
+}
+
+/// Logs, even at the most verbose level, never show a token or what a
+/// record says: only ids and counts.
+#[tokio::test]
+async fn logs_carry_no_tokens_or_record_contents_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_principal(dir.path(), "ops", "admin");
+    let (mut child, mut lines) = serve_logging(dir.path(), "127.0.0.1:0", "trace");
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("server printed its address");
+        let addr =
+            line.strip_prefix("ecocode listening on ").map(|rest| rest.split(' ').next().unwrap().to_owned());
+        log.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    let collect = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push(line);
+        }
+        log
+    });
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let enterprise = pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Confidential Dyeing Works".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    };
+    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+    registry.register_enterprise(authed(&token, enterprise)).await.unwrap();
+    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    let secret = pb::Record { description: "inspector notes: confidential".into(), ..record("L-1") };
+    ingest.append_record(authed(&token, secret)).await.unwrap();
+    // A wrong token is refused without being written down either.
+    let wrong = "eco_not-a-real-token-but-still-a-secret";
+    assert!(ingest.append_record(authed(wrong, record("L-2"))).await.is_err());
+    drop(ingest);
+    drop(registry);
+    child.start_kill().unwrap();
+    let log = collect.await.unwrap().join("\n");
+    assert!(log.contains("serving gRPC"), "the log was captured");
+    for secret in [token.as_str(), wrong, "Confidential Dyeing", "inspector notes"] {
+        assert!(!log.contains(secret), "the log shows {secret:?}");
+    }
 }

@@ -20,6 +20,8 @@ pub const MAX_REJECTED_LISTED: usize = 1_000;
 #[derive(Debug, Clone)]
 pub struct IngestService {
     pub service: Arc<Service>,
+    /// Most records one `AppendRecords` stream may carry (`--max-stream-records`).
+    pub max_stream_records: u64,
 }
 
 impl IngestService {
@@ -76,8 +78,15 @@ impl Ingest for IngestService {
         let mut first_index = 0u64;
         // Entries the response's checkpoint must cover: every receipt's seq.
         let mut covered = 0u64;
+        let mut over_limit = false;
         loop {
             let end = match stream.next().await {
+                // One record too many ends the stream; the records before it
+                // are still appended below, then the call is refused.
+                Some(Ok(_)) if first_index + chunk.len() as u64 >= self.max_stream_records => {
+                    over_limit = true;
+                    true
+                }
                 Some(Ok(record)) => {
                     chunk.push(record);
                     false
@@ -116,6 +125,14 @@ impl Ingest for IngestService {
             if end {
                 break;
             }
+        }
+        if over_limit {
+            return Err(Error::ResourceExhausted(format!(
+                "a stream may carry at most {} records; those were processed \
+                 ({} accepted, {} duplicates, {} rejected) and the rest refused; send it in a new stream",
+                self.max_stream_records, response.accepted, response.duplicates, response.rejected_count
+            ))
+            .into());
         }
         let checkpoint = self.service.checkpoint_covering(covered)?;
         response.checkpoint = Some(to_proto::checkpoint(&checkpoint));

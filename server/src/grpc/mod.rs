@@ -25,17 +25,19 @@ use crate::auth::Authenticate;
 use crate::error::{Error, Result};
 use crate::principals::PrincipalStore;
 use crate::service::Service;
-
-/// Largest request accepted; larger ones are `RESOURCE_EXHAUSTED`.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+use crate::transport::TransportConfig;
 
 /// Every gRPC service of the process: `ecocode.v1` behind authentication,
 /// plus the standard health and reflection services; and the health
 /// reporter, so the composition root can say when the service cannot write.
+/// Requests above `limits.max_message_bytes` are refused by tonic's decoder
+/// (and answered `RESOURCE_EXHAUSTED` by the call guard, `calls`).
 pub async fn routes(
     service: Arc<Service>,
     principals: Arc<PrincipalStore>,
+    limits: &TransportConfig,
 ) -> Result<(Routes, tonic_health::server::HealthReporter)> {
+    let max_message_bytes = limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RegistryServer<RegistryService>>().await;
     health.set_serving::<IngestServer<IngestService>>().await;
@@ -48,12 +50,15 @@ pub async fn routes(
         .map_err(|e| Error::Internal(format!("reflection service: {e}")))?;
     let auth = Authenticate::new(principals);
     let registry = RegistryServer::new(RegistryService { service: service.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ingest = IngestServer::new(IngestService { service: service.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(max_message_bytes);
+    let ingest = IngestServer::new(IngestService {
+        service: service.clone(),
+        max_stream_records: limits.max_stream_records,
+    })
+    .max_decoding_message_size(max_message_bytes);
     let scores = ScoresServer::new(ScoresService { service: service.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ledger = LedgerServer::new(LedgerService { service }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(max_message_bytes);
+    let ledger = LedgerServer::new(LedgerService { service }).max_decoding_message_size(max_message_bytes);
     let mut routes = Routes::new(health_service);
     routes = routes
         .add_service(reflection)
