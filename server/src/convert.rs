@@ -122,6 +122,17 @@ pub mod from_proto {
     /// `limits[1].limit`. A plain `password` is ignored: only registration
     /// reads it.
     pub fn monitoring_point(p: &pb::MonitoringPoint) -> Result<MonitoringPoint, ValidationError> {
+        // Bounded before any per-limit work.
+        if p.limits.len() > hj212::MAX_LIMITS {
+            return Err(ValidationError::new(
+                "limits",
+                format!(
+                    "at most {} pollutants per monitoring point, got {}",
+                    hj212::MAX_LIMITS,
+                    p.limits.len()
+                ),
+            ));
+        }
         let uscc = scoring::Uscc::parse(&p.uscc)?;
         let limits = p
             .limits

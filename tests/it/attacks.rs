@@ -238,3 +238,33 @@ async fn a_full_disk_is_resource_exhausted_not_serving_and_recovers_by_itself() 
     drop(statuses);
     server.stop().await;
 }
+
+// Attack: a monitoring point with hundreds of thousands of limits pinned a
+// core (a quadratic duplicate check) before the permission check ran.
+#[tokio::test]
+async fn a_monitoring_point_with_endless_limits_is_refused_before_any_work() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let limit = |i: usize| pb::PollutantLimit {
+        pollutant: format!("w{:05}", i % 100_000),
+        limit: 1.0,
+        unit: "mg/L".into(),
+        statistic: "Avg".into(),
+    };
+    let point = pb::MonitoringPoint {
+        mn: "LD130133000015".into(),
+        uscc: ACME.into(),
+        outlet: "DW001".into(),
+        limits: (0..100_000).map(limit).collect(),
+        password: "a-long-random-device-password".into(),
+        password_hash: String::new(),
+    };
+    let bank = server.token("bank", Role::Lender);
+    let err = server.client(&bank).await.registry.register_monitoring_point(point.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    let err = admin.registry.register_monitoring_point(point).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("at most 64 pollutants"), "{}", err.message());
+    server.stop().await;
+}

@@ -44,7 +44,7 @@ pub use packet::{
     DataFlag, Flag, MAX_CP_BYTES, MAX_DATA_BYTES, MAX_FRAME_BYTES, Measurement, Packet, PacketError, Suffix,
     Value, command, frame, parse_packet,
 };
-pub use point::{MonitoringPoint, PasswordHash, PollutantLimit, Statistic};
+pub use point::{MAX_LIMITS, MonitoringPoint, PasswordHash, PollutantLimit, Statistic};
 pub use time::{DataTime, LocalDay};
 
 /// Failures of the aggregation state and the gateway. A rejected packet is

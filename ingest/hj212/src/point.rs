@@ -119,6 +119,10 @@ impl PollutantLimit {
     }
 }
 
+/// Most pollutant limits one monitoring point has (HJ 212 codes a few dozen
+/// pollutants per outlet); more is refused before any other work.
+pub const MAX_LIMITS: usize = 64;
+
 /// A registered outlet: which enterprise a device's data belongs to and
 /// which pollutants are judged there.
 #[derive(Clone, PartialEq, Debug)]
@@ -148,8 +152,15 @@ impl MonitoringPoint {
                 format!("must be 1 to 64 characters without control characters, got {outlet:?}"),
             ));
         }
-        for (i, limit) in limits.iter().enumerate() {
-            if limits[..i].iter().any(|l| l.pollutant == limit.pollutant) {
+        if limits.len() > MAX_LIMITS {
+            return Err(ValidationError::new(
+                "limits",
+                format!("at most {MAX_LIMITS} pollutants per monitoring point, got {}", limits.len()),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(limits.len());
+        for limit in &limits {
+            if !seen.insert(limit.pollutant.as_str()) {
                 return Err(ValidationError::new(
                     "limits",
                     format!("pollutant {} is listed twice", limit.pollutant),
