@@ -41,7 +41,7 @@ printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-
 ecocode import "$work/complaints.csv"
 
 export ECOCODE_TOKEN=$BANK
-ecocode score 91330206739237858W
+ecocode score 91330206739237858W --purpose LA-2026-001
 ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json | grep -q '"points":86'
 ecocode score 91330206739237858W --as-of 2026-03-31T00:00:00Z --tree-size 2
 ecocode attest get 91330206739237858W --out "$work/acme.note"
@@ -52,8 +52,11 @@ export ECOCODE_TOKEN=$ACME
 echo '{"source":"acme","source_record_id":"D-1","uscc":"91330206739237858W","kind":"dispute.opened","occurred_at":"2026-04-12T00:00:00Z","refers_to_seq":2,"description":"the ledger was complete"}' > "$work/dispute.jsonl"
 ecocode append "$work/dispute.jsonl"
 ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json | grep -q '"disputed":true'
+ecocode inquiries | grep -q 'bank-a .*LA-2026-001'   # the bank's read, with its purpose
 
 export ECOCODE_TOKEN=$EPB
+ecocode enterprise history --uscc 91330206739237858W
+ecocode gateway
 ecocode score-all --as-of 2026-06-30T16:00:00Z --out "$work/scores.parquet"
 ecocode report --from 2026-01-01T00:00:00Z --to 2026-06-30T16:00:00Z --region 3302 --out "$work/distribution.csv" --changes-out "$work/changes.csv"
 
@@ -62,6 +65,13 @@ ecocode proof inclusion --seq 1 --out "$work/entry1.proof"
 ecocode proof consistency --old-checkpoint "$work/old.note" --out "$work/grew.proof"
 ecocode proof verify "$work/entry1.proof" --public-key "$(ecocode key show --data "$data")"
 ecocode proof verify "$work/grew.proof" --public-key "$(ecocode key show --data "$data")"
+
+# A revoked token stops working on the running server (within a second;
+# the CLI call below may race the reload, so wait for it, bounded).
+ecocode principal revoke --data "$data" --name bank-a
+timeout 10 bash -c 'until ! target/debug/ecocode checkpoint > /dev/null 2>&1; do sleep 0.2; done'
+refused=$(ecocode checkpoint 2>&1 || true)
+grep -q Unauthenticated <<<"$refused"
 
 kill -TERM "$server_pid"
 wait "$server_pid"
