@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ecocode() { target/debug/ecocode "$@"; }
+# `cmd | grep -q` can fail under pipefail: grep exits at its first match and
+# the command's next write gets EPIPE. Capture the output, then look in it.
+expect() { local out; out=$("${@:2}"); grep -q -- "$1" <<<"$out" || { echo "expected $1 in: $out"; return 1; }; }
 # CI builds it with the tests (`cargo test --no-run`); build it if not.
 [ -x target/debug/ecocode ] || cargo build --bin ecocode --quiet
 
@@ -35,14 +38,14 @@ cat > "$work/records.jsonl" <<'JSONL'
 {"source":"beilun-epb","source_record_id":"I-2026-0440","uscc":"91330206739237858W","kind":"inspection.finding","occurred_at":"2026-04-11T02:30:00Z","description":"hazardous-waste ledger incomplete"}
 JSONL
 ecocode append "$work/records.jsonl"
-ecocode append "$work/records.jsonl" | grep -q "2 already present"
+expect "2 already present" ecocode append "$work/records.jsonl"
 ecocode point --mn LD130133000015 --uscc 91330206739237858W --outlet DW001 --password 'Xk3v9-q2LmZ7' --limit w01018=50mg/L --limit w21003=5mg/L
 printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-1,91330206739237858W,complaint.verified,2026-05-02,odour at night\n' > "$work/complaints.csv"
 ecocode import "$work/complaints.csv"
 
 export ECOCODE_TOKEN=$BANK
 ecocode score 91330206739237858W --purpose LA-2026-001
-ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json | grep -q '"points":86'
+expect '"points":86' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 ecocode score 91330206739237858W --as-of 2026-03-31T00:00:00Z --tree-size 2
 ecocode attest get 91330206739237858W --out "$work/acme.note"
 ecocode attest verify "$work/acme.note" --public-key "$(ecocode key show --data "$data")"
@@ -51,8 +54,8 @@ ecocode checkpoint > "$work/old.note"
 export ECOCODE_TOKEN=$ACME
 echo '{"source":"acme","source_record_id":"D-1","uscc":"91330206739237858W","kind":"dispute.opened","occurred_at":"2026-04-12T00:00:00Z","refers_to_seq":2,"description":"the ledger was complete"}' > "$work/dispute.jsonl"
 ecocode append "$work/dispute.jsonl"
-ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json | grep -q '"disputed":true'
-ecocode inquiries | grep -q 'bank-a .*LA-2026-001'   # the bank's read, with its purpose
+expect '"disputed":true' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
+expect 'bank-a .*LA-2026-001' ecocode inquiries   # the bank's read, with its purpose
 
 export ECOCODE_TOKEN=$EPB
 ecocode enterprise history --uscc 91330206739237858W
