@@ -102,9 +102,90 @@ impl From<sled::Error> for Error {
 }
 
 pub struct InquiryLog {
-    // Drops before the database, whose drop then releases the lock.
+    // Fields drop in order: the flusher thread (and its tree handle) and the
+    // tree go before the database, whose drop then releases the lock.
+    flusher: Flusher,
     tree: sled::Tree,
     db: kv::Db,
+}
+
+/// Group commit for the log: callers write their batch, then wait until one
+/// flush that began after their write has finished. One thread flushes, so
+/// concurrent readers share fsyncs (and sled's own small thread pool is
+/// never filled with flushes waiting on each other).
+struct Flusher {
+    shared: std::sync::Arc<FlushShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct FlushShared {
+    /// Writes asking for a flush, counted.
+    requested: std::sync::Mutex<u64>,
+    wake: std::sync::Condvar,
+    /// The last request a finished flush covers, and that flush's error.
+    done: tokio::sync::watch::Sender<(u64, Option<String>)>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Flusher {
+    fn start(tree: sled::Tree) -> std::io::Result<Flusher> {
+        let shared = std::sync::Arc::new(FlushShared {
+            requested: std::sync::Mutex::new(0),
+            wake: std::sync::Condvar::new(),
+            done: tokio::sync::watch::Sender::new((0, None)),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new().name("inquiry-flush".into()).spawn(move || {
+            let mut flushed = 0;
+            loop {
+                let target = {
+                    let mut requested = worker.requested.lock().unwrap_or_else(|p| p.into_inner());
+                    while *requested == flushed && !worker.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        requested = worker.wake.wait(requested).unwrap_or_else(|p| p.into_inner());
+                    }
+                    if *requested == flushed {
+                        return; // stopping, nothing left to flush
+                    }
+                    *requested
+                };
+                let error = tree.flush().err().map(|e| e.to_string());
+                flushed = target;
+                worker.done.send_replace((target, error));
+            }
+        })?;
+        Ok(Flusher { shared, thread: Some(thread) })
+    }
+
+    /// Waits until a flush that began after this call has finished.
+    async fn flush(&self) -> Result<()> {
+        let ticket = {
+            let mut requested = self.shared.requested.lock().unwrap_or_else(|p| p.into_inner());
+            *requested += 1;
+            *requested
+        };
+        self.shared.wake.notify_one();
+        let mut done = self.shared.done.subscribe();
+        let (_, error) = done
+            .wait_for(|(covered, _)| *covered >= ticket)
+            .await
+            .map_err(|_| Error::Storage("the inquiry log's flusher stopped".into()))?
+            .clone();
+        match error {
+            None => Ok(()),
+            Some(e) => Err(Error::Storage(e)),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for InquiryLog {
@@ -118,11 +199,13 @@ impl InquiryLog {
     pub fn open(dir: &Path) -> Result<InquiryLog> {
         let db = kv::open(sled::Config::new(), dir)?;
         let tree = db.open_tree("inquiries")?;
-        Ok(InquiryLog { tree, db })
+        let flusher =
+            Flusher::start(tree.clone()).map_err(|e| Error::Storage(format!("flusher thread: {e}")))?;
+        Ok(InquiryLog { flusher, tree, db })
     }
 
     /// Records `inquiries` durably: when this returns `Ok`, they survive a
-    /// crash. Concurrent callers share flushes.
+    /// crash. Concurrent callers share flushes (group commit).
     pub async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
         if inquiries.is_empty() {
             return Ok(());
@@ -140,8 +223,7 @@ impl InquiryLog {
             batch.insert(key(&[&principal_prefix(&inquiry.principal)], &suffix), value.as_slice());
         }
         self.tree.apply_batch(batch)?;
-        self.tree.flush_async().await?;
-        Ok(())
+        self.flusher.flush().await
     }
 
     /// A page of the inquiries `query` asks for, newest first.
@@ -280,6 +362,23 @@ mod tests {
         let first = log.list(&query(Scope::All, 1)).unwrap().next.unwrap();
         let foreign = Query { after: Some(first), ..query(own, 10) };
         assert!(matches!(log.list(&foreign), Err(Error::BadCursor)));
+    }
+
+    // Regression: 32 concurrent reads, each awaiting sled's `flush_async`,
+    // filled sled's thread pool with flushes waiting on each other and hung.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_records_share_flushes_and_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(InquiryLog::open(dir.path()).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..256 {
+            let log = log.clone();
+            tasks.spawn(async move { log.record(&[inquiry("A", "330206", "bank-a", i)]).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        assert_eq!(log.list(&query(Scope::All, 1_000)).unwrap().inquiries.len(), 256);
     }
 
     #[tokio::test]
