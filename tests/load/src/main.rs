@@ -1,0 +1,315 @@
+//! `ecocode-load`: starts the real service (the same `App` as `ecocode
+//! serve`) on a temporary sled store, fills it deterministically from a
+//! seed, then drives it over real gRPC connections and prints throughput
+//! and latency percentiles of each call next to `grpc.health.v1.Health/Check`
+//! measured against the same server in the same run, as a ratio.
+//!
+//! ```sh
+//! cargo run --release -p load -- --enterprises 10000 --records 300000
+//! ```
+//!
+//! The server runs on its own runtime (`--server-threads`), the load on
+//! another (`--client-threads`); both share the machine, as a bank's client
+//! and the service would in the figures of BENCHMARKS.md.
+
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use ecocode_proto::v1 as pb;
+use scoring::Timestamp;
+use server::principals::{PrincipalStore, Role};
+use server::{App, Config};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug)]
+#[command(name = "ecocode-load", about = "Score reads against Health/Check on one server, in one run")]
+struct Args {
+    /// Registered enterprises.
+    #[arg(long, default_value_t = 1_000)]
+    enterprises: usize,
+    /// Records, spread over the enterprises and the last 300 days.
+    #[arg(long, default_value_t = 30_000)]
+    records: usize,
+    /// Seed of the data set (the same seed, the same ledger).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Client connections.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Concurrent calls per connection.
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// How long each call is driven.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+    /// Worker threads of the load's runtime.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+}
+
+/// One measured call: completed calls, errors and sorted latencies.
+struct Measured {
+    name: &'static str,
+    calls: u64,
+    errors: u64,
+    per_second: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Measured {
+    fn percentile(&self, p: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i]
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so a seed names a data set.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A valid USCC (GB 32100-2015 check character) for enterprise `i`, issued
+/// in Beilun (330206).
+fn uscc(i: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let body = format!("91330206{i:09}");
+    let mut weight = 1u32;
+    let mut sum = 0u32;
+    for c in body.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).map_or(0, |p| p as u32);
+        sum += v * weight;
+        weight = weight * 3 % 31;
+    }
+    format!("{body}{}", ALPHABET[((31 - sum % 31) % 31) as usize] as char)
+}
+
+fn bearer(token: &str) -> anyhow::Result<MetadataValue<tonic::metadata::Ascii>> {
+    format!("Bearer {token}").parse().context("token is not metadata")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.server_threads)
+        .enable_all()
+        .build()?;
+    let mut config = Config::new(dir.path());
+    config.listen = "127.0.0.1:0".parse()?;
+    let app = server_runtime.block_on(App::build(config, &mut |_, _| {}))?;
+    let addr = app.grpc_addr();
+    let store = PrincipalStore::open(dir.path())?;
+    let admin = store.add("load-admin", Role::Admin)?;
+    let lender = store.add("load-bank", Role::Lender)?;
+    app.principals().reload_if_changed()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = server_runtime.spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .enable_all()
+        .build()?;
+    let results = client_runtime.block_on(async {
+        let seeding = Instant::now();
+        seed(connect(addr).await?, &admin, &args).await?;
+        eprintln!(
+            "seeded {} enterprises and {} records in {:.1} s",
+            args.enterprises,
+            args.records,
+            seeding.elapsed().as_secs_f64()
+        );
+        let mut channels = Vec::with_capacity(args.connections);
+        for _ in 0..args.connections {
+            channels.push(connect(addr).await?);
+        }
+        let token = bearer(&lender)?;
+        let mut results = Vec::new();
+        results.push(
+            drive("Health/Check", &channels, &args, |ch, _| async move {
+                let mut client = tonic_health::pb::health_client::HealthClient::new(ch);
+                client
+                    .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                    .await
+                    .map(|_| ())
+            })
+            .await,
+        );
+        let with_records = args.enterprises.max(1);
+        results.push(
+            drive("Scores/GetScore", &channels, &args, {
+                let token = token.clone();
+                move |ch, n| {
+                    let token = token.clone();
+                    async move {
+                        let mut client = pb::scores_client::ScoresClient::new(ch);
+                        let mut request = tonic::Request::new(pb::GetScoreRequest {
+                            uscc: uscc(n as usize % with_records),
+                            ..Default::default()
+                        });
+                        request.metadata_mut().insert("authorization", token);
+                        client.get_score(request).await.map(|_| ())
+                    }
+                }
+            })
+            .await,
+        );
+        results.push(
+            drive("Ledger/GetCheckpoint", &channels, &args, {
+                let token = token.clone();
+                move |ch, _| {
+                    let token = token.clone();
+                    async move {
+                        let mut client = pb::ledger_client::LedgerClient::new(ch);
+                        let mut request = tonic::Request::new(pb::GetCheckpointRequest {});
+                        request.metadata_mut().insert("authorization", token);
+                        client.get_checkpoint(request).await.map(|_| ())
+                    }
+                }
+            })
+            .await,
+        );
+        anyhow::Ok(results)
+    })?;
+    let _ = stop.send(());
+    server_runtime.block_on(served)??;
+
+    let health = results.first().map_or(1.0, |m| m.per_second.max(f64::MIN_POSITIVE));
+    println!(
+        "{} enterprises, {} records, {} connections x {} streams, {} s per call, seed {}",
+        args.enterprises, args.records, args.connections, args.streams, args.seconds, args.seed
+    );
+    println!(
+        "{:<22} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>8}",
+        "call", "calls", "errors", "calls/s", "p50 us", "p99 us", "p999 us", "x Health"
+    );
+    for m in &results {
+        println!(
+            "{:<22} {:>10} {:>8} {:>12.0} {:>9} {:>9} {:>9} {:>8.3}",
+            m.name,
+            m.calls,
+            m.errors,
+            m.per_second,
+            m.percentile(0.5),
+            m.percentile(0.99),
+            m.percentile(0.999),
+            m.per_second / health
+        );
+    }
+    Ok(())
+}
+
+/// One HTTP/2 connection to the server.
+async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?.connect().await?)
+}
+
+/// Registers the enterprises and streams the records, deterministically.
+async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<()> {
+    let token = bearer(admin)?;
+    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+    for i in 0..args.enterprises {
+        let mut request = tonic::Request::new(pb::Enterprise {
+            uscc: uscc(i),
+            name: format!("Load Co. {i}"),
+            region_code: "330206".into(),
+            industry_code: "C1713".into(),
+        });
+        request.metadata_mut().insert("authorization", token.clone());
+        registry.register_enterprise(request).await?;
+    }
+    let kinds = ["inspection.finding", "complaint.verified", "monitoring.missing_day", "penalty.warning"];
+    let now = Timestamp::now();
+    let mut rng = Rng(args.seed);
+    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    let mut sent = 0;
+    while sent < args.records {
+        let chunk = (args.records - sent).min(50_000);
+        let records: Vec<pb::Record> = (sent..sent + chunk)
+            .map(|i| {
+                let at = now.plus_days(-(1 + rng.below(300) as i64));
+                let (seconds, nanos) = at.to_unix();
+                pb::Record {
+                    source: "load-admin".into(),
+                    source_record_id: format!("L-{i}"),
+                    uscc: uscc(rng.below(args.enterprises.max(1) as u64) as usize),
+                    kind: kinds[rng.below(kinds.len() as u64) as usize].into(),
+                    occurred_at: Some(prost_types::Timestamp { seconds, nanos }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let mut request = tonic::Request::new(tokio_stream::iter(records));
+        request.metadata_mut().insert("authorization", token.clone());
+        let response = ingest.append_records(request).await?.into_inner();
+        anyhow::ensure!(
+            response.rejected_count == 0,
+            "seeding rejected records: {:?}",
+            response.rejected.first()
+        );
+        sent += chunk;
+    }
+    Ok(())
+}
+
+/// Runs `call` from `streams` tasks on each channel for `seconds`.
+async fn drive<F, Fut>(name: &'static str, channels: &[Channel], args: &Args, call: F) -> Measured
+where
+    F: Fn(Channel, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (c, channel) in channels.iter().enumerate() {
+        for s in 0..args.streams {
+            let (channel, call) = (channel.clone(), call.clone());
+            let mut n = (c * args.streams + s) as u64;
+            tasks.spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if call(channel.clone(), n).await.is_err() {
+                        errors += 1;
+                    }
+                    latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    n = n.wrapping_add(7919);
+                }
+                (latencies, errors)
+            });
+        }
+    }
+    let (mut latencies_us, mut errors) = (Vec::new(), 0);
+    while let Some(Ok((l, e))) = tasks.join_next().await {
+        latencies_us.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("{name}: {} calls in {elapsed:.1} s", latencies_us.len());
+    latencies_us.sort_unstable();
+    let calls = latencies_us.len() as u64;
+    Measured { name, calls, errors, per_second: (calls - errors.min(calls)) as f64 / elapsed, latencies_us }
+}
