@@ -162,13 +162,25 @@ impl Service {
     pub async fn register(&self, who: &Principal, enterprise: Enterprise) -> Result<Receipt> {
         auth::may_register(who, &enterprise)?;
         let uscc = enterprise.uscc.clone();
-        let event = Event::Registration(enterprise);
-        let receipt = self.append_event(who, &event).await?.map_err(|c| {
-            Error::AlreadyExists(format!(
-                "enterprise {uscc} is already registered (seq {}) with different details",
-                c.existing.seq
-            ))
-        })?;
+        self.append_enterprise_event(who, uscc.clone(), Event::Registration(enterprise), |seq| {
+            format!("enterprise {uscc} is already registered (seq {seq}) with different details")
+        })
+        .await
+    }
+
+    /// Appends an enterprise's registration or change; a new entry updates
+    /// the directory and tells the watchers of that enterprise.
+    async fn append_enterprise_event(
+        &self,
+        who: &Principal,
+        uscc: Uscc,
+        event: Event,
+        conflict: impl FnOnce(u64) -> String,
+    ) -> Result<Receipt> {
+        let receipt = self
+            .append_event(who, &event)
+            .await?
+            .map_err(|c| Error::AlreadyExists(conflict(c.existing.seq)))?;
         if !receipt.duplicate {
             self.directory.apply(receipt.seq, self.clock.now(), &event);
             let _ = self.changes.send(uscc);
@@ -942,17 +954,11 @@ impl Service {
             });
         }
         let event = Event::EnterpriseUpdate { update, changes_seq: current.state_seq };
-        let receipt = self.append_event(who, &event).await?.map_err(|c| {
-            Error::AlreadyExists(format!(
-                "enterprise {uscc} was changed concurrently (seq {}); read it and try again",
-                c.existing.seq
-            ))
-        })?;
-        if !receipt.duplicate {
-            self.directory.apply(receipt.seq, self.clock.now(), &event);
-            let _ = self.changes.send(uscc);
-        }
-        Ok(receipt)
+        let changed = uscc.clone();
+        self.append_enterprise_event(who, uscc, event, |seq| {
+            format!("enterprise {changed} was changed concurrently (seq {seq}); read it and try again")
+        })
+        .await
     }
 
     /// Every state of the enterprise, oldest first, if `who` may see it.
