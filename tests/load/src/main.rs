@@ -52,6 +52,10 @@ struct Args {
     /// Worker threads of the load's runtime.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
+    /// Who reads scores: `lender` (each read is also written to the inquiry
+    /// log) or `admin` (no inquiry: the cost of the score alone).
+    #[arg(long, default_value = "lender", value_parser = ["lender", "admin"])]
+    reader: String,
 }
 
 /// One measured call: completed calls, errors and sorted latencies.
@@ -146,7 +150,7 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..args.connections {
             channels.push(connect(addr).await?);
         }
-        let token = bearer(&lender)?;
+        let token = bearer(if args.reader == "admin" { &admin } else { &lender })?;
         let mut results = Vec::new();
         results.push(
             drive("Health/Check", &channels, &args, |ch, _| async move {
@@ -199,8 +203,8 @@ fn main() -> anyhow::Result<()> {
 
     let health = results.first().map_or(1.0, |m| m.per_second.max(f64::MIN_POSITIVE));
     println!(
-        "{} enterprises, {} records, {} connections x {} streams, {} s per call, seed {}",
-        args.enterprises, args.records, args.connections, args.streams, args.seconds, args.seed
+        "{} enterprises, {} records, {} connections x {} streams, {} s per call, seed {}, reads by {}",
+        args.enterprises, args.records, args.connections, args.streams, args.seconds, args.seed, args.reader
     );
     println!(
         "{:<22} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>8}",
