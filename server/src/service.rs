@@ -559,14 +559,23 @@ impl Service {
         usccs: &[Uscc],
     ) -> Result<mpsc::Receiver<Result<CodeChange>>> {
         check_batch_len("uscc", usccs.len(), 1)?;
+        for uscc in usccs {
+            auth::may_read_scores_at_all(who, uscc.as_str())?;
+        }
         // Subscribe before the first evaluation so no change falls between.
         let changes = self.subscribe_changes();
-        let mut current = HashMap::new();
-        for uscc in usccs {
-            let view = self.read_score(who, uscc, None, 0).await?;
-            current.insert(view.enterprise.uscc.to_string(), view);
-        }
-        let watched: Vec<&Enterprise> = current.values().map(|v| &v.enterprise).collect();
+        let (service, reader, usccs) = (self.clone(), who.clone(), usccs.to_vec());
+        let current = blocking(move || {
+            let mut current = HashMap::with_capacity(usccs.len());
+            for uscc in usccs {
+                let (view, next_change) = service.evaluate_for_watch(uscc.as_str())?;
+                auth::may_read_score(&reader, &view.enterprise)?;
+                current.insert(uscc.to_string(), (view, next_change));
+            }
+            Ok(current)
+        })
+        .await?;
+        let watched: Vec<&Enterprise> = current.values().map(|(v, _)| &v.enterprise).collect();
         self.inquire(who, purpose, "WatchCodes", &watched).await?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(watch::run(self.clone(), current, changes, tx));
@@ -709,6 +718,14 @@ impl Service {
         let at = at.unwrap_or_else(|| self.clock.now());
         let evaluation = self.model.score(&records, at, tree_size);
         Ok((ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root }, records))
+    }
+
+    /// The current score of `uscc` and when it can next change with no new
+    /// entry, from one read of its entries (watches need both).
+    pub(crate) fn evaluate_for_watch(&self, uscc: &str) -> Result<(ScoreView, Option<Timestamp>)> {
+        let (view, records) = self.evaluate_with_records(uscc, None, 0)?;
+        let next = self.model.next_change_after(&records, view.evaluation.as_of, view.tree_size);
+        Ok((view, next))
     }
 
     /// Every record about `uscc` in the ledger, in seq order.

@@ -205,6 +205,16 @@ struct Core {
     min_free: AtomicU64,
 }
 
+/// When [`Core::checkpoint`] signs a new checkpoint of the head.
+#[derive(Clone, Copy)]
+enum Sign {
+    Now,
+    /// If the head moved and the interval has passed.
+    IfDue,
+    /// If the latest checkpoint holds fewer than this many entries.
+    Covering(u64),
+}
+
 #[derive(Default)]
 struct CheckpointSlot {
     latest: Option<Checkpoint>,
@@ -417,7 +427,7 @@ impl Ledger {
     /// service calls this on a timer, so a checkpoint is signed at most once
     /// per interval and only for a new head.
     pub fn sign_checkpoint_if_due(&self) -> Result<Checkpoint> {
-        self.inner.core.checkpoint(false)
+        self.inner.core.checkpoint(Sign::IfDue)
     }
 
     /// A checkpoint whose tree holds at least the first `size` entries:
@@ -425,17 +435,13 @@ impl Ledger {
     /// use it so that the checkpoint they hand back covers every entry they
     /// acknowledged.
     pub fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
-        let latest = self.inner.core.latest_checkpoint()?;
-        if latest.tree_size >= size {
-            return Ok(latest);
-        }
         self.inner.core.check_size(size)?;
-        self.inner.core.checkpoint(true)
+        self.inner.core.checkpoint(Sign::Covering(size))
     }
 
     /// Signs a checkpoint of the current head now.
     pub fn sign_checkpoint_now(&self) -> Result<Checkpoint> {
-        self.inner.core.checkpoint(true)
+        self.inner.core.checkpoint(Sign::Now)
     }
 
     /// A C2SP signed note over `body` with the service key (used for score
@@ -492,7 +498,7 @@ impl Ledger {
             .as_ref()
             .is_some_and(|cp| cp.tree_size == head.size && cp.root == head.root);
         if !current {
-            core.checkpoint(true)?;
+            core.checkpoint(Sign::Now)?;
         }
         Ok(())
     }
@@ -611,13 +617,19 @@ impl Core {
 
     /// Returns the latest checkpoint or signs a new one (`force`, none yet,
     /// or head moved and interval passed).
-    fn checkpoint(&self, force: bool) -> Result<Checkpoint> {
+    fn checkpoint(&self, policy: Sign) -> Result<Checkpoint> {
         let mut slot = lock(&self.checkpoint);
         let head = self.head();
         if let Some(latest) = &slot.latest {
             let moved = latest.tree_size != head.size || latest.root != head.root;
             let due = slot.signed_at.is_none_or(|at| at.elapsed() >= self.interval);
-            let sign = force || (moved && due);
+            // Decided under the lock, so concurrent writers asking for the
+            // same coverage share one signature.
+            let sign = match policy {
+                Sign::Now => true,
+                Sign::IfDue => moved && due,
+                Sign::Covering(size) => latest.tree_size < size,
+            };
             if !sign {
                 return Ok(latest.clone());
             }

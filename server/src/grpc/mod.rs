@@ -75,7 +75,6 @@ pub async fn report_writable(health: &tonic_health::server::HealthReporter, writ
     let status =
         if writable { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
     health.set_service_status("", status).await;
-    health.set_serving::<RegistryServer<RegistryService>>().await;
     if writable {
         health.set_serving::<IngestServer<IngestService>>().await;
     } else {

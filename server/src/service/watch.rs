@@ -23,24 +23,19 @@ struct Watched {
 
 pub(crate) async fn run(
     state: Arc<Service>,
-    initial: HashMap<String, ScoreView>,
+    initial: HashMap<String, (ScoreView, Option<Timestamp>)>,
     mut changes: broadcast::Receiver<Uscc>,
     tx: mpsc::Sender<Result<CodeChange>>,
 ) {
     let mut stopping = state.stopping();
     let mut watched = HashMap::new();
-    for (uscc, view) in initial {
+    for (uscc, (view, next_change)) in initial {
         // The first message per enterprise is its current code, with
         // `previous` unspecified, so a client starts from a known state.
         let first = CodeChange { uscc: view.enterprise.uscc.clone(), previous: None, view: view.clone() };
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
-        let next_change = {
-            let (state, key, after, size) =
-                (state.clone(), uscc.clone(), view.evaluation.as_of, view.tree_size);
-            tokio::task::spawn_blocking(move || next_change(&state, &key, after, size)).await.ok().flatten()
-        };
         watched.insert(uscc, Watched { view, next_change });
     }
     loop {
@@ -94,14 +89,9 @@ pub(crate) async fn run(
             // so watchers never stall other calls.
             let evaluated = {
                 let (state, key) = (state.clone(), uscc.clone());
-                tokio::task::spawn_blocking(move || {
-                    let (view, records) = state.evaluate_with_records(&key, None, 0)?;
-                    let next =
-                        state.model().next_change_after(&records, view.evaluation.as_of, view.tree_size);
-                    Ok::<_, Error>((view, next))
-                })
-                .await
-                .unwrap_or_else(|e| Err(Error::Internal(format!("watch evaluation failed: {e}"))))
+                tokio::task::spawn_blocking(move || state.evaluate_for_watch(&key))
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Internal(format!("watch evaluation failed: {e}"))))
             };
             let (view, next) = match evaluated {
                 Ok(evaluated) => evaluated,
@@ -126,9 +116,4 @@ pub(crate) async fn run(
             }
         }
     }
-}
-
-fn next_change(state: &Service, uscc: &str, after: Timestamp, tree_size: u64) -> Option<Timestamp> {
-    let records = state.records_of(uscc).ok()?;
-    state.model().next_change_after(&records, after, tree_size)
 }
