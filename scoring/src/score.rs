@@ -265,6 +265,29 @@ impl Model {
     ) -> Option<Timestamp> {
         candidates(&self.inner, entries, tree_size).filter(|&c| c > t).min()
     }
+
+    /// The instants `[from, until)` around `at` over which the evaluation
+    /// stays what it is at `at`: `from` is the last change point at or
+    /// before `at` (`None`: none, the evaluation has been the same since the
+    /// beginning of time), `until` the first after it (`None`: it never
+    /// changes without a new entry). A materialized view keeps an
+    /// evaluation for exactly this interval.
+    pub fn stable_interval(
+        &self,
+        entries: &[LedgerRecord],
+        at: Timestamp,
+        tree_size: u64,
+    ) -> (Option<Timestamp>, Option<Timestamp>) {
+        let (mut from, mut until) = (None, None);
+        for c in candidates(&self.inner, entries, tree_size) {
+            if c <= at {
+                from = from.max(Some(c));
+            } else if until.is_none_or(|u| c < u) {
+                until = Some(c);
+            }
+        }
+        (from, until)
+    }
 }
 
 /// Starts and expiries of scored records, and the instants workflow steps

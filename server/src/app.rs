@@ -59,7 +59,14 @@ pub struct Config {
     pub transport: TransportConfig,
     /// Where `GET /metrics` is served; `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// At most this many enterprises' current scores are kept in memory
+    /// between reads (see `service/current.rs`); more are recomputed.
+    pub score_view_capacity: usize,
 }
+
+/// [`Config::score_view_capacity`] by default: a province's enterprises,
+/// at a few KB each.
+pub const DEFAULT_SCORE_VIEW_CAPACITY: usize = 1_000_000;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,6 +94,7 @@ impl Config {
             gateway: GatewayConfig::default(),
             transport: TransportConfig::default(),
             metrics_listen: None,
+            score_view_capacity: DEFAULT_SCORE_VIEW_CAPACITY,
         }
     }
 }
@@ -123,7 +131,13 @@ impl App {
         };
         let principals = Arc::new(PrincipalStore::open(&data_dir)?);
         let valid_days = config.model.monitoring();
-        let service = Arc::new(Service::open(config.ledger, config.model, config.clock.clone(), progress)?);
+        let service = Arc::new(Service::open(
+            config.ledger,
+            config.model,
+            config.clock.clone(),
+            config.score_view_capacity,
+            progress,
+        )?);
         let grpc = bind(config.listen, "--listen").await?;
         let grpc_addr = local_addr(&grpc)?;
         let gateway = match config.hj212_listen {

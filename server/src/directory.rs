@@ -140,6 +140,7 @@ impl Directory {
         region_prefix: &str,
         industry_prefix: &str,
         include_closed: bool,
+        limit: usize,
     ) -> Vec<Enterprise> {
         use std::ops::Bound::{Excluded, Unbounded};
         self.read()
@@ -150,6 +151,7 @@ impl Directory {
             .filter(|e| {
                 e.region_code.starts_with(region_prefix) && e.industry_code.starts_with(industry_prefix)
             })
+            .take(limit)
             .cloned()
             .collect()
     }

@@ -38,7 +38,10 @@ use crate::principals::{Principal, Role};
 use crate::views::GatewayFigures;
 pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
 
+mod current;
 mod watch;
+
+use current::{CurrentScores, Kept};
 
 /// Most USCCs in one `BatchGetScores` or `WatchCodes` call.
 pub const MAX_BATCH: usize = 10_000;
@@ -77,6 +80,8 @@ pub struct Service {
     inquiries: InquiryLog,
     /// Recent workflow filings per enterprise, for [`MAX_FILINGS_PER_DAY`].
     filings: Mutex<HashMap<String, VecDeque<Timestamp>>>,
+    /// Current scores, kept between reads (derived, in memory).
+    current: Arc<CurrentScores>,
     /// USCCs whose entries changed; watchers re-evaluate on each.
     changes: broadcast::Sender<Uscc>,
     /// Set when shutdown begins, so long-lived streams end.
@@ -98,6 +103,7 @@ impl Service {
         config: LedgerConfig,
         model: Model,
         clock: Arc<dyn Clock>,
+        view_capacity: usize,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Service> {
         let origin = config.origin.clone();
@@ -112,8 +118,12 @@ impl Service {
                 &Event::decode(&entry)?,
             );
         }
+        let current = Arc::new(CurrentScores::new(view_capacity));
+        let observer = current.clone();
+        ledger.observe_commits(Box::new(move |seq, subject| observer.committed(seq, subject)))?;
         let (changes, _) = broadcast::channel(4096);
         Ok(Service {
+            current,
             ledger,
             origin,
             model: Arc::new(model),
@@ -478,29 +488,49 @@ impl Service {
         let at = self.clock.now();
         let service = self.clone();
         blocking(move || {
+            // Candidates come in chunks, so a page costs its own size (plus
+            // what the colour filter skips), not the directory's.
             let mut page = ScorePage::default();
-            let candidates = service.directory.enterprises_after(
-                &query.after,
-                &region,
-                &query.industry_prefix,
-                query.include_closed,
-            );
-            let mut last_examined = None;
-            for e in &candidates {
-                if page.scores.len() == page_size {
-                    break;
+            let mut after = query.after;
+            loop {
+                let chunk = service.directory.enterprises_after(
+                    &after,
+                    &region,
+                    &query.industry_prefix,
+                    query.include_closed,
+                    page_size,
+                );
+                let Some(last) = chunk.last() else { return Ok(page) };
+                let exhausted = chunk.len() < page_size;
+                after = last.uscc.to_string();
+                for (i, e) in chunk.iter().enumerate() {
+                    let view = service.evaluate(e.uscc.as_str(), Some(at), 0)?;
+                    if query.codes.is_empty() || query.codes.contains(&view.evaluation.code) {
+                        page.scores.push(view);
+                    }
+                    if page.scores.len() == page_size {
+                        let more = i + 1 < chunk.len()
+                            || !exhausted
+                                && !service
+                                    .directory
+                                    .enterprises_after(
+                                        e.uscc.as_str(),
+                                        &region,
+                                        &query.industry_prefix,
+                                        query.include_closed,
+                                        1,
+                                    )
+                                    .is_empty();
+                        if more {
+                            page.next_after = Some(e.uscc.to_string());
+                        }
+                        return Ok(page);
+                    }
                 }
-                last_examined = Some(e.uscc.to_string());
-                let view = service.evaluate(e.uscc.as_str(), Some(at), 0)?;
-                if query.codes.is_empty() || query.codes.contains(&view.evaluation.code) {
-                    page.scores.push(view);
+                if exhausted {
+                    return Ok(page);
                 }
             }
-            let examined_all = last_examined.as_deref() == candidates.last().map(|e| e.uscc.as_str());
-            if !examined_all {
-                page.next_after = Some(last_examined.unwrap_or_default());
-            }
-            Ok(page)
         })
         .await
     }
@@ -689,43 +719,89 @@ impl Service {
     }
 
     /// Evaluates without authorization, for callers that authorized already.
+    /// At the head (`tree_size` 0 or the current size) the answer comes
+    /// from the view of current scores when it holds; an older prefix is
+    /// computed from the enterprise's entries.
     pub(crate) fn evaluate(&self, uscc: &str, at: Option<Timestamp>, tree_size: u64) -> Result<ScoreView> {
-        self.evaluate_with_records(uscc, at, tree_size).map(|(view, _)| view)
+        let head = self.ledger.head();
+        let at = at.unwrap_or_else(|| self.clock.now());
+        if tree_size != 0 && tree_size != head.size {
+            return self.evaluate_prefix(uscc, at, tree_size, head.size);
+        }
+        let (view, _) = self.evaluate_at_head(uscc, at, head)?;
+        Ok(view)
     }
 
-    /// [`Self::evaluate`], also handing back the enterprise's decoded
-    /// records for callers that need them next (watches), so they are not
-    /// read from the ledger twice.
-    pub(crate) fn evaluate_with_records(
+    /// The score at the head, and when it can next change with no new entry.
+    fn evaluate_at_head(
         &self,
         uscc: &str,
-        at: Option<Timestamp>,
-        tree_size: u64,
-    ) -> Result<(ScoreView, Vec<LedgerRecord>)> {
-        let head = self.ledger.head();
-        let (tree_size, root) = if tree_size == 0 || tree_size == head.size {
-            (head.size, head.root)
-        } else {
-            (tree_size, self.ledger.root_at(tree_size)?)
+        at: Timestamp,
+        head: ledger::Head,
+    ) -> Result<(ScoreView, Option<Timestamp>)> {
+        let registered = self
+            .directory
+            .enterprise_at(uscc, head.size)
+            .ok_or_else(|| not_registered(uscc, head.size, head.size))?;
+        let kept = match self.current.get(uscc, at, head.size) {
+            Some(kept) => kept,
+            None => {
+                // Entries past the head are read too but not counted: the
+                // evaluation is exactly that of the prefix `head.size`.
+                let records = self.records_of(uscc)?;
+                let (from, until) = self.model.stable_interval(&records, at, head.size);
+                let evaluation = Arc::new(self.model.score(&records, at, head.size));
+                let kept = Kept { covers: head.size, evaluation, from, until };
+                self.current.put(uscc, kept.clone());
+                kept
+            }
         };
+        let mut evaluation = Arc::unwrap_or_clone(kept.evaluation);
+        evaluation.as_of = at;
+        let view = ScoreView {
+            enterprise: registered.enterprise,
+            evaluation,
+            tree_size: head.size,
+            root: head.root,
+        };
+        Ok((view, kept.until))
+    }
+
+    /// The score over the first `tree_size` entries, computed.
+    fn evaluate_prefix(&self, uscc: &str, at: Timestamp, tree_size: u64, current: u64) -> Result<ScoreView> {
+        let root = self.ledger.root_at(tree_size)?;
         // The details (name, region, ...) as of the prefix: a later change
         // of name does not rewrite what was known then.
         let registered = self
             .directory
             .enterprise_at(uscc, tree_size)
-            .ok_or_else(|| not_registered(uscc, tree_size, head.size))?;
+            .ok_or_else(|| not_registered(uscc, tree_size, current))?;
         let records = self.records_of(uscc)?;
-        let at = at.unwrap_or_else(|| self.clock.now());
         let evaluation = self.model.score(&records, at, tree_size);
-        Ok((ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root }, records))
+        Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root })
     }
 
     /// The current score of `uscc` and when it can next change with no new
-    /// entry, from one read of its entries (watches need both).
+    /// entry (watches need both).
     pub(crate) fn evaluate_for_watch(&self, uscc: &str) -> Result<(ScoreView, Option<Timestamp>)> {
-        let (view, records) = self.evaluate_with_records(uscc, None, 0)?;
-        let next = self.model.next_change_after(&records, view.evaluation.as_of, view.tree_size);
-        Ok((view, next))
+        self.evaluate_at_head(uscc, self.clock.now(), self.ledger.head())
+    }
+
+    /// Recomputes the current score of `uscc` from its entries, bypassing
+    /// the view: what the view must always equal (tests).
+    #[doc(hidden)]
+    pub fn recompute(&self, uscc: &str, at: Timestamp) -> Result<(ScoreView, Option<Timestamp>)> {
+        let head = self.ledger.head();
+        let view = self.evaluate_prefix(uscc, at, head.size, head.size)?;
+        let next = self.model.next_change_after(&self.records_of(uscc)?, at, head.size);
+        Ok((ScoreView { root: head.root, ..view }, next))
+    }
+
+    /// The current score of `uscc` as served to readers (view or
+    /// recomputation), without authorization or inquiry (tests).
+    #[doc(hidden)]
+    pub fn current_score(&self, uscc: &str, at: Timestamp) -> Result<(ScoreView, Option<Timestamp>)> {
+        self.evaluate_at_head(uscc, at, self.ledger.head())
     }
 
     /// Every record about `uscc` in the ledger, in seq order.

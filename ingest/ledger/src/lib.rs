@@ -203,7 +203,12 @@ struct Core {
     failed: Mutex<Option<String>>,
     /// [`LedgerConfig::min_free_bytes`], adjustable while running.
     min_free: AtomicU64,
+    /// Told of every new entry before the head that holds it is published.
+    observer: std::sync::OnceLock<Observer>,
 }
+
+/// See [`Ledger::observe_commits`].
+pub type Observer = Box<dyn Fn(u64, &[u8]) + Send + Sync>;
 
 /// When [`Core::checkpoint`] signs a new checkpoint of the head.
 #[derive(Clone, Copy)]
@@ -286,6 +291,7 @@ impl Ledger {
             flushes: AtomicU64::new(0),
             failed: Mutex::new(None),
             min_free: AtomicU64::new(cfg.min_free_bytes),
+            observer: std::sync::OnceLock::new(),
         });
         let (queue, requests) = std::sync::mpsc::channel();
         let writer_core = Arc::clone(&core);
@@ -336,6 +342,20 @@ impl Ledger {
                 .map_err(|_| Error::ShuttingDown)?;
         }
         answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Calls `observer(seq, subject)` on the writer thread for each new
+    /// entry once its group commit is durable and before the head that
+    /// holds it is published: whoever reads a head has been preceded by the
+    /// observer calls of every entry in it. Derived views use this to know
+    /// what they may have missed. One observer per ledger; a second call
+    /// is refused. The observer must be quick and must not append.
+    pub fn observe_commits(&self, observer: Observer) -> Result<()> {
+        self.inner
+            .core
+            .observer
+            .set(observer)
+            .map_err(|_| Error::InvalidArgument("the ledger already has a commit observer".into()))
     }
 
     /// The current head (in memory, no I/O).

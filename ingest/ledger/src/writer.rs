@@ -156,6 +156,11 @@ fn group_commit(core: &Core, group: Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)
             return;
         }
         core.flushes.fetch_add(1, Ordering::Relaxed);
+        if let Some(observe) = core.observer.get() {
+            for entry in &staged.commit.entries {
+                observe(entry.seq, &entry.subject);
+            }
+        }
         *core.state.write().unwrap_or_else(|e| e.into_inner()) = staged.state;
     }
     for (reply, answer) in replies.into_iter().zip(answers) {

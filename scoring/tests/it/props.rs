@@ -141,3 +141,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// What the server's materialized view relies on: the evaluation at any
+    /// instant of `stable_interval(at)` is the evaluation at `at`, and the
+    /// interval's ends are change points.
+    #[test]
+    fn the_stable_interval_holds_one_evaluation(
+        gens in prop::collection::vec(gen_entry(), 0..40),
+        prefix in 0u64..45,
+        probe in -10i64..2000,
+    ) {
+        let model = Model::builtin();
+        let list = build(&gens);
+        for n in [prefix, u64::MAX] {
+            let at = day(probe);
+            let here = without_instant(model.score(&list, at, n));
+            let (from, until) = model.stable_interval(&list, at, n);
+            prop_assert_eq!(until, model.next_change_after(&list, at, n));
+            if let Some(from) = from {
+                prop_assert!(from <= at);
+                prop_assert_eq!(&without_instant(model.score(&list, from, n)), &here);
+                // Just before `from` is another interval: `from` is a change point.
+                let before = from.plus_nanos(-1);
+                prop_assert_eq!(model.next_change_after(&list, before, n), Some(from));
+            }
+            if let Some(until) = until {
+                prop_assert!(at < until);
+                prop_assert_eq!(&without_instant(model.score(&list, until.plus_nanos(-1), n)), &here);
+            }
+        }
+    }
+}
