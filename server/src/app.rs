@@ -319,8 +319,9 @@ impl App {
             }
         };
         let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
-        let ((), (), (), (), grpc, gateway, ()) =
-            tokio::join!(signal, reloads, checkpoints, writability, grpc, gateway, metrics_endpoint);
+        let view = keep_view_current(service.clone(), until_stopped(stopped.clone()));
+        let ((), (), (), (), (), grpc, gateway, ()) =
+            tokio::join!(signal, reloads, checkpoints, view, writability, grpc, gateway, metrics_endpoint);
         tracing::info!("every input stopped; closing the ledger");
         let closed = service.ledger().close().await;
         drop(service);
@@ -357,6 +358,39 @@ async fn sign_checkpoints(service: Arc<Service>, stop: impl Future<Output = ()>)
         }
     }
 }
+
+/// Keeps the view of current scores ahead of reads: re-evaluates the
+/// enterprises with new entries (every one at start-up) in the background,
+/// in rounds of at most [`REFRESH_ROUND`], resting after each round as long
+/// as it took, so that it never takes more than half of one core from
+/// ingest and reads.
+async fn keep_view_current(service: Arc<Service>, stop: impl Future<Output = ()>) {
+    const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+    tokio::pin!(stop);
+    loop {
+        let started = std::time::Instant::now();
+        let state = service.clone();
+        let rest = match tokio::task::spawn_blocking(move || state.refresh_view(REFRESH_ROUND)).await {
+            Ok(Ok(0)) => IDLE,
+            Ok(Ok(_)) => started.elapsed(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "refreshing current scores failed; reads recompute");
+                IDLE
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the score refresher failed");
+                IDLE
+            }
+        };
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(rest) => {}
+        }
+    }
+}
+
+/// Enterprises re-evaluated per round by [`keep_view_current`].
+const REFRESH_ROUND: usize = 256;
 
 /// Checks every second whether the ledger can take appends and reports it
 /// through the health service (NOT_SERVING while the disk is full).

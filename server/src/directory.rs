@@ -123,6 +123,11 @@ impl Directory {
         self.read().enterprises.get(uscc).and_then(|r| r.at(tree_size))
     }
 
+    /// Every registered USCC.
+    pub fn usccs(&self) -> Vec<String> {
+        self.read().enterprises.keys().cloned().collect()
+    }
+
     pub fn point(&self, mn: &str) -> Option<MonitoringPoint> {
         self.read().points.get(mn).cloned()
     }

@@ -119,6 +119,10 @@ impl Service {
             );
         }
         let current = Arc::new(CurrentScores::new(view_capacity));
+        // Warmed in the background from the start: see `refresh_view`.
+        for uscc in directory.usccs() {
+            current.mark_stale(&uscc);
+        }
         let observer = current.clone();
         ledger.observe_commits(Box::new(move |seq, subject| observer.committed(seq, subject)))?;
         let (changes, _) = broadcast::channel(4096);
@@ -426,8 +430,15 @@ impl Service {
         tree_size: u64,
     ) -> Result<ScoreView> {
         auth::may_read_scores_at_all(who, uscc.as_str())?;
-        let (service, key) = (self.clone(), uscc.clone());
-        let view = blocking(move || service.evaluate(key.as_str(), at, tree_size)).await?;
+        // A kept score is a memory read, answered here; anything else
+        // reads the ledger, off the async workers.
+        let view = match self.kept_view(uscc.as_str(), at, tree_size) {
+            Some(view) => view?,
+            None => {
+                let (service, key) = (self.clone(), uscc.clone());
+                blocking(move || service.evaluate(key.as_str(), at, tree_size)).await?
+            }
+        };
         auth::may_read_score(who, &view.enterprise)?;
         Ok(view)
     }
@@ -732,6 +743,28 @@ impl Service {
         Ok(view)
     }
 
+    /// The score at the head if the view holds it (no I/O); `None` when it
+    /// must be computed.
+    fn kept_view(&self, uscc: &str, at: Option<Timestamp>, tree_size: u64) -> Option<Result<ScoreView>> {
+        let head = self.ledger.head();
+        if tree_size != 0 && tree_size != head.size {
+            return None;
+        }
+        let at = at.unwrap_or_else(|| self.clock.now());
+        let kept = self.current.get(uscc, at, head.size)?;
+        Some(self.view_of(uscc, at, head, kept))
+    }
+
+    fn view_of(&self, uscc: &str, at: Timestamp, head: ledger::Head, kept: Kept) -> Result<ScoreView> {
+        let registered = self
+            .directory
+            .enterprise_at(uscc, head.size)
+            .ok_or_else(|| not_registered(uscc, head.size, head.size))?;
+        let mut evaluation = Arc::unwrap_or_clone(kept.evaluation);
+        evaluation.as_of = at;
+        Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size: head.size, root: head.root })
+    }
+
     /// The score at the head, and when it can next change with no new entry.
     fn evaluate_at_head(
         &self,
@@ -739,13 +772,12 @@ impl Service {
         at: Timestamp,
         head: ledger::Head,
     ) -> Result<(ScoreView, Option<Timestamp>)> {
-        let registered = self
-            .directory
-            .enterprise_at(uscc, head.size)
-            .ok_or_else(|| not_registered(uscc, head.size, head.size))?;
         let kept = match self.current.get(uscc, at, head.size) {
             Some(kept) => kept,
             None => {
+                if self.directory.enterprise_at(uscc, head.size).is_none() {
+                    return Err(not_registered(uscc, head.size, head.size));
+                }
                 // Entries past the head are read too but not counted: the
                 // evaluation is exactly that of the prefix `head.size`.
                 let records = self.records_of(uscc)?;
@@ -756,15 +788,8 @@ impl Service {
                 kept
             }
         };
-        let mut evaluation = Arc::unwrap_or_clone(kept.evaluation);
-        evaluation.as_of = at;
-        let view = ScoreView {
-            enterprise: registered.enterprise,
-            evaluation,
-            tree_size: head.size,
-            root: head.root,
-        };
-        Ok((view, kept.until))
+        let until = kept.until;
+        Ok((self.view_of(uscc, at, head, kept)?, until))
     }
 
     /// The score over the first `tree_size` entries, computed.
@@ -779,6 +804,29 @@ impl Service {
         let records = self.records_of(uscc)?;
         let evaluation = self.model.score(&records, at, tree_size);
         Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root })
+    }
+
+    /// Re-evaluates up to `max` enterprises whose kept score is stale (new
+    /// entries, or never evaluated since start-up) into the view; returns
+    /// how many it took. The composition root calls it in the background.
+    pub fn refresh_view(&self, max: usize) -> Result<usize> {
+        let stale = self.current.take_stale(max);
+        let now = self.clock.now();
+        for uscc in &stale {
+            let head = self.ledger.head();
+            if self.current.get(uscc, now, head.size).is_some()
+                || self.directory.enterprise_at(uscc, head.size).is_none()
+            {
+                continue;
+            }
+            self.evaluate_at_head(uscc, now, head)?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Enterprises waiting for the refresher (operators, the load generator).
+    pub fn stale_scores(&self) -> usize {
+        self.current.stale()
     }
 
     /// The current score of `uscc` and when it can next change with no new

@@ -20,13 +20,18 @@
 //!   served only for instants inside it. Expiry costs nothing until it
 //!   happens: the first read after the change point recomputes.
 //!
+//! The view is also kept current ahead of reads: every subject with a new
+//! entry is marked stale, and the composition root's refresher re-evaluates
+//! stale enterprises in the background (all of them at start-up), so a read
+//! after a burst of appends or a restart usually finds its answer kept.
+//!
 //! Memory is bounded: at most `capacity` evaluations are kept; a shard that
 //! grows past its share drops its kept evaluations (the newest seq per
 //! subject stays, a few bytes per enterprise).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use scoring::{Evaluation, Timestamp};
 
@@ -69,6 +74,8 @@ pub(crate) struct CurrentScores {
     shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
     kept_per_shard: usize,
+    /// Subjects with entries newer than what is kept, for the refresher.
+    stale: Mutex<HashSet<Box<str>>>,
 }
 
 impl std::fmt::Debug for CurrentScores {
@@ -84,6 +91,7 @@ impl CurrentScores {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
             kept_per_shard: capacity.div_ceil(SHARDS).max(1),
+            stale: Mutex::default(),
         }
     }
 
@@ -94,13 +102,39 @@ impl CurrentScores {
         if subject.is_empty() {
             return;
         }
-        let mut shard = self.write(subject);
-        match shard.slots.get_mut(subject) {
-            Some(slot) => slot.newest_end = slot.newest_end.max(seq + 1),
-            None => {
-                shard.slots.insert(subject.into(), Slot { newest_end: seq + 1, kept: None });
+        {
+            let mut shard = self.write(subject);
+            match shard.slots.get_mut(subject) {
+                Some(slot) => slot.newest_end = slot.newest_end.max(seq + 1),
+                None => {
+                    shard.slots.insert(subject.into(), Slot { newest_end: seq + 1, kept: None });
+                }
             }
         }
+        self.mark_stale(subject);
+    }
+
+    /// Asks the refresher to (re-)evaluate `subject`.
+    pub(crate) fn mark_stale(&self, subject: &str) {
+        let mut stale = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+        if !stale.contains(subject) {
+            stale.insert(subject.into());
+        }
+    }
+
+    /// How many subjects are marked stale.
+    pub(crate) fn stale(&self) -> usize {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Up to `max` subjects marked stale, unmarking them.
+    pub(crate) fn take_stale(&self, max: usize) -> Vec<Box<str>> {
+        let mut stale = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+        let taken: Vec<Box<str>> = stale.iter().take(max).cloned().collect();
+        for key in &taken {
+            stale.remove(key);
+        }
+        taken
     }
 
     /// The kept evaluation of `uscc` if it equals the score at `at` over a
