@@ -55,6 +55,10 @@ pub enum Event {
     },
 }
 
+/// The first byte of a record's payload: field 2 of `LedgerEvent`, wire
+/// type 2 (length-delimited).
+const RECORD_TAG: u8 = (2 << 3) | 2;
+
 /// The subject of platform-wide entries.
 pub const PLATFORM_SUBJECT: &str = "platform";
 
@@ -125,6 +129,15 @@ impl Event {
 
     /// Decodes a stored entry. Anything that does not decode to a valid
     /// event is corruption: only [`Event::encode`] writes entries.
+    /// Whether a stored payload is a record, from its first byte: the
+    /// canonical encoding (the only one this module writes) starts with the
+    /// event's oneof field, and a record is field 2 (length-delimited:
+    /// tag byte `0x12`). Lets start-up skip decoding the bulk of the
+    /// ledger; [`Event::decode`] stays the definition.
+    pub fn is_record_payload(payload: &[u8]) -> bool {
+        payload.first() == Some(&RECORD_TAG)
+    }
+
     pub fn decode(entry: &Entry) -> Result<Event> {
         let corrupt = |what: String| Error::Ledger(ledger::Error::Corruption { seq: entry.seq, what });
         let event = pb::LedgerEvent::decode(entry.payload.as_slice())
@@ -224,6 +237,8 @@ mod tests {
             chain_hash: [0; 32],
         };
         assert_eq!(Event::decode(&stored).unwrap(), event);
+        // Start-up skips decoding records by their first byte.
+        assert_eq!(Event::is_record_payload(&new.payload), matches!(event, Event::Record(_)));
         new
     }
 

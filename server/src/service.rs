@@ -108,16 +108,24 @@ impl Service {
     ) -> Result<Service> {
         let origin = config.origin.clone();
         let inquiries = InquiryLog::open(&config.dir.join("inquiries"))?;
-        let ledger = Ledger::open_with_progress(config, progress)?;
+        // The directory is rebuilt from the entries as verification reads
+        // them: one pass over the store. Records, the bulk of the ledger,
+        // change nothing in it and are not decoded.
+        let mut registry_entries = Vec::new();
+        let ledger = Ledger::open_visiting(config, progress, &mut |visited| {
+            if !Event::is_record_payload(visited.payload) {
+                registry_entries.push(visited.to_entry());
+            }
+        })?;
         let directory = Directory::default();
-        for entry in ledger.scan(0, ledger.head().size) {
-            let entry = entry?;
+        for entry in &registry_entries {
             directory.apply(
                 entry.seq,
                 Timestamp::from_unix_nanos(entry.recorded_at_ns),
-                &Event::decode(&entry)?,
+                &Event::decode(entry)?,
             );
         }
+        drop(registry_entries);
         let current = Arc::new(CurrentScores::new(view_capacity));
         // Warmed in the background from the start: see `refresh_view`.
         for uscc in directory.usccs() {

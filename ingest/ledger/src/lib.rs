@@ -40,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::{Error, Result};
 pub use files::read_public_key;
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, Visited, verify};
 
 use files::ServiceKey;
 use store::{Engine, SledStore};
@@ -248,6 +248,18 @@ impl Ledger {
 
     /// [`Ledger::open`], reporting `(done, total)` entries while verifying.
     pub fn open_with_progress(cfg: LedgerConfig, progress: &mut dyn FnMut(u64, u64)) -> Result<Ledger> {
+        Self::open_visiting(cfg, progress, &mut |_| {})
+    }
+
+    /// [`Ledger::open_with_progress`], also handing every entry to `visit`
+    /// as verification reads it (once its hashes are checked), so a caller
+    /// rebuilding derived state needs no second pass over the store. If
+    /// verification then fails, `open` fails: discard what was built.
+    pub fn open_visiting(
+        cfg: LedgerConfig,
+        progress: &mut dyn FnMut(u64, u64),
+        visit: &mut dyn FnMut(&Visited<'_>),
+    ) -> Result<Ledger> {
         note::check_key_name(&cfg.key_name)?;
         if cfg.origin.is_empty() || cfg.origin.contains('\n') {
             return Err(Error::InvalidArgument("origin must be one non-empty line".into()));
@@ -273,7 +285,7 @@ impl Ledger {
             });
         }
         let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR))?;
-        let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress)?;
+        let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress, visit)?;
         let never_signed = slot.latest.is_none();
         tracing::info!(
             dir = %cfg.dir.display(),

@@ -144,6 +144,9 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Stored Merkle nodes of one level in index order, `None` if malformed.
+pub(crate) type NodeIter<'a> = Box<dyn Iterator<Item = Result<(u64, Option<Hash>)>> + 'a>;
+
 /// What the ledger needs from a storage engine. Implementations must make
 /// [`Engine::commit`] atomic and durable before it returns.
 pub(crate) trait Engine: NodeSource + Send + Sync {
@@ -153,15 +156,22 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     /// as `Ok((seq, None))` so verification can name it.
     fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_>;
     fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>>;
+    /// Every stored node of `level` in index order; a malformed one is
+    /// `Ok((index, None))`.
+    fn nodes(&self, level: u8) -> NodeIter<'_>;
+    /// Every `(subject, seq)` of the subject index, in key order.
+    fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_>;
+    /// Every `(key, seq, fingerprint)` of the idempotency index, in key
+    /// order; a malformed value is `Ok((key, None))`.
+    #[allow(clippy::type_complexity)]
+    fn idempotency_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Option<(u64, Hash)>)>> + '_>;
     /// `Ok(None)` for a fresh store; `Err(Tampered)` if undecodable.
     fn head(&self) -> Result<Option<StoredHead>>;
     /// Seqs indexed under `subject`, ascending.
     fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>>;
     fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool>;
-    fn subject_index_len(&self) -> Result<u64>;
     /// `(seq, fingerprint)` stored under an idempotency key.
     fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>>;
-    fn idempotency_index_len(&self) -> Result<u64>;
     /// Applies `commit` atomically and makes it durable.
     fn commit(&self, commit: &Commit) -> Result<()>;
     /// Overwrites the raw record under `key`, so tests can damage a live store.
@@ -243,15 +253,6 @@ impl SledStore {
         let tree = db.open_tree(keys::TREE).map_err(storage)?;
         Ok(SledStore { tree, _db: db })
     }
-
-    fn count_prefix(&self, prefix: u8) -> Result<u64> {
-        let mut n = 0;
-        for item in self.tree.scan_prefix([prefix]).keys() {
-            item.map_err(storage)?;
-            n += 1;
-        }
-        Ok(n)
-    }
 }
 
 impl NodeSource for SledStore {
@@ -298,6 +299,42 @@ impl Engine for SledStore {
         }
     }
 
+    fn nodes(&self, level: u8) -> NodeIter<'_> {
+        Box::new(self.tree.scan_prefix([keys::NODE, level]).map(|item| {
+            let (key, value) = item.map_err(storage)?;
+            let index: [u8; 8] = key[2..]
+                .try_into()
+                .map_err(|_| Error::tampered(None, format!("merkle node key of {} bytes", key.len())))?;
+            Ok((u64::from_be_bytes(index), <Hash>::try_from(&value[..]).ok()))
+        }))
+    }
+
+    fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_> {
+        Box::new(self.tree.scan_prefix([keys::SUBJECT]).keys().map(|key| {
+            let key = key.map_err(storage)?;
+            let malformed = || Error::tampered(None, "malformed subject index key");
+            let len: [u8; 4] = key.get(1..5).and_then(|b| b.try_into().ok()).ok_or_else(malformed)?;
+            let len = u32::from_be_bytes(len) as usize;
+            let subject = key.get(5..5 + len).ok_or_else(malformed)?.to_vec();
+            let seq: [u8; 8] = key.get(5 + len..).and_then(|b| b.try_into().ok()).ok_or_else(malformed)?;
+            Ok((subject, u64::from_be_bytes(seq)))
+        }))
+    }
+
+    fn idempotency_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Option<(u64, Hash)>)>> + '_> {
+        Box::new(self.tree.scan_prefix([keys::IDEMPOTENCY]).map(|item| {
+            let (key, value) = item.map_err(storage)?;
+            let record = (value.len() == 40).then(|| {
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&value[..8]);
+                let mut fingerprint = [0u8; 32];
+                fingerprint.copy_from_slice(&value[8..]);
+                (u64::from_be_bytes(seq), fingerprint)
+            });
+            Ok((key[1..].to_vec(), record))
+        }))
+    }
+
     fn head(&self) -> Result<Option<StoredHead>> {
         match self.tree.get(keys::HEAD).map_err(storage)? {
             None => Ok(None),
@@ -324,10 +361,6 @@ impl Engine for SledStore {
         self.tree.contains_key(keys::subject(subject, seq)).map_err(storage)
     }
 
-    fn subject_index_len(&self) -> Result<u64> {
-        self.count_prefix(keys::SUBJECT)
-    }
-
     fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>> {
         match self.tree.get(keys::idempotency(key)).map_err(storage)? {
             None => Ok(None),
@@ -337,10 +370,6 @@ impl Engine for SledStore {
             }
             Some(_) => Err(Error::Storage("malformed idempotency index record".into())),
         }
-    }
-
-    fn idempotency_index_len(&self) -> Result<u64> {
-        self.count_prefix(keys::IDEMPOTENCY)
     }
 
     fn commit(&self, commit: &Commit) -> Result<()> {

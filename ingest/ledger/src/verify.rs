@@ -8,7 +8,7 @@ use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
 use super::note;
-use super::store::{Engine, SledStore};
+use super::store::{Engine, NodeIter, SledStore};
 use super::tree::Frontier;
 
 /// What an offline verification found (all of it consistent).
@@ -41,15 +41,136 @@ pub(crate) struct Verified {
 }
 
 /// How often (in entries) progress is reported.
-const PROGRESS_EVERY: u64 = 1024;
+const PROGRESS_EVERY: u64 = 16 * 1024;
+
+/// One stored entry as verification passes it on, once its hashes are
+/// checked: what a caller rebuilding derived state needs, read once.
+#[derive(Clone, Copy, Debug)]
+pub struct Visited<'a> {
+    pub seq: u64,
+    pub recorded_at_ns: i64,
+    pub subject: &'a [u8],
+    pub payload: &'a [u8],
+    pub entry_hash: Hash,
+    pub chain_hash: Hash,
+}
+
+impl Visited<'_> {
+    pub fn to_entry(&self) -> crate::Entry {
+        crate::Entry {
+            seq: self.seq,
+            recorded_at_ns: self.recorded_at_ns,
+            payload: self.payload.to_vec(),
+            subject: self.subject.to_vec(),
+            entry_hash: self.entry_hash,
+            chain_hash: self.chain_hash,
+        }
+    }
+}
+
+/// An order-independent digest of a set of index records: the count and the
+/// sum (mod 2^128) of a keyed BLAKE3 of each record, under a key drawn at
+/// random for this verification. The same set on both sides gives the same
+/// digest; a different one collides with probability about 2^-128, and
+/// since the key did not exist when the store was written, nobody who
+/// damaged the store could have chosen records that collide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SetDigest {
+    count: u64,
+    sum: u128,
+}
+
+impl SetDigest {
+    fn add(&mut self, key: &[u8; 32], parts: &[&[u8]]) {
+        let mut hasher = blake3::Hasher::new_keyed(key);
+        for part in parts {
+            hasher.update(&(part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(u128::from_be_bytes(out));
+    }
+}
+
+/// Digests of both indexes, as the entries imply them or as stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct IndexDigests {
+    subject: SetDigest,
+    idempotency: SetDigest,
+}
 
 /// Recomputes everything over all stored entries; the first mismatch is
 /// returned as `Tampered`, naming the first bad seq when there is one.
+///
+/// One sequential pass: entries and each level of Merkle nodes are read in
+/// key order side by side (no lookup per entry), while a second thread
+/// reads both indexes and digests them ([`SetDigest`]); the entries' side
+/// of the digests is computed in the pass. Only when the digests differ
+/// are the indexes looked up entry by entry, to name the first bad seq.
+/// `visit` sees every entry once its hashes are checked.
 pub(crate) fn verify_store(
     engine: &dyn Engine,
     anchor: Option<Anchor>,
     progress: &mut dyn FnMut(u64, u64),
+    visit: &mut dyn FnMut(&Visited<'_>),
 ) -> Result<Verified> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| Error::Storage(format!("no randomness for verification: {e}")))?;
+    let (walked, stored) = std::thread::scope(|scope| {
+        let stored = scope.spawn(|| stored_index_digests(engine, &key));
+        let walked = walk(engine, anchor, &key, progress, visit);
+        let stored =
+            stored.join().unwrap_or_else(|_| Err(Error::Storage("index verification thread failed".into())));
+        (walked, stored)
+    });
+    let (verified, implied) = walked?;
+    let stored = stored?;
+    if implied != stored {
+        name_index_damage(engine, verified.frontier.size())?;
+        return Err(Error::tampered(
+            None,
+            format!(
+                "an index differs from the entries (subject index {} keys for {} indexed entries, idempotency index {} keys for {} keyed entries)",
+                stored.subject.count,
+                implied.subject.count,
+                stored.idempotency.count,
+                implied.idempotency.count
+            ),
+        ));
+    }
+    Ok(verified)
+}
+
+fn stored_index_digests(engine: &dyn Engine, key: &[u8; 32]) -> Result<IndexDigests> {
+    let mut digests = IndexDigests::default();
+    for item in engine.subject_index() {
+        let (subject, seq) = item?;
+        digests.subject.add(key, &[&subject, &seq.to_be_bytes()]);
+    }
+    for item in engine.idempotency_index() {
+        let (idempotency_key, record) = item?;
+        let Some((seq, fingerprint)) = record else {
+            return Err(Error::tampered(None, "malformed idempotency index record"));
+        };
+        digests.idempotency.add(key, &[&idempotency_key, &seq.to_be_bytes(), &fingerprint]);
+    }
+    Ok(digests)
+}
+
+/// The stored nodes of one level, read in order as the frontier asks.
+struct Level<'a> {
+    nodes: std::iter::Peekable<NodeIter<'a>>,
+}
+
+fn walk(
+    engine: &dyn Engine,
+    anchor: Option<Anchor>,
+    key: &[u8; 32],
+    progress: &mut dyn FnMut(u64, u64),
+    visit: &mut dyn FnMut(&Visited<'_>),
+) -> Result<(Verified, IndexDigests)> {
     let head = engine.head()?;
     let total = head.map_or(0, |h| h.size);
     progress(0, total);
@@ -57,8 +178,9 @@ pub(crate) fn verify_store(
     let mut frontier = Frontier::default();
     let mut chain = hash::ZERO;
     let mut last_recorded_at_ns = i64::MIN;
-    let (mut with_subject, mut with_idempotency) = (0u64, 0u64);
+    let mut implied = IndexDigests::default();
     let mut anchor_checked = false;
+    let mut levels: Vec<Level<'_>> = Vec::new();
 
     for item in engine.entries() {
         let (seq, entry) = item?;
@@ -74,61 +196,56 @@ pub(crate) fn verify_store(
             return Err(Error::tampered(seq, "recorded_at decreases"));
         }
         let leaf = hash::entry_hash(seq, entry.recorded_at_ns, &entry.payload);
-        match engine.node_opt(0, seq)? {
-            Some(stored) if stored == leaf => {}
-            Some(stored) => {
-                return Err(Error::tampered(
-                    seq,
-                    format!(
-                        "entry hash {} does not match the stored leaf {}",
-                        hash::to_hex(&leaf),
-                        hash::to_hex(&stored)
-                    ),
-                ));
-            }
-            None => return Err(Error::tampered(seq, "stored leaf is missing")),
-        }
         chain = hash::chain_hash(&chain, &leaf);
         if entry.chain_hash != chain {
-            return Err(Error::tampered(seq, "chain hash does not match the recomputed chain"));
+            // The leaf check below names a changed payload more precisely.
+            match next_node(engine, &mut levels, 0, seq)? {
+                Some(stored) if stored != leaf => return Err(leaf_mismatch(seq, &leaf, &stored)),
+                _ => return Err(Error::tampered(seq, "chain hash does not match the recomputed chain")),
+            }
         }
         let mut bad_node = None;
         frontier.push(leaf, |level, index, computed| {
-            if level > 0 && bad_node.is_none() {
-                match engine.node_opt(level, index) {
-                    Ok(Some(stored)) if stored == computed => {}
-                    Ok(_) => {
-                        bad_node = Some(Error::tampered(
-                            seq,
-                            format!(
-                                "merkle node (level {level}, index {index}) differs from the recomputed one"
-                            ),
-                        ))
-                    }
-                    Err(e) => bad_node = Some(e),
-                }
+            if bad_node.is_some() {
+                return;
             }
+            bad_node = match next_node(engine, &mut levels, level, index) {
+                Ok(Some(stored)) if stored == computed => None,
+                Ok(Some(stored)) if level == 0 => Some(leaf_mismatch(seq, &computed, &stored)),
+                Ok(Some(_)) => Some(Error::tampered(
+                    seq,
+                    format!("merkle node (level {level}, index {index}) differs from the recomputed one"),
+                )),
+                Ok(None) if level == 0 => Some(Error::tampered(seq, "stored leaf is missing")),
+                Ok(None) => Some(Error::tampered(
+                    seq,
+                    format!("merkle node (level {level}, index {index}) is missing"),
+                )),
+                Err(e) => Some(e),
+            };
         });
         if let Some(e) = bad_node {
             return Err(e);
         }
         if !entry.subject.is_empty() {
-            with_subject += 1;
-            if !engine.has_subject(&entry.subject, seq)? {
-                return Err(Error::tampered(seq, "subject index lacks this entry"));
-            }
+            implied.subject.add(key, &[&entry.subject, &seq.to_be_bytes()]);
         }
-        if let Some((key, fingerprint)) = &entry.idempotency {
-            with_idempotency += 1;
-            if engine.idempotency(key)? != Some((seq, *fingerprint)) {
-                return Err(Error::tampered(seq, "idempotency index does not point at this entry"));
-            }
+        if let Some((idempotency_key, fingerprint)) = &entry.idempotency {
+            implied.idempotency.add(key, &[idempotency_key, &seq.to_be_bytes(), fingerprint]);
         }
         last_recorded_at_ns = entry.recorded_at_ns;
         if let Some(anchor) = anchor.filter(|a| a.size == frontier.size()) {
             check_anchor(&anchor, &frontier.root(), &chain)?;
             anchor_checked = true;
         }
+        visit(&Visited {
+            seq,
+            recorded_at_ns: entry.recorded_at_ns,
+            subject: &entry.subject,
+            payload: &entry.payload,
+            entry_hash: leaf,
+            chain_hash: chain,
+        });
         if frontier.size() % PROGRESS_EVERY == 0 {
             progress(frontier.size(), total.max(frontier.size()));
         }
@@ -175,26 +292,85 @@ pub(crate) fn verify_store(
             return Err(Error::tampered(None, "the last signed checkpoint was not compared"));
         }
     }
-    let subject_keys = engine.subject_index_len()?;
-    if subject_keys != with_subject {
-        return Err(Error::tampered(
-            None,
-            format!("subject index has {subject_keys} keys for {with_subject} indexed entries"),
-        ));
-    }
-    let idempotency_keys = engine.idempotency_index_len()?;
-    if idempotency_keys != with_idempotency {
-        return Err(Error::tampered(
-            None,
-            format!("idempotency index has {idempotency_keys} keys for {with_idempotency} keyed entries"),
-        ));
+    // Nodes the frontier never asked for: none may be stored.
+    for level in 0..64u8 {
+        let extra = match levels.get_mut(usize::from(level)) {
+            Some(stored) => stored.nodes.next().transpose()?,
+            None => engine.nodes(level).next().transpose()?,
+        };
+        if let Some((index, _)) = extra {
+            return Err(Error::tampered(
+                None,
+                format!("merkle node (level {level}, index {index}) is stored but no entry makes it"),
+            ));
+        }
     }
     progress(size, size);
-    Ok(Verified {
+    let verified = Verified {
         frontier,
         chain,
         last_recorded_at_ns: if size == 0 { i64::MIN } else { last_recorded_at_ns },
-    })
+    };
+    Ok((verified, implied))
+}
+
+/// The stored node `(level, index)` if the next one stored at `level` is
+/// it; `None` if it is missing (the next stored one is further on).
+fn next_node<'a>(
+    engine: &'a dyn Engine,
+    levels: &mut Vec<Level<'a>>,
+    level: u8,
+    index: u64,
+) -> Result<Option<Hash>> {
+    while levels.len() <= usize::from(level) {
+        let next = levels.len() as u8;
+        levels.push(Level { nodes: engine.nodes(next).peekable() });
+    }
+    let nodes = &mut levels[usize::from(level)].nodes;
+    match nodes.peek() {
+        Some(Ok((stored, _))) if *stored < index => {
+            return Err(Error::tampered(
+                index << level,
+                format!("merkle node (level {level}, index {stored}) is stored twice or out of place"),
+            ));
+        }
+        Some(Ok((stored, _))) if *stored > index => return Ok(None),
+        None => return Ok(None),
+        _ => {}
+    }
+    match nodes.next() {
+        Some(Ok((_, Some(hash)))) => Ok(Some(hash)),
+        Some(Ok((_, None))) => Err(Error::tampered(
+            index << level,
+            format!("merkle node (level {level}, index {index}) is malformed"),
+        )),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
+}
+
+fn leaf_mismatch(seq: u64, leaf: &Hash, stored: &Hash) -> Error {
+    Error::tampered(
+        seq,
+        format!("entry hash {} does not match the stored leaf {}", hash::to_hex(leaf), hash::to_hex(stored)),
+    )
+}
+
+/// The digests of the indexes differ from the entries': look each entry's
+/// keys up to name the first one whose index record is wrong.
+fn name_index_damage(engine: &dyn Engine, size: u64) -> Result<()> {
+    for seq in 0..size {
+        let Some(entry) = engine.entry(seq)? else { continue };
+        if !entry.subject.is_empty() && !engine.has_subject(&entry.subject, seq)? {
+            return Err(Error::tampered(seq, "subject index lacks this entry"));
+        }
+        if let Some((key, fingerprint)) = &entry.idempotency
+            && engine.idempotency(key)? != Some((seq, *fingerprint))
+        {
+            return Err(Error::tampered(seq, "idempotency index does not point at this entry"));
+        }
+    }
+    Ok(())
 }
 
 fn check_anchor(anchor: &Anchor, root: &Hash, chain: &Hash) -> Result<()> {
@@ -260,7 +436,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
         copy_dir(&store_dir, copy.path())?;
     }
     let engine = SledStore::open(copy.path())?;
-    let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress)?;
+    let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
     Ok(VerifyReport {
         entries: verified.frontier.size(),
         root: verified.frontier.root(),

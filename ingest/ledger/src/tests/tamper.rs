@@ -113,6 +113,61 @@ async fn rewritten_checkpoint_file_is_tampering() {
     assert_tampered(dir.path(), None, "does not verify");
 }
 
+/// Verification reads the indexes in one pass and compares digests; a
+/// damaged index is then named by the first entry it fails.
+#[tokio::test]
+async fn a_subject_index_key_removed_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    with_sled(dir.path(), |tree| {
+        tree.remove(keys::subject(b"91330200MA2AXXXX1X", 5)).unwrap();
+    });
+    assert_tampered(dir.path(), Some(5), "subject index lacks this entry");
+}
+
+#[tokio::test]
+async fn a_subject_index_key_added_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    with_sled(dir.path(), |tree| {
+        // A record of another enterprise claimed for this one: its score
+        // would count a penalty that is not its own.
+        tree.insert(keys::subject(b"91330200MA2BYYYY2Y", 3), &[][..]).unwrap();
+    });
+    assert_tampered(dir.path(), None, "an index differs from the entries");
+}
+
+#[tokio::test]
+async fn an_idempotency_record_pointing_elsewhere_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    with_sled(dir.path(), |tree| {
+        let key = keys::idempotency(b"src/7");
+        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
+        value[..8].copy_from_slice(&2u64.to_be_bytes());
+        tree.insert(key, value).unwrap();
+    });
+    assert_tampered(dir.path(), Some(7), "idempotency index does not point at this entry");
+}
+
+#[tokio::test]
+async fn a_changed_or_extra_merkle_node_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    with_sled(dir.path(), |tree| {
+        tree.insert(keys::node(1, 2), &[7u8; 32][..]).unwrap();
+    });
+    // Node (1, 2) covers entries 4 and 5; it is checked when 5 completes it.
+    assert_tampered(dir.path(), Some(5), "merkle node (level 1, index 2) differs");
+
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    with_sled(dir.path(), |tree| {
+        tree.insert(keys::node(3, 5), &[7u8; 32][..]).unwrap();
+    });
+    assert_tampered(dir.path(), None, "is stored but no entry makes it");
+}
+
 #[tokio::test]
 async fn corrupt_entry_read_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
