@@ -8,6 +8,12 @@
 //! cargo run --release -p load -- --enterprises 10000 --records 300000
 //! ```
 //!
+//! Then one `BatchGetScores` of (up to) 10 000 USCCs next to encoding the
+//! same response and as many hash lookups, every enterprise listed in pages
+//! of 1 000, a restart (verification to SERVING) next to BLAKE3 over the
+//! same number of entries, the data directory's size per entry and the
+//! process's peak RSS.
+//!
 //! The server runs on its own runtime (`--server-threads`), the load on
 //! another (`--client-threads`); both share the machine, as a bank's client
 //! and the service would in the figures of BENCHMARKS.md.
@@ -120,9 +126,12 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(args.server_threads)
         .enable_all()
         .build()?;
-    let mut config = Config::new(dir.path());
-    config.listen = "127.0.0.1:0".parse()?;
-    let app = server_runtime.block_on(App::build(config, &mut |_, _| {}))?;
+    let config = || -> anyhow::Result<Config> {
+        let mut config = Config::new(dir.path());
+        config.listen = "127.0.0.1:0".parse()?;
+        Ok(config)
+    };
+    let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
     let addr = app.grpc_addr();
     let service = app.service().clone();
     let store = PrincipalStore::open(dir.path())?;
@@ -138,15 +147,8 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let results = client_runtime.block_on(async {
-        let seeding = Instant::now();
-        seed(connect(addr).await?, &admin, &args).await?;
-        eprintln!(
-            "seeded {} enterprises and {} records in {:.1} s",
-            args.enterprises,
-            args.records,
-            seeding.elapsed().as_secs_f64()
-        );
+    let (results, extras) = client_runtime.block_on(async {
+        let ingest_rate = seed(connect(addr).await?, &admin, &args).await?;
         // The view of current scores catches up in the background after
         // the appends; reads are measured once it has.
         let warming = Instant::now();
@@ -170,6 +172,23 @@ fn main() -> anyhow::Result<()> {
                     .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
                     .await
                     .map(|_| ())
+            })
+            .await,
+        );
+        results.push(
+            drive("GetScore, no records", &channels, &args, {
+                let token = token.clone();
+                let empty = uscc(args.enterprises);
+                move |ch, _| {
+                    let (token, empty) = (token.clone(), empty.clone());
+                    async move {
+                        let mut client = pb::scores_client::ScoresClient::new(ch);
+                        let mut request =
+                            tonic::Request::new(pb::GetScoreRequest { uscc: empty, ..Default::default() });
+                        request.metadata_mut().insert("authorization", token);
+                        client.get_score(request).await.map(|_| ())
+                    }
+                }
             })
             .await,
         );
@@ -207,10 +226,40 @@ fn main() -> anyhow::Result<()> {
             })
             .await,
         );
-        anyhow::Ok(results)
+        let mut extras = vec![format!(
+            "ingest: {ingest_rate:.0} records/s (client streams of 50 000 records, each acknowledged durably)"
+        )];
+        extras.extend(batch_and_list(&channels[0], &token, &bearer(&admin)?, &args).await?);
+        anyhow::Ok((results, extras))
     })?;
     let _ = stop.send(());
     server_runtime.block_on(served)??;
+    // The last handle on the stopped service, so its stores close.
+    drop(service);
+
+    // Restart: verification of the whole store and the rebuild of what the
+    // service keeps, until it would answer (SERVING).
+    let restart = Instant::now();
+    let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
+    let restart = restart.elapsed().as_secs_f64();
+    let entries = app.service().ledger().head().size;
+    drop(app);
+    let hashing = blake3_baseline(entries);
+    let mut extras = extras;
+    extras.push(format!(
+        "restart to SERVING: {entries} entries in {restart:.2} s = {:.0} entries/s | BLAKE3 entry+chain over as many 250-byte entries {hashing:.0}/s | ratio {:.3}",
+        entries as f64 / restart,
+        entries as f64 / restart / hashing
+    ));
+    let bytes = dir_size(dir.path())?;
+    extras.push(format!(
+        "data directory: {:.1} MB = {:.0} bytes per entry",
+        bytes as f64 / 1e6,
+        bytes as f64 / entries.max(1) as f64
+    ));
+    if let Some(peak) = peak_rss_kb() {
+        extras.push(format!("peak RSS of this process (server and load): {:.0} MB", peak as f64 / 1024.0));
+    }
 
     let health = results.first().map_or(1.0, |m| m.per_second.max(f64::MIN_POSITIVE));
     println!(
@@ -234,7 +283,111 @@ fn main() -> anyhow::Result<()> {
             m.per_second / health
         );
     }
+    for line in extras {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// One `BatchGetScores` of up to 10 000 USCCs (best of 3) against encoding
+/// its response and as many hash lookups; then every enterprise in pages
+/// of 1 000.
+async fn batch_and_list(
+    channel: &Channel,
+    reader: &MetadataValue<tonic::metadata::Ascii>,
+    admin: &MetadataValue<tonic::metadata::Ascii>,
+    args: &Args,
+) -> anyhow::Result<Vec<String>> {
+    use prost::Message;
+    let mut lines = Vec::new();
+    let usccs: Vec<String> = (0..args.enterprises.min(10_000)).map(uscc).collect();
+    let mut scores =
+        pb::scores_client::ScoresClient::new(channel.clone()).max_decoding_message_size(256 << 20);
+    let (mut best, mut response) = (f64::MAX, pb::BatchGetScoresResponse::default());
+    for _ in 0..3 {
+        let mut request = tonic::Request::new(pb::BatchGetScoresRequest { uscc: usccs.clone(), as_of: None });
+        request.metadata_mut().insert("authorization", reader.clone());
+        let started = Instant::now();
+        response = scores.batch_get_scores(request).await?.into_inner();
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    let started = Instant::now();
+    let index: std::collections::HashMap<&str, &pb::Score> =
+        response.scores.iter().map(|s| (s.uscc.as_str(), s)).collect();
+    let found = usccs.iter().filter(|u| index.contains_key(u.as_str())).count();
+    let encoded = response.encode_to_vec();
+    let baseline = started.elapsed().as_secs_f64();
+    std::hint::black_box((found, encoded.len()));
+    lines.push(format!(
+        "BatchGetScores of {}: {:.1} ms ({} bytes) | encode the response + {} lookups {:.1} ms | ratio {:.1}",
+        usccs.len(),
+        best * 1e3,
+        encoded.len(),
+        usccs.len(),
+        baseline * 1e3,
+        best / baseline
+    ));
+
+    let (mut pages, mut listed, mut token, mut slowest) = (0, 0, String::new(), 0f64);
+    let started = Instant::now();
+    loop {
+        let mut request = tonic::Request::new(pb::ListScoresRequest {
+            page_size: 1_000,
+            page_token: token,
+            ..Default::default()
+        });
+        request.metadata_mut().insert("authorization", admin.clone());
+        let page_started = Instant::now();
+        let page = scores.list_scores(request).await?.into_inner();
+        slowest = slowest.max(page_started.elapsed().as_secs_f64());
+        pages += 1;
+        listed += page.scores.len();
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    lines.push(format!(
+        "ListScores, every enterprise in pages of 1 000: {listed} in {pages} pages, {:.2} s, slowest page {:.1} ms",
+        started.elapsed().as_secs_f64(),
+        slowest * 1e3
+    ));
+    Ok(lines)
+}
+
+/// Entries/s of BLAKE3 entry and chain hashes over `n` 250-byte entries in
+/// memory: what verification cannot avoid.
+fn blake3_baseline(n: u64) -> f64 {
+    let payloads: Vec<Vec<u8>> = (0..n.min(1_000_000)).map(|i| vec![(i % 251) as u8; 250]).collect();
+    let started = Instant::now();
+    let mut chain = [0u8; 32];
+    for (seq, payload) in payloads.iter().enumerate() {
+        let mut entry = blake3::Hasher::new();
+        entry.update(&[0]).update(&(seq as u64).to_be_bytes()).update(&0i64.to_be_bytes()).update(payload);
+        let leaf = entry.finalize();
+        let mut next = blake3::Hasher::new();
+        next.update(&[2]).update(&chain).update(leaf.as_bytes());
+        chain = *next.finalize().as_bytes();
+    }
+    std::hint::black_box(chain);
+    payloads.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn dir_size(path: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for item in std::fs::read_dir(path)? {
+        let item = item?;
+        let meta = item.metadata()?;
+        total += if meta.is_dir() { dir_size(&item.path())? } else { meta.len() };
+    }
+    Ok(total)
+}
+
+/// VmHWM of this process, in KiB (Linux).
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// One HTTP/2 connection to the server.
@@ -243,10 +396,13 @@ async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
 }
 
 /// Registers the enterprises and streams the records, deterministically.
-async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<()> {
+/// Returns the records' ingest rate (records/s). Enterprise `enterprises`
+/// (one more) is registered with no records.
+async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<f64> {
     let token = bearer(admin)?;
     let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
-    for i in 0..args.enterprises {
+    let registering = Instant::now();
+    for i in 0..=args.enterprises {
         let mut request = tonic::Request::new(pb::Enterprise {
             uscc: uscc(i),
             name: format!("Load Co. {i}"),
@@ -257,8 +413,14 @@ async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<()> 
         registry.register_enterprise(request).await?;
     }
     let kinds = ["inspection.finding", "complaint.verified", "monitoring.missing_day", "penalty.warning"];
+    eprintln!(
+        "registered {} enterprises in {:.1} s",
+        args.enterprises + 1,
+        registering.elapsed().as_secs_f64()
+    );
     let now = Timestamp::now();
     let mut rng = Rng(args.seed);
+    let (mut streaming, ingesting) = (Duration::ZERO, Instant::now());
     let mut ingest = pb::ingest_client::IngestClient::new(channel);
     let mut sent = 0;
     while sent < args.records {
@@ -279,7 +441,9 @@ async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<()> 
             .collect();
         let mut request = tonic::Request::new(tokio_stream::iter(records));
         request.metadata_mut().insert("authorization", token.clone());
+        let started = Instant::now();
         let response = ingest.append_records(request).await?.into_inner();
+        streaming += started.elapsed();
         anyhow::ensure!(
             response.rejected_count == 0,
             "seeding rejected records: {:?}",
@@ -287,7 +451,13 @@ async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<()> 
         );
         sent += chunk;
     }
-    Ok(())
+    eprintln!(
+        "appended {} records in {:.1} s ({:.1} s of it in the streams)",
+        args.records,
+        ingesting.elapsed().as_secs_f64(),
+        streaming.as_secs_f64()
+    );
+    Ok(args.records as f64 / streaming.as_secs_f64().max(f64::MIN_POSITIVE))
 }
 
 /// Runs `call` from `streams` tasks on each channel for `seconds`.
