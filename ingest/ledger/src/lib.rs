@@ -284,8 +284,13 @@ impl Ledger {
                 public_key: key.public,
             });
         }
+        let opening = Instant::now();
         let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR))?;
+        let opened = opening.elapsed();
         let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress, visit)?;
+        if std::env::var_os("ECOCODE_TIMING").is_some() {
+            eprintln!("sled open {:?}, verification {:?}", opened, opening.elapsed() - opened);
+        }
         let never_signed = slot.latest.is_none();
         tracing::info!(
             dir = %cfg.dir.display(),
