@@ -1,0 +1,109 @@
+//! Records/s of `InquiryLog::record` with 1 and 128 concurrent callers
+//! (tokio multi-thread runtime, 2 workers), next to a baseline measured in
+//! the same run on the same disk: a raw `std::fs::File` append and
+//! `sync_data` loop, one inquiry-sized record per sync for 1 caller, and 128
+//! records per sync (the largest group 128 callers can form) for 128.
+//!
+//! `cargo bench -p inquiries --bench record`; `RECORD_BENCH_SECS` sets each
+//! measurement's length (default 3).
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use inquiries::{Inquiry, InquiryLog, Query, Scope};
+
+fn inquiry(caller: usize, n: u64) -> Inquiry {
+    Inquiry {
+        uscc: format!("91330206MA2{caller:07}"),
+        region_code: "330206".into(),
+        principal: format!("bank-{:04}", caller % 16),
+        role: "lender".into(),
+        method: "GetScore".into(),
+        purpose: format!("loan-2026-{n:06}"),
+        at_ns: 1_790_000_000_000_000_000 + n as i64,
+    }
+}
+
+/// The WAL record size of one inquiry: 4 length + 8 id + JSON + 8 checksum.
+fn record_size() -> usize {
+    4 + 8 + serde_json::to_vec(&inquiry(0, 0)).map_or(0, |v| v.len()) + 8
+}
+
+/// Records/s through the inquiry log with `callers` concurrent callers.
+fn log_rate(runtime: &tokio::runtime::Runtime, callers: usize, secs: Duration) -> (f64, u64) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let log = Arc::new(InquiryLog::open(dir.path()).expect("open"));
+    let recorded = Arc::new(AtomicU64::new(0));
+    let elapsed = runtime.block_on(async {
+        let start = Instant::now();
+        let deadline = start + secs;
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..callers {
+            let (log, recorded) = (log.clone(), recorded.clone());
+            tasks.spawn(async move {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    log.record(&[inquiry(caller, n)]).await.expect("record");
+                    recorded.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("caller");
+        }
+        start.elapsed()
+    });
+    let total = recorded.load(Ordering::Relaxed);
+    // Sanity: everything acknowledged is listed.
+    let listed = log.list(&Query {
+        scope: Scope::All,
+        from_ns: None,
+        to_ns: None,
+        page_size: usize::MAX,
+        after: None,
+    });
+    let listed = listed.map_or(0, |page| page.inquiries.len() as u64);
+    assert_eq!(listed.min(inquiries::MAX_EXAMINED as u64), total.min(inquiries::MAX_EXAMINED as u64));
+    (total as f64 / elapsed.as_secs_f64(), total)
+}
+
+/// Records/s of a raw append + `sync_data` loop, `group` records per sync.
+fn raw_rate(group: usize, secs: Duration) -> (f64, u64) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let mut file =
+        std::fs::OpenOptions::new().append(true).create(true).open(dir.path().join("raw")).expect("raw file");
+    let bytes = vec![0x5a; record_size() * group];
+    let start = Instant::now();
+    let mut syncs = 0u64;
+    while start.elapsed() < secs {
+        file.write_all(&bytes).expect("write");
+        file.sync_data().expect("sync");
+        syncs += 1;
+    }
+    (syncs as f64 * group as f64 / start.elapsed().as_secs_f64(), syncs)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let secs = std::env::var("RECORD_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let secs = Duration::from_secs(secs);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    println!(
+        "inquiry record bench: {} s per measurement, {} bytes per WAL record",
+        secs.as_secs(),
+        record_size()
+    );
+    for callers in [1, 128] {
+        let (raw, syncs) = raw_rate(callers, secs);
+        let (log, total) = log_rate(&runtime, callers, secs);
+        println!(
+            "{callers:>3} caller(s): InquiryLog::record {log:>9.0} records/s ({total} records); \
+             raw append+sync_data, {callers} record(s) per sync {raw:>9.0} records/s ({syncs} syncs); ratio {:.2}",
+            log / raw
+        );
+    }
+}
