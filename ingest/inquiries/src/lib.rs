@@ -204,6 +204,8 @@ struct WalShared {
     /// with (flushed sled, then deleted or, on error, kept for replay).
     checkpoints: std::sync::Mutex<(u64, u64)>,
     checkpointed: std::sync::Condvar,
+    /// `fdatasync`s of the WAL so far, for the benchmark's group size.
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -343,6 +345,7 @@ impl Wal {
             wake: std::sync::Condvar::new(),
             checkpoints: std::sync::Mutex::new((0, 0)),
             checkpointed: std::sync::Condvar::new(),
+            syncs: std::sync::atomic::AtomicU64::new(0),
         });
         let (to_checkpoint, checkpoints) = std::sync::mpsc::channel();
         let checkpointer = {
@@ -447,6 +450,7 @@ fn run_flusher(
             if !waiters.is_empty() {
                 current.file.write_all(&group).map_err(|e| io_error("writing the inquiry WAL", e))?;
                 current.file.sync_data().map_err(|e| io_error("syncing the inquiry WAL", e))?;
+                shared.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 current.len += group.len() as u64;
             }
             Ok(())
@@ -583,6 +587,13 @@ impl InquiryLog {
             encode_record(&mut records, id, &value);
         }
         self.wal.append(records).await
+    }
+
+    /// How many `fdatasync`s of the WAL this log has done: the benchmark
+    /// divides records by it for the group size. Not part of the API.
+    #[doc(hidden)]
+    pub fn wal_syncs(&self) -> u64 {
+        self.wal.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A page of the inquiries `query` asks for, newest first.
