@@ -169,11 +169,19 @@ const ID_BYTES: usize = 8;
 struct Options {
     rotate_bytes: u64,
     rotate_every: std::time::Duration,
+    /// Makes the next syncs fail, as a disk would.
+    #[cfg(test)]
+    fail_syncs: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { rotate_bytes: ROTATE_BYTES, rotate_every: ROTATE_EVERY }
+        Options {
+            rotate_bytes: ROTATE_BYTES,
+            rotate_every: ROTATE_EVERY,
+            #[cfg(test)]
+            fail_syncs: Default::default(),
+        }
     }
 }
 
@@ -393,6 +401,14 @@ impl Wal {
         }
     }
 
+    /// The flusher's error, once a write or sync has failed.
+    fn check(&self) -> Result<()> {
+        match &lock(&self.shared.pending).failed {
+            Some(e) => Err(Error::Storage(e.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until the checkpointer has dealt with every rotated file.
     #[cfg(test)]
     fn wait_for_checkpoints(&self) {
@@ -450,6 +466,10 @@ fn run_flusher(
             if !waiters.is_empty() {
                 current.file.write_all(&group).map_err(|e| io_error("writing the inquiry WAL", e))?;
                 current.file.sync_data().map_err(|e| io_error("syncing the inquiry WAL", e))?;
+                #[cfg(test)]
+                if options.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(io_error("syncing the inquiry WAL", std::io::Error::other("injected")));
+                }
                 shared.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 current.len += group.len() as u64;
             }
@@ -461,7 +481,10 @@ fn run_flusher(
             // acknowledged; the file is kept and replayed at the next open.
             // Callers that queued meanwhile get the error too; later ones
             // see `failed`.
-            let message = e.to_string();
+            let message = match e {
+                Error::Storage(message) => message,
+                other => other.to_string(),
+            };
             let mut pending = lock(&shared.pending);
             pending.failed = Some(message.clone());
             for waiter in waiters.drain(..).chain(pending.waiters.drain(..)) {
@@ -564,6 +587,8 @@ impl InquiryLog {
         if inquiries.is_empty() {
             return Ok(());
         }
+        // Fail-stop: nothing new goes into sled either once the WAL failed.
+        self.wal.check()?;
         let mut records = Vec::new();
         for inquiry in inquiries {
             // Unique across crashes (sled persists the generator ahead of
@@ -863,7 +888,11 @@ mod tests {
     async fn rotation_checkpoints_old_files_and_keeps_every_record() {
         let dir = tempfile::tempdir().unwrap();
         // Every file holding anything is due: each group starts a new one.
-        let options = Options { rotate_bytes: 1, rotate_every: std::time::Duration::from_secs(3600) };
+        let options = Options {
+            rotate_bytes: 1,
+            rotate_every: std::time::Duration::from_secs(3600),
+            ..Options::default()
+        };
         let log = InquiryLog::open_with(dir.path(), options.clone()).unwrap();
         for at in 1..=20 {
             log.record(&[inquiry("A", "330206", "bank-a", at)]).await.unwrap();
@@ -888,6 +917,34 @@ mod tests {
 
         let log = InquiryLog::open_with(dir.path(), options).unwrap();
         assert_eq!(all(&log), (1..=120).rev().collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_fails_its_group_and_every_later_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default();
+        let log = std::sync::Arc::new(InquiryLog::open_with(dir.path(), options.clone()).unwrap());
+        log.record(&[inquiry("A", "330206", "bank-a", 1)]).await.unwrap();
+
+        options.fail_syncs.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut tasks = tokio::task::JoinSet::new();
+        for at in 2..34 {
+            let log = log.clone();
+            tasks.spawn(async move { log.record(&[inquiry("A", "330206", "bank-a", at)]).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let error = done.unwrap().unwrap_err();
+            assert_eq!(error.to_string(), "inquiry log storage: syncing the inquiry WAL: injected");
+        }
+        // Fail-stop: the disk "recovers", the log does not acknowledge.
+        options.fail_syncs.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(log.record(&[inquiry("A", "330206", "bank-a", 40)]).await.is_err());
+        drop(std::sync::Arc::into_inner(log).unwrap());
+
+        let log = InquiryLog::open(dir.path()).unwrap();
+        assert!(all(&log).contains(&1), "what was acknowledged survives");
+        log.record(&[inquiry("A", "330206", "bank-a", 50)]).await.unwrap();
+        assert_eq!(all(&log)[0], 50, "a reopened log works again");
     }
 
     const CRASH_DIR: &str = "INQUIRIES_CRASH_TEST_DIR";
