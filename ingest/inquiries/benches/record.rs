@@ -7,6 +7,17 @@
 //!
 //! `cargo bench -p inquiries --bench record`; `RECORD_BENCH_SECS` sets each
 //! measurement's length (default 3).
+//!
+//! Two runs on 2026-11-30 (2 cores, the disk shared with other builds; its
+//! fdatasync rate swung between ~280/s and ~5 000/s within minutes, so
+//! compare figures of one line only):
+//!
+//! ```text
+//!   1 caller(s): InquiryLog::record    3112 records/s (2811, 3413; 1.0 records per fdatasync); raw append+sync_data, 1 record(s) per sync    4976 records/s (4305, 5648); ratio 0.63
+//! 128 caller(s): InquiryLog::record   33815 records/s (40936, 26694; 12.1 records per fdatasync); raw append+sync_data, 12 record(s) per sync   41508 records/s (70624, 12391); ratio 0.81
+//!   1 caller(s): InquiryLog::record    1300 records/s (1829, 771; 1.0 records per fdatasync); raw append+sync_data, 1 record(s) per sync     609 records/s (488, 730); ratio 2.14
+//! 128 caller(s): InquiryLog::record   21710 records/s (20961, 22458; 33.2 records per fdatasync); raw append+sync_data, 33 record(s) per sync   78805 records/s (29050, 128560); ratio 0.28
+//! ```
 
 use std::io::Write as _;
 use std::sync::Arc;
