@@ -288,9 +288,11 @@ impl Ledger {
         let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR))?;
         let opened = opening.elapsed();
         let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress, visit)?;
-        if std::env::var_os("ECOCODE_TIMING").is_some() {
-            eprintln!("sled open {:?}, verification {:?}", opened, opening.elapsed() - opened);
-        }
+        tracing::info!(
+            sled_open_ms = opened.as_millis() as u64,
+            verification_ms = (opening.elapsed() - opened).as_millis() as u64,
+            "store opened and verified"
+        );
         let never_signed = slot.latest.is_none();
         tracing::info!(
             dir = %cfg.dir.display(),

@@ -8,7 +8,7 @@ use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
 use super::note;
-use super::store::{Engine, NodeIter, SledStore};
+use super::store::{Engine, NodeIter, SledStore, StoredEntry};
 use super::tree::Frontier;
 
 /// What an offline verification found (all of it consistent).
@@ -40,6 +40,9 @@ pub(crate) struct Verified {
     pub last_recorded_at_ns: i64,
 }
 
+/// Entries read per batch handed from the reading thread to the hashing one.
+const READ_BATCH: usize = 1024;
+
 /// How often (in entries) progress is reported.
 const PROGRESS_EVERY: u64 = 16 * 1024;
 
@@ -69,28 +72,45 @@ impl Visited<'_> {
 }
 
 /// An order-independent digest of a set of index records: the count and the
-/// sum (mod 2^128) of a keyed BLAKE3 of each record, under a key drawn at
-/// random for this verification. The same set on both sides gives the same
-/// digest; a different one collides with probability about 2^-128, and
-/// since the key did not exist when the store was written, nobody who
-/// damaged the store could have chosen records that collide.
+/// sum (mod 2^128) of a keyed 128-bit hash (SipHash-1-3) of each record,
+/// under a key drawn at random for this verification. The same set on both
+/// sides gives the same digest; since the key did not exist when the store
+/// was written, nobody who damaged it could have chosen records whose
+/// hashes cancel out, and a chance difference goes unseen with probability
+/// about 2^-128.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SetDigest {
     count: u64,
     sum: u128,
 }
 
-impl SetDigest {
-    fn add(&mut self, key: &[u8; 32], parts: &[&[u8]]) {
-        let mut hasher = blake3::Hasher::new_keyed(key);
+/// The random key of one verification's [`SetDigest`]s.
+struct DigestKey([u8; 16]);
+
+impl DigestKey {
+    fn new() -> Result<DigestKey> {
+        let mut key = [0u8; 16];
+        getrandom::fill(&mut key)
+            .map_err(|e| Error::Storage(format!("no randomness for verification: {e}")))?;
+        Ok(DigestKey(key))
+    }
+
+    fn hash(&self, parts: &[&[u8]]) -> u128 {
+        use std::hash::Hasher;
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_key(&self.0);
         for part in parts {
-            hasher.update(&(part.len() as u64).to_be_bytes());
-            hasher.update(part);
+            // Length-prefixed, so part boundaries cannot shift.
+            hasher.write_u64(part.len() as u64);
+            hasher.write(part);
         }
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
+    }
+}
+
+impl SetDigest {
+    fn add(&mut self, key: &DigestKey, parts: &[&[u8]]) {
         self.count += 1;
-        self.sum = self.sum.wrapping_add(u128::from_be_bytes(out));
+        self.sum = self.sum.wrapping_add(key.hash(parts));
     }
 }
 
@@ -116,11 +136,26 @@ pub(crate) fn verify_store(
     progress: &mut dyn FnMut(u64, u64),
     visit: &mut dyn FnMut(&Visited<'_>),
 ) -> Result<Verified> {
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| Error::Storage(format!("no randomness for verification: {e}")))?;
+    let key = DigestKey::new()?;
     let (walked, stored) = std::thread::scope(|scope| {
         let stored = scope.spawn(|| stored_index_digests(engine, &key));
-        let walked = walk(engine, anchor, &key, progress, visit);
+        // Reading and decoding entries on a third thread, in batches, keeps
+        // this one hashing; it stops when this one hangs up.
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            for item in engine.entries() {
+                batch.push(item);
+                if batch.len() == READ_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+                    if batches.send(full).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = batches.send(batch);
+        });
+        let walked = walk(engine, received.into_iter().flatten(), anchor, &key, progress, visit);
         let stored =
             stored.join().unwrap_or_else(|_| Err(Error::Storage("index verification thread failed".into())));
         (walked, stored)
@@ -143,7 +178,7 @@ pub(crate) fn verify_store(
     Ok(verified)
 }
 
-fn stored_index_digests(engine: &dyn Engine, key: &[u8; 32]) -> Result<IndexDigests> {
+fn stored_index_digests(engine: &dyn Engine, key: &DigestKey) -> Result<IndexDigests> {
     let mut digests = IndexDigests::default();
     for item in engine.subject_index() {
         let (subject, seq) = item?;
@@ -166,8 +201,9 @@ struct Level<'a> {
 
 fn walk(
     engine: &dyn Engine,
+    entries: impl Iterator<Item = Result<(u64, Option<StoredEntry>)>>,
     anchor: Option<Anchor>,
-    key: &[u8; 32],
+    key: &DigestKey,
     progress: &mut dyn FnMut(u64, u64),
     visit: &mut dyn FnMut(&Visited<'_>),
 ) -> Result<(Verified, IndexDigests)> {
@@ -182,7 +218,7 @@ fn walk(
     let mut anchor_checked = false;
     let mut levels: Vec<Level<'_>> = Vec::new();
 
-    for item in engine.entries() {
+    for item in entries {
         let (seq, entry) = item?;
         let expected = frontier.size();
         if seq != expected {
