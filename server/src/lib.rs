@@ -35,7 +35,7 @@ pub mod service;
 pub mod transport;
 pub mod views;
 
-pub use app::{App, Config};
+pub use app::{App, Config, DEFAULT_SCORE_VIEW_CAPACITY};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use hj212::GatewayConfig;

@@ -58,7 +58,8 @@ pub(crate) struct StateStore {
 
 impl StateStore {
     pub fn open(dir: &Path) -> Result<StateStore> {
-        Ok(StateStore { db: kv::open(sled::Config::new(), dir)? })
+        // Small state (open days, devices): a small cache.
+        Ok(StateStore { db: kv::open(sled::Config::new().cache_capacity(32 << 20), dir)? })
     }
 
     pub fn cursor(&self, mn: &str) -> Result<Option<Cursor>> {

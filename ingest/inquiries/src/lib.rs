@@ -61,6 +61,9 @@
 
 #![forbid(unsafe_code)]
 
+/// sled's page cache for the log.
+const CACHE_BYTES: u64 = 64 << 20;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -562,7 +565,8 @@ impl InquiryLog {
 
     fn open_with(dir: &Path, options: Options) -> Result<InquiryLog> {
         // sled's lock on `dir` also keeps two processes from replaying.
-        let db = kv::open(sled::Config::new(), dir)?;
+        // Listings read recent pages; a small cache is enough.
+        let db = kv::open(sled::Config::new().cache_capacity(CACHE_BYTES), dir)?;
         let tree = db.open_tree("inquiries")?;
         let (replayed, last) = replay(dir, &tree)?;
         if !replayed.is_empty() {

@@ -65,7 +65,13 @@ pub struct LedgerConfig {
     /// disk has less than this many bytes available, so a full disk never
     /// fails a commit half-way; they resume once space is freed.
     pub min_free_bytes: u64,
+    /// The store's page cache (sled's `cache_capacity`), in bytes.
+    pub cache_bytes: u64,
 }
+
+/// [`LedgerConfig::cache_bytes`] by default: enough for the hot part of
+/// the tree and the indexes; the OS page cache holds the rest.
+pub const DEFAULT_CACHE_BYTES: u64 = 512 << 20;
 
 impl LedgerConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -76,6 +82,7 @@ impl LedgerConfig {
             key_file: None,
             checkpoint_interval: Duration::from_secs(1),
             min_free_bytes: 64 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -285,7 +292,7 @@ impl Ledger {
             });
         }
         let opening = Instant::now();
-        let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR))?;
+        let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR), cfg.cache_bytes)?;
         let opened = opening.elapsed();
         let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress, visit)?;
         tracing::info!(

@@ -243,8 +243,8 @@ impl SledStore {
     /// Opens (or creates) the sled database in `path`. sled refusing to
     /// recover its log is reported as tampering: the ledger cannot vouch
     /// for any of it.
-    pub fn open(path: &Path) -> Result<SledStore> {
-        let db = kv::open(sled::Config::new(), path).map_err(|e| match e {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<SledStore> {
+        let db = kv::open(sled::Config::new().cache_capacity(cache_bytes), path).map_err(|e| match e {
             sled::Error::Corruption { .. } => {
                 Error::tampered(None, format!("the storage engine refuses to open: {e}"))
             }

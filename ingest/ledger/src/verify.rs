@@ -471,7 +471,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     if store_dir.is_dir() {
         copy_dir(&store_dir, copy.path())?;
     }
-    let engine = SledStore::open(copy.path())?;
+    let engine = SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?;
     let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
     Ok(VerifyReport {
         entries: verified.frontier.size(),

@@ -249,6 +249,13 @@ pub struct ServeArgs {
     /// Sign a new checkpoint at most this often, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_interval_ms: u64,
+    /// The ledger store's page cache (sled), in MiB.
+    #[arg(long, default_value_t = ledger::DEFAULT_CACHE_BYTES >> 20)]
+    pub cache_mb: u64,
+    /// At most this many enterprises' current scores are kept in memory
+    /// between reads (a few KB each); more are recomputed.
+    #[arg(long, default_value_t = server::DEFAULT_SCORE_VIEW_CAPACITY)]
+    pub score_view_capacity: usize,
     /// Accept HJ 212 data loggers on this TCP address (off by default).
     #[arg(long)]
     pub hj212_listen: Option<SocketAddr>,
@@ -519,6 +526,8 @@ pub async fn serve(
     }
     config.ledger.key_file = args.key_file;
     config.ledger.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
+    config.ledger.cache_bytes = args.cache_mb.saturating_mul(1 << 20);
+    config.score_view_capacity = args.score_view_capacity;
     config.listen = args.listen;
     config.hj212_listen = args.hj212_listen;
     config.gateway = args.hj212.apply(config.gateway);
