@@ -250,6 +250,10 @@ fn main() -> anyhow::Result<()> {
     let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
     let restart = restart.elapsed().as_secs_f64();
     let entries = app.service().ledger().head().size;
+    let mut payload_bytes = 0u64;
+    for entry in app.service().ledger().scan(0, entries) {
+        payload_bytes += entry?.payload.len() as u64;
+    }
     drop(app);
     let hashing = blake3_baseline(entries);
     let mut extras = extras;
@@ -259,10 +263,14 @@ fn main() -> anyhow::Result<()> {
         entries as f64 / restart / hashing
     ));
     let bytes = dir_size(dir.path())?;
+    let per_entry = |b: u64| b as f64 / entries.max(1) as f64;
     extras.push(format!(
-        "data directory: {:.1} MB = {:.0} bytes per entry",
+        "data directory: {:.1} MB = {:.0} bytes per entry | payload {:.0} + entry and chain hash 64 = {:.0} bytes per entry | ratio {:.1}",
         bytes as f64 / 1e6,
-        bytes as f64 / entries.max(1) as f64
+        per_entry(bytes),
+        per_entry(payload_bytes),
+        per_entry(payload_bytes) + 64.0,
+        per_entry(bytes) / (per_entry(payload_bytes) + 64.0)
     ));
     if let Some(peak) = peak_rss_kb() {
         extras.push(format!("peak RSS of this process (server and load): {:.0} MB", peak as f64 / 1024.0));
