@@ -534,7 +534,7 @@ fn assemble(
                 code: parse_code(code)?,
                 veto: veto == Some(true),
                 disputed: disputed == Some(true),
-                reasons: lines,
+                reasons: lines.into(),
                 rectification_pending,
                 as_of: at,
                 model_version: model.version().to_owned(),

@@ -97,7 +97,9 @@ pub struct Evaluation {
     pub veto: bool,
     pub disputed: bool,
     /// Ordered by `|points|` descending, then seq ascending, then kind.
-    pub reasons: Vec<Reason>,
+    /// Shared: an evaluation kept by the server is copied per read, its
+    /// reasons are not.
+    pub reasons: std::sync::Arc<[Reason]>,
     /// Active records with a rectification submitted but not yet verified,
     /// ascending.
     pub rectification_pending: Vec<Seq>,
@@ -217,7 +219,7 @@ impl Model {
             code: grade.code(),
             veto,
             disputed,
-            reasons,
+            reasons: reasons.into(),
             rectification_pending: pending,
             as_of: at,
             model_version: rules.version.clone(),

@@ -95,7 +95,7 @@ fn explain(out: &mut String, when: &str, e: &Evaluation) {
         let _ = write!(out, " pending {pending:?}");
     }
     out.push('\n');
-    for r in &e.reasons {
+    for r in e.reasons.iter() {
         let expires = r.expires_at.map(|t| format!("until {t}")).unwrap_or_default();
         let _ =
             writeln!(out, "  {:+4} {:<28} #{:<3} {expires:<26} {}", r.points, r.kind, r.seq.0, r.description);

@@ -74,7 +74,7 @@ fn explain(model: &Model, ledger: &[LedgerRecord], when: &str) -> String {
         let _ = write!(out, " pending {:?}", e.rectification_pending.iter().map(|s| s.0).collect::<Vec<_>>());
     }
     out.push('\n');
-    for r in &e.reasons {
+    for r in e.reasons.iter() {
         let expires = r.expires_at.map(|t| format!(" until {t}")).unwrap_or_default();
         let _ = writeln!(out, "  {:+4} {:<24} #{:<4} {}{expires}", r.points, r.kind, r.seq.0, r.description);
     }

@@ -1053,7 +1053,7 @@ fn print_score(s: &pb::Score) {
         if s.disputed { "  DISPUTED" } else { "" }
     );
     println!("  model {}, ledger size {}", s.model_version, s.tree_size);
-    for r in &s.reasons {
+    for r in s.reasons.iter() {
         println!("  {:>+4}  {:<32} seq {:<6} {}", r.points, r.kind, r.seq, r.description);
     }
 }
