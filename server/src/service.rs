@@ -815,11 +815,12 @@ impl Service {
     }
 
     /// Re-evaluates up to `max` enterprises whose kept score is stale (new
-    /// entries, or never evaluated since start-up) into the view; returns
-    /// how many it took. The composition root calls it in the background.
+    /// entries, never evaluated since start-up, or ended by time) into the
+    /// view; returns how many it took. The composition root calls it in the background.
     pub fn refresh_view(&self, max: usize) -> Result<usize> {
-        let stale = self.current.take_stale(max);
         let now = self.clock.now();
+        let mut stale = self.current.take_stale(max);
+        stale.extend(self.current.take_due(now, max.saturating_sub(stale.len())));
         for uscc in &stale {
             let head = self.ledger.head();
             if self.current.get(uscc, now, head.size).is_some()

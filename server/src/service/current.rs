@@ -17,8 +17,10 @@
 //! * **Time.** An evaluation is constant between two change points of the
 //!   model (a record starts or stops counting, a workflow step takes
 //!   effect); it is kept with that interval (`Model::stable_interval`) and
-//!   served only for instants inside it. Expiry costs nothing until it
-//!   happens: the first read after the change point recomputes.
+//!   served only for instants inside it. Kept evaluations are also
+//!   indexed by their `until` (a time-ordered set), so expiry costs nothing
+//!   until it happens: then the refresher (or the first read after the
+//!   change point, whichever comes first) recomputes.
 //!
 //! The view is also kept current ahead of reads: every subject with a new
 //! entry is marked stale, and the composition root's refresher re-evaluates
@@ -29,7 +31,7 @@
 //! grows past its share drops its kept evaluations (the newest seq per
 //! subject stays, a few bytes per enterprise).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -76,6 +78,8 @@ pub(crate) struct CurrentScores {
     kept_per_shard: usize,
     /// Subjects with entries newer than what is kept, for the refresher.
     stale: Mutex<HashSet<Box<str>>>,
+    /// `(until, subject)` of kept evaluations that time will end.
+    expiring: Mutex<BTreeSet<(Timestamp, Box<str>)>>,
 }
 
 impl std::fmt::Debug for CurrentScores {
@@ -92,6 +96,7 @@ impl CurrentScores {
             hasher: RandomState::new(),
             kept_per_shard: capacity.div_ceil(SHARDS).max(1),
             stale: Mutex::default(),
+            expiring: Mutex::default(),
         }
     }
 
@@ -120,6 +125,24 @@ impl CurrentScores {
         if !stale.contains(subject) {
             stale.insert(subject.into());
         }
+    }
+
+    /// Up to `max` subjects whose kept evaluation ends at or before `now`,
+    /// removing them from the time index.
+    pub(crate) fn take_due(&self, now: Timestamp, max: usize) -> Vec<Box<str>> {
+        let mut expiring = self.expiring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = Vec::new();
+        while due.len() < max {
+            match expiring.first() {
+                Some((until, _)) if *until <= now => {
+                    if let Some((_, subject)) = expiring.pop_first() {
+                        due.push(subject);
+                    }
+                }
+                _ => break,
+            }
+        }
+        due
     }
 
     /// How many subjects are marked stale.
@@ -158,7 +181,18 @@ impl CurrentScores {
         {
             return;
         }
-        if slot.kept.replace(kept).is_some() {
+        let until = kept.until;
+        let replaced = slot.kept.replace(kept);
+        {
+            let mut expiring = self.expiring.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = replaced.as_ref().and_then(|old| old.until) {
+                expiring.remove(&(old, Box::from(uscc)));
+            }
+            if let Some(until) = until {
+                expiring.insert((until, uscc.into()));
+            }
+        }
+        if replaced.is_some() {
             return;
         }
         shard.kept += 1;
@@ -241,6 +275,20 @@ mod tests {
         // A reader that started before the entry puts what it computed.
         view.put("A", kept(10, None, None));
         assert_eq!(view.get("A", day(1), 12).map(|k| k.covers), Some(12));
+    }
+
+    #[test]
+    fn expiry_is_found_in_time_order() {
+        let view = CurrentScores::new(100);
+        view.put("A", kept(10, Some(0), Some(30)));
+        view.put("B", kept(10, Some(0), Some(5)));
+        view.put("C", kept(10, None, None));
+        assert!(view.take_due(day(4), 10).is_empty());
+        assert_eq!(view.take_due(day(5), 10), vec![Box::from("B")]);
+        // A replaced evaluation's old end is forgotten.
+        view.put("A", kept(11, Some(0), Some(40)));
+        assert!(view.take_due(day(35), 10).is_empty());
+        assert_eq!(view.take_due(day(40), 10), vec![Box::from("A")]);
     }
 
     #[test]
