@@ -312,14 +312,15 @@ mod tests {
     fn the_public_sees_no_filings_no_raw_entries_no_lists_and_writes_nothing() {
         let public = Principal::public();
         let e = enterprise();
-        let workflow = Some(KindClass::Workflow(WorkflowKind::DisputeOpened));
+        let dispute = KindClass::Workflow(WorkflowKind::DisputeOpened);
+        let workflow = Some(dispute);
         assert!(may_see_record(&public, &e, workflow).is_err());
         assert!(may_see_record(&public, &e, None).is_err());
         assert!(may_read_entry(&public, b"91330421739237858X", 3).is_err());
         assert!(list_scope(&public, "").is_err());
         assert!(may_register(&public, &e).is_err());
         assert!(may_append_for(&public, &e).is_err());
-        assert!(may_append_kind(&public, "dispute.opened", workflow.unwrap(), "public").is_err());
+        assert!(may_append_kind(&public, "dispute.opened", dispute, "public").is_err());
     }
 
     #[test]
