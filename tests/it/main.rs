@@ -18,3 +18,4 @@ mod robustness;
 mod scores;
 mod support;
 mod tls;
+mod web;

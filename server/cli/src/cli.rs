@@ -810,8 +810,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let note = if text.trim().contains('\n') {
                 text
             } else {
-                tlog::attestation::note_from_qr_text(&text)
-                    .with_context(|| format!("{} is neither a signed note nor a QR code's text", file.display()))?
+                tlog::attestation::note_from_qr_text(&text).with_context(|| {
+                    format!("{} is neither a signed note nor a QR code's text", file.display())
+                })?
             };
             let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
                 .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
