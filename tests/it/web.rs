@@ -30,7 +30,7 @@ fn assert_secure_headers(r: &HttpResponse) {
     assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
-    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
 }
 
 /// Signs `client` in with `token` through the sign-in form.

@@ -139,11 +139,13 @@ pub fn csrf_ok(headers: &HeaderMap, expected: &str, sent: &str) -> bool {
     a == b
 }
 
-/// False when the browser says the request came from another site.
+/// False when the browser says the request came from another site (or
+/// another origin of the same site).
 fn same_site(headers: &HeaderMap) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if matches!(fetch_site, Some("cross-site" | "same-site")) {
-        return false;
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") => return true,
+        Some("cross-site" | "same-site") => return false,
+        _ => {}
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -179,6 +181,9 @@ mod tests {
         assert!(csrf_ok(&headers(&[host, ("origin", "http://127.0.0.1:8080")]), "t", "t"));
         assert!(!csrf_ok(&headers(&[host, ("origin", "http://evil.example")]), "t", "t"));
         assert!(!csrf_ok(&headers(&[host, ("sec-fetch-site", "cross-site")]), "t", "t"));
+        assert!(!csrf_ok(&headers(&[host, ("origin", "null")]), "t", "t"));
+        let same = [host, ("origin", "null"), ("sec-fetch-site", "same-origin")];
+        assert!(csrf_ok(&headers(&same), "t", "t"));
     }
 
     #[test]
