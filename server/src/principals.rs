@@ -46,7 +46,7 @@ pub enum Role {
     },
     /// Anyone, unauthenticated: a visitor of the web page (a citizen who
     /// scanned a code). Never stored, never given a token; it reads only
-    /// what the public policy in [`crate::auth`] allows, and its reads are
+    /// what the public policy in `auth.rs` allows, and its reads are
     /// never inquiries.
     Public,
 }
