@@ -50,6 +50,8 @@ pub struct Marker {
 pub struct Tick {
     pub x: i64,
     pub label: String,
+    /// `start`, `middle` or `end`: the outer labels stay inside the chart.
+    pub anchor: &'static str,
 }
 
 /// Everything the template draws.
@@ -134,7 +136,12 @@ pub fn chart(model: &Model, steps: &[Step], from: Timestamp, to: Timestamp) -> C
         .map(|k| {
             let t = Timestamp::from_unix_nanos(from.unix_nanos() + ((span * k / 4) as i64));
             let label: String = t.to_string().chars().take(7).collect();
-            Tick { x: x(t), label }
+            let anchor = match k {
+                0 => "start",
+                4 => "end",
+                _ => "middle",
+            };
+            Tick { x: x(t), label, anchor }
         })
         .collect();
     Chart {

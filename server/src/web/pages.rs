@@ -124,6 +124,12 @@ fn date(t: Timestamp) -> String {
     t.to_string().chars().take(10).collect()
 }
 
+/// An instant to the second, UTC, for people (JSON keeps the exact one).
+fn shown(t: Timestamp) -> String {
+    let text: String = t.to_string().chars().take(19).collect();
+    format!("{} {} UTC", text.get(..10).unwrap_or_default(), text.get(11..).unwrap_or_default())
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 fn query_value(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -301,6 +307,7 @@ async fn page_data(
         disputed: evaluation.disputed,
         model: evaluation.model_version.clone(),
         as_of: evaluation.as_of.to_string(),
+        as_of_shown: shown(evaluation.as_of),
         tree_size: score.tree_size,
         root: B64.encode(score.root),
         reasons,
@@ -308,6 +315,7 @@ async fn page_data(
             .iter()
             .map(|h| HistoryPoint {
                 as_of: h.evaluation.as_of.to_string(),
+                as_of_shown: shown(h.evaluation.as_of),
                 points: h.evaluation.points,
                 grade: h.evaluation.grade.as_str(),
                 code: h.evaluation.code.as_str(),

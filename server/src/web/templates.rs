@@ -42,6 +42,9 @@ pub struct PageData {
     pub disputed: bool,
     pub model: String,
     pub as_of: String,
+    /// `as_of` to the second, for people.
+    #[serde(skip)]
+    pub as_of_shown: String,
     pub tree_size: u64,
     pub root: String,
     pub reasons: Vec<ReasonLine>,
@@ -96,6 +99,8 @@ pub struct ProofData {
 #[derive(Clone, Debug, Serialize)]
 pub struct HistoryPoint {
     pub as_of: String,
+    #[serde(skip)]
+    pub as_of_shown: String,
     pub points: i32,
     pub grade: &'static str,
     pub code: &'static str,
