@@ -256,6 +256,13 @@ impl App {
             async move {
                 let Some((listener, addr, config)) = web else { return };
                 tracing::info!(%addr, "serving the web page on http://{addr}/e/<USCC>");
+                if transport::plaintext_is_exposed(addr) {
+                    tracing::warn!(
+                        %addr,
+                        "serving the web page in plaintext on a non-loopback address: sign-in tokens and \
+                         session cookies cross the network unencrypted; put a TLS-terminating proxy in front"
+                    );
+                }
                 let router = crate::web::router(service, principals, addr, &config);
                 // In-flight requests finish; a client still holding a
                 // connection two drain times after the stop is cut off.
