@@ -180,6 +180,14 @@ impl Browser {
         self.wait_load();
     }
 
+    /// Chooses a file in a file input, as the file picker does.
+    fn choose_file(&mut self, selector: &str, file: &Path) {
+        let root = self.call("DOM.getDocument", json!({}))["root"]["nodeId"].clone();
+        let node =
+            self.call("DOM.querySelector", json!({"nodeId": root, "selector": selector}))["nodeId"].clone();
+        self.call("DOM.setFileInputFiles", json!({"nodeId": node, "files": [file.to_str().unwrap()]}));
+    }
+
     fn text(&mut self) -> String {
         self.eval("document.body.innerText").as_str().unwrap_or_default().to_owned()
     }
@@ -345,11 +353,16 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
         browser.open(&format!("{web}/signin"));
         browser.type_into("#token", &bank);
         browser.click_and_wait(r#"form[action="/signin"] button"#);
-        browser.type_into("textarea[name=usccs]", &format!("{ACME}\n{BETA}\n91330206MA2H123450"));
+        // One USCC pasted, the others in an uploaded file.
+        browser.type_into("textarea[name=usccs]", ACME);
+        let book = dir.join("loan-book.txt");
+        std::fs::write(&book, format!("{BETA}\n91330206MA2H123450\n")).unwrap();
+        browser.choose_file("input[type=file]", &book);
         browser.type_into("input[name=purpose]", "LA-2026-001");
         browser.click_and_wait(r#"button[value="html"]"#);
         let text = browser.text();
         assert!(text.contains("黄码") && text.contains("绿码"), "{text}");
+        assert!(text.contains(ACME) && text.contains(BETA) && text.contains("91330206MA2H123450"), "{text}");
         let shot = dir.join("portfolio.png");
         browser.screenshot(&shot);
         keep_screenshot(&shot, "portfolio.png");

@@ -365,10 +365,10 @@ impl WebClient {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         if let Some(body) = body {
-            request.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            }
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         request.push_str("\r\n");
         request.push_str(body.unwrap_or_default());

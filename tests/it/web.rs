@@ -374,6 +374,26 @@ async fn the_lenders_portfolio_follows_batch_get_scores_and_is_an_inquiry() {
     assert_eq!(csv.body.lines().count(), 3);
     assert_eq!(web.post("/portfolio", &[("csrf", "x"), ("usccs", ACME)]).await.status, 403);
 
+    // The page's own form is multipart, with an uploaded file of USCCs.
+    let body = format!(
+        "--b0und\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --b0und\r\nContent-Disposition: form-data; name=\"usccs\"\r\n\r\n\r\n\
+         --b0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"book.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\n{BETA}\n{unknown}\n\r\n\
+         --b0und\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nLA-8\r\n--b0und--\r\n"
+    );
+    let origin = format!("http://{}", server.http.unwrap());
+    let r = web
+        .request(
+            "POST",
+            "/portfolio",
+            &[("Origin", &origin), ("Content-Type", "multipart/form-data; boundary=b0und")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(BETA) && r.body.contains(&unknown) && !r.body.contains(&format!(">{ACME}<")));
+
     let mut admin = server.admin().await;
     let inquiries = admin
         .scores

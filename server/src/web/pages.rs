@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -940,7 +941,7 @@ pub async fn portfolio_form(State(st): State<WebState>, headers: HeaderMap) -> R
     Ok(render(&page))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct PortfolioForm {
     csrf: String,
@@ -950,12 +951,39 @@ pub struct PortfolioForm {
 }
 
 /// A portfolio: the same rules as `BatchGetScores` (the door's
-/// `batch_scores`, an inquiry with the given purpose).
-pub async fn portfolio(
-    State(st): State<WebState>,
-    headers: HeaderMap,
-    Form(form): Form<PortfolioForm>,
-) -> Result<Response> {
+/// `batch_scores`, an inquiry with the given purpose). The form is
+/// `multipart/form-data` so that a list can be uploaded as a file (field
+/// `file`, added to the pasted `usccs`); `application/x-www-form-urlencoded`
+/// is taken too.
+pub async fn portfolio(State(st): State<WebState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let form = if content_type.starts_with("multipart/form-data") {
+        let mut form = PortfolioForm::default();
+        for (name, value) in multipart_fields(content_type, &body)? {
+            match name.as_str() {
+                "csrf" => form.csrf = value,
+                "usccs" | "file" => {
+                    form.usccs.push('\n');
+                    form.usccs.push_str(&value);
+                }
+                "purpose" => form.purpose = value,
+                "format" => form.format = value,
+                _ => {}
+            }
+        }
+        form
+    } else {
+        // A POST: for other methods `Form` reads the query string.
+        let request = axum::http::Request::builder()
+            .method(axum::http::Method::POST)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(body))
+            .map_err(|e| Error::InvalidArgument(format!("form: {e}")))?;
+        let Form(form) = Form::<PortfolioForm>::from_request(request, &())
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("form: {}", e.body_text())))?;
+        form
+    };
     let signed = require_signed_in(&st, &headers)?;
     check_csrf(&headers, &signed, &form.csrf)?;
     let mut valid = Vec::new();
@@ -982,7 +1010,7 @@ pub async fn portfolio(
     }
     let page = PortfolioPage {
         me: me(&Some(signed)),
-        usccs: form.usccs.clone(),
+        usccs: form.usccs.trim().to_owned(),
         purpose: purpose.to_owned(),
         rows,
         not_found: answer.not_found.iter().map(ToString::to_string).collect(),
@@ -990,6 +1018,38 @@ pub async fn portfolio(
         asked: true,
     };
     Ok(render(&page))
+}
+
+/// The fields of a `multipart/form-data` body, `(name, text)` per part (a
+/// file's content as text: portfolios are lists of USCCs). Bounded by the
+/// router's body limit.
+fn multipart_fields(content_type: &str, body: &[u8]) -> Result<Vec<(String, String)>> {
+    let bad = |what: &str| Error::InvalidArgument(format!("multipart form: {what}"));
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| bad("no boundary"))?;
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            return Ok(fields);
+        }
+        let part = part.strip_prefix("\r\n").unwrap_or(part);
+        let (head, content) = part.split_once("\r\n\r\n").ok_or_else(|| bad("a part without headers"))?;
+        let name = head
+            .split("\r\n")
+            .filter(|line| line.to_ascii_lowercase().starts_with("content-disposition:"))
+            .flat_map(|line| line.split(';'))
+            .find_map(|p| p.trim().strip_prefix("name="))
+            .map(|n| n.trim_matches('"').to_owned())
+            .ok_or_else(|| bad("a part without a name"))?;
+        fields.push((name, content.strip_suffix("\r\n").unwrap_or(content).to_owned()));
+    }
+    Err(bad("no closing boundary"))
 }
 
 // ---- the rest ------------------------------------------------------------------
@@ -1024,4 +1084,25 @@ pub async fn not_found() -> Response {
         labels::status_title(StatusCode::NOT_FOUND),
         "no such page; an enterprise's page is /e/<USCC>",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_fields_are_read_with_files_as_text() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"l.txt\"\r\n\
+                    Content-Type: text/plain\r\n\r\nA\nB\r\n--XyZ--\r\n";
+        let fields = multipart_fields("multipart/form-data; boundary=XyZ", body.as_bytes()).unwrap();
+        assert_eq!(fields, vec![("csrf".into(), "tok".into()), ("file".into(), "A\nB".into())]);
+        for bad in ["", "--XyZ\r\nno headers", "--XyZ\r\nX: y\r\n\r\nv\r\n"] {
+            assert!(
+                multipart_fields("multipart/form-data; boundary=XyZ", bad.as_bytes()).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(multipart_fields("multipart/form-data", b"").is_err());
+    }
 }
