@@ -64,6 +64,7 @@ async fn the_public_page_shows_the_code_reasons_qr_history_and_proofs_escaped() 
     assert!(body.contains("有效期至"));
     // QR, chart with the grade bands, verification panel.
     assert!(body.contains(r#"<svg class="qr""#));
+    assert!(body.contains("已对照当前签名检查点验证"), "the page verified its own QR code");
     assert!(body.contains(r#"<svg class="chart""#) && body.contains("诚信 trustworthy ≥90"));
     assert!(body.contains("Noto Sans CJK SC"), "the chart names CJK fonts");
     assert!(body.contains("ecocode proof verify proof.json --public-key"));
@@ -93,6 +94,7 @@ async fn json_is_the_page_data_and_its_qr_text_verifies_offline() {
     assert!(line["proof"]["hashes"].is_array());
     assert!(json["history"].as_array().unwrap().len() >= 2, "the two records changed the score");
 
+    assert_eq!(json["attestation"]["check"]["status"], "current", "the page checks its own QR code");
     let qr_text = json["attestation"]["qr_text"].as_str().unwrap();
     assert!(qr_text.starts_with(&format!("http://{}/e/{ACME}?att=", server.http.unwrap())));
     let note = tlog::attestation::note_from_qr_text(qr_text).unwrap();

@@ -290,6 +290,9 @@ async fn page_data(
         Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text)?),
         None => None,
     };
+    // The page checks its own QR code the way it checks a scanned one.
+    let qr_text = tlog::attestation::qr_text(&page_url, &note);
+    let own = check_scanned(st, reader, score, &verifier_key, &qr_text)?;
     let data = PageData {
         uscc: uscc.to_string(),
         name: score.enterprise.name.clone(),
@@ -327,11 +330,7 @@ async fn page_data(
             root: B64.encode(checkpoint.root),
             note: checkpoint.note.clone(),
         },
-        attestation: AttestationData {
-            qr_text: tlog::attestation::qr_text(&page_url, &note),
-            note,
-            tree_size: score.tree_size,
-        },
+        attestation: AttestationData { qr_text, note, tree_size: score.tree_size, check: own },
         verifier_key,
         scanned,
     };

@@ -121,6 +121,9 @@ pub struct AttestationData {
     /// What the QR code encodes: the page URL with the note as `?att=`.
     pub qr_text: String,
     pub tree_size: u64,
+    /// The page's check of its own QR code against the current signed
+    /// checkpoint (as for a scanned one).
+    pub check: ScannedCheck,
 }
 
 /// What a scanned attestation turned out to be.
