@@ -141,6 +141,13 @@ impl Browser {
         self.answer(id, method)
     }
 
+    /// Drops the events already received (commands are answered one at a
+    /// time, so nothing else is pending): the next `load` awaited is the
+    /// one the coming action causes.
+    fn forget_events(&self) {
+        while self.messages.try_recv().is_ok() {}
+    }
+
     /// Waits for the page's next `load` event (events queue in order, so
     /// none is missed between the action and this call).
     fn wait_load(&self) {
@@ -152,6 +159,7 @@ impl Browser {
     }
 
     fn open(&mut self, url: &str) {
+        self.forget_events();
         self.call("Page.navigate", json!({"url": url}));
         self.wait_load();
     }
@@ -172,6 +180,7 @@ impl Browser {
 
     /// Clicks a button and waits for the page that answers.
     fn click_and_wait(&mut self, selector: &str) {
+        self.forget_events();
         let found = self.eval(&format!(
             "(() => {{ const b = document.querySelector({}); if (!b) return false; b.click(); return true; }})()",
             json!(selector)
