@@ -22,7 +22,7 @@ BANK=$(ecocode principal add --data "$data" --name bank-a --role lender | tail -
 ACME=$(ecocode principal add --data "$data" --name acme --role enterprise --scope 91330206739237858W | tail -1)
 
 # The binary itself, not the shell function, so $! is the server's pid.
-target/debug/ecocode serve --data "$data" --listen 127.0.0.1:0 --hj212-listen 127.0.0.1:0 > "$work/server.out" 2> "$work/server.log" &
+target/debug/ecocode serve --data "$data" --listen 127.0.0.1:0 --hj212-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 > "$work/server.out" 2> "$work/server.log" &
 server_pid=$!
 # Wait (bounded) until the server says where it listens.
 timeout 120 bash -c 'until grep -q "ecocode listening on" "$1"; do sleep 0.1; done' _ "$work/server.log" \
@@ -30,6 +30,8 @@ timeout 120 bash -c 'until grep -q "ecocode listening on" "$1"; do sleep 0.1; do
 addr=$(sed -n 's/^ecocode listening on \([^ ]*\).*/\1/p' "$work/server.log")
 export ECOCODE_SERVER="http://$addr"
 echo "server at $ECOCODE_SERVER"
+web=$(sed -n 's|^web page on \(http://[^/]*\)/e/<USCC>$|\1|p' "$work/server.log")
+echo "web page at $web"
 
 export ECOCODE_TOKEN=$EPB
 ecocode register --uscc 91330206739237858W --name "Ningbo Acme Dyeing Co." --region 330206 --industry C1713
@@ -56,6 +58,12 @@ echo '{"source":"acme","source_record_id":"D-1","uscc":"91330206739237858W","kin
 ecocode append "$work/dispute.jsonl"
 expect '"disputed":true' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 expect 'bank-a .*LA-2026-001' ecocode inquiries   # the bank's read, with its purpose
+
+# The web page: anyone reads the code, its reasons and proofs (README "The 环保码 page").
+expect 'Ningbo Acme Dyeing Co.' curl -fsS "$web/e/91330206739237858W"
+expect '"uscc":"91330206739237858W"' curl -fsS "$web/e/91330206739237858W?format=json"
+curl -fsS -o "$work/web.note" "$web/e/91330206739237858W/attestation.txt"
+ecocode attest verify "$work/web.note" --public-key "$(ecocode key show --data "$data")"
 
 export ECOCODE_TOKEN=$EPB
 ecocode enterprise history --uscc 91330206739237858W

@@ -226,6 +226,19 @@ impl Model {
         }
     }
 
+    /// The records with a dispute open at `(at, tree_size)`, ascending: the
+    /// per-record view of [`Evaluation::disputed`], for pages that mark each
+    /// reason.
+    pub fn open_disputes(&self, entries: &[LedgerRecord], at: Timestamp, tree_size: u64) -> Vec<Seq> {
+        let effects = effects(&self.inner, entries, at, tree_size);
+        entries
+            .iter()
+            .zip(&effects)
+            .filter(|(_, e)| e.last_dispute.is_some_and(|(_, _, open)| open))
+            .map(|(entry, _)| entry.seq)
+            .collect()
+    }
+
     /// The grade of `points` under this model's thresholds; a veto forces
     /// POOR whatever the points.
     pub fn grade(&self, points: i32, veto: bool) -> Grade {

@@ -7,7 +7,7 @@
 //!
 //! Shutdown order, which keeps every acknowledged record in the final
 //! checkpoint:
-//! 1. every input stops accepting (gRPC, the HJ 212 gateway) and watch
+//! 1. every input stops accepting (gRPC, the HJ 212 gateway, the web page) and watch
 //!    streams end with `UNAVAILABLE`;
 //! 2. in-flight calls and the gateway's connections and day closes finish,
 //!    and `run` waits for all of them; gRPC calls still running after the
@@ -41,6 +41,7 @@ use crate::metrics::{Metrics, MetricsSource};
 use crate::principals::PrincipalStore;
 use crate::service::Service;
 use crate::transport::{self, TransportConfig};
+use crate::web::WebConfig;
 
 /// Everything the service is started with.
 pub struct Config {
@@ -62,6 +63,10 @@ pub struct Config {
     /// At most this many enterprises' current scores are kept in memory
     /// between reads (see `service/current.rs`); more are recomputed.
     pub score_view_capacity: usize,
+    /// Where the web page (`GET /e/{USCC}`, ...) is served; `None`: nowhere.
+    pub http_listen: Option<SocketAddr>,
+    /// The web listener's limits.
+    pub web: WebConfig,
 }
 
 /// [`Config::score_view_capacity`] by default: a province's enterprises,
@@ -77,13 +82,15 @@ impl std::fmt::Debug for Config {
             .field("hj212_listen", &self.hj212_listen)
             .field("transport", &self.transport)
             .field("metrics_listen", &self.metrics_listen)
+            .field("http_listen", &self.http_listen)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
-    /// The defaults of `ecocode serve`: data in `data_dir`, gRPC on
-    /// 127.0.0.1:50051, the built-in model, the wall clock, no gateway.
+    /// The defaults of the library: data in `data_dir`, gRPC on
+    /// 127.0.0.1:50051, the built-in model, the wall clock, no gateway, no
+    /// web page (`ecocode serve` turns it on at 127.0.0.1:8080).
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             ledger: LedgerConfig::new(data_dir),
@@ -95,6 +102,8 @@ impl Config {
             transport: TransportConfig::default(),
             metrics_listen: None,
             score_view_capacity: DEFAULT_SCORE_VIEW_CAPACITY,
+            http_listen: None,
+            web: WebConfig::default(),
         }
     }
 }
@@ -110,6 +119,7 @@ pub struct App {
     gateway: Option<(TcpListener, SocketAddr, Gateway<LedgerSink>)>,
     metrics: Arc<Metrics>,
     metrics_listener: Option<(TcpListener, SocketAddr)>,
+    web: Option<(TcpListener, SocketAddr, WebConfig)>,
 }
 
 impl std::fmt::Debug for App {
@@ -163,6 +173,14 @@ impl App {
                 Some((listener, addr))
             }
         };
+        let web = match config.http_listen {
+            None => None,
+            Some(addr) => {
+                let listener = bind(addr, "--http-listen").await?;
+                let addr = local_addr(&listener)?;
+                Some((listener, addr, config.web))
+            }
+        };
         // The stores created their files; make them the service user's alone.
         crate::private::restrict_tree(&data_dir)?;
         Ok(App {
@@ -175,12 +193,18 @@ impl App {
             gateway,
             metrics: Arc::new(Metrics::default()),
             metrics_listener,
+            web,
         })
     }
 
     /// Where `GET /metrics` is served, when it is.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// Where the web page is served, when it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|(_, addr, _)| *addr)
     }
 
     /// Whether gRPC is served over TLS.
@@ -216,8 +240,18 @@ impl App {
     /// Serves every input until `shutdown` resolves, then shuts down in the
     /// order of the module documentation.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        let App { service, principals, grpc, grpc_addr, transport, tls, gateway, metrics, metrics_listener } =
-            self;
+        let App {
+            service,
+            principals,
+            grpc,
+            grpc_addr,
+            transport,
+            tls,
+            gateway,
+            metrics,
+            metrics_listener,
+            web,
+        } = self;
         let data_dir = service.ledger().dir().to_path_buf();
         let (stop, stopped) = watch::channel(false);
         let signal = async move {
@@ -228,6 +262,31 @@ impl App {
         let reloads = {
             let (principals, stopped) = (principals.clone(), until_stopped(stopped.clone()));
             async move { principals.keep_fresh(stopped).await }
+        };
+        let web = {
+            let (service, principals, drain) = (service.clone(), principals.clone(), transport.drain_timeout);
+            let stopping = until_stopped(stopped.clone());
+            let drained = until_stopped(stopped.clone());
+            async move {
+                let Some((listener, addr, config)) = web else { return };
+                tracing::info!(%addr, "serving the web page on http://{addr}/e/<USCC>");
+                if transport::plaintext_is_exposed(addr) {
+                    tracing::warn!(
+                        %addr,
+                        "serving the web page in plaintext on a non-loopback address: sign-in tokens and \
+                         session cookies cross the network unencrypted; put a TLS-terminating proxy in front"
+                    );
+                }
+                let router = crate::web::router(service, principals, addr, &config);
+                // In-flight requests finish; a client still holding a
+                // connection two drain times after the stop is cut off.
+                tokio::select! {
+                    () = crate::web::serve(listener, router, stopping) => {}
+                    () = async { drained.await; tokio::time::sleep(2 * drain).await } => {
+                        tracing::warn!("closing the web connections still open after the drain");
+                    }
+                }
+            }
         };
         let (routes, health) = crate::grpc::routes(service.clone(), principals, &transport).await?;
         let writability = watch_writable(service.clone(), health, until_stopped(stopped.clone()));
@@ -320,8 +379,17 @@ impl App {
         };
         let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
         let view = keep_view_current(service.clone(), until_stopped(stopped.clone()));
-        let ((), (), (), (), (), grpc, gateway, ()) =
-            tokio::join!(signal, reloads, checkpoints, view, writability, grpc, gateway, metrics_endpoint);
+        let ((), (), (), (), (), grpc, gateway, (), ()) = tokio::join!(
+            signal,
+            reloads,
+            checkpoints,
+            view,
+            writability,
+            grpc,
+            gateway,
+            metrics_endpoint,
+            web
+        );
         tracing::info!("every input stopped; closing the ledger");
         let closed = service.ledger().close().await;
         drop(service);

@@ -189,9 +189,11 @@ pub fn may_append_for(p: &Principal, e: &Enterprise) -> Result<()> {
     }
 }
 
+/// Scores are read by admins and lenders, regulators in scope and the
+/// enterprise itself; and, by the public policy below, by the public.
 pub fn may_read_score(p: &Principal, e: &Enterprise) -> Result<()> {
     match &p.role {
-        Role::Admin | Role::Lender => Ok(()),
+        Role::Admin | Role::Lender | Role::Public => Ok(()),
         Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
         Role::Enterprise { uscc } if *uscc == e.uscc.as_str() => Ok(()),
         _ => Err(denied(p, &format!("read the score of {}", e.uscc))),
@@ -202,7 +204,7 @@ pub fn may_read_score(p: &Principal, e: &Enterprise) -> Result<()> {
 /// may learn that it is not (lenders, admins and regulators may).
 pub fn may_read_scores_at_all(p: &Principal, uscc: &str) -> Result<()> {
     match &p.role {
-        Role::Admin | Role::Lender | Role::Regulator { .. } => Ok(()),
+        Role::Admin | Role::Lender | Role::Regulator { .. } | Role::Public => Ok(()),
         Role::Enterprise { uscc: own } if own == uscc => Ok(()),
         _ => Err(denied(p, &format!("read the score of {uscc}"))),
     }
@@ -228,7 +230,9 @@ pub fn list_scope(p: &Principal, requested: &str) -> Result<String> {
 
 pub fn may_read_ledger(p: &Principal) -> Result<()> {
     match &p.role {
-        Role::Admin | Role::Regulator { .. } | Role::Lender | Role::Enterprise { .. } => Ok(()),
+        Role::Admin | Role::Regulator { .. } | Role::Lender | Role::Enterprise { .. } | Role::Public => {
+            Ok(())
+        }
         Role::Source { .. } => Err(denied(p, "read the ledger")),
     }
 }
@@ -238,9 +242,95 @@ pub fn may_read_ledger(p: &Principal) -> Result<()> {
 pub fn may_read_entry(p: &Principal, subject: &[u8], seq: u64) -> Result<()> {
     may_read_ledger(p)?;
     match &p.role {
+        Role::Public => {
+            Err(denied(p, &format!("read entry {seq}; the public reads only the records behind a code")))
+        }
         Role::Enterprise { uscc } if uscc.as_bytes() != subject => {
             Err(denied(p, &format!("read entry {seq}, which is not about {uscc}")))
         }
         _ => Ok(()),
+    }
+}
+
+// ---- the public policy ---------------------------------------------------------
+//
+// What anyone may see, without a token (the web page of an enterprise, its
+// QR code's attestation): the one place this is decided.
+//
+// * Registration details (name, USCC, region, industry), the code, grade,
+//   points, model version and evaluation time: public, as 环保信用评价结果
+//   are published.
+// * The reasons: the scored records behind the code (administrative
+//   penalties, inspection findings, ...), with their description, date,
+//   points and expiry, their entries and inclusion proofs: public, as
+//   administrative penalties are in China; and whether a reason is disputed
+//   or has a rectification pending.
+// * Checkpoints, tree heads and proofs: public (they reveal no content).
+// * Not public: the workflow filings themselves (an enterprise's dispute
+//   and rectification texts and evidence references), any other ledger
+//   entry (monitoring points, outages), and the inquiry log, never.
+//   Public reads are never inquiries (see `Service::inquire`).
+
+/// Whether `p` may see a record of this kind of enterprise `e` (on its page
+/// and as a ledger entry with its proof). `class` is the kind's class under
+/// the model; `None` for kinds the model does not know.
+pub fn may_see_record(p: &Principal, e: &Enterprise, class: Option<KindClass>) -> Result<()> {
+    may_read_score(p, e)?;
+    match (&p.role, class) {
+        (Role::Public | Role::Lender, Some(KindClass::Scored { .. })) => Ok(()),
+        (Role::Public | Role::Lender, _) => Err(denied(
+            p,
+            &format!("see the workflow filings of {}; only its scored records are public", e.uscc),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enterprise() -> Enterprise {
+        Enterprise::new("91330421739237858X", "Acme", "330421", "C2614").unwrap()
+    }
+
+    fn scored() -> Option<KindClass> {
+        Some(KindClass::Scored { veto: false, bonus: false })
+    }
+
+    #[test]
+    fn the_public_reads_codes_reasons_and_proofs() {
+        let public = Principal::public();
+        let e = enterprise();
+        assert!(may_read_score(&public, &e).is_ok());
+        assert!(may_read_scores_at_all(&public, "91330421739237858X").is_ok());
+        assert!(may_read_ledger(&public).is_ok());
+        assert!(may_see_record(&public, &e, scored()).is_ok());
+    }
+
+    #[test]
+    fn the_public_sees_no_filings_no_raw_entries_no_lists_and_writes_nothing() {
+        let public = Principal::public();
+        let e = enterprise();
+        let dispute = KindClass::Workflow(WorkflowKind::DisputeOpened);
+        let workflow = Some(dispute);
+        assert!(may_see_record(&public, &e, workflow).is_err());
+        assert!(may_see_record(&public, &e, None).is_err());
+        assert!(may_read_entry(&public, b"91330421739237858X", 3).is_err());
+        assert!(list_scope(&public, "").is_err());
+        assert!(may_register(&public, &e).is_err());
+        assert!(may_append_for(&public, &e).is_err());
+        assert!(may_append_kind(&public, "dispute.opened", dispute, "public").is_err());
+    }
+
+    #[test]
+    fn the_enterprise_sees_its_own_filings_only() {
+        let own =
+            Principal { name: "acme".into(), role: Role::Enterprise { uscc: "91330421739237858X".into() } };
+        let other =
+            Principal { name: "beta".into(), role: Role::Enterprise { uscc: "11330206MB1593493A".into() } };
+        let workflow = Some(KindClass::Workflow(WorkflowKind::RectificationSubmitted));
+        assert!(may_see_record(&own, &enterprise(), workflow).is_ok());
+        assert!(may_see_record(&other, &enterprise(), scored()).is_err());
     }
 }

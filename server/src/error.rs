@@ -71,6 +71,55 @@ impl Error {
     }
 }
 
+/// The HTTP status of a gRPC code, for the web page: the second column of
+/// the one status table (each error's code is decided by [`Error::code`]
+/// alone). Exhaustive on purpose.
+pub fn http_status(code: Code) -> http::StatusCode {
+    use http::StatusCode as S;
+    match code {
+        Code::Ok => S::OK,
+        Code::InvalidArgument | Code::OutOfRange => S::BAD_REQUEST,
+        Code::Unauthenticated => S::UNAUTHORIZED,
+        Code::PermissionDenied => S::FORBIDDEN,
+        Code::NotFound => S::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => S::CONFLICT,
+        Code::FailedPrecondition => S::UNPROCESSABLE_ENTITY,
+        Code::ResourceExhausted => S::TOO_MANY_REQUESTS,
+        Code::Cancelled => S::REQUEST_TIMEOUT,
+        Code::DeadlineExceeded => S::GATEWAY_TIMEOUT,
+        Code::Unavailable => S::SERVICE_UNAVAILABLE,
+        Code::Unimplemented => S::NOT_IMPLEMENTED,
+        Code::Unknown | Code::Internal | Code::DataLoss => S::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl Error {
+    /// The HTTP status of this error ([`Error::code`], then [`http_status`]).
+    pub fn http_status(&self) -> http::StatusCode {
+        http_status(self.code())
+    }
+
+    /// What the caller is told (a gRPC status message, a web error page):
+    /// internal details go to the log, not to the caller, and no message
+    /// grows with what the caller sent.
+    pub fn public_message(&self) -> String {
+        let code = self.code();
+        if code == Code::Internal {
+            tracing::error!(error = %self, "internal error");
+            return "internal error; the operator can find details in the server log".into();
+        }
+        if code == Code::DataLoss {
+            tracing::error!(error = %self, "stored data failed verification");
+        }
+        let message = self.to_string();
+        if message.chars().count() > MAX_STATUS_MESSAGE_CHARS {
+            let cut: String = message.chars().take(MAX_STATUS_MESSAGE_CHARS).collect();
+            return format!("{cut}... (cut)");
+        }
+        message
+    }
+}
+
 /// Longest status message sent. Messages quote inputs only through
 /// [`scoring::quoted`]; this is the net below that rule, so no answer can
 /// grow with what the caller sent.
@@ -78,21 +127,7 @@ const MAX_STATUS_MESSAGE_CHARS: usize = 1024;
 
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        let code = err.code();
-        if code == Code::Internal {
-            // Internal details go to the log, not to the caller.
-            tracing::error!(error = %err, "internal error");
-            return Status::new(code, "internal error; the operator can find details in the server log");
-        }
-        if code == Code::DataLoss {
-            tracing::error!(error = %err, "stored data failed verification");
-        }
-        let message = err.to_string();
-        if message.chars().count() > MAX_STATUS_MESSAGE_CHARS {
-            let cut: String = message.chars().take(MAX_STATUS_MESSAGE_CHARS).collect();
-            return Status::new(code, format!("{cut}... (cut)"));
-        }
-        Status::new(code, message)
+        Status::new(err.code(), err.public_message())
     }
 }
 
@@ -140,6 +175,36 @@ mod tests {
             "inquiry log corrupt",
         );
         check(inquiries::Error::Storage("disk".into()).into(), Code::Internal, "server log");
+    }
+
+    #[test]
+    fn every_arm_of_the_http_column() {
+        use http::StatusCode as S;
+        let table = [
+            (Code::Ok, S::OK),
+            (Code::InvalidArgument, S::BAD_REQUEST),
+            (Code::OutOfRange, S::BAD_REQUEST),
+            (Code::Unauthenticated, S::UNAUTHORIZED),
+            (Code::PermissionDenied, S::FORBIDDEN),
+            (Code::NotFound, S::NOT_FOUND),
+            (Code::AlreadyExists, S::CONFLICT),
+            (Code::Aborted, S::CONFLICT),
+            (Code::FailedPrecondition, S::UNPROCESSABLE_ENTITY),
+            (Code::ResourceExhausted, S::TOO_MANY_REQUESTS),
+            (Code::Cancelled, S::REQUEST_TIMEOUT),
+            (Code::DeadlineExceeded, S::GATEWAY_TIMEOUT),
+            (Code::Unavailable, S::SERVICE_UNAVAILABLE),
+            (Code::Unimplemented, S::NOT_IMPLEMENTED),
+            (Code::Unknown, S::INTERNAL_SERVER_ERROR),
+            (Code::Internal, S::INTERNAL_SERVER_ERROR),
+            (Code::DataLoss, S::INTERNAL_SERVER_ERROR),
+        ];
+        for (code, status) in table {
+            assert_eq!(http_status(code), status, "{code:?}");
+        }
+        assert_eq!(Error::NotFound("x".into()).http_status(), S::NOT_FOUND);
+        assert!(!Error::Internal("/secret".into()).public_message().contains("/secret"));
+        assert_eq!(Error::NotFound("no such".into()).public_message(), "no such");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   guard around every call (limits, idle streams, drain, status fixes);
 //!   [`metrics`]: what is counted and `GET /metrics`; [`private`]: the data
 //!   directory's permissions.
+//! * [`web`]: the 环保码 web page (HTTP on `--http-listen`), a transport like
+//!   gRPC that calls only the door.
 //!
 //! This is the only crate that knows gRPC and the generated protobuf types.
 //! The contract is `docs/api.md`.
@@ -34,6 +36,7 @@ pub mod private;
 pub mod service;
 pub mod transport;
 pub mod views;
+pub mod web;
 
 pub use app::{App, Config, DEFAULT_SCORE_VIEW_CAPACITY};
 pub use clock::{Clock, ManualClock, SystemClock};

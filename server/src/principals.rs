@@ -44,6 +44,11 @@ pub enum Role {
     Source {
         source: String,
     },
+    /// Anyone, unauthenticated: a visitor of the web page (a citizen who
+    /// scanned a code). Never stored, never given a token; it reads only
+    /// what the public policy in `auth.rs` allows, and its reads are
+    /// never inquiries.
+    Public,
 }
 
 impl Role {
@@ -54,6 +59,7 @@ impl Role {
             Role::Lender => "lender",
             Role::Enterprise { .. } => "enterprise",
             Role::Source { .. } => "source",
+            Role::Public => "public",
         }
     }
 
@@ -102,7 +108,7 @@ impl Role {
 
     pub fn scope(&self) -> Option<&str> {
         match self {
-            Role::Admin | Role::Lender => None,
+            Role::Admin | Role::Lender | Role::Public => None,
             Role::Regulator { region_prefix } => Some(region_prefix),
             Role::Enterprise { uscc } => Some(uscc),
             Role::Source { source } => Some(source),
@@ -118,6 +124,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The unauthenticated visitor of the web page.
+    pub fn public() -> Principal {
+        Principal { name: "public".into(), role: Role::Public }
+    }
+
     /// The `source` value this principal writes records under: a source
     /// system's bound name, otherwise the principal's own name. Sources are
     /// one namespace, so no writer can claim another's `source_record_id`s.
@@ -187,6 +198,9 @@ impl PrincipalStore {
     /// The name, and the source the principal writes as, must be new (a
     /// revoked principal keeps both).
     pub fn add(&self, name: &str, role: Role) -> Result<String> {
+        if role == Role::Public {
+            return Err(Error::InvalidArgument("the public role has no token; anyone reads as it".into()));
+        }
         if name.is_empty()
             || name.len() > 64
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))

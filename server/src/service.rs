@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::principals::{Principal, Role};
 use crate::views::GatewayFigures;
-pub use crate::views::{BatchScores, CodeChange, ScorePage, ScoreView};
+pub use crate::views::{BatchScores, CodeChange, PageView, ScorePage, ScoreView};
 
 mod current;
 mod watch;
@@ -658,6 +658,72 @@ impl Service {
         let note = self.ledger.sign_note(&statement.body())?;
         self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
         Ok((view, note))
+    }
+
+    /// What the web page of `uscc` shows: the current score, the records
+    /// behind it as far as `who` may see them ([`auth::may_see_record`]),
+    /// the open disputes, and whether credit repair may be granted for each
+    /// reason. A lender's or regulator's read is an inquiry, as `GetScore`.
+    pub async fn page(self: &Arc<Self>, who: &Principal, purpose: &str, uscc: &Uscc) -> Result<PageView> {
+        let score = self.read_score(who, uscc, None, 0).await?;
+        let (service, reader) = (self.clone(), who.clone());
+        let page = blocking(move || {
+            let all = service.records_of(score.enterprise.uscc.as_str())?;
+            let at = score.evaluation.as_of;
+            let open_disputes = service.model.open_disputes(&all, at, score.tree_size);
+            let repair = score
+                .evaluation
+                .reasons
+                .iter()
+                // Record lines have an expiry; caps and the clamp do not.
+                .filter(|r| r.expires_at.is_some())
+                .map(|r| {
+                    let step = Record {
+                        source: reader.writes_as().to_owned(),
+                        source_record_id: String::new(),
+                        uscc: score.enterprise.uscc.clone(),
+                        kind: scoring::WorkflowKind::RepairGranted.name().to_owned(),
+                        occurred_at: at,
+                        amount_yuan: 0,
+                        refers_to: Some(r.seq),
+                        description: String::new(),
+                        attributes: Default::default(),
+                    };
+                    (r.seq, service.model.check_workflow(&step, &all).map_err(|e| e.message))
+                })
+                .collect();
+            let records = all
+                .into_iter()
+                .filter(|r| {
+                    let class = service.model.kind_class(&r.record.kind);
+                    auth::may_see_record(&reader, &score.enterprise, class).is_ok()
+                })
+                .collect();
+            Ok(PageView { score, records, open_disputes, repair })
+        })
+        .await?;
+        self.inquire(who, purpose, "GetScore", &[&page.score.enterprise]).await?;
+        Ok(page)
+    }
+
+    /// Entry `seq`, a record of `uscc`, if `who` may see that record: what
+    /// the page's proofs are built from (the public reads the entries of
+    /// scored records, nothing else; see [`auth::may_see_record`]).
+    pub fn record_entry(&self, who: &Principal, uscc: &Uscc, seq: u64) -> Result<Entry> {
+        let enterprise = self.enterprise(who, uscc)?;
+        let entry = self.ledger.entry(seq)?;
+        let class = match Event::decode(&entry)? {
+            Event::Record(record) if record.uscc == *uscc => self.model.kind_class(&record.kind),
+            _ => return Err(Error::NotFound(format!("entry {seq} is not a record of {uscc}"))),
+        };
+        auth::may_see_record(who, &enterprise, class)?;
+        Ok(entry)
+    }
+
+    /// The verifier key of checkpoints and attestations, as `ecocode key
+    /// show` prints it: public by nature.
+    pub fn verifier_key(&self) -> String {
+        self.ledger.verifier_key()
     }
 
     // ---- the inquiry log --------------------------------------------------

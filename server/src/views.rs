@@ -2,7 +2,7 @@
 //! behind them, pages of them, and the colour changes watchers see.
 
 use ledger::Hash;
-use scoring::{Code, Enterprise, Evaluation, Uscc};
+use scoring::{Code, Enterprise, Evaluation, LedgerRecord, Seq, Uscc};
 
 /// A score with the enterprise and the ledger prefix behind it.
 #[derive(Clone, Debug)]
@@ -44,4 +44,20 @@ pub struct GatewayFigures {
     /// region, since they cover every region.
     pub totals: Option<hj212::GatewayCounts>,
     pub devices: std::collections::BTreeMap<String, hj212::DeviceFigures>,
+}
+
+/// What an enterprise's web page shows, as far as the reader may see it
+/// (the public policy is in [`crate::auth`]).
+#[derive(Clone, Debug)]
+pub struct PageView {
+    pub score: ScoreView,
+    /// The records the reader may see, ascending by seq: for the public
+    /// and lenders the scored records only; for the enterprise itself,
+    /// regulators and admins also the workflow filings.
+    pub records: Vec<LedgerRecord>,
+    /// Records with a dispute open now.
+    pub open_disputes: Vec<Seq>,
+    /// For each reason with a record: whether credit repair may be granted
+    /// now, or the model's words for why not (and from when it may).
+    pub repair: Vec<(Seq, Result<(), String>)>,
 }

@@ -228,3 +228,40 @@ fn no_import_circles_inside_the_service_or_the_cli() {
     assert_acyclic("server", &module_graph("server"));
     assert_acyclic("cli", &module_graph("server/cli"));
 }
+
+/// The web page is a transport like gRPC: its handlers reach data only
+/// through the door (`Service` methods), never the stores or the
+/// directory behind it, and build no HTML by string concatenation (the
+/// templates in `server/templates/` escape every value).
+#[test]
+fn the_web_page_reaches_data_only_through_the_door() {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src/web");
+    let forbidden = [
+        ".ledger()",
+        "crate::directory",
+        "crate::events",
+        "crate::grpc",
+        "ledger::Ledger",
+        "inquiries::",
+        "may_read",
+        "may_append",
+        "may_see_record",
+        "format!(\"<",
+        "push_str(\"<",
+    ];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&web).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for f in forbidden {
+            assert!(!text.contains(f), "{} uses {f:?}; go through the Service door", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "the web module's files were found");
+    let edges = module_graph("server");
+    let allowed: BTreeSet<String> =
+        ["auth", "error", "principals", "service"].into_iter().map(str::to_owned).collect();
+    let used = edges.get("web").cloned().unwrap_or_default();
+    assert!(used.is_subset(&allowed), "the web module may use only {allowed:?}, uses {used:?}");
+}

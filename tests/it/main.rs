@@ -4,6 +4,7 @@
 mod architecture;
 mod attacks;
 mod batch;
+mod browser;
 mod enterprises;
 mod hj212;
 mod import;
@@ -19,3 +20,4 @@ mod scores;
 mod support;
 mod tls;
 mod view;
+mod web;

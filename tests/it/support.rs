@@ -32,6 +32,9 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     /// Where `GET /metrics` is served, when started with `metrics_listen`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where the web page is served, when started with `http_listen`
+    /// ([`TestServer::start_web`]).
+    pub http: Option<std::net::SocketAddr>,
     pub service: Arc<Service>,
     pub principals: Arc<PrincipalStore>,
     pub clock: Arc<ManualClock>,
@@ -71,6 +74,16 @@ impl TestServer {
         Self::build(dir, false, T0, |_| {}).await
     }
 
+    /// Starts with the web page on a free port as well.
+    pub async fn start_web() -> TestServer {
+        Self::start_with(|c| c.http_listen = Some("127.0.0.1:0".parse().unwrap())).await
+    }
+
+    /// The web page's address.
+    pub fn web(&self) -> WebClient {
+        WebClient::new(self.http.expect("started with the web page"))
+    }
+
     /// Starts with the harness's settings changed by `configure` (TLS,
     /// transport limits, metrics).
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestServer {
@@ -101,8 +114,8 @@ impl TestServer {
             Ok(app) => app,
             Err(e) => return Err((e, dir)),
         };
-        let (addr, gateway, metrics, service) =
-            (app.grpc_addr(), app.hj212_addr(), app.metrics_addr(), app.service().clone());
+        let (addr, gateway, metrics, http, service) =
+            (app.grpc_addr(), app.hj212_addr(), app.metrics_addr(), app.http_addr(), app.service().clone());
         let principals = app.principals().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run(async {
@@ -113,6 +126,7 @@ impl TestServer {
             gateway,
             dir,
             metrics,
+            http,
             service,
             principals,
             clock,
@@ -278,4 +292,148 @@ pub fn uscc(body17: &str) -> String {
     }
     let check = ALPHABET[((31 - sum % 31) % 31) as usize] as char;
     format!("{body17}{check}")
+}
+
+// ---- HTTP: a small HTTP/1.1 client that keeps cookies like a browser -------------
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of the first `<input ... name="NAME" value="...">` in the body.
+    pub fn input(&self, name: &str) -> Option<String> {
+        let at = self.body.find(&format!("name=\"{name}\" value=\""))?;
+        let rest = &self.body[at + name.len() + 15..];
+        Some(rest[..rest.find('"')?].to_owned())
+    }
+}
+
+/// A client of the web page holding cookies, as a browser does; requests
+/// carry `Host` and (for forms) the same-site `Origin` a browser sends.
+#[derive(Clone, Debug)]
+pub struct WebClient {
+    pub addr: std::net::SocketAddr,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl WebClient {
+    pub fn new(addr: std::net::SocketAddr) -> WebClient {
+        WebClient { addr, cookies: Default::default() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], None).await
+    }
+
+    /// Posts a form (`application/x-www-form-urlencoded`).
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> HttpResponse {
+        let origin = format!("http://{}", self.addr);
+        self.request("POST", path, &[("Origin", &origin)], Some(&form(fields))).await
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        if !self.cookies.is_empty() {
+            let cookies: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
+        }
+        for (k, v) in extra {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(body) = body {
+            if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            }
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        request.push_str("\r\n");
+        request.push_str(body.unwrap_or_default());
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("web listener accepts");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let response = parse_response(&raw);
+        for cookie in response.set_cookies() {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || cookie.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+        response
+    }
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked =
+        headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest = &rest[line_end + 2 + size + 2..];
+        }
+        body = out;
+    }
+    HttpResponse { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// `application/x-www-form-urlencoded`.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields.iter().map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))).collect::<Vec<_>>().join("&")
+}
+
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

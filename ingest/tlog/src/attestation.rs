@@ -20,6 +20,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -125,6 +126,35 @@ impl Attestation {
     }
 }
 
+/// The query parameter that carries a signed attestation in a QR code's URL.
+pub const QR_PARAM: &str = "att";
+
+/// The text of an enterprise's QR code: its page URL with the whole signed
+/// note (body and signature lines, exactly as signed) appended as
+/// `?att=<base64url without padding>`. Scanning it opens the page, which
+/// checks the attestation; `ecocode attest verify` checks it offline.
+/// `docs/api.md` specifies it.
+pub fn qr_text(page_url: &str, signed_note: &str) -> String {
+    format!("{page_url}?{QR_PARAM}={}", B64URL.encode(signed_note))
+}
+
+/// The signed note inside a QR text written by [`qr_text`] (or inside the
+/// bare value of its `att` parameter).
+pub fn note_from_qr_text(text: &str) -> Result<String> {
+    let text = text.trim();
+    let value = match text.split_once('?') {
+        Some((_, query)) => query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(QR_PARAM).and_then(|v| v.strip_prefix('=')))
+            .ok_or_else(|| Error::Invalid(format!("QR text: no {QR_PARAM}= parameter")))?,
+        None => text,
+    };
+    let bytes = B64URL
+        .decode(value)
+        .map_err(|_| Error::Invalid(format!("QR text: {QR_PARAM} is not base64url without padding")))?;
+    String::from_utf8(bytes).map_err(|_| Error::Invalid("QR text: the attestation is not UTF-8".into()))
+}
+
 /// Checks `signed_note` against the verifier key and returns what it attests.
 pub fn verify(signed_note: &str, key_name: &str, public_key: &[u8; 32]) -> Result<Attestation> {
     let body = note::verify(signed_note, key_name, public_key)?;
@@ -171,6 +201,22 @@ mod tests {
         assert_eq!(verify(&note, "ecocode.test", &public).unwrap(), sample());
         let altered = note.replace("points 87", "points 97");
         assert!(verify(&altered, "ecocode.test", &public).is_err());
+    }
+
+    #[test]
+    fn qr_text_carries_the_signed_note_exactly() {
+        let note = note::sign(&sample().body(), "ecocode.test", &[3; 32]).unwrap();
+        let text = qr_text("http://127.0.0.1:8080/e/91330421739237858X", &note);
+        assert!(text.starts_with("http://127.0.0.1:8080/e/91330421739237858X?att="));
+        assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{text}");
+        assert_eq!(note_from_qr_text(&text).unwrap(), note);
+        let value = text.split_once("att=").unwrap().1;
+        assert_eq!(note_from_qr_text(value).unwrap(), note);
+        let public = note::public_key(&[3; 32]);
+        assert_eq!(verify(&note_from_qr_text(&text).unwrap(), "ecocode.test", &public).unwrap(), sample());
+        for bad in ["http://x/e/1?b=2", "http://x/e/1?att=%%%", "!!"] {
+            assert!(note_from_qr_text(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

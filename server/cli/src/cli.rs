@@ -264,8 +264,24 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on `GET /metrics` at this address (off by default).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the 环保码 web page (`/e/<USCC>`) on this address; `off`: no web page.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_http_listen)]
+    pub http_listen: HttpListen,
     #[command(flatten)]
     pub transport: TransportArgs,
+}
+
+/// `--http-listen`: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpListen(pub Option<SocketAddr>);
+
+fn parse_http_listen(text: &str) -> Result<HttpListen, String> {
+    if text == "off" {
+        return Ok(HttpListen(None));
+    }
+    text.parse()
+        .map(|addr| HttpListen(Some(addr)))
+        .map_err(|_| format!("{text:?} is neither an address like 127.0.0.1:8080 nor `off`"))
 }
 
 /// The HJ 212 gateway's limits; each defaults to `GatewayConfig::default()`
@@ -502,6 +518,8 @@ pub enum AttestCommand {
         out: PathBuf,
     },
     /// Check an attestation file offline against the service's public key.
+    /// The file holds a signed note (`attest get`, the page's download) or
+    /// the text of a scanned QR code (`<page URL>?att=...`).
     Verify {
         file: PathBuf,
         /// The verifier key, as printed by `ecocode key show`.
@@ -532,6 +550,7 @@ pub async fn serve(
     config.hj212_listen = args.hj212_listen;
     config.gateway = args.hj212.apply(config.gateway);
     config.metrics_listen = args.metrics_listen;
+    config.http_listen = args.http_listen.0;
     config.transport = args.transport.config();
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
@@ -552,6 +571,9 @@ pub async fn serve(
     }
     if let Some(addr) = app.metrics_addr() {
         eprintln!("metrics on http://{addr}/metrics");
+    }
+    if let Some(addr) = app.http_addr() {
+        eprintln!("web page on http://{addr}/e/<USCC>");
     }
     let transport = if app.tls() { "TLS" } else { "plaintext" };
     eprintln!("ecocode listening on {} ({transport}, data {})", app.grpc_addr(), args.data.display());
@@ -791,8 +813,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .map(|_| ())
         }
         Command::Attest(AttestCommand::Verify { file, public_key }) => {
-            let note =
+            let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            // A signed note has lines; a QR code's text is one URL.
+            let note = if text.trim().contains('\n') {
+                text
+            } else {
+                tlog::attestation::note_from_qr_text(&text).with_context(|| {
+                    format!("{} is neither a signed note nor a QR code's text", file.display())
+                })?
+            };
             let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
                 .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
             let attestation = tlog::attestation::verify(&note, &key_name, &key)

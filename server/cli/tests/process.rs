@@ -28,7 +28,15 @@ fn add_principal(dir: &Path, name: &str, role: &str) -> String {
 /// Starts `ecocode serve` on a free port and returns it once it listens.
 async fn spawn_server(dir: &Path) -> (Child, String) {
     let mut child = Command::new(ECOCODE)
-        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--data",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -209,7 +217,15 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     let out = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
     assert!(!out.status.success(), "a store shorter than its checkpoint must fail verification");
     assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
-    let out = cli(&["serve", "--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let out = cli(&[
+        "serve",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success(), "the server refuses to start");
 }
 
@@ -220,7 +236,7 @@ fn serve_logging(
     level: &str,
 ) -> (Child, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
     let mut child = Command::new(ECOCODE)
-        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", listen])
+        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", listen, "--http-listen", "127.0.0.1:0"])
         .env("RUST_LOG", level)
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())

@@ -1,0 +1,519 @@
+//! The 环保码 web page through the real router on a real socket: every page,
+//! form and error class, escaping, CSRF, sessions, the public policy, and
+//! role and scope rules (docs/api.md "The web page").
+
+use ecocode_proto::v1 as pb;
+use server::principals::Role;
+
+use crate::support::*;
+
+/// A name and a description that try to run script.
+const XSS_NAME: &str = "Acme <script>alert('name')</script> & Co";
+const XSS_TEXT: &str = "COD above limit <img src=x onerror=alert(1)>";
+
+/// ACME (yellow: a fine and a suspension) and BETA (green), registered and
+/// scored through gRPC; answers the seq of ACME's fine.
+async fn seeded() -> (TestServer, u64) {
+    let server = TestServer::start_web().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, XSS_NAME, "330206").await;
+    admin.register(BETA, "Beta", "330206").await;
+    let mut fine = record(ACME, "P-1", "penalty.fine", -10);
+    fine.description = XSS_TEXT.into();
+    let fine = admin.append(fine).await.unwrap();
+    admin.append(record(ACME, "P-2", "enforcement.suspend", -5)).await.unwrap();
+    (server, fine.seq)
+}
+
+fn assert_secure_headers(r: &HttpResponse) {
+    let csp = r.header("content-security-policy").expect("a CSP on every answer");
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+}
+
+/// Signs `client` in with `token` through the sign-in form.
+async fn sign_in(client: &mut WebClient, token: &str) -> HttpResponse {
+    let form = client.get("/signin").await;
+    assert_eq!(form.status, 200);
+    let csrf = form.input("csrf").expect("the sign-in form carries a CSRF token");
+    client.post("/signin", &[("csrf", &csrf), ("token", token)]).await
+}
+
+#[tokio::test]
+async fn the_public_page_shows_the_code_reasons_qr_history_and_proofs_escaped() {
+    let (server, fine) = seeded().await;
+    let mut web = server.web();
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_secure_headers(&page);
+    let body = &page.body;
+    // Escaped by the template engine, never run.
+    assert!(!body.contains("<script"), "no script at all on the page");
+    assert!(!body.contains("<img src=x"));
+    assert!(body.contains("Acme &#60;script&#62;") || body.contains("Acme &lt;script&gt;"), "name escaped");
+    assert!(body.contains("onerror=alert(1)"), "the description is shown, as text");
+    // The badge: colour and words.
+    assert!(body.contains(r#"class="badge yellow""#));
+    assert!(body.contains("黄码") && body.contains("yellow code") && body.contains("警示"));
+    // Reasons with their dates and proofs.
+    assert!(body.contains("罚款") && body.contains("penalty.fine") && body.contains("停产整治"));
+    assert!(body.contains(&format!("/e/{ACME}/proof/{fine}")));
+    assert!(body.contains("有效期至"));
+    // QR, chart with the grade bands, verification panel.
+    assert!(body.contains(r#"<svg class="qr""#));
+    assert!(body.contains("已对照当前签名检查点验证"), "the page verified its own QR code");
+    assert!(body.contains(r#"<svg class="chart""#) && body.contains("诚信 trustworthy ≥90"));
+    assert!(body.contains("Noto Sans CJK SC"), "the chart names CJK fonts");
+    assert!(body.contains("ecocode proof verify proof.json --public-key"));
+    assert!(body.contains(&server.service.verifier_key()));
+    // The public sees no forms.
+    assert!(!body.contains("/dispute\"") && !body.contains("csrf"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_is_the_page_data_and_its_qr_text_verifies_offline() {
+    let (server, fine) = seeded().await;
+    let mut web = server.web();
+    let r = web.get(&format!("/e/{ACME}?format=json")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_secure_headers(&r);
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(json["uscc"], ACME);
+    assert_eq!(json["name"], XSS_NAME);
+    assert_eq!((json["code"].as_str(), json["grade"].as_str()), (Some("YELLOW"), Some("WARNING")));
+    assert_eq!(json["points"], 66);
+    let reasons = json["reasons"].as_array().unwrap();
+    let line = reasons.iter().find(|r| r["seq"] == fine).unwrap();
+    assert_eq!(line["kind_zh"], "罚款");
+    assert_eq!(line["description"], XSS_TEXT);
+    assert!(line["proof"]["hashes"].is_array());
+    assert!(json["history"].as_array().unwrap().len() >= 2, "the two records changed the score");
+
+    assert_eq!(json["attestation"]["check"]["status"], "current", "the page checks its own QR code");
+    let qr_text = json["attestation"]["qr_text"].as_str().unwrap();
+    assert!(qr_text.starts_with(&format!("http://{}/e/{ACME}?att=", server.http.unwrap())));
+    let note = tlog::attestation::note_from_qr_text(qr_text).unwrap();
+    let (name, key) = tlog::note::decode_verifier_key(json["verifier_key"].as_str().unwrap()).unwrap();
+    let attested = tlog::attestation::verify(&note, &name, &key).unwrap();
+    assert_eq!((attested.uscc.as_str(), attested.points, attested.code.as_str()), (ACME, 66, "YELLOW"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_uscc_is_400_unknown_is_404_and_neither_is_a_stack_trace() {
+    let (server, _) = seeded().await;
+    let mut web = server.web();
+    let malformed = web.get("/e/12345").await;
+    assert_eq!(malformed.status, 400);
+    assert!(malformed.body.contains("uscc"), "says what is wrong: {}", malformed.body);
+    assert_secure_headers(&malformed);
+    let bad_check = web.get(&format!("/e/{}", &ACME[..17])).await;
+    assert_eq!(bad_check.status, 400);
+    let unknown = uscc("91330206MA2H12345");
+    let r = web.get(&format!("/e/{unknown}")).await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("not registered"), "{}", r.body);
+    assert_eq!(web.get(&format!("/e/{unknown}?format=json")).await.status, 404);
+    let nowhere = web.get("/no/such/page").await;
+    assert_eq!(nowhere.status, 404);
+    assert_secure_headers(&nowhere);
+    assert_eq!(web.get(&format!("/e/{ACME}?format=xml")).await.status, 400);
+    assert_eq!(web.get(&format!("/e/{ACME}/proof/x")).await.status, 400);
+    // The start page's look-up form.
+    let lookup = web.get(&format!("/e?uscc={}", ACME.to_lowercase())).await;
+    assert_eq!((lookup.status, lookup.header("location")), (303, Some(format!("/e/{ACME}").as_str())));
+    assert_eq!(web.get("/e?uscc=nope").await.status, 400);
+    for r in [&malformed, &r, &nowhere] {
+        assert!(!r.body.contains("panicked") && !r.body.contains("src/"), "{}", r.body);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_visitor_reads_no_inquiry_data_and_leaves_none() {
+    let (server, _) = seeded().await;
+    let mut web = server.web();
+    for path in [format!("/e/{ACME}"), format!("/e/{ACME}?format=json"), format!("/e/{ACME}/feed.atom")] {
+        let r = web.get(&path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!r.body.contains("inquir"), "{path} shows no inquiry data");
+    }
+    let mut admin = server.admin().await;
+    let inquiries = admin
+        .scores
+        .list_inquiries(pb::ListInquiriesRequest { uscc: ACME.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .inquiries;
+    assert!(inquiries.is_empty(), "public page views are not inquiries: {inquiries:?}");
+    // The public reaches no signed-in view.
+    assert_eq!(web.get("/region").await.status, 401);
+    assert_eq!(web.get("/portfolio").await.status, 401);
+    assert_eq!(web.post("/portfolio", &[("usccs", ACME)]).await.status, 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sign_in_gives_an_http_only_strict_cookie_and_never_echoes_the_token() {
+    let (server, _) = seeded().await;
+    let token = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut web = server.web();
+    let r = sign_in(&mut web, &token).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some(format!("/e/{ACME}").as_str()));
+    let session = r.set_cookies().into_iter().find(|c| c.starts_with("ecocode_session=")).unwrap();
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"), "{session}");
+    assert!(!session.contains(&token));
+    let own = web.get(&format!("/e/{ACME}")).await;
+    assert!(!own.body.contains(&token), "the token is never sent back");
+    assert!(own.body.contains("acme (enterprise)"));
+
+    // A wrong token: the form again, 401, no session.
+    let mut stranger = server.web();
+    let r = sign_in(&mut stranger, "eco_not-a-token").await;
+    assert_eq!(r.status, 401);
+    assert!(!r.body.contains("eco_not-a-token"));
+    assert!(!stranger.cookies.contains_key("ecocode_session"));
+
+    // Sign-in without the form's CSRF token (a login CSRF) is refused.
+    let mut forger = server.web();
+    let r = forger.post("/signin", &[("csrf", "guess"), ("token", &token)]).await;
+    assert_eq!(r.status, 403);
+
+    // Sign-out ends the session on the server.
+    let csrf = own.input("csrf").unwrap();
+    let stolen = web.cookies.clone();
+    assert_eq!(web.post("/signout", &[("csrf", &csrf)]).await.status, 303);
+    let mut replay = server.web();
+    replay.cookies = stolen;
+    assert!(!replay.get(&format!("/e/{ACME}")).await.body.contains("acme (enterprise)"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_enterprise_files_a_rectification_and_a_dispute_through_the_pipeline() {
+    let (server, fine) = seeded().await;
+    let token = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut web = server.web();
+    sign_in(&mut web, &token).await;
+    let own = web.get(&format!("/e/{ACME}")).await;
+    assert!(own.body.contains(&format!(r#"action="/e/{ACME}/rectification""#)), "its forms");
+    let csrf = own.input("csrf").unwrap();
+    let seq = fine.to_string();
+
+    let r = web
+        .post(
+            &format!("/e/{ACME}/rectification"),
+            &[("csrf", &csrf), ("seq", &seq), ("description", XSS_TEXT), ("evidence", "EV-2026-7")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = web.get(r.header("location").unwrap()).await;
+    assert!(page.body.contains("整改待验收 rectification pending"));
+    assert!(page.body.contains("EV-2026-7"), "its own filing, with the evidence");
+    assert!(page.body.contains("onerror=alert(1)") && !page.body.contains("<img src=x"), "escaped");
+    assert!(page.body.contains("filed as ledger entry"));
+
+    let r = web
+        .post(&format!("/e/{ACME}/dispute"), &[("csrf", &csrf), ("seq", &seq), ("description", "not ours")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // Through the same pipeline as gRPC: the score says so.
+    let mut admin = server.admin().await;
+    let score = admin.score(ACME).await;
+    assert!(score.disputed);
+    assert_eq!(score.rectification_pending, vec![fine]);
+
+    // The public sees the flags but not the filings' texts.
+    let public = server.web().get(&format!("/e/{ACME}")).await;
+    assert!(public.body.contains("整改待验收") && public.body.contains("异议处理中"));
+    assert!(!public.body.contains("EV-2026-7") && !public.body.contains("not ours"));
+
+    // The pipeline's own errors come back as pages: a step on a record that
+    // does not exist.
+    let r = web
+        .post(&format!("/e/{ACME}/dispute"), &[("csrf", &csrf), ("seq", "999"), ("description", "x")])
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("record 999 does not exist"));
+    let r = web
+        .post(&format!("/e/{ACME}/rectification"), &[("csrf", &csrf), ("seq", &seq), ("description", "x")])
+        .await;
+    assert_eq!(r.status, 400, "evidence is required");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_or_from_another_site_are_refused() {
+    let (server, fine) = seeded().await;
+    let token = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut web = server.web();
+    sign_in(&mut web, &token).await;
+    let csrf = web.get(&format!("/e/{ACME}")).await.input("csrf").unwrap();
+    let seq = fine.to_string();
+    let path = format!("/e/{ACME}/dispute");
+    let r = web.post(&path, &[("csrf", "forged"), ("seq", &seq), ("description", "x")]).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("CSRF"));
+    let r = web.post(&path, &[("seq", &seq), ("description", "x")]).await;
+    assert_eq!(r.status, 403);
+    // The right token, but sent by another site's page.
+    let body = form(&[("csrf", &csrf), ("seq", &seq), ("description", "x")]);
+    let r = web.request("POST", &path, &[("Origin", "http://evil.example")], Some(&body)).await;
+    assert_eq!(r.status, 403);
+    let r = web.request("POST", &path, &[("Sec-Fetch-Site", "cross-site")], Some(&body)).await;
+    assert_eq!(r.status, 403);
+    // Signed out: 401.
+    let r = server.web().post(&path, &[("csrf", &csrf), ("seq", &seq), ("description", "x")]).await;
+    assert_eq!(r.status, 401);
+    let mut admin = server.admin().await;
+    assert!(!admin.score(ACME).await.disputed, "nothing was filed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_enterprise_cannot_file_on_another_enterprise() {
+    let (server, _) = seeded().await;
+    let mut admin = server.admin().await;
+    let beta_record = admin.append(record(BETA, "B-1", "penalty.warning", -3)).await.unwrap();
+    let token = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut web = server.web();
+    sign_in(&mut web, &token).await;
+    let csrf = web.get(&format!("/e/{ACME}")).await.input("csrf").unwrap();
+    let r = web
+        .post(
+            &format!("/e/{BETA}/dispute"),
+            &[("csrf", &csrf), ("seq", &beta_record.seq.to_string()), ("description", "not mine")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Its own record number under the other enterprise's page: still refused.
+    let page = web.get(&format!("/e/{BETA}")).await;
+    assert!(!page.body.contains("/dispute\""), "no forms on another enterprise's page");
+    assert!(!admin.score(BETA).await.disputed);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_principal_is_signed_out_at_its_next_request() {
+    let (server, _) = seeded().await;
+    let token = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut web = server.web();
+    sign_in(&mut web, &token).await;
+    assert!(web.get(&format!("/e/{ACME}")).await.body.contains("acme (enterprise)"));
+    server::principals::PrincipalStore::open(server.data_dir()).unwrap().revoke("acme").unwrap();
+    server.principals.reload_if_changed().unwrap();
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert!(!page.body.contains("acme (enterprise)"), "revocation applies to sessions");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_regulator_lists_its_region_filters_sorts_counts_and_downloads_csv() {
+    let (server, _) = seeded().await;
+    let mut admin = server.admin().await;
+    admin.register(&uscc("91330100MA2H00001"), "Hangzhou Elsewhere", "330100").await;
+    let token = server.token("beilun", Role::Regulator { region_prefix: "330206".into() });
+    let mut web = server.web();
+    let r = sign_in(&mut web, &token).await;
+    assert_eq!(r.header("location"), Some("/region"));
+    let list = web.get("/region").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains(ACME) && list.body.contains(BETA));
+    assert!(!list.body.contains("Hangzhou Elsewhere"), "outside its scope");
+    assert!(list.body.contains("&lt;script&gt;") || list.body.contains("&#60;script&#62;"));
+    assert!(!list.body.contains("<script"));
+    let yellow = web.get("/region?code=YELLOW").await;
+    assert!(yellow.body.contains(ACME) && !yellow.body.contains(&format!(">{BETA}<")));
+    let good = web.get("/region?grade=INTEGRITY&sort=points").await;
+    assert!(good.body.contains(BETA) && !good.body.contains(&format!(">{ACME}<")));
+    assert!(
+        list.body.contains("绿码 <span class=\"en\">GREEN</span>: <strong>1</strong>"),
+        "counts per code"
+    );
+    assert_eq!(web.get("/region?code=PURPLE").await.status, 400);
+    assert_eq!(web.get("/region?region=3301").await.status, 403, "another region");
+
+    let csv = web.get("/region.csv?sort=points").await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(lines[0].ends_with("uscc,name,region_code,industry_code,code,grade,points,as_of"));
+    assert_eq!(lines.len(), 3);
+    assert!(lines[1].starts_with(&format!("\"{ACME}\"")), "sorted by points: {lines:?}");
+
+    // An enterprise has no regional list.
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut own = server.web();
+    sign_in(&mut own, &acme).await;
+    assert_eq!(own.get("/region").await.status, 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_lenders_portfolio_follows_batch_get_scores_and_is_an_inquiry() {
+    let (server, _) = seeded().await;
+    let token = server.token("bank-a", Role::Lender);
+    let mut web = server.web();
+    assert_eq!(sign_in(&mut web, &token).await.header("location"), Some("/portfolio"));
+    let csrf = web.get("/portfolio").await.input("csrf").unwrap();
+    let unknown = uscc("91330206MA2H12345");
+    let list = format!("{ACME}\n{BETA}, {unknown}\nnot-a-uscc");
+    let r = web.post("/portfolio", &[("csrf", &csrf), ("usccs", &list), ("purpose", "LA-7")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(ACME) && r.body.contains(BETA));
+    assert!(r.body.contains("未登记") && r.body.contains(&unknown));
+    assert!(r.body.contains("格式错误") && r.body.contains("not-a-uscc"));
+    let csv = web.post("/portfolio", &[("csrf", &csrf), ("usccs", &list), ("format", "csv")]).await;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(csv.body.lines().count(), 3);
+    assert_eq!(web.post("/portfolio", &[("csrf", "x"), ("usccs", ACME)]).await.status, 403);
+
+    // The page's own form is multipart, with an uploaded file of USCCs.
+    let body = format!(
+        "--b0und\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --b0und\r\nContent-Disposition: form-data; name=\"usccs\"\r\n\r\n\r\n\
+         --b0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"book.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\n{BETA}\n{unknown}\n\r\n\
+         --b0und\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nLA-8\r\n--b0und--\r\n"
+    );
+    let origin = format!("http://{}", server.http.unwrap());
+    let r = web
+        .request(
+            "POST",
+            "/portfolio",
+            &[("Origin", &origin), ("Content-Type", "multipart/form-data; boundary=b0und")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(BETA) && r.body.contains(&unknown) && !r.body.contains(&format!(">{ACME}<")));
+
+    let mut admin = server.admin().await;
+    let inquiries = admin
+        .scores
+        .list_inquiries(pb::ListInquiriesRequest { uscc: ACME.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .inquiries;
+    assert!(inquiries.iter().any(|i| i.principal == "bank-a" && i.purpose == "LA-7"), "{inquiries:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_atom_feed_lists_code_changes() {
+    let (server, _) = seeded().await;
+    let r = server.web().get(&format!("/e/{ACME}/feed.atom")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/atom+xml; charset=utf-8"));
+    assert!(r.body.starts_with("<?xml"));
+    assert!(r.body.contains("<entry>") && r.body.contains("YELLOW"));
+    assert!(!r.body.contains("<script"), "escaped in XML too");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_proof_bundle_and_attestation_downloads_verify_offline() {
+    let (server, fine) = seeded().await;
+    let mut web = server.web();
+    let r = web.get(&format!("/e/{ACME}/proof/{fine}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-disposition").unwrap().starts_with("attachment"));
+    let bundle: tlog::bundle::Bundle = serde_json::from_str(&r.body).unwrap();
+    let (name, key) = tlog::note::decode_verifier_key(&server.service.verifier_key()).unwrap();
+    let verified = tlog::bundle::verify(&bundle, &name, &key).unwrap();
+    assert!(matches!(verified, tlog::bundle::Verified::Inclusion { seq, .. } if seq == fine));
+    // The registration (seq 0) is not a reason: not public as an entry.
+    assert_eq!(web.get(&format!("/e/{ACME}/proof/0")).await.status, 404);
+    assert_eq!(web.get(&format!("/e/{BETA}/proof/{fine}")).await.status, 404, "not BETA's record");
+
+    let note = web.get(&format!("/e/{ACME}/attestation.txt")).await;
+    assert_eq!(note.status, 200);
+    assert_eq!(tlog::attestation::verify(&note.body, &name, &key).unwrap().uscc, ACME);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_scanned_attestation_is_current_then_superseded_and_a_forged_one_invalid() {
+    let (server, _) = seeded().await;
+    let mut web = server.web();
+    let json: serde_json::Value =
+        serde_json::from_str(&web.get(&format!("/e/{ACME}?format=json")).await.body).unwrap();
+    let qr_text = json["attestation"]["qr_text"].as_str().unwrap().to_owned();
+    let scanned = qr_text.split_once(&format!("/e/{ACME}")).unwrap().1.to_owned();
+    let page = web.get(&format!("/e/{ACME}{scanned}")).await;
+    assert!(page.body.contains(r#"class="card scanned current""#), "{}", page.body);
+    let check = |body: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["scanned"].clone()
+    };
+    assert_eq!(check(&web.get(&format!("/e/{ACME}{scanned}&format=json")).await.body)["status"], "current");
+
+    // The code changes: the printed sticker is superseded, never current.
+    let mut admin = server.admin().await;
+    admin.append(record(ACME, "V-1", "veto.data_fraud", -1)).await.unwrap();
+    let page = web.get(&format!("/e/{ACME}{scanned}")).await;
+    assert!(page.body.contains(r#"class="card scanned superseded""#));
+    assert!(page.body.contains("红码"), "with the current code");
+    let superseded = check(&web.get(&format!("/e/{ACME}{scanned}&format=json")).await.body);
+    assert_eq!(superseded["status"], "superseded");
+    assert_eq!(superseded["attested"]["code"], "YELLOW");
+
+    // Altered points: the signature fails.
+    let note = tlog::attestation::note_from_qr_text(&qr_text).unwrap().replace("points 66", "points 96");
+    let forged = tlog::attestation::qr_text("http://x/e/ACME", &note);
+    let forged = forged.split_once('?').unwrap().1;
+    let r = web.get(&format!("/e/{ACME}?{forged}&format=json")).await;
+    assert_eq!(check(&r.body)["status"], "invalid");
+    // Another enterprise's valid attestation on this page: invalid here.
+    let beta: serde_json::Value =
+        serde_json::from_str(&web.get(&format!("/e/{BETA}?format=json")).await.body).unwrap();
+    let beta_att = beta["attestation"]["qr_text"].as_str().unwrap().split_once('?').unwrap().1.to_owned();
+    assert_eq!(check(&web.get(&format!("/e/{ACME}?{beta_att}&format=json")).await.body)["status"], "invalid");
+    assert_eq!(
+        check(&web.get(&format!("/e/{ACME}?att=garbage&format=json")).await.body)["status"],
+        "invalid"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_past_the_rate_limit_get_429_and_huge_bodies_413() {
+    let server = TestServer::start_with(|c| {
+        c.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.web.requests_per_minute = 3;
+        c.web.max_body_bytes = 1024;
+    })
+    .await;
+    let mut web = server.web();
+    let big = "x".repeat(4096);
+    let r = web.post("/signin", &[("csrf", "x"), ("token", &big)]).await;
+    assert_eq!(r.status, 413);
+    for _ in 0..2 {
+        assert_eq!(web.get("/").await.status, 200);
+    }
+    let r = web.get("/").await;
+    assert_eq!(r.status, 429);
+    assert_secure_headers(&r);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_start_page_and_stylesheet_are_served_from_the_binary() {
+    let server = TestServer::start_web().await;
+    let mut web = server.web();
+    let index = web.get("/").await;
+    assert_eq!(index.status, 200);
+    assert!(index.body.contains(r#"action="/e""#) && index.body.contains("统一社会信用代码"));
+    let css = web.get("/static/style.css").await;
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(css.body.contains(".badge"));
+    server.stop().await;
+}
