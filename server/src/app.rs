@@ -281,7 +281,7 @@ impl App {
                 // In-flight requests finish; a client still holding a
                 // connection two drain times after the stop is cut off.
                 tokio::select! {
-                    () = crate::web::serve(listener, router, stopping) => {}
+                    () = crate::web::serve(listener, router, &config, stopping) => {}
                     () = async { drained.await; tokio::time::sleep(2 * drain).await } => {
                         tracing::warn!("closing the web connections still open after the drain");
                     }

@@ -206,16 +206,33 @@ impl Browser {
     }
 
     fn resize(&mut self, height: u64) {
+        self.resize_to(WIDTH, height);
+    }
+
+    fn resize_to(&mut self, width: u64, height: u64) {
         self.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": true}),
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 760}),
         );
+    }
+
+    /// Whether the page fits `width` without scrolling sideways.
+    fn fits(&mut self, width: u64) -> bool {
+        self.resize_to(width, 900);
+        let wide = self.eval("document.documentElement.scrollWidth").as_u64().unwrap_or(u64::MAX);
+        self.resize(900);
+        wide <= width
     }
 
     /// A screenshot of the whole page at phone width, written to `path`.
     fn screenshot(&mut self, path: &Path) {
+        self.screenshot_at(WIDTH, path);
+    }
+
+    fn screenshot_at(&mut self, width: u64, path: &Path) {
+        self.resize_to(width, 900);
         let height = self.eval("document.documentElement.scrollHeight").as_u64().unwrap_or(900);
-        self.resize(height.clamp(600, 8000));
+        self.resize_to(width, height.clamp(600, 8000));
         let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
         let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
@@ -292,9 +309,15 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
             let mut browser = Browser::start();
             browser.open(&format!("{web}/e/{ACME}"));
             let text = browser.text();
+            // Readable on a 360 px phone and on a desktop: nothing wider.
+            assert!(browser.fits(360), "the page scrolls sideways at 360 px");
+            assert!(browser.fits(1280), "the page scrolls sideways at 1280 px");
             let public = dir.join("enterprise-public.png");
             browser.screenshot(&public);
             keep_screenshot(&public, "enterprise-public.png");
+            let desktop = dir.join("enterprise-desktop.png");
+            browser.screenshot_at(1280, &desktop);
+            keep_screenshot(&desktop, "enterprise-desktop.png");
             (decode_qr(&public), text)
         }
     })

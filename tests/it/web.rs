@@ -505,6 +505,26 @@ async fn requests_past_the_rate_limit_get_429_and_huge_bodies_413() {
     server.stop().await;
 }
 
+/// Regression: `axum::serve` sets no header-read timeout, so a client that
+/// trickles a request's head held its connection forever (slowloris).
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_request_head_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| {
+        c.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.web.header_read_timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(server.http.unwrap()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server closes the connection after the header-read timeout");
+    // Others are served meanwhile and after.
+    assert_eq!(server.web().get("/").await.status, 200);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_start_page_and_stylesheet_are_served_from_the_binary() {
     let server = TestServer::start_web().await;

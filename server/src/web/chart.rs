@@ -44,6 +44,10 @@ pub struct Marker {
     pub x: i64,
     pub y: i64,
     pub label: String,
+    /// Where the label goes: right of the line, or left of it near the
+    /// right edge (where the band labels are).
+    pub label_x: i64,
+    pub anchor: &'static str,
 }
 
 #[derive(Clone, Debug)]
@@ -127,7 +131,14 @@ pub fn chart(model: &Model, steps: &[Step], from: Timestamp, to: Timestamp) -> C
             segments.push(Segment { x1: x2, y1: y(step.points), x2, y2: y(next.points) });
             if next.code != step.code {
                 let (zh, _) = labels::code(next.code);
-                markers.push(Marker { x: x2, y: y(next.points), label: zh.to_owned() });
+                let near_edge = x2 > WIDTH * 2 / 3;
+                markers.push(Marker {
+                    x: x2,
+                    y: y(next.points),
+                    label: zh.to_owned(),
+                    label_x: if near_edge { x2 - 4 } else { x2 + 4 },
+                    anchor: if near_edge { "end" } else { "start" },
+                });
             }
         }
     }

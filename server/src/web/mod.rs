@@ -51,11 +51,18 @@ pub struct WebConfig {
     pub requests_per_minute: u32,
     /// Largest request body (forms, portfolio lists).
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's head; a connection
+    /// that trickles bytes (slowloris) is closed after it.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for WebConfig {
     fn default() -> WebConfig {
-        WebConfig { requests_per_minute: 600, max_body_bytes: 256 * 1024 }
+        WebConfig {
+            requests_per_minute: 600,
+            max_body_bytes: 256 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -117,14 +124,57 @@ pub fn router(
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `stop`; connections in flight finish.
-pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Output = ()> + Send + 'static) {
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(stop)
-        .await;
-    if let Err(e) = served {
-        tracing::warn!(error = %e, "web listener stopped with an error");
+/// Serves `router` on `listener` until `stop`; requests in flight finish.
+///
+/// An accept loop of our own rather than `axum::serve`, which sets no
+/// timer: a client must send a request's head within
+/// [`WebConfig::header_read_timeout`], so connections that trickle bytes
+/// (slowloris) do not pile up.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: &WebConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => {
+                    backoff = Duration::from_millis(5);
+                    accepted
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: wait, then accept again.
+                    tracing::warn!(error = %e, "web listener cannot accept; waiting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                // A `Router` is always ready, so it is called without `poll_ready`.
+                tower_service::Service::call(&mut router.clone(), request)
+            });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "web connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Around every request: the rate limit first, then the security headers
