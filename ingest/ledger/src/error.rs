@@ -31,6 +31,10 @@ pub enum Error {
          appends resume by themselves once space is freed"
     )]
     NoSpace { available: u64, reserve: u64 },
+    /// The database is unreachable (PostgreSQL engine): retry; the node
+    /// recovers by itself once it is back.
+    #[error("ledger store unavailable: {0}")]
+    Unavailable(String),
     #[error("ledger i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The storage engine failed; the message is the engine's.
@@ -57,6 +61,7 @@ impl Clone for Error {
             Error::NoSpace { available, reserve } => {
                 Error::NoSpace { available: *available, reserve: *reserve }
             }
+            Error::Unavailable(what) => Error::Unavailable(what.clone()),
             Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
             Error::Storage(what) => Error::Storage(what.clone()),
             Error::Key(what) => Error::Key(what.clone()),

@@ -25,6 +25,7 @@ pub use tlog::{Hash, hash, note, proof};
 
 mod error;
 mod files;
+mod pg;
 mod store;
 mod tree;
 mod verify;
@@ -40,9 +41,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::{Error, Result};
 pub use files::read_public_key;
-pub use verify::{VerifyReport, Visited, verify};
+pub use pg::Documents;
+pub use verify::{VerifyReport, Visited, migrate_to_postgres, verify, verify_postgres};
 
 use files::ServiceKey;
+use pg::PgStore;
 use store::{Engine, SledStore};
 use verify::Anchor;
 
@@ -67,6 +70,11 @@ pub struct LedgerConfig {
     pub min_free_bytes: u64,
     /// The store's page cache (sled's `cache_capacity`), in bytes.
     pub cache_bytes: u64,
+    /// `None`: sled in `dir/ledger/`. `Some(url)`: the PostgreSQL database
+    /// at `url` (`postgres://USER@HOST/DB`), shared with every other node
+    /// given the same URL; the checkpoints live in it too, and `dir` holds
+    /// only the key (unless `key_file` is given).
+    pub store: Option<String>,
 }
 
 /// [`LedgerConfig::cache_bytes`] by default: enough for the hot part of
@@ -83,6 +91,7 @@ impl LedgerConfig {
             checkpoint_interval: Duration::from_secs(1),
             min_free_bytes: 64 * 1024 * 1024,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            store: None,
         }
     }
 }
@@ -177,7 +186,9 @@ impl std::fmt::Debug for Ledger {
 /// which lets the writer thread finish and release the store.
 struct Inner {
     core: Arc<Core>,
-    queue: Mutex<Option<std::sync::mpsc::Sender<writer::Request>>>,
+    /// Shared with the follower of a PostgreSQL store; taking the sender
+    /// out closes the writer's queue.
+    queue: Arc<Mutex<Option<std::sync::mpsc::Sender<writer::Request>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -212,10 +223,16 @@ struct Core {
     min_free: AtomicU64,
     /// Told of every new entry before the head that holds it is published.
     observer: std::sync::OnceLock<Observer>,
+    /// Told of every entry another node appended, after the head that
+    /// holds it is published.
+    foreign: std::sync::OnceLock<ForeignObserver>,
 }
 
 /// See [`Ledger::observe_commits`].
 pub type Observer = Box<dyn Fn(u64, &[u8]) + Send + Sync>;
+
+/// See [`Ledger::observe_foreign_entries`].
+pub type ForeignObserver = Box<dyn Fn(&Entry) + Send + Sync>;
 
 /// When [`Core::checkpoint`] signs a new checkpoint of the head.
 #[derive(Clone, Copy)]
@@ -273,7 +290,19 @@ impl Ledger {
         }
         std::fs::create_dir_all(&cfg.dir)?;
         let key = files::load_or_create_key(&cfg.dir, cfg.key_file.as_deref(), &cfg.key_name)?;
-        let anchor = verify::read_anchor(&cfg.dir, Some((&key.name, &key.public)))?;
+        let opening = Instant::now();
+        let engine: Box<dyn Engine> = match &cfg.store {
+            None => Box::new(SledStore::open(&cfg.dir.join(files::STORE_DIR), cfg.cache_bytes)?),
+            Some(url) => Box::new(PgStore::open(url, true)?),
+        };
+        let opened = opening.elapsed();
+        // The anchor before the head: another node may sign a newer
+        // checkpoint meanwhile, but never one beyond the stored head.
+        let checkpoint_text = match engine.as_postgres() {
+            None => files::read_checkpoint(&cfg.dir)?,
+            Some(pg) => pg.read_checkpoint()?,
+        };
+        let anchor = verify::parse_anchor(checkpoint_text, Some((&key.name, &key.public)))?;
         let mut slot = CheckpointSlot::default();
         if let Some((anchor, origin, note, written_ns)) = &anchor {
             if *origin != cfg.origin {
@@ -291,12 +320,9 @@ impl Ledger {
                 public_key: key.public,
             });
         }
-        let opening = Instant::now();
-        let engine = SledStore::open(&cfg.dir.join(files::STORE_DIR), cfg.cache_bytes)?;
-        let opened = opening.elapsed();
-        let verified = verify::verify_store(&engine, anchor.map(|a| a.0), progress, visit)?;
+        let verified = verify::verify_store(&*engine, anchor.map(|a| a.0), progress, visit)?;
         tracing::info!(
-            sled_open_ms = opened.as_millis() as u64,
+            store_open_ms = opened.as_millis() as u64,
             verification_ms = (opening.elapsed() - opened).as_millis() as u64,
             "store opened and verified"
         );
@@ -311,22 +337,32 @@ impl Ledger {
             origin: cfg.origin,
             key,
             interval: cfg.checkpoint_interval,
-            engine: Box::new(engine),
+            engine,
             state: RwLock::new(writer::State::new(verified)),
             checkpoint: Mutex::new(slot),
             flushes: AtomicU64::new(0),
             failed: Mutex::new(None),
             min_free: AtomicU64::new(cfg.min_free_bytes),
             observer: std::sync::OnceLock::new(),
+            foreign: std::sync::OnceLock::new(),
         });
         let (queue, requests) = std::sync::mpsc::channel();
+        let queue = Arc::new(Mutex::new(Some(queue)));
         let writer_core = Arc::clone(&core);
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer::run(&writer_core, requests))?;
-        let ledger = Ledger {
-            inner: Arc::new(Inner { core, queue: Mutex::new(Some(queue)), writer: Mutex::new(Some(handle)) }),
-        };
+        if let Some(pg) = core.engine.as_postgres() {
+            // Other nodes' commits reach this one through the writer, the
+            // one place that extends the head.
+            let queue = Arc::clone(&queue);
+            pg.follow(Box::new(move || {
+                if let Some(queue) = lock(&queue).as_ref() {
+                    let _ = queue.send(writer::Request::CatchUp { reply: None });
+                }
+            }));
+        }
+        let ledger = Ledger { inner: Arc::new(Inner { core, queue, writer: Mutex::new(Some(handle)) }) };
         if never_signed {
             // A new ledger gets its first checkpoint now, so that reading
             // the latest one never has to write.
@@ -384,14 +420,55 @@ impl Ledger {
             .map_err(|_| Error::InvalidArgument("the ledger already has a commit observer".into()))
     }
 
+    /// Calls `observer(entry)` on the writer thread for each entry another
+    /// node appended to a shared (PostgreSQL) store, once this node has
+    /// checked its chain and published a head that holds it. Entries
+    /// appended through this handle are never passed here. One such
+    /// observer per ledger; it must be quick and must not append.
+    pub fn observe_foreign_entries(&self, observer: ForeignObserver) -> Result<()> {
+        self.inner
+            .core
+            .foreign
+            .set(observer)
+            .map_err(|_| Error::InvalidArgument("the ledger already has a foreign-entry observer".into()))
+    }
+
+    /// On a shared store, reads what other nodes appended up to the stored
+    /// head now and publishes it (observers told) before returning, so
+    /// that a client who wrote through another node reads its write here.
+    /// Blocks for one database round trip; on sled, returns at once.
+    pub fn catch_up(&self) -> Result<()> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        {
+            let queue = lock(&self.inner.queue);
+            let queue = queue.as_ref().ok_or(Error::ShuttingDown)?;
+            queue.send(writer::Request::CatchUp { reply: Some(reply) }).map_err(|_| Error::ShuttingDown)?;
+        }
+        answer.recv().map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Whether other nodes append to the same store.
+    pub fn is_shared(&self) -> bool {
+        self.inner.core.engine.shared()
+    }
+
     /// The current head (in memory, no I/O).
     pub fn head(&self) -> Head {
         self.inner.core.head()
     }
 
-    /// Entry `seq`, its hash checked against the stored leaf.
+    /// Entry `seq`, its hash checked against the stored leaf. On a shared
+    /// store, a seq beyond this node's head first catches up (another node
+    /// may just have appended it).
     pub fn entry(&self, seq: u64) -> Result<Entry> {
-        self.inner.core.entry(seq)
+        let core = &self.inner.core;
+        if seq >= core.head().size && core.engine.shared() {
+            self.catch_up()?;
+        }
+        core.entry(seq)
     }
 
     /// Every entry indexed under `subject`, ascending by seq.
@@ -399,12 +476,9 @@ impl Ledger {
         let core = &self.inner.core;
         let size = core.head().size;
         let mut out = Vec::new();
-        for seq in core.engine.subject_seqs(subject)? {
-            // Index keys beyond the head belong to a commit still in flight.
-            if seq >= size {
-                break;
-            }
-            let entry = core.entry(seq)?;
+        // Index keys beyond the head belong to a commit still in flight.
+        for (seq, stored, leaf) in core.engine.subject_entries(subject, size)? {
+            let entry = check_entry(seq, stored, leaf)?;
             if entry.subject != subject {
                 return Err(Error::corruption(seq, "subject index points at an entry of another subject"));
             }
@@ -576,6 +650,24 @@ impl Ledger {
     }
 }
 
+/// Entry `seq` as read (`stored`, and its stored leaf), its hash checked.
+fn check_entry(seq: u64, stored: Option<store::StoredEntry>, leaf: Option<Hash>) -> Result<Entry> {
+    let stored = stored.ok_or_else(|| Error::corruption(seq, "entry is missing from the store"))?;
+    let entry_hash = hash::entry_hash(seq, stored.recorded_at_ns, &stored.payload);
+    let leaf = leaf.ok_or_else(|| Error::corruption(seq, "stored leaf is missing"))?;
+    if leaf != entry_hash {
+        return Err(Error::corruption(seq, "entry hash does not match the stored leaf"));
+    }
+    Ok(Entry {
+        seq,
+        recorded_at_ns: stored.recorded_at_ns,
+        payload: stored.payload,
+        subject: stored.subject,
+        entry_hash,
+        chain_hash: stored.chain_hash,
+    })
+}
+
 impl Core {
     fn head(&self) -> Head {
         self.state.read().unwrap_or_else(|e| e.into_inner()).head()
@@ -613,24 +705,7 @@ impl Core {
         if seq >= self.head().size {
             return Err(Error::NotFound { seq });
         }
-        let stored = self
-            .engine
-            .entry(seq)?
-            .ok_or_else(|| Error::corruption(seq, "entry is missing from the store"))?;
-        let entry_hash = hash::entry_hash(seq, stored.recorded_at_ns, &stored.payload);
-        let leaf =
-            self.engine.node_opt(0, seq)?.ok_or_else(|| Error::corruption(seq, "stored leaf is missing"))?;
-        if leaf != entry_hash {
-            return Err(Error::corruption(seq, "entry hash does not match the stored leaf"));
-        }
-        Ok(Entry {
-            seq,
-            recorded_at_ns: stored.recorded_at_ns,
-            payload: stored.payload,
-            subject: stored.subject,
-            entry_hash,
-            chain_hash: stored.chain_hash,
-        })
+        check_entry(seq, self.engine.entry(seq)?, self.engine.node_opt(0, seq)?)
     }
 
     fn receipt(&self, seq: u64, duplicate: bool) -> Result<Receipt> {
@@ -684,12 +759,16 @@ impl Core {
         }
         let body = note::checkpoint_body(&self.origin, head.size, &head.root, &head.chain);
         let note = note::sign(&body, &self.key.name, &self.key.seed)?;
-        files::write_checkpoint(&self.dir, &note)?;
+        let timestamp_ns = now_ns();
+        match self.engine.as_postgres() {
+            None => files::write_checkpoint(&self.dir, &note)?,
+            Some(pg) => pg.write_checkpoint(head.size, &note, timestamp_ns)?,
+        }
         let checkpoint = Checkpoint {
             tree_size: head.size,
             root: head.root,
             chain: head.chain,
-            timestamp_ns: now_ns(),
+            timestamp_ns,
             note,
             public_key: self.key.public,
         };

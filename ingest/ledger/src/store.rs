@@ -45,11 +45,22 @@ pub(crate) struct StoredHead {
 /// Everything one group commit writes, applied atomically.
 #[derive(Debug, Default)]
 pub(crate) struct Commit {
+    /// The ledger size the entries were staged on: their first seq.
+    pub base: u64,
     pub entries: Vec<StoredEntry>,
     /// `(level, index, hash)` of every subtree completed by these entries,
     /// leaves included.
     pub nodes: Vec<(u8, u64, Hash)>,
     pub head: Option<StoredHead>,
+}
+
+/// What [`Engine::commit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Committed {
+    Done,
+    /// Nothing was written: another node extended the ledger to this size
+    /// since the commit was staged (only a shared engine says this).
+    HeadMoved(u64),
 }
 
 const RECORD_VERSION: u8 = 1;
@@ -170,10 +181,45 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     /// Seqs indexed under `subject`, ascending.
     fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>>;
     fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool>;
+    /// The entries indexed under `subject` below seq `below`, ascending,
+    /// each with its stored leaf (the caller checks them).
+    #[allow(clippy::type_complexity)]
+    fn subject_entries(
+        &self,
+        subject: &[u8],
+        below: u64,
+    ) -> Result<Vec<(u64, Option<StoredEntry>, Option<Hash>)>> {
+        let mut out = Vec::new();
+        for seq in self.subject_seqs(subject)? {
+            if seq >= below {
+                break;
+            }
+            out.push((seq, self.entry(seq)?, self.node_opt(0, seq)?));
+        }
+        Ok(out)
+    }
     /// `(seq, fingerprint)` stored under an idempotency key.
     fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>>;
-    /// Applies `commit` atomically and makes it durable.
-    fn commit(&self, commit: &Commit) -> Result<()>;
+    /// Applies `commit` atomically and makes it durable, if the stored
+    /// size is still `commit.base`.
+    fn commit(&self, commit: &Commit) -> Result<Committed>;
+    /// Until [`Engine::unpin`], answers `head` and the whole-store
+    /// iterators as of the head now, ignoring what is committed meanwhile
+    /// (verification of a store other nodes keep appending to).
+    fn pin(&self) -> Result<()> {
+        Ok(())
+    }
+    fn unpin(&self) {}
+    /// Whether other processes append to the same store (then the writer
+    /// catches up with them, and a failed commit is retried, not fatal).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The PostgreSQL engine, for what only it has (checkpoint rows,
+    /// catching up, following other nodes).
+    fn as_postgres(&self) -> Option<&crate::pg::PgStore> {
+        None
+    }
     /// Overwrites the raw record under `key`, so tests can damage a live store.
     #[cfg(test)]
     fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()>;
@@ -372,7 +418,7 @@ impl Engine for SledStore {
         }
     }
 
-    fn commit(&self, commit: &Commit) -> Result<()> {
+    fn commit(&self, commit: &Commit) -> Result<Committed> {
         let mut batch = sled::Batch::default();
         for entry in &commit.entries {
             batch.insert(&keys::entry(entry.seq), entry.encode());
@@ -396,7 +442,7 @@ impl Engine for SledStore {
         // Durable before anyone is answered: sled's own periodic flush is
         // not a receipt-grade guarantee.
         self.tree.flush().map_err(storage)?;
-        Ok(())
+        Ok(Committed::Done)
     }
 
     #[cfg(test)]

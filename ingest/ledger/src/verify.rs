@@ -8,7 +8,7 @@ use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
 use super::note;
-use super::store::{Engine, NodeIter, SledStore, StoredEntry};
+use super::store::{Engine, NodeIter, SledStore, StoredEntry, StoredHead};
 use super::tree::Frontier;
 
 /// What an offline verification found (all of it consistent).
@@ -137,6 +137,14 @@ pub(crate) fn verify_store(
     visit: &mut dyn FnMut(&Visited<'_>),
 ) -> Result<Verified> {
     let key = DigestKey::new()?;
+    engine.pin()?;
+    struct Unpin<'a>(&'a dyn Engine);
+    impl Drop for Unpin<'_> {
+        fn drop(&mut self) {
+            self.0.unpin();
+        }
+    }
+    let _unpin = Unpin(engine);
     let (walked, stored) = std::thread::scope(|scope| {
         let stored = scope.spawn(|| stored_index_digests(engine, &key));
         // Reading and decoding entries on a third thread, in batches, keeps
@@ -431,20 +439,29 @@ pub(crate) fn read_anchor(
     dir: &Path,
     key: Option<(&str, &[u8; 32])>,
 ) -> Result<Option<(Anchor, String, String, i64)>> {
-    let Some((text, written_ns)) = files::read_checkpoint(dir)? else {
+    parse_anchor(files::read_checkpoint(dir)?, key)
+}
+
+/// The last signed checkpoint (`text`, when it was written) as an anchor,
+/// its signature checked when `key` is given; also its origin and note.
+pub(crate) fn parse_anchor(
+    checkpoint: Option<(String, i64)>,
+    key: Option<(&str, &[u8; 32])>,
+) -> Result<Option<(Anchor, String, String, i64)>> {
+    let Some((text, written_ns)) = checkpoint else {
         return Ok(None);
     };
     let body = match key {
         Some((name, public)) => note::verify(&text, name, public).map_err(|e| {
-            Error::tampered(None, format!("the checkpoint file does not verify with the service key: {e}"))
+            Error::tampered(None, format!("the last checkpoint does not verify with the service key: {e}"))
         })?,
         None => match text.rfind("\n\n") {
             Some(split) => text[..split + 1].to_string(),
-            None => return Err(Error::tampered(None, "the checkpoint file is not a signed note")),
+            None => return Err(Error::tampered(None, "the last checkpoint is not a signed note")),
         },
     };
     let (origin, size, root, chain) = note::parse_checkpoint(&body)
-        .map_err(|e| Error::tampered(None, format!("the checkpoint file is malformed: {e}")))?;
+        .map_err(|e| Error::tampered(None, format!("the last checkpoint is malformed: {e}")))?;
     Ok(Some((Anchor { size, root, chain }, origin, text, written_ns)))
 }
 
@@ -494,4 +511,144 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The signer key's name and public key in `key_file`, if given.
+fn key_of(key_file: Option<&Path>) -> Result<Option<(String, [u8; 32])>> {
+    let Some(path) = key_file else { return Ok(None) };
+    let public = files::read_public_key(path)?;
+    let text = std::fs::read_to_string(path)?;
+    let (name, _) = note::decode_signer_key(&text)?;
+    Ok(Some((name, public)))
+}
+
+/// Verifies the ledger in the PostgreSQL database at `url` (entries,
+/// chain, tree, indexes, head and the last signed checkpoint; its
+/// signature too when the signer `key_file` is given). Reads only: nodes
+/// may keep appending meanwhile, and what they append after the head read
+/// at the start is not part of this check.
+pub fn verify_postgres(
+    url: &str,
+    key_file: Option<&Path>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport> {
+    let key = key_of(key_file)?;
+    let engine = crate::pg::PgStore::open(url, false)?;
+    let anchor = parse_anchor(engine.read_checkpoint()?, key.as_ref().map(|(n, p)| (n.as_str(), p)))?;
+    let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
+    Ok(VerifyReport {
+        entries: verified.frontier.size(),
+        root: verified.frontier.root(),
+        chain: verified.chain,
+        checkpoint_size: anchor.map(|a| a.0.size),
+        checkpoint_signature_checked: key.is_some(),
+    })
+}
+
+/// Entries per transaction while migrating.
+const MIGRATE_BATCH: usize = 4096;
+
+/// Copies the sled ledger in `dir` (the server stopped) into the empty
+/// PostgreSQL database at `url`: verifies the source, writes every entry,
+/// index and tree node and the last signed checkpoint, then verifies the
+/// copy and checks that its root and chain hash equal the source's.
+/// `progress(phase, done, total)` reports `"verify"`, `"copy"` and
+/// `"check"`.
+pub fn migrate_to_postgres(
+    dir: &Path,
+    url: &str,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<VerifyReport> {
+    let source = verify(dir, &mut |done, total| progress("verify", done, total))?;
+    let checkpoint = files::read_checkpoint(dir)?;
+    let copy = tempfile::tempdir()?;
+    copy_dir(&dir.join(files::STORE_DIR), copy.path())?;
+    let from = SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?;
+    let to = crate::pg::PgStore::open(url, true)?;
+    if let Some(head) = to.head()? {
+        return Err(Error::InvalidArgument(format!(
+            "the database already holds a ledger of {} entries; migrate into an empty database",
+            head.size
+        )));
+    }
+    let mut frontier = Frontier::default();
+    let mut commit = crate::store::Commit::default();
+    let mut last_recorded_at_ns = 0;
+    let mut chain = hash::ZERO;
+    progress("copy", 0, source.entries);
+    let flush = |commit: &mut crate::store::Commit,
+                 frontier: &Frontier,
+                 chain: Hash,
+                 last: i64|
+     -> Result<()> {
+        if commit.entries.is_empty() {
+            return Ok(());
+        }
+        commit.head = Some(StoredHead {
+            size: frontier.size(),
+            root: frontier.root(),
+            chain,
+            last_recorded_at_ns: last,
+        });
+        match to.commit(commit)? {
+            crate::store::Committed::Done => {}
+            crate::store::Committed::HeadMoved(size) => {
+                return Err(Error::InvalidArgument(format!(
+                    "another process appended to the database during the migration (its head moved to {size})"
+                )));
+            }
+        }
+        *commit = crate::store::Commit { base: frontier.size(), ..Default::default() };
+        Ok(())
+    };
+    for item in from.entries() {
+        let (seq, entry) = item?;
+        if seq >= source.entries {
+            break;
+        }
+        let entry = entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
+        let leaf = hash::entry_hash(seq, entry.recorded_at_ns, &entry.payload);
+        chain = entry.chain_hash;
+        last_recorded_at_ns = entry.recorded_at_ns;
+        let nodes = &mut commit.nodes;
+        frontier.push(leaf, |level, index, hash| nodes.push((level, index, hash)));
+        commit.entries.push(entry);
+        if commit.entries.len() == MIGRATE_BATCH {
+            flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
+            progress("copy", frontier.size(), source.entries);
+        }
+    }
+    flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
+    progress("copy", frontier.size(), source.entries);
+    if let Some((note, written_ns)) = checkpoint
+        && let Some((anchor, ..)) = parse_anchor(Some((note.clone(), written_ns)), None)?
+    {
+        to.write_checkpoint(anchor.size, &note, written_ns)?;
+    }
+    let anchor = parse_anchor(to.read_checkpoint()?, None)?;
+    let copied = verify_store(
+        &to,
+        anchor.as_ref().map(|a| a.0),
+        &mut |done, total| progress("check", done, total),
+        &mut |_| {},
+    )?;
+    let report = VerifyReport {
+        entries: copied.frontier.size(),
+        root: copied.frontier.root(),
+        chain: copied.chain,
+        checkpoint_size: anchor.map(|a| a.0.size),
+        checkpoint_signature_checked: false,
+    };
+    if report.entries != source.entries || report.root != source.root || report.chain != source.chain {
+        return Err(Error::Storage(format!(
+            "the copy differs from the source: {} entries, root {}, chain {} against {} entries, root {}, chain {}",
+            report.entries,
+            hash::to_hex(&report.root),
+            hash::to_hex(&report.chain),
+            source.entries,
+            hash::to_hex(&source.root),
+            hash::to_hex(&source.chain)
+        )));
+    }
+    Ok(report)
 }

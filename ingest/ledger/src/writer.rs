@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 
 use super::error::{Error, Result};
 use super::hash::{self, Hash};
-use super::store::{Commit, StoredEntry, StoredHead};
+use super::store::{Commit, Committed, StoredEntry, StoredHead};
 use super::tree::Frontier;
 use super::verify::Verified;
-use super::{AppendResult, Conflict, Core, Head, NewEntry, Receipt, lock, now_ns};
+use super::{AppendResult, Conflict, Core, Entry, Head, NewEntry, Receipt, lock, now_ns};
 
 /// Upper bound on the entries of one group commit, so one giant burst does
 /// not build an unbounded sled batch.
@@ -31,6 +31,9 @@ pub(crate) enum Request {
     },
     /// Sent last by `close`; answered after everything queued before it.
     Close { reply: oneshot::Sender<()> },
+    /// Another node may have extended a shared store: read what it
+    /// appended and publish the new head (then answer, if asked to).
+    CatchUp { reply: Option<std::sync::mpsc::SyncSender<Result<()>>> },
 }
 
 /// The durable head as the writer left it; readers clone what they need.
@@ -76,6 +79,18 @@ pub(crate) fn run(core: &Core, requests: Receiver<Request>) {
                     closing = Some(reply);
                     break;
                 }
+                Request::CatchUp { reply } => {
+                    // Before the queued appends are staged, so they are
+                    // staged on top of what it reads.
+                    let mut state = read_state(core);
+                    let caught_up = catch_up(core, &mut state, None);
+                    if let Err(e) = &caught_up {
+                        note_catch_up_failure(core, e);
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(caught_up);
+                    }
+                }
             }
             if queued_entries < MAX_GROUP_ENTRIES {
                 next = requests.try_recv().ok();
@@ -107,38 +122,63 @@ fn group_commit(core: &Core, group: Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)
         }
         return;
     }
-    let mut staged = Staging {
-        core,
-        state: core.state.read().unwrap_or_else(|e| e.into_inner()).clone(),
-        commit: Commit::default(),
-        keys: HashMap::new(),
-        now_ns: now_ns(),
-    };
-    let mut answers = Vec::with_capacity(group.len());
-    let mut replies = Vec::with_capacity(group.len());
-    let mut group = group.into_iter();
-    while let Some((entries, recorded_at, reply)) = group.next() {
-        match staged.request(entries, recorded_at) {
-            Ok(answer) => answers.push(Ok(answer)),
-            // A caller mistake is that caller's answer alone; anything else
-            // (a read failing while looking up a duplicate) sinks the group,
-            // because the staged state may hold part of the request.
-            Err(e @ Error::InvalidArgument(_)) => answers.push(Err(e)),
-            Err(e) => {
-                let what = e.to_string();
-                tracing::error!(error = %what, "ledger group commit aborted");
-                let _ = reply.send(Err(e));
-                let others = replies.into_iter().chain(group.map(|(_, _, reply)| reply));
-                for reply in others {
-                    let _ = Reply::send(reply, Err(Error::Storage(format!("group commit aborted: {what}"))));
+    let shared = core.engine.shared();
+    let mut state = read_state(core);
+    let mut attempts = 0u32;
+    let (commit, state, answers) = loop {
+        attempts += 1;
+        let mut staged = Staging {
+            core,
+            state: state.clone(),
+            commit: Commit { base: state.frontier.size(), ..Commit::default() },
+            keys: HashMap::new(),
+            now_ns: now_ns(),
+            moved: false,
+        };
+        let mut answers = Vec::with_capacity(group.len());
+        let mut failure = None;
+        for (index, (entries, recorded_at, _)) in group.iter().enumerate() {
+            match staged.request(entries, recorded_at.as_deref()) {
+                Ok(answer) => answers.push(Ok(answer)),
+                // A caller mistake is that caller's answer alone; anything
+                // else (a read failing while looking up a duplicate) sinks
+                // the group, because the staged state may hold part of the
+                // request.
+                Err(e @ Error::InvalidArgument(_)) => answers.push(Err(e)),
+                Err(e) => {
+                    failure = Some((index, e));
+                    break;
+                }
+            }
+        }
+        if let Some((index, e)) = failure {
+            let what = e.to_string();
+            tracing::error!(error = %what, "ledger group commit aborted");
+            for (i, (_, _, reply)) in group.into_iter().enumerate() {
+                let answer = if i == index || matches!(e, Error::Unavailable(_)) {
+                    e.clone()
+                } else {
+                    Error::Storage(format!("group commit aborted: {what}"))
+                };
+                let _ = Reply::send(reply, Err(answer));
+            }
+            return;
+        }
+        if staged.moved {
+            // An idempotency key was taken by another node after this
+            // group's base: take its entries in and stage again.
+            if let Err(e) = catch_up(core, &mut state, None) {
+                note_catch_up_failure(core, &e);
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(e.clone()));
                 }
                 return;
             }
+            continue;
         }
-        replies.push(reply);
-    }
-
-    if !staged.commit.entries.is_empty() {
+        if staged.commit.entries.is_empty() {
+            break (staged.commit, staged.state, answers);
+        }
         staged.state.root = staged.state.frontier.root();
         staged.commit.head = Some(StoredHead {
             size: staged.state.frontier.size(),
@@ -146,27 +186,146 @@ fn group_commit(core: &Core, group: Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)
             chain: staged.state.chain,
             last_recorded_at_ns: staged.state.last_recorded_at_ns,
         });
-        if let Err(e) = core.engine.commit(&staged.commit) {
-            let what = e.to_string();
-            tracing::error!(error = %what, "ledger commit failed; refusing further appends");
-            *lock(&core.failed) = Some(format!("an earlier commit failed: {what}"));
-            for reply in replies {
-                let _ = reply.send(Err(Error::Storage(what.clone())));
+        match core.engine.commit(&staged.commit) {
+            Ok(Committed::Done) => break (staged.commit, staged.state, answers),
+            // Another node appended since this group was staged: take its
+            // entries in and stage again on top of them.
+            Ok(Committed::HeadMoved(size)) => {
+                if let Err(e) = catch_up(core, &mut state, Some(size)) {
+                    note_catch_up_failure(core, &e);
+                    for (_, _, reply) in group {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    return;
+                }
+                if attempts.is_multiple_of(64) {
+                    tracing::warn!(attempts, "ledger group commit keeps losing the sequencing race");
+                }
             }
-            return;
+            Err(e) if shared && !e.is_fail_stop() => {
+                // The transaction rolled back, or its outcome is unknown
+                // (the connection broke during COMMIT): either way the next
+                // group first reads the stored head, which settles it.
+                tracing::warn!(error = %e, "ledger commit failed; the next commit catches up first");
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
+            Err(e) => {
+                let what = e.to_string();
+                tracing::error!(error = %what, "ledger commit failed; refusing further appends");
+                *lock(&core.failed) = Some(format!("an earlier commit failed: {what}"));
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(Error::Storage(what.clone())));
+                }
+                return;
+            }
         }
+    };
+
+    if !commit.entries.is_empty() {
         core.flushes.fetch_add(1, Ordering::Relaxed);
         if let Some(observe) = core.observer.get() {
-            for entry in &staged.commit.entries {
+            for entry in &commit.entries {
                 observe(entry.seq, &entry.subject);
             }
         }
-        *core.state.write().unwrap_or_else(|e| e.into_inner()) = staged.state;
+        publish(core, state);
     }
-    for (reply, answer) in replies.into_iter().zip(answers) {
+    for ((_, _, reply), answer) in group.into_iter().zip(answers) {
         let _ = reply.send(answer);
     }
 }
+
+fn read_state(core: &Core) -> State {
+    core.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn publish(core: &Core, state: State) {
+    let mut current = core.state.write().unwrap_or_else(|e| e.into_inner());
+    // Never move the published head backwards.
+    if state.frontier.size() >= current.frontier.size() {
+        *current = state;
+    }
+}
+
+fn note_catch_up_failure(core: &Core, e: &Error) {
+    if e.is_fail_stop() {
+        tracing::error!(error = %e, "entries appended by another node fail verification; refusing further appends");
+        *lock(&core.failed) = Some(format!("catching up with the shared store failed: {e}"));
+    } else {
+        tracing::warn!(error = %e, "catching up with the shared store failed; retrying on the next commit");
+    }
+}
+
+/// Reads the entries other nodes appended to a shared store beyond
+/// `state` (up to `target`, else the stored head), checks each one's chain
+/// and the resulting root against the stored head, tells the observer and
+/// extends and publishes `state`. Nothing here trusts the other node: a row it wrote
+/// that does not chain is [`Error::Tampered`].
+fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
+    let Some(store) = core.engine.as_postgres() else { return Ok(()) };
+    let Some(head) = core.engine.head()? else { return Ok(()) };
+    let target = target.unwrap_or(head.size).min(head.size);
+    let from = state.frontier.size();
+    if target <= from {
+        return Ok(());
+    }
+    let mut next = state.clone();
+    let mut seen = Vec::with_capacity((target - from) as usize);
+    let mut foreign = Vec::new();
+    let mut at = from;
+    while at < target {
+        let end = (at + CATCH_UP_BATCH).min(target);
+        for entry in store.entries_between(at, end)? {
+            let entry_hash = hash::entry_hash(entry.seq, entry.recorded_at_ns, &entry.payload);
+            let chain = hash::chain_hash(&next.chain, &entry_hash);
+            if chain != entry.chain_hash {
+                return Err(Error::tampered(entry.seq, "chain hash does not match the recomputed chain"));
+            }
+            if entry.recorded_at_ns < next.last_recorded_at_ns {
+                return Err(Error::tampered(entry.seq, "recorded_at decreases"));
+            }
+            next.frontier.push(entry_hash, |_, _, _| {});
+            next.chain = chain;
+            next.last_recorded_at_ns = entry.recorded_at_ns;
+            seen.push((entry.seq, entry.subject.clone()));
+            if core.foreign.get().is_some() {
+                foreign.push((entry, entry_hash));
+            }
+        }
+        at = end;
+    }
+    next.root = next.frontier.root();
+    if next.frontier.size() == head.size && (next.root != head.root || next.chain != head.chain) {
+        return Err(Error::tampered(None, "the stored head differs from the entries another node appended"));
+    }
+    if let Some(observe) = core.observer.get() {
+        for (seq, subject) in &seen {
+            observe(*seq, subject);
+        }
+    }
+    // Published at once: restaging reads receipts of these entries.
+    publish(core, next.clone());
+    *state = next;
+    if let Some(observe) = core.foreign.get() {
+        for (entry, entry_hash) in &foreign {
+            observe(&Entry {
+                seq: entry.seq,
+                recorded_at_ns: entry.recorded_at_ns,
+                payload: entry.payload.clone(),
+                subject: entry.subject.clone(),
+                entry_hash: *entry_hash,
+                chain_hash: entry.chain_hash,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Entries read per query while catching up.
+const CATCH_UP_BATCH: u64 = 4096;
 
 /// One group being assembled on top of a copy of the durable state.
 struct Staging<'a> {
@@ -176,15 +335,14 @@ struct Staging<'a> {
     /// Idempotency keys appended in this group: key -> (fingerprint, receipt).
     keys: HashMap<Vec<u8>, (Hash, Receipt)>,
     now_ns: i64,
+    /// Set when the store holds an entry beyond the staged state (another
+    /// node appended it): the answers are void and the group is restaged.
+    moved: bool,
 }
 
 impl Staging<'_> {
-    fn request(
-        &mut self,
-        entries: Vec<NewEntry>,
-        recorded_at: Option<Vec<i64>>,
-    ) -> Result<Vec<AppendResult>> {
-        if let Some(times) = &recorded_at {
+    fn request(&mut self, entries: &[NewEntry], recorded_at: Option<&[i64]>) -> Result<Vec<AppendResult>> {
+        if let Some(times) = recorded_at {
             // Checked before staging anything so a rejected request leaves
             // no trace; any subsequence of a non-decreasing list is too.
             if times.len() != entries.len() {
@@ -201,9 +359,9 @@ impl Staging<'_> {
             }
         }
         let mut answers = Vec::with_capacity(entries.len());
-        for (i, entry) in entries.into_iter().enumerate() {
-            let at = recorded_at.as_ref().map_or(self.now_ns, |times| times[i]);
-            answers.push(self.entry(entry, at)?);
+        for (i, entry) in entries.iter().enumerate() {
+            let at = recorded_at.map_or(self.now_ns, |times| times[i]);
+            answers.push(self.entry(entry.clone(), at)?);
         }
         Ok(answers)
     }
@@ -213,6 +371,17 @@ impl Staging<'_> {
             let existing = match self.keys.get(&idempotency.key) {
                 Some((fingerprint, receipt)) => Some((*fingerprint, receipt.clone())),
                 None => match self.core.engine.idempotency(&idempotency.key)? {
+                    Some((seq, _)) if seq >= self.state.frontier.size() => {
+                        self.moved = true;
+                        let void = Receipt {
+                            seq,
+                            entry_hash: [0; 32],
+                            chain_hash: [0; 32],
+                            recorded_at_ns: 0,
+                            duplicate: true,
+                        };
+                        return Ok(Ok(void));
+                    }
                     Some((seq, fingerprint)) => Some((fingerprint, self.core.receipt(seq, false)?)),
                     None => None,
                 },

@@ -5,6 +5,7 @@
 mod checkpoint;
 mod group_commit;
 mod model;
+mod postgres;
 mod proofs;
 mod tamper;
 mod vectors;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use super::super::{Idempotency, Ledger, LedgerConfig, NewEntry, Receipt, hash, proof};
+use super::super::{Idempotency, Ledger, LedgerConfig, NewEntry, Receipt, VerifyReport, hash, proof};
 use super::runtime;
 
 #[derive(Clone, Debug)]
@@ -92,68 +92,97 @@ impl Model {
     }
 }
 
+/// Runs `ops` against a ledger opened with `config()` (again at every
+/// restart) and the model; `verify_offline` checks the closed store at the
+/// end.
+fn run_model(
+    ops: Vec<Op>,
+    config: &dyn Fn() -> LedgerConfig,
+    verify_offline: &dyn Fn() -> VerifyReport,
+) -> Result<(), TestCaseError> {
+    let rt = runtime();
+    let mut ledger = Ledger::open(config()).unwrap();
+    let mut model = Model::default();
+    for op in ops {
+        match op {
+            Op::Append(specs) => {
+                let batch: Vec<NewEntry> = specs.iter().map(Spec::new_entry).collect();
+                let answers = rt.block_on(ledger.append(batch.clone())).unwrap();
+                prop_assert_eq!(answers.len(), batch.len());
+                for (new, answer) in batch.into_iter().zip(answers) {
+                    let existing = new.idempotency.as_ref().and_then(|i| model.by_key.get(&i.key).copied());
+                    match existing {
+                        None => {
+                            let receipt = answer.expect("fresh entry appended");
+                            prop_assert_eq!(receipt.seq, model.entries.len() as u64);
+                            prop_assert!(!receipt.duplicate);
+                            if let Some((_, last)) = model.entries.last() {
+                                prop_assert!(receipt.recorded_at_ns >= last.recorded_at_ns);
+                            }
+                            if let Some(i) = &new.idempotency {
+                                model.by_key.insert(i.key.clone(), model.entries.len());
+                            }
+                            model.entries.push((new, receipt));
+                        }
+                        Some(seq) => {
+                            let (original, receipt) = &model.entries[seq];
+                            let same = original.idempotency.as_ref().unwrap().fingerprint
+                                == new.idempotency.as_ref().unwrap().fingerprint;
+                            if same {
+                                prop_assert_eq!(answer, Ok(Receipt { duplicate: true, ..receipt.clone() }));
+                            } else {
+                                let conflict = answer.expect_err("conflicting fingerprint");
+                                prop_assert_eq!(&conflict.existing, receipt);
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Restart => {
+                rt.block_on(ledger.close()).unwrap();
+                drop(ledger);
+                let mut progress = Vec::new();
+                ledger = Ledger::open_with_progress(config(), &mut |done, total| {
+                    progress.push((done, total));
+                })
+                .unwrap();
+                let n = model.entries.len() as u64;
+                prop_assert_eq!(progress.last().copied(), Some((n, n)));
+            }
+        }
+        model.check(&ledger)?;
+    }
+    rt.block_on(ledger.close()).unwrap();
+    drop(ledger);
+    let report = verify_offline();
+    prop_assert_eq!(report.entries, model.entries.len() as u64);
+    prop_assert_eq!(report.checkpoint_size, Some(model.entries.len() as u64));
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
     fn ledger_matches_vec_model(ops in proptest::collection::vec(op(), 1..10)) {
-        let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
-        let mut model = Model::default();
-        for op in ops {
-            match op {
-                Op::Append(specs) => {
-                    let batch: Vec<NewEntry> = specs.iter().map(Spec::new_entry).collect();
-                    let answers = rt.block_on(ledger.append(batch.clone())).unwrap();
-                    prop_assert_eq!(answers.len(), batch.len());
-                    for (new, answer) in batch.into_iter().zip(answers) {
-                        let existing = new.idempotency.as_ref().and_then(|i| model.by_key.get(&i.key).copied());
-                        match existing {
-                            None => {
-                                let receipt = answer.expect("fresh entry appended");
-                                prop_assert_eq!(receipt.seq, model.entries.len() as u64);
-                                prop_assert!(!receipt.duplicate);
-                                if let Some((_, last)) = model.entries.last() {
-                                    prop_assert!(receipt.recorded_at_ns >= last.recorded_at_ns);
-                                }
-                                if let Some(i) = &new.idempotency {
-                                    model.by_key.insert(i.key.clone(), model.entries.len());
-                                }
-                                model.entries.push((new, receipt));
-                            }
-                            Some(seq) => {
-                                let (original, receipt) = &model.entries[seq];
-                                let same = original.idempotency.as_ref().unwrap().fingerprint
-                                    == new.idempotency.as_ref().unwrap().fingerprint;
-                                if same {
-                                    prop_assert_eq!(answer, Ok(Receipt { duplicate: true, ..receipt.clone() }));
-                                } else {
-                                    let conflict = answer.expect_err("conflicting fingerprint");
-                                    prop_assert_eq!(&conflict.existing, receipt);
-                                }
-                            }
-                        }
-                    }
-                }
-                Op::Restart => {
-                    rt.block_on(ledger.close()).unwrap();
-                    drop(ledger);
-                    let mut progress = Vec::new();
-                    ledger = Ledger::open_with_progress(LedgerConfig::new(dir.path()), &mut |done, total| {
-                        progress.push((done, total));
-                    })
-                    .unwrap();
-                    let n = model.entries.len() as u64;
-                    prop_assert_eq!(progress.last().copied(), Some((n, n)));
-                }
-            }
-            model.check(&ledger)?;
-        }
-        rt.block_on(ledger.close()).unwrap();
-        drop(ledger);
-        let report = super::super::verify(dir.path(), &mut |_, _| {}).unwrap();
-        prop_assert_eq!(report.entries, model.entries.len() as u64);
-        prop_assert_eq!(report.checkpoint_size, Some(model.entries.len() as u64));
+        run_model(
+            ops,
+            &|| LedgerConfig::new(dir.path()),
+            &|| super::super::verify(dir.path(), &mut |_, _| {}).unwrap(),
+        )?;
+    }
+
+    /// The same model on the PostgreSQL engine, one fresh database per case.
+    #[test]
+    fn postgres_ledger_matches_vec_model(ops in proptest::collection::vec(op(), 1..10)) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = pgtest::database();
+        let key = dir.path().join("ledger.key");
+        run_model(
+            ops,
+            &|| LedgerConfig { store: Some(url.clone()), ..LedgerConfig::new(dir.path()) },
+            &|| super::super::verify_postgres(&url, Some(&key), &mut |_, _| {}).unwrap(),
+        )?;
     }
 }

@@ -1,0 +1,931 @@
+//! The PostgreSQL engine: the same [`Engine`] as sled, on tables that
+//! several ecocode nodes share.
+//!
+//! Everything PostgreSQL-specific lives in this file. Layout (migration 1,
+//! see [`MIGRATIONS`]):
+//!
+//! | table                | rows |
+//! |----------------------|------|
+//! | `ledger_entries`     | one per entry: seq, recorded_at, chain hash, subject, idempotency key and fingerprint, payload |
+//! | `ledger_subjects`    | the subject index: (subject, seq) |
+//! | `ledger_idempotency` | the idempotency index: key → (seq, fingerprint) |
+//! | `ledger_nodes`       | every complete Merkle subtree: (level, index) → hash |
+//! | `ledger_head`        | exactly one row: size, root, chain, last recorded_at |
+//! | `ledger_checkpoints` | every signed checkpoint note by tree size |
+//! | `ecocode_schema`     | the schema version this database is at |
+//!
+//! **Sequencing.** A group commit is one transaction that first locks the
+//! head row (`SELECT … FOR UPDATE`) and checks that the head is still the
+//! one the batch was staged on; if another node moved it, nothing is
+//! written and the writer catches up and stages again ([`Committed::HeadMoved`]).
+//! So every node extends one chain, each still commits whole groups, and
+//! a receipt is answered only after `COMMIT` returned. Each commit sends
+//! `NOTIFY ecocode_ledger`, on which the other nodes catch up
+//! ([`PgStore::follow`]).
+//!
+//! **Blocking.** The ledger's engine is synchronous (its writer is a
+//! thread). This engine runs tokio-postgres on a runtime of its own and
+//! blocks the caller on the answer (through a plain channel), which is
+//! what a sled read does too.
+
+use std::future::Future;
+use std::str::FromStr as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use super::error::{Error, Result};
+use super::hash::Hash;
+use super::store::{Commit, Committed, Engine, NodeIter, StoredEntry, StoredHead};
+use super::tree::NodeSource;
+
+/// The schema, one transaction per version. A database at a version
+/// beyond this list is refused: a newer binary migrated it.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the ledger.
+    "CREATE TABLE ledger_entries (
+        seq             bigint PRIMARY KEY,
+        recorded_at_ns  bigint NOT NULL,
+        chain_hash      bytea  NOT NULL,
+        subject         bytea  NOT NULL,
+        idempotency_key bytea,
+        fingerprint     bytea,
+        payload         bytea  NOT NULL
+    );
+    CREATE TABLE ledger_subjects (
+        subject bytea  NOT NULL,
+        seq     bigint NOT NULL,
+        PRIMARY KEY (subject, seq)
+    );
+    CREATE TABLE ledger_idempotency (
+        key         bytea  PRIMARY KEY,
+        seq         bigint NOT NULL,
+        fingerprint bytea  NOT NULL
+    );
+    CREATE TABLE ledger_nodes (
+        level smallint NOT NULL,
+        index bigint   NOT NULL,
+        hash  bytea    NOT NULL,
+        PRIMARY KEY (level, index)
+    );
+    CREATE TABLE ledger_head (
+        one                 boolean PRIMARY KEY DEFAULT true CHECK (one),
+        size                bigint NOT NULL,
+        root                bytea  NOT NULL,
+        chain               bytea  NOT NULL,
+        last_recorded_at_ns bigint NOT NULL
+    );
+    INSERT INTO ledger_head VALUES (true, 0, '', '', 0);
+    CREATE TABLE ledger_checkpoints (
+        tree_size    bigint PRIMARY KEY,
+        note         text   NOT NULL,
+        signed_at_ns bigint NOT NULL
+    );",
+    // 2: small named documents the service keeps beside the ledger
+    // (principals), each write taking a new version so nodes notice.
+    "CREATE SEQUENCE documents_version;
+    CREATE TABLE documents (
+        kind    text   NOT NULL,
+        name    text   NOT NULL,
+        body    text   NOT NULL,
+        version bigint NOT NULL DEFAULT nextval('documents_version'),
+        PRIMARY KEY (kind, name)
+    );",
+];
+
+/// The channel every commit notifies.
+const CHANNEL: &str = "ecocode_ledger";
+/// Rows per page when iterating a whole table.
+const PAGE: i64 = 4096;
+/// Connections per node.
+const POOL_SIZE: usize = 8;
+/// How long a call waits for the database before it is `Unavailable`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a follower checks the head when no notification came (a
+/// notification is lost while its connection is down).
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL engine; see the module documentation.
+pub(crate) struct PgStore {
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// While verification runs: the head it verifies, so rows other nodes
+    /// commit meanwhile are not mistaken for extra entries.
+    pinned: Mutex<Option<Option<StoredHead>>>,
+}
+
+/// Small named documents of one kind (e.g. principals) in the shared
+/// PostgreSQL store, so that every node sees what any node or an
+/// operator's CLI wrote, without a restart.
+pub struct Documents {
+    store: PgStore,
+    kind: String,
+}
+
+impl std::fmt::Debug for Documents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Documents").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl Documents {
+    /// Connects to `url` (creating or migrating the schema) for documents
+    /// of `kind`.
+    pub fn open(url: &str, kind: &str) -> Result<Documents> {
+        Ok(Documents { store: PgStore::open(url, true)?, kind: kind.to_string() })
+    }
+
+    /// Stores a new document; `false` (and nothing written) if `name` is taken.
+    pub fn insert_new(&self, name: &str, body: &str) -> Result<bool> {
+        let rows = self.store.query(
+            "INSERT INTO documents (kind, name, body) VALUES ($1, $2, $3)
+             ON CONFLICT (kind, name) DO NOTHING RETURNING 1",
+            vec![
+                Param::Text(self.kind.clone()),
+                Param::Text(name.to_string()),
+                Param::Text(body.to_string()),
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Replaces document `name`; `false` if there is none.
+    pub fn replace(&self, name: &str, body: &str) -> Result<bool> {
+        let rows = self.store.query(
+            "UPDATE documents SET body = $3, version = nextval('documents_version')
+             WHERE kind = $1 AND name = $2 RETURNING 1",
+            vec![
+                Param::Text(self.kind.clone()),
+                Param::Text(name.to_string()),
+                Param::Text(body.to_string()),
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<String>> {
+        let rows = self.store.query(
+            "SELECT body FROM documents WHERE kind = $1 AND name = $2",
+            vec![Param::Text(self.kind.clone()), Param::Text(name.to_string())],
+        )?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    /// Every document of this kind, by name.
+    pub fn list(&self) -> Result<Vec<(String, String)>> {
+        let rows = self.store.query(
+            "SELECT name, body FROM documents WHERE kind = $1 ORDER BY name",
+            vec![Param::Text(self.kind.clone())],
+        )?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    /// Changes whenever a document of this kind is added or replaced.
+    pub fn version(&self) -> Result<(i64, i64)> {
+        let rows = self.store.query(
+            "SELECT count(*), coalesce(max(version), 0) FROM documents WHERE kind = $1",
+            vec![Param::Text(self.kind.clone())],
+        )?;
+        let row = rows.first().ok_or_else(|| Error::Storage("no answer to a count".into()))?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// `url` without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "postgres://{}@{}/{}",
+                config.get_user().unwrap_or(""),
+                hosts.join(","),
+                config.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "(an unparsable PostgreSQL URL)".into(),
+    }
+}
+
+/// Errors of the database: unreachable is [`Error::Unavailable`] (the call
+/// may be retried, the node recovers by itself once the database is back),
+/// anything else [`Error::Storage`].
+fn db(e: tokio_postgres::Error) -> Error {
+    if e.is_closed() || e.code().is_none() {
+        Error::Unavailable(format!("PostgreSQL is unreachable ({e}); calls succeed again once it is back"))
+    } else if e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")) {
+        Error::Unavailable(format!(
+            "PostgreSQL refused the connection ({e}); calls succeed again once it is back"
+        ))
+    } else {
+        Error::Storage(format!("PostgreSQL: {e}"))
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db(e),
+        other => Error::Unavailable(format!(
+            "no PostgreSQL connection ({other}); calls succeed again once the database is reachable"
+        )),
+    }
+}
+
+fn hash_of(bytes: &[u8]) -> Option<Hash> {
+    bytes.try_into().ok()
+}
+
+fn seq_of(v: i64) -> u64 {
+    v as u64
+}
+
+fn entry_of(row: &tokio_postgres::Row) -> (u64, Option<StoredEntry>) {
+    let seq = seq_of(row.get(0));
+    let chain: &[u8] = row.get(2);
+    let key: Option<Vec<u8>> = row.get(4);
+    let fingerprint: Option<&[u8]> = row.get(5);
+    let idempotency = match (key, fingerprint) {
+        (None, None) => Some(None),
+        (Some(key), Some(fp)) => hash_of(fp).map(|fp| Some((key, fp))),
+        _ => None,
+    };
+    let entry = match (hash_of(chain), idempotency) {
+        (Some(chain_hash), Some(idempotency)) => Some(StoredEntry {
+            seq,
+            recorded_at_ns: row.get(1),
+            chain_hash,
+            subject: row.get(3),
+            idempotency,
+            payload: row.get(6),
+        }),
+        _ => None,
+    };
+    (seq, entry)
+}
+
+impl PgStore {
+    /// Connects to `url`, creating or migrating the schema when `migrate`;
+    /// otherwise (offline verification) a database without the schema is
+    /// an error and nothing is written.
+    pub(crate) fn open(url: &str, migrate: bool) -> Result<PgStore> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| Error::InvalidArgument(format!("store URL {}: {e}", redact(url))))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("ecocode");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ledger-postgres")
+            .enable_all()
+            .build()?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = {
+            let _entered = runtime.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT_TIMEOUT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| Error::Storage(format!("PostgreSQL pool: {e}")))?
+        };
+        let store = PgStore { runtime: Some(runtime), pool, config, pinned: Mutex::new(None) };
+        let pool = store.pool.clone();
+        let version = store.run(async move { migrate_schema(&pool, migrate).await })?;
+        tracing::info!(store = %redact(url), schema_version = version, "PostgreSQL store open");
+        Ok(store)
+    }
+
+    /// Runs `f` on the engine's runtime and waits for it; callable from any
+    /// thread, a tokio worker included.
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+        let runtime = self.runtime.as_ref().ok_or(Error::ShuttingDown)?;
+        // A plain channel, not an executor: polling a tokio JoinHandle
+        // from inside another runtime's task spins once that task's
+        // cooperative budget is spent.
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = answer.send(f.await);
+        });
+        answered.recv().map_err(|_| Error::Storage("a PostgreSQL task ended without an answer".into()))?
+    }
+
+    fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<tokio_postgres::Row>> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(Param::as_sql).collect();
+            client.query(sql, &refs).await.map_err(db)
+        })
+    }
+
+    /// The bound of the pinned head (verification), else none.
+    fn bound(&self) -> i64 {
+        match *crate::lock(&self.pinned) {
+            Some(Some(head)) => head.size as i64,
+            Some(None) => 0,
+            None => i64::MAX,
+        }
+    }
+
+    /// Entries `[from, to)`, in seq order.
+    pub(crate) fn entries_between(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>> {
+        let rows = self.query(
+            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload
+             FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+            vec![Param::I64(from as i64), Param::I64(to as i64)],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let (seq, entry) = entry_of(row);
+            if seq != from + i as u64 {
+                return Err(Error::tampered(from + i as u64, "entry is missing from the store"));
+            }
+            out.push(entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?);
+        }
+        if out.len() as u64 != to - from {
+            return Err(Error::tampered(from + out.len() as u64, "entry is missing from the store"));
+        }
+        Ok(out)
+    }
+
+    /// Calls `poke` whenever another node may have moved the head: on every
+    /// commit notification, and every [`FOLLOW_POLL`] in case one was
+    /// missed. Runs until the store is dropped.
+    pub(crate) fn follow(&self, poke: Box<dyn Fn() + Send + Sync>) {
+        let Some(runtime) = self.runtime.as_ref() else { return };
+        let config = self.config.clone();
+        runtime.spawn(async move {
+            loop {
+                match listen(&config, &*poke).await {
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!(error = %e, "ledger follower lost its PostgreSQL connection; reconnecting"),
+                }
+                poke();
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        });
+    }
+
+    /// Reads the latest signed checkpoint note and when it was signed.
+    pub(crate) fn read_checkpoint(&self) -> Result<Option<(String, i64)>> {
+        let rows = self.query(
+            "SELECT note, signed_at_ns FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1",
+            Vec::new(),
+        )?;
+        Ok(rows.first().map(|row| (row.get(0), row.get(1))))
+    }
+
+    /// Stores a signed checkpoint note; a second note for the same size
+    /// (another node signed the same head) keeps the first.
+    pub(crate) fn write_checkpoint(&self, tree_size: u64, note: &str, signed_at_ns: i64) -> Result<()> {
+        self.query(
+            "INSERT INTO ledger_checkpoints (tree_size, note, signed_at_ns) VALUES ($1, $2, $3)
+             ON CONFLICT (tree_size) DO NOTHING",
+            vec![Param::I64(tree_size as i64), Param::Text(note.to_string()), Param::I64(signed_at_ns)],
+        )?;
+        Ok(())
+    }
+
+    /// Runs raw SQL, so tests can damage a live store the way an operator
+    /// with database access could.
+    #[cfg(test)]
+    pub(crate) fn execute_raw(&self, sql: &str) -> Result<()> {
+        let pool = self.pool.clone();
+        let sql = sql.to_string();
+        self.run(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client.batch_execute(&sql).await.map_err(db)
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Allowed anywhere, a tokio worker included; the follower and
+            // idle connections end with it.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn listen(config: &tokio_postgres::Config, poke: &(dyn Fn() + Send + Sync)) -> Result<()> {
+    use futures::StreamExt as _;
+    let (client, mut connection) = config.connect(NoTls).await.map_err(db)?;
+    let (notes, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if notes.send(()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(db(e)),
+            }
+        }
+        Ok(())
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(db)?;
+    // Whatever was committed before LISTEN took effect.
+    poke();
+    let mut tick = tokio::time::interval(FOLLOW_POLL);
+    loop {
+        tokio::select! {
+            note = received.recv() => match note {
+                Some(()) => poke(),
+                None => break,
+            },
+            _ = tick.tick() => poke(),
+        }
+    }
+    drop(client);
+    driver.await.map_err(|e| Error::Storage(format!("PostgreSQL listener: {e}")))?
+}
+
+async fn migrate_schema(pool: &Pool, migrate: bool) -> Result<usize> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(db)?;
+    if migrate {
+        // Nodes starting together migrate one at a time.
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7262611); CREATE TABLE IF NOT EXISTS ecocode_schema (version integer NOT NULL)",
+        )
+        .await
+        .map_err(db)?;
+    }
+    let exists: bool =
+        tx.query_one("SELECT to_regclass('ecocode_schema') IS NOT NULL", &[]).await.map_err(db)?.get(0);
+    if !exists {
+        return Err(Error::InvalidArgument(
+            "the database holds no ecocode ledger (no ecocode_schema table)".into(),
+        ));
+    }
+    let version: i32 = tx
+        .query_opt("SELECT version FROM ecocode_schema", &[])
+        .await
+        .map_err(db)?
+        .map_or(0, |row| row.get(0));
+    let version = version as usize;
+    if version > MIGRATIONS.len() {
+        return Err(Error::InvalidArgument(format!(
+            "the database schema is at version {version}, newer than this ecocode's {}; run a newer ecocode",
+            MIGRATIONS.len()
+        )));
+    }
+    if version < MIGRATIONS.len() && !migrate {
+        return Err(Error::InvalidArgument(format!(
+            "the database schema is at version {version}, older than this ecocode's {}; start `ecocode serve` on it once to migrate",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.batch_execute(sql).await.map_err(db)?;
+        tracing::info!(version = i + 1, "PostgreSQL schema migrated");
+    }
+    if version < MIGRATIONS.len() {
+        tx.batch_execute(&format!(
+            "DELETE FROM ecocode_schema; INSERT INTO ecocode_schema VALUES ({})",
+            MIGRATIONS.len()
+        ))
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(MIGRATIONS.len())
+}
+
+/// An owned query parameter, so a query can move to the engine's runtime.
+enum Param {
+    I64(i64),
+    I16(i16),
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        match self {
+            Param::I64(v) => v,
+            Param::I16(v) => v,
+            Param::Bytes(v) => v,
+            Param::Text(v) => v,
+        }
+    }
+}
+
+/// Pages through a table in key order, one query per [`PAGE`] rows.
+struct Pages<'a, K, T> {
+    store: &'a PgStore,
+    after: Option<K>,
+    buffer: std::vec::IntoIter<T>,
+    done: bool,
+    #[allow(clippy::type_complexity)]
+    fetch: Box<dyn Fn(&PgStore, Option<&K>) -> Result<(Vec<T>, Option<K>)> + 'a>,
+}
+
+impl<K, T> Iterator for Pages<'_, K, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        loop {
+            if let Some(item) = self.buffer.next() {
+                return Some(Ok(item));
+            }
+            if self.done {
+                return None;
+            }
+            match (self.fetch)(self.store, self.after.as_ref()) {
+                Ok((items, last)) => {
+                    self.done = (items.len() as i64) < PAGE;
+                    self.after = last;
+                    self.buffer = items.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+fn pages<'a, K: 'a, T: 'a>(
+    store: &'a PgStore,
+    fetch: impl Fn(&PgStore, Option<&K>) -> Result<(Vec<T>, Option<K>)> + 'a,
+) -> Box<dyn Iterator<Item = Result<T>> + 'a> {
+    Box::new(Pages {
+        store,
+        after: None,
+        buffer: Vec::new().into_iter(),
+        done: false,
+        fetch: Box::new(fetch),
+    })
+}
+
+impl NodeSource for PgStore {
+    fn node(&self, level: u8, index: u64) -> Result<Hash> {
+        self.node_opt(level, index)?.ok_or_else(|| {
+            Error::corruption(
+                index << level,
+                format!("merkle node (level {level}, index {index}) is missing"),
+            )
+        })
+    }
+}
+
+impl Engine for PgStore {
+    fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
+        let rows = self.query(
+            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload
+             FROM ledger_entries WHERE seq = $1",
+            vec![Param::I64(seq as i64)],
+        )?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => {
+                entry_of(row).1.map(Some).ok_or_else(|| Error::corruption(seq, "entry record is malformed"))
+            }
+        }
+    }
+
+    fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_> {
+        let bound = self.bound();
+        pages(self, move |store, after: Option<&i64>| {
+            let rows = store.query(
+                "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload
+                 FROM ledger_entries WHERE seq > $1 AND seq < $2 ORDER BY seq LIMIT $3",
+                vec![Param::I64(after.copied().unwrap_or(-1)), Param::I64(bound), Param::I64(PAGE)],
+            )?;
+            let last = rows.last().map(|row| row.get::<_, i64>(0));
+            Ok((rows.iter().map(entry_of).collect(), last))
+        })
+    }
+
+    fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        let rows = self.query(
+            "SELECT hash FROM ledger_nodes WHERE level = $1 AND index = $2",
+            vec![Param::I16(level as i16), Param::I64(index as i64)],
+        )?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => hash_of(row.get(0)).map(Some).ok_or_else(|| {
+                Error::corruption(
+                    index << level,
+                    format!("merkle node (level {level}, index {index}) is malformed"),
+                )
+            }),
+        }
+    }
+
+    fn nodes(&self, level: u8) -> NodeIter<'_> {
+        let bound = self.bound();
+        pages(self, move |store, after: Option<&i64>| {
+            // A node belongs to the pinned tree if all its leaves do.
+            let rows = store.query(
+                "SELECT index, hash FROM ledger_nodes
+                 WHERE level = $1 AND index > $2 AND ((index + 1) << level::integer) <= $3
+                 ORDER BY index LIMIT $4",
+                vec![
+                    Param::I16(level as i16),
+                    Param::I64(after.copied().unwrap_or(-1)),
+                    Param::I64(bound),
+                    Param::I64(PAGE),
+                ],
+            )?;
+            let last = rows.last().map(|row| row.get::<_, i64>(0));
+            Ok((rows.iter().map(|row| (seq_of(row.get(0)), hash_of(row.get(1)))).collect(), last))
+        })
+    }
+
+    fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_> {
+        let bound = self.bound();
+        pages(self, move |store, after: Option<&(Vec<u8>, i64)>| {
+            let (subject, seq) = after.cloned().unwrap_or((Vec::new(), -1));
+            let rows = store.query(
+                "SELECT subject, seq FROM ledger_subjects
+                 WHERE (subject, seq) > ($1, $2) AND seq < $3 ORDER BY subject, seq LIMIT $4",
+                vec![Param::Bytes(subject), Param::I64(seq), Param::I64(bound), Param::I64(PAGE)],
+            )?;
+            let last = rows.last().map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, i64>(1)));
+            Ok((rows.iter().map(|row| (row.get(0), seq_of(row.get(1)))).collect(), last))
+        })
+    }
+
+    fn idempotency_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Option<(u64, Hash)>)>> + '_> {
+        let bound = self.bound();
+        pages(self, move |store, after: Option<&Vec<u8>>| {
+            let rows = match after {
+                None => store.query(
+                    "SELECT key, seq, fingerprint FROM ledger_idempotency WHERE seq < $1 ORDER BY key LIMIT $2",
+                    vec![Param::I64(bound), Param::I64(PAGE)],
+                )?,
+                Some(key) => store.query(
+                    "SELECT key, seq, fingerprint FROM ledger_idempotency
+                     WHERE key > $1 AND seq < $2 ORDER BY key LIMIT $3",
+                    vec![Param::Bytes(key.clone()), Param::I64(bound), Param::I64(PAGE)],
+                )?,
+            };
+            let last = rows.last().map(|row| row.get::<_, Vec<u8>>(0));
+            let items = rows
+                .iter()
+                .map(|row| (row.get(0), hash_of(row.get(2)).map(|fp| (seq_of(row.get(1)), fp))))
+                .collect();
+            Ok((items, last))
+        })
+    }
+
+    fn head(&self) -> Result<Option<StoredHead>> {
+        if let Some(pinned) = *crate::lock(&self.pinned) {
+            return Ok(pinned);
+        }
+        let rows =
+            self.query("SELECT size, root, chain, last_recorded_at_ns FROM ledger_head", Vec::new())?;
+        let row = rows.first().ok_or_else(|| Error::tampered(None, "the head row is missing"))?;
+        let size: i64 = row.get(0);
+        if size == 0 {
+            return Ok(None);
+        }
+        match (hash_of(row.get(1)), hash_of(row.get(2))) {
+            (Some(root), Some(chain)) if size > 0 => {
+                Ok(Some(StoredHead { size: size as u64, root, chain, last_recorded_at_ns: row.get(3) }))
+            }
+            _ => Err(Error::tampered(None, "stored head record is malformed")),
+        }
+    }
+
+    fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>> {
+        let rows = self.query(
+            "SELECT seq FROM ledger_subjects WHERE subject = $1 ORDER BY seq",
+            vec![Param::Bytes(subject.to_vec())],
+        )?;
+        Ok(rows.iter().map(|row| seq_of(row.get(0))).collect())
+    }
+
+    fn subject_entries(
+        &self,
+        subject: &[u8],
+        below: u64,
+    ) -> Result<Vec<(u64, Option<StoredEntry>, Option<Hash>)>> {
+        // One round trip for an enterprise's whole file, leaves included.
+        let rows = self.query(
+            "SELECT s.seq, e.recorded_at_ns, e.chain_hash, e.subject, e.idempotency_key, e.fingerprint, e.payload,
+                    e.seq IS NOT NULL, n.hash
+             FROM ledger_subjects s
+             LEFT JOIN ledger_entries e ON e.seq = s.seq
+             LEFT JOIN ledger_nodes n ON n.level = 0 AND n.index = s.seq
+             WHERE s.subject = $1 AND s.seq < $2
+             ORDER BY s.seq",
+            vec![Param::Bytes(subject.to_vec()), Param::I64(below as i64)],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq = seq_of(row.get(0));
+            let present: bool = row.get(7);
+            let entry = if present {
+                Some(entry_of(row).1.ok_or_else(|| Error::corruption(seq, "entry record is malformed"))?)
+            } else {
+                None
+            };
+            let leaf = row.get::<_, Option<&[u8]>>(8).map(|h| {
+                hash_of(h).ok_or_else(|| Error::corruption(seq, "merkle node (level 0) is malformed"))
+            });
+            out.push((seq, entry, leaf.transpose()?));
+        }
+        Ok(out)
+    }
+
+    fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool> {
+        let rows = self.query(
+            "SELECT 1 FROM ledger_subjects WHERE subject = $1 AND seq = $2",
+            vec![Param::Bytes(subject.to_vec()), Param::I64(seq as i64)],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>> {
+        let rows = self.query(
+            "SELECT seq, fingerprint FROM ledger_idempotency WHERE key = $1",
+            vec![Param::Bytes(key.to_vec())],
+        )?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => hash_of(row.get(1))
+                .map(|fp| Some((seq_of(row.get(0)), fp)))
+                .ok_or_else(|| Error::Storage("malformed idempotency index record".into())),
+        }
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<Committed> {
+        let rows = CommitRows::of(commit);
+        let pool = self.pool.clone();
+        self.run(async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(db)?;
+            // The sequencing lock: one group commit at a time across nodes.
+            let size: i64 = tx.query_one("SELECT size FROM ledger_head FOR UPDATE", &[]).await.map_err(db)?.get(0);
+            if size as u64 != rows.base {
+                return Ok(Committed::HeadMoved(size as u64));
+            }
+            tx.execute(
+                "INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[])",
+                &[&rows.seq, &rows.recorded_at, &rows.chain, &rows.subject, &rows.key, &rows.fingerprint, &rows.payload],
+            )
+            .await
+            .map_err(db)?;
+            if !rows.subject_seq.is_empty() {
+                tx.execute(
+                    "INSERT INTO ledger_subjects (subject, seq) SELECT * FROM unnest($1::bytea[], $2::bigint[])",
+                    &[&rows.subject_key, &rows.subject_seq],
+                )
+                .await
+                .map_err(db)?;
+            }
+            if !rows.idem_seq.is_empty() {
+                tx.execute(
+                    "INSERT INTO ledger_idempotency (key, seq, fingerprint)
+                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])",
+                    &[&rows.idem_key, &rows.idem_seq, &rows.idem_fingerprint],
+                )
+                .await
+                .map_err(db)?;
+            }
+            tx.execute(
+                "INSERT INTO ledger_nodes (level, index, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+                &[&rows.node_level, &rows.node_index, &rows.node_hash],
+            )
+            .await
+            .map_err(db)?;
+            if let Some(head) = &rows.head {
+                tx.execute(
+                    "UPDATE ledger_head SET size = $1, root = $2, chain = $3, last_recorded_at_ns = $4",
+                    &[&(head.size as i64), &&head.root[..], &&head.chain[..], &head.last_recorded_at_ns],
+                )
+                .await
+                .map_err(db)?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head.size.to_string()]).await.map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(Committed::Done)
+        })
+    }
+
+    fn pin(&self) -> Result<()> {
+        *crate::lock(&self.pinned) = None;
+        let head = self.head()?;
+        *crate::lock(&self.pinned) = Some(head);
+        Ok(())
+    }
+
+    fn unpin(&self) {
+        *crate::lock(&self.pinned) = None;
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn as_postgres(&self) -> Option<&PgStore> {
+        Some(self)
+    }
+
+    #[cfg(test)]
+    fn put_raw(&self, _key: &[u8], _value: &[u8]) -> Result<()> {
+        Err(Error::Storage("raw sled keys mean nothing to PostgreSQL; use execute_raw".into()))
+    }
+}
+
+/// A commit as column arrays, owned, for `unnest` inserts.
+struct CommitRows {
+    base: u64,
+    seq: Vec<i64>,
+    recorded_at: Vec<i64>,
+    chain: Vec<Vec<u8>>,
+    subject: Vec<Vec<u8>>,
+    key: Vec<Option<Vec<u8>>>,
+    fingerprint: Vec<Option<Vec<u8>>>,
+    payload: Vec<Vec<u8>>,
+    subject_key: Vec<Vec<u8>>,
+    subject_seq: Vec<i64>,
+    idem_key: Vec<Vec<u8>>,
+    idem_seq: Vec<i64>,
+    idem_fingerprint: Vec<Vec<u8>>,
+    node_level: Vec<i16>,
+    node_index: Vec<i64>,
+    node_hash: Vec<Vec<u8>>,
+    head: Option<StoredHead>,
+}
+
+impl CommitRows {
+    fn of(commit: &Commit) -> CommitRows {
+        let n = commit.entries.len();
+        let mut rows = CommitRows {
+            base: commit.base,
+            seq: Vec::with_capacity(n),
+            recorded_at: Vec::with_capacity(n),
+            chain: Vec::with_capacity(n),
+            subject: Vec::with_capacity(n),
+            key: Vec::with_capacity(n),
+            fingerprint: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            subject_key: Vec::new(),
+            subject_seq: Vec::new(),
+            idem_key: Vec::new(),
+            idem_seq: Vec::new(),
+            idem_fingerprint: Vec::new(),
+            node_level: Vec::with_capacity(commit.nodes.len()),
+            node_index: Vec::with_capacity(commit.nodes.len()),
+            node_hash: Vec::with_capacity(commit.nodes.len()),
+            head: commit.head,
+        };
+        for entry in &commit.entries {
+            let seq = entry.seq as i64;
+            rows.seq.push(seq);
+            rows.recorded_at.push(entry.recorded_at_ns);
+            rows.chain.push(entry.chain_hash.to_vec());
+            rows.subject.push(entry.subject.clone());
+            rows.payload.push(entry.payload.clone());
+            match &entry.idempotency {
+                None => {
+                    rows.key.push(None);
+                    rows.fingerprint.push(None);
+                }
+                Some((key, fingerprint)) => {
+                    rows.key.push(Some(key.clone()));
+                    rows.fingerprint.push(Some(fingerprint.to_vec()));
+                    rows.idem_key.push(key.clone());
+                    rows.idem_seq.push(seq);
+                    rows.idem_fingerprint.push(fingerprint.to_vec());
+                }
+            }
+            if !entry.subject.is_empty() {
+                rows.subject_key.push(entry.subject.clone());
+                rows.subject_seq.push(seq);
+            }
+        }
+        for (level, index, hash) in &commit.nodes {
+            rows.node_level.push(*level as i16);
+            rows.node_index.push(*index as i64);
+            rows.node_hash.push(hash.to_vec());
+        }
+        rows
+    }
+}
