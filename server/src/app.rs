@@ -139,7 +139,7 @@ impl App {
             Some(files) => Some(files.load(config.transport.tls_handshake_timeout)?),
             None => None,
         };
-        let principals = Arc::new(PrincipalStore::open(&data_dir)?);
+        let principals = Arc::new(PrincipalStore::open_in(&data_dir, config.ledger.store.as_deref())?);
         let valid_days = config.model.monitoring();
         let service = Arc::new(Service::open(
             config.ledger,

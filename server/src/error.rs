@@ -58,7 +58,7 @@ impl Error {
                 ledger::Error::OutOfRange(_) => Code::OutOfRange,
                 ledger::Error::InvalidArgument(_) => Code::InvalidArgument,
                 ledger::Error::Corruption { .. } | ledger::Error::Tampered { .. } => Code::DataLoss,
-                ledger::Error::ShuttingDown => Code::Unavailable,
+                ledger::Error::ShuttingDown | ledger::Error::Unavailable(_) => Code::Unavailable,
                 ledger::Error::NoSpace { .. } => Code::ResourceExhausted,
                 ledger::Error::Io(_) | ledger::Error::Storage(_) | ledger::Error::Key(_) => Code::Internal,
             },
@@ -160,6 +160,11 @@ mod tests {
         check(ledger::Error::Corruption { seq: 4, what: "entry hash".into() }.into(), Code::DataLoss, "4");
         check(ledger::Error::Tampered { seq: Some(4), what: "chain".into() }.into(), Code::DataLoss, "4");
         check(ledger::Error::ShuttingDown.into(), Code::Unavailable, "");
+        check(
+            ledger::Error::Unavailable("PostgreSQL is unreachable".into()).into(),
+            Code::Unavailable,
+            "PostgreSQL is unreachable",
+        );
         check(
             ledger::Error::NoSpace { available: 1, reserve: 2 }.into(),
             Code::ResourceExhausted,

@@ -165,10 +165,13 @@ impl PrincipalFile {
 /// How often [`PrincipalStore::keep_fresh`] looks for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The principals of one data directory.
+/// The principals of one data directory, or of a shared PostgreSQL store.
 #[derive(Debug)]
 pub struct PrincipalStore {
     dir: PathBuf,
+    /// `Some`: the principals are documents in the shared store (every
+    /// node and the CLI see the same ones); `dir` is then unused.
+    shared: Option<ledger::Documents>,
     cache: RwLock<Cache>,
     /// Counts completed reloads, for whoever waits for one.
     reloads: tokio::sync::watch::Sender<u64>,
@@ -177,16 +180,31 @@ pub struct PrincipalStore {
 #[derive(Debug, Default)]
 struct Cache {
     loaded_at_mtime: Option<SystemTime>,
+    /// The shared store's `(count, newest version)` at the last load.
+    loaded_version: Option<(i64, i64)>,
     by_token_hash: HashMap<[u8; 32], Principal>,
 }
 
 impl PrincipalStore {
     /// Opens (creating if needed) `DATA/principals/` and loads it.
     pub fn open(data_dir: &Path) -> Result<PrincipalStore> {
+        Self::open_in(data_dir, None)
+    }
+
+    /// Opens the principals of the shared PostgreSQL store at `store`, or
+    /// (`None`) of `DATA/principals/`.
+    pub fn open_in(data_dir: &Path, store: Option<&str>) -> Result<PrincipalStore> {
         let dir = data_dir.join("principals");
-        crate::private::create_dir(&dir)?;
+        let shared = match store {
+            Some(url) => Some(ledger::Documents::open(url, "principal")?),
+            None => {
+                crate::private::create_dir(&dir)?;
+                None
+            }
+        };
         let store = PrincipalStore {
             dir,
+            shared,
             cache: RwLock::new(Cache::default()),
             reloads: tokio::sync::watch::Sender::new(0),
         };
@@ -247,12 +265,18 @@ impl PrincipalStore {
     /// server within [`RELOAD_INTERVAL`]). Revoking twice is harmless.
     pub fn revoke(&self, name: &str) -> Result<()> {
         let path = self.dir.join(format!("{name}.toml"));
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("no principal {name:?} in {}", self.dir.display())));
-            }
-            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        let text = match &self.shared {
+            Some(documents) => match documents.get(name)? {
+                Some(text) => text,
+                None => return Err(Error::NotFound(format!("no principal {name:?} in the shared store"))),
+            },
+            None => match fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound(format!("no principal {name:?} in {}", self.dir.display())));
+                }
+                Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+            },
         };
         let mut file: PrincipalFile =
             toml::from_str(&text).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
@@ -275,6 +299,17 @@ impl PrincipalStore {
     /// Reloads the directory if it changed since the last load; answers
     /// whether it did.
     pub fn reload_if_changed(&self) -> Result<bool> {
+        if let Some(documents) = &self.shared {
+            let version = documents.version()?;
+            if self.cache.read().unwrap_or_else(|p| p.into_inner()).loaded_version == Some(version) {
+                return Ok(false);
+            }
+            let fresh = Self::principals(self.files()?);
+            *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
+                Cache { loaded_at_mtime: None, loaded_version: Some(version), by_token_hash: fresh };
+            self.reloads.send_modify(|n| *n += 1);
+            return Ok(true);
+        }
         let mtime = fs::metadata(&self.dir)
             .and_then(|m| m.modified())
             .map_err(|e| Error::io(format!("stat {}", self.dir.display()), e))?;
@@ -285,8 +320,17 @@ impl PrincipalStore {
         if unchanged && !recent {
             return Ok(false);
         }
+        let fresh = Self::principals(self.files()?);
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
+            Cache { loaded_at_mtime: Some(mtime), loaded_version: None, by_token_hash: fresh };
+        self.reloads.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
+    /// The usable principals of `files`, by token hash.
+    fn principals(files: Vec<PrincipalFile>) -> HashMap<[u8; 32], Principal> {
         let mut fresh = HashMap::new();
-        for file in self.files()? {
+        for file in files {
             if file.revoked_at.is_some() {
                 continue;
             }
@@ -304,10 +348,7 @@ impl PrincipalStore {
                 }
             }
         }
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
-            Cache { loaded_at_mtime: Some(mtime), by_token_hash: fresh };
-        self.reloads.send_modify(|n| *n += 1);
-        Ok(true)
+        fresh
     }
 
     /// Completed reloads so far; changes after each one.
@@ -334,6 +375,15 @@ impl PrincipalStore {
     /// Every readable principal file, revoked ones included.
     fn files(&self) -> Result<Vec<PrincipalFile>> {
         let mut out = Vec::new();
+        if let Some(documents) = &self.shared {
+            for (name, text) in documents.list()? {
+                match toml::from_str(&text) {
+                    Ok(file) => out.push(file),
+                    Err(e) => tracing::warn!(%name, error = %e, "ignoring unreadable principal document"),
+                }
+            }
+            return Ok(out);
+        }
         let entries =
             fs::read_dir(&self.dir).map_err(|e| Error::io(format!("read {}", self.dir.display()), e))?;
         for entry in entries {
@@ -362,6 +412,24 @@ impl PrincipalStore {
     /// replacing the file.
     fn write_file(&self, file: &PrincipalFile, replace: bool) -> Result<()> {
         let text = toml::to_string(file).map_err(|e| Error::Internal(e.to_string()))?;
+        if let Some(documents) = &self.shared {
+            // One row per name: an insert of a taken name changes nothing,
+            // so two `add`s cannot race here either.
+            let written = if replace {
+                documents.replace(&file.name, &text)?
+            } else {
+                documents.insert_new(&file.name, &text)?
+            };
+            if !written {
+                let kind =
+                    if replace { std::io::ErrorKind::NotFound } else { std::io::ErrorKind::AlreadyExists };
+                return Err(Error::io(
+                    format!("write principal {:?}", file.name),
+                    std::io::Error::from(kind),
+                ));
+            }
+            return Ok(());
+        }
         let path = self.dir.join(format!("{}.toml", file.name));
         let tmp = self.dir.join(format!(".{}.toml.tmp", file.name));
         let write = || -> std::io::Result<()> {

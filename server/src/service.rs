@@ -75,7 +75,7 @@ pub struct Service {
     origin: String,
     model: Arc<Model>,
     clock: Arc<dyn Clock>,
-    directory: Directory,
+    directory: Arc<Directory>,
     /// Who read which score: recorded by every lender's and regulator's read.
     inquiries: InquiryLog,
     /// Recent workflow filings per enterprise, for [`MAX_FILINGS_PER_DAY`].
@@ -88,6 +88,21 @@ pub struct Service {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The HJ 212 gateway's counters, when it runs.
     gateway_stats: std::sync::OnceLock<Arc<hj212::GatewayStats>>,
+}
+
+/// An entry another node appended to the shared store: see `Service::open`.
+fn take_in_foreign(directory: &Directory, changes: &broadcast::Sender<Uscc>, entry: &Entry) {
+    if !Event::is_record_payload(&entry.payload) {
+        match Event::decode(entry) {
+            Ok(event) => directory.apply(entry.seq, Timestamp::from_unix_nanos(entry.recorded_at_ns), &event),
+            Err(e) => {
+                tracing::error!(seq = entry.seq, error = %e, "an entry appended by another node does not decode")
+            }
+        }
+    }
+    if let Some(uscc) = std::str::from_utf8(&entry.subject).ok().and_then(|s| Uscc::parse(s).ok()) {
+        let _ = changes.send(uscc);
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -117,7 +132,7 @@ impl Service {
                 registry_entries.push(visited.to_entry());
             }
         })?;
-        let directory = Directory::default();
+        let directory = Arc::new(Directory::default());
         for entry in &registry_entries {
             directory.apply(
                 entry.seq,
@@ -134,6 +149,12 @@ impl Service {
         let observer = current.clone();
         ledger.observe_commits(Box::new(move |seq, subject| observer.committed(seq, subject)))?;
         let (changes, _) = broadcast::channel(4096);
+        // What other nodes append to a shared store is taken in as an
+        // append through this node would be: registrations and changes
+        // into the directory, watchers told. (The view of current scores
+        // already learnt of each entry from the commit observer.)
+        let (known, told) = (directory.clone(), changes.clone());
+        ledger.observe_foreign_entries(Box::new(move |entry| take_in_foreign(&known, &told, entry)))?;
         Ok(Service {
             current,
             ledger,
@@ -407,7 +428,24 @@ impl Service {
     }
 
     fn registered(&self, uscc: &str) -> Option<Enterprise> {
-        self.directory.enterprise(uscc).map(|r| r.enterprise)
+        self.registration(uscc).map(|r| r.enterprise)
+    }
+
+    /// The directory's record of `uscc`. On a shared store a miss first
+    /// catches up with what other nodes appended (one round trip), so an
+    /// enterprise registered through another node a moment ago is found.
+    fn registration(&self, uscc: &str) -> Option<crate::directory::Registered> {
+        if let Some(found) = self.directory.enterprise(uscc) {
+            return Some(found);
+        }
+        if !self.ledger.is_shared() {
+            return None;
+        }
+        if let Err(e) = self.ledger.catch_up() {
+            tracing::warn!(error = %e, "could not catch up with the shared store");
+            return None;
+        }
+        self.directory.enterprise(uscc)
     }
 
     // ---- scores -----------------------------------------------------------
@@ -1146,8 +1184,7 @@ impl Service {
     pub async fn update_enterprise(&self, who: &Principal, request: UpdateRequest) -> Result<Receipt> {
         let uscc = request.uscc.clone();
         let current = self
-            .directory
-            .enterprise(uscc.as_str())
+            .registration(uscc.as_str())
             .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
         auth::may_register(who, &current.enterprise)?;
         let update = request.resolve(&current.enterprise, &current.status)?;

@@ -14,6 +14,7 @@ mod ledger;
 mod limits;
 mod metrics;
 mod permissions;
+mod postgres;
 mod registry;
 mod robustness;
 mod scores;

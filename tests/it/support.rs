@@ -38,6 +38,8 @@ pub struct TestServer {
     pub service: Arc<Service>,
     pub principals: Arc<PrincipalStore>,
     pub clock: Arc<ManualClock>,
+    /// The shared PostgreSQL store, when started on one.
+    pub store: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<server::Result<()>>>,
 }
@@ -110,6 +112,7 @@ impl TestServer {
             config.gateway.close_interval = std::time::Duration::from_millis(5);
         }
         configure(&mut config);
+        let store = config.ledger.store.clone();
         let app = match App::build(config, &mut |_, _| {}).await {
             Ok(app) => app,
             Err(e) => return Err((e, dir)),
@@ -130,6 +133,7 @@ impl TestServer {
             service,
             principals,
             clock,
+            store,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -152,10 +156,12 @@ impl TestServer {
     }
 
     /// Creates a principal the way `ecocode principal add` does (a store of
-    /// its own on the data directory), then has the running server reload,
-    /// as its background reload would within half a second.
+    /// its own on the data directory, or on the shared PostgreSQL store),
+    /// then has the running server reload, as its background reload would
+    /// within half a second.
     pub fn token(&self, name: &str, role: Role) -> String {
-        let token = PrincipalStore::open(self.data_dir()).unwrap().add(name, role).unwrap();
+        let principals = PrincipalStore::open_in(self.data_dir(), self.store.as_deref()).unwrap();
+        let token = principals.add(name, role).unwrap();
         self.principals.reload_if_changed().unwrap();
         token
     }

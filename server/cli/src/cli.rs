@@ -38,10 +38,28 @@ pub enum Command {
     #[command(subcommand)]
     Principal(PrincipalCommand),
     /// Check every entry, the hash chain, the Merkle tree and the last
-    /// signed checkpoint of a stopped server's data directory.
+    /// signed checkpoint of a stopped server's data directory, or of the
+    /// PostgreSQL store given with --store (nodes may keep running).
     Verify {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
+        /// `postgres://USER@HOST/DB`: verify the ledger in that database.
+        #[arg(long, env = "ECOCODE_STORE")]
+        store: Option<String>,
+        /// The signer key file, so that the last checkpoint's signature is
+        /// checked too (default: DATA/ledger.key if it exists).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Copy a stopped server's sled ledger into an empty PostgreSQL
+    /// database, proving the copy has the same root and chain hash.
+    Migrate {
+        /// The data directory to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// `postgres://USER@HOST/DB` of an empty database.
+        #[arg(long)]
+        to: String,
     },
     /// Show the service's public key.
     #[command(subcommand)]
@@ -231,6 +249,11 @@ pub struct ServeArgs {
     /// Data directory (ledger, keys, principals).
     #[arg(long, default_value = "./data")]
     pub data: PathBuf,
+    /// `postgres://USER@HOST/DB`: keep the ledger in that PostgreSQL
+    /// database, shared with every other node given the same URL (give
+    /// them all the same --key-file). Default: sled in --data.
+    #[arg(long, env = "ECOCODE_STORE")]
+    pub store: Option<String>,
     /// gRPC listen address.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -449,6 +472,10 @@ pub enum PrincipalCommand {
         /// Region-code prefix (regulator), USCC (enterprise) or source name (source).
         #[arg(long)]
         scope: Option<String>,
+        /// `postgres://USER@HOST/DB`: add it to that shared store (every
+        /// node sees it) instead of DATA/principals/.
+        #[arg(long, env = "ECOCODE_STORE")]
+        store: Option<String>,
     },
     /// Revoke a principal: its token stops working, on a running server
     /// within a second. The name stays taken.
@@ -457,6 +484,9 @@ pub enum PrincipalCommand {
         data: PathBuf,
         #[arg(long)]
         name: String,
+        /// `postgres://USER@HOST/DB`: revoke it in that shared store.
+        #[arg(long, env = "ECOCODE_STORE")]
+        store: Option<String>,
     },
 }
 
@@ -545,6 +575,7 @@ pub async fn serve(
     config.ledger.key_file = args.key_file;
     config.ledger.checkpoint_interval = Duration::from_millis(args.checkpoint_interval_ms);
     config.ledger.cache_bytes = args.cache_mb.saturating_mul(1 << 20);
+    config.ledger.store = postgres_url(args.store.clone())?;
     config.score_view_capacity = args.score_view_capacity;
     config.listen = args.listen;
     config.hj212_listen = args.hj212_listen;
@@ -558,12 +589,15 @@ pub async fn serve(
         bar.set_position(done);
     })
     .await
-    .with_context(|| {
-        format!(
+    .with_context(|| match &args.store {
+        Some(_) => "cannot start on the PostgreSQL store given with --store; if the ledger is damaged, \
+             `ecocode verify --store URL --key-file KEY` names the first bad entry"
+            .to_string(),
+        None => format!(
             "cannot start on the data directory {}; if the ledger is damaged, `ecocode verify --data {}` names the first bad entry",
             args.data.display(),
             args.data.display()
-        )
+        ),
     })?;
     bar.finish_and_clear();
     if let Some(addr) = app.hj212_addr() {
@@ -601,21 +635,38 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<Timestamp> {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("serve is dispatched by main"),
-        Command::Principal(PrincipalCommand::Add { data, name, role, scope }) => {
+        Command::Principal(PrincipalCommand::Add { data, name, role, scope, store }) => {
             let role = Role::parse(&role, scope.as_deref())?;
-            let store = PrincipalStore::open(&data)?;
-            let token = store.add(&name, role.clone())?;
-            println!("created principal {name} ({}) in {}", role.name(), data.display());
+            let url = postgres_url(store)?;
+            let principals = PrincipalStore::open_in(&data, url.as_deref())?;
+            let token = principals.add(&name, role.clone())?;
+            let place = match &url {
+                Some(_) => "the shared store".to_string(),
+                None => data.display().to_string(),
+            };
+            println!("created principal {name} ({}) in {place}", role.name());
             println!("the token is shown once; keep it secret:");
             println!("{token}");
             Ok(())
         }
-        Command::Principal(PrincipalCommand::Revoke { data, name }) => {
-            PrincipalStore::open(&data)?.revoke(&name)?;
-            println!("revoked principal {name} in {}; its token no longer works", data.display());
+        Command::Principal(PrincipalCommand::Revoke { data, name, store }) => {
+            let url = postgres_url(store)?;
+            PrincipalStore::open_in(&data, url.as_deref())?.revoke(&name)?;
+            let place = match &url {
+                Some(_) => "the shared store".to_string(),
+                None => data.display().to_string(),
+            };
+            println!("revoked principal {name} in {place}; its token no longer works");
             Ok(())
         }
-        Command::Verify { data } => verify(&data),
+        Command::Verify { data, store, key_file } => match postgres_url(store)? {
+            None => verify(&data),
+            Some(url) => {
+                let key = key_file.or_else(|| Some(data.join("ledger.key")).filter(|k| k.exists()));
+                verify_postgres(&url, key.as_deref())
+            }
+        },
+        Command::Migrate { from, to } => migrate(&from, &to),
         Command::Key(KeyCommand::Show { data }) => {
             let path = if data.is_dir() { data.join("ledger.key") } else { data.clone() };
             let text = std::fs::read_to_string(&path).with_context(|| {
@@ -956,6 +1007,70 @@ async fn checkpoint_covering(
         eprintln!("waiting for a signed checkpoint that covers entry {} ...", size - 1);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// `--store`: a PostgreSQL URL, or nothing (sled). Anything else is a
+/// mistake worth naming.
+fn postgres_url(store: Option<String>) -> anyhow::Result<Option<String>> {
+    match store {
+        None => Ok(None),
+        Some(url) if url.is_empty() => Ok(None),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(Some(url)),
+        Some(_) => bail!(
+            "--store (or ECOCODE_STORE) must be a postgres://USER@HOST/DB URL; leave it out for sled in --data"
+        ),
+    }
+}
+
+fn verify_postgres(url: &str, key_file: Option<&Path>) -> anyhow::Result<()> {
+    let bar = progress_bar("verifying", "entries");
+    let report = ledger::verify_postgres(url, key_file, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    match report {
+        Ok(r) => {
+            let signature = if r.checkpoint_signature_checked {
+                "signature checked"
+            } else {
+                "signature NOT checked: pass --key-file"
+            };
+            println!(
+                "ok, {} entries, root {}, last checkpoint {} ({signature})",
+                r.entries,
+                base64::engine::general_purpose::STANDARD.encode(r.root),
+                r.checkpoint_size.map_or("none".to_string(), |s| format!("at {s}")),
+            );
+            Ok(())
+        }
+        Err(e) => bail!("verification FAILED: {e}"),
+    }
+}
+
+fn migrate(from: &Path, to: &str) -> anyhow::Result<()> {
+    let Some(url) = postgres_url(Some(to.to_string()))? else {
+        bail!("--to must be a postgres://USER@HOST/DB URL");
+    };
+    if !from.join("ledger").exists() {
+        bail!("{} holds no ledger; pass the stopped server's --data directory", from.display());
+    }
+    let bar = progress_bar("migrating", "entries");
+    let report = ledger::migrate_to_postgres(from, &url, &mut |phase, done, total| {
+        bar.set_message(phase.to_string());
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let r = report.map_err(|e| anyhow::anyhow!("migration FAILED, the source is unchanged: {e}"))?;
+    println!(
+        "ok, {} entries copied; root {} and chain {} are identical in both stores",
+        r.entries,
+        base64::engine::general_purpose::STANDARD.encode(r.root),
+        base64::engine::general_purpose::STANDARD.encode(r.chain),
+    );
+    println!("start every node with --store {} --key-file {}", to, from.join("ledger.key").display());
+    Ok(())
 }
 
 fn verify(data: &Path) -> anyhow::Result<()> {

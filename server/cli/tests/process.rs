@@ -27,6 +27,11 @@ fn add_principal(dir: &Path, name: &str, role: &str) -> String {
 
 /// Starts `ecocode serve` on a free port and returns it once it listens.
 async fn spawn_server(dir: &Path) -> (Child, String) {
+    spawn_server_with(dir, &[]).await
+}
+
+/// [`spawn_server`] with more arguments (e.g. `--store`).
+async fn spawn_server_with(dir: &Path, more: &[&str]) -> (Child, String) {
     let mut child = Command::new(ECOCODE)
         .args([
             "serve",
@@ -37,6 +42,7 @@ async fn spawn_server(dir: &Path) -> (Child, String) {
             "--http-listen",
             "127.0.0.1:0",
         ])
+        .args(more)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -185,6 +191,113 @@ async fn sigkill_mid_stream_loses_no_acknowledged_record() {
     let again = ingest.append_record(authed(&token, record(id))).await.unwrap().into_inner();
     assert!(again.duplicate, "the idempotency index survived the kill");
     assert_eq!(again.seq, *seq);
+}
+
+/// Two nodes on one PostgreSQL store, writers on both; one node is killed
+/// with SIGKILL mid-stream. The other goes on, every acknowledged record
+/// (through either node) is at its seq, and the whole chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_one_postgres_node_loses_nothing_and_the_other_goes_on() {
+    let url = pgtest::database();
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    // The shared key: the one a first node creates in its directory.
+    let key = one.join("ledger.key");
+    let out = cli(&[
+        "principal",
+        "add",
+        "--store",
+        &url,
+        "--data",
+        one.to_str().unwrap(),
+        "--name",
+        "ops",
+        "--role",
+        "admin",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
+    let (mut first, first_url) = spawn_server_with(&one, &["--store", &url]).await;
+    let (_second, second_url) =
+        spawn_server_with(&two, &["--store", &url, "--key-file", key.to_str().unwrap()]).await;
+    let channels = [
+        tonic::transport::Endpoint::from_shared(first_url).unwrap().connect().await.unwrap(),
+        tonic::transport::Endpoint::from_shared(second_url).unwrap().connect().await.unwrap(),
+    ];
+    let enterprise = pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Acme".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    };
+    pb::registry_client::RegistryClient::new(channels[0].clone())
+        .register_enterprise(authed(&token, enterprise))
+        .await
+        .unwrap();
+
+    // Four writers per node; those on the first stop when it dies, those
+    // on the second stop once they saw it dead and appended 50 more.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let (enough_tx, mut enough_rx) = tokio::sync::watch::channel(0usize);
+    let (dead_tx, dead_rx) = tokio::sync::watch::channel(false);
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let channel = channels[w % 2].clone();
+        let (token, acked, enough_tx, dead_rx) =
+            (token.clone(), acked.clone(), enough_tx.clone(), dead_rx.clone());
+        writers.push(tokio::spawn(async move {
+            let mut ingest = pb::ingest_client::IngestClient::new(channel);
+            let mut after_death = 0;
+            for i in 0.. {
+                let id = format!("pg-w{w}-{i}");
+                match ingest.append_record(authed(&token, record(&id))).await {
+                    Ok(receipt) => {
+                        let mut acked = acked.lock().unwrap();
+                        acked.push((id, receipt.into_inner().seq));
+                        enough_tx.send_replace(acked.len());
+                    }
+                    Err(status) => {
+                        assert_eq!(w % 2, 0, "the surviving node refused an append: {status:?}");
+                        return 0;
+                    }
+                }
+                if *dead_rx.borrow() {
+                    after_death += 1;
+                    if after_death == 50 {
+                        return after_death;
+                    }
+                }
+            }
+            unreachable!()
+        }));
+    }
+    enough_rx.wait_for(|n| *n >= 300).await.unwrap();
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.unwrap();
+    dead_tx.send_replace(true);
+    let mut survivors = 0;
+    for w in writers {
+        survivors += w.await.unwrap();
+    }
+    assert_eq!(survivors, 4 * 50, "the second node's writers went on after the kill");
+    let acked = acked.lock().unwrap().clone();
+
+    // Every acknowledged record, through either node, is at its seq.
+    let mut ledger = pb::ledger_client::LedgerClient::new(channels[1].clone());
+    for (id, seq) in &acked {
+        let entry =
+            ledger.get_entry(authed(&token, pb::GetEntryRequest { seq: *seq })).await.unwrap().into_inner();
+        let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
+        let Some(pb::ledger_event::Event::Record(r)) = event.event else {
+            panic!("seq {seq} is not a record")
+        };
+        assert_eq!(&r.source_record_id, id, "seq {seq}");
+    }
+    // And the whole chain verifies, with the second node still serving.
+    let out = cli(&["verify", "--store", &url, "--key-file", key.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("ok, ") && stdout.contains("signature checked"), "{stdout}");
 }
 
 #[tokio::test]
