@@ -342,6 +342,72 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     assert!(!out.status.success(), "the server refuses to start");
 }
 
+/// A sled ledger moved to PostgreSQL with `ecocode migrate`: the command
+/// proves the copy, a node serves it with the same head, `verify --store`
+/// passes, a second migration is refused, and a malformed `--store` is a
+/// usage error naming the flag.
+#[tokio::test]
+async fn migrate_moves_a_sled_ledger_to_postgres_with_the_same_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_principal(dir.path(), "ops", "admin");
+    let (mut server, url) = spawn_server(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let enterprise = pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Acme".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    };
+    pb::registry_client::RegistryClient::new(channel.clone())
+        .register_enterprise(authed(&token, enterprise))
+        .await
+        .unwrap();
+    let mut ingest = pb::ingest_client::IngestClient::new(channel.clone());
+    for i in 0..20 {
+        ingest.append_record(authed(&token, record(&format!("m-{i}")))).await.unwrap();
+    }
+    let pid = server.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(server.wait().await.unwrap().success());
+    let before = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
+    let before = String::from_utf8(before.stdout).unwrap();
+
+    let db = pgtest::database();
+    let out = cli(&["migrate", "--from", dir.path().to_str().unwrap(), "--to", &db]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("ok, 21 entries copied") && stdout.contains("identical"), "{stdout}");
+    // The same root as the source's own verification printed.
+    let root = before.split("root ").nth(1).unwrap().trim();
+    assert!(stdout.contains(root), "{stdout} should name root {root}");
+
+    let key = dir.path().join("ledger.key");
+    let out = cli(&["verify", "--store", &db, "--key-file", key.to_str().unwrap()]);
+    let verified = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && verified.starts_with("ok, 21 entries"), "{verified}");
+
+    // Principals stay where they were (files): one is added to the store,
+    // before the node starts, which loads them at start.
+    let out = cli(&["principal", "add", "--store", &db, "--name", "ops2", "--role", "admin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
+    let node = tempfile::tempdir().unwrap();
+    let (_node, url) =
+        spawn_server_with(node.path(), &["--store", &db, "--key-file", key.to_str().unwrap()]).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let mut ledger = pb::ledger_client::LedgerClient::new(channel);
+    let checkpoint =
+        ledger.get_checkpoint(authed(&token, pb::GetCheckpointRequest {})).await.unwrap().into_inner();
+    assert_eq!(checkpoint.tree_size, 21);
+
+    let again = cli(&["migrate", "--from", dir.path().to_str().unwrap(), "--to", &db]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty database"));
+    let bad = cli(&["verify", "--store", "mysql://x"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--store"));
+}
+
 /// `ecocode serve` on `listen` logging at `level`, with its stderr as lines.
 fn serve_logging(
     dir: &Path,
