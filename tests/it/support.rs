@@ -112,6 +112,11 @@ impl TestServer {
             config.gateway.close_interval = std::time::Duration::from_millis(5);
         }
         configure(&mut config);
+        if config.ledger.store.is_none()
+            && let Some(url) = suite_store(dir.path())
+        {
+            config.ledger.store = Some(url);
+        }
         let store = config.ledger.store.clone();
         let app = match App::build(config, &mut |_, _| {}).await {
             Ok(app) => app,
@@ -178,6 +183,23 @@ impl TestServer {
         let token = self.token(&format!("admin-{}", unique()), Role::Admin);
         self.client(&token).await
     }
+}
+
+/// `ECOCODE_TEST_ENGINE=postgres` runs the whole suite on the PostgreSQL
+/// engine: each data directory gets a fresh database of its own, kept
+/// across restarts of a server on that directory (its URL is remembered
+/// in the directory).
+fn suite_store(dir: &Path) -> Option<String> {
+    if std::env::var("ECOCODE_TEST_ENGINE").ok()? != "postgres" {
+        return None;
+    }
+    let remembered = dir.join("test-store-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return Some(url);
+    }
+    let url = pgtest::database();
+    std::fs::write(&remembered, &url).unwrap();
+    Some(url)
 }
 
 fn unique() -> u64 {

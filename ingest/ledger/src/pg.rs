@@ -95,12 +95,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// One group commit's rows and the new head, in one statement.
+const WRITE_COMMIT: &str = "WITH e AS (
+        INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[])
+    ), s AS (
+        INSERT INTO ledger_subjects (subject, seq) SELECT * FROM unnest($8::bytea[], $9::bigint[])
+    ), i AS (
+        INSERT INTO ledger_idempotency (key, seq, fingerprint)
+        SELECT * FROM unnest($10::bytea[], $11::bigint[], $12::bytea[])
+    ), n AS (
+        INSERT INTO ledger_nodes (level, index, hash) SELECT * FROM unnest($13::smallint[], $14::bigint[], $15::bytea[])
+    )
+    UPDATE ledger_head SET size = $16, root = $17, chain = $18, last_recorded_at_ns = $19";
+
 /// The channel every commit notifies.
 const CHANNEL: &str = "ecocode_ledger";
 /// Rows per page when iterating a whole table.
 const PAGE: i64 = 4096;
-/// Connections per node.
-const POOL_SIZE: usize = 8;
+/// Connections per node (the writer holds one for each group commit;
+/// reads take one per query).
+const POOL_SIZE: usize = 16;
 /// How long a call waits for the database before it is `Unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a follower checks the head when no notification came (a
@@ -361,6 +376,95 @@ impl PgStore {
             return Err(Error::tampered(from + out.len() as u64, "entry is missing from the store"));
         }
         Ok(out)
+    }
+
+    /// Begins a sequenced commit: a transaction holding the lock on the
+    /// head row, and the stored size. Until the lock is committed
+    /// ([`PgStore::commit_locked`]) or dropped (rolled back), no other node
+    /// commits. `BEGIN` and the lock travel in one round trip.
+    pub(crate) fn lock_head(&self) -> Result<(HeadLock, u64)> {
+        let pool = self.pool.clone();
+        let (client, size) = self.run(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let locked = async {
+                let lock =
+                    client.prepare_cached("SELECT size FROM ledger_head FOR UPDATE").await.map_err(db)?;
+                let (begun, head) = tokio::join!(client.batch_execute("BEGIN"), client.query_one(&lock, &[]));
+                begun.map_err(db)?;
+                Ok::<i64, Error>(head.map_err(db)?.get(0))
+            }
+            .await;
+            match locked {
+                Ok(size) => Ok((client, size)),
+                Err(e) => {
+                    // Never hand a connection in an unknown transaction
+                    // state back to the pool.
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(e)
+                }
+            }
+        })?;
+        let runtime = self.runtime.as_ref().ok_or(Error::ShuttingDown)?.handle().clone();
+        Ok((HeadLock { client: Some(client), runtime }, size as u64))
+    }
+
+    /// Writes `commit` (entries, index rows, nodes, head) in the locked
+    /// transaction, notifies the other nodes and commits: one round trip
+    /// (the statements are pipelined). Any failure discards the connection.
+    pub(crate) fn commit_locked(&self, mut head_lock: HeadLock, commit: &Commit) -> Result<()> {
+        let rows = CommitRows::of(commit);
+        let client =
+            head_lock.client.take().ok_or_else(|| Error::Storage("the head lock was already used".into()))?;
+        self.run(async move {
+            let head = rows.head.ok_or_else(|| Error::Storage("a commit without a head".into()))?;
+            let written = async {
+                // Prepared (once per connection) before anything is sent,
+                // so the pipelined messages below keep their order: a
+                // statement still being prepared would let COMMIT overtake it.
+                let write = client.prepare_cached(WRITE_COMMIT).await.map_err(db)?;
+                let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await.map_err(db)?;
+                let size = head.size.to_string();
+                let (head_size, root, chain) = (head.size as i64, &head.root[..], &head.chain[..]);
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
+                    &rows.seq,
+                    &rows.recorded_at,
+                    &rows.chain,
+                    &rows.subject,
+                    &rows.key,
+                    &rows.fingerprint,
+                    &rows.payload,
+                    &rows.subject_key,
+                    &rows.subject_seq,
+                    &rows.idem_key,
+                    &rows.idem_seq,
+                    &rows.idem_fingerprint,
+                    &rows.node_level,
+                    &rows.node_index,
+                    &rows.node_hash,
+                    &head_size,
+                    &root,
+                    &chain,
+                    &head.last_recorded_at_ns,
+                ];
+                let notice: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&CHANNEL, &size];
+                let (written, notified, committed) = tokio::join!(
+                    client.execute(&write, &params),
+                    client.execute(&notify, &notice),
+                    client.batch_execute("COMMIT"),
+                );
+                // After a failed statement, COMMIT only rolls back: the
+                // statements' own errors decide.
+                written.map_err(db)?;
+                notified.map_err(db)?;
+                committed.map_err(db)?;
+                Ok::<(), Error>(())
+            }
+            .await;
+            if written.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            written
+        })
     }
 
     /// Calls `poke` whenever another node may have moved the head: on every
@@ -774,58 +878,13 @@ impl Engine for PgStore {
     }
 
     fn commit(&self, commit: &Commit) -> Result<Committed> {
-        let rows = CommitRows::of(commit);
-        let pool = self.pool.clone();
-        self.run(async move {
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(db)?;
-            // The sequencing lock: one group commit at a time across nodes.
-            let size: i64 = tx.query_one("SELECT size FROM ledger_head FOR UPDATE", &[]).await.map_err(db)?.get(0);
-            if size as u64 != rows.base {
-                return Ok(Committed::HeadMoved(size as u64));
-            }
-            tx.execute(
-                "INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[])",
-                &[&rows.seq, &rows.recorded_at, &rows.chain, &rows.subject, &rows.key, &rows.fingerprint, &rows.payload],
-            )
-            .await
-            .map_err(db)?;
-            if !rows.subject_seq.is_empty() {
-                tx.execute(
-                    "INSERT INTO ledger_subjects (subject, seq) SELECT * FROM unnest($1::bytea[], $2::bigint[])",
-                    &[&rows.subject_key, &rows.subject_seq],
-                )
-                .await
-                .map_err(db)?;
-            }
-            if !rows.idem_seq.is_empty() {
-                tx.execute(
-                    "INSERT INTO ledger_idempotency (key, seq, fingerprint)
-                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])",
-                    &[&rows.idem_key, &rows.idem_seq, &rows.idem_fingerprint],
-                )
-                .await
-                .map_err(db)?;
-            }
-            tx.execute(
-                "INSERT INTO ledger_nodes (level, index, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
-                &[&rows.node_level, &rows.node_index, &rows.node_hash],
-            )
-            .await
-            .map_err(db)?;
-            if let Some(head) = &rows.head {
-                tx.execute(
-                    "UPDATE ledger_head SET size = $1, root = $2, chain = $3, last_recorded_at_ns = $4",
-                    &[&(head.size as i64), &&head.root[..], &&head.chain[..], &head.last_recorded_at_ns],
-                )
-                .await
-                .map_err(db)?;
-                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head.size.to_string()]).await.map_err(db)?;
-            }
-            tx.commit().await.map_err(db)?;
-            Ok(Committed::Done)
-        })
+        // A commit staged without the lock (migration): checked under it.
+        let (head_lock, size) = self.lock_head()?;
+        if size != commit.base {
+            return Ok(Committed::HeadMoved(size));
+        }
+        self.commit_locked(head_lock, commit)?;
+        Ok(Committed::Done)
     }
 
     fn pin(&self) -> Result<()> {
@@ -853,9 +912,27 @@ impl Engine for PgStore {
     }
 }
 
+/// An open transaction holding the lock on the head row; see
+/// [`PgStore::lock_head`]. Dropped unused, it is rolled back.
+pub(crate) struct HeadLock {
+    client: Option<deadpool_postgres::Object>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for HeadLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.runtime.spawn(async move {
+                if client.batch_execute("ROLLBACK").await.is_err() {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+            });
+        }
+    }
+}
+
 /// A commit as column arrays, owned, for `unnest` inserts.
 struct CommitRows {
-    base: u64,
     seq: Vec<i64>,
     recorded_at: Vec<i64>,
     chain: Vec<Vec<u8>>,
@@ -878,7 +955,6 @@ impl CommitRows {
     fn of(commit: &Commit) -> CommitRows {
         let n = commit.entries.len();
         let mut rows = CommitRows {
-            base: commit.base,
             seq: Vec::with_capacity(n),
             recorded_at: Vec::with_capacity(n),
             chain: Vec::with_capacity(n),

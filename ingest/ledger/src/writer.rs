@@ -106,135 +106,164 @@ pub(crate) fn run(core: &Core, requests: Receiver<Request>) {
     }
 }
 
-fn group_commit(core: &Core, group: Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)>) {
+type Group = Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)>;
+type Answers = Vec<Result<Vec<AppendResult>>>;
+
+fn group_commit(core: &Core, group: Group) {
     if let Some(failure) = lock(&core.failed).clone() {
-        for (_, _, reply) in group {
-            let _ = reply.send(Err(Error::Storage(failure.clone())));
-        }
-        return;
+        return fail_all(group, &Error::Storage(failure));
     }
     // Refuse before writing anything rather than let a full disk fail the
     // commit half-way (after which the store needs a restart to re-verify).
     if let Err(e) = core.check_space() {
         tracing::warn!(error = %e, "appends refused: the disk is full");
-        for (_, _, reply) in group {
-            let _ = reply.send(Err(e.clone()));
-        }
-        return;
+        return fail_all(group, &e);
     }
-    let shared = core.engine.shared();
-    let mut state = read_state(core);
-    let mut attempts = 0u32;
-    let (commit, state, answers) = loop {
-        attempts += 1;
-        let mut staged = Staging {
-            core,
-            state: state.clone(),
-            commit: Commit { base: state.frontier.size(), ..Commit::default() },
-            keys: HashMap::new(),
-            now_ns: now_ns(),
-            moved: false,
-        };
-        let mut answers = Vec::with_capacity(group.len());
-        let mut failure = None;
-        for (index, (entries, recorded_at, _)) in group.iter().enumerate() {
-            match staged.request(entries, recorded_at.as_deref()) {
-                Ok(answer) => answers.push(Ok(answer)),
-                // A caller mistake is that caller's answer alone; anything
-                // else (a read failing while looking up a duplicate) sinks
-                // the group, because the staged state may hold part of the
-                // request.
-                Err(e @ Error::InvalidArgument(_)) => answers.push(Err(e)),
-                Err(e) => {
-                    failure = Some((index, e));
-                    break;
-                }
-            }
-        }
-        if let Some((index, e)) = failure {
-            let what = e.to_string();
-            tracing::error!(error = %what, "ledger group commit aborted");
-            for (i, (_, _, reply)) in group.into_iter().enumerate() {
-                let answer = if i == index || matches!(e, Error::Unavailable(_)) {
-                    e.clone()
-                } else {
-                    Error::Storage(format!("group commit aborted: {what}"))
-                };
-                let _ = Reply::send(reply, Err(answer));
-            }
-            return;
-        }
-        if staged.moved {
-            // An idempotency key was taken by another node after this
-            // group's base: take its entries in and stage again.
-            if let Err(e) = catch_up(core, &mut state, None) {
-                note_catch_up_failure(core, &e);
-                for (_, _, reply) in group {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                return;
-            }
-            continue;
-        }
-        if staged.commit.entries.is_empty() {
-            break (staged.commit, staged.state, answers);
-        }
-        staged.state.root = staged.state.frontier.root();
-        staged.commit.head = Some(StoredHead {
-            size: staged.state.frontier.size(),
-            root: staged.state.root,
-            chain: staged.state.chain,
-            last_recorded_at_ns: staged.state.last_recorded_at_ns,
-        });
-        match core.engine.commit(&staged.commit) {
-            Ok(Committed::Done) => break (staged.commit, staged.state, answers),
-            // Another node appended since this group was staged: take its
-            // entries in and stage again on top of them.
-            Ok(Committed::HeadMoved(size)) => {
-                if let Err(e) = catch_up(core, &mut state, Some(size)) {
-                    note_catch_up_failure(core, &e);
-                    for (_, _, reply) in group {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                    return;
-                }
-                if attempts.is_multiple_of(64) {
-                    tracing::warn!(attempts, "ledger group commit keeps losing the sequencing race");
-                }
-            }
-            Err(e) if shared && !e.is_fail_stop() => {
-                // The transaction rolled back, or its outcome is unknown
-                // (the connection broke during COMMIT): either way the next
-                // group first reads the stored head, which settles it.
-                tracing::warn!(error = %e, "ledger commit failed; the next commit catches up first");
-                for (_, _, reply) in group {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                return;
-            }
-            Err(e) => {
-                let what = e.to_string();
-                tracing::error!(error = %what, "ledger commit failed; refusing further appends");
-                *lock(&core.failed) = Some(format!("an earlier commit failed: {what}"));
-                for (_, _, reply) in group {
-                    let _ = reply.send(Err(Error::Storage(what.clone())));
-                }
-                return;
-            }
-        }
-    };
+    match core.engine.as_postgres() {
+        Some(pg) => sequenced_commit(core, pg, group),
+        None => local_commit(core, group),
+    }
+}
 
-    if !commit.entries.is_empty() {
+/// A store only this process writes (sled): stage on the published state,
+/// apply atomically, flush, answer.
+fn local_commit(core: &Core, group: Group) {
+    let (mut staged, answers) = match stage(core, read_state(core), &group) {
+        Ok(staged) => staged,
+        Err((index, e)) => return fail_group(group, index, &e),
+    };
+    if staged.commit.entries.is_empty() {
+        return answer(core, group, staged, answers);
+    }
+    staged.seal();
+    match core.engine.commit(&staged.commit) {
+        Ok(Committed::Done) => answer(core, group, staged, answers),
+        Ok(Committed::HeadMoved(size)) => {
+            let what = format!("the store's head moved to {size} under its only writer");
+            *lock(&core.failed) = Some(what.clone());
+            fail_all(group, &Error::Storage(what));
+        }
+        Err(e) => {
+            let what = e.to_string();
+            tracing::error!(error = %what, "ledger commit failed; refusing further appends");
+            *lock(&core.failed) = Some(format!("an earlier commit failed: {what}"));
+            fail_all(group, &Error::Storage(what));
+        }
+    }
+}
+
+/// A store several nodes write (PostgreSQL), as Tessera sequences: lock
+/// the head row, take in what other nodes appended since this node's head,
+/// stage the group on top, write and commit in the same transaction. No
+/// other node can move the head meanwhile, so no staged work is lost.
+fn sequenced_commit(core: &Core, pg: &crate::pg::PgStore, group: Group) {
+    let (head_lock, size) = match pg.lock_head() {
+        Ok(locked) => locked,
+        Err(e) => return fail_all(group, &e),
+    };
+    let mut state = read_state(core);
+    let ours = state.frontier.size();
+    if size < ours {
+        let e = Error::tampered(size, format!("the stored head ({size}) is behind this node's ({ours})"));
+        note_catch_up_failure(core, &e);
+        return fail_all(group, &e);
+    }
+    if size > ours
+        && let Err(e) = catch_up(core, &mut state, Some(size))
+    {
+        note_catch_up_failure(core, &e);
+        return fail_all(group, &e);
+    }
+    let (mut staged, answers) = match stage(core, state, &group) {
+        Ok(staged) => staged,
+        Err((index, e)) => return fail_group(group, index, &e),
+    };
+    if staged.moved {
+        // Under the lock nothing can be beyond the head: a damaged index.
+        let e = Error::tampered(None, "an idempotency key points beyond the stored head");
+        note_catch_up_failure(core, &e);
+        return fail_all(group, &e);
+    }
+    if staged.commit.entries.is_empty() {
+        drop(head_lock);
+        return answer(core, group, staged, answers);
+    }
+    staged.seal();
+    match pg.commit_locked(head_lock, &staged.commit) {
+        Ok(()) => answer(core, group, staged, answers),
+        // Rolled back, or the outcome was lost with the connection: the
+        // next group reads the stored head under the lock, which settles it.
+        Err(e) => {
+            tracing::warn!(error = %e, "ledger commit failed; the next commit reads the stored head first");
+            fail_all(group, &e);
+        }
+    }
+}
+
+/// Stages every request of `group` on `state`. `Err((index, e))` when
+/// request `index` failed in a way that sinks the group.
+#[allow(clippy::result_large_err)]
+fn stage<'a>(
+    core: &'a Core,
+    state: State,
+    group: &Group,
+) -> std::result::Result<(Staging<'a>, Answers), (usize, Error)> {
+    let mut staged = Staging {
+        core,
+        commit: Commit { base: state.frontier.size(), ..Commit::default() },
+        state,
+        keys: HashMap::new(),
+        now_ns: now_ns(),
+        moved: false,
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    for (index, (entries, recorded_at, _)) in group.iter().enumerate() {
+        match staged.request(entries, recorded_at.as_deref()) {
+            Ok(answer) => answers.push(Ok(answer)),
+            // A caller mistake is that caller's answer alone; anything else
+            // (a read failing while looking up a duplicate) sinks the group,
+            // because the staged state may hold part of the request.
+            Err(e @ Error::InvalidArgument(_)) => answers.push(Err(e)),
+            Err(e) => return Err((index, e)),
+        }
+    }
+    Ok((staged, answers))
+}
+
+/// The group is durable: tell the observer, publish the head, answer.
+fn answer(core: &Core, group: Group, staged: Staging<'_>, answers: Answers) {
+    if !staged.commit.entries.is_empty() {
         core.flushes.fetch_add(1, Ordering::Relaxed);
         if let Some(observe) = core.observer.get() {
-            for entry in &commit.entries {
+            for entry in &staged.commit.entries {
                 observe(entry.seq, &entry.subject);
             }
         }
-        publish(core, state);
+        publish(core, staged.state);
     }
     for ((_, _, reply), answer) in group.into_iter().zip(answers) {
         let _ = reply.send(answer);
+    }
+}
+
+fn fail_all(group: Group, e: &Error) {
+    for (_, _, reply) in group {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
+/// Request `index` failed with `e`; the others were staged with it, so
+/// they fail too, saying why.
+fn fail_group(group: Group, index: usize, e: &Error) {
+    let what = e.to_string();
+    tracing::error!(error = %what, "ledger group commit aborted");
+    for (i, (_, _, reply)) in group.into_iter().enumerate() {
+        let answer = if i == index || matches!(e, Error::Unavailable(_)) {
+            e.clone()
+        } else {
+            Error::Storage(format!("group commit aborted: {what}"))
+        };
+        let _ = Reply::send(reply, Err(answer));
     }
 }
 
@@ -341,6 +370,17 @@ struct Staging<'a> {
 }
 
 impl Staging<'_> {
+    /// The head the staged entries lead to, for the commit.
+    fn seal(&mut self) {
+        self.state.root = self.state.frontier.root();
+        self.commit.head = Some(StoredHead {
+            size: self.state.frontier.size(),
+            root: self.state.root,
+            chain: self.state.chain,
+            last_recorded_at_ns: self.state.last_recorded_at_ns,
+        });
+    }
+
     fn request(&mut self, entries: &[NewEntry], recorded_at: Option<&[i64]>) -> Result<Vec<AppendResult>> {
         if let Some(times) = recorded_at {
             // Checked before staging anything so a rejected request leaves

@@ -220,10 +220,11 @@ async fn a_node_follows_appends_made_through_another() {
     b.close().await.unwrap();
 }
 
-/// A key taken by another node after this node's head is found when
-/// staging, and answered as a duplicate of the other node's entry.
+/// The same idempotency key sent to two nodes at the same moment: one
+/// entry, and the other node answers it as a duplicate (it stages under
+/// the head lock, after taking in what the first node appended).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_taken_on_another_node_is_a_duplicate_even_before_catching_up() {
+async fn a_key_sent_to_two_nodes_at_once_is_appended_once() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = pgtest::database();
     let key = shared_key(&a_dir.path().join("key"));
