@@ -2,7 +2,7 @@
 //! first landing, and checks that it now fails (or costs nothing).
 
 use ecocode_proto::v1 as pb;
-use server::principals::{PrincipalStore, Role};
+use server::principals::Role;
 use tonic::Code;
 
 use crate::support::*;
@@ -39,12 +39,7 @@ async fn a_source_cannot_be_claimed_by_another_writer() {
         ..record(ACME, "LD130133000015/w01018/2026-05-30", "inspection.finding", -3)
     };
     assert_eq!(admin.append(forged).await.unwrap_err().code(), Code::PermissionDenied);
-    assert!(
-        PrincipalStore::open(server.data_dir())
-            .unwrap()
-            .add("gw", Role::Source { source: "hj212".into() })
-            .is_err()
-    );
+    assert!(server.principal_store().add("gw", Role::Source { source: "hj212".into() }).is_err());
     server.stop().await;
 }
 
@@ -61,7 +56,7 @@ async fn a_revoked_token_stops_working_on_a_running_server() {
     // the server notices on its own, through its background reload.
     let mut reloads = server.principals.reloads();
     reloads.borrow_and_update();
-    PrincipalStore::open(server.data_dir()).unwrap().revoke("bank-a").unwrap();
+    server.principal_store().revoke("bank-a").unwrap();
     let reloaded = async {
         loop {
             reloads.changed().await.unwrap();

@@ -81,6 +81,12 @@ impl TestServer {
         Self::start_with(|c| c.http_listen = Some("127.0.0.1:0".parse().unwrap())).await
     }
 
+    /// Starts on sled whatever `ECOCODE_TEST_ENGINE` says, for tests of
+    /// sled's own files.
+    pub async fn start_on_sled() -> TestServer {
+        Self::start_with(|c| c.ledger.store = Some(SLED.into())).await
+    }
+
     /// The web page's address.
     pub fn web(&self) -> WebClient {
         WebClient::new(self.http.expect("started with the web page"))
@@ -112,7 +118,9 @@ impl TestServer {
             config.gateway.close_interval = std::time::Duration::from_millis(5);
         }
         configure(&mut config);
-        if config.ledger.store.is_none()
+        if config.ledger.store.as_deref() == Some(SLED) {
+            config.ledger.store = None;
+        } else if config.ledger.store.is_none()
             && let Some(url) = suite_store(dir.path())
         {
             config.ledger.store = Some(url);
@@ -160,6 +168,12 @@ impl TestServer {
         self.dir.path()
     }
 
+    /// The principals as `ecocode principal add|revoke` sees them: a store
+    /// of its own on the data directory, or on the shared PostgreSQL store.
+    pub fn principal_store(&self) -> PrincipalStore {
+        PrincipalStore::open_in(self.data_dir(), self.store.as_deref()).unwrap()
+    }
+
     /// Creates a principal the way `ecocode principal add` does (a store of
     /// its own on the data directory, or on the shared PostgreSQL store),
     /// then has the running server reload, as its background reload would
@@ -189,17 +203,30 @@ impl TestServer {
 /// engine: each data directory gets a fresh database of its own, kept
 /// across restarts of a server on that directory (its URL is remembered
 /// in the directory).
+/// A directory that already holds a sled ledger stays on sled.
 fn suite_store(dir: &Path) -> Option<String> {
-    if std::env::var("ECOCODE_TEST_ENGINE").ok()? != "postgres" {
-        return None;
-    }
     let remembered = dir.join("test-store-url");
     if let Ok(url) = std::fs::read_to_string(&remembered) {
         return Some(url);
     }
+    if std::env::var("ECOCODE_TEST_ENGINE").ok()? != "postgres" || dir.join("ledger").exists() {
+        return None;
+    }
     let url = pgtest::database();
     std::fs::write(&remembered, &url).unwrap();
     Some(url)
+}
+
+/// [`TestServer::start_on_sled`]'s marker in `configure`.
+const SLED: &str = "sled (whatever ECOCODE_TEST_ENGINE says)";
+
+/// Verifies the ledger of a stopped server's directory offline, on the
+/// engine it ran on (as `ecocode verify --data` or `--store` would).
+pub fn verify_stopped(dir: &Path) -> ledger::Result<ledger::VerifyReport> {
+    match std::fs::read_to_string(dir.join("test-store-url")) {
+        Ok(url) => ledger::verify_postgres(&url, Some(&dir.join("ledger.key")), &mut |_, _| {}),
+        Err(_) => ledger::verify(dir, &mut |_, _| {}),
+    }
 }
 
 fn unique() -> u64 {

@@ -308,7 +308,7 @@ async fn a_revoked_principal_is_signed_out_at_its_next_request() {
     let mut web = server.web();
     sign_in(&mut web, &token).await;
     assert!(web.get(&format!("/e/{ACME}")).await.body.contains("acme (enterprise)"));
-    server::principals::PrincipalStore::open(server.data_dir()).unwrap().revoke("acme").unwrap();
+    server.principal_store().revoke("acme").unwrap();
     server.principals.reload_if_changed().unwrap();
     let page = web.get(&format!("/e/{ACME}")).await;
     assert!(!page.body.contains("acme (enterprise)"), "revocation applies to sessions");
