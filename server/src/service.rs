@@ -122,7 +122,7 @@ impl Service {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Service> {
         let origin = config.origin.clone();
-        let inquiries = InquiryLog::open(&config.dir.join("inquiries"))?;
+        let (inquiry_dir, store) = (config.dir.join("inquiries"), config.store.clone());
         // The directory is rebuilt from the entries as verification reads
         // them: one pass over the store. Records, the bulk of the ledger,
         // change nothing in it and are not decoded.
@@ -132,6 +132,12 @@ impl Service {
                 registry_entries.push(visited.to_entry());
             }
         })?;
+        // After the ledger: on a shared store, opening the ledger is what
+        // creates or migrates the tables, the inquiry log's included.
+        let inquiries = match &store {
+            Some(url) => InquiryLog::open_shared(url)?,
+            None => InquiryLog::open(&inquiry_dir)?,
+        };
         let directory = Arc::new(Directory::default());
         for entry in &registry_entries {
             directory.apply(

@@ -131,3 +131,32 @@ async fn a_revocation_through_the_shared_store_reaches_every_node() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The inquiry log is shared: a bank's read through one node is listed
+/// to the enterprise through another, and survives the first node.
+#[tokio::test]
+async fn an_inquiry_on_one_node_is_listed_on_another() {
+    let url = pgtest::database();
+    let keys = tempfile::tempdir().unwrap();
+    let key = shared_key(keys.path());
+    let (a, b) = (node(&url, &key).await, node(&url, &key).await);
+    let admin = a.token("admin", Role::Admin);
+    a.client(&admin).await.register(ACME, "Acme", "330206").await;
+    let bank = a.token("bank", Role::Lender);
+    let acme = a.token("acme", Role::Enterprise { uscc: ACME.into() });
+    b.principals.reload_if_changed().unwrap();
+
+    a.client(&bank).await.score(ACME).await;
+    a.stop().await;
+    let mut enterprise = b.client(&acme).await;
+    let listed = enterprise
+        .scores
+        .list_inquiries(pb::ListInquiriesRequest { uscc: ACME.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .inquiries;
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].principal.as_str(), listed[0].method.as_str()), ("bank", "GetScore"));
+    b.stop().await;
+}

@@ -61,6 +61,8 @@
 
 #![forbid(unsafe_code)]
 
+mod shared;
+
 /// sled's page cache for the log.
 const CACHE_BYTES: u64 = 64 << 20;
 
@@ -145,7 +147,8 @@ impl From<sled::Error> for Error {
     }
 }
 
-pub struct InquiryLog {
+/// The log on sled in a local directory (the default).
+pub(crate) struct LocalLog {
     // Fields drop in order: the WAL's threads (and their tree handles) and
     // the tree go before the database, whose drop then releases the lock.
     wal: Wal,
@@ -556,14 +559,67 @@ impl std::fmt::Debug for InquiryLog {
     }
 }
 
+/// The inquiry log, in a local directory or in the shared PostgreSQL
+/// store (see the crate documentation).
+pub struct InquiryLog {
+    backend: Backend,
+}
+
+enum Backend {
+    Local(LocalLog),
+    Shared(Box<shared::SharedLog>),
+}
+
 impl InquiryLog {
     /// Opens (creating if new) the log in `dir`, first replaying any WAL
     /// files a crash left (see the crate doc).
     pub fn open(dir: &Path) -> Result<InquiryLog> {
-        InquiryLog::open_with(dir, Options::default())
+        Ok(InquiryLog { backend: Backend::Local(LocalLog::open(dir)?) })
     }
 
-    fn open_with(dir: &Path, options: Options) -> Result<InquiryLog> {
+    /// The log in the shared PostgreSQL store at `url` (its table is
+    /// created by the ledger's migrations), so every node records and
+    /// lists the same inquiries.
+    pub fn open_shared(url: &str) -> Result<InquiryLog> {
+        Ok(InquiryLog { backend: Backend::Shared(Box::new(shared::SharedLog::open(url)?)) })
+    }
+
+    /// Records `inquiries` durably: when this returns `Ok`, they survive a
+    /// crash of this process (and, shared, of this node).
+    pub async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
+        match &self.backend {
+            Backend::Local(log) => log.record(inquiries).await,
+            Backend::Shared(log) => log.record(inquiries).await,
+        }
+    }
+
+    /// A page of the inquiries `query` asks for, newest first.
+    pub fn list(&self, query: &Query) -> Result<Page> {
+        match &self.backend {
+            Backend::Local(log) => log.list(query),
+            Backend::Shared(log) => log.list(query),
+        }
+    }
+
+    /// How many `fdatasync`s of the WAL this log has done (0 when shared):
+    /// the benchmark divides records by it for the group size.
+    #[doc(hidden)]
+    pub fn wal_syncs(&self) -> u64 {
+        match &self.backend {
+            Backend::Local(log) => log.wal_syncs(),
+            Backend::Shared(_) => 0,
+        }
+    }
+}
+
+impl LocalLog {
+    /// Opens (creating if new) the log in `dir`, first replaying any WAL
+    /// files a crash left (see the crate doc).
+    fn open(dir: &Path) -> Result<LocalLog> {
+        LocalLog::open_with(dir, Options::default())
+    }
+
+    fn open_with(dir: &Path, options: Options) -> Result<LocalLog> {
         // sled's lock on `dir` also keeps two processes from replaying.
         // Listings read recent pages; a small cache is enough.
         let db = kv::open(sled::Config::new().cache_capacity(CACHE_BYTES), dir)?;
@@ -580,14 +636,14 @@ impl InquiryLog {
         let current = create_wal(dir, last + 1).map_err(|e| io_error("creating the inquiry WAL", e))?;
         let wal = Wal::start(dir, current, tree.clone(), options)
             .map_err(|e| Error::Storage(format!("inquiry log threads: {e}")))?;
-        Ok(InquiryLog { wal, tree, db })
+        Ok(LocalLog { wal, tree, db })
     }
 
     /// Records `inquiries` durably: when this returns `Ok`, they survive a
     /// crash. They are inserted into sled without a flush (plain inserts:
     /// see the crate doc on why not a batch), then written to the WAL;
     /// concurrent callers share one `fdatasync` (group commit).
-    pub async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
+    async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
         if inquiries.is_empty() {
             return Ok(());
         }
@@ -620,13 +676,11 @@ impl InquiryLog {
 
     /// How many `fdatasync`s of the WAL this log has done: the benchmark
     /// divides records by it for the group size. Not part of the API.
-    #[doc(hidden)]
-    pub fn wal_syncs(&self) -> u64 {
+    fn wal_syncs(&self) -> u64 {
         self.wal.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A page of the inquiries `query` asks for, newest first.
-    pub fn list(&self, query: &Query) -> Result<Page> {
+    fn list(&self, query: &Query) -> Result<Page> {
         let (prefix, uscc_filter, region_filter): (Vec<u8>, Option<&str>, Option<&str>) = match &query.scope {
             Scope::Enterprise(uscc) => (key(&[b"u", uscc.as_bytes()], &[]), None, None),
             Scope::Inquirer { principal, uscc } => (principal_prefix(principal), uscc.as_deref(), None),
@@ -726,7 +780,7 @@ mod tests {
     #[tokio::test]
     async fn listings_are_newest_first_per_scope_and_page_without_gaps() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         log.record(&[inquiry("A", "330206", "bank-a", 10), inquiry("B", "110105", "bank-a", 20)])
             .await
             .unwrap();
@@ -768,7 +822,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_concurrent_records_share_flushes_and_all_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let log = std::sync::Arc::new(InquiryLog::open(dir.path()).unwrap());
+        let log = std::sync::Arc::new(LocalLog::open(dir.path()).unwrap());
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..256 {
             let log = log.clone();
@@ -783,15 +837,15 @@ mod tests {
     #[tokio::test]
     async fn inquiries_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         log.record(&[inquiry("A", "330206", "bank-a", 10)]).await.unwrap();
         drop(log);
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         log.record(&[inquiry("A", "330206", "bank-a", 20)]).await.unwrap();
         assert_eq!(ats(&log.list(&query(Scope::All, 10)).unwrap()), vec![20, 10]);
     }
 
-    fn all(log: &InquiryLog) -> Vec<i64> {
+    fn all(log: &LocalLog) -> Vec<i64> {
         ats(&log.list(&query(Scope::All, 100_000)).unwrap())
     }
 
@@ -821,7 +875,7 @@ mod tests {
         drop(kv::open(sled::Config::new(), dir.path()).unwrap());
         std::fs::write(wal_path(dir.path(), 7), wal_records(1, 5).concat()).unwrap();
 
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         assert_eq!(all(&log), vec![5, 4, 3, 2, 1]);
         let own = Scope::Inquirer { principal: "bank-a".into(), uscc: None };
         assert_eq!(ats(&log.list(&query(own, 10)).unwrap()).len(), 5, "every index is rebuilt");
@@ -830,7 +884,7 @@ mod tests {
         log.record(&[inquiry("B", "110105", "bank-b", 6)]).await.unwrap();
         drop(log);
         assert_eq!(wal_names(dir.path()), Vec::<u64>::new(), "a clean close leaves nothing to replay");
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         assert_eq!(all(&log), vec![6, 5, 4, 3, 2, 1]);
     }
 
@@ -848,11 +902,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(wal_path(dir.path(), 1), damage(wal_records(1, 3).concat())).unwrap();
 
-            let log = InquiryLog::open(dir.path()).unwrap();
+            let log = LocalLog::open(dir.path()).unwrap();
             assert_eq!(all(&log), expected);
             log.record(&[inquiry("A", "330206", "bank-a", 10)]).await.unwrap();
             drop(log);
-            let log = InquiryLog::open(dir.path()).unwrap();
+            let log = LocalLog::open(dir.path()).unwrap();
             let mut after = expected.clone();
             after.insert(0, 10);
             assert_eq!(all(&log), after);
@@ -871,7 +925,7 @@ mod tests {
         std::fs::write(wal_path(dir.path(), 1), records.concat()).unwrap();
         std::fs::write(wal_path(dir.path(), 2), wal_records(4, 1).concat()).unwrap();
 
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         assert_eq!(all(&log), vec![4, 1]);
     }
 
@@ -897,7 +951,7 @@ mod tests {
             rotate_every: std::time::Duration::from_secs(3600),
             ..Options::default()
         };
-        let log = InquiryLog::open_with(dir.path(), options.clone()).unwrap();
+        let log = LocalLog::open_with(dir.path(), options.clone()).unwrap();
         for at in 1..=20 {
             log.record(&[inquiry("A", "330206", "bank-a", at)]).await.unwrap();
         }
@@ -919,7 +973,7 @@ mod tests {
         assert_eq!(wal_names(dir.path()).len(), 1);
         drop(std::sync::Arc::into_inner(log).unwrap());
 
-        let log = InquiryLog::open_with(dir.path(), options).unwrap();
+        let log = LocalLog::open_with(dir.path(), options).unwrap();
         assert_eq!(all(&log), (1..=120).rev().collect::<Vec<_>>());
     }
 
@@ -927,7 +981,7 @@ mod tests {
     async fn a_failed_sync_fails_its_group_and_every_later_record() {
         let dir = tempfile::tempdir().unwrap();
         let options = Options::default();
-        let log = std::sync::Arc::new(InquiryLog::open_with(dir.path(), options.clone()).unwrap());
+        let log = std::sync::Arc::new(LocalLog::open_with(dir.path(), options.clone()).unwrap());
         log.record(&[inquiry("A", "330206", "bank-a", 1)]).await.unwrap();
 
         options.fail_syncs.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -945,7 +999,7 @@ mod tests {
         assert!(log.record(&[inquiry("A", "330206", "bank-a", 40)]).await.is_err());
         drop(std::sync::Arc::into_inner(log).unwrap());
 
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         assert!(all(&log).contains(&1), "what was acknowledged survives");
         log.record(&[inquiry("A", "330206", "bank-a", 50)]).await.unwrap();
         assert_eq!(all(&log)[0], 50, "a reopened log works again");
@@ -960,7 +1014,7 @@ mod tests {
         let Some(dir) = std::env::var_os(CRASH_DIR) else { return };
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
         runtime.block_on(async move {
-            let log = std::sync::Arc::new(InquiryLog::open(Path::new(&dir)).unwrap());
+            let log = std::sync::Arc::new(LocalLog::open(Path::new(&dir)).unwrap());
             let mut tasks = tokio::task::JoinSet::new();
             for task in 0..16 {
                 let log = log.clone();
@@ -1007,7 +1061,7 @@ mod tests {
         }
         child.wait().unwrap();
 
-        let log = InquiryLog::open(dir.path()).unwrap();
+        let log = LocalLog::open(dir.path()).unwrap();
         let found: std::collections::HashSet<i64> = all(&log).into_iter().collect();
         let lost: Vec<_> = acked.iter().filter(|at| !found.contains(at)).collect();
         assert!(lost.is_empty(), "{} of {} acknowledged inquiries lost: {lost:?}", lost.len(), acked.len());

@@ -1,4 +1,6 @@
-//! A sled database whose close is deterministic.
+//! The one way ecocode opens its stores: a sled database whose close is
+//! deterministic (this file), and a PostgreSQL pool usable from synchronous
+//! code ([`pg`]).
 //!
 //! sled takes an exclusive `flock` on `<dir>/db` when it opens a directory
 //! and releases it when its last internal handle goes away, which happens on
@@ -14,6 +16,8 @@
 //! [`open`].
 
 #![forbid(unsafe_code)]
+
+pub mod pg;
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};

@@ -12,6 +12,8 @@
 //! | `ledger_nodes`       | every complete Merkle subtree: (level, index) → hash |
 //! | `ledger_head`        | exactly one row: size, root, chain, last recorded_at |
 //! | `ledger_checkpoints` | every signed checkpoint note by tree size |
+//! | `documents`          | small named documents beside the ledger (principals) |
+//! | `inquiries`          | the inquiry log (the `inquiries` crate reads and writes it) |
 //! | `ecocode_schema`     | the schema version this database is at |
 //!
 //! **Sequencing.** A group commit is one transaction that first locks the
@@ -29,12 +31,11 @@
 //! what a sled read does too.
 
 use std::future::Future;
-use std::str::FromStr as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use kv::pg::Postgres;
+use kv::pg::tokio_postgres::{self, NoTls};
 
 use super::error::{Error, Result};
 use super::hash::Hash;
@@ -93,6 +94,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         version bigint NOT NULL DEFAULT nextval('documents_version'),
         PRIMARY KEY (kind, name)
     );",
+    // 3: the inquiry log (who read whose score), shared by every node; not
+    // part of the hash chain. Newest first by time, enterprise and inquirer.
+    "CREATE TABLE inquiries (
+        id          bigserial PRIMARY KEY,
+        at_ns       bigint NOT NULL,
+        uscc        text   NOT NULL,
+        region_code text   NOT NULL,
+        principal   text   NOT NULL,
+        role        text   NOT NULL,
+        method      text   NOT NULL,
+        purpose     text   NOT NULL
+    );
+    CREATE INDEX inquiries_newest ON inquiries (at_ns DESC, id DESC);
+    CREATE INDEX inquiries_by_uscc ON inquiries (uscc, at_ns DESC, id DESC);
+    CREATE INDEX inquiries_by_principal ON inquiries (principal, at_ns DESC, id DESC);",
 ];
 
 /// One group commit's rows and the new head, in one statement.
@@ -116,17 +132,13 @@ const PAGE: i64 = 4096;
 /// Connections per node (the writer holds one for each group commit;
 /// reads take one per query).
 const POOL_SIZE: usize = 16;
-/// How long a call waits for the database before it is `Unavailable`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a follower checks the head when no notification came (a
 /// notification is lost while its connection is down).
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL engine; see the module documentation.
 pub(crate) struct PgStore {
-    runtime: Option<tokio::runtime::Runtime>,
-    pool: Pool,
-    config: tokio_postgres::Config,
+    pg: Postgres,
     /// While verification runs: the head it verifies, so rows other nodes
     /// commit meanwhile are not mistaken for extra entries.
     pinned: Mutex<Option<Option<StoredHead>>>,
@@ -209,47 +221,20 @@ impl Documents {
     }
 }
 
-/// `url` without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match tokio_postgres::Config::from_str(url) {
-        Ok(config) => {
-            let hosts: Vec<String> = config
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .collect();
-            format!(
-                "postgres://{}@{}/{}",
-                config.get_user().unwrap_or(""),
-                hosts.join(","),
-                config.get_dbname().unwrap_or("")
-            )
-        }
-        Err(_) => "(an unparsable PostgreSQL URL)".into(),
-    }
-}
-
 /// Errors of the database: unreachable is [`Error::Unavailable`] (the call
 /// may be retried, the node recovers by itself once the database is back),
 /// anything else [`Error::Storage`].
 fn db(e: tokio_postgres::Error) -> Error {
-    if e.is_closed() || e.code().is_none() {
+    if kv::pg::is_unreachable(&e) {
         Error::Unavailable(format!("PostgreSQL is unreachable ({e}); calls succeed again once it is back"))
-    } else if e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")) {
-        Error::Unavailable(format!(
-            "PostgreSQL refused the connection ({e}); calls succeed again once it is back"
-        ))
     } else {
         Error::Storage(format!("PostgreSQL: {e}"))
     }
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+fn pool_error(e: kv::pg::PoolError) -> Error {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => db(e),
+        kv::pg::PoolError::Backend(e) => db(e),
         other => Error::Unavailable(format!(
             "no PostgreSQL connection ({other}); calls succeed again once the database is reachable"
         )),
@@ -293,53 +278,27 @@ impl PgStore {
     /// otherwise (offline verification) a database without the schema is
     /// an error and nothing is written.
     pub(crate) fn open(url: &str, migrate: bool) -> Result<PgStore> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| Error::InvalidArgument(format!("store URL {}: {e}", redact(url))))?;
-        config.connect_timeout(CONNECT_TIMEOUT);
-        config.application_name("ecocode");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ledger-postgres")
-            .enable_all()
-            .build()?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
-        let pool = {
-            let _entered = runtime.enter();
-            Pool::builder(manager)
-                .max_size(POOL_SIZE)
-                .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(CONNECT_TIMEOUT))
-                .create_timeout(Some(CONNECT_TIMEOUT))
-                .build()
-                .map_err(|e| Error::Storage(format!("PostgreSQL pool: {e}")))?
-        };
-        let store = PgStore { runtime: Some(runtime), pool, config, pinned: Mutex::new(None) };
-        let pool = store.pool.clone();
+        let pg = Postgres::connect(url, POOL_SIZE, "ledger-postgres").map_err(|e| match e {
+            kv::pg::ConnectError::Url(what) => Error::InvalidArgument(what),
+            kv::pg::ConnectError::Setup(what) => Error::Storage(what),
+        })?;
+        let store = PgStore { pg, pinned: Mutex::new(None) };
+        let pool = store.pg.pool().clone();
         let version = store.run(async move { migrate_schema(&pool, migrate).await })?;
-        tracing::info!(store = %redact(url), schema_version = version, "PostgreSQL store open");
+        tracing::info!(store = %kv::pg::redact(url), schema_version = version, "PostgreSQL store open");
         Ok(store)
     }
 
     /// Runs `f` on the engine's runtime and waits for it; callable from any
     /// thread, a tokio worker included.
     fn run<T: Send + 'static>(&self, f: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-        let runtime = self.runtime.as_ref().ok_or(Error::ShuttingDown)?;
-        // A plain channel, not an executor: polling a tokio JoinHandle
-        // from inside another runtime's task spins once that task's
-        // cooperative budget is spent.
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        runtime.spawn(async move {
-            let _ = answer.send(f.await);
-        });
-        answered.recv().map_err(|_| Error::Storage("a PostgreSQL task ended without an answer".into()))?
+        self.pg
+            .run(f)
+            .unwrap_or_else(|| Err(Error::Storage("a PostgreSQL task ended without an answer".into())))
     }
 
     fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<tokio_postgres::Row>> {
-        let pool = self.pool.clone();
+        let pool = self.pg.pool().clone();
         self.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -383,7 +342,7 @@ impl PgStore {
     /// ([`PgStore::commit_locked`]) or dropped (rolled back), no other node
     /// commits. `BEGIN` and the lock travel in one round trip.
     pub(crate) fn lock_head(&self) -> Result<(HeadLock, u64)> {
-        let pool = self.pool.clone();
+        let pool = self.pg.pool().clone();
         let (client, size) = self.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let locked = async {
@@ -399,12 +358,12 @@ impl PgStore {
                 Err(e) => {
                     // Never hand a connection in an unknown transaction
                     // state back to the pool.
-                    drop(deadpool_postgres::Object::take(client));
+                    drop(kv::pg::Object::take(client));
                     Err(e)
                 }
             }
         })?;
-        let runtime = self.runtime.as_ref().ok_or(Error::ShuttingDown)?.handle().clone();
+        let runtime = self.pg.handle().ok_or(Error::ShuttingDown)?;
         Ok((HeadLock { client: Some(client), runtime }, size as u64))
     }
 
@@ -461,7 +420,7 @@ impl PgStore {
             }
             .await;
             if written.is_err() {
-                drop(deadpool_postgres::Object::take(client));
+                drop(kv::pg::Object::take(client));
             }
             written
         })
@@ -471,9 +430,8 @@ impl PgStore {
     /// commit notification, and every [`FOLLOW_POLL`] in case one was
     /// missed. Runs until the store is dropped.
     pub(crate) fn follow(&self, poke: Box<dyn Fn() + Send + Sync>) {
-        let Some(runtime) = self.runtime.as_ref() else { return };
-        let config = self.config.clone();
-        runtime.spawn(async move {
+        let config = self.pg.config().clone();
+        self.pg.spawn(async move {
             loop {
                 match listen(&config, &*poke).await {
                     Ok(()) => {}
@@ -509,22 +467,12 @@ impl PgStore {
     /// with database access could.
     #[cfg(test)]
     pub(crate) fn execute_raw(&self, sql: &str) -> Result<()> {
-        let pool = self.pool.clone();
+        let pool = self.pg.pool().clone();
         let sql = sql.to_string();
         self.run(async move {
             let client = pool.get().await.map_err(pool_error)?;
             client.batch_execute(&sql).await.map_err(db)
         })
-    }
-}
-
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Allowed anywhere, a tokio worker included; the follower and
-            // idle connections end with it.
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -564,7 +512,7 @@ async fn listen(config: &tokio_postgres::Config, poke: &(dyn Fn() + Send + Sync)
     driver.await.map_err(|e| Error::Storage(format!("PostgreSQL listener: {e}")))?
 }
 
-async fn migrate_schema(pool: &Pool, migrate: bool) -> Result<usize> {
+async fn migrate_schema(pool: &kv::pg::Pool, migrate: bool) -> Result<usize> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(db)?;
     if migrate {
@@ -915,7 +863,7 @@ impl Engine for PgStore {
 /// An open transaction holding the lock on the head row; see
 /// [`PgStore::lock_head`]. Dropped unused, it is rolled back.
 pub(crate) struct HeadLock {
-    client: Option<deadpool_postgres::Object>,
+    client: Option<kv::pg::Object>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -924,7 +872,7 @@ impl Drop for HeadLock {
         if let Some(client) = self.client.take() {
             self.runtime.spawn(async move {
                 if client.batch_execute("ROLLBACK").await.is_err() {
-                    drop(deadpool_postgres::Object::take(client));
+                    drop(kv::pg::Object::take(client));
                 }
             });
         }

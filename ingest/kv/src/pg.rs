@@ -1,0 +1,177 @@
+//! The one way ecocode connects to PostgreSQL: a pool of tokio-postgres
+//! connections on a small runtime of its own, usable from synchronous code
+//! (the ledger's writer thread) and from async code alike.
+//!
+//! The stores built on it (the ledger, the inquiry log) are synchronous or
+//! run their own threads; [`Postgres::run`] runs a future on this runtime
+//! and blocks the caller on the answer through a plain channel. (Polling a
+//! tokio `JoinHandle` with another executor from inside a tokio task spins
+//! once that task's cooperative budget is spent; a channel does not.)
+
+use std::future::Future;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::{Object, Pool, PoolError};
+pub use tokio_postgres;
+
+/// How long a call waits for a connection before it fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of connections to one database, with the runtime that drives
+/// them. Dropping it closes the connections (from any thread).
+pub struct Postgres {
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Why [`Postgres::connect`] failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The URL does not parse.
+    Url(String),
+    /// The runtime or the pool could not be built.
+    Setup(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Url(what) | ConnectError::Setup(what) => f.write_str(what),
+        }
+    }
+}
+
+impl Postgres {
+    /// A pool of at most `size` connections to `url` (connections are made
+    /// when first needed), named `ecocode` in `pg_stat_activity`.
+    pub fn connect(url: &str, size: usize, thread_name: &str) -> Result<Postgres, ConnectError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| ConnectError::Url(format!("store URL {}: {e}", redact(url))))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("ecocode");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(thread_name)
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectError::Setup(format!("PostgreSQL runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = {
+            let _entered = runtime.enter();
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT_TIMEOUT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| ConnectError::Setup(format!("PostgreSQL pool: {e}")))?
+        };
+        Ok(Postgres { runtime: Some(runtime), pool, config })
+    }
+
+    /// Runs `f` on this runtime and waits for its output; `None` if the
+    /// task could not answer (it panicked). Callable from any thread but
+    /// this runtime's own.
+    pub fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> Option<T> {
+        let runtime = self.runtime.as_ref()?;
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = answer.send(f.await);
+        });
+        answered.recv().ok()
+    }
+
+    /// Starts `f` on this runtime without waiting for it; it ends when the
+    /// pool is dropped, if not before.
+    pub fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(f);
+        }
+    }
+
+    /// The runtime, for work that must outlive a call (a rollback on drop).
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
+    /// The pool (cheap to clone into a future).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The connection settings, for a connection outside the pool (LISTEN).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Allowed anywhere, a tokio worker included.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Whether `e` means the database cannot be reached now (retry later),
+/// as opposed to a statement it refused.
+pub fn is_unreachable(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || match e.code() {
+            None => true,
+            // connection exceptions, and the server shutting down
+            Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+        }
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "postgres://{}@{}/{}",
+                config.get_user().unwrap_or(""),
+                hosts.join(","),
+                config.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "(an unparsable PostgreSQL URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        let shown = redact("postgres://ecocode:s3cret@db.example/ledger");
+        assert_eq!(shown, "postgres://ecocode@db.example/ledger");
+        let err = Postgres::connect("postgres://a:s3cret@x/y?bogus=1", 1, "t").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+}
