@@ -140,6 +140,7 @@ impl App {
             None => None,
         };
         let principals = Arc::new(PrincipalStore::open_in(&data_dir, config.ledger.store.as_deref())?);
+        let shared_store = config.ledger.store.clone();
         let valid_days = config.model.monitoring();
         let service = Arc::new(Service::open(
             config.ledger,
@@ -156,8 +157,13 @@ impl App {
                 let listener = bind(addr, "--hj212-listen").await?;
                 let addr = local_addr(&listener)?;
                 let clock = config.clock.clone();
-                let gateway_config =
-                    GatewayConfig { clock: Arc::new(move || clock.now()), valid_days, ..config.gateway };
+                let gateway_config = GatewayConfig {
+                    clock: Arc::new(move || clock.now()),
+                    valid_days,
+                    // On a shared store the open days are shared too.
+                    shared_state: shared_store.clone(),
+                    ..config.gateway
+                };
                 let sink = Arc::new(LedgerSink::new(service.clone()));
                 let gateway = Gateway::open(&data_dir.join("hj212"), sink, gateway_config)
                     .map_err(|e| Error::Internal(format!("hj212 gateway state: {e}")))?;

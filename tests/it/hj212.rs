@@ -13,10 +13,10 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-const MN: &str = "LD130133000015";
+pub(crate) const MN: &str = "LD130133000015";
 
 /// An hourly (2061) packet for local day 2026-05-DD, hour HH, asking for an ack.
-fn hourly(day: u32, hour: u32, cod: (f64, &str), ammonia: Option<f64>) -> Vec<u8> {
+pub(crate) fn hourly(day: u32, hour: u32, cod: (f64, &str), ammonia: Option<f64>) -> Vec<u8> {
     let mut cp = format!("DataTime=202605{day:02}{hour:02}0000;w01018-Avg={},w01018-Flag={}", cod.0, cod.1);
     if let Some(n) = ammonia {
         cp.push_str(&format!(";w21003-Avg={n},w21003-Flag=N"));
@@ -27,7 +27,7 @@ fn hourly(day: u32, hour: u32, cod: (f64, &str), ammonia: Option<f64>) -> Vec<u8
 }
 
 /// Reads `n` acknowledgement packets from the device's socket.
-async fn read_acks(socket: &mut TcpStream, n: usize) -> Vec<hj212::Packet> {
+pub(crate) async fn read_acks(socket: &mut TcpStream, n: usize) -> Vec<hj212::Packet> {
     let mut framer = hj212::Framer::new();
     let mut acks = Vec::new();
     let mut buf = [0u8; 4096];
@@ -52,7 +52,7 @@ async fn acme_with_a_point(server: &TestServer, point: pb::MonitoringPoint) -> C
 }
 
 /// ACME's outlet DW001 with limits for COD (w01018) and ammonia (w21003).
-fn point() -> pb::MonitoringPoint {
+pub(crate) fn point() -> pb::MonitoringPoint {
     pb::MonitoringPoint {
         mn: MN.into(),
         uscc: ACME.into(),

@@ -160,3 +160,69 @@ async fn an_inquiry_on_one_node_is_listed_on_another() {
     assert_eq!((listed[0].principal.as_str(), listed[0].method.as_str()), ("bank", "GetScore"));
     b.stop().await;
 }
+
+/// The HJ 212 gateway's open days are shared: a device that sends the
+/// morning to one node and the afternoon to another has one whole day,
+/// judged by whichever node closes it (an exceedance on 24 valid hours,
+/// not two insufficient halves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_may_report_half_a_day_to_each_node() {
+    use tokio::io::AsyncWriteExt as _;
+
+    use crate::hj212::{MN, hourly, point, read_acks};
+
+    let url = pgtest::database();
+    let keys = tempfile::tempdir().unwrap();
+    let key = shared_key(keys.path());
+    let with_gateway = |url: String, key: std::path::PathBuf| {
+        move |c: &mut server::Config| {
+            c.ledger.store = Some(url);
+            c.ledger.key_file = Some(key);
+            c.hj212_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.gateway.close_interval = std::time::Duration::from_millis(5);
+        }
+    };
+    let a = TestServer::start_with(with_gateway(url.clone(), key.clone())).await;
+    let b = TestServer::start_with(with_gateway(url.clone(), key.clone())).await;
+    let may_31 = scoring::Timestamp::parse_rfc3339("2026-05-31T00:00:00Z").unwrap();
+    a.clock.set(may_31);
+    b.clock.set(may_31);
+    let admin = a.token("admin", Role::Admin);
+    let mut on_a = a.client(&admin).await;
+    on_a.register(ACME, "Acme", "330206").await;
+    on_a.registry.register_monitoring_point(point()).await.unwrap();
+    // Node b knows the point once it has taken in a's entries.
+    b.service.ledger().catch_up().unwrap();
+    assert!(b.service.ledger().head().size >= 2);
+
+    // COD at 80 mg/L against a limit of 50 all day: 00-11 h to a, 12-23 h to b.
+    for (server, hours) in [(&a, 0..12), (&b, 12..24)] {
+        let packets: Vec<Vec<u8>> = hours.map(|h| hourly(30, h, (80.0, "N"), Some(1.0))).collect();
+        let mut socket = tokio::net::TcpStream::connect(server.gateway.unwrap()).await.unwrap();
+        socket.write_all(&packets.concat()).await.unwrap();
+        assert_eq!(read_acks(&mut socket, packets.len()).await.len(), 12, "acknowledged by {}", server.addr);
+    }
+    assert_eq!(MN, point().mn);
+
+    // Node b's clock reaches 2 June: it closes 30 May from the shared state.
+    let mut changes = b.service.subscribe_changes();
+    b.clock.set(scoring::Timestamp::parse_rfc3339("2026-06-02T00:00:00Z").unwrap());
+    b.principals.reload_if_changed().unwrap();
+    let mut on_b = b.client(&admin).await;
+    let kinds = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            let kinds: Vec<String> = on_b.score(ACME).await.reasons.into_iter().map(|r| r.kind).collect();
+            if kinds.iter().any(|k| k == "exceedance.daily") {
+                return kinds;
+            }
+            changes.recv().await.unwrap();
+        }
+    })
+    .await
+    .expect("the day is judged");
+    // (31 May, with no data at all, is a missing day of each pollutant.)
+    assert_eq!(kinds.iter().filter(|k| *k == "exceedance.daily").count(), 1, "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "monitoring.insufficient_day"), "two halves, not one day: {kinds:?}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -109,6 +109,13 @@ impl DailyAggregator {
         Ok(DailyAggregator { store: StateStore::open(dir)? })
     }
 
+    /// The state in the shared PostgreSQL store at `url` (key space
+    /// `hj212` of its `kv_state` table), so a device may report to any
+    /// node and the open days are not lost with a node.
+    pub fn open_shared(url: &str) -> Result<DailyAggregator> {
+        Ok(DailyAggregator { store: StateStore::open_shared(url)? })
+    }
+
     /// Records that the gateway starts listening at `now`. If its last sign
     /// of health is `min_outage` or more before, the time in between was a
     /// platform outage, which is kept (to be put in the ledger, see

@@ -117,6 +117,10 @@ pub struct GatewayConfig {
     pub valid_days: MonitoringRules,
     /// The wall clock; tests set a fixed or manual time.
     pub clock: WallClock,
+    /// `Some(url)`: keep the aggregation state in that shared PostgreSQL
+    /// store instead of the state directory, so a device may report to
+    /// any node.
+    pub shared_state: Option<String>,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -158,6 +162,7 @@ impl Default for GatewayConfig {
             min_outage: Duration::from_secs(15 * 60),
             valid_days: MonitoringRules::STANDARD,
             clock: Arc::new(Timestamp::now),
+            shared_state: None,
         }
     }
 }
@@ -343,7 +348,10 @@ impl<S: RecordSink> Gateway<S> {
     /// notes the start, which is when the listener is bound: a gap since the
     /// last sign of health is an outage that ends now.
     pub fn open(state_dir: &Path, sink: Arc<S>, config: GatewayConfig) -> Result<Gateway<S>> {
-        let mut aggregator = DailyAggregator::open(state_dir)?;
+        let mut aggregator = match &config.shared_state {
+            Some(url) => DailyAggregator::open_shared(url)?,
+            None => DailyAggregator::open(state_dir)?,
+        };
         if let Some(outage) = aggregator.note_start((config.clock)(), config.min_outage)? {
             warn!(%outage, "hj212 gateway was down; days it overlaps are excused");
         }

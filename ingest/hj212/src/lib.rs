@@ -53,6 +53,9 @@ pub use time::{DataTime, LocalDay};
 pub enum Error {
     #[error("hj212 state store: {0}")]
     Store(#[from] sled::Error),
+    /// The shared (PostgreSQL) state store failed.
+    #[error("hj212 state store: {0}")]
+    SharedStore(String),
     /// The state directory holds something this code did not write.
     #[error("hj212 state corrupt: {0}")]
     Corruption(String),

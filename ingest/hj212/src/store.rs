@@ -52,24 +52,89 @@ pub(crate) struct Cursor {
 }
 
 pub(crate) struct StateStore {
+    db: Backend,
+}
+
+/// sled in a directory (the default), or a key space of the shared
+/// PostgreSQL store: the same keys and values either way.
+enum Backend {
     /// Dropping it releases the directory's lock before the drop returns.
-    db: kv::Db,
+    Local(kv::Db),
+    Shared(Box<kv::pg::Table>),
+}
+
+fn shared(e: kv::pg::TableError) -> Error {
+    Error::SharedStore(e.to_string())
+}
+
+/// A write of several keys, applied atomically by either backend.
+#[derive(Default)]
+struct Writes {
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    removes: Vec<Vec<u8>>,
+}
+
+impl Backend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            Backend::Local(db) => Ok(db.get(key)?.map(|v| v.to_vec())),
+            Backend::Shared(table) => table.get(key).map_err(shared),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match self {
+            Backend::Local(db) => {
+                let mut out = Vec::new();
+                for item in db.scan_prefix(prefix) {
+                    let (k, v) = item?;
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+                Ok(out)
+            }
+            Backend::Shared(table) => table.scan_prefix(prefix).map_err(shared),
+        }
+    }
+
+    fn apply(&self, writes: Writes) -> Result<()> {
+        match self {
+            Backend::Local(db) => {
+                let mut batch = sled::Batch::default();
+                for key in writes.removes {
+                    batch.remove(key);
+                }
+                for (key, value) in writes.puts {
+                    batch.insert(key, value);
+                }
+                db.apply_batch(batch)?;
+                Ok(())
+            }
+            Backend::Shared(table) => table.apply(writes.puts, writes.removes).map_err(shared),
+        }
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.apply(Writes { puts: vec![(key.to_vec(), value)], removes: Vec::new() })
+    }
 }
 
 impl StateStore {
     pub fn open(dir: &Path) -> Result<StateStore> {
         // Small state (open days, devices): a small cache.
-        Ok(StateStore { db: kv::open(sled::Config::new().cache_capacity(32 << 20), dir)? })
+        Ok(StateStore { db: Backend::Local(kv::open(sled::Config::new().cache_capacity(32 << 20), dir)?) })
+    }
+
+    pub fn open_shared(url: &str) -> Result<StateStore> {
+        Ok(StateStore { db: Backend::Shared(Box::new(kv::pg::Table::open(url, "hj212").map_err(shared)?)) })
     }
 
     pub fn cursor(&self, mn: &str) -> Result<Option<Cursor>> {
-        self.db.get(cursor_key(mn))?.map(|v| decode_cursor(mn, &v)).transpose()
+        self.db.get(&cursor_key(mn))?.map(|v| decode_cursor(mn, &v)).transpose()
     }
 
     pub fn cursors(&self) -> Result<Vec<(String, Cursor)>> {
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix(b"c\0") {
-            let (key, value) = entry?;
+        for (key, value) in self.db.scan_prefix(b"c\0")? {
             let mn = std::str::from_utf8(&key[2..])
                 .map_err(|_| Error::Corruption(format!("cursor key {key:?} is not UTF-8")))?;
             out.push((mn.to_owned(), decode_cursor(mn, &value)?));
@@ -86,21 +151,19 @@ impl StateStore {
         day: LocalDay,
         observations: &[(&str, Slot, Observation)],
     ) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(cursor_key(mn), encode_cursor(cursor));
+        let mut writes = Writes::default();
+        writes.puts.push((cursor_key(mn), encode_cursor(cursor)));
         for (pollutant, slot, observation) in observations {
-            batch.insert(value_key(mn, day, pollutant, *slot), encode_observation(observation));
+            writes.puts.push((value_key(mn, day, pollutant, *slot), encode_observation(observation)));
         }
-        self.db.apply_batch(batch)?;
-        Ok(())
+        self.db.apply(writes)
     }
 
     /// Every observation of one device and day.
     pub fn day(&self, mn: &str, day: LocalDay) -> Result<Vec<(String, Slot, Observation)>> {
         let prefix = day_prefix(mn, day);
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix(&prefix) {
-            let (key, value) = entry?;
+        for (key, value) in self.db.scan_prefix(&prefix)? {
             let corrupt = || Error::Corruption(format!("observation key {key:?}"));
             let rest = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| corrupt())?;
             let (pollutant, slot) = rest.split_once('\0').ok_or_else(corrupt)?;
@@ -116,15 +179,14 @@ impl StateStore {
     /// Forgets the observations of `days` and moves the cursor to `first_open`,
     /// in one atomic batch.
     pub fn close(&self, mn: &str, days: &[LocalDay], first_open: LocalDay) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut writes = Writes::default();
         for &day in days {
-            for key in self.db.scan_prefix(day_prefix(mn, day)).keys() {
-                batch.remove(key?);
+            for (key, _) in self.db.scan_prefix(&day_prefix(mn, day))? {
+                writes.removes.push(key);
             }
         }
-        batch.insert(cursor_key(mn), encode_cursor(Cursor { first_open, closed_any: true }));
-        self.db.apply_batch(batch)?;
-        Ok(())
+        writes.puts.push((cursor_key(mn), encode_cursor(Cursor { first_open, closed_any: true })));
+        self.db.apply(writes)
     }
 
     /// The last instant the gateway was known healthy, if it ever ran.
@@ -138,15 +200,13 @@ impl StateStore {
     }
 
     pub fn set_alive_at(&self, at: Timestamp) -> Result<()> {
-        self.db.insert(b"a", at.unix_nanos().to_string().into_bytes())?;
-        Ok(())
+        self.db.insert(b"a", at.unix_nanos().to_string().into_bytes())
     }
 
     /// Every outage and whether it is in the ledger yet, oldest first.
     pub fn outages(&self) -> Result<Vec<(Outage, bool)>> {
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix(b"o\0") {
-            let (key, value) = entry?;
+        for (key, value) in self.db.scan_prefix(b"o\0")? {
             let corrupt = || Error::Corruption(format!("outage {key:?} -> {value:?}"));
             let from: i64 =
                 std::str::from_utf8(&key[2..]).ok().and_then(|t| t.parse().ok()).ok_or_else(corrupt)?;
@@ -163,13 +223,18 @@ impl StateStore {
     pub fn put_outage(&self, outage: Outage, recorded: bool) -> Result<()> {
         let key = format!("o\0{:020}", outage.from.unix_nanos());
         let value = format!("{}|{}", outage.to.unix_nanos(), u8::from(recorded));
-        self.db.insert(key.into_bytes(), value.into_bytes())?;
-        Ok(())
+        self.db.insert(key.as_bytes(), value.into_bytes())
     }
 
     /// Makes everything written so far survive a crash.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        match &self.db {
+            Backend::Local(db) => {
+                db.flush()?;
+            }
+            // Every write to the shared store is already committed.
+            Backend::Shared(_) => {}
+        }
         Ok(())
     }
 }

@@ -129,6 +129,136 @@ impl Drop for Postgres {
     }
 }
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// One key space of the shared `kv_state` table (created by the ledger's
+/// migrations): what a component kept in its own sled database, for a
+/// component whose state every node must share (the HJ 212 gateway's open
+/// days). Keys order bytewise, as in sled; every write is one committed
+/// transaction, so a returned write is durable.
+#[derive(Debug)]
+pub struct Table {
+    pg: Postgres,
+    space: String,
+}
+
+/// A failure of [`Table`]: the database's message, and whether it was
+/// unreachable (worth retrying) rather than refusing.
+#[derive(Debug)]
+pub struct TableError {
+    pub unreachable: bool,
+    pub what: String,
+}
+
+impl std::fmt::Display for TableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+fn table_error(e: tokio_postgres::Error) -> TableError {
+    TableError { unreachable: is_unreachable(&e), what: format!("PostgreSQL: {e}") }
+}
+
+fn table_pool_error(e: PoolError) -> TableError {
+    match e {
+        PoolError::Backend(e) => table_error(e),
+        other => TableError { unreachable: true, what: format!("no PostgreSQL connection: {other}") },
+    }
+}
+
+impl Table {
+    /// The key space `space` of the `kv_state` table at `url`.
+    pub fn open(url: &str, space: &str) -> Result<Table, TableError> {
+        let pg = Postgres::connect(url, 4, "state-postgres")
+            .map_err(|e| TableError { unreachable: false, what: e.to_string() })?;
+        let table = Table { pg, space: space.to_string() };
+        let pool = table.pg.pool().clone();
+        let exists = table.call(async move {
+            let client = pool.get().await.map_err(table_pool_error)?;
+            let row = client
+                .query_one("SELECT to_regclass('kv_state') IS NOT NULL", &[])
+                .await
+                .map_err(table_error)?;
+            Ok(row.get::<_, bool>(0))
+        })?;
+        if !exists {
+            return Err(TableError {
+                unreachable: false,
+                what:
+                    "the database has no kv_state table; open the ledger on it first (it migrates the schema)"
+                        .into(),
+            });
+        }
+        Ok(table)
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, TableError>> + Send + 'static,
+    ) -> Result<T, TableError> {
+        self.pg
+            .run(f)
+            .unwrap_or_else(|| Err(TableError { unreachable: false, what: "a PostgreSQL task ended".into() }))
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, TableError> {
+        let (pool, space, key) = (self.pg.pool().clone(), self.space.clone(), key.to_vec());
+        self.call(async move {
+            let client = pool.get().await.map_err(table_pool_error)?;
+            let row = client
+                .query_opt("SELECT value FROM kv_state WHERE space = $1 AND key = $2", &[&space, &key])
+                .await
+                .map_err(table_error)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, TableError> {
+        let (pool, space, prefix) = (self.pg.pool().clone(), self.space.clone(), prefix.to_vec());
+        self.call(async move {
+            let client = pool.get().await.map_err(table_pool_error)?;
+            let rows = client
+                .query(
+                    "SELECT key, value FROM kv_state
+                     WHERE space = $1 AND key >= $2 AND substring(key from 1 for length($2)) = $2
+                     ORDER BY key",
+                    &[&space, &prefix],
+                )
+                .await
+                .map_err(table_error)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    /// Stores `puts` and removes `removes` in one transaction.
+    pub fn apply(&self, puts: Vec<KeyValue>, removes: Vec<Vec<u8>>) -> Result<(), TableError> {
+        let (pool, space) = (self.pg.pool().clone(), self.space.clone());
+        self.call(async move {
+            let mut client = pool.get().await.map_err(table_pool_error)?;
+            let tx = client.transaction().await.map_err(table_error)?;
+            if !removes.is_empty() {
+                tx.execute("DELETE FROM kv_state WHERE space = $1 AND key = ANY($2)", &[&space, &removes])
+                    .await
+                    .map_err(table_error)?;
+            }
+            if !puts.is_empty() {
+                let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = puts.into_iter().unzip();
+                tx.execute(
+                    "INSERT INTO kv_state (space, key, value) SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])
+                     ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
+                    &[&space, &keys, &values],
+                )
+                .await
+                .map_err(table_error)?;
+            }
+            tx.commit().await.map_err(table_error)
+        })
+    }
+}
+
 /// Whether `e` means the database cannot be reached now (retry later),
 /// as opposed to a statement it refused.
 pub fn is_unreachable(e: &tokio_postgres::Error) -> bool {

@@ -14,6 +14,7 @@
 //! | `ledger_checkpoints` | every signed checkpoint note by tree size |
 //! | `documents`          | small named documents beside the ledger (principals) |
 //! | `inquiries`          | the inquiry log (the `inquiries` crate reads and writes it) |
+//! | `kv_state`           | shared key spaces (`kv::pg::Table`): the HJ 212 gateway's open days |
 //! | `ecocode_schema`     | the schema version this database is at |
 //!
 //! **Sequencing.** A group commit is one transaction that first locks the
@@ -109,6 +110,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX inquiries_newest ON inquiries (at_ns DESC, id DESC);
     CREATE INDEX inquiries_by_uscc ON inquiries (uscc, at_ns DESC, id DESC);
     CREATE INDEX inquiries_by_principal ON inquiries (principal, at_ns DESC, id DESC);",
+    // 4: key spaces of state every node shares beside the ledger (the HJ
+    // 212 gateway's open days, through `kv::pg::Table`).
+    "CREATE TABLE kv_state (
+        space text  NOT NULL,
+        key   bytea NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (space, key)
+    );",
 ];
 
 /// One group commit's rows and the new head, in one statement.

@@ -61,6 +61,7 @@ fn config() -> GatewayConfig {
         min_outage: Duration::from_secs(15 * 60),
         valid_days: MonitoringRules { gas: 1, water: 1, other: 1 },
         clock: Arc::new(fixed_clock),
+        shared_state: None,
     }
 }
 
