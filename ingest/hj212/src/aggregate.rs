@@ -98,6 +98,10 @@ impl DayClosing {
     }
 }
 
+/// Held while closing days; see [`DailyAggregator::claim_closing`].
+#[derive(Debug)]
+pub struct ClosingClaim(#[allow(dead_code)] Option<kv::pg::Claim>);
+
 /// The daily judgement of HJ 212 data, persisted in a directory of its own.
 pub struct DailyAggregator {
     store: StateStore,
@@ -107,6 +111,13 @@ impl DailyAggregator {
     /// Opens (or creates) the state kept in `dir`, e.g. `DATA/hj212`.
     pub fn open(dir: &Path) -> Result<DailyAggregator> {
         Ok(DailyAggregator { store: StateStore::open(dir)? })
+    }
+
+    /// The right to close days now (see `close_days_before`): `None` while
+    /// another node sharing the state is closing; hold what is returned
+    /// until the closed days are committed.
+    pub fn claim_closing(&self) -> Result<Option<ClosingClaim>> {
+        Ok(self.store.claim_closing()?.map(ClosingClaim))
     }
 
     /// The state in the shared PostgreSQL store at `url` (key space

@@ -628,6 +628,11 @@ impl<S: RecordSink> Shared<S> {
     /// Judges every day that is over (plus the grace period) and appends
     /// its records; the days are closed only once the sink has them.
     async fn close_due_days(self: &Arc<Self>) -> Result<()> {
+        // On a shared state, one node's gateway closes at a time; the
+        // others try again at their next tick.
+        let Some(_claim) = lock(&self.aggregator).claim_closing()? else {
+            return Ok(());
+        };
         let now = (self.config.clock)();
         // Outages go into the ledger before any day they excuse is closed.
         let pending = lock(&self.aggregator).pending_outages()?;

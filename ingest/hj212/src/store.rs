@@ -226,6 +226,16 @@ impl StateStore {
         self.db.insert(key.as_bytes(), value.into_bytes())
     }
 
+    /// The right to close days now: always granted on a local store; on a
+    /// shared one `None` while another node's gateway is closing, so a day
+    /// is judged by one node, from the state as that node leaves it.
+    pub fn claim_closing(&self) -> Result<Option<Option<kv::pg::Claim>>> {
+        match &self.db {
+            Backend::Local(_) => Ok(Some(None)),
+            Backend::Shared(table) => Ok(table.try_claim("closing").map_err(shared)?.map(Some)),
+        }
+    }
+
     /// Makes everything written so far survive a crash.
     pub fn flush(&self) -> Result<()> {
         match &self.db {

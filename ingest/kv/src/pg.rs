@@ -143,6 +143,43 @@ pub struct Table {
     space: String,
 }
 
+/// A claim from [`Table::try_claim`]; dropping it releases it.
+pub struct Claim {
+    client: Option<Object>,
+    key: i64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let key = self.key;
+            self.runtime.spawn(async move {
+                // A connection that cannot say so is closed, which releases it too.
+                if client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await.is_err() {
+                    drop(Object::take(client));
+                }
+            });
+        }
+    }
+}
+
+/// The advisory lock key of `name` in `space` (FNV-1a, 64 bits).
+fn lock_key(space: &str, name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in space.bytes().chain([0]).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash as i64
+}
+
 /// A failure of [`Table`]: the database's message, and whether it was
 /// unreachable (worth retrying) rather than refusing.
 #[derive(Debug)]
@@ -231,6 +268,23 @@ impl Table {
                 .map_err(table_error)?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
+    }
+
+    /// Claims `name` in this key space for this process alone, across every
+    /// node on the database, until the claim is dropped; `None` if another
+    /// process holds it now. (A session advisory lock on a connection the
+    /// claim keeps; a process that dies releases it with its connection.)
+    pub fn try_claim(&self, name: &str) -> Result<Option<Claim>, TableError> {
+        let key = lock_key(&self.space, name);
+        let pool = self.pg.pool().clone();
+        let client = self.call(async move {
+            let client = pool.get().await.map_err(table_pool_error)?;
+            let row =
+                client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(table_error)?;
+            Ok(row.get::<_, bool>(0).then_some(client))
+        })?;
+        let runtime = self.pg.handle().ok_or(TableError { unreachable: false, what: "closing".into() })?;
+        Ok(client.map(|client| Claim { client: Some(client), key, runtime }))
     }
 
     /// Stores `puts` and removes `removes` in one transaction.
