@@ -66,6 +66,7 @@ impl Error {
                 inquiries::Error::BadCursor => Code::InvalidArgument,
                 inquiries::Error::Corruption { .. } => Code::DataLoss,
                 inquiries::Error::Storage(_) => Code::Internal,
+                inquiries::Error::Unavailable(_) => Code::Unavailable,
             },
         }
     }
@@ -160,6 +161,11 @@ mod tests {
         check(ledger::Error::Corruption { seq: 4, what: "entry hash".into() }.into(), Code::DataLoss, "4");
         check(ledger::Error::Tampered { seq: Some(4), what: "chain".into() }.into(), Code::DataLoss, "4");
         check(ledger::Error::ShuttingDown.into(), Code::Unavailable, "");
+        check(
+            inquiries::Error::Unavailable("PostgreSQL is unreachable".into()).into(),
+            Code::Unavailable,
+            "PostgreSQL is unreachable",
+        );
         check(
             ledger::Error::Unavailable("PostgreSQL is unreachable".into()).into(),
             Code::Unavailable,

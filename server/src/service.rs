@@ -241,7 +241,7 @@ impl Service {
     /// content again is a duplicate; new content supersedes, since limits
     /// change when a discharge permit is renewed.
     pub async fn register_point(&self, who: &Principal, point: MonitoringPoint) -> Result<Receipt> {
-        let enterprise = self.registered(point.uscc().as_str()).ok_or_else(|| {
+        let enterprise = self.registered(point.uscc().as_str())?.ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "enterprise {} is not registered; register it before its monitoring points",
                 point.uscc()
@@ -253,7 +253,7 @@ impl Service {
         if let Some(current) = self.directory.point(point.mn())
             && current.uscc() != point.uscc()
         {
-            let leaving = self.registered(current.uscc().as_str()).ok_or_else(|| {
+            let leaving = self.registered(current.uscc().as_str())?.ok_or_else(|| {
                 Error::Internal(format!(
                     "monitoring point {} names unregistered {}",
                     point.mn(),
@@ -313,7 +313,7 @@ impl Service {
             Error::Internal(format!("kind {} passed check_record but has no class", record.kind))
         })?;
         auth::may_append_kind(who, &record.kind, class, &record.source)?;
-        let enterprise = self.registered(record.uscc.as_str()).ok_or_else(|| {
+        let enterprise = self.registered(record.uscc.as_str())?.ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "enterprise {} is not registered; register it with Registry.RegisterEnterprise first",
                 record.uscc
@@ -402,7 +402,7 @@ impl Service {
     pub fn enterprise(&self, who: &Principal, uscc: &Uscc) -> Result<Enterprise> {
         auth::may_read_scores_at_all(who, uscc.as_str())?;
         let enterprise = self
-            .registered(uscc.as_str())
+            .registered(uscc.as_str())?
             .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
         auth::may_read_score(who, &enterprise)?;
         Ok(enterprise)
@@ -413,7 +413,7 @@ impl Service {
             let shown: String = mn.chars().take(32).collect();
             Error::NotFound(format!("no monitoring point is registered for device {shown:?}"))
         })?;
-        let enterprise = self.registered(point.uscc().as_str()).ok_or_else(|| {
+        let enterprise = self.registered(point.uscc().as_str())?.ok_or_else(|| {
             Error::Internal(format!("monitoring point {mn} names unregistered {}", point.uscc()))
         })?;
         auth::may_read_score(who, &enterprise)?;
@@ -433,25 +433,24 @@ impl Service {
         self.directory.points()
     }
 
-    fn registered(&self, uscc: &str) -> Option<Enterprise> {
-        self.registration(uscc).map(|r| r.enterprise)
+    fn registered(&self, uscc: &str) -> Result<Option<Enterprise>> {
+        Ok(self.registration(uscc)?.map(|r| r.enterprise))
     }
 
     /// The directory's record of `uscc`. On a shared store a miss first
     /// catches up with what other nodes appended (one round trip), so an
-    /// enterprise registered through another node a moment ago is found.
-    fn registration(&self, uscc: &str) -> Option<crate::directory::Registered> {
+    /// enterprise registered through another node a moment ago is found;
+    /// if the store cannot be reached, that is the answer (`UNAVAILABLE`),
+    /// not "not registered".
+    fn registration(&self, uscc: &str) -> Result<Option<crate::directory::Registered>> {
         if let Some(found) = self.directory.enterprise(uscc) {
-            return Some(found);
+            return Ok(Some(found));
         }
         if !self.ledger.is_shared() {
-            return None;
+            return Ok(None);
         }
-        if let Err(e) = self.ledger.catch_up() {
-            tracing::warn!(error = %e, "could not catch up with the shared store");
-            return None;
-        }
-        self.directory.enterprise(uscc)
+        self.ledger.catch_up()?;
+        Ok(self.directory.enterprise(uscc))
     }
 
     // ---- scores -----------------------------------------------------------
@@ -827,7 +826,7 @@ impl Service {
             (Role::Regulator { region_prefix }, None) => Scope::Region(region_prefix.clone()),
             (Role::Regulator { .. }, Some(u)) => {
                 let enterprise = self
-                    .registered(u.as_str())
+                    .registered(u.as_str())?
                     .ok_or_else(|| Error::NotFound(format!("enterprise {u} is not registered")))?;
                 auth::may_read_score(who, &enterprise)?;
                 Scope::Enterprise(u.to_string())
@@ -1167,7 +1166,10 @@ impl Service {
         let visible = |device: &str| {
             scope.is_empty()
                 || self.directory.point(device).is_some_and(|p| {
-                    self.registered(p.uscc().as_str()).is_some_and(|e| e.region_code.starts_with(&scope))
+                    self.registered(p.uscc().as_str())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|e| e.region_code.starts_with(&scope))
                 })
         };
         let devices = stats
@@ -1190,13 +1192,13 @@ impl Service {
     pub async fn update_enterprise(&self, who: &Principal, request: UpdateRequest) -> Result<Receipt> {
         let uscc = request.uscc.clone();
         let current = self
-            .registration(uscc.as_str())
+            .registration(uscc.as_str())?
             .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
         auth::may_register(who, &current.enterprise)?;
         let update = request.resolve(&current.enterprise, &current.status)?;
         auth::may_register(who, &update.enterprise)?;
         if let EnterpriseStatus::Merged(into) = &update.status
-            && self.registered(into.as_str()).is_none()
+            && self.registered(into.as_str())?.is_none()
         {
             return Err(Error::FailedPrecondition(format!(
                 "merged_into: enterprise {into} is not registered; register the successor first"

@@ -231,3 +231,34 @@ async fn a_device_may_report_half_a_day_to_each_node() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The database going away mid-service: appends answer `UNAVAILABLE`
+/// saying why, nothing half-written stays, and once it is back the same
+/// node takes appends again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_rides_out_a_database_restart() {
+    let cluster = pgtest::Cluster::start();
+    let url = cluster.create_database();
+    let keys = tempfile::tempdir().unwrap();
+    let key = shared_key(keys.path());
+    let n = node(&url, &key).await;
+    let admin = n.token("admin", Role::Admin);
+    let mut client = n.client(&admin).await;
+    client.register(ACME, "Acme", "330206").await;
+    let before = client.append(record(ACME, "before", "exceedance.daily", -1)).await.unwrap();
+
+    cluster.stop();
+    let refused = client.append(record(ACME, "while-down", "exceedance.daily", -1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("PostgreSQL"), "{}", refused.message());
+    cluster.restart();
+
+    let after = client.append(record(ACME, "after", "exceedance.daily", -1)).await.unwrap();
+    assert_eq!(after.seq, before.seq + 1, "nothing of the refused append was written");
+    // The refused record can be sent again and is a new entry, not a duplicate.
+    let again = client.append(record(ACME, "while-down", "exceedance.daily", -1)).await.unwrap();
+    assert!(!again.duplicate);
+    n.stop().await;
+    let report = ledger::verify_postgres(&url, Some(&key), &mut |_, _| {}).unwrap();
+    assert_eq!(report.entries, after.seq + 2);
+}

@@ -131,6 +131,9 @@ pub enum Error {
     /// The storage engine failed; the message is the engine's.
     #[error("inquiry log storage: {0}")]
     Storage(String),
+    /// The shared store cannot be reached now; retrying later may work.
+    #[error("inquiry log unavailable: {0}")]
+    Unavailable(String),
     /// A stored inquiry does not decode: only this crate writes the log.
     #[error("inquiry log corrupt at key {key}: {what}")]
     Corruption { key: String, what: String },

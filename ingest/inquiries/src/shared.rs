@@ -38,7 +38,7 @@ fn db(e: tokio_postgres::Error) -> Error {
 fn pool_error(e: kv::pg::PoolError) -> Error {
     match e {
         kv::pg::PoolError::Backend(e) => db(e),
-        other => Error::Storage(format!("no PostgreSQL connection for the inquiry log: {other}")),
+        other => Error::Unavailable(format!("no PostgreSQL connection for the inquiry log: {other}")),
     }
 }
 
