@@ -63,8 +63,8 @@ enum Backend {
     Shared(Box<kv::pg::Table>),
 }
 
-fn shared(e: kv::pg::TableError) -> Error {
-    Error::SharedStore(e.to_string())
+fn shared(e: kv::pg::Failure) -> Error {
+    Error::SharedStore(format!("PostgreSQL: {e}"))
 }
 
 /// A write of several keys, applied atomically by either backend.

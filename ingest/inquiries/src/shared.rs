@@ -14,7 +14,7 @@
 //! refused.
 
 use kv::pg::Postgres;
-use kv::pg::tokio_postgres::{self, types::ToSql};
+use kv::pg::tokio_postgres::types::ToSql;
 
 use super::{Error, Inquiry, Page, Query, Result, Scope};
 
@@ -25,20 +25,16 @@ pub(crate) struct SharedLog {
     pg: Postgres,
 }
 
-fn db(e: tokio_postgres::Error) -> Error {
-    if kv::pg::is_unreachable(&e) {
-        Error::Storage(format!(
-            "PostgreSQL is unreachable ({e}); inquiries are recorded again once it is back"
+/// Unreachable is [`Error::Unavailable`] (the read is refused, and
+/// answered again once the database is back); anything else a storage error.
+fn db(e: impl Into<kv::pg::Failure>) -> Error {
+    let failure = e.into();
+    if failure.unreachable {
+        Error::Unavailable(format!(
+            "PostgreSQL is unreachable ({failure}); calls succeed again once it is back"
         ))
     } else {
-        Error::Storage(format!("PostgreSQL: {e}"))
-    }
-}
-
-fn pool_error(e: kv::pg::PoolError) -> Error {
-    match e {
-        kv::pg::PoolError::Backend(e) => db(e),
-        other => Error::Unavailable(format!("no PostgreSQL connection for the inquiry log: {other}")),
+        Error::Storage(format!("PostgreSQL: {failure}"))
     }
 }
 
@@ -63,7 +59,7 @@ impl SharedLog {
         let pool = pg.pool().clone();
         let exists = pg
             .run(async move {
-                let client = pool.get().await.map_err(pool_error)?;
+                let client = pool.get().await.map_err(db)?;
                 let row =
                     client.query_one("SELECT to_regclass('inquiries') IS NOT NULL", &[]).await.map_err(db)?;
                 Ok::<bool, Error>(row.get(0))
@@ -99,7 +95,7 @@ impl SharedLog {
         // On the store's runtime; this caller awaits without blocking.
         self.pg.spawn(async move {
             let written = async {
-                let client = pool.get().await.map_err(pool_error)?;
+                let client = pool.get().await.map_err(db)?;
                 let c = &columns;
                 client
                     .execute(
@@ -156,7 +152,7 @@ impl SharedLog {
         let rows = self
             .pg
             .run(async move {
-                let client = pool.get().await.map_err(pool_error)?;
+                let client = pool.get().await.map_err(db)?;
                 let refs: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
                 client.query(&sql, &refs).await.map_err(db)

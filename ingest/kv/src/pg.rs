@@ -180,48 +180,54 @@ fn lock_key(space: &str, name: &str) -> i64 {
     hash as i64
 }
 
-/// A failure of [`Table`]: the database's message, and whether it was
-/// unreachable (worth retrying) rather than refusing.
+/// A failed database call: PostgreSQL's (or the pool's) message, and
+/// whether the database could not be reached (worth retrying: the pool
+/// reconnects by itself) rather than refusing the statement. Each store
+/// turns it into its own error type.
 #[derive(Debug)]
-pub struct TableError {
+pub struct Failure {
     pub unreachable: bool,
     pub what: String,
 }
 
-impl std::fmt::Display for TableError {
+impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.what)
     }
 }
 
-fn table_error(e: tokio_postgres::Error) -> TableError {
-    TableError { unreachable: is_unreachable(&e), what: format!("PostgreSQL: {e}") }
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
+        Failure { unreachable: is_unreachable(&e), what: e.to_string() }
+    }
 }
 
-fn table_pool_error(e: PoolError) -> TableError {
-    match e {
-        PoolError::Backend(e) => table_error(e),
-        other => TableError { unreachable: true, what: format!("no PostgreSQL connection: {other}") },
+impl From<PoolError> for Failure {
+    fn from(e: PoolError) -> Failure {
+        match e {
+            PoolError::Backend(e) => e.into(),
+            other => Failure { unreachable: true, what: format!("no connection: {other}") },
+        }
     }
 }
 
 impl Table {
     /// The key space `space` of the `kv_state` table at `url`.
-    pub fn open(url: &str, space: &str) -> Result<Table, TableError> {
+    pub fn open(url: &str, space: &str) -> Result<Table, Failure> {
         let pg = Postgres::connect(url, 4, "state-postgres")
-            .map_err(|e| TableError { unreachable: false, what: e.to_string() })?;
+            .map_err(|e| Failure { unreachable: false, what: e.to_string() })?;
         let table = Table { pg, space: space.to_string() };
         let pool = table.pg.pool().clone();
         let exists = table.call(async move {
-            let client = pool.get().await.map_err(table_pool_error)?;
+            let client = pool.get().await.map_err(Failure::from)?;
             let row = client
                 .query_one("SELECT to_regclass('kv_state') IS NOT NULL", &[])
                 .await
-                .map_err(table_error)?;
+                .map_err(Failure::from)?;
             Ok(row.get::<_, bool>(0))
         })?;
         if !exists {
-            return Err(TableError {
+            return Err(Failure {
                 unreachable: false,
                 what:
                     "the database has no kv_state table; open the ledger on it first (it migrates the schema)"
@@ -233,30 +239,30 @@ impl Table {
 
     fn call<T: Send + 'static>(
         &self,
-        f: impl Future<Output = Result<T, TableError>> + Send + 'static,
-    ) -> Result<T, TableError> {
+        f: impl Future<Output = Result<T, Failure>> + Send + 'static,
+    ) -> Result<T, Failure> {
         self.pg
             .run(f)
-            .unwrap_or_else(|| Err(TableError { unreachable: false, what: "a PostgreSQL task ended".into() }))
+            .unwrap_or_else(|| Err(Failure { unreachable: false, what: "a PostgreSQL task ended".into() }))
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, TableError> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Failure> {
         let (pool, space, key) = (self.pg.pool().clone(), self.space.clone(), key.to_vec());
         self.call(async move {
-            let client = pool.get().await.map_err(table_pool_error)?;
+            let client = pool.get().await.map_err(Failure::from)?;
             let row = client
                 .query_opt("SELECT value FROM kv_state WHERE space = $1 AND key = $2", &[&space, &key])
                 .await
-                .map_err(table_error)?;
+                .map_err(Failure::from)?;
             Ok(row.map(|r| r.get(0)))
         })
     }
 
     /// Every `(key, value)` whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, TableError> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, Failure> {
         let (pool, space, prefix) = (self.pg.pool().clone(), self.space.clone(), prefix.to_vec());
         self.call(async move {
-            let client = pool.get().await.map_err(table_pool_error)?;
+            let client = pool.get().await.map_err(Failure::from)?;
             let rows = client
                 .query(
                     "SELECT key, value FROM kv_state
@@ -265,7 +271,7 @@ impl Table {
                     &[&space, &prefix],
                 )
                 .await
-                .map_err(table_error)?;
+                .map_err(Failure::from)?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
@@ -274,29 +280,30 @@ impl Table {
     /// node on the database, until the claim is dropped; `None` if another
     /// process holds it now. (A session advisory lock on a connection the
     /// claim keeps; a process that dies releases it with its connection.)
-    pub fn try_claim(&self, name: &str) -> Result<Option<Claim>, TableError> {
+    pub fn try_claim(&self, name: &str) -> Result<Option<Claim>, Failure> {
         let key = lock_key(&self.space, name);
         let pool = self.pg.pool().clone();
         let client = self.call(async move {
-            let client = pool.get().await.map_err(table_pool_error)?;
+            let client = pool.get().await.map_err(Failure::from)?;
             let row =
-                client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(table_error)?;
+                client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(Failure::from)?;
             Ok(row.get::<_, bool>(0).then_some(client))
         })?;
-        let runtime = self.pg.handle().ok_or(TableError { unreachable: false, what: "closing".into() })?;
+        let runtime =
+            self.pg.handle().ok_or(Failure { unreachable: false, what: "the store is closing".into() })?;
         Ok(client.map(|client| Claim { client: Some(client), key, runtime }))
     }
 
     /// Stores `puts` and removes `removes` in one transaction.
-    pub fn apply(&self, puts: Vec<KeyValue>, removes: Vec<Vec<u8>>) -> Result<(), TableError> {
+    pub fn apply(&self, puts: Vec<KeyValue>, removes: Vec<Vec<u8>>) -> Result<(), Failure> {
         let (pool, space) = (self.pg.pool().clone(), self.space.clone());
         self.call(async move {
-            let mut client = pool.get().await.map_err(table_pool_error)?;
-            let tx = client.transaction().await.map_err(table_error)?;
+            let mut client = pool.get().await.map_err(Failure::from)?;
+            let tx = client.transaction().await.map_err(Failure::from)?;
             if !removes.is_empty() {
                 tx.execute("DELETE FROM kv_state WHERE space = $1 AND key = ANY($2)", &[&space, &removes])
                     .await
-                    .map_err(table_error)?;
+                    .map_err(Failure::from)?;
             }
             if !puts.is_empty() {
                 let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = puts.into_iter().unzip();
@@ -306,9 +313,9 @@ impl Table {
                     &[&space, &keys, &values],
                 )
                 .await
-                .map_err(table_error)?;
+                .map_err(Failure::from)?;
             }
-            tx.commit().await.map_err(table_error)
+            tx.commit().await.map_err(Failure::from)
         })
     }
 }

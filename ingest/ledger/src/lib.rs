@@ -452,7 +452,7 @@ impl Ledger {
 
     /// Whether other nodes append to the same store.
     pub fn is_shared(&self) -> bool {
-        self.inner.core.engine.shared()
+        self.inner.core.engine.as_postgres().is_some()
     }
 
     /// The current head (in memory, no I/O).
@@ -465,7 +465,7 @@ impl Ledger {
     /// may just have appended it).
     pub fn entry(&self, seq: u64) -> Result<Entry> {
         let core = &self.inner.core;
-        if seq >= core.head().size && core.engine.shared() {
+        if seq >= core.head().size && self.is_shared() {
             self.catch_up()?;
         }
         core.entry(seq)

@@ -18,11 +18,11 @@
 //! | `ecocode_schema`     | the schema version this database is at |
 //!
 //! **Sequencing.** A group commit is one transaction that first locks the
-//! head row (`SELECT … FOR UPDATE`) and checks that the head is still the
-//! one the batch was staged on; if another node moved it, nothing is
-//! written and the writer catches up and stages again ([`Committed::HeadMoved`]).
-//! So every node extends one chain, each still commits whole groups, and
-//! a receipt is answered only after `COMMIT` returned. Each commit sends
+//! head row (`SELECT … FOR UPDATE`, [`PgStore::lock_head`]); the writer
+//! then takes in what other nodes appended, stages its group on top and
+//! writes it in the same transaction ([`PgStore::commit_locked`]). So every
+//! node extends one chain, each still commits whole groups, and a receipt
+//! is answered only after `COMMIT` returned. Each commit sends
 //! `NOTIFY ecocode_ledger`, on which the other nodes catch up
 //! ([`PgStore::follow`]).
 //!
@@ -233,20 +233,14 @@ impl Documents {
 /// Errors of the database: unreachable is [`Error::Unavailable`] (the call
 /// may be retried, the node recovers by itself once the database is back),
 /// anything else [`Error::Storage`].
-fn db(e: tokio_postgres::Error) -> Error {
-    if kv::pg::is_unreachable(&e) {
-        Error::Unavailable(format!("PostgreSQL is unreachable ({e}); calls succeed again once it is back"))
+fn db(e: impl Into<kv::pg::Failure>) -> Error {
+    let failure = e.into();
+    if failure.unreachable {
+        Error::Unavailable(format!(
+            "PostgreSQL is unreachable ({failure}); calls succeed again once it is back"
+        ))
     } else {
-        Error::Storage(format!("PostgreSQL: {e}"))
-    }
-}
-
-fn pool_error(e: kv::pg::PoolError) -> Error {
-    match e {
-        kv::pg::PoolError::Backend(e) => db(e),
-        other => Error::Unavailable(format!(
-            "no PostgreSQL connection ({other}); calls succeed again once the database is reachable"
-        )),
+        Error::Storage(format!("PostgreSQL: {failure}"))
     }
 }
 
@@ -309,7 +303,7 @@ impl PgStore {
     fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<tokio_postgres::Row>> {
         let pool = self.pg.pool().clone();
         self.run(async move {
-            let client = pool.get().await.map_err(pool_error)?;
+            let client = pool.get().await.map_err(db)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
             client.query(sql, &refs).await.map_err(db)
@@ -353,7 +347,7 @@ impl PgStore {
     pub(crate) fn lock_head(&self) -> Result<(HeadLock, u64)> {
         let pool = self.pg.pool().clone();
         let (client, size) = self.run(async move {
-            let client = pool.get().await.map_err(pool_error)?;
+            let client = pool.get().await.map_err(db)?;
             let locked = async {
                 let lock =
                     client.prepare_cached("SELECT size FROM ledger_head FOR UPDATE").await.map_err(db)?;
@@ -479,7 +473,7 @@ impl PgStore {
         let pool = self.pg.pool().clone();
         let sql = sql.to_string();
         self.run(async move {
-            let client = pool.get().await.map_err(pool_error)?;
+            let client = pool.get().await.map_err(db)?;
             client.batch_execute(&sql).await.map_err(db)
         })
     }
@@ -522,7 +516,7 @@ async fn listen(config: &tokio_postgres::Config, poke: &(dyn Fn() + Send + Sync)
 }
 
 async fn migrate_schema(pool: &kv::pg::Pool, migrate: bool) -> Result<usize> {
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = pool.get().await.map_err(db)?;
     let tx = client.transaction().await.map_err(db)?;
     if migrate {
         // Nodes starting together migrate one at a time.
@@ -853,10 +847,6 @@ impl Engine for PgStore {
 
     fn unpin(&self) {
         *crate::lock(&self.pinned) = None;
-    }
-
-    fn shared(&self) -> bool {
-        true
     }
 
     fn as_postgres(&self) -> Option<&PgStore> {

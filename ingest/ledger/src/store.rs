@@ -210,11 +210,6 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
         Ok(())
     }
     fn unpin(&self) {}
-    /// Whether other processes append to the same store (then the writer
-    /// catches up with them, and a failed commit is retried, not fatal).
-    fn shared(&self) -> bool {
-        false
-    }
     /// The PostgreSQL engine, for what only it has (checkpoint rows,
     /// catching up, following other nodes).
     fn as_postgres(&self) -> Option<&crate::pg::PgStore> {

@@ -24,6 +24,18 @@ pub struct VerifyReport {
     pub checkpoint_signature_checked: bool,
 }
 
+impl VerifyReport {
+    fn of(verified: &Verified, anchor: Option<Anchor>, signature_checked: bool) -> VerifyReport {
+        VerifyReport {
+            entries: verified.frontier.size(),
+            root: verified.frontier.root(),
+            chain: verified.chain,
+            checkpoint_size: anchor.map(|a| a.size),
+            checkpoint_signature_checked: signature_checked,
+        }
+    }
+}
+
 /// The part of a checkpoint verification compares against.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Anchor {
@@ -471,14 +483,7 @@ pub(crate) fn parse_anchor(
 /// taken mid-write can look damaged.
 pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
     let key_path = dir.join(files::KEY_FILE);
-    let key = if key_path.exists() {
-        let public = files::read_public_key(&key_path)?;
-        let text = std::fs::read_to_string(&key_path)?;
-        let (name, _) = note::decode_signer_key(&text)?;
-        Some((name, public))
-    } else {
-        None
-    };
+    let key = key_of(Some(&key_path).filter(|p| p.exists()).map(|p| p.as_path()))?;
     let anchor = read_anchor(dir, key.as_ref().map(|(n, p)| (n.as_str(), p)))?;
     let store_dir = dir.join(files::STORE_DIR);
     if !store_dir.is_dir() && anchor.is_none() {
@@ -490,13 +495,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     }
     let engine = SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?;
     let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
-    Ok(VerifyReport {
-        entries: verified.frontier.size(),
-        root: verified.frontier.root(),
-        chain: verified.chain,
-        checkpoint_size: anchor.map(|a| a.0.size),
-        checkpoint_signature_checked: key.is_some(),
-    })
+    Ok(VerifyReport::of(&verified, anchor.map(|a| a.0), key.is_some()))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -536,13 +535,7 @@ pub fn verify_postgres(
     let engine = crate::pg::PgStore::open(url, false)?;
     let anchor = parse_anchor(engine.read_checkpoint()?, key.as_ref().map(|(n, p)| (n.as_str(), p)))?;
     let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
-    Ok(VerifyReport {
-        entries: verified.frontier.size(),
-        root: verified.frontier.root(),
-        chain: verified.chain,
-        checkpoint_size: anchor.map(|a| a.0.size),
-        checkpoint_signature_checked: key.is_some(),
-    })
+    Ok(VerifyReport::of(&verified, anchor.map(|a| a.0), key.is_some()))
 }
 
 /// Entries per transaction while migrating.
@@ -632,13 +625,7 @@ pub fn migrate_to_postgres(
         &mut |done, total| progress("check", done, total),
         &mut |_| {},
     )?;
-    let report = VerifyReport {
-        entries: copied.frontier.size(),
-        root: copied.frontier.root(),
-        chain: copied.chain,
-        checkpoint_size: anchor.map(|a| a.0.size),
-        checkpoint_signature_checked: false,
-    };
+    let report = VerifyReport::of(&copied, anchor.map(|a| a.0), false);
     if report.entries != source.entries || report.root != source.root || report.chain != source.chain {
         return Err(Error::Storage(format!(
             "the copy differs from the source: {} entries, root {}, chain {} against {} entries, root {}, chain {}",

@@ -176,14 +176,13 @@ fn sequenced_commit(core: &Core, pg: &crate::pg::PgStore, group: Group) {
     }
     let (mut staged, answers) = match stage(core, state, &group) {
         Ok(staged) => staged,
-        Err((index, e)) => return fail_group(group, index, &e),
+        Err((index, e)) => {
+            if e.is_fail_stop() {
+                note_catch_up_failure(core, &e);
+            }
+            return fail_group(group, index, &e);
+        }
     };
-    if staged.moved {
-        // Under the lock nothing can be beyond the head: a damaged index.
-        let e = Error::tampered(None, "an idempotency key points beyond the stored head");
-        note_catch_up_failure(core, &e);
-        return fail_all(group, &e);
-    }
     if staged.commit.entries.is_empty() {
         drop(head_lock);
         return answer(core, group, staged, answers);
@@ -214,7 +213,6 @@ fn stage<'a>(
         state,
         keys: HashMap::new(),
         now_ns: now_ns(),
-        moved: false,
     };
     let mut answers = Vec::with_capacity(group.len());
     for (index, (entries, recorded_at, _)) in group.iter().enumerate() {
@@ -364,9 +362,6 @@ struct Staging<'a> {
     /// Idempotency keys appended in this group: key -> (fingerprint, receipt).
     keys: HashMap<Vec<u8>, (Hash, Receipt)>,
     now_ns: i64,
-    /// Set when the store holds an entry beyond the staged state (another
-    /// node appended it): the answers are void and the group is restaged.
-    moved: bool,
 }
 
 impl Staging<'_> {
@@ -411,16 +406,14 @@ impl Staging<'_> {
             let existing = match self.keys.get(&idempotency.key) {
                 Some((fingerprint, receipt)) => Some((*fingerprint, receipt.clone())),
                 None => match self.core.engine.idempotency(&idempotency.key)? {
+                    // Staging happens on the whole stored head (under the
+                    // head lock on a shared store): nothing is beyond it
+                    // unless the index is damaged.
                     Some((seq, _)) if seq >= self.state.frontier.size() => {
-                        self.moved = true;
-                        let void = Receipt {
-                            seq,
-                            entry_hash: [0; 32],
-                            chain_hash: [0; 32],
-                            recorded_at_ns: 0,
-                            duplicate: true,
-                        };
-                        return Ok(Ok(void));
+                        return Err(Error::tampered(
+                            None,
+                            "an idempotency key points beyond the stored head",
+                        ));
                     }
                     Some((seq, fingerprint)) => Some((fingerprint, self.core.receipt(seq, false)?)),
                     None => None,
