@@ -640,10 +640,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let url = postgres_url(store)?;
             let principals = PrincipalStore::open_in(&data, url.as_deref())?;
             let token = principals.add(&name, role.clone())?;
-            let place = match &url {
-                Some(_) => "the shared store".to_string(),
-                None => data.display().to_string(),
-            };
+            let place = principals_place(&data, url.as_deref());
             println!("created principal {name} ({}) in {place}", role.name());
             println!("the token is shown once; keep it secret:");
             println!("{token}");
@@ -652,10 +649,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Principal(PrincipalCommand::Revoke { data, name, store }) => {
             let url = postgres_url(store)?;
             PrincipalStore::open_in(&data, url.as_deref())?.revoke(&name)?;
-            let place = match &url {
-                Some(_) => "the shared store".to_string(),
-                None => data.display().to_string(),
-            };
+            let place = principals_place(&data, url.as_deref());
             println!("revoked principal {name} in {place}; its token no longer works");
             Ok(())
         }
@@ -1006,6 +1000,14 @@ async fn checkpoint_covering(
         }
         eprintln!("waiting for a signed checkpoint that covers entry {} ...", size - 1);
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Where `principal add|revoke` wrote, for its message.
+fn principals_place(data: &Path, store: Option<&str>) -> String {
+    match store {
+        Some(_) => "the shared store".to_string(),
+        None => data.display().to_string(),
     }
 }
 

@@ -75,6 +75,23 @@ fn yesterday() -> i64 {
     })
 }
 
+fn acme() -> pb::Enterprise {
+    pb::Enterprise {
+        uscc: ACME.into(),
+        name: "Acme".into(),
+        region_code: "330206".into(),
+        industry_code: String::new(),
+    }
+}
+
+/// SIGTERM: the graceful stop, which signs a final checkpoint; exit 0.
+async fn terminate(mut server: Child) {
+    let pid = server.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.wait().await.unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+}
+
 fn record(id: &str) -> pb::Record {
     pb::Record {
         source: "crash-test".into(),
@@ -122,12 +139,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_record() {
     let (mut server, url) = spawn_server(dir.path()).await;
     let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
     let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
-    let enterprise = pb::Enterprise {
-        uscc: ACME.into(),
-        name: "Acme".into(),
-        region_code: "330206".into(),
-        industry_code: String::new(),
-    };
+    let enterprise = acme();
     registry.register_enterprise(authed(&token, enterprise)).await.unwrap();
 
     // Eight writers append until the server dies; every acknowledged
@@ -224,12 +236,7 @@ async fn sigkill_of_one_postgres_node_loses_nothing_and_the_other_goes_on() {
         tonic::transport::Endpoint::from_shared(first_url).unwrap().connect().await.unwrap(),
         tonic::transport::Endpoint::from_shared(second_url).unwrap().connect().await.unwrap(),
     ];
-    let enterprise = pb::Enterprise {
-        uscc: ACME.into(),
-        name: "Acme".into(),
-        region_code: "330206".into(),
-        industry_code: String::new(),
-    };
+    let enterprise = acme();
     pb::registry_client::RegistryClient::new(channels[0].clone())
         .register_enterprise(authed(&token, enterprise))
         .await
@@ -304,23 +311,14 @@ async fn sigkill_of_one_postgres_node_loses_nothing_and_the_other_goes_on() {
 async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let token = add_principal(dir.path(), "ops", "admin");
-    let (mut server, url) = spawn_server(dir.path()).await;
+    let (server, url) = spawn_server(dir.path()).await;
     let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
-    let enterprise = pb::Enterprise {
-        uscc: ACME.into(),
-        name: "Acme".into(),
-        region_code: "330206".into(),
-        industry_code: String::new(),
-    };
+    let enterprise = acme();
     pb::registry_client::RegistryClient::new(channel)
         .register_enterprise(authed(&token, enterprise))
         .await
         .unwrap();
-    // SIGTERM: graceful stop, which signs a final checkpoint.
-    let pid = server.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = server.wait().await.unwrap();
-    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    terminate(server).await;
 
     let out = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
     assert!(out.status.success());
@@ -350,14 +348,9 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
 async fn migrate_moves_a_sled_ledger_to_postgres_with_the_same_head() {
     let dir = tempfile::tempdir().unwrap();
     let token = add_principal(dir.path(), "ops", "admin");
-    let (mut server, url) = spawn_server(dir.path()).await;
+    let (server, url) = spawn_server(dir.path()).await;
     let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
-    let enterprise = pb::Enterprise {
-        uscc: ACME.into(),
-        name: "Acme".into(),
-        region_code: "330206".into(),
-        industry_code: String::new(),
-    };
+    let enterprise = acme();
     pb::registry_client::RegistryClient::new(channel.clone())
         .register_enterprise(authed(&token, enterprise))
         .await
@@ -366,9 +359,7 @@ async fn migrate_moves_a_sled_ledger_to_postgres_with_the_same_head() {
     for i in 0..20 {
         ingest.append_record(authed(&token, record(&format!("m-{i}")))).await.unwrap();
     }
-    let pid = server.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert!(server.wait().await.unwrap().success());
+    terminate(server).await;
     let before = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
     let before = String::from_utf8(before.stdout).unwrap();
 

@@ -180,56 +180,25 @@ impl Cluster {
         format!("postgresql://ecocode@{host}/{name}")
     }
 
-    fn psql(&self, sql: &str) {
-        run(
-            {
-                let mut c = as_cluster_user(&self.bin.join("psql"));
-                c.arg("-h").arg(&self.dir).args([
-                    "-U",
-                    "ecocode",
-                    "-d",
-                    "postgres",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-q",
-                    "-c",
-                    sql,
-                ]);
-                c
-            },
-            &format!("psql {sql:?}"),
-        );
+    /// Runs `sql` in database `name` with psql.
+    fn psql(&self, name: &str, sql: &str) {
+        let mut c = as_cluster_user(&self.bin.join("psql"));
+        c.arg("-h").arg(&self.dir);
+        c.args(["-U", "ecocode", "-d", name, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]);
+        run(c, &format!("psql {sql:?}"));
     }
 
     /// A fresh, empty database: its URL.
     pub fn create_database(&self) -> String {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        self.psql(&format!("CREATE DATABASE {name}"));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
         self.url(&name)
     }
 
     /// Runs SQL in database `url` (tests damage a store with it).
     pub fn execute(&self, url: &str, sql: &str) {
-        let name = url.rsplit('/').next().expect("a database URL");
-        run(
-            {
-                let mut c = as_cluster_user(&self.bin.join("psql"));
-                c.arg("-h").arg(&self.dir).args([
-                    "-U",
-                    "ecocode",
-                    "-d",
-                    name,
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-q",
-                    "-c",
-                    sql,
-                ]);
-                c
-            },
-            &format!("psql {sql:?}"),
-        );
+        self.psql(url.rsplit('/').next().expect("a database URL"), sql);
     }
 
     /// Stops the cluster (fast shutdown: connections are cut).
