@@ -27,7 +27,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import grpc
@@ -49,7 +49,6 @@ _MAX_RECEIVE = 64 * 1024 * 1024
 
 PathOrPem = Union[str, bytes, "os.PathLike[str]"]
 Time = Union[_dt.datetime, timestamp_pb2.Timestamp]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class RetryEvent:
 class BatchScores:
     """The answer of :meth:`Client.batch_get_scores` over every chunk."""
 
-    scores: List[Any]
+    scores: "List[pb.Score]"
     not_found: List[str]
 
 
@@ -98,7 +97,7 @@ def _timestamp(value: Optional[Time], what: str) -> Optional[timestamp_pb2.Times
     return ts
 
 
-def _enum(enum: Any, value: Union[str, int]) -> int:
+def _enum(enum: Any, value: Union[str, int]) -> Any:
     """An enum value from its name (``"RED"``) or number."""
     if isinstance(value, str):
         try:
@@ -273,12 +272,12 @@ class Client:
 
     # ------------------------------------------------------------ Registry
 
-    def register_enterprise(self, uscc: str, name: str, region_code: str, industry_code: str = "") -> Any:
+    def register_enterprise(self, uscc: str, name: str, region_code: str, industry_code: str = "") -> "pb.Receipt":
         """``Registry.RegisterEnterprise``: appends a registration; the same one again is a duplicate."""
         request = pb.Enterprise(uscc=uscc, name=name, region_code=region_code, industry_code=industry_code)
         return self._unary("RegisterEnterprise", self._registry.RegisterEnterprise, request)
 
-    def get_enterprise(self, uscc: str) -> Any:
+    def get_enterprise(self, uscc: str) -> "pb.Enterprise":
         """``Registry.GetEnterprise``."""
         return self._unary("GetEnterprise", self._registry.GetEnterprise, pb.GetEnterpriseRequest(uscc=uscc))
 
@@ -292,7 +291,7 @@ class Client:
         industry_code: str = "",
         status: Union[str, int] = 0,
         merged_into: str = "",
-    ) -> Any:
+    ) -> "pb.Receipt":
         """``Registry.UpdateEnterprise``: empty fields stay unchanged; ``status`` is e.g. ``"CLOSED"``."""
         request = pb.EnterpriseUpdate(
             uscc=uscc,
@@ -305,14 +304,14 @@ class Client:
         )
         return self._unary("UpdateEnterprise", self._registry.UpdateEnterprise, request)
 
-    def get_enterprise_history(self, uscc: str) -> List[Any]:
+    def get_enterprise_history(self, uscc: str) -> "List[pb.EnterpriseVersion]":
         """``Registry.GetEnterpriseHistory``: every state, oldest first (``EnterpriseVersion``)."""
         request = pb.GetEnterpriseRequest(uscc=uscc)
         return list(self._unary("GetEnterpriseHistory", self._registry.GetEnterpriseHistory, request).versions)
 
     def register_monitoring_point(
         self, mn: str, uscc: str, outlet: str, limits: Iterable[Any], password: str
-    ) -> Any:
+    ) -> "pb.Receipt":
         """``Registry.RegisterMonitoringPoint``; ``limits`` are ``PollutantLimit`` messages or dicts of their fields."""
         request = pb.MonitoringPoint(
             mn=mn,
@@ -323,24 +322,24 @@ class Client:
         )
         return self._unary("RegisterMonitoringPoint", self._registry.RegisterMonitoringPoint, request)
 
-    def get_monitoring_point(self, mn: str) -> Any:
+    def get_monitoring_point(self, mn: str) -> "pb.MonitoringPoint":
         """``Registry.GetMonitoringPoint``."""
         request = pb.GetMonitoringPointRequest(mn=mn)
         return self._unary("GetMonitoringPoint", self._registry.GetMonitoringPoint, request)
 
-    def get_gateway_figures(self, mn: str = "") -> Any:
+    def get_gateway_figures(self, mn: str = "") -> "pb.GatewayFigures":
         """``Registry.GetGatewayFigures``: the HJ 212 gateway's figures (one device, or all the caller may see)."""
         request = pb.GetGatewayFiguresRequest(mn=mn)
         return self._unary("GetGatewayFigures", self._registry.GetGatewayFigures, request)
 
     # ------------------------------------------------------------ Ingest
 
-    def append_record(self, record: Any = None, **fields: Any) -> Any:
+    def append_record(self, record: Any = None, **fields: Any) -> "pb.Receipt":
         """``Ingest.AppendRecord``: a ``Record``, a dict, or its fields as keywords (``occurred_at`` a datetime)."""
         request = _message(pb.Record, fields if record is None else record, "record")
         return self._unary("AppendRecord", self._ingest.AppendRecord, request)
 
-    def append_records(self, records: Iterable[Any]) -> Any:
+    def append_records(self, records: Iterable[Any]) -> "pb.AppendRecordsResponse":
         """``Ingest.AppendRecords``: streams ``records`` (messages or dicts) and returns the summary.
 
         A list or tuple is re-sent whole on ``UNAVAILABLE`` (what was
@@ -348,6 +347,9 @@ class Client:
         once, without retries, so a generator is never read twice.
         """
         retryable = isinstance(records, (list, tuple))
+        if retryable:
+            # Converted before sending, so a bad item raises here, by index.
+            records = [_message(pb.Record, record, f"records[{i}]") for i, record in enumerate(records)]
 
         def requests() -> Iterator[Any]:
             for i, record in enumerate(records):
@@ -363,7 +365,7 @@ class Client:
 
     # ------------------------------------------------------------ Scores
 
-    def get_score(self, uscc: str, as_of: Optional[Time] = None, tree_size: int = 0, purpose: Optional[str] = None) -> Any:
+    def get_score(self, uscc: str, as_of: Optional[Time] = None, tree_size: int = 0, purpose: Optional[str] = None) -> "pb.Score":
         """``Scores.GetScore``: the score now (or at ``as_of``, over the first ``tree_size`` entries)."""
         request = pb.GetScoreRequest(uscc=uscc, as_of=_timestamp(as_of, "as_of"), tree_size=tree_size)
         return self._unary("GetScore", self._scores.GetScore, request, purpose)
@@ -402,18 +404,18 @@ class Client:
         codes: Iterable[Union[str, int]] = (),
         include_closed: bool = False,
         page_size: int = 0,
-    ) -> Iterator[Any]:
+    ) -> "Iterator[pb.Score]":
         """``Scores.ListScores``, every page: yields each ``Score`` in USCC order.
 
         ``codes`` are colours such as ``"RED"``; empty means all.
         """
         token = ""
-        codes = [_enum(pb.EcoCode, c) for c in codes]
+        wanted = [_enum(pb.EcoCode, c) for c in codes]
         while True:
             request = pb.ListScoresRequest(
                 region_prefix=region_prefix,
                 industry_prefix=industry_prefix,
-                codes=codes,
+                codes=wanted,
                 page_size=page_size,
                 page_token=token,
                 include_closed=include_closed,
@@ -426,7 +428,7 @@ class Client:
 
     def get_score_history(
         self, uscc: str, from_: Optional[Time] = None, to: Optional[Time] = None, purpose: Optional[str] = None
-    ) -> List[Any]:
+    ) -> "List[pb.Score]":
         """``Scores.GetScoreHistory``: the score at ``from_`` and at each change up to ``to``."""
         # `from` is a Python keyword, hence the dict.
         request = pb.GetScoreHistoryRequest(**{"uscc": uscc, "from": _timestamp(from_, "from_"), "to": _timestamp(to, "to")})
@@ -434,7 +436,7 @@ class Client:
 
     def watch_codes(
         self, usccs: Iterable[str], purpose: Optional[str] = None, timeout: Optional[float] = None
-    ) -> Iterator[Any]:
+    ) -> "Iterator[pb.CodeChange]":
         """``Scores.WatchCodes``: yields ``CodeChange`` messages until the caller stops iterating.
 
         First the current code of each enterprise (``previous`` unspecified),
@@ -448,14 +450,14 @@ class Client:
             raise ValueError(f"usccs: watch 1 to {MAX_BATCH} enterprises per call")
         return self._stream("WatchCodes", self._scores.WatchCodes, request, purpose, timeout)
 
-    def get_attestation(self, uscc: str, as_of: Optional[Time] = None, tree_size: int = 0, purpose: Optional[str] = None) -> Any:
+    def get_attestation(self, uscc: str, as_of: Optional[Time] = None, tree_size: int = 0, purpose: Optional[str] = None) -> "pb.Attestation":
         """``Scores.GetAttestation``: the score with a signed note to file (verify it with ``verify.attestation``)."""
         request = pb.GetAttestationRequest(uscc=uscc, as_of=_timestamp(as_of, "as_of"), tree_size=tree_size)
         return self._unary("GetAttestation", self._scores.GetAttestation, request, purpose)
 
     def list_inquiries(
         self, uscc: str = "", from_: Optional[Time] = None, to: Optional[Time] = None, page_size: int = 0
-    ) -> Iterator[Any]:
+    ) -> "Iterator[pb.Inquiry]":
         """``Scores.ListInquiries``, every page: who read whose score, newest first."""
         token = ""
         while True:
@@ -469,32 +471,32 @@ class Client:
 
     # ------------------------------------------------------------ Ledger
 
-    def get_checkpoint(self) -> Any:
+    def get_checkpoint(self) -> "pb.Checkpoint":
         """``Ledger.GetCheckpoint``: the latest signed checkpoint (verify ``signed_note`` with ``verify.checkpoint``)."""
         return self._unary("GetCheckpoint", self._ledger.GetCheckpoint, pb.GetCheckpointRequest())
 
-    def get_entry(self, seq: int) -> Any:
+    def get_entry(self, seq: int) -> "pb.Entry":
         """``Ledger.GetEntry``: one entry; decode ``payload`` with ``LedgerEvent``."""
         return self._unary("GetEntry", self._ledger.GetEntry, pb.GetEntryRequest(seq=seq))
 
-    def list_entries(self, from_seq: int = 0, to_seq: int = 0) -> Iterator[Any]:
+    def list_entries(self, from_seq: int = 0, to_seq: int = 0) -> "Iterator[pb.Entry]":
         """``Ledger.ListEntries``: entries ``from_seq <= seq < to_seq`` (0: the current size), in order."""
         request = pb.ListEntriesRequest(from_seq=from_seq, to_seq=to_seq)
         return self._stream("ListEntries", self._ledger.ListEntries, request)
 
-    def get_inclusion_proof(self, seq: int, tree_size: int = 0) -> Any:
+    def get_inclusion_proof(self, seq: int, tree_size: int = 0) -> "pb.InclusionProof":
         """``Ledger.GetInclusionProof``: the audit path of entry ``seq`` in the tree of ``tree_size`` (0: current)."""
         request = pb.GetInclusionProofRequest(seq=seq, tree_size=tree_size)
         return self._unary("GetInclusionProof", self._ledger.GetInclusionProof, request)
 
-    def get_consistency_proof(self, from_size: int, to_size: int = 0) -> Any:
+    def get_consistency_proof(self, from_size: int, to_size: int = 0) -> "pb.ConsistencyProof":
         """``Ledger.GetConsistencyProof``: the tree of ``from_size`` is a prefix of the tree of ``to_size`` (0: current)."""
         request = pb.GetConsistencyProofRequest(from_size=from_size, to_size=to_size)
         return self._unary("GetConsistencyProof", self._ledger.GetConsistencyProof, request)
 
     # ------------------------------------------------------------ evidence files
 
-    def checkpoint_covering(self, size: int, wait: float = 10.0) -> Any:
+    def checkpoint_covering(self, size: int, wait: float = 10.0) -> "pb.Checkpoint":
         """The latest signed checkpoint once it holds ``size`` entries.
 
         The server signs a new head at most once per interval (1 s by
