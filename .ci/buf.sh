@@ -22,7 +22,8 @@ echo "-- buf lint"
 "$buf" lint proto
 
 # What HEAD must not break: the merge base with main when this is a branch
-# off it; on main itself, the proto before its latest change. The baseline
+# off it; on main itself, the proto before its latest change; also the
+# last release tag (v*) when there is one. The baseline
 # image (ecocode.v1 as first published, with buf) is checked every time, so
 # a clone without history still compares against something.
 base=""
@@ -40,6 +41,10 @@ if [ -n "$base" ]; then
   "$buf" breaking proto --against ".git#ref=$base,subdir=proto"
 else
   echo "-- buf breaking: no git history to compare with; the baseline image only"
+fi
+if tag=$(git describe --tags --abbrev=0 --match 'v*' 2>/dev/null); then
+  echo "-- buf breaking against the last release tag, $tag"
+  "$buf" breaking proto --against ".git#tag=$tag,subdir=proto"
 fi
 echo "-- buf breaking against the baseline image proto/ecocode.v1.baseline.binpb"
 "$buf" breaking proto --against proto/ecocode.v1.baseline.binpb
