@@ -129,7 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (CallError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    shown = frame.select("uscc", "name", "code", "grade", "points", "verified")
+    mee = ["mee_level"] if HAS_MEE_LEVEL else []
+    shown = frame.select("uscc", "name", "code", *mee, "grade", "points", "verification")
     with pl.Config(tbl_rows=50, tbl_cols=-1, tbl_width_chars=120, fmt_str_lengths=40):
         print(shown)
     for row in frame.filter(pl.col("verification").str.starts_with("FAILED")).iter_rows(named=True):
