@@ -248,3 +248,18 @@ def test_real_checkpoints_attestations_and_bundles_verify_offline(registered, le
     other = verify.VerifierKey(name, stranger, verify.key_id(name, stranger))
     with pytest.raises(VerificationError, match=f"no signature by key {name}"):
         verify.bundle(grown, other)
+
+
+def test_append_records_streams_a_generator_once_and_names_a_bad_item(registered, regulator):
+    def records():
+        for i in range(3):
+            yield {"source": "beilun-epb", "source_record_id": f"G-{i}", "uscc": PORTFOLIO[2],
+                   "kind": "inspection.finding", "occurred_at": YESTERDAY, "description": f"finding {i}"}
+
+    summary = regulator.append_records(records())
+    assert (summary.accepted, summary.duplicates) == (3, 0)
+    assert summary.checkpoint.tree_size > 0
+    again = regulator.append_records(list(records()))
+    assert (again.accepted, again.duplicates) == (0, 3)
+    with pytest.raises(TypeError, match=r"records\[1\]"):
+        regulator.append_records([next(records()), "not a record"])

@@ -58,6 +58,13 @@ def test_retries_are_bounded_and_back_off(tmp_path):
     assert [e.attempt for e in retried] == [1, 2, 3]
     assert all(0.005 <= e.delay <= 0.04 for e in retried)
     assert "after 4 attempts" in str(gave_up.value)
+    # A stream that never delivered a message is retried the same way.
+    retried.clear()
+    with Client(f"http://127.0.0.1:{free_port()}", token="eco_x", retries=2, backoff=0.01, max_backoff=0.02,
+                on_retry=retried.append) as client:
+        with pytest.raises(CallError) as stream_gave_up:
+            list(client.list_entries())
+    assert stream_gave_up.value.attempts == 3 and [e.method for e in retried] == ["ListEntries"] * 2
 
 
 @pytest.mark.parametrize(
