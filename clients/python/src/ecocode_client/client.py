@@ -339,12 +339,14 @@ class Client:
         request = _message(pb.Record, fields if record is None else record, "record")
         return self._unary("AppendRecord", self._ingest.AppendRecord, request)
 
-    def append_records(self, records: Iterable[Any]) -> "pb.AppendRecordsResponse":
+    def append_records(self, records: Iterable[Any], timeout: Optional[float] = None) -> "pb.AppendRecordsResponse":
         """``Ingest.AppendRecords``: streams ``records`` (messages or dicts) and returns the summary.
 
         A list or tuple is re-sent whole on ``UNAVAILABLE`` (what was
         committed comes back as duplicates); any other iterable is streamed
-        once, without retries, so a generator is never read twice.
+        once, without retries, so a generator is never read twice. A stream
+        has no deadline unless ``timeout`` is given (a long import may take
+        minutes; the server ends a stream that stops sending).
         """
         retryable = isinstance(records, (list, tuple))
         if retryable:
@@ -359,7 +361,7 @@ class Client:
         while True:
             attempt += 1
             try:
-                return self._ingest.AppendRecords(requests(), timeout=self.timeout, metadata=self._metadata(None))
+                return self._ingest.AppendRecords(requests(), timeout=timeout, metadata=self._metadata(None))
             except grpc.RpcError as error:
                 self._retry_or_raise("AppendRecords", error, attempt, retryable)
 
@@ -479,10 +481,13 @@ class Client:
         """``Ledger.GetEntry``: one entry; decode ``payload`` with ``LedgerEvent``."""
         return self._unary("GetEntry", self._ledger.GetEntry, pb.GetEntryRequest(seq=seq))
 
-    def list_entries(self, from_seq: int = 0, to_seq: int = 0) -> "Iterator[pb.Entry]":
-        """``Ledger.ListEntries``: entries ``from_seq <= seq < to_seq`` (0: the current size), in order."""
+    def list_entries(self, from_seq: int = 0, to_seq: int = 0, timeout: Optional[float] = None) -> "Iterator[pb.Entry]":
+        """``Ledger.ListEntries``: entries ``from_seq <= seq < to_seq`` (0: the current size), in order.
+
+        No deadline unless ``timeout`` is given: a whole ledger may take a while.
+        """
         request = pb.ListEntriesRequest(from_seq=from_seq, to_seq=to_seq)
-        return self._stream("ListEntries", self._ledger.ListEntries, request)
+        return self._stream("ListEntries", self._ledger.ListEntries, request, timeout=timeout)
 
     def get_inclusion_proof(self, seq: int, tree_size: int = 0) -> "pb.InclusionProof":
         """``Ledger.GetInclusionProof``: the audit path of entry ``seq`` in the tree of ``tree_size`` (0: current)."""
