@@ -99,6 +99,11 @@ def test_list_scores_iterates_over_every_page_in_uscc_order(registered, regulato
     assert [s.uscc for s in regulator.list_scores(region_prefix=REGION, codes=["RED"], page_size=1)] == [PORTFOLIO[0]]
     with pytest.raises(ValueError, match="PURPLE"):
         list(regulator.list_scores(codes=["PURPLE"]))
+    assert [s.uscc for s in regulator.list_scores(region_prefix=REGION, industry_prefix="C99")] == []
+    # Other keywords go to the request message as they are (a filter the
+    # proto gains later needs no client change); protobuf names an unknown one.
+    with pytest.raises(ValueError, match="no_such_filter"):
+        list(regulator.list_scores(no_such_filter=1))
 
 
 def test_a_portfolio_is_split_into_chunks_and_scored_at_one_instant(registered, lender):

@@ -406,13 +406,18 @@ class Client:
         codes: Iterable[Union[str, int]] = (),
         include_closed: bool = False,
         page_size: int = 0,
+        **filters: Any,
     ) -> "Iterator[pb.Score]":
         """``Scores.ListScores``, every page: yields each ``Score`` in USCC order.
 
-        ``codes`` are colours such as ``"RED"``; empty means all.
+        ``codes`` are colours such as ``"RED"``; empty means all. Any other
+        field of ``ListScoresRequest`` (a filter added to the proto later)
+        can be given by name in ``filters``; enum values by name.
         """
         token = ""
         wanted = [_enum(pb.EcoCode, c) for c in codes]
+        if "page_token" in filters:
+            raise ValueError("page_token: list_scores walks every page itself")
         while True:
             request = pb.ListScoresRequest(
                 region_prefix=region_prefix,
@@ -421,6 +426,7 @@ class Client:
                 page_size=page_size,
                 page_token=token,
                 include_closed=include_closed,
+                **filters,
             )
             page = self._unary("ListScores", self._scores.ListScores, request)
             yield from page.scores
