@@ -20,5 +20,6 @@ mod robustness;
 mod scores;
 mod support;
 mod tls;
+mod vectors;
 mod view;
 mod web;

@@ -1,0 +1,657 @@
+"""Offline verification of what ecocode signs: checkpoints, score attestations and proof bundles.
+
+Pure Python over ``blake3`` and ``cryptography`` (Ed25519), written against
+the byte formats of ``docs/ledger.md`` and nothing else: no server, no clock,
+no network. A bank keeps a loan file's attestation, checkpoint and proof
+bundles together with the service's verifier key (``ecocode key show``) and
+can check them here years later.
+
+Every check mirrors the Rust verifier (``ingest/tlog``) rule for rule; the
+cross-language vectors in ``fixtures/vectors`` are run through both, and both
+must accept and reject the same files.
+
+Public functions:
+
+* :func:`checkpoint` - a signed checkpoint note, returned as :class:`Checkpoint`;
+* :func:`attestation` - a signed score attestation, as a note or as the text
+  of the page's QR code, returned as :class:`Attestation`;
+* :func:`bundle` - a proof bundle from ``ecocode proof inclusion|consistency``
+  (or :meth:`ecocode_client.Client.inclusion_bundle`), returned as
+  :class:`Inclusion` or :class:`Consistency`;
+* the primitives :func:`entry_hash`, :func:`chain_hash`, :func:`node`,
+  :func:`merkle_root`, :func:`verify_inclusion`, :func:`verify_consistency`.
+
+Each raises :class:`ecocode_client.VerificationError` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import blake3 as _blake3
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .errors import VerificationError
+
+__all__ = [
+    "Attestation",
+    "Checkpoint",
+    "Consistency",
+    "Inclusion",
+    "VerifierKey",
+    "attestation",
+    "bundle",
+    "chain_hash",
+    "checkpoint",
+    "empty_root",
+    "entry_hash",
+    "merkle_root",
+    "node",
+    "note_from_qr_text",
+    "open_note",
+    "parse_verifier_key",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+Hash = bytes
+"""A 32-byte BLAKE3 digest."""
+
+_U64_MAX = (1 << 64) - 1
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_ALG_ED25519 = 0x01
+_MAX_NOTE_BYTES = 1_000_000
+_MAX_SIGNATURES = 100
+_EM_DASH_PREFIX = "\u2014 "
+_DECIMAL = re.compile(r"[0-9]+\Z")
+_SIGNED_DECIMAL = re.compile(r"[+-]?[0-9]+\Z")
+_QR_PARAM = "att"
+
+# ----------------------------------------------------------------- hashes
+
+
+def entry_hash(seq: int, recorded_at_ns: int, payload: bytes) -> Hash:
+    """``BLAKE3(0x00 || u64_be(seq) || i64_be(recorded_at_ns) || payload)``: the Merkle leaf of entry ``seq``."""
+    return _blake3.blake3(
+        b"\x00" + seq.to_bytes(8, "big") + recorded_at_ns.to_bytes(8, "big", signed=True) + bytes(payload)
+    ).digest()
+
+
+def chain_hash(prev: Hash, entry: Hash) -> Hash:
+    """``BLAKE3(0x02 || prev || entry)``; ``prev`` is 32 zero bytes for seq 0."""
+    return _blake3.blake3(b"\x02" + prev + entry).digest()
+
+
+def node(left: Hash, right: Hash) -> Hash:
+    """``BLAKE3(0x01 || left || right)``: an interior Merkle node."""
+    return _blake3.blake3(b"\x01" + left + right).digest()
+
+
+def empty_root() -> Hash:
+    """``BLAKE3("")``: the root of the empty tree."""
+    return _blake3.blake3(b"").digest()
+
+
+def merkle_root(leaves: Sequence[Hash]) -> Hash:
+    """``MTH(D[n])`` of RFC 9162 with BLAKE3 nodes (a reference, O(n))."""
+    n = len(leaves)
+    if n == 0:
+        return empty_root()
+    if n == 1:
+        return leaves[0]
+    k = 1 << ((n - 1).bit_length() - 1)
+    return node(merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+
+
+def verify_inclusion(leaf: Hash, seq: int, tree_size: int, proof: Sequence[Hash], root: Hash) -> bool:
+    """RFC 9162 section 2.1.3.2: is ``leaf`` entry ``seq`` of the tree of ``tree_size`` entries with ``root``?"""
+    if seq >= tree_size:
+        return False
+    fn, sn, r = seq, tree_size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node(p, r)
+            while fn & 1 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(from_size: int, to_size: int, from_root: Hash, to_root: Hash, proof: Sequence[Hash]) -> bool:
+    """RFC 9162 section 2.1.4.2: is the tree of ``from_size`` entries a prefix of the tree of ``to_size``?
+
+    The empty tree is a prefix of every tree, with an empty proof (ecocode's rule).
+    """
+    if from_size > to_size:
+        return False
+    if from_size == to_size:
+        return len(proof) == 0 and from_root == to_root
+    if from_size == 0:
+        return len(proof) == 0 and from_root == empty_root()
+    if len(proof) == 0:
+        return False
+    # When from_size is a power of two its root is a node of the new tree and
+    # the RFC leaves it out of the proof.
+    path = ([from_root] if from_size & (from_size - 1) == 0 else []) + list(proof)
+    fn, sn = from_size - 1, to_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node(c, fr)
+            sr = node(c, sr)
+            while fn & 1 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == from_root and sr == to_root and sn == 0
+
+
+# ----------------------------------------------------------------- base64
+
+
+def _b64(text: str, what: str, urlsafe: bool = False) -> bytes:
+    """Strict base64: the alphabet, padding and trailing bits exactly as the encoder writes them.
+
+    Python's decoder accepts non-canonical trailing bits that Rust's rejects;
+    re-encoding and comparing keeps both verifiers to one set of inputs.
+    """
+    if not isinstance(text, str):
+        raise VerificationError(f"{what} is not a base64 string")
+    try:
+        if urlsafe:
+            if "=" in text:
+                raise ValueError
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            canonical = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        else:
+            raw = base64.b64decode(text, validate=True)
+            canonical = base64.b64encode(raw).decode("ascii")
+    except (binascii.Error, ValueError):
+        canonical, raw = None, b""
+    if canonical != text:
+        kind = "base64url without padding" if urlsafe else "standard base64"
+        raise VerificationError(f"{what} is not {kind}")
+    return raw
+
+
+def _hash(text: str, what: str) -> Hash:
+    raw = _b64(text, what)
+    if len(raw) != 32:
+        raise VerificationError(f"{what} is not 32 bytes of base64")
+    return raw
+
+
+# ----------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True)
+class VerifierKey:
+    """The service's verifier key, as printed by ``ecocode key show``: ``<name>+<key id>+<base64(0x01 || key)>``."""
+
+    name: str
+    public_key: bytes
+    key_id: bytes
+
+    def text(self) -> str:
+        """The key text, one line."""
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(bytes([_ALG_ED25519]) + self.public_key).decode()}"
+
+
+def _key_name_valid(name: str) -> bool:
+    return bool(name) and "+" not in name and not any(ch.isspace() for ch in name)
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """``SHA-256(name || 0x0A || 0x01 || public_key)[:4]``."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([_ALG_ED25519]) + public_key).digest()[:4]
+
+
+def parse_verifier_key(text: Union[str, VerifierKey]) -> VerifierKey:
+    """Parses a verifier key text and checks that its key id matches the name and key."""
+    if isinstance(text, VerifierKey):
+        return text
+    if not isinstance(text, str):
+        raise VerificationError("verifier key: expected the text printed by `ecocode key show`")
+    fields = text.strip().split("+", 2)
+    if len(fields) != 3:
+        raise VerificationError("verifier key is not <name>+<key id hex>+<base64 key>")
+    name, id_hex, key_b64 = fields
+    if not _key_name_valid(name):
+        raise VerificationError(f"verifier key: key name {name!r} must be non-empty without spaces or '+'")
+    if len(id_hex) != 8:
+        raise VerificationError("verifier key is not <name>+<key id hex>+<base64 key>")
+    try:
+        raw = _b64(key_b64, "verifier key")
+    except VerificationError:
+        raise VerificationError("verifier key is not <name>+<key id hex>+<base64 key>") from None
+    if not raw or raw[0] != _ALG_ED25519:
+        raise VerificationError("verifier key is not an ed25519 key (algorithm byte 0x01, 32 bytes)")
+    if len(raw) != 33:
+        raise VerificationError("verifier key: an ed25519 key has 32 bytes after the algorithm byte")
+    public = raw[1:]
+    kid = key_id(name, public)
+    if kid.hex() != id_hex.lower():
+        raise VerificationError(f"verifier key: key id {id_hex} does not match key {name}")
+    return VerifierKey(name=name, public_key=public, key_id=kid)
+
+
+# ----------------------------------------------------------------- signed notes
+
+
+def _text(note: Union[str, bytes], what: str) -> str:
+    if isinstance(note, bytes):
+        try:
+            note = note.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VerificationError(f"{what}: not UTF-8") from None
+    if not isinstance(note, str):
+        raise VerificationError(f"{what}: expected the note's text")
+    return note
+
+
+def open_note(note: Union[str, bytes], vkey: Union[str, VerifierKey], what: str = "signed note") -> str:
+    """Checks that ``note`` (a C2SP signed note) carries a valid signature by ``vkey`` and returns its body.
+
+    Signatures by other keys (co-signers, witnesses) are ignored, as the
+    signed-note specification asks; a signature by this key that does not
+    verify is an error even if another one does.
+    """
+    key = parse_verifier_key(vkey)
+    text = _text(note, what)
+    if len(text.encode("utf-8")) > _MAX_NOTE_BYTES:
+        raise VerificationError(f"{what}: longer than {_MAX_NOTE_BYTES} bytes")
+    for ch in text:
+        if ch < " " and ch != "\n":
+            raise VerificationError(f"{what}: contains the control character {ch!r}")
+    if "\n\n" not in text:
+        raise VerificationError(f"{what}: no blank line before the signature lines")
+    body, sigs = text.rsplit("\n\n", 1)
+    body += "\n"
+    if not sigs.endswith("\n"):
+        raise VerificationError(f"{what}: the last signature line does not end with a newline")
+    lines = sigs[:-1].split("\n")
+    if len(lines) > _MAX_SIGNATURES:
+        raise VerificationError(f"{what}: more than {_MAX_SIGNATURES} signatures")
+    parsed: List[Tuple[str, bytes, bytes]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.startswith(_EM_DASH_PREFIX) or " " not in line[len(_EM_DASH_PREFIX) :]:
+            raise VerificationError(f"{what}: signature line {number} is not '\u2014 <key name> <base64>'")
+        name, sig_b64 = line[len(_EM_DASH_PREFIX) :].split(" ", 1)
+        raw = _b64(sig_b64, f"{what}: signature line {number}")
+        if len(raw) < 5 or not _key_name_valid(name):
+            raise VerificationError(f"{what}: signature line {number} is malformed")
+        parsed.append((name, raw[:4], raw[4:]))
+    verified = False
+    seen = set()
+    ed25519 = Ed25519PublicKey.from_public_bytes(key.public_key)
+    for name, kid, sig in parsed:
+        if name != key.name or kid != key.key_id or (name, kid) in seen:
+            continue
+        seen.add((name, kid))
+        try:
+            if len(sig) != 64:
+                raise InvalidSignature
+            ed25519.verify(sig, body.encode("utf-8"))
+        except InvalidSignature:
+            raise VerificationError(f"{what}: signature by {key.name} does not verify") from None
+        verified = True
+    if not verified:
+        raise VerificationError(f"{what}: no signature by key {key.name}")
+    return body
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified checkpoint: the ledger's signed size, Merkle root and chain head."""
+
+    origin: str
+    tree_size: int
+    root: Hash
+    chain: Hash
+    body: str
+    note: str
+    extensions: Tuple[str, ...] = ()
+
+
+def _parse_checkpoint(body: str, what: str) -> Tuple[str, int, Hash, Hash, Tuple[str, ...]]:
+    if not body.endswith("\n"):
+        raise VerificationError(f"{what}: body does not end with a newline")
+    lines = body[:-1].split("\n")
+    origin = lines[0]
+    if not origin:
+        raise VerificationError(f"{what}: empty origin")
+    if len(lines) < 2:
+        raise VerificationError(f"{what}: missing tree size")
+    size_line = lines[1]
+    if not _DECIMAL.match(size_line) or int(size_line) > _U64_MAX:
+        raise VerificationError(f"{what}: tree size is not a decimal number")
+    if str(int(size_line)) != size_line:
+        raise VerificationError(f"{what}: tree size is not in canonical decimal")
+    if len(lines) < 3:
+        raise VerificationError(f"{what}: missing root hash")
+    try:
+        root = _hash(lines[2], "root")
+    except VerificationError:
+        raise VerificationError(f"{what}: root hash is not 32 bytes of base64") from None
+    chain: Optional[Hash] = None
+    extensions = []
+    for line in lines[3:]:
+        if line.startswith("chain "):
+            try:
+                chain = _hash(line[len("chain ") :], "chain")
+            except VerificationError:
+                raise VerificationError(f"{what}: chain hash is not 32 bytes of base64") from None
+        else:
+            extensions.append(line)
+    if chain is None:
+        raise VerificationError(f"{what}: missing chain extension line")
+    return origin, int(size_line), root, chain, tuple(extensions)
+
+
+def checkpoint(note: Union[str, bytes], vkey: Union[str, VerifierKey], origin: Optional[str] = None) -> Checkpoint:
+    """Verifies a signed checkpoint note and returns its content.
+
+    ``vkey`` is the verifier key text (``ecocode key show``). With ``origin``
+    the checkpoint must also be of that ledger (e.g. ``ecocode.local/ledger``).
+    """
+    what = "checkpoint"
+    text = _text(note, what)
+    body = open_note(text, vkey, what)
+    found_origin, size, root, chain, extensions = _parse_checkpoint(body, what)
+    if origin is not None and found_origin != origin:
+        raise VerificationError(f"{what}: origin is {found_origin!r}, expected {origin!r}")
+    return Checkpoint(found_origin, size, root, chain, body, text, extensions)
+
+
+# ----------------------------------------------------------------- attestations
+
+_ATTESTATION_FIELDS = ("uscc", "points", "grade", "code", "veto", "disputed", "model", "as_of", "tree_size", "root")
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A verified score attestation: what the service signed about one enterprise's score."""
+
+    origin: str
+    uscc: str
+    points: int
+    grade: str
+    code: str
+    veto: bool
+    disputed: bool
+    model: str
+    as_of: str
+    tree_size: int
+    root: Hash
+    note: str = field(repr=False, default="")
+
+    @property
+    def as_of_datetime(self) -> _dt.datetime:
+        """``as_of`` as an aware UTC datetime (microseconds; nanoseconds are cut)."""
+        text = self.as_of
+        match = re.match(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z\Z", text)
+        if not match:
+            raise VerificationError(f"attestation: as_of {text!r} is not RFC 3339 in UTC")
+        base = _dt.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.timezone.utc)
+        micros = int((match.group(2) or "0")[:6].ljust(6, "0"))
+        return base + _dt.timedelta(microseconds=micros)
+
+
+def _parse_attestation(body: str) -> Dict[str, Any]:
+    what = "attestation"
+    if not body.endswith("\n"):
+        raise VerificationError(f"{what}: body does not end with a newline")
+    lines = body[:-1].split("\n")
+    first = lines[0]
+    if not first.endswith("/score") or first == "/score":
+        raise VerificationError(f"{what}: first line is not <origin>/score")
+    values = []
+    for i, name in enumerate(_ATTESTATION_FIELDS, 1):
+        if i >= len(lines):
+            raise VerificationError(f"{what}: missing {name} line")
+        if not lines[i].startswith(name + " "):
+            raise VerificationError(f"{what}: expected the {name} line")
+        values.append(lines[i][len(name) + 1 :])
+    if len(lines) > len(_ATTESTATION_FIELDS) + 1:
+        raise VerificationError(f"{what}: unexpected lines after root")
+
+    def number(i: int, name: str) -> int:
+        text = values[i]
+        if not _SIGNED_DECIMAL.match(text) or not _I64_MIN <= int(text) <= _I64_MAX:
+            raise VerificationError(f"{what}: {name} is not a whole number")
+        return int(text)
+
+    def flag(i: int, name: str) -> bool:
+        if values[i] not in ("true", "false"):
+            raise VerificationError(f"{what}: {name} is not true or false")
+        return values[i] == "true"
+
+    tree_size = number(8, "tree_size")
+    if tree_size < 0:
+        raise VerificationError(f"{what}: tree_size is negative")
+    try:
+        root = _hash(values[9], "root")
+    except VerificationError:
+        raise VerificationError(f"{what}: root is not 32 bytes of base64") from None
+    return dict(
+        origin=first[: -len("/score")],
+        uscc=values[0],
+        points=number(1, "points"),
+        grade=values[2],
+        code=values[3],
+        veto=flag(4, "veto"),
+        disputed=flag(5, "disputed"),
+        model=values[6],
+        as_of=values[7],
+        tree_size=tree_size,
+        root=root,
+    )
+
+
+def note_from_qr_text(text: str) -> str:
+    """The signed note inside the text of the page's QR code (``<page URL>?att=<base64url>``, or the bare value)."""
+    text = text.strip()
+    if "?" in text:
+        query = text.split("?", 1)[1]
+        value = None
+        for pair in query.split("&"):
+            if pair.startswith(_QR_PARAM + "="):
+                value = pair[len(_QR_PARAM) + 1 :]
+                break
+        if value is None:
+            raise VerificationError(f"QR text: no {_QR_PARAM}= parameter")
+    else:
+        value = text
+    # Issue 24 item 3 adds a compact, versioned QR encoding of the signed
+    # attestation; its decoder belongs here, before the base64url form below,
+    # once docs/ledger.md pins its layout.
+    raw = _b64(value, f"QR text: {_QR_PARAM}", urlsafe=True)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VerificationError("QR text: the attestation is not UTF-8") from None
+
+
+def attestation(note_or_qr_text: Union[str, bytes], vkey: Union[str, VerifierKey]) -> Attestation:
+    """Verifies a signed score attestation and returns what it states.
+
+    Accepts the signed note itself (``GetAttestation``'s ``signed_note``,
+    ``ecocode attest get``) or the text of the page's QR code. A text of one
+    line is taken as a QR text, as ``ecocode attest verify`` does.
+    """
+    text = _text(note_or_qr_text, "attestation")
+    note = text if "\n" in text.strip() else note_from_qr_text(text)
+    body = open_note(note, vkey, "attestation")
+    return Attestation(note=note, **_parse_attestation(body))
+
+
+# ----------------------------------------------------------------- bundles
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """A verified inclusion bundle: entry ``seq``, with exactly these bytes, is in the signed tree."""
+
+    seq: int
+    tree_size: int
+    entry_hash: Hash
+    recorded_at_ns: int
+    payload: bytes = field(repr=False)
+    checkpoint: Checkpoint = field(repr=False)
+
+    @property
+    def recorded_at(self) -> _dt.datetime:
+        """When the service recorded the entry (UTC, microseconds)."""
+        seconds, nanos = divmod(self.recorded_at_ns, 1_000_000_000)
+        return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc) + _dt.timedelta(microseconds=nanos // 1000)
+
+    def event(self) -> Any:
+        """The payload decoded as ``ecocode.v1.LedgerEvent`` (the registration, record, ... it holds)."""
+        from .v1 import ecocode_pb2
+
+        return ecocode_pb2.LedgerEvent.FromString(self.payload)
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """A verified consistency bundle: the signed tree of ``from_size`` is a prefix of the one of ``to_size``."""
+
+    from_size: int
+    to_size: int
+    old_checkpoint: Checkpoint = field(repr=False)
+    checkpoint: Checkpoint = field(repr=False)
+
+
+_BUNDLE_FIELDS = {
+    "inclusion": ("checkpoint", "seq", "recorded_at_ns", "payload", "hashes"),
+    "consistency": ("old_checkpoint", "checkpoint", "hashes"),
+}
+
+
+def _no_duplicate_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise VerificationError(f"bundle: duplicate field {key!r}")
+        out[key] = value
+    return out
+
+
+def _read_bundle(path_or_text: Union[str, bytes, "os.PathLike[str]"]) -> str:
+    if isinstance(path_or_text, bytes):
+        return _text(path_or_text, "bundle")
+    if isinstance(path_or_text, str) and path_or_text.lstrip().startswith("{"):
+        return path_or_text
+    try:
+        with open(path_or_text, "rb") as f:
+            return _text(f.read(), "bundle")
+    except OSError as e:
+        raise VerificationError(f"bundle: cannot read {os.fspath(path_or_text)!r}: {e.strerror}") from None
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise VerificationError(f"bundle: {name} is not an integer in {low}..{high}")
+    return value
+
+
+def _string(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise VerificationError(f"bundle: {name} is not a string")
+    return value
+
+
+def _hashes(value: Any) -> List[Hash]:
+    if not isinstance(value, list):
+        raise VerificationError("bundle: hashes is not a list")
+    out = []
+    for i, h in enumerate(value):
+        shown = repr(h)[:66]
+        try:
+            out.append(_hash(_string(h, f"hashes[{i}]"), f"hashes[{i}]"))
+        except VerificationError:
+            raise VerificationError(f"bundle: hashes[{i}] ({shown}) is not a base64 32-byte hash") from None
+    return out
+
+
+def _signed_head(note: Any, name: str, vkey: VerifierKey) -> Checkpoint:
+    return checkpoint(_string(note, name), vkey)
+
+
+def bundle(path_or_text: Union[str, bytes, "os.PathLike[str]"], vkey: Union[str, VerifierKey]) -> Union[Inclusion, Consistency]:
+    """Verifies a proof bundle (JSON, as ``ecocode proof`` writes it) and returns what it establishes.
+
+    ``path_or_text`` is the bundle's JSON text or the path of its file. The
+    bundle's checkpoint notes are verified with ``vkey``, then the proof
+    against the signed sizes and roots.
+    """
+    key = parse_verifier_key(vkey)
+    text = _read_bundle(path_or_text)
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as e:
+        if isinstance(e, VerificationError):
+            raise
+        raise VerificationError(f"bundle: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise VerificationError("bundle: not a JSON object")
+    kind = data.get("kind")
+    if kind not in _BUNDLE_FIELDS:
+        raise VerificationError(f"bundle: kind is {kind!r}, expected 'inclusion' or 'consistency'")
+    expected = set(_BUNDLE_FIELDS[kind]) | {"kind"}
+    unknown = sorted(set(data) - expected)
+    if unknown:
+        raise VerificationError(f"bundle: unknown field {unknown[0]!r}")
+    missing = [name for name in _BUNDLE_FIELDS[kind] if name not in data]
+    if missing:
+        raise VerificationError(f"bundle: missing field {missing[0]!r}")
+
+    if kind == "inclusion":
+        seq = _integer(data["seq"], "seq", 0, _U64_MAX)
+        recorded_at_ns = _integer(data["recorded_at_ns"], "recorded_at_ns", _I64_MIN, _I64_MAX)
+        checkpoint_note = _string(data["checkpoint"], "checkpoint")
+        payload_text = _string(data["payload"], "payload")
+        hashes_value = data["hashes"]
+        head = _signed_head(checkpoint_note, "checkpoint", key)
+        try:
+            payload = _b64(payload_text, "payload")
+        except VerificationError:
+            raise VerificationError("bundle: payload is not base64") from None
+        proof = _hashes(hashes_value)
+        leaf = entry_hash(seq, recorded_at_ns, payload)
+        if not verify_inclusion(leaf, seq, head.tree_size, proof, head.root):
+            raise VerificationError(f"entry {seq} is NOT included in the signed tree of size {head.tree_size}")
+        return Inclusion(seq, head.tree_size, leaf, recorded_at_ns, payload, head)
+
+    old = _signed_head(data["old_checkpoint"], "old_checkpoint", key)
+    new = _signed_head(data["checkpoint"], "checkpoint", key)
+    proof = _hashes(data["hashes"])
+    if not verify_consistency(old.tree_size, new.tree_size, old.root, new.root, proof):
+        raise VerificationError(f"the tree of size {old.tree_size} is NOT a prefix of the tree of size {new.tree_size}")
+    return Consistency(old.tree_size, new.tree_size, old, new)
