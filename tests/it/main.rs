@@ -22,3 +22,4 @@ mod support;
 mod tls;
 mod view;
 mod web;
+mod web_limits;
