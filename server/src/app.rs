@@ -153,6 +153,10 @@ impl App {
         // Before anything is opened: caps that cannot all be honoured would
         // let one listener starve the others of descriptors.
         config.descriptor_budget().ensure()?;
+        if let Some(url) = &config.web.public_url {
+            crate::web::parse_public_url(url)
+                .map_err(|e| Error::InvalidArgument(format!("--public-url: {e}")))?;
+        }
         let data_dir = config.ledger.dir.clone();
         crate::private::create_dir(&data_dir)?;
         // Read before anything is opened: a wrong PEM file is a usage error.

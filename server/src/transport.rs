@@ -371,7 +371,9 @@ impl AsyncWrite for Connection {
 /// File descriptors kept for everything but the listeners' connections:
 /// the stores' files (sled's logs and snapshots, the inquiry log, the
 /// gateway's state, the principals), PostgreSQL connections, the listening
-/// sockets, the runtime's own, log files and exports.
+/// sockets, the runtime's own, log files and exports. Measured: 19 open
+/// after the start on sled with every listener on; the PostgreSQL pools add
+/// at most about 40 connections. The rest is headroom.
 pub const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// How the three listeners (and the metrics endpoint) share the process's
