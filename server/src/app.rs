@@ -40,7 +40,7 @@ use crate::gateway::LedgerSink;
 use crate::metrics::{Metrics, MetricsSource};
 use crate::principals::PrincipalStore;
 use crate::service::Service;
-use crate::transport::{self, TransportConfig};
+use crate::transport::{self, DescriptorBudget, TransportConfig};
 use crate::web::WebConfig;
 
 /// Everything the service is started with.
@@ -108,6 +108,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// How the listeners that are on share `RLIMIT_NOFILE`: each one's
+    /// connection cap, plus the reserve for the stores and files.
+    pub fn descriptor_budget(&self) -> DescriptorBudget {
+        let mut shares = vec![("--max-connections", self.transport.max_connections as u64)];
+        if self.http_listen.is_some() {
+            shares.push(("--http-max-connections", self.web.max_connections as u64));
+        }
+        if self.hj212_listen.is_some() {
+            shares.push(("--hj212-max-connections", self.gateway.max_connections as u64));
+        }
+        if self.metrics_listen.is_some() {
+            shares.push(("metrics scrapes", crate::metrics::MAX_SCRAPES as u64));
+        }
+        DescriptorBudget { shares, reserve: transport::RESERVED_DESCRIPTORS }
+    }
+}
+
 /// A built service: stores open, listeners bound, nothing served yet.
 pub struct App {
     service: Arc<Service>,
@@ -132,6 +150,13 @@ impl App {
     /// Opens and verifies the ledger (reporting `(done, total)` entries),
     /// the principals and the gateway's state, and binds the listeners.
     pub async fn build(config: Config, progress: &mut dyn FnMut(u64, u64)) -> Result<App> {
+        // Before anything is opened: caps that cannot all be honoured would
+        // let one listener starve the others of descriptors.
+        config.descriptor_budget().ensure()?;
+        if let Some(url) = &config.web.public_url {
+            crate::web::parse_public_url(url)
+                .map_err(|e| Error::InvalidArgument(format!("--public-url: {e}")))?;
+        }
         let data_dir = config.ledger.dir.clone();
         crate::private::create_dir(&data_dir)?;
         // Read before anything is opened: a wrong PEM file is a usage error.
@@ -271,6 +296,7 @@ impl App {
         };
         let web = {
             let (service, principals, drain) = (service.clone(), principals.clone(), transport.drain_timeout);
+            let metrics = metrics.clone();
             let stopping = until_stopped(stopped.clone());
             let drained = until_stopped(stopped.clone());
             async move {
@@ -283,11 +309,18 @@ impl App {
                          session cookies cross the network unencrypted; put a TLS-terminating proxy in front"
                     );
                 }
-                let router = crate::web::router(service, principals, addr, &config);
+                if config.public_url.is_none() && !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        %addr,
+                        "no --public-url: QR codes and feeds link to http://{addr}; set --public-url to the \
+                         address visitors use"
+                    );
+                }
+                let router = crate::web::router(service, principals, addr, &config, metrics.clone());
                 // In-flight requests finish; a client still holding a
                 // connection two drain times after the stop is cut off.
                 tokio::select! {
-                    () = crate::web::serve(listener, router, &config, stopping) => {}
+                    () = crate::web::serve(listener, router, &config, metrics, stopping) => {}
                     () = async { drained.await; tokio::time::sleep(2 * drain).await } => {
                         tracing::warn!("closing the web connections still open after the drain");
                     }
@@ -323,6 +356,7 @@ impl App {
             let incoming = transport::incoming(
                 grpc,
                 transport.connection_idle_timeout,
+                transport.max_connections,
                 metrics.clone(),
                 close_connections.clone(),
             );

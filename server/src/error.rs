@@ -95,9 +95,16 @@ pub fn http_status(code: Code) -> http::StatusCode {
 }
 
 impl Error {
-    /// The HTTP status of this error ([`Error::code`], then [`http_status`]).
+    /// The HTTP status of this error: [`Error::code`], then [`http_status`],
+    /// with one exception. A full disk is `RESOURCE_EXHAUSTED` in gRPC (the
+    /// code gRPC names for "the file system is out of space"), but on the web
+    /// `429` would tell the visitor they sent too much; the server is what
+    /// cannot take the filing, so it is `503` (try again later).
     pub fn http_status(&self) -> http::StatusCode {
-        http_status(self.code())
+        match self {
+            Error::Ledger(ledger::Error::NoSpace { .. }) => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http_status(self.code()),
+        }
     }
 
     /// What the caller is told (a gRPC status message, a web error page):
@@ -214,6 +221,9 @@ mod tests {
             assert_eq!(http_status(code), status, "{code:?}");
         }
         assert_eq!(Error::NotFound("x".into()).http_status(), S::NOT_FOUND);
+        assert_eq!(Error::ResourceExhausted("50 a day".into()).http_status(), S::TOO_MANY_REQUESTS);
+        let full = Error::Ledger(ledger::Error::NoSpace { available: 1, reserve: 2 });
+        assert_eq!(full.http_status(), S::SERVICE_UNAVAILABLE);
         assert!(!Error::Internal("/secret".into()).public_message().contains("/secret"));
         assert_eq!(Error::NotFound("no such".into()).public_message(), "no such");
     }

@@ -4,9 +4,13 @@
 //! `GET /metrics` of `--metrics-listen` (off by default).
 //!
 //! Labels hold only method names, status names and fixed reasons: never a
-//! token, an identifier or anything else a caller sent.
+//! token, an identifier or anything else a caller sent. A method or route
+//! gets a label of its own only when it is known in advance (gRPC methods
+//! from the service descriptors, web routes from the router's templates);
+//! everything else counts under `other`, so invented paths can neither grow
+//! the table nor push a real method out of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,9 +27,8 @@ use crate::service::Service;
 /// Upper bounds (seconds) of the call duration histogram.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-/// Distinct method labels kept; further paths count as `other`, so a client
-/// inventing paths cannot grow the table.
-const MAX_METHODS: usize = 128;
+/// The label of every call or request whose method or route is not known.
+pub const OTHER: &str = "other";
 
 #[derive(Default, Debug)]
 struct CallStats {
@@ -35,28 +38,96 @@ struct CallStats {
     buckets: [u64; BUCKETS.len()],
 }
 
+impl CallStats {
+    fn add(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        self.count += 1;
+        self.seconds += seconds;
+        if let Some(i) = BUCKETS.iter().position(|&b| seconds <= b) {
+            self.buckets[i] += 1;
+        }
+    }
+}
+
+/// Every gRPC method this process serves, as `/package.Service/Method`,
+/// read from the encoded service descriptors (the contract, health and
+/// reflection), so the list cannot drift from what is served.
+pub fn grpc_methods() -> BTreeSet<String> {
+    use prost::Message as _;
+    let sets = [
+        ecocode_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    ];
+    let mut methods = BTreeSet::new();
+    for encoded in sets {
+        // The sets are compiled into the binary; one that does not decode
+        // leaves its methods under `other`, it does not stop the server.
+        let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else { continue };
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    let service = match package {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    methods.insert(format!("/{service}/{}", method.name()));
+                }
+            }
+        }
+    }
+    methods
+}
+
 /// The counters of one server.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Calls admitted and not yet answered; the call guard limits it.
     pub(crate) in_progress: AtomicUsize,
+    /// The gRPC paths that get a label of their own.
+    methods: BTreeSet<String>,
     calls: Mutex<BTreeMap<(String, i32), CallStats>>,
+    /// Web requests by route template (`/e/{uscc}`, never the path sent)
+    /// and HTTP status.
+    requests: Mutex<BTreeMap<(String, u16), CallStats>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+impl Default for Metrics {
+    /// Counters that know every method this process serves.
+    fn default() -> Metrics {
+        Metrics::with_methods(grpc_methods())
+    }
+}
+
 impl Metrics {
+    /// Counters that label only the gRPC paths in `methods`.
+    pub fn with_methods(methods: BTreeSet<String>) -> Metrics {
+        Metrics {
+            in_progress: AtomicUsize::new(0),
+            methods,
+            calls: Mutex::default(),
+            requests: Mutex::default(),
+            rejected: Mutex::default(),
+        }
+    }
+
     /// Counts one finished call of `method` (the gRPC path) that ended with
-    /// `code` after `elapsed`.
+    /// `code` after `elapsed`; an unknown path counts as [`OTHER`].
     pub fn call(&self, method: &str, code: Code, elapsed: Duration) {
-        let Ok(mut calls) = self.calls.lock() else { return };
-        let known = calls.keys().any(|(m, _)| m == method);
-        let method = if known || calls.len() < MAX_METHODS { method } else { "other" };
-        let stats = calls.entry((method.to_owned(), code as i32)).or_default();
-        let seconds = elapsed.as_secs_f64();
-        stats.count += 1;
-        stats.seconds += seconds;
-        if let Some(i) = BUCKETS.iter().position(|&b| seconds <= b) {
-            stats.buckets[i] += 1;
+        let method = if self.methods.contains(method) { method } else { OTHER };
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.entry((method.to_owned(), code as i32)).or_default().add(elapsed);
+        }
+    }
+
+    /// Counts one answered web request: `route` is the router's template
+    /// that matched (`None`: no route did, counted as [`OTHER`]).
+    pub fn request(&self, route: Option<&str>, status: u16, elapsed: Duration) {
+        let route = route.unwrap_or(OTHER);
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.entry((route.to_owned(), status)).or_default().add(elapsed);
         }
     }
 
@@ -72,7 +143,7 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP ecocode_grpc_calls_total Finished gRPC calls by method and status.\n");
         out.push_str("# TYPE ecocode_grpc_calls_total counter\n");
-        let calls = self.calls.lock().map(|c| snapshot(&c)).unwrap_or_default();
+        let calls = self.calls.lock().map(|c| snapshot(&*c)).unwrap_or_default();
         for ((method, code), stats) in &calls {
             let code = Code::from_i32(*code);
             let _ = writeln!(
@@ -94,6 +165,18 @@ impl Metrics {
             let _ = writeln!(out, "ecocode_grpc_call_seconds_bucket{{{labels},le=\"+Inf\"}} {}", stats.count);
             let _ = writeln!(out, "ecocode_grpc_call_seconds_sum{{{labels}}} {}", stats.seconds);
             let _ = writeln!(out, "ecocode_grpc_call_seconds_count{{{labels}}} {}", stats.count);
+        }
+        let requests = self.requests.lock().map(|r| snapshot(&*r)).unwrap_or_default();
+        out.push_str(
+            "# HELP ecocode_http_requests_total Answered web requests by route template and status.\n",
+        );
+        out.push_str("# TYPE ecocode_http_requests_total counter\n");
+        for ((route, status), stats) in &requests {
+            let _ = writeln!(
+                out,
+                "ecocode_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                stats.count
+            );
         }
         out.push_str("# HELP ecocode_grpc_calls_in_progress gRPC calls admitted and not yet answered.\n");
         out.push_str("# TYPE ecocode_grpc_calls_in_progress gauge\n");
@@ -118,9 +201,9 @@ impl Metrics {
     }
 }
 
-type CallTable = Vec<((String, i32), CallStats)>;
+type CallTable<K> = Vec<(K, CallStats)>;
 
-fn snapshot(calls: &BTreeMap<(String, i32), CallStats>) -> CallTable {
+fn snapshot<K: Clone>(calls: &BTreeMap<K, CallStats>) -> CallTable<K> {
     calls
         .iter()
         .map(|(k, s)| (k.clone(), CallStats { count: s.count, seconds: s.seconds, buckets: s.buckets }))
@@ -164,20 +247,29 @@ impl MetricsSource {
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// A scraper that has not sent its request by then is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes answered at once; a connection beyond them is closed. The
+/// endpoint's share of the process's file descriptors.
+pub const MAX_SCRAPES: usize = 8;
 
 /// Serves `GET /metrics` (HTTP/1.1, one request per connection) until
 /// `shutdown` resolves. A plain responder rather than a web framework: the
 /// endpoint answers one fixed path.
 pub async fn serve(listener: TcpListener, source: MetricsSource, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let scrapes = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    let Ok(scrape) = scrapes.clone().try_acquire_owned() else {
+                        source.metrics.reject("metrics_connections");
+                        continue;
+                    };
                     let source = source.clone();
                     tokio::spawn(async move {
                         let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &source)).await;
+                        drop(scrape);
                     });
                 }
                 Err(e) => {
@@ -233,14 +325,43 @@ mod tests {
         assert!(text.contains("ecocode_ledger_entries 7"));
     }
 
+    // Failure: the first 128 (path, code) pairs seen got labels, so invented
+    // paths sent first pushed the real methods into `other`.
     #[test]
-    fn invented_paths_cannot_grow_the_table() {
+    fn invented_paths_never_get_a_label_and_known_methods_always_do() {
         let m = Metrics::default();
-        for i in 0..(MAX_METHODS + 50) {
+        for i in 0..1000 {
             m.call(&format!("/x/{i}"), Code::Unimplemented, Duration::ZERO);
         }
+        m.call("/ecocode.v1.Scores/GetScore", Code::Ok, Duration::ZERO);
         let calls = m.calls.lock().unwrap();
-        assert_eq!(calls.len(), MAX_METHODS + 1);
-        assert_eq!(calls[&("other".to_owned(), Code::Unimplemented as i32)].count, 50);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[&(OTHER.to_owned(), Code::Unimplemented as i32)].count, 1000);
+        assert_eq!(calls[&("/ecocode.v1.Scores/GetScore".to_owned(), Code::Ok as i32)].count, 1);
+    }
+
+    #[test]
+    fn the_known_methods_come_from_every_served_descriptor() {
+        let methods = grpc_methods();
+        for method in [
+            "/ecocode.v1.Registry/RegisterEnterprise",
+            "/ecocode.v1.Ingest/AppendRecords",
+            "/ecocode.v1.Scores/WatchCodes",
+            "/ecocode.v1.Ledger/GetCheckpoint",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(methods.contains(method), "{method} missing from {methods:?}");
+        }
+    }
+
+    #[test]
+    fn web_requests_are_counted_by_route_template() {
+        let m = Metrics::default();
+        m.request(Some("/e/{uscc}"), 200, Duration::ZERO);
+        m.request(None, 404, Duration::ZERO);
+        let text = m.render(0, None);
+        assert!(text.contains("ecocode_http_requests_total{route=\"/e/{uscc}\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("ecocode_http_requests_total{route=\"other\",status=\"404\"} 1"), "{text}");
     }
 }

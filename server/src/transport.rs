@@ -6,7 +6,16 @@
 //!
 //! The limits on calls are enforced by the `calls` module; this one owns
 //! their settings and the connection itself.
+//!
+//! It also owns the process's file-descriptor budget
+//! ([`DescriptorBudget`]): each listener holds at most its cap of
+//! connections (gRPC `--max-connections`, the web page's
+//! `--http-max-connections`, the HJ 212 gateway's
+//! `--hj212-max-connections`, a few metrics scrapes), and the caps plus a
+//! reserve for the stores must fit in `RLIMIT_NOFILE`, or the server does
+//! not start. So no listener can take the descriptors another one needs.
 
+use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +54,9 @@ pub struct TransportConfig {
     pub max_calls_per_connection: usize,
     /// Calls in progress in the whole server before further calls are shed.
     pub max_calls: usize,
+    /// gRPC connections open at once; further ones are closed as they are
+    /// accepted. gRPC's share of the process's file descriptors.
+    pub max_connections: usize,
     /// A request stream that sends nothing for this long is ended with
     /// `DEADLINE_EXCEEDED`.
     pub stream_idle_timeout: Duration,
@@ -70,6 +82,7 @@ impl Default for TransportConfig {
             max_concurrent_streams: 256,
             max_calls_per_connection: 256,
             max_calls: 2_048,
+            max_connections: 1_024,
             stream_idle_timeout: Duration::from_secs(60),
             connection_idle_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(30),
@@ -133,22 +146,35 @@ fn read_pem(path: &Path, flag: &str) -> Result<Vec<u8>> {
 /// Every connection is closed, whatever it is doing, when `close` fires:
 /// the last step of a shutdown, for peers that keep a connection open after
 /// their calls were cancelled (e.g. by not reading their answers).
+///
+/// At most `max_connections` are open at once: one accepted beyond that is
+/// closed at once (counted as `connections_total`), so gRPC never holds
+/// more than its share of the process's file descriptors.
 pub fn incoming(
     listener: TcpListener,
     idle_timeout: Duration,
+    max_connections: usize,
     metrics: Arc<Metrics>,
     close: CancellationToken,
 ) -> impl Stream<Item = io::Result<Connection>> {
+    let open = Arc::new(AtomicUsize::new(0));
     futures::stream::unfold((listener, Duration::ZERO), move |(listener, mut backoff)| {
         let metrics = metrics.clone();
         let close = close.clone();
+        let open = open.clone();
         async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        let Some(slot) = OpenConnection::admit(&open, max_connections) else {
+                            metrics.reject("connections_total");
+                            tracing::debug!(%peer, max_connections, "gRPC connection refused: at --max-connections");
+                            drop(stream);
+                            continue;
+                        };
                         // Small gRPC answers should not wait for Nagle.
                         let _ = stream.set_nodelay(true);
-                        let connection = Connection::new(stream, peer, idle_timeout, close);
+                        let connection = Connection::new(stream, peer, idle_timeout, close, slot);
                         return Some((Ok(connection), (listener, Duration::ZERO)));
                     }
                     // The peer gave up before we accepted: nothing to wait for.
@@ -163,6 +189,25 @@ pub fn incoming(
             }
         }
     })
+}
+
+/// One open gRPC connection, counted until it is dropped.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn admit(open: &Arc<AtomicUsize>, max: usize) -> Option<OpenConnection> {
+        if open.fetch_add(1, Ordering::AcqRel) >= max {
+            open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(OpenConnection(open.clone()))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The wait after a failed `accept`: 5 ms, doubling up to a second.
@@ -239,6 +284,7 @@ pub struct Connection {
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
     idle_timeout: Duration,
     info: ConnectionInfo,
+    _slot: OpenConnection,
 }
 
 impl Connection {
@@ -247,6 +293,7 @@ impl Connection {
         peer: SocketAddr,
         idle_timeout: Duration,
         close: CancellationToken,
+        slot: OpenConnection,
     ) -> Connection {
         let calls = Arc::new(ConnectionCalls::new());
         Connection {
@@ -255,6 +302,7 @@ impl Connection {
             closed: Box::pin(close.cancelled_owned()),
             idle_timeout,
             info: ConnectionInfo { peer, calls },
+            _slot: slot,
         }
     }
 }
@@ -320,9 +368,133 @@ impl AsyncWrite for Connection {
     }
 }
 
+/// File descriptors kept for everything but the listeners' connections:
+/// the stores' files (sled's logs and snapshots, the inquiry log, the
+/// gateway's state, the principals), PostgreSQL connections, the listening
+/// sockets, the runtime's own, log files and exports. Measured: 19 open
+/// after the start on sled with every listener on; the PostgreSQL pools add
+/// at most about 40 connections. The rest is headroom.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// How the three listeners (and the metrics endpoint) share the process's
+/// `RLIMIT_NOFILE`: each may hold at most its cap of connections, and the
+/// caps plus [`RESERVED_DESCRIPTORS`] must fit in the limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorBudget {
+    /// `(flag, connections)` of every listener that is on.
+    pub shares: Vec<(&'static str, u64)>,
+    pub reserve: u64,
+}
+
+impl DescriptorBudget {
+    /// Descriptors the caps need, the reserve included.
+    pub fn needed(&self) -> u64 {
+        self.shares.iter().map(|(_, n)| n).sum::<u64>() + self.reserve
+    }
+
+    /// Checks `RLIMIT_NOFILE` against [`DescriptorBudget::needed`]. A soft
+    /// limit below it is raised when the hard limit allows (as the Go
+    /// runtime does); a hard limit below it stops the start with what to
+    /// raise, to what, or which caps to lower. Answers the limit in force.
+    pub fn ensure(&self) -> Result<u64> {
+        let needed = self.needed();
+        let Some((soft, hard)) = nofile_limit() else {
+            tracing::warn!(
+                needed,
+                "cannot read RLIMIT_NOFILE here; the connection caps are not checked against it"
+            );
+            return Ok(needed);
+        };
+        if soft >= needed {
+            return Ok(soft);
+        }
+        if hard >= needed && raise_nofile(needed, hard) {
+            tracing::info!(
+                from = soft,
+                to = needed,
+                "raised the soft RLIMIT_NOFILE to what the connection caps need"
+            );
+            return Ok(needed);
+        }
+        Err(Error::FailedPrecondition(self.too_low(soft, hard)))
+    }
+
+    fn too_low(&self, soft: u64, hard: u64) -> String {
+        let needed = self.needed();
+        let mut parts = String::new();
+        for (flag, n) in &self.shares {
+            let _ = write!(parts, "{flag} {n} + ");
+        }
+        format!(
+            "the process may open {soft} files (RLIMIT_NOFILE; hard limit {hard}) but the connection caps need \
+             {needed}: {parts}{} for the stores and files. Raise the limit to at least {needed} \
+             (`ulimit -n {needed}` before `ecocode serve`, or LimitNOFILE={needed} in its systemd unit), \
+             or lower those caps so that they fit",
+            self.reserve
+        )
+    }
+}
+
+/// `(soft, hard)` `RLIMIT_NOFILE` of this process; `None` where there is
+/// no such limit to read. "Unlimited" reads as `u64::MAX`.
+fn nofile_limit() -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        rlimit::getrlimit(rlimit::Resource::NOFILE).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+fn raise_nofile(soft: u64, hard: u64) -> bool {
+    #[cfg(unix)]
+    {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (soft, hard);
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_descriptor_budget_that_does_not_fit_names_every_cap_and_what_to_raise() {
+        let budget = DescriptorBudget {
+            shares: vec![("--max-connections", 1024), ("--http-max-connections", 1024)],
+            reserve: RESERVED_DESCRIPTORS,
+        };
+        assert_eq!(budget.needed(), 2304);
+        let message = budget.too_low(1024, 1024);
+        for part in [
+            "--max-connections 1024",
+            "--http-max-connections 1024",
+            "at least 2304",
+            "ulimit -n 2304",
+            "LimitNOFILE=2304",
+        ] {
+            assert!(message.contains(part), "{message}");
+        }
+        // This process's limit is what it is; a budget of one descriptor fits.
+        let tiny = DescriptorBudget { shares: vec![], reserve: 1 };
+        assert!(tiny.ensure().is_ok());
+    }
+
+    #[test]
+    fn a_connection_slot_is_refused_at_the_cap_and_freed_on_drop() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let a = OpenConnection::admit(&open, 2).unwrap();
+        let _b = OpenConnection::admit(&open, 2).unwrap();
+        assert!(OpenConnection::admit(&open, 2).is_none());
+        drop(a);
+        assert!(OpenConnection::admit(&open, 2).is_some());
+    }
 
     #[test]
     fn a_connection_refuses_calls_beyond_its_limit_and_frees_them_again() {

@@ -512,7 +512,7 @@ async fn a_connection_that_never_finishes_its_request_head_is_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start_with(|c| {
         c.http_listen = Some("127.0.0.1:0".parse().unwrap());
-        c.web.header_read_timeout = std::time::Duration::from_millis(200);
+        c.web.request_timeout = std::time::Duration::from_millis(200);
     })
     .await;
     let mut slow = tokio::net::TcpStream::connect(server.http.unwrap()).await.unwrap();

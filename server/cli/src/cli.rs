@@ -15,6 +15,7 @@ use ecocode_proto::v1 as pb;
 use scoring::{Model, Timestamp};
 use server::convert::to_proto;
 use server::principals::{PrincipalStore, Role};
+use server::web::WebConfig;
 use server::{App, Config, GatewayConfig, TlsFiles, TransportConfig};
 
 use crate::client::{Connection, authed, channel, progress_bar, status_error};
@@ -291,7 +292,41 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_http_listen)]
     pub http_listen: HttpListen,
     #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
     pub transport: TransportArgs,
+}
+
+/// The web listener's limits and public address; defaults in README.md.
+#[derive(Args, Debug)]
+pub struct WebArgs {
+    /// The page's address as visitors reach it (e.g. https://ecocode.example.gov.cn): the
+    /// origin of QR codes and feed links, never taken from a request's Host
+    /// [default: http:// and the --http-listen address].
+    #[arg(long, value_parser = server::web::parse_public_url)]
+    pub public_url: Option<String>,
+    /// Web connections open at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = WebConfig::default().max_connections)]
+    pub http_max_connections: usize,
+    /// Web connections open at once from one IP address; more are answered 503 and closed.
+    #[arg(long, default_value_t = WebConfig::default().max_connections_per_peer)]
+    pub http_max_connections_per_peer: usize,
+    /// A web request's head and body must both arrive within this long (ms) of the
+    /// connection being ready for it; else 408 and the connection is closed.
+    #[arg(long, default_value_t = millis(WebConfig::default().request_timeout))]
+    pub http_request_timeout_ms: u64,
+}
+
+impl WebArgs {
+    fn config(self) -> WebConfig {
+        WebConfig {
+            public_url: self.public_url,
+            max_connections: self.http_max_connections,
+            max_connections_per_peer: self.http_max_connections_per_peer,
+            request_timeout: Duration::from_millis(self.http_request_timeout_ms),
+            ..WebConfig::default()
+        }
+    }
 }
 
 /// `--http-listen`: an address, or `off`.
@@ -414,6 +449,9 @@ pub struct TransportArgs {
     /// Calls in progress in the whole server before further ones are shed.
     #[arg(long, default_value_t = TransportConfig::default().max_calls)]
     pub max_calls: usize,
+    /// gRPC connections open at once; more are closed as they are accepted.
+    #[arg(long, default_value_t = TransportConfig::default().max_connections)]
+    pub max_connections: usize,
     /// End a request stream that sends nothing for this long (ms).
     #[arg(long, default_value_t = millis(TransportConfig::default().stream_idle_timeout))]
     pub stream_idle_timeout_ms: u64,
@@ -448,6 +486,7 @@ impl TransportArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             max_calls_per_connection: self.max_calls_per_connection,
             max_calls: self.max_calls,
+            max_connections: self.max_connections,
             stream_idle_timeout: Duration::from_millis(self.stream_idle_timeout_ms),
             connection_idle_timeout: Duration::from_millis(self.connection_idle_timeout_ms),
             keepalive_interval: Duration::from_millis(self.keepalive_interval_ms),
@@ -582,7 +621,11 @@ pub async fn serve(
     config.gateway = args.hj212.apply(config.gateway);
     config.metrics_listen = args.metrics_listen;
     config.http_listen = args.http_listen.0;
+    config.web = args.web.config();
     config.transport = args.transport.config();
+    // Checked before the stores are opened, and with its own message: the
+    // listeners' caps must fit in the process's file-descriptor limit.
+    config.descriptor_budget().ensure().context("cannot start: too few file descriptors")?;
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
         bar.set_length(total);

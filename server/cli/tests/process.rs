@@ -485,3 +485,69 @@ async fn logs_carry_no_tokens_or_record_contents_even_at_trace_level() {
         assert!(!log.contains(secret), "the log shows {secret:?}");
     }
 }
+
+/// `ecocode serve` under `ulimit -n nofile` (soft and hard), on free ports.
+fn serve_with_nofile(dir: &Path, nofile: u32, more: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(ECOCODE)
+        .args(["serve", "--data", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--http-listen", "127.0.0.1:0"])
+        .args(more)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+// Failure: nothing checked the listeners' caps against RLIMIT_NOFILE; under
+// a limit of 256, half-sent web bodies took every descriptor and gRPC calls
+// and an HJ 212 device starved.
+#[tokio::test]
+async fn serve_refuses_to_start_when_nofile_is_too_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve_with_nofile(dir.path(), 300, &[]).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "RLIMIT_NOFILE",
+        "--max-connections 1024",
+        "--http-max-connections 1024",
+        "for the stores and files",
+        "ulimit -n 2304",
+        "LimitNOFILE=2304",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing: {stderr}");
+    }
+    assert!(dir.path().read_dir().unwrap().next().is_none(), "nothing was opened before the check");
+
+    // Caps that fit start, and hold: 400 connections to the web port (more
+    // than the whole limit) leave gRPC answering.
+    let token = add_principal(dir.path(), "ops", "admin");
+    let caps = ["--max-connections", "16", "--http-max-connections", "16"];
+    let mut child = serve_with_nofile(dir.path(), 300, &caps).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut web, mut grpc) = (None, None);
+    while grpc.is_none() {
+        let line = lines.next_line().await.unwrap().expect("server printed its addresses before exiting");
+        if let Some(rest) = line.strip_prefix("web page on http://") {
+            web = Some(rest.split('/').next().unwrap().to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("ecocode listening on ") {
+            grpc = Some(format!("http://{}", rest.split(' ').next().unwrap()));
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let web = web.expect("the web page is on");
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        flood.push(tokio::net::TcpStream::connect(&web).await.expect("the web port keeps accepting"));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(grpc.unwrap()).unwrap().connect().await.unwrap();
+    let mut ledger = pb::ledger_client::LedgerClient::new(channel);
+    ledger.get_checkpoint(authed(&token, pb::GetCheckpointRequest {})).await.expect("gRPC still answers");
+    drop(flood);
+    terminate(child).await;
+}

@@ -105,20 +105,11 @@ fn parse_uscc(text: &str) -> Result<Uscc> {
     Ok(Uscc::parse(text.trim())?)
 }
 
-/// `http://<host>` of the request, for the URLs in QR codes and feeds: the
-/// `Host` header when it is a plain host name or address, otherwise the
-/// listener's own address.
-fn base_url(st: &WebState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        })
-        .map_or_else(|| st.local.to_string(), str::to_owned);
-    format!("http://{host}")
+/// The origin of the URLs in QR codes and feeds: `--public-url` (or the
+/// listener's address), never the request's `Host`, which the client
+/// chooses and would turn a QR code into a link to its own site.
+fn base_url(st: &WebState) -> String {
+    st.public_url.to_string()
 }
 
 fn date(t: Timestamp) -> String {
@@ -165,7 +156,7 @@ pub async fn enterprise(
     let uscc = parse_uscc(&uscc)?;
     let signed = signed_in(&st, &headers);
     let reader = page_reader(&signed, &uscc);
-    let base = base_url(&st, &headers);
+    let base = base_url(&st);
     let (data, view) = page_data(&st, &reader, &uscc, &base, query.att.as_deref()).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
@@ -471,14 +462,10 @@ fn filings(st: &WebState, view: &PageView) -> Vec<Filing> {
     out
 }
 
-pub async fn feed(
-    State(st): State<WebState>,
-    Path(uscc): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
+pub async fn feed(State(st): State<WebState>, Path(uscc): Path<String>) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
     let reader = Principal::public();
-    let base = base_url(&st, &headers);
+    let base = base_url(&st);
     let (data, _) = page_data(&st, &reader, &uscc, &base, None).await?;
     let mut entries = Vec::new();
     let mut previous: Option<&str> = None;

@@ -7,6 +7,13 @@
 //! at its next request. Sessions end after [`SESSION_LIFETIME`], on sign-out
 //! and when the server restarts.
 //!
+//! Bounds: one principal holds at most [`MAX_SESSIONS_PER_PRINCIPAL`]
+//! sessions; its next sign-in ends its own oldest one. The whole table
+//! holds at most [`MAX_SESSIONS`]; when it is full of live sessions a new
+//! sign-in is refused (`503`, try later) rather than ending someone
+//! else's session, so no principal, however often it signs in, can sign
+//! another out.
+//!
 //! CSRF: every form carries a token that must match (the session's own
 //! token; before sign-in, a token in a short-lived pre-session cookie), and
 //! a request whose `Origin` or `Sec-Fetch-Site` says it came from another
@@ -29,19 +36,32 @@ pub const SESSION_COOKIE: &str = "ecocode_session";
 pub const SIGNIN_COOKIE: &str = "ecocode_signin";
 /// How long a session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
-/// Most sessions held at once; the oldest go first.
+/// Most sessions held at once, all principals together; beyond it new
+/// sign-ins are refused until sessions end.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most sessions of one principal (a few browsers, a shared desk); its
+/// next sign-in ends its own oldest session.
+pub const MAX_SESSIONS_PER_PRINCIPAL: usize = 16;
 
 struct Session {
     token: String,
+    /// The principal's name when the session started: whose quota it counts in.
+    principal: String,
     csrf: String,
     started: Instant,
 }
 
 /// The signed-in sessions of one server.
-#[derive(Default)]
 pub struct Sessions {
     by_id: Mutex<HashMap<String, Session>>,
+    max_total: usize,
+    max_per_principal: usize,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions::with_limits(MAX_SESSIONS, MAX_SESSIONS_PER_PRINCIPAL)
+    }
 }
 
 /// A signed-in visitor: the principal and the CSRF token its forms carry.
@@ -52,9 +72,26 @@ pub struct SignedIn {
 }
 
 impl Sessions {
+    /// A table holding at most `max_total` sessions, `max_per_principal` of
+    /// any one principal.
+    pub fn with_limits(max_total: usize, max_per_principal: usize) -> Sessions {
+        Sessions { by_id: Mutex::default(), max_total, max_per_principal: max_per_principal.max(1) }
+    }
+
     /// Starts a session for `token` if it authenticates; answers the new
-    /// session id.
+    /// session id. Ends the principal's own oldest session when it holds
+    /// its quota; refuses (`UNAVAILABLE`) when the table is full of live
+    /// sessions of others.
     pub fn start(&self, principals: &PrincipalStore, token: &str) -> Result<(String, Principal)> {
+        self.start_at(principals, token, Instant::now())
+    }
+
+    fn start_at(
+        &self,
+        principals: &PrincipalStore,
+        token: &str,
+        now: Instant,
+    ) -> Result<(String, Principal)> {
         let principal = principals.authenticate(token).ok_or_else(|| {
             Error::Unauthenticated(
                 "unknown token, or its principal was revoked; ask the operator for a token".into(),
@@ -62,15 +99,41 @@ impl Sessions {
         })?;
         let (id, csrf) = (random_token()?, random_token()?);
         let mut sessions = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        sessions.retain(|_, s| now.duration_since(s.started) < SESSION_LIFETIME);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.started).map(|(id, _)| id.clone())
-        {
-            sessions.remove(&oldest);
+        let alive = |s: &Session| now.saturating_duration_since(s.started) < SESSION_LIFETIME;
+        if sessions.len() >= self.max_total {
+            sessions.retain(|_, s| alive(s));
         }
-        sessions.insert(id.clone(), Session { token: token.to_owned(), csrf, started: now });
+        let own: Vec<(&String, &Session)> =
+            sessions.iter().filter(|(_, s)| s.principal == principal.name && alive(s)).collect();
+        if own.len() >= self.max_per_principal {
+            // Only this principal's sessions are candidates: its many
+            // sign-ins never cost anyone else theirs.
+            if let Some(oldest) = own.iter().min_by_key(|(_, s)| s.started).map(|(id, _)| (*id).clone()) {
+                sessions.remove(&oldest);
+            }
+        } else if sessions.len() >= self.max_total {
+            return Err(Error::Unavailable(format!(
+                "{} sessions are open, the most this server holds; try again later \
+                 (sessions end after {} hours or on sign-out)",
+                self.max_total,
+                SESSION_LIFETIME.as_secs() / 3600
+            )));
+        }
+        sessions.insert(
+            id.clone(),
+            Session { token: token.to_owned(), principal: principal.name.clone(), csrf, started: now },
+        );
         Ok((id, principal))
+    }
+
+    /// Sessions held, all principals together.
+    pub fn len(&self) -> usize {
+        self.by_id.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The signed-in visitor of a request, if its session is alive and its
@@ -184,6 +247,50 @@ mod tests {
         assert!(!csrf_ok(&headers(&[host, ("origin", "null")]), "t", "t"));
         let same = [host, ("origin", "null"), ("sec-fetch-site", "same-origin")];
         assert!(csrf_ok(&headers(&same), "t", "t"));
+    }
+
+    fn id_of(headers_id: &str) -> HeaderMap {
+        headers(&[("cookie", &format!("{SESSION_COOKIE}={headers_id}"))])
+    }
+
+    // Failure: 10 070 sign-ins of one principal evicted every other
+    // principal's session (a global cap of 10 000, oldest first).
+    #[test]
+    fn one_principal_signing_in_again_and_again_evicts_only_its_own_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let principals = PrincipalStore::open(dir.path()).unwrap();
+        let (a, b, c) = (
+            principals.add("bank-a", crate::principals::Role::Lender).unwrap(),
+            principals.add("bank-b", crate::principals::Role::Lender).unwrap(),
+            principals.add("bank-c", crate::principals::Role::Lender).unwrap(),
+        );
+        // A fresh load sees the three (a running server reloads by itself).
+        let principals = PrincipalStore::open(dir.path()).unwrap();
+        let sessions = Sessions::with_limits(6, 3);
+        let t = Instant::now();
+        let (b_id, _) = sessions.start_at(&principals, &b, t).unwrap();
+        let a_ids: Vec<String> = (1..=50)
+            .map(|i| sessions.start_at(&principals, &a, t + Duration::from_secs(i)).unwrap().0)
+            .collect();
+        assert_eq!(sessions.len(), 4, "bank-a keeps its quota of 3, bank-b its one");
+        assert!(sessions.resolve(&principals, &id_of(&b_id)).is_some(), "bank-b is still signed in");
+        assert!(sessions.resolve(&principals, &id_of(&a_ids[0])).is_none(), "bank-a's oldest ended");
+        assert!(sessions.resolve(&principals, &id_of(&a_ids[49])).is_some());
+        // Full of live sessions: a newcomer is refused, nobody is evicted.
+        sessions.start_at(&principals, &c, t).unwrap();
+        sessions.start_at(&principals, &c, t).unwrap();
+        let refused = sessions.start_at(&principals, &c, t).unwrap_err();
+        assert!(matches!(refused, Error::Unavailable(_)), "{refused}");
+        assert_eq!(refused.http_status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(sessions.resolve(&principals, &id_of(&b_id)).is_some());
+        // A principal at its quota still signs in when the table is full:
+        // it ends its own oldest.
+        sessions.start_at(&principals, &a, t + Duration::from_secs(99)).unwrap();
+        assert_eq!(sessions.len(), 6);
+        // Expired sessions make room.
+        let later = t + SESSION_LIFETIME + Duration::from_secs(100);
+        sessions.start_at(&principals, &c, later).unwrap();
+        assert_eq!(sessions.len(), 1);
     }
 
     #[test]
