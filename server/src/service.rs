@@ -36,7 +36,10 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::principals::{Principal, Role};
 use crate::views::GatewayFigures;
-pub use crate::views::{BatchScores, CodeChange, PageView, ScorePage, ScoreView};
+pub use crate::views::{
+    BatchScores, CodeChange, MAX_PAGE_HISTORY, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScorePage,
+    ScoreView,
+};
 
 mod current;
 mod watch;
@@ -715,7 +718,6 @@ impl Service {
     /// not by how often its score changed. A lender's or regulator's read
     /// is one inquiry, as `GetScore`.
     pub async fn page(self: &Arc<Self>, who: &Principal, purpose: &str, uscc: &Uscc) -> Result<PageView> {
-        use crate::views::{MAX_PAGE_HISTORY, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS};
         let score = self.read_score(who, uscc, None, 0).await?;
         let (service, reader) = (self.clone(), who.clone());
         let page = blocking(move || {

@@ -21,8 +21,7 @@ use super::templates::*;
 use super::{WebState, chart, labels, qr};
 use crate::error::{Error, Result};
 use crate::principals::{Principal, Role};
-use crate::service::{ListQuery, MAX_PAGE, PageView, ScoreView};
-use crate::views::{MAX_PAGE_REASONS, PAGE_HISTORY_DAYS};
+use crate::service::{ListQuery, MAX_PAGE, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScoreView};
 
 /// The inquiry purpose of page reads that name none (`?purpose=`).
 const PURPOSE: &str = "web page";
