@@ -236,6 +236,48 @@ fn bounded_text<'a>(
     Ok(value)
 }
 
+/// Whether `c` acts on a terminal or reorders displayed text instead of
+/// being shown: C0 and C1 controls, DEL, and the bidirectional marks,
+/// embeddings, overrides and isolates.
+pub fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The rule for text a caller sends now (stored entries decode under the
+/// older, looser [`Record::new`] rule, so a ledger never stops decoding):
+/// no [`is_control`] character at all, except line breaks and tabs where
+/// `multiline`.
+pub fn check_new_text(field: &'static str, value: &str, multiline: bool) -> Result<(), ValidationError> {
+    let allowed = |c: char| multiline && (c == '\n' || c == '\t');
+    match value.chars().find(|&c| is_control(c) && !allowed(c)) {
+        None => Ok(()),
+        Some(c) => Err(ValidationError::new(
+            field,
+            format!(
+                "must not contain control characters or bidirectional overrides, found U+{:04X}",
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
+/// `text` with nothing that acts on a terminal or a page: line breaks and
+/// tabs become spaces, every other [`is_control`] character is dropped.
+/// For caller texts that are kept as they come rather than refused (an
+/// inquiry's purpose), at the edge where they enter.
+pub fn strip_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .filter_map(|c| match c {
+            c if c.is_whitespace() && is_control(c) => Some(' '),
+            c if is_control(c) => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
 /// ASCII letters, digits and `._-:`, as used for sources, kinds and keys.
 fn identifier<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a str, ValidationError> {
     if value.is_empty() {
@@ -290,6 +332,8 @@ mod tests {
         check(|f| f.occurred_at = None, "occurred_at: is required");
         check(|f| f.amount_yuan = -1, "amount_yuan: must not be negative");
         check(|f| f.description = "a\u{0}b", "description: must not contain control");
+        check(|f| f.description = "a\u{1b}[2Jb", "description: must not contain control");
+        check(|f| f.source_record_id = "a\u{9b}b", "source_record_id: must not contain control");
         check(
             |f| {
                 f.attributes = (0..33).map(|i| (format!("k{i}"), String::new())).collect();

@@ -14,14 +14,19 @@ mod domain;
 mod error;
 mod model;
 mod score;
+mod timeline;
 mod uscc;
 mod workflow;
 
 #[cfg(feature = "batch")]
 pub use batch::{evaluations_frame, score_all};
-pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
+pub use domain::{
+    Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, check_new_text,
+    is_control, limits, strip_controls,
+};
 pub use error::{Error, QUOTE_CHARS, Result, ValidationError, quoted};
 pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
 pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Reason};
+pub use timeline::{Step, summarize};
 pub use uscc::Uscc;
 pub use workflow::Ineligible;

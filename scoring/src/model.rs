@@ -314,6 +314,13 @@ impl Model {
                 format!("unknown kind {} in model {}", crate::quoted(&record.kind), self.version()),
             )
         })?;
+        // Texts come back to terminals and pages: a new record carries
+        // nothing that acts on them.
+        crate::check_new_text("source_record_id", &record.source_record_id, false)?;
+        crate::check_new_text("description", &record.description, true)?;
+        for value in record.attributes.values() {
+            crate::check_new_text("attributes value", value, false)?;
+        }
         let amount_tiered = self.inner.rule(&record.kind).is_some_and(|r| r.amount_tiered);
         if amount_tiered && record.amount_yuan <= 0 {
             return Err(ValidationError::new(

@@ -394,7 +394,7 @@ fn effects(rules: &Rules, entries: &[LedgerRecord], at: Timestamp, tree_size: u6
 }
 
 /// Remaining points after a verified rectification: magnitude − ⌊magnitude/2⌋.
-fn halve(points: i32) -> i32 {
+pub(crate) fn halve(points: i32) -> i32 {
     let magnitude = points.abs();
     (magnitude - magnitude / 2) * points.signum()
 }

@@ -48,13 +48,24 @@ fn purpose_of(metadata: &MetadataMap) -> Result<Purpose> {
     let text = value
         .to_str()
         .map_err(|_| Error::InvalidArgument("x-ecocode-purpose: must be printable ASCII".into()))?;
+    Ok(Purpose(purpose_text("x-ecocode-purpose", text)?))
+}
+
+/// An inquiry purpose as it enters, from gRPC metadata or a web form:
+/// control characters (and the bidirectional overrides that reorder
+/// text) stripped, trimmed, at most [`MAX_PURPOSE_BYTES`]. The purpose is
+/// shown to the enterprise, on its terminal (`ecocode inquiries`) and its
+/// pages, so nothing in it may act on them.
+pub fn purpose_text(field: &str, text: &str) -> Result<String> {
+    let text = scoring::strip_controls(text);
+    let text = text.trim();
     if text.len() > MAX_PURPOSE_BYTES {
         return Err(Error::InvalidArgument(format!(
-            "x-ecocode-purpose: at most {MAX_PURPOSE_BYTES} bytes, got {}",
+            "{field}: at most {MAX_PURPOSE_BYTES} bytes, got {}",
             text.len()
         )));
     }
-    Ok(Purpose(text.to_owned()))
+    Ok(text.to_owned())
 }
 
 /// The purpose [`Authenticate`] put into `request`.
@@ -237,18 +248,59 @@ pub fn may_read_ledger(p: &Principal) -> Result<()> {
     }
 }
 
-/// Entries are readable by everyone with ledger access, except that an
-/// enterprise reads only entries about itself.
-pub fn may_read_entry(p: &Principal, subject: &[u8], seq: u64) -> Result<()> {
+/// What a ledger entry is, as far as [`may_read_entry`] needs to know.
+#[derive(Clone, Copy, Debug)]
+pub enum EntryKind<'a> {
+    /// A record about a registered enterprise; `class` is its kind's class
+    /// under the model (`None`: a kind the model does not know).
+    Record { enterprise: &'a Enterprise, class: Option<KindClass> },
+    /// An enterprise's registration or a change of its details or status.
+    Enterprise(&'a Enterprise),
+    /// A monitoring point of an enterprise: its device, limits and the
+    /// verifier of the device's password.
+    MonitoringPoint(&'a Enterprise),
+    /// About no registered enterprise: platform outages.
+    Platform,
+}
+
+/// The entry policy of `GetEntry` and `ListEntries`: whether `p` may read
+/// entry `seq`. An entry is given whole or not at all: its payload bytes
+/// are what its entry hash and every inclusion proof cover, so a payload
+/// with texts cut out would no longer verify. Records follow
+/// [`may_see_record`], the same rule as the page; registrations follow
+/// [`may_read_score`]; monitoring points (device credentials) go only to
+/// the enterprise itself, its regulators and admins; platform outages to
+/// every principal but enterprises (which read only entries about
+/// themselves) and the public (which reads only the records behind a code).
+pub fn may_read_entry(p: &Principal, seq: u64, what: EntryKind<'_>) -> Result<()> {
     may_read_ledger(p)?;
-    match &p.role {
-        Role::Public => {
-            Err(denied(p, &format!("read entry {seq}; the public reads only the records behind a code")))
+    match what {
+        EntryKind::Record { enterprise, class } => may_see_record(p, enterprise, class),
+        EntryKind::Enterprise(e) if p.role != Role::Public => may_read_score(p, e),
+        EntryKind::MonitoringPoint(e) => match &p.role {
+            Role::Admin => Ok(()),
+            Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
+            Role::Enterprise { uscc } if *uscc == e.uscc.as_str() => Ok(()),
+            _ => Err(denied(
+                p,
+                &format!(
+                    "read entry {seq}, a monitoring point of {}; devices are read by the enterprise, \
+                     its regulators and admins",
+                    e.uscc
+                ),
+            )),
+        },
+        EntryKind::Platform if matches!(p.role, Role::Admin | Role::Regulator { .. } | Role::Lender) => {
+            Ok(())
         }
-        Role::Enterprise { uscc } if uscc.as_bytes() != subject => {
-            Err(denied(p, &format!("read entry {seq}, which is not about {uscc}")))
-        }
-        _ => Ok(()),
+        EntryKind::Enterprise(_) | EntryKind::Platform => match &p.role {
+            Role::Enterprise { uscc } => {
+                Err(denied(p, &format!("read entry {seq}, which is not about {uscc}")))
+            }
+            _ => {
+                Err(denied(p, &format!("read entry {seq}; the public reads only the records behind a code")))
+            }
+        },
     }
 }
 
@@ -267,13 +319,23 @@ pub fn may_read_entry(p: &Principal, subject: &[u8], seq: u64) -> Result<()> {
 //   or has a rectification pending.
 // * Checkpoints, tree heads and proofs: public (they reveal no content).
 // * Not public: the workflow filings themselves (an enterprise's dispute
-//   and rectification texts and evidence references), any other ledger
-//   entry (monitoring points, outages), and the inquiry log, never.
-//   Public reads are never inquiries (see `Service::inquire`).
+//   and rectification texts and evidence references, and the regulators'
+//   decisions on them), any other ledger entry (monitoring points,
+//   outages), and the inquiry log, never. Public reads are never inquiries
+//   (see `Service::inquire`).
+//
+// A lender sees what the public sees of records (and, as a principal, the
+// registrations, the outages and its own inquiries): the one rule is
+// `may_see_record`, applied by the page, its JSON and feed, the proof
+// downloads, `GetEntry` and `ListEntries` alike. A signed-in lender's or
+// regulator's page read is an inquiry, as the gRPC reads are.
 
-/// Whether `p` may see a record of this kind of enterprise `e` (on its page
-/// and as a ledger entry with its proof). `class` is the kind's class under
-/// the model; `None` for kinds the model does not know.
+/// Which records of enterprise `e` `p` sees, on every path that returns
+/// them (its page, JSON, feed and proof downloads; `GetEntry` and
+/// `ListEntries`; the reasons of a score are scored records, which every
+/// reader of the score sees): a record is seen whole or not at all.
+/// `class` is the kind's class under the model; `None` for kinds the model
+/// does not know.
 pub fn may_see_record(p: &Principal, e: &Enterprise, class: Option<KindClass>) -> Result<()> {
     may_read_score(p, e)?;
     match (&p.role, class) {
@@ -284,6 +346,13 @@ pub fn may_see_record(p: &Principal, e: &Enterprise, class: Option<KindClass>) -
         )),
         _ => Ok(()),
     }
+}
+
+/// Whether `p` sees the workflow filings of `e` (and what follows from
+/// them, such as why credit repair cannot be granted yet): the rule of
+/// [`may_see_record`] for a filing.
+pub fn may_see_filings(p: &Principal, e: &Enterprise) -> bool {
+    may_see_record(p, e, Some(KindClass::Workflow(WorkflowKind::DisputeOpened))).is_ok()
 }
 
 #[cfg(test)]
@@ -316,7 +385,9 @@ mod tests {
         let workflow = Some(dispute);
         assert!(may_see_record(&public, &e, workflow).is_err());
         assert!(may_see_record(&public, &e, None).is_err());
-        assert!(may_read_entry(&public, b"91330421739237858X", 3).is_err());
+        assert!(may_read_entry(&public, 3, EntryKind::Enterprise(&e)).is_err());
+        assert!(may_read_entry(&public, 3, EntryKind::Platform).is_err());
+        assert!(may_read_entry(&public, 3, EntryKind::Record { enterprise: &e, class: workflow }).is_err());
         assert!(list_scope(&public, "").is_err());
         assert!(may_register(&public, &e).is_err());
         assert!(may_append_for(&public, &e).is_err());
@@ -332,5 +403,41 @@ mod tests {
         let workflow = Some(KindClass::Workflow(WorkflowKind::RectificationSubmitted));
         assert!(may_see_record(&own, &enterprise(), workflow).is_ok());
         assert!(may_see_record(&other, &enterprise(), scored()).is_err());
+    }
+
+    /// What broke: `ListEntries` gave lenders the dispute texts and
+    /// evidence the page hides from them.
+    #[test]
+    fn a_lender_reads_entries_by_the_record_rule_of_the_page() {
+        let lender = Principal { name: "bank".into(), role: Role::Lender };
+        let e = enterprise();
+        let filing = Some(KindClass::Workflow(WorkflowKind::DisputeOpened));
+        let decision = Some(KindClass::Workflow(WorkflowKind::RecordVoided));
+        for class in [scored(), filing, decision, None] {
+            assert_eq!(
+                may_read_entry(&lender, 1, EntryKind::Record { enterprise: &e, class }).is_ok(),
+                may_see_record(&lender, &e, class).is_ok(),
+                "{class:?}"
+            );
+        }
+        assert!(may_read_entry(&lender, 1, EntryKind::Record { enterprise: &e, class: scored() }).is_ok());
+        assert!(may_read_entry(&lender, 1, EntryKind::Record { enterprise: &e, class: filing }).is_err());
+        assert!(may_read_entry(&lender, 1, EntryKind::MonitoringPoint(&e)).is_err());
+        assert!(may_read_entry(&lender, 1, EntryKind::Enterprise(&e)).is_ok());
+        let elsewhere = Principal { name: "sh".into(), role: Role::Regulator { region_prefix: "31".into() } };
+        assert!(
+            may_read_entry(&elsewhere, 1, EntryKind::Record { enterprise: &e, class: scored() }).is_err()
+        );
+        let here = Principal { name: "zj".into(), role: Role::Regulator { region_prefix: "33".into() } };
+        assert!(may_read_entry(&here, 1, EntryKind::MonitoringPoint(&e)).is_ok());
+        assert!(may_read_entry(&here, 1, EntryKind::Record { enterprise: &e, class: filing }).is_ok());
+    }
+
+    #[test]
+    fn purposes_lose_their_control_characters_where_they_enter() {
+        let text = purpose_text("purpose", " LA-7\u{1b}[2J\nat 2026-01-01 ADMIN read\t\u{202e}x ").unwrap();
+        assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+        assert!(text.starts_with("LA-7") && text.contains("[2J"), "{text:?}");
+        assert!(purpose_text("purpose", &"x".repeat(MAX_PURPOSE_BYTES + 1)).is_err());
     }
 }

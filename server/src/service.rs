@@ -36,7 +36,10 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::principals::{Principal, Role};
 use crate::views::GatewayFigures;
-pub use crate::views::{BatchScores, CodeChange, PageView, ScorePage, ScoreView};
+pub use crate::views::{
+    BatchScores, CodeChange, MAX_PAGE_HISTORY, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScorePage,
+    ScoreView,
+};
 
 mod current;
 mod watch;
@@ -48,7 +51,8 @@ pub const MAX_BATCH: usize = 10_000;
 /// Scores per `ListScores` page: the default and the most.
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1_000;
-/// Most points one `GetScoreHistory` call may examine.
+/// Most changes of points, grade or colour one `GetScoreHistory` call
+/// answers (the page summarizes instead: [`crate::views::MAX_PAGE_HISTORY`]).
 pub const MAX_HISTORY_POINTS: usize = 10_000;
 /// Most workflow steps (disputes, rectifications) one enterprise may file
 /// in 24 hours: each re-reads its history, and a flood is no complaint.
@@ -618,22 +622,20 @@ impl Service {
         let points = blocking(move || {
             let records = service.records_of(first.enterprise.uscc.as_str())?;
             let tree_size = first.tree_size;
-            let changes = service.model.change_points(&records, from, to, tree_size);
+            // The instants where points, grade or colour change come from
+            // one sweep; only those are evaluated in full (with reasons).
+            let changes = service.model.timeline(&records, from, to, tree_size);
             if changes.len() > MAX_HISTORY_POINTS {
                 return Err(Error::InvalidArgument(format!(
-                    "from/to: the period has {} change points, more than {MAX_HISTORY_POINTS}; ask for a shorter period",
-                    changes.len()
+                    "from/to: the score changes {} times in the period, more than {MAX_HISTORY_POINTS}; \
+                     ask for a shorter period",
+                    changes.len() - 1
                 )));
             }
-            let mut last = (first.evaluation.points, first.evaluation.grade, first.evaluation.code);
             let mut points = vec![first.clone()];
-            for t in changes {
-                let evaluation = service.model.score(&records, t, tree_size);
-                let key = (evaluation.points, evaluation.grade, evaluation.code);
-                if key != last {
-                    last = key;
-                    points.push(ScoreView { evaluation, ..first.clone() });
-                }
+            for step in changes.into_iter().skip(1) {
+                let evaluation = service.model.score(&records, step.at, tree_size);
+                points.push(ScoreView { evaluation, ..first.clone() });
             }
             Ok(points)
         })
@@ -685,6 +687,13 @@ impl Service {
         tree_size: u64,
     ) -> Result<(ScoreView, String)> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
+        let note = self.sign_attestation(&view)?;
+        self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
+        Ok((view, note))
+    }
+
+    /// The signed note stating `view`.
+    fn sign_attestation(&self, view: &ScoreView) -> Result<String> {
         let statement = tlog::attestation::Attestation {
             origin: self.origin.clone(),
             uscc: view.enterprise.uscc.to_string(),
@@ -698,15 +707,16 @@ impl Service {
             tree_size: view.tree_size,
             root: view.root,
         };
-        let note = self.ledger.sign_note(&statement.body())?;
-        self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
-        Ok((view, note))
+        Ok(self.ledger.sign_note(&statement.body())?)
     }
 
     /// What the web page of `uscc` shows: the current score, the records
     /// behind it as far as `who` may see them ([`auth::may_see_record`]),
-    /// the open disputes, and whether credit repair may be granted for each
-    /// reason. A lender's or regulator's read is an inquiry, as `GetScore`.
+    /// the open disputes, whether credit repair may be granted for each
+    /// reason shown, the summarized history of the last 24 months and the
+    /// signed attestation. Its cost is bounded by the enterprise's records,
+    /// not by how often its score changed. A lender's or regulator's read
+    /// is one inquiry, as `GetScore`.
     pub async fn page(self: &Arc<Self>, who: &Principal, purpose: &str, uscc: &Uscc) -> Result<PageView> {
         let score = self.read_score(who, uscc, None, 0).await?;
         let (service, reader) = (self.clone(), who.clone());
@@ -718,6 +728,7 @@ impl Service {
                 .evaluation
                 .reasons
                 .iter()
+                .take(MAX_PAGE_REASONS)
                 // Record lines have an expiry; caps and the clamp do not.
                 .filter(|r| r.expires_at.is_some())
                 .map(|r| {
@@ -735,6 +746,9 @@ impl Service {
                     (r.seq, service.model.check_workflow(&step, &all).map_err(|e| e.message))
                 })
                 .collect();
+            let timeline =
+                service.model.timeline(&all, at.plus_days(-PAGE_HISTORY_DAYS), at, score.tree_size);
+            let (history, history_complete) = scoring::summarize(&timeline, MAX_PAGE_HISTORY);
             let records = all
                 .into_iter()
                 .filter(|r| {
@@ -742,7 +756,8 @@ impl Service {
                     auth::may_see_record(&reader, &score.enterprise, class).is_ok()
                 })
                 .collect();
-            Ok(PageView { score, records, open_disputes, repair })
+            let note = service.sign_attestation(&score)?;
+            Ok(PageView { score, records, open_disputes, repair, history, history_complete, note })
         })
         .await?;
         self.inquire(who, purpose, "GetScore", &[&page.score.enterprise]).await?;
@@ -999,7 +1014,7 @@ impl Service {
     pub fn entry(&self, who: &Principal, seq: u64) -> Result<Entry> {
         auth::may_read_ledger(who)?;
         let entry = self.ledger.entry(seq)?;
-        auth::may_read_entry(who, &entry.subject, seq)?;
+        self.may_read_entry(who, &entry)?;
         Ok(entry)
     }
 
@@ -1030,15 +1045,19 @@ impl Service {
             while next < to {
                 // Wait for room before reading: an unread stream stops here.
                 let Ok(permits) = tx.reserve_many(CHUNK.min(to - next) as usize).await else { return };
-                let (end, reader, ledger) = ((next + CHUNK).min(to), who.clone(), service.ledger.clone());
+                let (end, reader, service) = ((next + CHUNK).min(to), who.clone(), service.clone());
                 let chunk = tokio::task::spawn_blocking(move || {
-                    ledger
+                    service
+                        .ledger
                         .scan(next, end)
-                        .filter(|e| {
-                            e.as_ref()
-                                .map_or(true, |e| auth::may_read_entry(&reader, &e.subject, e.seq).is_ok())
+                        .filter_map(|e| match e.map_err(Error::from) {
+                            Ok(e) => match service.may_read_entry(&reader, &e) {
+                                Ok(()) => Some(Ok(e)),
+                                Err(Error::PermissionDenied(_)) => None,
+                                Err(other) => Some(Err(other)),
+                            },
+                            Err(e) => Some(Err(e)),
                         })
-                        .map(|e| e.map_err(Error::from))
                         .collect::<Vec<_>>()
                 })
                 .await;
@@ -1226,5 +1245,57 @@ impl Service {
     pub fn enterprise_history(&self, who: &Principal, uscc: &Uscc) -> Result<Vec<(u64, EnterpriseUpdate)>> {
         self.enterprise(who, uscc)?;
         Ok(self.directory.enterprise(uscc.as_str()).map(|r| r.versions()).unwrap_or_default())
+    }
+}
+
+// ---- the entry policy -----------------------------------------------------------
+
+impl Service {
+    /// [`auth::may_read_entry`] for `entry`: what it is (a record of which
+    /// kind, a registration, a monitoring point) is read from its payload,
+    /// the enterprise it is about from the directory.
+    fn may_read_entry(&self, who: &Principal, entry: &Entry) -> Result<()> {
+        use auth::EntryKind;
+        match &who.role {
+            // Every entry, without decoding (audits read the whole log).
+            Role::Admin => return Ok(()),
+            // Only entries about itself, whatever they are.
+            Role::Enterprise { uscc } if uscc.as_bytes() != entry.subject.as_slice() => {
+                return Err(auth::denied(
+                    who,
+                    &format!("read entry {}, which is not about {uscc}", entry.seq),
+                ));
+            }
+            _ => {}
+        }
+        let about = |uscc: &Uscc, stated: Option<&Enterprise>| -> Result<Enterprise> {
+            match (self.registered(uscc.as_str())?, stated) {
+                (Some(current), _) => Ok(current),
+                (None, Some(stated)) => Ok(stated.clone()),
+                (None, None) => Err(Error::Internal(format!(
+                    "entry {} is about {uscc}, which is not registered",
+                    entry.seq
+                ))),
+            }
+        };
+        let seq = entry.seq;
+        match Event::decode(entry)? {
+            Event::Record(record) => {
+                let enterprise = about(&record.uscc, None)?;
+                let class = self.model.kind_class(&record.kind);
+                auth::may_read_entry(who, seq, EntryKind::Record { enterprise: &enterprise, class })
+            }
+            Event::Registration(e) => {
+                auth::may_read_entry(who, seq, EntryKind::Enterprise(&about(&e.uscc, Some(&e))?))
+            }
+            Event::EnterpriseUpdate { update, .. } => {
+                let e = about(&update.enterprise.uscc, Some(&update.enterprise))?;
+                auth::may_read_entry(who, seq, EntryKind::Enterprise(&e))
+            }
+            Event::MonitoringPoint(point) => {
+                auth::may_read_entry(who, seq, EntryKind::MonitoringPoint(&about(point.uscc(), None)?))
+            }
+            Event::PlatformOutage(_) => auth::may_read_entry(who, seq, EntryKind::Platform),
+        }
     }
 }

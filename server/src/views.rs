@@ -57,7 +57,26 @@ pub struct PageView {
     pub records: Vec<LedgerRecord>,
     /// Records with a dispute open now.
     pub open_disputes: Vec<Seq>,
-    /// For each reason with a record: whether credit repair may be granted
-    /// now, or the model's words for why not (and from when it may).
+    /// For each reason with a record among the first [`MAX_PAGE_REASONS`]:
+    /// whether credit repair may be granted now, or the model's words for
+    /// why not (and from when it may).
     pub repair: Vec<(Seq, Result<(), String>)>,
+    /// Points, grade and code over the [`PAGE_HISTORY_DAYS`] before the
+    /// score, summarized ([`scoring::summarize`]): at most
+    /// [`MAX_PAGE_HISTORY`] steps, every colour change among them.
+    pub history: Vec<scoring::Step>,
+    /// False when the colour changed more than [`MAX_PAGE_HISTORY`] times
+    /// in the period and only the most recent changes are in `history`.
+    pub history_complete: bool,
+    /// The score's signed attestation (what `GetAttestation` answers).
+    pub note: String,
 }
+
+/// Days of history a page draws (24 months).
+pub const PAGE_HISTORY_DAYS: i64 = 730;
+/// Most history steps a page, its JSON and its feed show: per day at most
+/// the lowest, the highest and the last, plus every colour change.
+pub const MAX_PAGE_HISTORY: usize = 3_000;
+/// Most reasons a page lists (with their proofs), largest first; the
+/// page says how many more the score has.
+pub const MAX_PAGE_REASONS: usize = 200;

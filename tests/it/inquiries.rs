@@ -138,3 +138,21 @@ async fn inquiries_survive_a_restart() {
     assert_eq!(list(&mut bank, "").await.unwrap().len(), 1);
     server.stop().await;
 }
+
+/// What broke: a purpose kept its control characters and reached the
+/// enterprise's terminal; gRPC metadata can carry a tab, which now
+/// becomes a space where it enters.
+#[tokio::test]
+async fn a_purpose_loses_its_control_characters_where_it_enters() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let get = pb::GetScoreRequest { uscc: ACME.into(), ..Default::default() };
+    bank.scores.get_score(with_purpose(get, "\tLA-7\tre-check ")).await.unwrap();
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let seen = list(&mut server.client(&acme).await, "").await.unwrap();
+    assert_eq!(who(&seen), vec![row("bank", "GetScore", ACME, "LA-7 re-check")]);
+    server.stop().await;
+}

@@ -243,6 +243,50 @@ async fn history_has_a_point_per_change() {
     server.stop().await;
 }
 
+/// What broke: a year of a device's daily records has more instants
+/// where the score could change (about 10 500) than `GetScoreHistory` examined
+/// (10 000), and was refused although the score changed a few times; the
+/// limit is on changes answered now, not on instants examined.
+#[tokio::test]
+async fn a_history_with_many_change_points_and_few_changes_is_answered() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let who = server::principals::Principal { name: "ops".into(), role: Role::Admin };
+    let records: Vec<scoring::Record> = (0..6_000i64)
+        .map(|i| {
+            let at = days(-360 + i / 17).plus_nanos((i % 17) * 3_600_000_000_000);
+            let id = format!("md-{i}");
+            scoring::Record::new(scoring::RecordFields {
+                source: "device-log",
+                source_record_id: &id,
+                uscc: ACME,
+                kind: "monitoring.missing_day",
+                occurred_at: Some(at),
+                amount_yuan: 0,
+                refers_to: None,
+                description: "",
+                attributes: Default::default(),
+            })
+            .unwrap()
+        })
+        .collect();
+    for result in server.service.append_records(&who, records).await {
+        result.unwrap();
+    }
+    let history = admin
+        .scores
+        .get_score_history(pb::GetScoreHistoryRequest { uscc: ACME.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    // 100 at the start, one point less per record until the cap of -5.
+    let points: Vec<i32> = history.points.iter().map(|s| s.points).collect();
+    assert_eq!(points, vec![100, 99, 98, 97, 96, 95]);
+    history.points.iter().for_each(reasons_add_up);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn watchers_see_changes_from_new_entries_and_from_expiry() {
     let server = TestServer::start().await;

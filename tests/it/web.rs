@@ -537,3 +537,212 @@ async fn the_start_page_and_stylesheet_are_served_from_the_binary() {
     assert!(css.body.contains(".badge"));
     server.stop().await;
 }
+
+/// ACME with a dispute and a rectification filed by the enterprise, their
+/// texts marked; answers (fine seq, dispute seq, rectification seq).
+async fn with_filings(server: &TestServer, fine: u64) -> (u64, u64) {
+    let token = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut acme = server.client(&token).await;
+    let mut dispute = step(ACME, "D-1", "dispute.opened", 0, fine);
+    dispute.source = "acme".into();
+    dispute.description = "DISPUTE-TEXT the fine was for another site".into();
+    let dispute = acme.append(dispute).await.unwrap().seq;
+    let mut rectification = step(ACME, "R-1", "rectification.submitted", 0, fine);
+    rectification.source = "acme".into();
+    rectification.description = "RECTIFICATION-TEXT new filter".into();
+    rectification.attributes.insert("evidence".into(), "EVIDENCE-REF-7".into());
+    let rectification = acme.append(rectification).await.unwrap().seq;
+    (dispute, rectification)
+}
+
+/// What broke: the page hid dispute texts and evidence from lenders while
+/// `Ledger.ListEntries` and `GetEntry` handed them out.
+#[tokio::test]
+async fn a_lender_reads_the_same_record_fields_on_the_page_and_through_list_entries() {
+    use prost::Message;
+    let (server, fine) = seeded().await;
+    let (dispute, rectification) = with_filings(&server, fine).await;
+    let secrets = ["DISPUTE-TEXT", "RECTIFICATION-TEXT", "EVIDENCE-REF-7"];
+    let token = server.token("bank-a", Role::Lender);
+    let mut web = server.web();
+    sign_in(&mut web, &token).await;
+    let page = web.get(&format!("/e/{ACME}")).await;
+    let json = web.get(&format!("/e/{ACME}?format=json")).await;
+    assert_eq!((page.status, json.status), (200, 200));
+    for secret in secrets {
+        assert!(!page.body.contains(secret) && !json.body.contains(secret), "{secret} on the lender's page");
+    }
+    let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    let on_page: std::collections::BTreeMap<u64, String> = json["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r["seq"].as_u64()?, r["description"].as_str()?.to_owned())))
+        .collect();
+    assert_eq!(on_page.len(), 2, "the fine and the suspension: {on_page:?}");
+
+    // The same lender through gRPC: the record entries are exactly the
+    // page's, with the page's texts; the filings are not there at all.
+    let mut bank = server.client(&token).await;
+    let mut stream = bank.ledger.list_entries(pb::ListEntriesRequest::default()).await.unwrap().into_inner();
+    let mut records = std::collections::BTreeMap::new();
+    while let Some(entry) = stream.message().await.unwrap() {
+        let text = String::from_utf8_lossy(&entry.payload).into_owned();
+        assert!(secrets.iter().all(|s| !text.contains(s)), "entry {} gives {text:?}", entry.seq);
+        let event = pb::LedgerEvent::decode(entry.payload.as_slice()).unwrap();
+        if let Some(pb::ledger_event::Event::Record(r)) = event.event {
+            records.insert(entry.seq, r.description);
+        }
+        // Every entry given is whole: its proof verifies from its payload.
+        let leaf = ledger::hash::entry_hash(
+            entry.seq,
+            entry.recorded_at.map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos)),
+            &entry.payload,
+        );
+        assert_eq!(leaf.as_slice(), entry.entry_hash.as_slice(), "entry {} is whole", entry.seq);
+    }
+    assert_eq!(records, on_page, "the same records with the same texts");
+    for seq in [dispute, rectification] {
+        let err = bank.ledger.get_entry(pb::GetEntryRequest { seq }).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "entry {seq}");
+        assert_eq!(web.get(&format!("/e/{ACME}/proof/{seq}")).await.status, 403, "no proof bundle of {seq}");
+    }
+    bank.ledger.get_entry(pb::GetEntryRequest { seq: fine }).await.unwrap();
+    // The enterprise and the admin still read the filings.
+    let acme = server.token("acme-reader", Role::Enterprise { uscc: ACME.into() });
+    server.client(&acme).await.ledger.get_entry(pb::GetEntryRequest { seq: dispute }).await.unwrap();
+    server.admin().await.ledger.get_entry(pb::GetEntryRequest { seq: rectification }).await.unwrap();
+    server.stop().await;
+}
+
+/// What broke: a lender signed in to the page read every reason and
+/// attestation without an inquiry being recorded.
+#[tokio::test]
+async fn a_signed_in_lenders_page_read_is_recorded_as_an_inquiry() {
+    let (server, _) = seeded().await;
+    let token = server.token("bank-a", Role::Lender);
+    let mut web = server.web();
+    sign_in(&mut web, &token).await;
+    assert_eq!(web.get(&format!("/e/{ACME}?purpose=LA-9")).await.status, 200);
+    assert_eq!(web.get(&format!("/e/{ACME}?format=json")).await.status, 200);
+    // A regulator of another region reads the page as the public does.
+    let elsewhere = server.token("sh-epb", Role::Regulator { region_prefix: "31".into() });
+    let mut sh = server.web();
+    sign_in(&mut sh, &elsewhere).await;
+    assert_eq!(sh.get(&format!("/e/{ACME}")).await.status, 200);
+    // And one in scope is recorded, as its gRPC reads are.
+    let here = server.token("nb-epb", Role::Regulator { region_prefix: "3302".into() });
+    let mut nb = server.web();
+    sign_in(&mut nb, &here).await;
+    assert_eq!(nb.get(&format!("/e/{ACME}?purpose=inspection%20plan")).await.status, 200);
+    // Anonymous readers leave none.
+    assert_eq!(server.web().get(&format!("/e/{ACME}")).await.status, 200);
+
+    let mut admin = server.admin().await;
+    let inquiries = admin
+        .scores
+        .list_inquiries(pb::ListInquiriesRequest { uscc: ACME.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .inquiries;
+    let seen: Vec<(&str, &str, &str)> =
+        inquiries.iter().map(|i| (i.principal.as_str(), i.method.as_str(), i.purpose.as_str())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("nb-epb", "GetScore", "inspection plan"),
+            ("bank-a", "GetScore", "web page"),
+            ("bank-a", "GetScore", "LA-9"),
+        ],
+        "one inquiry per page read, newest first"
+    );
+    server.stop().await;
+}
+
+/// What broke: with 20 000 records over 700 days the page, its JSON, its
+/// feed and the QR check answered 400 ("32000 change points, more than
+/// 10000").
+#[tokio::test]
+async fn a_heavy_enterprise_has_a_page() {
+    let server = TestServer::start_web().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Heavy Co", "330206").await;
+    let who = server::principals::Principal { name: "ops".into(), role: Role::Admin };
+    let at = |day: i64, hour: i64| days(day).plus_nanos(hour * 3_600_000_000_000);
+    let record = |id: String, kind: &str, when: scoring::Timestamp, amount: i64, refers_to: Option<u64>| {
+        scoring::Record::new(scoring::RecordFields {
+            source: "device-log",
+            source_record_id: &id,
+            uscc: ACME,
+            kind,
+            occurred_at: Some(when),
+            amount_yuan: amount,
+            refers_to: refers_to.map(scoring::Seq),
+            description: "",
+            attributes: Default::default(),
+        })
+        .unwrap()
+    };
+    // One device, ten pollutants, offline and over its limits for 700
+    // days: the capped kinds hold the score at 80 (GREEN) throughout.
+    let background = ["monitoring.missing_day", "monitoring.insufficient_day", "exceedance.daily"];
+    let mut all: Vec<scoring::Record> = (0..20_000i64)
+        .map(|i| {
+            let (day, slot) = (-700 + i / 29, i % 29);
+            record(format!("bg-{i}"), background[(i % 3) as usize], at(day, slot % 24), 0, None)
+        })
+        .collect();
+    // The colour changes: two fines (yellow), a veto (red) that is voided.
+    all.push(record("fine-a".into(), "penalty.fine", days(-600), 80_000, None));
+    all.push(record("fine-b".into(), "penalty.fine", days(-400), 80_000, None));
+    all.push(record("veto".into(), "veto.crime", days(-200), 0, None));
+    let mut last = 0;
+    for chunk in all.chunks(2_000) {
+        for result in server.service.append_records(&who, chunk.to_vec()).await {
+            last = result.unwrap().seq;
+        }
+    }
+    let veto = last;
+    let mut void = record("void".into(), "record.voided", days(-150), 0, Some(veto));
+    void.attributes.insert("reason".into(), "recorded against the wrong enterprise".into());
+    server.service.append_record(&who, void).await.unwrap();
+    // Fine A ends at -235 (still yellow with fine B), fine B at -35.
+    let expected =
+        [(days(-600), "YELLOW"), (days(-200), "RED"), (days(-150), "YELLOW"), (days(-35), "GREEN")];
+
+    let mut web = server.web();
+    let started = std::time::Instant::now();
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let json = web.get(&format!("/e/{ACME}?format=json")).await;
+    assert_eq!(json.status, 200, "{}", json.body);
+    let feed = web.get(&format!("/e/{ACME}/feed.atom")).await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    let qr_text = json["attestation"]["qr_text"].as_str().unwrap();
+    let att = qr_text.split_once("?att=").unwrap().1;
+    let check = web.get(&format!("/e/{ACME}?format=json&att={att}")).await;
+    assert_eq!(check.status, 200, "{}", check.body);
+    let check: serde_json::Value = serde_json::from_str(&check.body).unwrap();
+    assert_eq!(check["scanned"]["status"], "current");
+    eprintln!("heavy enterprise: page, JSON, feed and QR check in {:?}", started.elapsed());
+
+    let history = json["history"].as_array().unwrap();
+    assert!(history.len() <= server::views::MAX_PAGE_HISTORY, "{} points", history.len());
+    assert_eq!(json["history_complete"], true);
+    let changes: Vec<(String, &str)> = history
+        .windows(2)
+        .filter(|w| w[0]["code"] != w[1]["code"])
+        .map(|w| (w[1]["as_of"].as_str().unwrap().to_owned(), w[1]["code"].as_str().unwrap()))
+        .collect();
+    let expected: Vec<(String, &str)> = expected.iter().map(|(t, c)| (t.to_string(), *c)).collect();
+    assert_eq!(changes, expected, "every colour change, at its exact instant");
+    assert_eq!(history[0]["code"], "GREEN");
+    assert_eq!((json["code"].as_str(), json["points"].as_i64()), (Some("GREEN"), Some(80)));
+    let reasons = json["reasons"].as_array().unwrap().len();
+    assert!(reasons <= server::views::MAX_PAGE_REASONS, "{reasons} reasons listed");
+    assert!(json["reasons_total"].as_u64().unwrap() > reasons as u64, "the page says how many more");
+    assert_eq!(feed.body.matches("<entry>").count(), 5, "the start and four changes: {}", feed.body);
+    server.stop().await;
+}

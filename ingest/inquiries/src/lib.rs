@@ -562,6 +562,23 @@ impl std::fmt::Debug for InquiryLog {
     }
 }
 
+/// Whether `c` acts on a terminal or reorders displayed text: the rule of
+/// `scoring::is_control` (this crate uses only `kv` of ours).
+fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with line breaks and tabs as spaces and other controls dropped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            c if c.is_whitespace() && is_control(c) => Some(' '),
+            c if is_control(c) => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
 /// The inquiry log, in a local directory or in the shared PostgreSQL
 /// store (see the crate documentation).
 pub struct InquiryLog {
@@ -588,20 +605,38 @@ impl InquiryLog {
     }
 
     /// Records `inquiries` durably: when this returns `Ok`, they survive a
-    /// crash of this process (and, shared, of this node).
+    /// crash of this process (and, shared, of this node). A purpose is
+    /// stored without control characters, whoever passes it in: it is
+    /// shown to the enterprise read, on its terminal and its pages.
     pub async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
+        let owned: Vec<Inquiry>;
+        let inquiries = if inquiries.iter().any(|i| i.purpose.chars().any(is_control)) {
+            owned =
+                inquiries.iter().map(|i| Inquiry { purpose: printable(&i.purpose), ..i.clone() }).collect();
+            &owned
+        } else {
+            inquiries
+        };
         match &self.backend {
             Backend::Local(log) => log.record(inquiries).await,
             Backend::Shared(log) => log.record(inquiries).await,
         }
     }
 
-    /// A page of the inquiries `query` asks for, newest first.
+    /// A page of the inquiries `query` asks for, newest first; purposes
+    /// recorded before they were stripped of control characters come out
+    /// stripped.
     pub fn list(&self, query: &Query) -> Result<Page> {
-        match &self.backend {
+        let mut page = match &self.backend {
             Backend::Local(log) => log.list(query),
             Backend::Shared(log) => log.list(query),
+        }?;
+        for inquiry in &mut page.inquiries {
+            if inquiry.purpose.chars().any(is_control) {
+                inquiry.purpose = printable(&inquiry.purpose);
+            }
         }
+        Ok(page)
     }
 
     /// How many `fdatasync`s of the WAL this log has done (0 when shared):

@@ -14,6 +14,32 @@ fn check_record(record: Record, now: Timestamp, expect: &str) {
     }
 }
 
+/// What broke: texts that come back to terminals and pages could carry
+/// bidirectional overrides (and line breaks outside a description).
+#[test]
+fn new_records_carry_no_text_that_acts_on_a_terminal_or_a_page() {
+    let now = day(10);
+    let with = |edit: fn(&mut Record)| {
+        let mut r = record("penalty.warning", day(1), 0, None);
+        edit(&mut r);
+        r
+    };
+    check_record(with(|r| r.description = "two\nlines\tand a tab".into()), now, "ok");
+    check_record(
+        with(|r| r.description = "invoice \u{202e}fdp.exe".into()),
+        now,
+        "description: must not contain control characters or bidirectional overrides, found U+202E",
+    );
+    check_record(with(|r| r.source_record_id = "A\nB".into()), now, "source_record_id: must not contain");
+    check_record(
+        with(|r| {
+            r.attributes.insert("evidence".into(), "ref\u{2066}".into());
+        }),
+        now,
+        "attributes value: must not contain",
+    );
+}
+
 #[test]
 fn record_rules_that_depend_on_the_kind() {
     let now = day(10);

@@ -175,3 +175,41 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The one-sweep timeline the page draws says at every instant what a
+    /// full evaluation says: its steps are the instants where points, grade
+    /// or code change, with their values, and nothing changes in between.
+    #[test]
+    fn the_timeline_agrees_with_the_evaluation_at_every_change_point(
+        gens in prop::collection::vec(gen_entry(), 0..40),
+        prefix in 0u64..45,
+        from_day in -10i64..800,
+        span in 0i64..1800,
+    ) {
+        let model = Model::builtin();
+        let list = build(&gens);
+        for n in [prefix, u64::MAX] {
+            let (from, to) = (day(from_day), day(from_day + span));
+            let key = |t| {
+                let e = model.score(&list, t, n);
+                (e.points, e.grade, e.code)
+            };
+            let mut expected = vec![(from, key(from))];
+            for t in model.change_points(&list, from, to, n) {
+                let here = key(t);
+                if here != expected[expected.len() - 1].1 {
+                    expected.push((t, here));
+                }
+            }
+            let got: Vec<_> = model
+                .timeline(&list, from, to, n)
+                .into_iter()
+                .map(|s| (s.at, (s.points, s.grade, s.code)))
+                .collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

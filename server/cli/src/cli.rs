@@ -841,14 +841,15 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         return Ok(());
                     }
                     let at = i.at.as_ref().and_then(|t| Timestamp::from_unix(t.seconds, t.nanos));
+                    // Every field is the server's text: shown, never run.
                     println!(
                         "{:<25} {:<18} {:<16} {:<10} {:<14} {}",
                         at.map(|t| t.to_string()).unwrap_or_default(),
-                        i.uscc,
-                        i.principal,
-                        i.role,
-                        i.method,
-                        i.purpose
+                        terminal_text(&i.uscc),
+                        terminal_text(&i.principal),
+                        terminal_text(&i.role),
+                        terminal_text(&i.method),
+                        terminal_text(&i.purpose)
                     );
                     shown += 1;
                 }
@@ -1235,7 +1236,7 @@ async fn append(conn: &Connection, file: &Path) -> anyhow::Result<()> {
 fn print_score(s: &pb::Score) {
     let grade = pb::CreditGrade::try_from(s.grade).map(|g| g.as_str_name()).unwrap_or("?");
     let code = pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?");
-    println!("{} {}", s.uscc, s.name);
+    println!("{} {}", terminal_text(&s.uscc), terminal_text(&s.name));
     println!(
         "  {code}  {grade}  {} points{}{}",
         s.points,
@@ -1244,8 +1245,29 @@ fn print_score(s: &pb::Score) {
     );
     println!("  model {}, ledger size {}", s.model_version, s.tree_size);
     for r in s.reasons.iter() {
-        println!("  {:>+4}  {:<32} seq {:<6} {}", r.points, r.kind, r.seq, r.description);
+        println!(
+            "  {:>+4}  {:<32} seq {:<6} {}",
+            r.points,
+            terminal_text(&r.kind),
+            r.seq,
+            terminal_text(&r.description)
+        );
     }
+}
+
+/// Text from the server as a terminal shows it: control characters and
+/// bidirectional overrides escaped (`\u{1b}`), so no name, description or
+/// inquiry purpose moves the cursor, recolours the screen or starts a
+/// forged line. The server strips them where they enter; this is the
+/// second line of defence.
+pub fn terminal_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(scoring::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| if scoring::is_control(c) { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
 }
 
 fn score_json(s: &pb::Score) -> serde_json::Value {
@@ -1312,6 +1334,15 @@ mod tests {
         let config = args.apply(GatewayConfig::default());
         assert_eq!((config.max_connections_per_peer, config.idle_timeout), (4, Duration::from_secs(30)));
         assert_eq!(config.max_connections, GatewayConfig::default().max_connections);
+    }
+
+    /// The second line of defence: whatever the server sends, a printed
+    /// text neither runs escape sequences nor starts a line of its own.
+    #[test]
+    fn texts_from_the_server_are_printed_with_control_characters_escaped() {
+        let shown = terminal_text("LA-7\u{1b}[2J\r\nforged\u{202e}\u{9b}x");
+        assert_eq!(shown, "LA-7\\u{1b}[2J\\u{d}\\u{a}forged\\u{202e}\\u{9b}x");
+        assert!(matches!(terminal_text("贷款 LA-7"), std::borrow::Cow::Borrowed("贷款 LA-7")));
     }
 
     #[test]

@@ -32,6 +32,12 @@ async fn spawn_server(dir: &Path) -> (Child, String) {
 
 /// [`spawn_server`] with more arguments (e.g. `--store`).
 async fn spawn_server_with(dir: &Path, more: &[&str]) -> (Child, String) {
+    let (child, grpc, _) = spawn_server_full(dir, more).await;
+    (child, grpc)
+}
+
+/// [`spawn_server_with`], also answering the web page's `HOST:PORT`.
+async fn spawn_server_full(dir: &Path, more: &[&str]) -> (Child, String, String) {
     let mut child = Command::new(ECOCODE)
         .args([
             "serve",
@@ -49,15 +55,19 @@ async fn spawn_server_with(dir: &Path, more: &[&str]) -> (Child, String) {
         .spawn()
         .expect("server spawns");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut web = String::new();
     let addr = loop {
         let line = lines.next_line().await.unwrap().expect("server printed its address before exiting");
+        if let Some(rest) = line.strip_prefix("web page on http://") {
+            web = rest.split('/').next().unwrap().to_owned();
+        }
         if let Some(rest) = line.strip_prefix("ecocode listening on ") {
             break rest.split(' ').next().unwrap().to_owned();
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{addr}"))
+    (child, format!("http://{addr}"), web)
 }
 
 fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -550,4 +560,110 @@ async fn serve_refuses_to_start_when_nofile_is_too_low() {
     ledger.get_checkpoint(authed(&token, pb::GetCheckpointRequest {})).await.expect("gRPC still answers");
     drop(flood);
     terminate(child).await;
+}
+
+/// One HTTP/1.1 exchange with the web listener (`Connection: close`):
+/// the status, the `Set-Cookie` values (`name=value`) and the body.
+async fn http(web: &str, method: &str, path: &str, cookie: &str, form: &str) -> (u16, Vec<String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(web).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n");
+    if !cookie.is_empty() {
+        request.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            form.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(form);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cookies = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+        .collect();
+    (status, cookies, body.to_owned())
+}
+
+/// The value of the form field `name` in an HTML page.
+fn input(body: &str, name: &str) -> String {
+    let at = body.find(&format!("name=\"{name}\"")).expect("the form has the field");
+    let value = &body[at..];
+    let value = &value[value.find("value=\"").unwrap() + 7..];
+    value[..value.find('"').unwrap()].to_owned()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// What broke: a lender's purpose typed into the web portfolio kept its
+/// control characters, and `ecocode inquiries` printed the ESC sequences
+/// and a forged extra line on the enterprise's terminal.
+#[tokio::test]
+async fn control_characters_in_a_purpose_never_reach_the_enterprises_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = add_principal(dir.path(), "ops", "admin");
+    let bank = add_principal(dir.path(), "bank-a", "lender");
+    let out = cli(&[
+        "principal",
+        "add",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "acme",
+        "--role",
+        "enterprise",
+        "--scope",
+        ACME,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let acme_token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
+    let (server, url, web) = spawn_server_full(dir.path(), &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let mut registry = pb::registry_client::RegistryClient::new(channel);
+    registry.register_enterprise(authed(&admin, acme())).await.unwrap();
+
+    // The lender signs in to the page and asks with a hostile purpose: a
+    // screen clear, a colour, a carriage return and a forged line, a
+    // right-to-left override.
+    let hostile = "LA-7\u{1b}[2J\u{1b}[31m\r\n2026-01-01T00:00:00Z 91330421739237858X regulator admin GetScore audit\u{202e}";
+    let (status, cookies, body) = http(&web, "GET", "/signin", "", "").await;
+    assert_eq!(status, 200);
+    let csrf = input(&body, "csrf");
+    let (status, cookies, _) =
+        http(&web, "POST", "/signin", &cookies.join("; "), &format!("csrf={csrf}&token={bank}")).await;
+    assert_eq!(status, 303, "signed in");
+    let session = cookies.iter().find(|c| c.starts_with("ecocode_session=")).unwrap().clone();
+    let (_, _, form) = http(&web, "GET", "/portfolio", &session, "").await;
+    let csrf = input(&form, "csrf");
+    let fields = format!("csrf={csrf}&usccs={ACME}&purpose={}", percent_encode(hostile));
+    let (status, _, _) = http(&web, "POST", "/portfolio", &session, &fields).await;
+    assert_eq!(status, 200, "the portfolio is answered");
+    // The signed-in lender's page read, with the same purpose.
+    let page = format!("/e/{ACME}?purpose={}", percent_encode(hostile));
+    assert_eq!(http(&web, "GET", &page, &session, "").await.0, 200);
+
+    let out = cli(&["inquiries", "--server", &url, "--token", &acme_token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let controls: Vec<char> = printed.chars().filter(|&c| c != '\n' && scoring::is_control(c)).collect();
+    assert!(controls.is_empty(), "control characters reached the terminal: {controls:?} in {printed:?}");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and the two inquiries, no forged line: {printed:?}");
+    assert!(lines[1..].iter().all(|l| l.contains("bank-a") && l.contains("LA-7")), "{printed:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("BatchGetScores")) && lines.iter().any(|l| l.contains("GetScore "))
+    );
+    terminate(server).await;
 }

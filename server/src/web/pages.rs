@@ -21,12 +21,10 @@ use super::templates::*;
 use super::{WebState, chart, labels, qr};
 use crate::error::{Error, Result};
 use crate::principals::{Principal, Role};
-use crate::service::{ListQuery, MAX_PAGE, PageView, ScoreView};
+use crate::service::{ListQuery, MAX_PAGE, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScoreView};
 
-/// The inquiry purpose of reads made by the page itself.
+/// The inquiry purpose of page reads that name none (`?purpose=`).
 const PURPOSE: &str = "web page";
-/// Months of history on the page.
-const HISTORY_DAYS: i64 = 730;
 /// Rows per page of the regulator's list.
 const REGION_PAGE: usize = 50;
 /// Most enterprises counted per code, or written to one CSV.
@@ -89,16 +87,23 @@ fn check_csrf(headers: &HeaderMap, signed: &SignedIn, sent: &str) -> Result<()> 
     }
 }
 
-/// Who reads an enterprise's page: the enterprise itself when it is signed
-/// in (it sees its filings and forms); everyone else reads as the public,
-/// so a page view is never an inquiry.
-fn page_reader(signed: &Option<SignedIn>, uscc: &Uscc) -> Principal {
+/// Who reads an enterprise's page: the signed-in principal when it may
+/// read this enterprise's score (the enterprise itself, a lender, a
+/// regulator in scope, an admin), so that what it sees follows its role
+/// and a lender's or regulator's read is an inquiry, as over gRPC;
+/// everyone else (another enterprise, a regulator outside its scope)
+/// reads as the public, which is never an inquiry.
+fn page_reader(st: &WebState, signed: &Option<SignedIn>, uscc: &Uscc) -> Principal {
     match signed {
-        Some(s) if matches!(&s.principal.role, Role::Enterprise { uscc: own } if own == uscc.as_str()) => {
-            s.principal.clone()
-        }
+        Some(s) if st.service.enterprise(&s.principal, uscc).is_ok() => s.principal.clone(),
         _ => Principal::public(),
     }
+}
+
+/// The purpose of a page read: `?purpose=`, or [`PURPOSE`].
+fn page_purpose(given: Option<&str>) -> Result<String> {
+    let purpose = crate::auth::purpose_text("purpose", given.unwrap_or_default())?;
+    Ok(if purpose.is_empty() { PURPOSE.to_owned() } else { purpose })
 }
 
 fn parse_uscc(text: &str) -> Result<Uscc> {
@@ -145,6 +150,8 @@ pub struct PageQuery {
     att: Option<String>,
     /// The seq of a filing just made, for the notice after a form.
     filed: Option<u64>,
+    /// Why a signed-in lender or regulator reads, recorded with its inquiry.
+    purpose: Option<String>,
 }
 
 pub async fn enterprise(
@@ -155,9 +162,10 @@ pub async fn enterprise(
 ) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
     let signed = signed_in(&st, &headers);
-    let reader = page_reader(&signed, &uscc);
+    let purpose = page_purpose(query.purpose.as_deref())?;
     let base = base_url(&st);
-    let (data, view) = page_data(&st, &reader, &uscc, &base, query.att.as_deref()).await?;
+    let reader = page_reader(&st, &signed, &uscc);
+    let (data, view) = page_data(&st, &reader, &purpose, &uscc, &base, query.att.as_deref()).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
         Some("json") => return Ok(axum::Json(data).into_response()),
@@ -166,11 +174,12 @@ pub async fn enterprise(
             return Err(Error::InvalidArgument(format!("format: html or json, got {shown:?}")));
         }
     }
-    let own = reader.role != Role::Public;
+    // The enterprise itself: its filings and forms.
+    let own = matches!(&reader.role, Role::Enterprise { uscc: mine } if mine == uscc.as_str());
     let filings = if own { filings(&st, &view) } else { Vec::new() };
     let steps: Vec<chart::Step> = view_history(&data);
     let to = view.score.evaluation.as_of;
-    let chart = chart::chart(st.service.model(), &steps, to.plus_days(-HISTORY_DAYS), to);
+    let chart = chart::chart(st.service.model(), &steps, to.plus_days(-PAGE_HISTORY_DAYS), to);
     let verify_command = format!(
         "curl -o proof.json {base}/e/{uscc}/proof/<seq>\n\
          ecocode proof verify proof.json --public-key '{key}'\n\
@@ -206,16 +215,17 @@ fn view_history(data: &PageData) -> Vec<chart::Step> {
         .collect()
 }
 
-/// Everything the page of `uscc` shows, read as `reader` through the door.
+/// Everything the page of `uscc` shows, read through the door as `reader`.
 async fn page_data(
     st: &WebState,
     reader: &Principal,
+    purpose: &str,
     uscc: &Uscc,
     base: &str,
     scanned: Option<&str>,
 ) -> Result<(PageData, PageView)> {
     let service = &st.service;
-    let view = service.page(reader, PURPOSE, uscc).await?;
+    let view = service.page(reader, purpose, uscc).await?;
     let score = &view.score;
     let evaluation = &score.evaluation;
     // The latest signed checkpoint, authorized; one covering the page's
@@ -226,21 +236,13 @@ async fn page_data(
     } else {
         service.checkpoint_covering(score.tree_size)?
     };
-    let (_, note) =
-        service.attestation(reader, PURPOSE, uscc, Some(evaluation.as_of), score.tree_size).await?;
-    let history = service
-        .score_history(
-            reader,
-            PURPOSE,
-            uscc,
-            Some(evaluation.as_of.plus_days(-HISTORY_DAYS)),
-            Some(evaluation.as_of),
-        )
-        .await?;
+    let note = view.note.clone();
 
-    let detailed = reader.role != Role::Public;
-    let mut reasons = Vec::with_capacity(evaluation.reasons.len());
-    for r in evaluation.reasons.iter() {
+    // Why repair is not yet possible tells of the workflow: for those who
+    // see the filings only.
+    let detailed = crate::auth::may_see_filings(reader, &score.enterprise);
+    let mut reasons = Vec::with_capacity(evaluation.reasons.len().min(MAX_PAGE_REASONS));
+    for r in evaluation.reasons.iter().take(MAX_PAGE_REASONS) {
         let seq = r.expires_at.is_some().then_some(r.seq);
         let record = seq.and_then(|s| view.records.iter().find(|x| x.seq == s));
         let veto = matches!(service.model().kind_class(&r.kind), Some(KindClass::Scored { veto: true, .. }));
@@ -305,17 +307,20 @@ async fn page_data(
         as_of_shown: shown(evaluation.as_of),
         tree_size: score.tree_size,
         root: B64.encode(score.root),
+        reasons_total: evaluation.reasons.len(),
         reasons,
-        history: history
+        history: view
+            .history
             .iter()
             .map(|h| HistoryPoint {
-                as_of: h.evaluation.as_of.to_string(),
-                as_of_shown: shown(h.evaluation.as_of),
-                points: h.evaluation.points,
-                grade: h.evaluation.grade.as_str(),
-                code: h.evaluation.code.as_str(),
+                as_of: h.at.to_string(),
+                as_of_shown: shown(h.at),
+                points: h.points,
+                grade: h.grade.as_str(),
+                code: h.code.as_str(),
             })
             .collect(),
+        history_complete: view.history_complete,
         checkpoint: CheckpointData {
             tree_size: checkpoint.tree_size,
             root: B64.encode(checkpoint.root),
@@ -464,9 +469,9 @@ fn filings(st: &WebState, view: &PageView) -> Vec<Filing> {
 
 pub async fn feed(State(st): State<WebState>, Path(uscc): Path<String>) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
-    let reader = Principal::public();
+    // Feed readers are anonymous: the public's view, never an inquiry.
     let base = base_url(&st);
-    let (data, _) = page_data(&st, &reader, &uscc, &base, None).await?;
+    let (data, _) = page_data(&st, &Principal::public(), PURPOSE, &uscc, &base, None).await?;
     let mut entries = Vec::new();
     let mut previous: Option<&str> = None;
     for h in &data.history {
@@ -501,7 +506,7 @@ pub async fn attestation_file(
     headers: HeaderMap,
 ) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
-    let reader = page_reader(&signed_in(&st, &headers), &uscc);
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc);
     let (_, note) = st.service.attestation(&reader, PURPOSE, &uscc, None, 0).await?;
     Ok(download("text/plain; charset=utf-8", &format!("attestation-{uscc}.txt"), note))
 }
@@ -517,7 +522,7 @@ pub async fn proof_bundle(
     let seq: u64 = seq
         .parse()
         .map_err(|_| Error::InvalidArgument("seq: a ledger entry number, e.g. /proof/3".into()))?;
-    let reader = page_reader(&signed_in(&st, &headers), &uscc);
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc);
     let entry = st.service.record_entry(&reader, &uscc, seq)?;
     let latest = st.service.checkpoint(&reader)?;
     let checkpoint = if latest.tree_size > seq { latest } else { st.service.checkpoint_covering(seq + 1)? };
@@ -982,13 +987,10 @@ pub async fn portfolio(State(st): State<WebState>, headers: HeaderMap, body: Byt
             Err(_) => malformed.push(text.chars().take(32).collect()),
         }
     }
-    let purpose = form.purpose.trim();
-    if purpose.len() > crate::auth::MAX_PURPOSE_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "purpose: at most {} bytes",
-            crate::auth::MAX_PURPOSE_BYTES
-        )));
-    }
+    // Stripped of control characters where it enters: the enterprise reads
+    // it on its terminal (`ecocode inquiries`) and pages.
+    let purpose = crate::auth::purpose_text("purpose", &form.purpose)?;
+    let purpose = purpose.as_str();
     let answer = st.service.batch_scores(&signed.principal, purpose, valid, None).await?;
     let rows: Vec<Row> = answer.scores.iter().map(row).collect();
     if form.format == "csv" {

@@ -47,9 +47,18 @@ pub struct PageData {
     pub as_of_shown: String,
     pub tree_size: u64,
     pub root: String,
+    /// The first [`crate::service::MAX_PAGE_REASONS`] reasons, largest first.
     pub reasons: Vec<ReasonLine>,
-    /// The score at the start of the last 24 months and every change since.
+    /// How many reasons the score has (more than `reasons` shows when the
+    /// page cuts them).
+    pub reasons_total: usize,
+    /// The score at the start of the last 24 months and its changes since,
+    /// summarized (per day the lowest, the highest and the last, and every
+    /// colour change; at most [`crate::service::MAX_PAGE_HISTORY`] points).
     pub history: Vec<HistoryPoint>,
+    /// False when the colour changed more often than the page can show and
+    /// only the most recent changes are in `history`.
+    pub history_complete: bool,
     pub checkpoint: CheckpointData,
     pub attestation: AttestationData,
     /// The key checkpoints and attestations verify with (`ecocode key show`).
