@@ -22,6 +22,6 @@ pub use batch::{evaluations_frame, score_all};
 pub use domain::{Enterprise, NANOS_PER_DAY, NANOS_PER_SECOND, Record, RecordFields, Seq, Timestamp, limits};
 pub use error::{Error, QUOTE_CHARS, Result, ValidationError, quoted};
 pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
-pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Reason};
+pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, MeeLevel, Reason};
 pub use uscc::Uscc;
 pub use workflow::Ineligible;

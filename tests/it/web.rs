@@ -58,6 +58,12 @@ async fn the_public_page_shows_the_code_reasons_qr_history_and_proofs_escaped() 
     // The badge: colour and words.
     assert!(body.contains(r#"class="badge yellow""#));
     assert!(body.contains("黄码") && body.contains("yellow code") && body.contains("警示"));
+    // Beside it the MEE 2013 four-level colour, in words as well.
+    assert!(body.contains(r#"class="mee mee-yellow""#), "the MEE badge");
+    assert!(
+        body.contains("黄牌 · 环保警示")
+            && body.contains("MEE 2013 four-level colour: yellow: warning · YELLOW")
+    );
     // Reasons with their dates and proofs.
     assert!(body.contains("罚款") && body.contains("penalty.fine") && body.contains("停产整治"));
     assert!(body.contains(&format!("/e/{ACME}/proof/{fine}")));
@@ -87,6 +93,11 @@ async fn json_is_the_page_data_and_its_qr_text_verifies_offline() {
     assert_eq!(json["name"], XSS_NAME);
     assert_eq!((json["code"].as_str(), json["grade"].as_str()), (Some("YELLOW"), Some("WARNING")));
     assert_eq!(json["points"], 66);
+    assert_eq!(json["mee_level"], "YELLOW");
+    assert_eq!(
+        (json["mee_level_zh"].as_str(), json["mee_level_name"].as_str()),
+        (Some("黄牌"), Some("环保警示"))
+    );
     let reasons = json["reasons"].as_array().unwrap();
     let line = reasons.iter().find(|r| r["seq"] == fine).unwrap();
     assert_eq!(line["kind_zh"], "罚款");

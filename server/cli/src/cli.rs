@@ -1194,14 +1194,28 @@ fn print_score(s: &pb::Score) {
     let code = pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?");
     println!("{} {}", s.uscc, s.name);
     println!(
-        "  {code}  {grade}  {} points{}{}",
+        "  {code}  {grade}  {} points  MEE {}{}{}",
         s.points,
+        mee_level_name(s.mee_level),
         if s.veto { "  VETO" } else { "" },
         if s.disputed { "  DISPUTED" } else { "" }
     );
     println!("  model {}, ledger size {}", s.model_version, s.tree_size);
     for r in s.reasons.iter() {
         println!("  {:>+4}  {:<32} seq {:<6} {}", r.points, r.kind, r.seq, r.description);
+    }
+}
+
+/// `GREEN`, `BLUE`, `YELLOW` or `RED` (the enum value without its
+/// `MEE_LEVEL_` prefix, as in exports and the page's JSON); `?` from a
+/// server that does not send it.
+fn mee_level_name(level: i32) -> &'static str {
+    match pb::MeeLevel::try_from(level) {
+        Ok(pb::MeeLevel::Green) => "GREEN",
+        Ok(pb::MeeLevel::Blue) => "BLUE",
+        Ok(pb::MeeLevel::Yellow) => "YELLOW",
+        Ok(pb::MeeLevel::Red) => "RED",
+        _ => "?",
     }
 }
 
@@ -1215,6 +1229,7 @@ fn score_json(s: &pb::Score) -> serde_json::Value {
         "points": s.points,
         "grade": pb::CreditGrade::try_from(s.grade).map(|g| g.as_str_name()).unwrap_or("?"),
         "code": pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?"),
+        "mee_level": mee_level_name(s.mee_level),
         "veto": s.veto,
         "disputed": s.disputed,
         "as_of": ts(&s.as_of),

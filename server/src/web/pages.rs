@@ -284,6 +284,7 @@ async fn page_data(
 
     let (code_zh, code_en) = labels::code(evaluation.code);
     let (grade_zh, grade_en) = labels::grade(evaluation.grade);
+    let (mee_level_zh, mee_level_name, mee_level_en) = labels::mee_level(evaluation.mee_level);
     let page_url = format!("{base}/e/{uscc}");
     let verifier_key = service.verifier_key();
     let scanned = match scanned {
@@ -306,6 +307,11 @@ async fn page_data(
         grade: evaluation.grade.as_str(),
         grade_zh,
         grade_en,
+        mee_level: evaluation.mee_level.as_str(),
+        mee_level_zh,
+        mee_level_name,
+        mee_level_en,
+        mee_level_class: labels::mee_level_class(evaluation.mee_level),
         points: evaluation.points,
         veto: evaluation.veto,
         disputed: evaluation.disputed,
@@ -797,6 +803,7 @@ async fn list_all(
                     region_prefix: q.region.clone(),
                     industry_prefix: q.industry.clone(),
                     codes: codes.clone(),
+                    mee_levels: Vec::new(),
                     page_size: MAX_PAGE,
                     after: after.clone(),
                     include_closed: false,
@@ -828,6 +835,7 @@ pub async fn region(
                 region_prefix: q.region.clone(),
                 industry_prefix: q.industry.clone(),
                 codes: filter.codes.clone(),
+                mee_levels: Vec::new(),
                 page_size: REGION_PAGE,
                 after: q.after.clone(),
                 include_closed: false,
