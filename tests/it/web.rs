@@ -107,7 +107,7 @@ async fn json_is_the_page_data_and_its_qr_text_verifies_offline() {
 
     assert_eq!(json["attestation"]["check"]["status"], "current", "the page checks its own QR code");
     let qr_text = json["attestation"]["qr_text"].as_str().unwrap();
-    assert!(qr_text.starts_with(&format!("http://{}/e/{ACME}?att=", server.http.unwrap())));
+    assert!(qr_text.starts_with(&format!("HTTP://{}/Q/", server.http.unwrap())), "{qr_text}");
     let note = tlog::attestation::note_from_qr_text(qr_text).unwrap();
     let (name, key) = tlog::note::decode_verifier_key(json["verifier_key"].as_str().unwrap()).unwrap();
     let attested = tlog::attestation::verify(&note, &name, &key).unwrap();
@@ -459,7 +459,13 @@ async fn a_scanned_attestation_is_current_then_superseded_and_a_forged_one_inval
     let json: serde_json::Value =
         serde_json::from_str(&web.get(&format!("/e/{ACME}?format=json")).await.body).unwrap();
     let qr_text = json["attestation"]["qr_text"].as_str().unwrap().to_owned();
-    let scanned = qr_text.split_once(&format!("/e/{ACME}")).unwrap().1.to_owned();
+    // Scanning the compact QR opens /Q/<digits>, which sends the browser
+    // on to the page of the enterprise it names.
+    let digits = qr_text.split_once("/Q/").unwrap().1.to_owned();
+    let r = web.get(&format!("/Q/{digits}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let scanned = format!("?att={digits}");
+    assert_eq!(r.header("location"), Some(format!("/e/{ACME}{scanned}").as_str()));
     let page = web.get(&format!("/e/{ACME}{scanned}")).await;
     assert!(page.body.contains(r#"class="card scanned current""#), "{}", page.body);
     let check = |body: &str| -> serde_json::Value {
@@ -486,12 +492,25 @@ async fn a_scanned_attestation_is_current_then_superseded_and_a_forged_one_inval
     // Another enterprise's valid attestation on this page: invalid here.
     let beta: serde_json::Value =
         serde_json::from_str(&web.get(&format!("/e/{BETA}?format=json")).await.body).unwrap();
-    let beta_att = beta["attestation"]["qr_text"].as_str().unwrap().split_once('?').unwrap().1.to_owned();
+    let beta_att =
+        format!("att={}", beta["attestation"]["qr_text"].as_str().unwrap().split_once("/Q/").unwrap().1);
     assert_eq!(check(&web.get(&format!("/e/{ACME}?{beta_att}&format=json")).await.body)["status"], "invalid");
     assert_eq!(
         check(&web.get(&format!("/e/{ACME}?att=garbage&format=json")).await.body)["status"],
         "invalid"
     );
+    // The full form, as stickers printed before the compact one carry it,
+    // is still read.
+    let full = tlog::attestation::qr_text(
+        "http://x/e/ACME",
+        &tlog::attestation::note_from_qr_text(&qr_text).unwrap(),
+    );
+    let full = full.split_once('?').unwrap().1;
+    assert_eq!(check(&web.get(&format!("/e/{ACME}?{full}&format=json")).await.body)["status"], "superseded");
+    // Digits that are no compact attestation: a 400 naming it, not a page.
+    let r = web.get(&format!("/Q/{}", &digits[..digits.len() - 1])).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("not an attestation"), "{}", r.body);
     server.stop().await;
 }
 

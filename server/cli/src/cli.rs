@@ -549,7 +549,8 @@ pub enum AttestCommand {
     },
     /// Check an attestation file offline against the service's public key.
     /// The file holds a signed note (`attest get`, the page's download) or
-    /// the text of a scanned QR code (`<page URL>?att=...`).
+    /// the text of a scanned QR code: the compact form
+    /// (`HTTP://HOST/Q/<digits>`) or the full one (`<page URL>?att=...`).
     Verify {
         file: PathBuf,
         /// The verifier key, as printed by `ecocode key show`.

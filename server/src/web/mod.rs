@@ -112,6 +112,9 @@ pub fn router(
         .route("/e/{uscc}/proof/{seq}", get(pages::proof_bundle))
         .route("/e/{uscc}/dispute", post(pages::open_dispute))
         .route("/e/{uscc}/rectification", post(pages::submit_rectification))
+        // A scanned compact QR code (HTTP://HOST/Q/<digits>).
+        .route("/Q/{digits}", get(pages::scanned))
+        .route("/q/{digits}", get(pages::scanned))
         .route("/signin", get(pages::signin_form).post(pages::signin))
         .route("/signout", post(pages::signout))
         .route("/region", get(pages::region))

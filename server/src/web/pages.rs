@@ -291,8 +291,11 @@ async fn page_data(
         Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text)?),
         None => None,
     };
-    // The page checks its own QR code the way it checks a scanned one.
-    let qr_text = tlog::attestation::qr_text(&page_url, &note);
+    // The compact form keeps the QR small enough for a sticker; the full
+    // form only for an attestation the compact layout cannot hold. The page
+    // checks its own QR code the way it checks a scanned one.
+    let qr_text =
+        tlog::compact::qr_text(base, &note).unwrap_or_else(|_| tlog::attestation::qr_text(&page_url, &note));
     let own = check_scanned(st, reader, score, &verifier_key, &qr_text)?;
     let data = PageData {
         uscc: uscc.to_string(),
@@ -341,6 +344,20 @@ async fn page_data(
         scanned,
     };
     Ok((data, view))
+}
+
+/// A scanned compact QR code (`/Q/<digits>`): the page of the enterprise it
+/// names, which checks it (`?att=<digits>`). Undecodable digits are a 400
+/// naming what is wrong; the signature is checked by the page.
+pub async fn scanned(Path(digits): Path<String>) -> Result<Response> {
+    let note = tlog::compact::decode(&digits).map_err(|e| {
+        Error::InvalidArgument(format!("扫描内容不是环保码证明 / the QR code is not an attestation: {e}"))
+    })?;
+    let statement = tlog::compact::Signed::from_note(&note)
+        .map_err(|e| Error::InvalidArgument(format!("the QR code's attestation: {e}")))?
+        .attestation;
+    let uscc = parse_uscc(&statement.uscc)?;
+    Ok(Redirect::to(&format!("/e/{uscc}?att={digits}")).into_response())
 }
 
 /// Checks an attestation scanned from a QR code: its signature with the
