@@ -347,6 +347,7 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
             // The QR alone at sticker size: 3 cm at 300 dpi, quiet zone included.
             let sticker = dir.join("qr-3cm-300dpi.png");
             browser.screenshot_element("svg.qr", 354.0, &sticker);
+            keep_screenshot(&sticker, "qr-3cm-300dpi.png");
             let (w, h) = png_size(&sticker);
             assert!((353..=355).contains(&w) && (353..=355).contains(&h), "sticker is {w}x{h} px");
             let qr_width = browser.eval("document.querySelector('svg.qr').getAttribute('width')");
