@@ -64,6 +64,11 @@ async fn the_public_page_shows_the_code_reasons_qr_history_and_proofs_escaped() 
         body.contains("黄牌 · 环保警示")
             && body.contains("MEE 2013 four-level colour: yellow: warning · YELLOW")
     );
+    let green = web.get(&format!("/e/{BETA}")).await.body;
+    assert!(
+        green.contains(r#"class="mee mee-green""#) && green.contains("绿牌 · 环保诚信"),
+        "BETA's MEE badge"
+    );
     // Reasons with their dates and proofs.
     assert!(body.contains("罚款") && body.contains("penalty.fine") && body.contains("停产整治"));
     assert!(body.contains(&format!("/e/{ACME}/proof/{fine}")));
