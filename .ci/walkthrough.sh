@@ -48,6 +48,7 @@ ecocode import "$work/complaints.csv"
 export ECOCODE_TOKEN=$BANK
 ecocode score 91330206739237858W --purpose LA-2026-001
 expect '"points":86' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
+expect '"mee_level":"BLUE"' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 ecocode score 91330206739237858W --as-of 2026-03-31T00:00:00Z --tree-size 2
 ecocode attest get 91330206739237858W --out "$work/acme.note"
 ecocode attest verify "$work/acme.note" --public-key "$(ecocode key show --data "$data")"
@@ -64,6 +65,10 @@ expect 'Ningbo Acme Dyeing Co.' curl -fsS "$web/e/91330206739237858W"
 expect '"uscc":"91330206739237858W"' curl -fsS "$web/e/91330206739237858W?format=json"
 curl -fsS -o "$work/web.note" "$web/e/91330206739237858W/attestation.txt"
 ecocode attest verify "$work/web.note" --public-key "$(ecocode key show --data "$data")"
+# The page's QR text (the compact form), verified offline as a scanner would.
+curl -fsS "$web/e/91330206739237858W?format=json" | sed -n 's/.*"qr_text":"\([^"]*\)".*/\1/p' > "$work/qr.txt"
+expect '^HTTP://.*/Q/[0-9]*$' cat "$work/qr.txt"
+ecocode attest verify "$work/qr.txt" --public-key "$(ecocode key show --data "$data")"
 
 export ECOCODE_TOKEN=$EPB
 ecocode enterprise history --uscc 91330206739237858W

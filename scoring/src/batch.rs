@@ -13,8 +13,8 @@ use polars::prelude::*;
 
 use crate::model::{KindRule, Rules};
 use crate::{
-    BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Model, NANOS_PER_DAY, Reason, Record, Seq, Timestamp,
-    Uscc, WorkflowKind,
+    BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, MeeLevel, Model, NANOS_PER_DAY, Reason, Record, Seq,
+    Timestamp, Uscc, WorkflowKind,
 };
 
 /// Scores every enterprise in `records` at `at` over the ledger prefix
@@ -37,7 +37,7 @@ pub fn score_all(
 }
 
 /// The evaluations as a frame with columns `uscc`, `points`, `grade`,
-/// `code`, `veto` and `disputed`, one row per enterprise in the order given,
+/// `code`, `mee_level`, `veto` and `disputed`, one row per enterprise in the order given,
 /// for Parquet or CSV export.
 pub fn evaluations_frame(rows: &[(Uscc, Evaluation)]) -> PolarsResult<DataFrame> {
     let evaluations = || rows.iter().map(|(_, e)| e);
@@ -48,6 +48,7 @@ pub fn evaluations_frame(rows: &[(Uscc, Evaluation)]) -> PolarsResult<DataFrame>
             Column::new("points".into(), evaluations().map(|e| e.points).collect::<Vec<_>>()),
             Column::new("grade".into(), evaluations().map(|e| e.grade.as_str()).collect::<Vec<_>>()),
             Column::new("code".into(), evaluations().map(|e| e.code.as_str()).collect::<Vec<_>>()),
+            Column::new("mee_level".into(), evaluations().map(|e| e.mee_level.as_str()).collect::<Vec<_>>()),
             Column::new("veto".into(), evaluations().map(|e| e.veto).collect::<Vec<_>>()),
             Column::new("disputed".into(), evaluations().map(|e| e.disputed).collect::<Vec<_>>()),
         ],
@@ -351,6 +352,14 @@ fn totals(rules: &Rules, enterprises: LazyFrame, kind_sums: &DataFrame, active: 
             .when(col("grade").eq(lit(Grade::Warning.as_str())))
             .then(lit(Code::Yellow.as_str()))
             .otherwise(lit(Code::Red.as_str()));
+    let m = rules.mee_levels;
+    let mee_level = when(col("grade").eq(lit(Grade::Integrity.as_str())))
+        .then(lit(m[0].as_str()))
+        .when(col("grade").eq(lit(Grade::Good.as_str())))
+        .then(lit(m[1].as_str()))
+        .when(col("grade").eq(lit(Grade::Warning.as_str())))
+        .then(lit(m[2].as_str()))
+        .otherwise(lit(m[3].as_str()));
     enterprises
         .left_join(sums, col("uscc"), col("uscc"))
         .left_join(flags, col("uscc"), col("uscc"))
@@ -381,6 +390,7 @@ fn totals(rules: &Rules, enterprises: LazyFrame, kind_sums: &DataFrame, active: 
         ])
         .with_column(grade.alias("grade"))
         .with_column(code.alias("code"))
+        .with_column(mee_level.alias("mee_level"))
         .sort(["uscc"], SortMultipleOptions::default())
 }
 
@@ -509,9 +519,10 @@ fn assemble(
         .zip(t.column("idx")?.u64()?.iter())
         .zip(t.column("points")?.i64()?.iter())
         .zip(t.column("grade")?.str()?.iter().zip(t.column("code")?.str()?.iter()))
-        .zip(t.column("veto")?.bool()?.iter().zip(t.column("disputed")?.bool()?.iter()));
+        .zip(t.column("veto")?.bool()?.iter().zip(t.column("disputed")?.bool()?.iter()))
+        .zip(t.column("mee_level")?.str()?.iter());
     let mut out = Vec::with_capacity(t.height());
-    for ((((key, idx), points), (grade, code)), (veto, disputed)) in totals {
+    for (((((key, idx), points), (grade, code)), (veto, disputed)), mee_level) in totals {
         let uscc = idx
             .and_then(|i| records.get(i as usize))
             .map(|e| e.record.uscc.clone())
@@ -532,6 +543,9 @@ fn assemble(
                 points: narrow(points.unwrap_or_default()),
                 grade: parse_grade(grade)?,
                 code: parse_code(code)?,
+                mee_level: mee_level
+                    .and_then(MeeLevel::from_name)
+                    .ok_or_else(|| polars_err!(ComputeError: "unknown MEE level {mee_level:?}"))?,
                 veto: veto == Some(true),
                 disputed: disputed == Some(true),
                 reasons: lines.into(),
@@ -613,13 +627,14 @@ mod tests {
         let frame = evaluations_frame(&rows).unwrap();
 
         let names: Vec<&str> = frame.get_column_names().into_iter().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["uscc", "points", "grade", "code", "veto", "disputed"]);
+        assert_eq!(names, ["uscc", "points", "grade", "code", "mee_level", "veto", "disputed"]);
         let dtypes: Vec<DataType> = frame.dtypes();
         assert_eq!(
             dtypes,
             [
                 DataType::String,
                 DataType::Int32,
+                DataType::String,
                 DataType::String,
                 DataType::String,
                 DataType::Boolean,
@@ -635,6 +650,7 @@ mod tests {
         assert_eq!(points, [Some(60), Some(74)]);
         assert_eq!(text("grade"), [Some("POOR".to_owned()), Some("WARNING".to_owned())]);
         assert_eq!(text("code"), [Some("RED".to_owned()), Some("YELLOW".to_owned())]);
+        assert_eq!(text("mee_level"), [Some("RED".to_owned()), Some("YELLOW".to_owned())]);
         let flags = |name: &str| -> Vec<Option<bool>> {
             frame.column(name).unwrap().bool().unwrap().iter().collect()
         };

@@ -26,7 +26,7 @@ pub use domain::{
 };
 pub use error::{Error, QUOTE_CHARS, Result, ValidationError, quoted};
 pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
-pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Reason};
+pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, MeeLevel, Reason};
 pub use timeline::{Step, summarize};
 pub use uscc::Uscc;
 pub use workflow::Ineligible;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::{Error, NANOS_PER_SECOND, Record, Result, Timestamp, ValidationError};
+use crate::{Error, MeeLevel, NANOS_PER_SECOND, Record, Result, Timestamp, ValidationError};
 
 /// The model every build ships with; a regulator may publish newer ones.
 const BUILTIN: &str = include_str!("../../fixtures/model/ecocode-2026.1.toml");
@@ -29,6 +29,8 @@ pub(crate) struct Rules {
     pub(crate) future_tolerance_nanos: i64,
     pub(crate) bonus_cap: i32,
     pub(crate) grades: Thresholds,
+    /// The MEE four-level colour of INTEGRITY, GOOD, WARNING and POOR.
+    pub(crate) mee_levels: [MeeLevel; 4],
     /// Ascending by `window_up_to_days`; the last tier is unbounded.
     pub(crate) publicity: Vec<PublicityTier>,
     /// Sorted by name.
@@ -170,6 +172,7 @@ struct ModelFile {
     future_tolerance_seconds: i64,
     bonus_cap: i32,
     grades: GradesFile,
+    mee_levels: Option<MeeLevelsFile>,
     repair: RepairFile,
     kinds: BTreeMap<String, KindFile>,
     monitoring: Option<MonitoringFile>,
@@ -196,6 +199,21 @@ struct GradesFile {
     good: i32,
     warning: i32,
 }
+
+/// `[mee_levels]`: the MEE colour name of each grade.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeeLevelsFile {
+    integrity: String,
+    good: String,
+    warning: String,
+    poor: String,
+}
+
+/// The 2013 办法's order: 环保诚信 green, 良好 blue, 警示 yellow, 不良 red;
+/// what a model file without `[mee_levels]` gets.
+pub(crate) const DEFAULT_MEE_LEVELS: [MeeLevel; 4] =
+    [MeeLevel::Green, MeeLevel::Blue, MeeLevel::Yellow, MeeLevel::Red];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -420,6 +438,23 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
             g.warning, g.good, g.integrity
         ));
     }
+    let mee_levels = match file.mee_levels {
+        None => DEFAULT_MEE_LEVELS,
+        Some(m) => {
+            let mut out = DEFAULT_MEE_LEVELS;
+            let given =
+                [("integrity", m.integrity), ("good", m.good), ("warning", m.warning), ("poor", m.poor)];
+            for (slot, (key, name)) in out.iter_mut().zip(given) {
+                *slot = MeeLevel::from_name(&name).ok_or_else(|| {
+                    format!(
+                        "mee_levels.{key} must be GREEN, BLUE, YELLOW or RED, got {}",
+                        crate::quoted(&name)
+                    )
+                })?;
+            }
+            out
+        }
+    };
     let publicity = validate_publicity(file.repair.publicity)?;
     let mut kinds = Vec::with_capacity(file.kinds.len());
     for (name, kind) in file.kinds {
@@ -445,6 +480,7 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
         future_tolerance_nanos: tolerance * NANOS_PER_SECOND,
         bonus_cap: file.bonus_cap,
         grades: Thresholds { integrity: g.integrity, good: g.good, warning: g.warning },
+        mee_levels,
         publicity,
         kinds,
         index,
@@ -562,6 +598,7 @@ fn check_points(at: &str, key: &str, points: i32, bonus: bool) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Grade;
 
     #[test]
     fn builtin_model_is_valid() {
@@ -575,6 +612,44 @@ mod tests {
         assert_eq!(model.minimum_publicity_days(1095), 365);
         assert_eq!(model.monitoring().min_valid_hours("a21026"), 20);
         assert_eq!(model.monitoring().min_valid_hours("w01018"), 20);
+    }
+
+    #[test]
+    fn each_grade_has_its_mee_colour_by_default() {
+        // The 2013 办法's order, in the builtin model and in a file without
+        // a [mee_levels] table.
+        let without = BUILTIN
+            .replace("[mee_levels]", "[unused]")
+            .replace("integrity = \"GREEN\"\ngood = \"BLUE\"\nwarning = \"YELLOW\"\npoor = \"RED\"\n", "");
+        assert!(!without.contains("mee_levels"), "the fixture's table moved; update this test");
+        let without = without.replace("[unused]\n", "");
+        for model in [Model::builtin(), Model::from_toml(&without).unwrap()] {
+            let levels: Vec<MeeLevel> = [Grade::Integrity, Grade::Good, Grade::Warning, Grade::Poor]
+                .map(|g| model.mee_level(g))
+                .into();
+            assert_eq!(levels, [MeeLevel::Green, MeeLevel::Blue, MeeLevel::Yellow, MeeLevel::Red]);
+        }
+    }
+
+    #[test]
+    fn a_model_file_may_map_grades_to_other_mee_colours() {
+        let text = BUILTIN.replace("good = \"BLUE\"", "good = \"GREEN\"");
+        let model = Model::from_toml(&text).unwrap();
+        assert_eq!(model.mee_level(Grade::Good), MeeLevel::Green);
+        assert_eq!(model.mee_level(Grade::Warning), MeeLevel::Yellow);
+    }
+
+    #[test]
+    fn a_bad_mee_mapping_is_a_load_error_naming_the_key() {
+        let bad = BUILTIN.replace("warning = \"YELLOW\"", "warning = \"ORANGE\"");
+        let e = Model::from_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("mee_levels.warning") && e.contains("ORANGE"), "{e}");
+        let missing = BUILTIN.replace("poor = \"RED\"\n", "");
+        let e = Model::from_toml(&missing).unwrap_err().to_string();
+        assert!(e.contains("poor"), "{e}");
+        let unknown = BUILTIN.replace("poor = \"RED\"", "poor = \"RED\"\nclosed = \"RED\"");
+        let e = Model::from_toml(&unknown).unwrap_err().to_string();
+        assert!(e.contains("closed"), "{e}");
     }
 
     #[test]

@@ -75,6 +75,43 @@ impl fmt::Display for Code {
     }
 }
 
+/// The four-level colour of the MEE's 2013 企业环境信用评价办法 (green
+/// 环保诚信, blue 良好, yellow 警示, red 不良), which provincial practice
+/// speaks of beside the three-colour code. The model maps each grade to one
+/// ([`Model::mee_level`]); by default in that order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum MeeLevel {
+    Green,
+    Blue,
+    Yellow,
+    Red,
+}
+
+impl MeeLevel {
+    pub const ALL: [MeeLevel; 4] = [MeeLevel::Green, MeeLevel::Blue, MeeLevel::Yellow, MeeLevel::Red];
+
+    /// The name in model files and exports; the `ecocode.v1` enum value is
+    /// `MEE_LEVEL_<name>`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MeeLevel::Green => "GREEN",
+            MeeLevel::Blue => "BLUE",
+            MeeLevel::Yellow => "YELLOW",
+            MeeLevel::Red => "RED",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MeeLevel> {
+        MeeLevel::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+}
+
+impl fmt::Display for MeeLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of the explanation. Record lines carry the record's kind, its
 /// signed points after halving, its seq and when it expires; correction
 /// lines (`cap:<kind>`, `cap:bonus`, `clamp`) carry seq 0 and no expiry.
@@ -94,6 +131,8 @@ pub struct Evaluation {
     pub points: i32,
     pub grade: Grade,
     pub code: Code,
+    /// The grade's MEE four-level colour under this model.
+    pub mee_level: MeeLevel,
     pub veto: bool,
     pub disputed: bool,
     /// Ordered by `|points|` descending, then seq ascending, then kind.
@@ -217,6 +256,7 @@ impl Model {
             points,
             grade,
             code: grade.code(),
+            mee_level: self.mee_level(grade),
             veto,
             disputed,
             reasons: reasons.into(),
@@ -237,6 +277,18 @@ impl Model {
             .filter(|(_, e)| e.last_dispute.is_some_and(|(_, _, open)| open))
             .map(|(entry, _)| entry.seq)
             .collect()
+    }
+
+    /// The MEE four-level colour of `grade` under this model's
+    /// `[mee_levels]` mapping.
+    pub fn mee_level(&self, grade: Grade) -> MeeLevel {
+        let m = &self.inner.mee_levels;
+        match grade {
+            Grade::Integrity => m[0],
+            Grade::Good => m[1],
+            Grade::Warning => m[2],
+            Grade::Poor => m[3],
+        }
     }
 
     /// The grade of `points` under this model's thresholds; a veto forces

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestRunner};
 use scoring::{
-    Evaluation, KindClass, LedgerRecord, Model, NANOS_PER_DAY, Record, Seq, Timestamp, Uscc, WorkflowKind,
-    score_all,
+    Evaluation, Grade, KindClass, LedgerRecord, MeeLevel, Model, NANOS_PER_DAY, Record, Seq, Timestamp, Uscc,
+    WorkflowKind, score_all,
 };
 
 /// Day 0 of the tests: 2025-01-01T00:00:00Z.
@@ -270,6 +270,8 @@ struct Coverage {
     halved: Cell<u32>,
     pending: Cell<u32>,
     grades: Cell<u32>,
+    /// Each MEE colour, GREEN to RED.
+    mee_levels: [Cell<u32>; 4],
 }
 
 impl Coverage {
@@ -283,12 +285,37 @@ impl Coverage {
         bump(&self.halved, e.reasons.iter().any(|r| r.description.ends_with("(rectified, halved)")));
         bump(&self.pending, !e.rectification_pending.is_empty());
         bump(&self.grades, !e.veto && (60..90).contains(&e.points));
+        for (level, count) in MeeLevel::ALL.iter().zip(&self.mee_levels) {
+            bump(count, e.mee_level == *level);
+        }
     }
 }
 
 #[test]
 fn batch_scores_equal_online_scores() {
-    let model = Model::builtin();
+    differential(&Model::builtin(), 400);
+}
+
+/// A batch that wrote the builtin grade-to-colour order whatever the model
+/// said would pass the builtin model's run; a model that maps the grades
+/// backwards must come out the same from both scorers too.
+#[test]
+fn batch_mee_levels_follow_the_models_mapping() {
+    let text = include_str!("../../fixtures/model/ecocode-2026.1.toml")
+        .replace("integrity = \"GREEN\"", "integrity = \"RED\"")
+        .replace("good = \"BLUE\"", "good = \"YELLOW\"")
+        .replace("warning = \"YELLOW\"", "warning = \"BLUE\"")
+        .replace("poor = \"RED\"", "poor = \"GREEN\"");
+    let model = Model::from_toml(&text).unwrap();
+    assert_eq!(model.mee_level(Grade::Integrity), MeeLevel::Red);
+    assert_eq!(model.mee_level(Grade::Poor), MeeLevel::Green);
+    differential(&model, 100);
+}
+
+/// Batch and online scores of generated ledgers under `model` agree on
+/// every field, and the cases reach every rule.
+fn differential(model: &Model, cases: u32) {
+    let model = model.clone();
     let kinds = scored_kinds(&model);
     let strategy = (
         prop::collection::vec(gen_entry(kinds), 0..90),
@@ -297,7 +324,7 @@ fn batch_scores_equal_online_scores() {
         any::<u64>(),
     );
     let coverage = Coverage::default();
-    let config = Config { cases: 400, failure_persistence: None, ..Config::default() };
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&strategy, |(gens, ats, prefix, order)| {
         let ledger = build(&gens);
@@ -341,6 +368,9 @@ fn batch_scores_equal_online_scores() {
     ];
     for (rule, count) in reached {
         assert!(count.get() > 0, "no generated case reached {rule}: {coverage:?}");
+    }
+    for (level, count) in MeeLevel::ALL.iter().zip(&coverage.mee_levels) {
+        assert!(count.get() > 0, "no generated case reached MEE level {level}: {coverage:?}");
     }
 }
 

@@ -171,12 +171,28 @@ pub mod from_proto {
             })
             .collect()
     }
+
+    pub fn mee_levels(levels: &[i32]) -> Result<Vec<scoring::MeeLevel>, ValidationError> {
+        levels
+            .iter()
+            .map(|&l| match pb::MeeLevel::try_from(l) {
+                Ok(pb::MeeLevel::Green) => Ok(scoring::MeeLevel::Green),
+                Ok(pb::MeeLevel::Blue) => Ok(scoring::MeeLevel::Blue),
+                Ok(pb::MeeLevel::Yellow) => Ok(scoring::MeeLevel::Yellow),
+                Ok(pb::MeeLevel::Red) => Ok(scoring::MeeLevel::Red),
+                _ => Err(ValidationError::new(
+                    "mee_levels",
+                    format!("{l} is not MEE_LEVEL_GREEN, MEE_LEVEL_BLUE, MEE_LEVEL_YELLOW or MEE_LEVEL_RED"),
+                )),
+            })
+            .collect()
+    }
 }
 
 pub mod to_proto {
     use ecocode_proto::v1 as pb;
     use hj212::{MonitoringPoint, Outage};
-    use scoring::{Code, Enterprise, Evaluation, Grade, Record, Timestamp};
+    use scoring::{Code, Enterprise, Evaluation, Grade, MeeLevel, Record, Timestamp};
 
     use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate};
 
@@ -378,6 +394,15 @@ pub mod to_proto {
         }
     }
 
+    pub fn mee_level(l: MeeLevel) -> pb::MeeLevel {
+        match l {
+            MeeLevel::Green => pb::MeeLevel::Green,
+            MeeLevel::Blue => pb::MeeLevel::Blue,
+            MeeLevel::Yellow => pb::MeeLevel::Yellow,
+            MeeLevel::Red => pb::MeeLevel::Red,
+        }
+    }
+
     /// Most reason lines in one `Score`; more are summed into one line, so
     /// an enterprise with 95 000 records still answers a normal message and
     /// the reasons still add up.
@@ -429,6 +454,7 @@ pub mod to_proto {
             rectification_pending: e.rectification_pending.iter().map(|s| s.0).collect(),
             region_code: s.enterprise.region_code.clone(),
             industry_code: s.enterprise.industry_code.clone(),
+            mee_level: mee_level(e.mee_level).into(),
         }
     }
 }

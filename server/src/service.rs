@@ -65,6 +65,8 @@ pub struct ListQuery {
     pub industry_prefix: String,
     /// Empty: every colour.
     pub codes: Vec<Code>,
+    /// Empty: every MEE four-level colour.
+    pub mee_levels: Vec<scoring::MeeLevel>,
     /// 0: the default page size; capped at [`MAX_PAGE`].
     pub page_size: usize,
     /// Continue after this USCC (empty: from the start).
@@ -571,7 +573,10 @@ impl Service {
                 after = last.uscc.to_string();
                 for (i, e) in chunk.iter().enumerate() {
                     let view = service.evaluate(e.uscc.as_str(), Some(at), 0)?;
-                    if query.codes.is_empty() || query.codes.contains(&view.evaluation.code) {
+                    let score = &view.evaluation;
+                    if (query.codes.is_empty() || query.codes.contains(&score.code))
+                        && (query.mee_levels.is_empty() || query.mee_levels.contains(&score.mee_level))
+                    {
                         page.scores.push(view);
                     }
                     if page.scores.len() == page_size {

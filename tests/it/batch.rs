@@ -137,9 +137,10 @@ fn read_csv(path: &Path) -> DataFrame {
 }
 
 /// The export's rows as (uscc -> the compared fields), all as text.
-fn rows_of(frame: &DataFrame) -> BTreeMap<String, [String; 8]> {
-    let columns = ["points", "grade", "code", "veto", "disputed", "as_of", "tree_size", "model_version"]
-        .map(|c| text(frame, c));
+fn rows_of(frame: &DataFrame) -> BTreeMap<String, [String; 9]> {
+    let columns =
+        ["points", "grade", "code", "mee_level", "veto", "disputed", "as_of", "tree_size", "model_version"]
+            .map(|c| text(frame, c));
     text(frame, "uscc")
         .into_iter()
         .enumerate()
@@ -147,7 +148,7 @@ fn rows_of(frame: &DataFrame) -> BTreeMap<String, [String; 8]> {
         .collect()
 }
 
-fn expected_rows(online: &BTreeMap<String, pb::Score>, at: Timestamp) -> BTreeMap<String, [String; 8]> {
+fn expected_rows(online: &BTreeMap<String, pb::Score>, at: Timestamp) -> BTreeMap<String, [String; 9]> {
     online
         .iter()
         .map(|(uscc, s)| {
@@ -155,6 +156,7 @@ fn expected_rows(online: &BTreeMap<String, pb::Score>, at: Timestamp) -> BTreeMa
                 s.points.to_string(),
                 s.grade().as_str_name().to_owned(),
                 s.code().as_str_name().to_owned(),
+                s.mee_level().as_str_name().trim_start_matches("MEE_LEVEL_").to_owned(),
                 s.veto.to_string(),
                 s.disputed.to_string(),
                 at.to_string(),
@@ -190,6 +192,7 @@ async fn score_all_exports_equal_the_online_scores_of_every_enterprise() {
                 "points",
                 "grade",
                 "code",
+                "mee_level",
                 "veto",
                 "disputed",
                 "as_of",
@@ -224,8 +227,9 @@ async fn score_all_rejects_an_unknown_format_before_fetching() {
     f.server.stop().await;
 }
 
-/// Per (dimension, group): [enterprises, green, yellow, red, integrity, good, warning, poor].
-type Counts = BTreeMap<(String, String), [u32; 8]>;
+/// Per (dimension, group): [enterprises, green, yellow, red, integrity, good, warning, poor,
+/// mee_green, mee_blue, mee_yellow, mee_red].
+type Counts = BTreeMap<(String, String), [u32; 12]>;
 
 fn expected_counts(online: &BTreeMap<String, pb::Score>, f: &Fixture) -> Counts {
     let mut counts = Counts::new();
@@ -233,6 +237,7 @@ fn expected_counts(online: &BTreeMap<String, pb::Score>, f: &Fixture) -> Counts 
         let (region, industry) = &f.enterprises[uscc];
         let code = s.code() as usize; // GREEN = 1 .. RED = 3
         let grade = s.grade() as usize; // INTEGRITY = 1 .. POOR = 4
+        let mee = s.mee_level() as usize; // MEE_LEVEL_GREEN = 1 .. MEE_LEVEL_RED = 4
         for (dimension, group) in
             DIMENSIONS.iter().zip([region.clone(), region[..4].to_owned(), industry.clone()])
         {
@@ -240,13 +245,27 @@ fn expected_counts(online: &BTreeMap<String, pb::Score>, f: &Fixture) -> Counts 
             c[0] += 1;
             c[code] += 1;
             c[3 + grade] += 1;
+            c[7 + mee] += 1;
         }
     }
     counts
 }
 
 fn report_counts(distribution: &DataFrame) -> Counts {
-    let names = ["enterprises", "green", "yellow", "red", "integrity", "good", "warning", "poor"];
+    let names = [
+        "enterprises",
+        "green",
+        "yellow",
+        "red",
+        "integrity",
+        "good",
+        "warning",
+        "poor",
+        "mee_green",
+        "mee_blue",
+        "mee_yellow",
+        "mee_red",
+    ];
     let columns = names.map(|n| distribution.column(n).unwrap().u32().unwrap().clone());
     let keys = text(distribution, "dimension").into_iter().zip(text(distribution, "group"));
     keys.enumerate().map(|(i, key)| (key, columns.each_ref().map(|c| c.get(i).unwrap()))).collect()
@@ -274,8 +293,11 @@ async fn report_counts_match_the_online_scores_and_lists_exactly_the_colour_chan
         BTreeSet::from(DIMENSIONS),
         "every dimension has groups"
     );
-    let families: [(&str, &[&str]); 2] =
-        [("colour", &["green", "yellow", "red"]), ("grade", &["integrity", "good", "warning", "poor"])];
+    let families: [(&str, &[&str]); 3] = [
+        ("colour", &["green", "yellow", "red"]),
+        ("grade", &["integrity", "good", "warning", "poor"]),
+        ("MEE level", &["mee_green", "mee_blue", "mee_yellow", "mee_red"]),
+    ];
     for (family, names) in families {
         let shares: Vec<Float64Chunked> = names
             .iter()

@@ -238,6 +238,32 @@ impl Browser {
         std::fs::write(path, png).unwrap();
         self.resize(900);
     }
+
+    /// A screenshot of the element `selector` alone, scaled so that it is
+    /// `px` pixels wide: a print size (3 cm at 300 dpi is 354 px).
+    fn screenshot_element(&mut self, selector: &str, px: f64, path: &Path) {
+        self.resize_to(WIDTH, 900);
+        let height = self.eval("document.documentElement.scrollHeight").as_u64().unwrap_or(900);
+        self.resize_to(WIDTH, height.clamp(600, 8000));
+        let rect = self.eval(&format!(
+            "(() => {{ const r = document.querySelector('{selector}').getBoundingClientRect(); \
+             return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]; }})()"
+        ));
+        let rect: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let clip =
+            json!({"x": rect[0], "y": rect[1], "width": rect[2], "height": rect[3], "scale": px / rect[2]});
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png", "clip": clip}));
+        let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+        self.resize(900);
+    }
+}
+
+/// Width and height of a PNG, from its header.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
 }
 
 impl Drop for Browser {
@@ -303,7 +329,7 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
     let shots = tempfile::tempdir().unwrap();
     let dir = shots.path().to_owned();
 
-    let (qr_text, page_text) = tokio::task::spawn_blocking({
+    let (qr_text, page_text, sticker_text, qr_width) = tokio::task::spawn_blocking({
         let (web, dir) = (web.clone(), dir.clone());
         move || {
             let mut browser = Browser::start();
@@ -318,16 +344,34 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
             let desktop = dir.join("enterprise-desktop.png");
             browser.screenshot_at(1280, &desktop);
             keep_screenshot(&desktop, "enterprise-desktop.png");
-            (decode_qr(&public), text)
+            // The QR alone at sticker size: 3 cm at 300 dpi, quiet zone included.
+            let sticker = dir.join("qr-3cm-300dpi.png");
+            browser.screenshot_element("svg.qr", 354.0, &sticker);
+            keep_screenshot(&sticker, "qr-3cm-300dpi.png");
+            let (w, h) = png_size(&sticker);
+            assert!((353..=355).contains(&w) && (353..=355).contains(&h), "sticker is {w}x{h} px");
+            let qr_width = browser.eval("document.querySelector('svg.qr').getAttribute('width')");
+            let qr_width: u64 = qr_width.as_str().unwrap().parse().unwrap();
+            (decode_qr(&public), text, decode_qr(&sticker), qr_width)
         }
     })
     .await
     .unwrap();
     assert!(page_text.contains("黄码") && page_text.contains("YELLOW"), "{page_text}");
-    assert!(qr_text.starts_with(&format!("{web}/e/{ACME}?att=")), "{qr_text}");
+    assert!(page_text.contains("黄牌") && page_text.contains("环保警示") && page_text.contains("YELLOW"));
+    // Issue 24: the compact form, a version 10 symbol at most (57 modules
+    // and the quiet zone of 4 on each side, 4 px a module), read the same
+    // from the page and from a 3 cm sticker at 300 dpi.
+    assert!(qr_text.starts_with(&format!("{}/Q/", web.to_uppercase())), "{qr_text}");
+    assert!(qr_width <= (57 + 8) * 4, "the QR is {qr_width} px wide, above version 10");
+    assert_eq!(sticker_text, qr_text, "the sticker-size QR reads differently");
     let scanned = dir.join("scanned.txt");
-    std::fs::write(&scanned, &qr_text).unwrap();
+    std::fs::write(&scanned, &sticker_text).unwrap();
     ecocode_attest_verify(&scanned, &key).await.expect("the scanned attestation verifies");
+    // The full form of the same note, as on stickers printed before, still verifies.
+    let note = tlog::attestation::note_from_qr_text(&qr_text).unwrap();
+    std::fs::write(&scanned, tlog::attestation::qr_text(&format!("{web}/e/{ACME}"), &note)).unwrap();
+    ecocode_attest_verify(&scanned, &key).await.expect("the full form verifies");
     let mut forged = qr_text.clone();
     forged.truncate(forged.len() - 8);
     std::fs::write(&scanned, &forged).unwrap();

@@ -218,6 +218,72 @@ async fn list_scores_filters_pages_and_respects_scope() {
     server.stop().await;
 }
 
+/// Issue 24: each grade carries its MEE 2013 four-level colour in
+/// GetScore, BatchGetScores and ListScores, and ListScores filters on it.
+#[tokio::test]
+async fn each_grade_has_its_mee_colour_through_grpc() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let [integrity, good, warning, poor] = [0, 1, 2, 3].map(|i| uscc(&format!("9133020{i}MA2GMEE0{i}")));
+    for u in [&integrity, &good, &warning, &poor] {
+        admin.register(u, "E", "330206").await;
+    }
+    admin.append(record(&good, "G-1", "penalty.fine", -10)).await.unwrap(); // -10
+    admin.append(record(&good, "G-2", "penalty.warning", -5)).await.unwrap(); // -3: 87
+    admin.append(record(&warning, "W-1", "penalty.fine", -10)).await.unwrap();
+    admin.append(record(&warning, "W-2", "enforcement.suspend", -5)).await.unwrap(); // 66
+    admin.append(record(&poor, "P-1", "veto.bypass", -1)).await.unwrap();
+    let expected = [
+        (&integrity, pb::CreditGrade::Integrity, pb::MeeLevel::Green),
+        (&good, pb::CreditGrade::Good, pb::MeeLevel::Blue),
+        (&warning, pb::CreditGrade::Warning, pb::MeeLevel::Yellow),
+        (&poor, pb::CreditGrade::Poor, pb::MeeLevel::Red),
+    ];
+    for (u, grade, level) in expected {
+        let score = admin.score(u).await;
+        assert_eq!((score.grade(), score.mee_level()), (grade, level), "GetScore of {u}");
+    }
+    let batch = admin
+        .scores
+        .batch_get_scores(pb::BatchGetScoresRequest {
+            uscc: expected.iter().map(|(u, ..)| u.to_string()).collect(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let levels: Vec<pb::MeeLevel> = batch.scores.iter().map(|s| s.mee_level()).collect();
+    assert_eq!(levels, expected.map(|(.., l)| l));
+
+    let list = |levels: Vec<pb::MeeLevel>, codes: Vec<pb::EcoCode>| pb::ListScoresRequest {
+        mee_levels: levels.into_iter().map(Into::into).collect(),
+        codes: codes.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    };
+    let listed = |page: pb::ListScoresResponse| -> Vec<(String, pb::MeeLevel)> {
+        page.scores.iter().map(|s| (s.uscc.clone(), s.mee_level())).collect()
+    };
+    let all = admin.scores.list_scores(list(vec![], vec![])).await.unwrap().into_inner();
+    assert_eq!(all.scores.len(), 4);
+    // Blue alone picks the GOOD enterprise out of the two green codes.
+    let blue = admin.scores.list_scores(list(vec![pb::MeeLevel::Blue], vec![])).await.unwrap().into_inner();
+    assert_eq!(listed(blue), vec![(good.clone(), pb::MeeLevel::Blue)]);
+    let two = list(vec![pb::MeeLevel::Green, pb::MeeLevel::Red], vec![]);
+    let mut got = listed(admin.scores.list_scores(two).await.unwrap().into_inner());
+    got.sort();
+    let mut want = vec![(integrity.clone(), pb::MeeLevel::Green), (poor.clone(), pb::MeeLevel::Red)];
+    want.sort();
+    assert_eq!(got, want);
+    // With codes, both filters apply.
+    let none = list(vec![pb::MeeLevel::Blue], vec![pb::EcoCode::Yellow]);
+    assert!(admin.scores.list_scores(none).await.unwrap().into_inner().scores.is_empty());
+    let bad = pb::ListScoresRequest { mee_levels: vec![9], ..Default::default() };
+    let err = admin.scores.list_scores(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("mee_levels"), "{}", err.message());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn history_has_a_point_per_change() {
     let server = TestServer::start().await;

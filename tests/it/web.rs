@@ -58,6 +58,17 @@ async fn the_public_page_shows_the_code_reasons_qr_history_and_proofs_escaped() 
     // The badge: colour and words.
     assert!(body.contains(r#"class="badge yellow""#));
     assert!(body.contains("黄码") && body.contains("yellow code") && body.contains("警示"));
+    // Beside it the MEE 2013 four-level colour, in words as well.
+    assert!(body.contains(r#"class="mee mee-yellow""#), "the MEE badge");
+    assert!(
+        body.contains("黄牌 · 环保警示")
+            && body.contains("MEE 2013 four-level colour: yellow: warning · YELLOW")
+    );
+    let green = web.get(&format!("/e/{BETA}")).await.body;
+    assert!(
+        green.contains(r#"class="mee mee-green""#) && green.contains("绿牌 · 环保诚信"),
+        "BETA's MEE badge"
+    );
     // Reasons with their dates and proofs.
     assert!(body.contains("罚款") && body.contains("penalty.fine") && body.contains("停产整治"));
     assert!(body.contains(&format!("/e/{ACME}/proof/{fine}")));
@@ -87,6 +98,11 @@ async fn json_is_the_page_data_and_its_qr_text_verifies_offline() {
     assert_eq!(json["name"], XSS_NAME);
     assert_eq!((json["code"].as_str(), json["grade"].as_str()), (Some("YELLOW"), Some("WARNING")));
     assert_eq!(json["points"], 66);
+    assert_eq!(json["mee_level"], "YELLOW");
+    assert_eq!(
+        (json["mee_level_zh"].as_str(), json["mee_level_name"].as_str()),
+        (Some("黄牌"), Some("环保警示"))
+    );
     let reasons = json["reasons"].as_array().unwrap();
     let line = reasons.iter().find(|r| r["seq"] == fine).unwrap();
     assert_eq!(line["kind_zh"], "罚款");
@@ -96,7 +112,7 @@ async fn json_is_the_page_data_and_its_qr_text_verifies_offline() {
 
     assert_eq!(json["attestation"]["check"]["status"], "current", "the page checks its own QR code");
     let qr_text = json["attestation"]["qr_text"].as_str().unwrap();
-    assert!(qr_text.starts_with(&format!("http://{}/e/{ACME}?att=", server.http.unwrap())));
+    assert!(qr_text.starts_with(&format!("HTTP://{}/Q/", server.http.unwrap())), "{qr_text}");
     let note = tlog::attestation::note_from_qr_text(qr_text).unwrap();
     let (name, key) = tlog::note::decode_verifier_key(json["verifier_key"].as_str().unwrap()).unwrap();
     let attested = tlog::attestation::verify(&note, &name, &key).unwrap();
@@ -448,7 +464,13 @@ async fn a_scanned_attestation_is_current_then_superseded_and_a_forged_one_inval
     let json: serde_json::Value =
         serde_json::from_str(&web.get(&format!("/e/{ACME}?format=json")).await.body).unwrap();
     let qr_text = json["attestation"]["qr_text"].as_str().unwrap().to_owned();
-    let scanned = qr_text.split_once(&format!("/e/{ACME}")).unwrap().1.to_owned();
+    // Scanning the compact QR opens /Q/<digits>, which sends the browser
+    // on to the page of the enterprise it names.
+    let digits = qr_text.split_once("/Q/").unwrap().1.to_owned();
+    let r = web.get(&format!("/Q/{digits}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let scanned = format!("?att={digits}");
+    assert_eq!(r.header("location"), Some(format!("/e/{ACME}{scanned}").as_str()));
     let page = web.get(&format!("/e/{ACME}{scanned}")).await;
     assert!(page.body.contains(r#"class="card scanned current""#), "{}", page.body);
     let check = |body: &str| -> serde_json::Value {
@@ -475,12 +497,25 @@ async fn a_scanned_attestation_is_current_then_superseded_and_a_forged_one_inval
     // Another enterprise's valid attestation on this page: invalid here.
     let beta: serde_json::Value =
         serde_json::from_str(&web.get(&format!("/e/{BETA}?format=json")).await.body).unwrap();
-    let beta_att = beta["attestation"]["qr_text"].as_str().unwrap().split_once('?').unwrap().1.to_owned();
+    let beta_att =
+        format!("att={}", beta["attestation"]["qr_text"].as_str().unwrap().split_once("/Q/").unwrap().1);
     assert_eq!(check(&web.get(&format!("/e/{ACME}?{beta_att}&format=json")).await.body)["status"], "invalid");
     assert_eq!(
         check(&web.get(&format!("/e/{ACME}?att=garbage&format=json")).await.body)["status"],
         "invalid"
     );
+    // The full form, as stickers printed before the compact one carry it,
+    // is still read.
+    let full = tlog::attestation::qr_text(
+        "http://x/e/ACME",
+        &tlog::attestation::note_from_qr_text(&qr_text).unwrap(),
+    );
+    let full = full.split_once('?').unwrap().1;
+    assert_eq!(check(&web.get(&format!("/e/{ACME}?{full}&format=json")).await.body)["status"], "superseded");
+    // Digits that are no compact attestation: a 400 naming it, not a page.
+    let r = web.get(&format!("/Q/{}", &digits[..digits.len() - 1])).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("not an attestation"), "{}", r.body);
     server.stop().await;
 }
 

@@ -129,26 +129,34 @@ impl Attestation {
 /// The query parameter that carries a signed attestation in a QR code's URL.
 pub const QR_PARAM: &str = "att";
 
-/// The text of an enterprise's QR code: its page URL with the whole signed
-/// note (body and signature lines, exactly as signed) appended as
-/// `?att=<base64url without padding>`. Scanning it opens the page, which
-/// checks the attestation; `ecocode attest verify` checks it offline.
-/// `docs/api.md` specifies it.
+/// The full (first) form of an enterprise's QR text: its page URL with the
+/// whole signed note (body and signature lines, exactly as signed) appended
+/// as `?att=<base64url without padding>`. The page now shows the compact
+/// form ([`crate::compact::qr_text`]) and falls back to this one only for
+/// an attestation the compact layout cannot hold; both are read by
+/// [`note_from_qr_text`]. `docs/ledger.md` specifies both.
 pub fn qr_text(page_url: &str, signed_note: &str) -> String {
     format!("{page_url}?{QR_PARAM}={}", B64URL.encode(signed_note))
 }
 
-/// The signed note inside a QR text written by [`qr_text`] (or inside the
-/// bare value of its `att` parameter).
+/// The signed note inside a QR code's text: the compact form
+/// (`<URL>/Q/<digits>`, [`crate::compact`]), or the full form written by
+/// [`qr_text`] (or the bare value of its `att` parameter).
 pub fn note_from_qr_text(text: &str) -> Result<String> {
     let text = text.trim();
+    if crate::compact::digits_of(text).is_some() {
+        return crate::compact::decode(text);
+    }
     let value = match text.split_once('?') {
         Some((_, query)) => query
             .split('&')
             .find_map(|pair| pair.strip_prefix(QR_PARAM).and_then(|v| v.strip_prefix('=')))
-            .ok_or_else(|| Error::Invalid(format!("QR text: no {QR_PARAM}= parameter")))?,
+            .ok_or_else(|| Error::Invalid(format!("QR text: no {QR_PARAM}= parameter and no /Q/<digits>")))?,
         None => text,
     };
+    if crate::compact::digits_of(value).is_some() {
+        return crate::compact::decode(value);
+    }
     let bytes = B64URL
         .decode(value)
         .map_err(|_| Error::Invalid(format!("QR text: {QR_PARAM} is not base64url without padding")))?;
@@ -214,8 +222,17 @@ mod tests {
         assert_eq!(note_from_qr_text(value).unwrap(), note);
         let public = note::public_key(&[3; 32]);
         assert_eq!(verify(&note_from_qr_text(&text).unwrap(), "ecocode.test", &public).unwrap(), sample());
-        for bad in ["http://x/e/1?b=2", "http://x/e/1?att=%%%", "!!"] {
+        for bad in ["http://x/e/1?b=2", "http://x/e/1?att=%%%", "!!", "HTTP://X/Q/1", "HTTP://X/Q/256"] {
             assert!(note_from_qr_text(bad).is_err(), "{bad}");
+        }
+        // The compact form reads back as the same note, as a URL, as bare
+        // digits and as the page's att= parameter.
+        let compact = crate::compact::qr_text("http://127.0.0.1:8080", &note).unwrap();
+        let digits = compact.rsplit_once('/').unwrap().1;
+        for form in
+            [compact.clone(), digits.to_owned(), format!("http://h/e/91330421739237858X?att={digits}")]
+        {
+            assert_eq!(note_from_qr_text(&form).unwrap(), note, "{form}");
         }
     }
 

@@ -8,6 +8,8 @@
 //!   signer/verifier key texts.
 //! * [`bundle`]: proof bundles, the JSON files `ecocode proof` writes.
 //! * [`attestation`]: signed score attestations.
+//! * [`compact`]: the compact binary form of a signed attestation for QR
+//!   codes.
 //! * [`vectors`]: the specification's test vectors.
 //!
 //! Pure on purpose: no runtime, storage, RPC or clock. An offline verifier
@@ -19,6 +21,7 @@
 
 pub mod attestation;
 pub mod bundle;
+pub mod compact;
 pub mod hash;
 pub mod note;
 pub mod proof;

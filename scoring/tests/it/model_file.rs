@@ -104,6 +104,6 @@ fn broken_models_are_rejected() {
     );
     check_rejected("[kinds.\"exceedance.daily\"]", "[kinds.\"repair.granted\"]", "is a workflow kind");
     check_rejected("[kinds.\"exceedance.daily\"]", "[kinds.\"exceedance daily\"]", "a kind must be");
-    check_rejected("bonus_cap = 10", "bonus_cap = \"ten\"", "line 27: invalid type");
-    check_rejected("\n[grades]\n", "\n[grades\n", "line 29: ");
+    check_rejected("bonus_cap = 10", "bonus_cap = \"ten\"", "line 30: invalid type");
+    check_rejected("\n[grades]\n", "\n[grades\n", "line 32: ");
 }

@@ -21,7 +21,7 @@ use polars::prelude::{
     Column, CsvWriter, DataFrame, DataType, Expr, IntoLazy, ParquetWriter, PolarsResult, SerWriter,
     SortMultipleOptions, UnionArgs, col, concat, len, lit,
 };
-use scoring::{Code, Enterprise, Evaluation, Grade, LedgerRecord, Model, Seq, Timestamp};
+use scoring::{Code, Enterprise, Evaluation, Grade, LedgerRecord, MeeLevel, Model, Seq, Timestamp};
 
 use server::events::Event;
 
@@ -48,6 +48,7 @@ pub struct ScoreRow {
     pub points: i32,
     pub grade: Grade,
     pub code: Code,
+    pub mee_level: MeeLevel,
     pub veto: bool,
     pub disputed: bool,
     pub as_of: Timestamp,
@@ -194,6 +195,7 @@ pub fn score_snapshot(
                 points: evaluation.points,
                 grade: evaluation.grade,
                 code: evaluation.code,
+                mee_level: evaluation.mee_level,
                 veto: evaluation.veto,
                 disputed: evaluation.disputed,
                 as_of: at,
@@ -205,7 +207,8 @@ pub fn score_snapshot(
 }
 
 /// The `score-all` export: columns `uscc`, `name`, `region_code`,
-/// `industry_code`, `points` (i32), `grade`, `code`, `veto`, `disputed`,
+/// `industry_code`, `points` (i32), `grade`, `code`, `mee_level`, `veto`,
+/// `disputed`,
 /// `as_of` (RFC 3339 text), `tree_size` (u64) and `model_version`.
 pub fn scores_frame(rows: &[ScoreRow]) -> PolarsResult<DataFrame> {
     let text = |f: fn(&ScoreRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
@@ -219,6 +222,7 @@ pub fn scores_frame(rows: &[ScoreRow]) -> PolarsResult<DataFrame> {
             Column::new("points".into(), rows.iter().map(|r| r.points).collect::<Vec<_>>()),
             Column::new("grade".into(), text(|r| r.grade.as_str())),
             Column::new("code".into(), text(|r| r.code.as_str())),
+            Column::new("mee_level".into(), text(|r| r.mee_level.as_str())),
             Column::new("veto".into(), rows.iter().map(|r| r.veto).collect::<Vec<_>>()),
             Column::new("disputed".into(), rows.iter().map(|r| r.disputed).collect::<Vec<_>>()),
             Column::new("as_of".into(), rows.iter().map(|r| r.as_of.to_string()).collect::<Vec<_>>()),
@@ -231,9 +235,10 @@ pub fn scores_frame(rows: &[ScoreRow]) -> PolarsResult<DataFrame> {
 /// Counts and shares of each colour and grade per group, one row per
 /// `(dimension, group)`: `dimension` is `region` (6-digit region code),
 /// `city` (its 4-digit prefix) or `industry` (industry code, possibly
-/// empty); then `enterprises`, a count column per colour and grade
-/// (`green` .. `poor`, u32) and a `<name>_share` column for each (f64; the
-/// colour shares, and the grade shares, each sum to 1 per group). Sorted by
+/// empty); then `enterprises`, a count column per colour, grade and MEE
+/// level (`green` .. `poor`, `mee_green` .. `mee_red`, u32) and a
+/// `<name>_share` column for each (f64; the colour shares, the grade shares
+/// and the MEE level shares each sum to 1 per group). Sorted by
 /// dimension in that order, then group.
 pub fn distribution(scores: &DataFrame) -> PolarsResult<DataFrame> {
     // The city is the region code's first four digits (GB/T 2260); computed
@@ -245,19 +250,25 @@ pub fn distribution(scores: &DataFrame) -> PolarsResult<DataFrame> {
         .map(|r| r.unwrap_or_default().chars().take(4).collect())
         .collect();
     let scores = scores.hstack(&[Column::new("city".into(), city)])?.lazy();
-    let values: Vec<(&str, &str)> = CODES
+    // (column, value, output name); the MEE colours are prefixed so they do
+    // not collide with the three-colour code's.
+    let values: Vec<(&str, &str, String)> = CODES
         .iter()
-        .map(|c| ("code", c.as_str()))
-        .chain(GRADES.iter().map(|g| ("grade", g.as_str())))
+        .map(|c| ("code", c.as_str(), c.as_str().to_ascii_lowercase()))
+        .chain(GRADES.iter().map(|g| ("grade", g.as_str(), g.as_str().to_ascii_lowercase())))
+        .chain(
+            MeeLevel::ALL
+                .iter()
+                .map(|l| ("mee_level", l.as_str(), format!("mee_{}", l.as_str().to_ascii_lowercase()))),
+        )
         .collect();
-    let name = |value: &str| value.to_ascii_lowercase();
     let mut counts = vec![len().cast(DataType::UInt32).alias("enterprises")];
-    counts.extend(values.iter().map(|(column, value)| {
-        col(*column).eq(lit(*value)).cast(DataType::UInt32).sum().cast(DataType::UInt32).alias(name(value))
+    counts.extend(values.iter().map(|(column, value, name)| {
+        col(*column).eq(lit(*value)).cast(DataType::UInt32).sum().cast(DataType::UInt32).alias(name.as_str())
     }));
-    let shares = values.iter().map(|(_, value)| {
-        (col(name(value)).cast(DataType::Float64) / col("enterprises").cast(DataType::Float64))
-            .alias(format!("{}_share", name(value)))
+    let shares = values.iter().map(|(_, _, name)| {
+        (col(name.as_str()).cast(DataType::Float64) / col("enterprises").cast(DataType::Float64))
+            .alias(format!("{name}_share"))
     });
     let shares: Vec<Expr> = shares.collect();
     let per = |dimension: &str, key: &str| {
@@ -270,8 +281,8 @@ pub fn distribution(scores: &DataFrame) -> PolarsResult<DataFrame> {
             .sort(["group"], SortMultipleOptions::default())
     };
     let mut order = vec![col("dimension"), col("group"), col("enterprises")];
-    order.extend(values.iter().map(|(_, v)| col(name(v))));
-    order.extend(values.iter().map(|(_, v)| col(format!("{}_share", name(v)))));
+    order.extend(values.iter().map(|(_, _, name)| col(name.as_str())));
+    order.extend(values.iter().map(|(_, _, name)| col(format!("{name}_share"))));
     concat(
         [per(DIMENSIONS[0], "region_code"), per(DIMENSIONS[1], "city"), per(DIMENSIONS[2], "industry_code")],
         // The default union keeps the inputs' order: region, city, industry.

@@ -588,7 +588,8 @@ pub enum AttestCommand {
     },
     /// Check an attestation file offline against the service's public key.
     /// The file holds a signed note (`attest get`, the page's download) or
-    /// the text of a scanned QR code (`<page URL>?att=...`).
+    /// the text of a scanned QR code: the compact form
+    /// (`HTTP://HOST/Q/<digits>`) or the full one (`<page URL>?att=...`).
     Verify {
         file: PathBuf,
         /// The verifier key, as printed by `ecocode key show`.
@@ -1238,8 +1239,9 @@ fn print_score(s: &pb::Score) {
     let code = pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?");
     println!("{} {}", terminal_text(&s.uscc), terminal_text(&s.name));
     println!(
-        "  {code}  {grade}  {} points{}{}",
+        "  {code}  {grade}  {} points  MEE {}{}{}",
         s.points,
+        mee_level_name(s.mee_level),
         if s.veto { "  VETO" } else { "" },
         if s.disputed { "  DISPUTED" } else { "" }
     );
@@ -1270,6 +1272,19 @@ pub fn terminal_text(text: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// `GREEN`, `BLUE`, `YELLOW` or `RED` (the enum value without its
+/// `MEE_LEVEL_` prefix, as in exports and the page's JSON); `?` from a
+/// server that does not send it.
+fn mee_level_name(level: i32) -> &'static str {
+    match pb::MeeLevel::try_from(level) {
+        Ok(pb::MeeLevel::Green) => "GREEN",
+        Ok(pb::MeeLevel::Blue) => "BLUE",
+        Ok(pb::MeeLevel::Yellow) => "YELLOW",
+        Ok(pb::MeeLevel::Red) => "RED",
+        _ => "?",
+    }
+}
+
 fn score_json(s: &pb::Score) -> serde_json::Value {
     let ts = |t: &Option<prost_types::Timestamp>| {
         t.as_ref().and_then(|t| Timestamp::from_unix(t.seconds, t.nanos)).map(|t| t.to_string())
@@ -1280,6 +1295,7 @@ fn score_json(s: &pb::Score) -> serde_json::Value {
         "points": s.points,
         "grade": pb::CreditGrade::try_from(s.grade).map(|g| g.as_str_name()).unwrap_or("?"),
         "code": pb::EcoCode::try_from(s.code).map(|c| c.as_str_name()).unwrap_or("?"),
+        "mee_level": mee_level_name(s.mee_level),
         "veto": s.veto,
         "disputed": s.disputed,
         "as_of": ts(&s.as_of),

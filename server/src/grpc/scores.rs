@@ -80,6 +80,7 @@ impl Scores for ScoresService {
         let r = request.into_inner();
         let query = ListQuery {
             codes: from_proto::codes(&r.codes).map_err(Error::from)?,
+            mee_levels: from_proto::mee_levels(&r.mee_levels).map_err(Error::from)?,
             after: decode_page_token(&r.page_token)?,
             page_size: r.page_size as usize,
             region_prefix: r.region_prefix,

@@ -2,7 +2,7 @@
 //! `docs/glossary.md` (the identifiers never change with the language).
 
 use axum::http::StatusCode;
-use scoring::{Code, Grade};
+use scoring::{Code, Grade, MeeLevel};
 
 /// 绿码 / 黄码 / 红码 with the English beside it.
 pub fn code(code: Code) -> (&'static str, &'static str) {
@@ -39,6 +39,28 @@ pub fn grade(grade: Grade) -> (&'static str, &'static str) {
         Grade::Good => ("良好", "good"),
         Grade::Warning => ("警示", "warning"),
         Grade::Poor => ("不良", "poor"),
+    }
+}
+
+/// The MEE 2013 办法's four levels: the colour in words (绿牌 …), the
+/// level's name (环保诚信 …) and both in English. The words are the
+/// level's, whatever grade a model maps to it.
+pub fn mee_level(level: MeeLevel) -> (&'static str, &'static str, &'static str) {
+    match level {
+        MeeLevel::Green => ("绿牌", "环保诚信", "green: environmental integrity"),
+        MeeLevel::Blue => ("蓝牌", "环保良好", "blue: good"),
+        MeeLevel::Yellow => ("黄牌", "环保警示", "yellow: warning"),
+        MeeLevel::Red => ("红牌", "环保不良", "red: poor"),
+    }
+}
+
+/// The CSS class of the MEE level's badge (the words say it too).
+pub fn mee_level_class(level: MeeLevel) -> &'static str {
+    match level {
+        MeeLevel::Green => "mee-green",
+        MeeLevel::Blue => "mee-blue",
+        MeeLevel::Yellow => "mee-yellow",
+        MeeLevel::Red => "mee-red",
     }
 }
 

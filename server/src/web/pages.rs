@@ -277,14 +277,18 @@ async fn page_data(
 
     let (code_zh, code_en) = labels::code(evaluation.code);
     let (grade_zh, grade_en) = labels::grade(evaluation.grade);
+    let (mee_level_zh, mee_level_name, mee_level_en) = labels::mee_level(evaluation.mee_level);
     let page_url = format!("{base}/e/{uscc}");
     let verifier_key = service.verifier_key();
     let scanned = match scanned {
         Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text)?),
         None => None,
     };
-    // The page checks its own QR code the way it checks a scanned one.
-    let qr_text = tlog::attestation::qr_text(&page_url, &note);
+    // The compact form keeps the QR small enough for a sticker; the full
+    // form only for an attestation the compact layout cannot hold. The page
+    // checks its own QR code the way it checks a scanned one.
+    let qr_text =
+        tlog::compact::qr_text(base, &note).unwrap_or_else(|_| tlog::attestation::qr_text(&page_url, &note));
     let own = check_scanned(st, reader, score, &verifier_key, &qr_text)?;
     let data = PageData {
         uscc: uscc.to_string(),
@@ -299,6 +303,11 @@ async fn page_data(
         grade: evaluation.grade.as_str(),
         grade_zh,
         grade_en,
+        mee_level: evaluation.mee_level.as_str(),
+        mee_level_zh,
+        mee_level_name,
+        mee_level_en,
+        mee_level_class: labels::mee_level_class(evaluation.mee_level),
         points: evaluation.points,
         veto: evaluation.veto,
         disputed: evaluation.disputed,
@@ -331,6 +340,20 @@ async fn page_data(
         scanned,
     };
     Ok((data, view))
+}
+
+/// A scanned compact QR code (`/Q/<digits>`): the page of the enterprise it
+/// names, which checks it (`?att=<digits>`). Undecodable digits are a 400
+/// naming what is wrong; the signature is checked by the page.
+pub async fn scanned(Path(digits): Path<String>) -> Result<Response> {
+    let note = tlog::compact::decode(&digits).map_err(|e| {
+        Error::InvalidArgument(format!("扫描内容不是环保码证明 / the QR code is not an attestation: {e}"))
+    })?;
+    let statement = tlog::compact::Signed::from_note(&note)
+        .map_err(|e| Error::InvalidArgument(format!("the QR code's attestation: {e}")))?
+        .attestation;
+    let uscc = parse_uscc(&statement.uscc)?;
+    Ok(Redirect::to(&format!("/e/{uscc}?att={digits}")).into_response())
 }
 
 /// Checks an attestation scanned from a QR code: its signature with the
@@ -789,6 +812,7 @@ async fn list_all(
                     region_prefix: q.region.clone(),
                     industry_prefix: q.industry.clone(),
                     codes: codes.clone(),
+                    mee_levels: Vec::new(),
                     page_size: MAX_PAGE,
                     after: after.clone(),
                     include_closed: false,
@@ -820,6 +844,7 @@ pub async fn region(
                 region_prefix: q.region.clone(),
                 industry_prefix: q.industry.clone(),
                 codes: filter.codes.clone(),
+                mee_levels: Vec::new(),
                 page_size: REGION_PAGE,
                 after: q.after.clone(),
                 include_closed: false,

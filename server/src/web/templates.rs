@@ -37,6 +37,14 @@ pub struct PageData {
     pub grade: &'static str,
     pub grade_zh: &'static str,
     pub grade_en: &'static str,
+    /// The MEE 2013 four-level colour (`GREEN`, `BLUE`, `YELLOW`, `RED`),
+    /// in words (绿牌 …), the level's name (环保诚信 …) and English.
+    pub mee_level: &'static str,
+    pub mee_level_zh: &'static str,
+    pub mee_level_name: &'static str,
+    pub mee_level_en: &'static str,
+    #[serde(skip)]
+    pub mee_level_class: &'static str,
     pub points: i32,
     pub veto: bool,
     pub disputed: bool,
