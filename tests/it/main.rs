@@ -4,6 +4,7 @@
 mod architecture;
 mod attacks;
 mod batch;
+mod blocking;
 mod browser;
 mod enterprises;
 mod hj212;
@@ -16,6 +17,7 @@ mod metrics;
 mod permissions;
 mod postgres;
 mod registry;
+mod revocation;
 mod robustness;
 mod scores;
 mod support;

@@ -8,12 +8,15 @@ mod ledger;
 mod registry;
 mod scores;
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ecocode_proto::v1::{
     ingest_server::IngestServer, ledger_server::LedgerServer, registry_server::RegistryServer,
     scores_server::ScoresServer,
 };
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::Status;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
@@ -23,7 +26,7 @@ pub use self::registry::RegistryService;
 pub use self::scores::ScoresService;
 use crate::auth::Authenticate;
 use crate::error::{Error, Result};
-use crate::principals::PrincipalStore;
+use crate::principals::{PrincipalStore, Standing};
 use crate::service::Service;
 use crate::transport::TransportConfig;
 
@@ -48,17 +51,20 @@ pub async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection service: {e}")))?;
-    let auth = Authenticate::new(principals);
+    let auth = Authenticate::new(principals.clone());
     let registry = RegistryServer::new(RegistryService { service: service.clone() })
         .max_decoding_message_size(max_message_bytes);
     let ingest = IngestServer::new(IngestService {
         service: service.clone(),
         max_stream_records: limits.max_stream_records,
+        principals: principals.clone(),
     })
     .max_decoding_message_size(max_message_bytes);
-    let scores = ScoresServer::new(ScoresService { service: service.clone() })
-        .max_decoding_message_size(max_message_bytes);
-    let ledger = LedgerServer::new(LedgerService { service }).max_decoding_message_size(max_message_bytes);
+    let scores =
+        ScoresServer::new(ScoresService { service: service.clone(), principals: principals.clone() })
+            .max_decoding_message_size(max_message_bytes);
+    let ledger =
+        LedgerServer::new(LedgerService { service, principals }).max_decoding_message_size(max_message_bytes);
     let mut routes = Routes::new(health_service);
     routes = routes
         .add_service(reflection)
@@ -80,4 +86,27 @@ pub async fn report_writable(health: &tonic_health::server::HealthReporter, writ
     } else {
         health.set_not_serving::<IngestServer<IngestService>>().await;
     }
+}
+
+/// A server stream of one call.
+pub(crate) type CallStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// `stream`, ended with `UNAUTHENTICATED` as soon as the caller's principal
+/// is revoked: woken by the principal store's reload, not at the next item,
+/// so a quiet watch ends too. Dropping the inner stream stops its producer
+/// (a watch task, an entry reader).
+pub(crate) fn until_revoked<T: Send + 'static>(
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    standing: Standing,
+) -> CallStream<T> {
+    let open: Option<(CallStream<T>, Standing)> = Some((Box::pin(stream), standing));
+    Box::pin(futures::stream::unfold(open, |open| async move {
+        let (mut stream, mut standing) = open?;
+        tokio::select! {
+            // Revocation first: nothing more goes out once it is seen.
+            biased;
+            revoked = standing.revoked() => Some((Err(Status::from(revoked)), None)),
+            item = stream.next() => item.map(|item| (item, Some((stream, standing)))),
+        }
+    }))
 }

@@ -233,7 +233,7 @@ async fn page_data(
     let checkpoint = if latest.tree_size >= score.tree_size {
         latest
     } else {
-        service.checkpoint_covering(score.tree_size)?
+        service.checkpoint_covering(score.tree_size).await?
     };
     let (_, note) =
         service.attestation(reader, PURPOSE, uscc, Some(evaluation.as_of), score.tree_size).await?;
@@ -256,7 +256,7 @@ async fn page_data(
         let repair = seq.and_then(|s| view.repair.iter().find(|(x, _)| *x == s)).map(|(_, r)| r.clone());
         let proof = match seq {
             Some(s) if s.0 < checkpoint.tree_size => {
-                let (tree_size, hashes) = service.inclusion_proof(reader, s.0, checkpoint.tree_size)?;
+                let (tree_size, hashes) = service.inclusion_proof(reader, s.0, checkpoint.tree_size).await?;
                 Some(ProofData {
                     tree_size,
                     hashes: tlog::bundle::encode_hashes(&hashes),
@@ -287,12 +287,12 @@ async fn page_data(
     let page_url = format!("{base}/e/{uscc}");
     let verifier_key = service.verifier_key();
     let scanned = match scanned {
-        Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text)?),
+        Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text).await?),
         None => None,
     };
     // The page checks its own QR code the way it checks a scanned one.
     let qr_text = tlog::attestation::qr_text(&page_url, &note);
-    let own = check_scanned(st, reader, score, &verifier_key, &qr_text)?;
+    let own = check_scanned(st, reader, score, &verifier_key, &qr_text).await?;
     let data = PageData {
         uscc: uscc.to_string(),
         name: score.enterprise.name.clone(),
@@ -341,7 +341,7 @@ async fn page_data(
 /// service's key, that its tree is a prefix of the current signed
 /// checkpoint's (a consistency proof), and whether it still states the
 /// current code.
-fn check_scanned(
+async fn check_scanned(
     st: &WebState,
     reader: &Principal,
     current: &ScoreView,
@@ -390,7 +390,7 @@ fn check_scanned(
     let checkpoint = if checkpoint.tree_size >= attestation.tree_size {
         checkpoint
     } else if attestation.tree_size <= current.tree_size {
-        st.service.checkpoint_covering(attestation.tree_size)?
+        st.service.checkpoint_covering(attestation.tree_size).await?
     } else {
         return Ok(ScannedCheck {
             status: "invalid",
@@ -405,7 +405,7 @@ fn check_scanned(
         attestation.root == checkpoint.root
     } else {
         let (to, proof) =
-            st.service.consistency_proof(reader, attestation.tree_size, checkpoint.tree_size)?;
+            st.service.consistency_proof(reader, attestation.tree_size, checkpoint.tree_size).await?;
         tlog::proof::verify_consistency(
             attestation.tree_size,
             to,
@@ -531,10 +531,11 @@ pub async fn proof_bundle(
         .parse()
         .map_err(|_| Error::InvalidArgument("seq: a ledger entry number, e.g. /proof/3".into()))?;
     let reader = page_reader(&signed_in(&st, &headers), &uscc);
-    let entry = st.service.record_entry(&reader, &uscc, seq)?;
+    let entry = st.service.record_entry(&reader, &uscc, seq).await?;
     let latest = st.service.checkpoint(&reader)?;
-    let checkpoint = if latest.tree_size > seq { latest } else { st.service.checkpoint_covering(seq + 1)? };
-    let (_, hashes) = st.service.inclusion_proof(&reader, seq, checkpoint.tree_size)?;
+    let checkpoint =
+        if latest.tree_size > seq { latest } else { st.service.checkpoint_covering(seq + 1).await? };
+    let (_, hashes) = st.service.inclusion_proof(&reader, seq, checkpoint.tree_size).await?;
     let bundle = tlog::bundle::Bundle::Inclusion {
         checkpoint: checkpoint.note,
         seq,
@@ -627,7 +628,7 @@ async fn file(
     })?;
     let receipt = st.service.append_record(who, record).await?;
     // As gRPC's appends do: a signed checkpoint covers what was acknowledged.
-    st.service.checkpoint_covering(receipt.seq + 1)?;
+    st.service.checkpoint_covering(receipt.seq + 1).await?;
     Ok(Redirect::to(&format!("/e/{uscc}?filed={}#filings", receipt.seq)).into_response())
 }
 
