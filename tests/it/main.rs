@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area, each starting the real
 //! server on 127.0.0.1:0 over a real sled store in a temporary directory.
 
+mod append;
 mod architecture;
 mod attacks;
 mod batch;
