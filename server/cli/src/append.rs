@@ -104,7 +104,7 @@ impl fmt::Display for Stopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let done = self.summary.lines_done;
         let file = self.file.display();
-        write!(f, "{}\n", self.reason)?;
+        writeln!(f, "{}", self.reason)?;
         if done == 0 {
             write!(f, "no line of {file} was appended; fix the cause and run the same command again")
         } else {
@@ -297,8 +297,7 @@ pub async fn send_file(conn: &Connection, file: &Path, options: &Options) -> any
         let mut lines = Vec::with_capacity(options.chunk_records.min(1 << 20) as usize);
         let mut broken = None;
         let mut pending = Some((first_line, first_record));
-        loop {
-            let Some((line, record)) = pending.take() else { break };
+        while let Some((line, record)) = pending.take() {
             // The call ended early (the server refused it): stop feeding.
             if records.send(record).await.is_err() {
                 break;

@@ -110,3 +110,35 @@ pub(crate) fn until_revoked<T: Send + 'static>(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principals::Role;
+
+    // A revoked lender's entry listing went on until it was read to the end.
+    #[tokio::test]
+    async fn a_quiet_stream_ends_unauthenticated_at_the_reload_that_revokes_its_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(PrincipalStore::open(dir.path()).unwrap());
+        let token = store.add("bank-a", Role::Lender).unwrap();
+        store.reload_if_changed().unwrap();
+        let who = store.authenticate(&token).unwrap();
+        // A stream with nothing to send: only the revocation can end it.
+        let quiet = futures::stream::pending::<Result<u64, Status>>();
+        let mut guarded = until_revoked(quiet, store.standing(&who).unwrap());
+
+        // Another principal changes nothing for this one.
+        store.add("bank-b", Role::Lender).unwrap();
+        store.reload_if_changed().unwrap();
+        let still_open = futures::poll!(futures::StreamExt::next(&mut guarded));
+        assert!(still_open.is_pending());
+
+        PrincipalStore::open(dir.path()).unwrap().revoke("bank-a").unwrap();
+        store.reload_if_changed().unwrap();
+        let ended = guarded.next().await.expect("an end status").unwrap_err();
+        assert_eq!(ended.code(), tonic::Code::Unauthenticated);
+        assert!(guarded.next().await.is_none());
+        assert!(store.standing(&who).is_err(), "a new call is refused");
+    }
+}
