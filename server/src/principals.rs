@@ -183,6 +183,19 @@ struct Cache {
     /// The shared store's `(count, newest version)` at the last load.
     loaded_version: Option<(i64, i64)>,
     by_token_hash: HashMap<[u8; 32], Principal>,
+    /// The same principals by name, for [`PrincipalStore::is_current`].
+    by_name: HashMap<String, Principal>,
+}
+
+impl Cache {
+    fn new(
+        loaded_at_mtime: Option<SystemTime>,
+        loaded_version: Option<(i64, i64)>,
+        by_token_hash: HashMap<[u8; 32], Principal>,
+    ) -> Cache {
+        let by_name = by_token_hash.values().map(|p| (p.name.clone(), p.clone())).collect();
+        Cache { loaded_at_mtime, loaded_version, by_token_hash, by_name }
+    }
 }
 
 impl PrincipalStore {
@@ -305,8 +318,7 @@ impl PrincipalStore {
                 return Ok(false);
             }
             let fresh = Self::principals(self.files()?);
-            *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
-                Cache { loaded_at_mtime: None, loaded_version: Some(version), by_token_hash: fresh };
+            *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Cache::new(None, Some(version), fresh);
             self.reloads.send_modify(|n| *n += 1);
             return Ok(true);
         }
@@ -321,8 +333,7 @@ impl PrincipalStore {
             return Ok(false);
         }
         let fresh = Self::principals(self.files()?);
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
-            Cache { loaded_at_mtime: Some(mtime), loaded_version: None, by_token_hash: fresh };
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Cache::new(Some(mtime), None, fresh);
         self.reloads.send_modify(|n| *n += 1);
         Ok(true)
     }
@@ -360,7 +371,7 @@ impl PrincipalStore {
     /// revoked (or removed) since it authenticated, with the same role.
     pub fn is_current(&self, principal: &Principal) -> bool {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.by_token_hash.values().any(|p| p == principal)
+        cache.by_name.get(&principal.name) == Some(principal)
     }
 
     /// The standing of `principal`, who authenticated a moment ago, for a
@@ -515,7 +526,8 @@ impl Standing {
 
     fn revocation(&self) -> Error {
         Error::Unauthenticated(format!(
-            "principal {:?} was revoked while this call was open; nothing sent after that was accepted",
+            "principal {:?} was revoked while this call was open; it was ended, and nothing of it not yet \
+             committed is appended",
             self.principal.name
         ))
     }
