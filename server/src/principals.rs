@@ -18,7 +18,7 @@ use std::fs;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -183,6 +183,19 @@ struct Cache {
     /// The shared store's `(count, newest version)` at the last load.
     loaded_version: Option<(i64, i64)>,
     by_token_hash: HashMap<[u8; 32], Principal>,
+    /// The same principals by name, for [`PrincipalStore::is_current`].
+    by_name: HashMap<String, Principal>,
+}
+
+impl Cache {
+    fn new(
+        loaded_at_mtime: Option<SystemTime>,
+        loaded_version: Option<(i64, i64)>,
+        by_token_hash: HashMap<[u8; 32], Principal>,
+    ) -> Cache {
+        let by_name = by_token_hash.values().map(|p| (p.name.clone(), p.clone())).collect();
+        Cache { loaded_at_mtime, loaded_version, by_token_hash, by_name }
+    }
 }
 
 impl PrincipalStore {
@@ -305,8 +318,7 @@ impl PrincipalStore {
                 return Ok(false);
             }
             let fresh = Self::principals(self.files()?);
-            *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
-                Cache { loaded_at_mtime: None, loaded_version: Some(version), by_token_hash: fresh };
+            *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Cache::new(None, Some(version), fresh);
             self.reloads.send_modify(|n| *n += 1);
             return Ok(true);
         }
@@ -321,8 +333,7 @@ impl PrincipalStore {
             return Ok(false);
         }
         let fresh = Self::principals(self.files()?);
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
-            Cache { loaded_at_mtime: Some(mtime), loaded_version: None, by_token_hash: fresh };
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Cache::new(Some(mtime), None, fresh);
         self.reloads.send_modify(|n| *n += 1);
         Ok(true)
     }
@@ -356,15 +367,40 @@ impl PrincipalStore {
         self.reloads.subscribe()
     }
 
+    /// Whether `principal` still holds a usable token, from memory: not
+    /// revoked (or removed) since it authenticated, with the same role.
+    pub fn is_current(&self, principal: &Principal) -> bool {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.by_name.get(&principal.name) == Some(principal)
+    }
+
+    /// The standing of `principal`, who authenticated a moment ago, for a
+    /// long-lived call (a stream) to re-check and to be woken by.
+    /// `UNAUTHENTICATED` if it was revoked already.
+    pub fn standing(self: &Arc<Self>, principal: &Principal) -> Result<Standing> {
+        // Subscribed before the check (a new receiver has seen the current
+        // value), so every reload after it wakes `revoked`.
+        let reloads = self.reloads.subscribe();
+        let standing = Standing { store: self.clone(), principal: principal.clone(), reloads };
+        standing.check()?;
+        Ok(standing)
+    }
+
     /// Reloads on change every [`RELOAD_INTERVAL`] until `stop` resolves.
-    pub async fn keep_fresh(&self, stop: impl Future<Output = ()>) {
+    /// Each reload runs on the blocking pool: on a shared store it is a
+    /// database round trip, which must never hold an async worker.
+    pub async fn keep_fresh(self: Arc<Self>, stop: impl Future<Output = ()>) {
         let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => return,
                 _ = ticks.tick() => {
-                    if let Err(e) = self.reload_if_changed() {
+                    let store = self.clone();
+                    let reloaded = tokio::task::spawn_blocking(move || store.reload_if_changed())
+                        .await
+                        .unwrap_or_else(|e| Err(Error::Internal(format!("principal reload failed: {e}"))));
+                    if let Err(e) = reloaded {
                         tracing::warn!(error = %e, "principals not reloaded; keeping the last good set");
                     }
                 }
@@ -453,6 +489,49 @@ impl PrincipalStore {
 
 /// The source only the service itself writes under (the HJ 212 gateway).
 pub const RESERVED_SOURCE: &str = "hj212";
+
+/// A principal's standing during a long-lived call (`WatchCodes`,
+/// `ListEntries`, an `AppendRecords` stream): authentication happens once,
+/// when the call opens, so a stream re-checks here before each batch it
+/// appends or sends, and waits on [`Standing::revoked`] to end as soon as
+/// the background reload drops the principal (within [`RELOAD_INTERVAL`]
+/// of `ecocode principal revoke`).
+#[derive(Debug)]
+pub struct Standing {
+    store: Arc<PrincipalStore>,
+    principal: Principal,
+    reloads: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Standing {
+    /// `UNAUTHENTICATED` once the principal is revoked.
+    pub fn check(&self) -> Result<()> {
+        if self.store.is_current(&self.principal) { Ok(()) } else { Err(self.revocation()) }
+    }
+
+    /// Resolves (with the error to end the call with) when the principal
+    /// is revoked; pending until then. Cancel-safe, for `select!`.
+    /// Only a reload can revoke, so between reloads this costs nothing.
+    pub async fn revoked(&mut self) -> Error {
+        loop {
+            // The sender lives in the store this holds: never closed.
+            if self.reloads.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if let Err(e) = self.check() {
+                return e;
+            }
+        }
+    }
+
+    fn revocation(&self) -> Error {
+        Error::Unauthenticated(format!(
+            "principal {:?} was revoked while this call was open; it was ended, and nothing of it not yet \
+             committed is appended",
+            self.principal.name
+        ))
+    }
+}
 
 #[cfg(test)]
 mod tests {

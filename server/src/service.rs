@@ -247,7 +247,7 @@ impl Service {
     /// content again is a duplicate; new content supersedes, since limits
     /// change when a discharge permit is renewed.
     pub async fn register_point(&self, who: &Principal, point: MonitoringPoint) -> Result<Receipt> {
-        let enterprise = self.registered(point.uscc().as_str())?.ok_or_else(|| {
+        let enterprise = self.registered(point.uscc().as_str()).await?.ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "enterprise {} is not registered; register it before its monitoring points",
                 point.uscc()
@@ -259,7 +259,7 @@ impl Service {
         if let Some(current) = self.directory.point(point.mn())
             && current.uscc() != point.uscc()
         {
-            let leaving = self.registered(current.uscc().as_str())?.ok_or_else(|| {
+            let leaving = self.registered(current.uscc().as_str()).await?.ok_or_else(|| {
                 Error::Internal(format!(
                     "monitoring point {} names unregistered {}",
                     point.mn(),
@@ -298,7 +298,7 @@ impl Service {
             if is_workflow && !pending.is_empty() {
                 self.commit(who, std::mem::take(&mut pending), &mut results).await;
             }
-            match self.admit(who, &record) {
+            match self.admit(who, &record).await {
                 Ok(()) => pending.push((i, record)),
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -312,14 +312,16 @@ impl Service {
             .collect()
     }
 
-    /// Steps 1 to 3 of the pipeline for one record.
-    fn admit(&self, who: &Principal, record: &Record) -> Result<()> {
+    /// Steps 1 to 3 of the pipeline for one record. What reads the ledger
+    /// (a workflow step's history, a registration another node made) runs
+    /// on the blocking pool.
+    async fn admit(&self, who: &Principal, record: &Record) -> Result<()> {
         self.model.check_record(record, self.clock.now())?;
         let class = self.model.kind_class(&record.kind).ok_or_else(|| {
             Error::Internal(format!("kind {} passed check_record but has no class", record.kind))
         })?;
         auth::may_append_kind(who, &record.kind, class, &record.source)?;
-        let enterprise = self.registered(record.uscc.as_str())?.ok_or_else(|| {
+        let enterprise = self.registered(record.uscc.as_str()).await?.ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "enterprise {} is not registered; register it with Registry.RegisterEnterprise first",
                 record.uscc
@@ -330,10 +332,12 @@ impl Service {
             if let Role::Enterprise { .. } = who.role {
                 self.count_filing(&record.uscc)?;
             }
-            let history = self.records_of(record.uscc.as_str())?;
-            self.model
-                .check_workflow(record, &history)
-                .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+            let (ledger, model, step) = (self.ledger.clone(), self.model.clone(), record.clone());
+            blocking(move || {
+                let history = records_in(&ledger, step.uscc.as_str())?;
+                model.check_workflow(&step, &history).map_err(|e| Error::FailedPrecondition(e.to_string()))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -405,21 +409,22 @@ impl Service {
 
     // ---- registry reads ---------------------------------------------------
 
-    pub fn enterprise(&self, who: &Principal, uscc: &Uscc) -> Result<Enterprise> {
+    pub async fn enterprise(&self, who: &Principal, uscc: &Uscc) -> Result<Enterprise> {
         auth::may_read_scores_at_all(who, uscc.as_str())?;
         let enterprise = self
-            .registered(uscc.as_str())?
+            .registered(uscc.as_str())
+            .await?
             .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
         auth::may_read_score(who, &enterprise)?;
         Ok(enterprise)
     }
 
-    pub fn monitoring_point(&self, who: &Principal, mn: &str) -> Result<MonitoringPoint> {
+    pub async fn monitoring_point(&self, who: &Principal, mn: &str) -> Result<MonitoringPoint> {
         let point = self.directory.point(mn).ok_or_else(|| {
             let shown: String = mn.chars().take(32).collect();
             Error::NotFound(format!("no monitoring point is registered for device {shown:?}"))
         })?;
-        let enterprise = self.registered(point.uscc().as_str())?.ok_or_else(|| {
+        let enterprise = self.registered(point.uscc().as_str()).await?.ok_or_else(|| {
             Error::Internal(format!("monitoring point {mn} names unregistered {}", point.uscc()))
         })?;
         auth::may_read_score(who, &enterprise)?;
@@ -439,24 +444,35 @@ impl Service {
         self.directory.points()
     }
 
-    fn registered(&self, uscc: &str) -> Result<Option<Enterprise>> {
-        Ok(self.registration(uscc)?.map(|r| r.enterprise))
+    async fn registered(&self, uscc: &str) -> Result<Option<Enterprise>> {
+        Ok(self.registration(uscc).await?.map(|r| r.enterprise))
     }
 
     /// The directory's record of `uscc`. On a shared store a miss first
-    /// catches up with what other nodes appended (one round trip), so an
-    /// enterprise registered through another node a moment ago is found;
-    /// if the store cannot be reached, that is the answer (`UNAVAILABLE`),
-    /// not "not registered".
-    fn registration(&self, uscc: &str) -> Result<Option<crate::directory::Registered>> {
+    /// catches up with what other nodes appended (one round trip, on the
+    /// blocking pool), so an enterprise registered through another node a
+    /// moment ago is found; if the store cannot be reached, that is the
+    /// answer (`UNAVAILABLE`), not "not registered".
+    async fn registration(&self, uscc: &str) -> Result<Option<crate::directory::Registered>> {
         if let Some(found) = self.directory.enterprise(uscc) {
             return Ok(Some(found));
         }
         if !self.ledger.is_shared() {
             return Ok(None);
         }
-        self.ledger.catch_up()?;
+        self.on_ledger(|ledger| ledger.catch_up()).await?;
         Ok(self.directory.enterprise(uscc))
+    }
+
+    /// Runs `read` on the blocking pool: on PostgreSQL every ledger read
+    /// is a database round trip, and on sled it may be a disk read; an
+    /// async worker never waits for either (docs/api.md, "Blocking").
+    async fn on_ledger<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Ledger) -> ledger::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let ledger = self.ledger.clone();
+        blocking(move || Ok(read(&ledger)?)).await
     }
 
     // ---- scores -----------------------------------------------------------
@@ -772,9 +788,9 @@ impl Service {
     /// Entry `seq`, a record of `uscc`, if `who` may see that record: what
     /// the page's proofs are built from (the public reads the entries of
     /// scored records, nothing else; see [`auth::may_see_record`]).
-    pub fn record_entry(&self, who: &Principal, uscc: &Uscc, seq: u64) -> Result<Entry> {
-        let enterprise = self.enterprise(who, uscc)?;
-        let entry = self.ledger.entry(seq)?;
+    pub async fn record_entry(&self, who: &Principal, uscc: &Uscc, seq: u64) -> Result<Entry> {
+        let enterprise = self.enterprise(who, uscc).await?;
+        let entry = self.on_ledger(move |ledger| ledger.entry(seq)).await?;
         let class = match Event::decode(&entry)? {
             Event::Record(record) if record.uscc == *uscc => self.model.kind_class(&record.kind),
             _ => return Err(Error::NotFound(format!("entry {seq} is not a record of {uscc}"))),
@@ -828,8 +844,8 @@ impl Service {
     /// sees every inquiry on itself, a lender only its own, a regulator
     /// those on enterprises in its scope, an admin all. `uscc` narrows to
     /// one enterprise.
-    pub fn list_inquiries(
-        &self,
+    pub async fn list_inquiries(
+        self: &Arc<Self>,
         who: &Principal,
         uscc: Option<&Uscc>,
         from: Option<Timestamp>,
@@ -846,7 +862,8 @@ impl Service {
             (Role::Regulator { region_prefix }, None) => Scope::Region(region_prefix.clone()),
             (Role::Regulator { .. }, Some(u)) => {
                 let enterprise = self
-                    .registered(u.as_str())?
+                    .registered(u.as_str())
+                    .await?
                     .ok_or_else(|| Error::NotFound(format!("enterprise {u} is not registered")))?;
                 auth::may_read_score(who, &enterprise)?;
                 Scope::Enterprise(u.to_string())
@@ -863,7 +880,8 @@ impl Service {
             page_size,
             after,
         };
-        Ok(self.inquiries.list(&query)?)
+        let service = self.clone();
+        blocking(move || Ok(service.inquiries.list(&query)?)).await
     }
 
     /// Evaluates without authorization, for callers that authorized already.
@@ -992,13 +1010,7 @@ impl Service {
 
     /// Every record about `uscc` in the ledger, in seq order.
     pub(crate) fn records_of(&self, uscc: &str) -> Result<Vec<LedgerRecord>> {
-        let mut out = Vec::new();
-        for entry in self.ledger.entries_for_subject(uscc.as_bytes())? {
-            if let Event::Record(record) = Event::decode(&entry)? {
-                out.push(LedgerRecord { seq: Seq(entry.seq), record });
-            }
-        }
-        Ok(out)
+        records_in(&self.ledger, uscc)
     }
 
     // ---- the ledger -------------------------------------------------------
@@ -1012,13 +1024,13 @@ impl Service {
     /// A checkpoint whose tree holds the first `size` entries: what a
     /// writer hands back so that every receipt it acknowledged can be
     /// proven at once. Signs a new one only when the latest is too small.
-    pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
-        Ok(self.ledger.checkpoint_covering(size)?)
+    pub(crate) async fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
+        self.on_ledger(move |ledger| ledger.checkpoint_covering(size)).await
     }
 
-    pub fn entry(&self, who: &Principal, seq: u64) -> Result<Entry> {
+    pub async fn entry(&self, who: &Principal, seq: u64) -> Result<Entry> {
         auth::may_read_ledger(who)?;
-        let entry = self.ledger.entry(seq)?;
+        let entry = self.on_ledger(move |ledger| ledger.entry(seq)).await?;
         self.may_read_entry(who, &entry)?;
         Ok(entry)
     }
@@ -1083,18 +1095,23 @@ impl Service {
 
     /// RFC 9162 inclusion proof of `seq` in the tree of `tree_size` (0 = now);
     /// answers the tree size used.
-    pub fn inclusion_proof(&self, who: &Principal, seq: u64, tree_size: u64) -> Result<(u64, Vec<Hash>)> {
+    pub async fn inclusion_proof(
+        &self,
+        who: &Principal,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<(u64, Vec<Hash>)> {
         auth::may_read_ledger(who)?;
         let tree_size = if tree_size == 0 { self.ledger.head().size } else { tree_size };
-        Ok((tree_size, self.ledger.inclusion_proof(seq, tree_size)?))
+        Ok((tree_size, self.on_ledger(move |ledger| ledger.inclusion_proof(seq, tree_size)).await?))
     }
 
     /// RFC 9162 consistency proof from `from` to `to` (0 = now); answers the
     /// `to` size used.
-    pub fn consistency_proof(&self, who: &Principal, from: u64, to: u64) -> Result<(u64, Vec<Hash>)> {
+    pub async fn consistency_proof(&self, who: &Principal, from: u64, to: u64) -> Result<(u64, Vec<Hash>)> {
         auth::may_read_ledger(who)?;
         let to = if to == 0 { self.ledger.head().size } else { to };
-        Ok((to, self.ledger.consistency_proof(from, to)?))
+        Ok((to, self.on_ledger(move |ledger| ledger.consistency_proof(from, to)).await?))
     }
 }
 
@@ -1131,7 +1148,18 @@ fn check_batch_len(field: &str, len: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs CPU-bound evaluation off the async workers.
+/// Every record about `uscc` in `ledger`, in seq order (blocking I/O).
+fn records_in(ledger: &Ledger, uscc: &str) -> Result<Vec<LedgerRecord>> {
+    let mut out = Vec::new();
+    for entry in ledger.entries_for_subject(uscc.as_bytes())? {
+        if let Event::Record(record) = Event::decode(&entry)? {
+            out.push(LedgerRecord { seq: Seq(entry.seq), record });
+        }
+    }
+    Ok(out)
+}
+
+/// Runs evaluation and ledger reads (blocking I/O) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -1190,10 +1218,11 @@ impl Service {
         let visible = |device: &str| {
             scope.is_empty()
                 || self.directory.point(device).is_some_and(|p| {
-                    self.registered(p.uscc().as_str())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|e| e.region_code.starts_with(&scope))
+                    // The directory alone (no I/O): a point's enterprise
+                    // was registered before the point.
+                    self.directory
+                        .enterprise(p.uscc().as_str())
+                        .is_some_and(|r| r.enterprise.region_code.starts_with(&scope))
                 })
         };
         let devices = stats
@@ -1216,20 +1245,22 @@ impl Service {
     pub async fn update_enterprise(&self, who: &Principal, request: UpdateRequest) -> Result<Receipt> {
         let uscc = request.uscc.clone();
         let current = self
-            .registration(uscc.as_str())?
+            .registration(uscc.as_str())
+            .await?
             .ok_or_else(|| Error::NotFound(format!("enterprise {uscc} is not registered")))?;
         auth::may_register(who, &current.enterprise)?;
         let update = request.resolve(&current.enterprise, &current.status)?;
         auth::may_register(who, &update.enterprise)?;
         if let EnterpriseStatus::Merged(into) = &update.status
-            && self.registered(into.as_str())?.is_none()
+            && self.registered(into.as_str()).await?.is_none()
         {
             return Err(Error::FailedPrecondition(format!(
                 "merged_into: enterprise {into} is not registered; register the successor first"
             )));
         }
         if update.enterprise == current.enterprise && update.status == current.status {
-            let entry = self.ledger.entry(current.state_seq)?;
+            let state_seq = current.state_seq;
+            let entry = self.on_ledger(move |ledger| ledger.entry(state_seq)).await?;
             return Ok(Receipt {
                 seq: entry.seq,
                 entry_hash: entry.entry_hash,
@@ -1247,8 +1278,12 @@ impl Service {
     }
 
     /// Every state of the enterprise, oldest first, if `who` may see it.
-    pub fn enterprise_history(&self, who: &Principal, uscc: &Uscc) -> Result<Vec<(u64, EnterpriseUpdate)>> {
-        self.enterprise(who, uscc)?;
+    pub async fn enterprise_history(
+        &self,
+        who: &Principal,
+        uscc: &Uscc,
+    ) -> Result<Vec<(u64, EnterpriseUpdate)>> {
+        self.enterprise(who, uscc).await?;
         Ok(self.directory.enterprise(uscc.as_str()).map(|r| r.versions()).unwrap_or_default())
     }
 }
@@ -1273,8 +1308,11 @@ impl Service {
             }
             _ => {}
         }
+        // The directory, without catching up: the entry lies below the head
+        // it was read from, and the directory has taken in every entry
+        // below a published head (the commit observer runs first).
         let about = |uscc: &Uscc, stated: Option<&Enterprise>| -> Result<Enterprise> {
-            match (self.registered(uscc.as_str())?, stated) {
+            match (self.directory.enterprise(uscc.as_str()).map(|r| r.enterprise), stated) {
                 (Some(current), _) => Ok(current),
                 (None, Some(stated)) => Ok(stated.clone()),
                 (None, None) => Err(Error::Internal(format!(

@@ -1,9 +1,11 @@
 //! Integration tests: one binary, a module per area, each starting the real
 //! server on 127.0.0.1:0 over a real sled store in a temporary directory.
 
+mod append;
 mod architecture;
 mod attacks;
 mod batch;
+mod blocking;
 mod browser;
 mod enterprises;
 mod hj212;
@@ -16,6 +18,7 @@ mod metrics;
 mod permissions;
 mod postgres;
 mod registry;
+mod revocation;
 mod robustness;
 mod scores;
 mod support;

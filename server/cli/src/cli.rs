@@ -3,7 +3,6 @@
 //! gRPC tool (`register`, `append`, `score`, `checkpoint`, `attest get`).
 
 use std::future::Future;
-use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -113,11 +112,20 @@ pub enum Command {
         #[arg(long, default_value = "")]
         industry: String,
     },
-    /// Append the records of a JSON Lines file, one record per line (client).
+    /// Append the records of a JSON Lines file, one record per line (client):
+    /// streamed in chunks with progress; a stop says how to resume.
     Append {
         #[command(flatten)]
         conn: Connection,
         file: PathBuf,
+        /// Records per `AppendRecords` stream; keep it at or below the
+        /// server's --max-stream-records.
+        #[arg(long, default_value_t = crate::append::DEFAULT_CHUNK_RECORDS)]
+        chunk_records: u64,
+        /// Lines at the start of FILE not to send: what a run that stopped
+        /// says was appended.
+        #[arg(long, default_value_t = 0)]
+        skip_lines: u64,
     },
     /// Print an enterprise's score with its reasons (client).
     Score {
@@ -728,7 +736,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Append { conn, file } => append(&conn, &file).await,
+        Command::Append { conn, file, chunk_records, skip_lines } => {
+            let options = crate::append::Options { chunk_records, skip_lines, report: true };
+            crate::append::append(&conn, &file, &options).await.map(drop)
+        }
         Command::Enterprise(EnterpriseCommand::Update {
             conn,
             uscc,
@@ -1156,82 +1167,6 @@ fn parse_limit(text: &str) -> anyhow::Result<pb::PollutantLimit> {
         unit: rest[split..].to_owned(),
         statistic: statistic.to_owned(),
     })
-}
-
-/// One line of an `append` file.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonRecord {
-    source: String,
-    source_record_id: String,
-    uscc: String,
-    kind: String,
-    occurred_at: String,
-    #[serde(default)]
-    amount_yuan: i64,
-    #[serde(default)]
-    refers_to_seq: u64,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    attributes: std::collections::BTreeMap<String, String>,
-}
-
-async fn append(conn: &Connection, file: &Path) -> anyhow::Result<()> {
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-    );
-    let mut records = Vec::new();
-    let mut line_numbers = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", file.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r: JsonRecord = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a record", file.display(), i + 1))?;
-        let occurred_at = Timestamp::parse_rfc3339(&r.occurred_at).with_context(|| {
-            format!("{}:{}: occurred_at {:?} is not RFC 3339", file.display(), i + 1, r.occurred_at)
-        })?;
-        records.push(pb::Record {
-            source: r.source,
-            source_record_id: r.source_record_id,
-            uscc: r.uscc,
-            kind: r.kind,
-            occurred_at: Some(to_proto::timestamp(occurred_at)),
-            amount_yuan: r.amount_yuan,
-            refers_to_seq: r.refers_to_seq,
-            description: r.description,
-            attributes: r.attributes,
-        });
-        line_numbers.push(i + 1);
-    }
-    let mut client = pb::ingest_client::IngestClient::new(channel(conn).await?);
-    let total = records.len();
-    let request = authed(conn, tokio_stream::iter(records))?;
-    let response = client.append_records(request).await.map_err(status_error)?.into_inner();
-    println!(
-        "{} records: {} appended, {} already present, {} rejected",
-        total, response.accepted, response.duplicates, response.rejected_count
-    );
-    let mut stdout = std::io::stdout().lock();
-    for r in &response.rejected {
-        let line = line_numbers.get(r.index as usize).copied().unwrap_or(0);
-        writeln!(stdout, "  line {line}: {} {}", r.code, r.message)?;
-    }
-    if let Some(c) = &response.checkpoint {
-        writeln!(stdout, "ledger now has {} entries", c.tree_size)?;
-    }
-    if response.rejected_count > response.rejected.len() as u64 {
-        writeln!(stdout, "  ... and {} more", response.rejected_count - response.rejected.len() as u64)?;
-    }
-    if response.rejected_count > 0 {
-        bail!(
-            "{} records were rejected; fix the lines above and re-run (appended records are not duplicated)",
-            response.rejected_count
-        );
-    }
-    Ok(())
 }
 
 fn print_score(s: &pb::Score) {

@@ -4,6 +4,7 @@
 //!   composition root, operators' offline tools (`principal`, `verify`,
 //!   `key`, `attest verify`, `proof verify`) and a client for people
 //!   without a gRPC tool;
+//! * [`append`]: JSON Lines files of records, streamed in bounded chunks;
 //! * [`client`]: connecting, authenticating and reporting gRPC errors;
 //! * [`rows`] and [`import`]: spreadsheets (CSV, Parquet via polars) to
 //!   records, and their import over `Ingest.AppendRecords`;
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod append;
 pub mod batch;
 pub mod cli;
 pub mod client;

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::caller;
 use crate::convert::{from_proto, to_proto};
 use crate::error::{Error, Result};
+use crate::principals::PrincipalStore;
 use crate::service::Service;
 
 /// Records of a stream are appended in chunks of this many, so a long
@@ -22,6 +23,8 @@ pub struct IngestService {
     pub service: Arc<Service>,
     /// Most records one `AppendRecords` stream may carry (`--max-stream-records`).
     pub max_stream_records: u64,
+    /// For the standing of callers with an open stream.
+    pub principals: Arc<PrincipalStore>,
 }
 
 impl IngestService {
@@ -72,6 +75,10 @@ impl Ingest for IngestService {
         request: Request<Streaming<pb::Record>>,
     ) -> Result<Response<pb::AppendRecordsResponse>, Status> {
         let who = caller(&request)?;
+        // Authenticated once, when the stream opened: re-checked before
+        // each chunk is appended, and the stream ends as soon as a reload
+        // revokes the principal, even while it waits for the client.
+        let mut standing = self.principals.standing(&who)?;
         let mut stream = request.into_inner();
         let mut response = pb::AppendRecordsResponse::default();
         let mut chunk = Vec::with_capacity(STREAM_CHUNK);
@@ -80,7 +87,12 @@ impl Ingest for IngestService {
         let mut covered = 0u64;
         let mut over_limit = false;
         loop {
-            let end = match stream.next().await {
+            let next = tokio::select! {
+                biased;
+                revoked = standing.revoked() => return Err(revoked.into()),
+                next = stream.next() => next,
+            };
+            let end = match next {
                 // One record too many ends the stream; the records before it
                 // are still appended below, then the call is refused.
                 Some(Ok(_)) if first_index + chunk.len() as u64 >= self.max_stream_records => {
@@ -97,6 +109,8 @@ impl Ingest for IngestService {
                 None => true,
             };
             if chunk.len() == STREAM_CHUNK || (end && !chunk.is_empty()) {
+                // Records of a revoked principal not yet appended never are.
+                standing.check()?;
                 let results = self.append_chunk(&who, &chunk).await;
                 for (offset, result) in results.into_iter().enumerate() {
                     if let Ok(receipt) = &result {
@@ -134,7 +148,7 @@ impl Ingest for IngestService {
             ))
             .into());
         }
-        let checkpoint = self.service.checkpoint_covering(covered)?;
+        let checkpoint = self.service.checkpoint_covering(covered).await?;
         response.checkpoint = Some(to_proto::checkpoint(&checkpoint));
         Ok(Response::new(response))
     }

@@ -8,12 +8,15 @@ mod ledger;
 mod registry;
 mod scores;
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ecocode_proto::v1::{
     ingest_server::IngestServer, ledger_server::LedgerServer, registry_server::RegistryServer,
     scores_server::ScoresServer,
 };
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::Status;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
@@ -23,7 +26,7 @@ pub use self::registry::RegistryService;
 pub use self::scores::ScoresService;
 use crate::auth::Authenticate;
 use crate::error::{Error, Result};
-use crate::principals::PrincipalStore;
+use crate::principals::{PrincipalStore, Standing};
 use crate::service::Service;
 use crate::transport::TransportConfig;
 
@@ -48,17 +51,20 @@ pub async fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection service: {e}")))?;
-    let auth = Authenticate::new(principals);
+    let auth = Authenticate::new(principals.clone());
     let registry = RegistryServer::new(RegistryService { service: service.clone() })
         .max_decoding_message_size(max_message_bytes);
     let ingest = IngestServer::new(IngestService {
         service: service.clone(),
         max_stream_records: limits.max_stream_records,
+        principals: principals.clone(),
     })
     .max_decoding_message_size(max_message_bytes);
-    let scores = ScoresServer::new(ScoresService { service: service.clone() })
-        .max_decoding_message_size(max_message_bytes);
-    let ledger = LedgerServer::new(LedgerService { service }).max_decoding_message_size(max_message_bytes);
+    let scores =
+        ScoresServer::new(ScoresService { service: service.clone(), principals: principals.clone() })
+            .max_decoding_message_size(max_message_bytes);
+    let ledger =
+        LedgerServer::new(LedgerService { service, principals }).max_decoding_message_size(max_message_bytes);
     let mut routes = Routes::new(health_service);
     routes = routes
         .add_service(reflection)
@@ -79,5 +85,60 @@ pub async fn report_writable(health: &tonic_health::server::HealthReporter, writ
         health.set_serving::<IngestServer<IngestService>>().await;
     } else {
         health.set_not_serving::<IngestServer<IngestService>>().await;
+    }
+}
+
+/// A server stream of one call.
+pub(crate) type CallStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// `stream`, ended with `UNAUTHENTICATED` as soon as the caller's principal
+/// is revoked: woken by the principal store's reload, not at the next item,
+/// so a quiet watch ends too. Dropping the inner stream stops its producer
+/// (a watch task, an entry reader).
+pub(crate) fn until_revoked<T: Send + 'static>(
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    standing: Standing,
+) -> CallStream<T> {
+    let open: Option<(CallStream<T>, Standing)> = Some((Box::pin(stream), standing));
+    Box::pin(futures::stream::unfold(open, |open| async move {
+        let (mut stream, mut standing) = open?;
+        tokio::select! {
+            // Revocation first: nothing more goes out once it is seen.
+            biased;
+            revoked = standing.revoked() => Some((Err(Status::from(revoked)), None)),
+            item = stream.next() => item.map(|item| (item, Some((stream, standing)))),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principals::Role;
+
+    // A revoked lender's entry listing went on until it was read to the end.
+    #[tokio::test]
+    async fn a_quiet_stream_ends_unauthenticated_at_the_reload_that_revokes_its_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(PrincipalStore::open(dir.path()).unwrap());
+        let token = store.add("bank-a", Role::Lender).unwrap();
+        store.reload_if_changed().unwrap();
+        let who = store.authenticate(&token).unwrap();
+        // A stream with nothing to send: only the revocation can end it.
+        let quiet = futures::stream::pending::<Result<u64, Status>>();
+        let mut guarded = until_revoked(quiet, store.standing(&who).unwrap());
+
+        // Another principal changes nothing for this one.
+        store.add("bank-b", Role::Lender).unwrap();
+        store.reload_if_changed().unwrap();
+        let still_open = futures::poll!(futures::StreamExt::next(&mut guarded));
+        assert!(still_open.is_pending());
+
+        PrincipalStore::open(dir.path()).unwrap().revoke("bank-a").unwrap();
+        store.reload_if_changed().unwrap();
+        let ended = guarded.next().await.expect("an end status").unwrap_err();
+        assert_eq!(ended.code(), tonic::Code::Unauthenticated);
+        assert!(guarded.next().await.is_none());
+        assert!(store.standing(&who).is_err(), "a new call is refused");
     }
 }

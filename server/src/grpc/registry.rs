@@ -33,7 +33,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::Enterprise>, Status> {
         let who = caller(&request)?;
         let uscc = scoring::Uscc::parse(&request.get_ref().uscc).map_err(Error::from)?;
-        let enterprise = self.service.enterprise(&who, &uscc)?;
+        let enterprise = self.service.enterprise(&who, &uscc).await?;
         Ok(Response::new(to_proto::enterprise(&enterprise)))
     }
 
@@ -43,7 +43,7 @@ impl Registry for RegistryService {
     ) -> Result<Response<pb::EnterpriseHistory>, Status> {
         let who = caller(&request)?;
         let uscc = scoring::Uscc::parse(&request.get_ref().uscc).map_err(Error::from)?;
-        let versions = self.service.enterprise_history(&who, &uscc)?;
+        let versions = self.service.enterprise_history(&who, &uscc).await?;
         Ok(Response::new(to_proto::enterprise_history(&versions)))
     }
 
@@ -81,7 +81,7 @@ impl Registry for RegistryService {
         request: Request<pb::GetMonitoringPointRequest>,
     ) -> Result<Response<pb::MonitoringPoint>, Status> {
         let who = caller(&request)?;
-        let point = self.service.monitoring_point(&who, &request.get_ref().mn)?;
+        let point = self.service.monitoring_point(&who, &request.get_ref().mn).await?;
         // The hash is in the ledger for whoever may read it there, but a
         // registry answer has no use for it.
         let answer =

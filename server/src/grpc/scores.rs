@@ -1,26 +1,26 @@
 //! `ecocode.v1.Scores`: single, portfolio, regional, historical and live
 //! views of scores, and signed attestations.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use base64::Engine;
 use ecocode_proto::v1::{self as pb, scores_server::Scores};
 use scoring::Uscc;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{caller, purpose};
 use crate::convert::{from_proto, to_proto};
 use crate::error::{Error, Result};
+use crate::principals::PrincipalStore;
 use crate::service::{CodeChange, ListQuery, MAX_BATCH, Service};
 
 #[derive(Debug, Clone)]
 pub struct ScoresService {
     pub service: Arc<Service>,
+    /// For the standing of callers with an open watch.
+    pub principals: Arc<PrincipalStore>,
 }
-
-type CodeStream = Pin<Box<dyn Stream<Item = Result<pb::CodeChange, Status>> + Send>>;
 
 /// USCCs of a request, each error naming its index.
 fn usccs(texts: &[String]) -> Result<Vec<Uscc>> {
@@ -109,7 +109,7 @@ impl Scores for ScoresService {
         }))
     }
 
-    type WatchCodesStream = CodeStream;
+    type WatchCodesStream = super::CallStream<pb::CodeChange>;
 
     async fn watch_codes(
         &self,
@@ -118,10 +118,11 @@ impl Scores for ScoresService {
         let (who, purpose) = (caller(&request)?, purpose(&request));
         let r = request.into_inner();
         let usccs = usccs(&r.uscc)?;
+        let standing = self.principals.standing(&who)?;
         let changes = self.service.watch(&who, &purpose, &usccs).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(changes)
             .map(|change| change.map(code_change).map_err(Status::from));
-        Ok(Response::new(Box::pin(stream) as CodeStream))
+        Ok(Response::new(super::until_revoked(stream, standing)))
     }
 
     async fn get_attestation(
@@ -159,7 +160,8 @@ impl Scores for ScoresService {
                 Error::InvalidArgument("page_token: not a token returned by ListInquiries".into())
             })?),
         };
-        let page = self.service.list_inquiries(&who, uscc.as_ref(), from, to, r.page_size as usize, after)?;
+        let page =
+            self.service.list_inquiries(&who, uscc.as_ref(), from, to, r.page_size as usize, after).await?;
         Ok(Response::new(pb::ListInquiriesResponse {
             inquiries: page.inquiries.iter().map(to_proto::inquiry).collect(),
             next_page_token: page

@@ -93,11 +93,13 @@ fn check_csrf(headers: &HeaderMap, signed: &SignedIn, sent: &str) -> Result<()> 
 /// and a lender's or regulator's read is an inquiry, as over gRPC;
 /// everyone else (another enterprise, a regulator outside its scope)
 /// reads as the public, which is never an inquiry.
-fn page_reader(st: &WebState, signed: &Option<SignedIn>, uscc: &Uscc) -> Principal {
-    match signed {
-        Some(s) if st.service.enterprise(&s.principal, uscc).is_ok() => s.principal.clone(),
-        _ => Principal::public(),
+async fn page_reader(st: &WebState, signed: &Option<SignedIn>, uscc: &Uscc) -> Principal {
+    if let Some(s) = signed
+        && st.service.enterprise(&s.principal, uscc).await.is_ok()
+    {
+        return s.principal.clone();
     }
+    Principal::public()
 }
 
 /// The purpose of a page read: `?purpose=`, or [`PURPOSE`].
@@ -164,7 +166,7 @@ pub async fn enterprise(
     let signed = signed_in(&st, &headers);
     let purpose = page_purpose(query.purpose.as_deref())?;
     let base = base_url(&st);
-    let reader = page_reader(&st, &signed, &uscc);
+    let reader = page_reader(&st, &signed, &uscc).await;
     let (data, view) = page_data(&st, &reader, &purpose, &uscc, &base, query.att.as_deref()).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
@@ -234,7 +236,7 @@ async fn page_data(
     let checkpoint = if latest.tree_size >= score.tree_size {
         latest
     } else {
-        service.checkpoint_covering(score.tree_size)?
+        service.checkpoint_covering(score.tree_size).await?
     };
     let note = view.note.clone();
 
@@ -249,7 +251,7 @@ async fn page_data(
         let repair = seq.and_then(|s| view.repair.iter().find(|(x, _)| *x == s)).map(|(_, r)| r.clone());
         let proof = match seq {
             Some(s) if s.0 < checkpoint.tree_size => {
-                let (tree_size, hashes) = service.inclusion_proof(reader, s.0, checkpoint.tree_size)?;
+                let (tree_size, hashes) = service.inclusion_proof(reader, s.0, checkpoint.tree_size).await?;
                 Some(ProofData {
                     tree_size,
                     hashes: tlog::bundle::encode_hashes(&hashes),
@@ -281,7 +283,7 @@ async fn page_data(
     let page_url = format!("{base}/e/{uscc}");
     let verifier_key = service.verifier_key();
     let scanned = match scanned {
-        Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text)?),
+        Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text).await?),
         None => None,
     };
     // The compact form keeps the QR small enough for a sticker; the full
@@ -289,7 +291,7 @@ async fn page_data(
     // checks its own QR code the way it checks a scanned one.
     let qr_text =
         tlog::compact::qr_text(base, &note).unwrap_or_else(|_| tlog::attestation::qr_text(&page_url, &note));
-    let own = check_scanned(st, reader, score, &verifier_key, &qr_text)?;
+    let own = check_scanned(st, reader, score, &verifier_key, &qr_text).await?;
     let data = PageData {
         uscc: uscc.to_string(),
         name: score.enterprise.name.clone(),
@@ -360,7 +362,7 @@ pub async fn scanned(Path(digits): Path<String>) -> Result<Response> {
 /// service's key, that its tree is a prefix of the current signed
 /// checkpoint's (a consistency proof), and whether it still states the
 /// current code.
-fn check_scanned(
+async fn check_scanned(
     st: &WebState,
     reader: &Principal,
     current: &ScoreView,
@@ -409,7 +411,7 @@ fn check_scanned(
     let checkpoint = if checkpoint.tree_size >= attestation.tree_size {
         checkpoint
     } else if attestation.tree_size <= current.tree_size {
-        st.service.checkpoint_covering(attestation.tree_size)?
+        st.service.checkpoint_covering(attestation.tree_size).await?
     } else {
         return Ok(ScannedCheck {
             status: "invalid",
@@ -424,7 +426,7 @@ fn check_scanned(
         attestation.root == checkpoint.root
     } else {
         let (to, proof) =
-            st.service.consistency_proof(reader, attestation.tree_size, checkpoint.tree_size)?;
+            st.service.consistency_proof(reader, attestation.tree_size, checkpoint.tree_size).await?;
         tlog::proof::verify_consistency(
             attestation.tree_size,
             to,
@@ -529,7 +531,7 @@ pub async fn attestation_file(
     headers: HeaderMap,
 ) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
-    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc);
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await;
     let (_, note) = st.service.attestation(&reader, PURPOSE, &uscc, None, 0).await?;
     Ok(download("text/plain; charset=utf-8", &format!("attestation-{uscc}.txt"), note))
 }
@@ -545,11 +547,12 @@ pub async fn proof_bundle(
     let seq: u64 = seq
         .parse()
         .map_err(|_| Error::InvalidArgument("seq: a ledger entry number, e.g. /proof/3".into()))?;
-    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc);
-    let entry = st.service.record_entry(&reader, &uscc, seq)?;
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await;
+    let entry = st.service.record_entry(&reader, &uscc, seq).await?;
     let latest = st.service.checkpoint(&reader)?;
-    let checkpoint = if latest.tree_size > seq { latest } else { st.service.checkpoint_covering(seq + 1)? };
-    let (_, hashes) = st.service.inclusion_proof(&reader, seq, checkpoint.tree_size)?;
+    let checkpoint =
+        if latest.tree_size > seq { latest } else { st.service.checkpoint_covering(seq + 1).await? };
+    let (_, hashes) = st.service.inclusion_proof(&reader, seq, checkpoint.tree_size).await?;
     let bundle = tlog::bundle::Bundle::Inclusion {
         checkpoint: checkpoint.note,
         seq,
@@ -642,7 +645,7 @@ async fn file(
     })?;
     let receipt = st.service.append_record(who, record).await?;
     // As gRPC's appends do: a signed checkpoint covers what was acknowledged.
-    st.service.checkpoint_covering(receipt.seq + 1)?;
+    st.service.checkpoint_covering(receipt.seq + 1).await?;
     Ok(Redirect::to(&format!("/e/{uscc}?filed={}#filings", receipt.seq)).into_response())
 }
 
