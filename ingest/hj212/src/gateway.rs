@@ -529,6 +529,20 @@ impl<S: RecordSink> Gateway<S> {
         if let Some(outage) = aggregator.note_start((config.clock)(), config.min_outage)? {
             warn!(%outage, "hj212 gateway was down; days it overlaps are excused");
         }
+        let legacy = sink
+            .monitoring_points()
+            .iter()
+            .filter(|p| matches!(p.credential(), Some(super::credentials::Credential::Legacy(_))))
+            .count();
+        if legacy > 0 {
+            // Their unkeyed hash is in a ledger entry any ledger reader can
+            // fetch: rotating is the only remedy (docs/hj212.md).
+            warn!(
+                legacy,
+                "hj212 monitoring points still checked against a legacy password hash in the ledger; \
+                 register each again with a new password"
+            );
+        }
         Ok(Gateway {
             shared: Arc::new(Shared {
                 sink,

@@ -417,3 +417,26 @@ fn one_summary_line_covers_every_device_with_escaped_examples() {
     assert!(!format!("{:?}", summary.examples).contains('\u{1b}'), "control bytes are escaped");
     assert_eq!(summarize(&now, &now), None, "nothing new, no line");
 }
+
+#[test]
+fn a_new_unauthenticated_connection_pushes_out_the_oldest_of_its_prefix_then_of_all() {
+    let slots = Mutex::new(Unauthenticated::default());
+    let config =
+        GatewayConfig { max_unauthenticated_connections: 3, max_unauthenticated_per_prefix: 2, ..config() };
+    let take = |ip: [u8; 4]| UnauthenticatedSlot::take(&slots, IpAddr::from(ip), &config);
+    let open = || slots.lock().unwrap().open.keys().copied().collect::<Vec<u64>>();
+    let (a1, _) = take([10, 0, 0, 1]);
+    let (_a2, _) = take([10, 0, 0, 2]);
+    let (_b1, _) = take([10, 0, 1, 1]);
+    // A third from 10.0.0.0/24 pushes out that prefix's oldest, not 10.0.1.1.
+    let (_a3, evicted) = take([10, 0, 0, 3]);
+    assert_eq!((evicted, open()), (1, vec![1, 2, 3]));
+    // Another prefix, all slots taken: the oldest of all goes.
+    let (_c1, evicted) = take([10, 0, 2, 1]);
+    assert_eq!((evicted, open()), (1, vec![2, 3, 4]));
+    // Dropping an evicted slot frees nothing twice.
+    drop(a1);
+    assert_eq!(open(), vec![2, 3, 4]);
+    assert_eq!(prefix(IpAddr::from([10, 0, 0, 77])), IpAddr::from([10, 0, 0, 0]));
+    assert_eq!(prefix("2001:db8:1:2:3:4:5:6".parse().unwrap()), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+}
