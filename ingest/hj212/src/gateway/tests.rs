@@ -88,6 +88,12 @@ struct Running {
 }
 
 async fn start(config: GatewayConfig) -> Running {
+    start_with(config, false).await
+}
+
+/// `legacy`: the point carries an unkeyed hash, as entries written before
+/// keyed verifiers do.
+async fn start_with(config: GatewayConfig, legacy: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let (tx, appended) = mpsc::unbounded_channel();
     let point = MonitoringPoint::new(
@@ -100,7 +106,12 @@ async fn start(config: GatewayConfig) -> Running {
     let credentials = crate::Credentials::open(dir.path(), None).unwrap();
     let registration =
         crate::PointRegistration { point, password: crate::DevicePassword::new("123456").unwrap() };
-    let point = credentials.credential_for(None, registration).unwrap();
+    let point = if legacy {
+        let hash = crate::PasswordHash::of(MN, "123456").unwrap();
+        registration.point.with_credential(crate::Credential::Legacy(hash))
+    } else {
+        credentials.credential_for(None, registration).unwrap()
+    };
     let sink = Arc::new(TestSink { point, credentials, appended: tx, records: Mutex::default() });
     let gateway = Gateway::open(dir.path(), sink, config).unwrap();
     let stats = gateway.stats();
@@ -439,4 +450,27 @@ fn a_new_unauthenticated_connection_pushes_out_the_oldest_of_its_prefix_then_of_
     assert_eq!(open(), vec![2, 3, 4]);
     assert_eq!(prefix(IpAddr::from([10, 0, 0, 77])), IpAddr::from([10, 0, 0, 0]));
     assert_eq!(prefix("2001:db8:1:2:3:4:5:6".parse().unwrap()), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+}
+
+// Points registered before keyed verifiers keep reporting, flagged so the
+// operator rotates their passwords.
+#[tokio::test]
+async fn a_legacy_password_hash_is_still_accepted_and_flagged() {
+    let gw = start_with(config(), true).await;
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    let hourly = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    device.write_all(&hourly).await.unwrap();
+    read_line(&mut device).await;
+    let forged = packet_with_pw("654321", MN, "2061", 5, "w01018-Avg=999,w01018-Flag=N");
+    device.write_all(&forged).await.unwrap();
+    read_line(&mut device).await;
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!(
+        (counts.legacy_verifier, counts.values_stored, counts.wrong_password),
+        (1, 1, 1),
+        "{counts:?}"
+    );
+    assert_eq!(gw.stats.devices()[MN].legacy_verifier, 1);
 }
