@@ -679,3 +679,35 @@ async fn wrong_passwords_and_refusals_are_in_metrics() {
     }
     server.stop().await;
 }
+
+// Moving a sled server to PostgreSQL (`ecocode migrate`) must not lock every
+// device out: the first node started on the database with the old data
+// directory takes its secret and verifiers along, and every node shares them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_passwords_survive_the_move_to_a_shared_store() {
+    let old = tempfile::tempdir().unwrap();
+    let registered = {
+        let credentials = hj212::Credentials::open(old.path(), None).unwrap();
+        let point = server::convert::from_proto::monitoring_point_registration(&point()).unwrap();
+        credentials.credential_for(None, point).unwrap()
+    };
+    let url = pgtest::database();
+    let (url, old_dir) = (url.clone(), old.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        // The ledger creates the tables on the database, as `ecocode migrate` does.
+        let keys = tempfile::tempdir().unwrap();
+        let mut config = ledger::LedgerConfig::new(keys.path());
+        config.store = Some(url.clone());
+        drop(ledger::Ledger::open(config).unwrap());
+        // Opened by the composition root after the ledger; here directly,
+        // the same way, with the old data directory and then a new one.
+        let first = hj212::Credentials::open(&old_dir, Some(&url)).unwrap();
+        assert_eq!(first.check(&registered, "123456").unwrap(), hj212::PasswordCheck::Right);
+        let other = tempfile::tempdir().unwrap();
+        let second = hj212::Credentials::open(other.path(), Some(&url)).unwrap();
+        assert_eq!(second.check(&registered, "123456").unwrap(), hj212::PasswordCheck::Right);
+        assert_eq!(second.check(&registered, "654321").unwrap(), hj212::PasswordCheck::Wrong);
+    })
+    .await
+    .unwrap();
+}

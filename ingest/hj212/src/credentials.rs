@@ -148,7 +148,7 @@ impl Credentials {
             }
             Some(url) => {
                 let table = kv::pg::Table::open(url, SPACE).map_err(shared)?;
-                let secret = shared_secret(&table)?;
+                let secret = shared_secret(&table, data_dir)?;
                 (Backend::Shared(Box::new(table)), secret)
             }
         };
@@ -288,8 +288,11 @@ fn local_secret(path: &Path) -> Result<[u8; 32]> {
 }
 
 /// The shared secret, created by the first node under an advisory claim so
-/// that two nodes starting at once agree on one.
-fn shared_secret(table: &kv::pg::Table) -> Result<[u8; 32]> {
+/// that two nodes starting at once agree on one. A first node started with
+/// the data directory of a sled server (after `ecocode migrate`) brings
+/// that server's secret and verifiers along, so its devices' passwords
+/// keep working.
+fn shared_secret(table: &kv::pg::Table, data_dir: &Path) -> Result<[u8; 32]> {
     let parse = |value: Vec<u8>| -> Result<[u8; 32]> {
         value
             .as_slice()
@@ -304,15 +307,47 @@ fn shared_secret(table: &kv::pg::Table) -> Result<[u8; 32]> {
             if let Some(value) = table.get(SECRET_KEY).map_err(shared)? {
                 return parse(value);
             }
-            let mut secret = [0u8; 32];
-            getrandom::fill(&mut secret).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-            table.apply(vec![(SECRET_KEY.to_vec(), secret.to_vec())], Vec::new()).map_err(shared)?;
+            let (secret, mut puts) = match local_state(data_dir)? {
+                Some(local) => local,
+                None => {
+                    let mut secret = [0u8; 32];
+                    getrandom::fill(&mut secret)
+                        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+                    (secret, Vec::new())
+                }
+            };
+            // The secret last, in the same transaction: a node that sees it
+            // sees the verifiers too.
+            puts.push((SECRET_KEY.to_vec(), secret.to_vec()));
+            table.apply(puts, Vec::new()).map_err(shared)?;
             return Ok(secret);
         }
         // Another node is creating it right now.
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Err(Error::SharedStore("could not read or create the shared hj212 secret".into()))
+}
+
+/// A sled server's secret and verifiers in `data_dir`, if it has them.
+fn local_state(data_dir: &Path) -> Result<Option<([u8; 32], Vec<kv::pg::KeyValue>)>> {
+    let (secret_path, dir) = (data_dir.join(SECRET_FILE), data_dir.join(CREDENTIALS_DIR));
+    if !secret_path.exists() {
+        return Ok(None);
+    }
+    let secret = local_secret(&secret_path)?;
+    let mut verifiers = Vec::new();
+    if dir.exists() {
+        let db = kv::open(sled::Config::new(), &dir)?;
+        for item in db.scan_prefix(b"v\0") {
+            let (k, v) = item?;
+            verifiers.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    tracing::info!(
+        verifiers = verifiers.len(),
+        "hj212 device credentials taken over from the data directory"
+    );
+    Ok(Some((secret, verifiers)))
 }
 
 #[cfg(test)]
