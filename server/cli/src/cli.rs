@@ -95,7 +95,8 @@ pub enum Command {
         limits: Vec<String>,
         /// The data logger's HJ 212 password (PW): packets with another PW
         /// are acknowledged but never recorded. Registering again with a new
-        /// one rotates it. Only a hash is stored.
+        /// one rotates it. The server keeps only a verifier keyed with its
+        /// own secret, never in the ledger.
         #[arg(long, env = "ECOCODE_DEVICE_PASSWORD", hide_env_values = true)]
         password: String,
     },
