@@ -174,6 +174,10 @@ impl App {
             config.score_view_capacity,
             progress,
         )?);
+        // After the ledger, which creates the shared tables on PostgreSQL.
+        let credentials = hj212::Credentials::open(&data_dir, shared_store.as_deref())
+            .map_err(|e| Error::Internal(format!("hj212 device credentials: {e}")))?;
+        service.attach_credentials(Arc::new(credentials));
         let grpc = bind(config.listen, "--listen").await?;
         let grpc_addr = local_addr(&grpc)?;
         let gateway = match config.hj212_listen {

@@ -3,7 +3,10 @@
 
 pub mod from_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::{MonitoringPoint, Outage, PasswordHash, PollutantLimit, Statistic};
+    use hj212::{
+        Credential, CredentialId, DevicePassword, MonitoringPoint, Outage, PasswordHash, PointRegistration,
+        PollutantLimit, Statistic,
+    };
     use scoring::{Enterprise, Record, RecordFields, Seq, Timestamp, ValidationError};
 
     use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
@@ -101,12 +104,16 @@ pub mod from_proto {
     }
 
     /// A monitoring point as a client registers it: the password is
-    /// required and hashed here, and a client cannot set the hash itself.
+    /// required (the service keeps only its keyed verifier, outside the
+    /// ledger), and a client cannot set a credential itself.
     pub fn monitoring_point_registration(
         p: &pb::MonitoringPoint,
-    ) -> Result<MonitoringPoint, ValidationError> {
+    ) -> Result<PointRegistration, ValidationError> {
         if !p.password_hash.is_empty() {
             return Err(ValidationError::new("password_hash", "is set by the server; send password"));
+        }
+        if !p.credential_id.is_empty() {
+            return Err(ValidationError::new("credential_id", "is set by the server; send password"));
         }
         if p.password.is_empty() {
             return Err(ValidationError::new(
@@ -114,8 +121,8 @@ pub mod from_proto {
                 "is required: the device's HJ 212 PW, 1 to 32 printable ASCII characters",
             ));
         }
-        let hash = PasswordHash::of(&p.mn, &p.password)?;
-        Ok(monitoring_point(p)?.with_password(hash))
+        let password = DevicePassword::new(&p.password)?;
+        Ok(PointRegistration { point: monitoring_point(p)?, password })
     }
 
     /// A monitoring point as stored; errors name the field, e.g.
@@ -154,9 +161,11 @@ pub mod from_proto {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let point = MonitoringPoint::new(&p.mn, uscc, &p.outlet, limits)?;
-        Ok(match p.password_hash.as_str() {
-            "" => point,
-            hex => point.with_password(PasswordHash::from_hex(hex)?),
+        Ok(match (p.password_hash.as_str(), p.credential_id.as_str()) {
+            ("", "") => point,
+            (hex, "") => point.with_credential(Credential::Legacy(PasswordHash::from_hex(hex)?)),
+            ("", id) => point.with_credential(Credential::Keyed(CredentialId::from_hex(id)?)),
+            _ => return Err(ValidationError::new("credential_id", "must not be set with password_hash")),
         })
     }
 
@@ -191,7 +200,7 @@ pub mod from_proto {
 
 pub mod to_proto {
     use ecocode_proto::v1 as pb;
-    use hj212::{MonitoringPoint, Outage};
+    use hj212::{Credential, MonitoringPoint, Outage};
     use scoring::{Code, Enterprise, Evaluation, Grade, MeeLevel, Record, Timestamp};
 
     use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate};
@@ -271,6 +280,7 @@ pub mod to_proto {
                 rejected: d.rejected.clone(),
                 deviations: d.deviations.clone(),
                 last_seen: d.last_seen.map(timestamp),
+                legacy_verifier: d.legacy_verifier,
             })
             .collect();
         pb::GatewayFigures { totals, devices }
@@ -281,6 +291,7 @@ pub mod to_proto {
             ("connections_accepted", t.connections_accepted),
             ("connections_refused", t.connections_refused),
             ("connections_refused_per_peer", t.connections_refused_per_peer),
+            ("connections_evicted_unauthenticated", t.connections_evicted_unauthenticated),
             ("connections_timed_out", t.connections_timed_out),
             ("connections_dropped_junk", t.connections_dropped_junk),
             ("packets_ok", t.packets_ok),
@@ -289,6 +300,11 @@ pub mod to_proto {
             ("malformed", t.malformed),
             ("unknown_device", t.unknown_device),
             ("wrong_password", t.wrong_password),
+            ("locked_out", t.locked_out),
+            ("lockouts", t.lockouts),
+            ("disconnected_wrong_password", t.disconnected_wrong_password),
+            ("legacy_verifier", t.legacy_verifier),
+            ("alerts_suppressed", t.alerts_suppressed),
             ("split_incomplete", t.split_incomplete),
             ("split_refused", t.split_refused),
             ("acks_sent", t.acks_sent),
@@ -331,7 +347,16 @@ pub mod to_proto {
                 })
                 .collect(),
             password: String::new(),
-            password_hash: p.password().map(|h| h.to_hex()).unwrap_or_default(),
+            // A legacy entry keeps its hash, so its bytes stay as stored;
+            // nothing password-derived is written for a keyed credential.
+            password_hash: match p.credential() {
+                Some(Credential::Legacy(hash)) => hash.to_hex(),
+                _ => String::new(),
+            },
+            credential_id: match p.credential() {
+                Some(Credential::Keyed(id)) => id.to_hex(),
+                _ => String::new(),
+            },
         }
     }
 

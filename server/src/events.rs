@@ -307,13 +307,48 @@ mod tests {
         "#]].assert_eq(&show(&round_trip(Event::EnterpriseUpdate { update, changes_seq: 0 })));
     }
 
+    // Points registered before keyed verifiers hold an unkeyed hash (field
+    // 6): such an entry must decode and encode again to the very bytes
+    // stored, or its hash and idempotency key would break.
     #[test]
-    fn a_monitoring_point_keeps_only_its_password_hash() {
+    fn a_legacy_monitoring_point_keeps_its_stored_bytes() {
         let hash = hj212::PasswordHash::of("LD130133000015", "s3cret").unwrap();
-        let new = round_trip(Event::MonitoringPoint(point().with_password(hash)));
-        let text = show(&new);
-        assert!(!text.contains(&hex(b"s3cret")), "{text}");
-        assert!(text.contains(&hex(hash.to_hex().as_bytes())), "{text}");
+        let stored = pb::LedgerEvent {
+            event: Some(pb::ledger_event::Event::MonitoringPoint(pb::MonitoringPoint {
+                password_hash: hash.to_hex(),
+                ..to_proto::monitoring_point(&point())
+            })),
+            submitted_by: "beilun-epb".into(),
+        }
+        .encode_to_vec();
+        let entry = Entry {
+            seq: 4,
+            recorded_at_ns: 0,
+            payload: stored.clone(),
+            subject: b"91330421739237858X".to_vec(),
+            entry_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        let decoded = Event::decode(&entry).unwrap();
+        let Event::MonitoringPoint(p) = &decoded else { panic!("{decoded:?}") };
+        assert_eq!(p.credential(), Some(&hj212::Credential::Legacy(hash)));
+        assert_eq!(decoded.encode("beilun-epb").payload, stored);
+    }
+
+    // A keyed credential puts only its random id in the entry: nothing
+    // derived from the password, so no ledger reader can search it offline.
+    #[test]
+    fn a_keyed_monitoring_point_holds_no_password_material() {
+        let id = hj212::CredentialId::from_hex("00112233445566778899aabbccddeeff").unwrap();
+        let new = round_trip(Event::MonitoringPoint(point().with_credential(hj212::Credential::Keyed(id))));
+        expect![[r#"
+            payload 1a8c010a0e4c4431333031333330303030313512123931333330343231373339323337383538581a054457303031221c0a067730313031381100000000000049401a046d672f4c2203417667221f0a066132313032361100000000008041401a056d672f6d3322055a734176673a2030303131323233333434353536363737383839396161626263636464656566667a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 706f696e74004c4431333031333330303030313500831a75bf12763123da8b6ccf69cb3fb907822afe879409e12cee5751d302d89e
+            fingerprint 831a75bf12763123da8b6ccf69cb3fb907822afe879409e12cee5751d302d89e
+        "#]].assert_eq(&show(&new));
+        let legacy = hj212::PasswordHash::of("LD130133000015", "s3cret").unwrap().to_hex();
+        assert!(!show(&new).contains(&hex(legacy.as_bytes())));
     }
 
     #[test]

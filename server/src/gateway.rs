@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hj212::{MonitoringPoint, Outage, RecordSink, SinkError};
+use hj212::{MonitoringPoint, Outage, PasswordCheck, RecordSink, SinkError};
 use scoring::Record;
 use tonic::Code;
 
@@ -36,6 +36,12 @@ impl RecordSink for LedgerSink {
 
     fn monitoring_points(&self) -> Vec<MonitoringPoint> {
         self.service.device_points()
+    }
+
+    fn check_password(&self, point: &MonitoringPoint, pw: &str) -> Result<PasswordCheck, SinkError> {
+        let credentials =
+            self.service.device_credentials().map_err(|e| SinkError::Transient(e.to_string()))?;
+        credentials.check(point, pw).map_err(|e| SinkError::Transient(e.to_string()))
     }
 
     /// The status table decides: what a caller would be told to retry

@@ -210,10 +210,16 @@ fn snapshot<K: Clone>(calls: &BTreeMap<K, CallStats>) -> CallTable<K> {
         .collect()
 }
 
-fn gateway_counters(g: &GatewayCounts) -> [(&'static str, u64); 13] {
+fn gateway_counters(g: &GatewayCounts) -> [(&'static str, u64); 19] {
     [
         ("connections_accepted", g.connections_accepted),
         ("connections_refused", g.connections_refused),
+        ("connections_refused_per_peer", g.connections_refused_per_peer),
+        ("connections_evicted_unauthenticated", g.connections_evicted_unauthenticated),
+        ("wrong_password", g.wrong_password),
+        ("locked_out", g.locked_out),
+        ("lockouts", g.lockouts),
+        ("legacy_verifier", g.legacy_verifier),
         ("packets_ok", g.packets_ok),
         ("bad_crc", g.bad_crc),
         ("bad_length", g.bad_length),
@@ -239,7 +245,28 @@ pub struct MetricsSource {
 impl MetricsSource {
     pub fn render(&self) -> String {
         let gateway = self.gateway.as_ref().map(|g| g.snapshot());
-        self.metrics.render(self.service.ledger().head().size, gateway)
+        let mut out = self.metrics.render(self.service.ledger().head().size, gateway);
+        if let Some(g) = &self.gateway {
+            hj212_wrong_passwords(&mut out, g);
+        }
+        out
+    }
+}
+
+/// Wrong passwords per device: only registered devices have any (a wrong
+/// password needs a registered MN), and the gateway tracks a bounded
+/// number of devices, so the label set is bounded.
+fn hj212_wrong_passwords(out: &mut String, g: &GatewayStats) {
+    out.push_str(
+        "# HELP ecocode_hj212_wrong_passwords_total Packets with a wrong password, by device (MN).\n",
+    );
+    out.push_str("# TYPE ecocode_hj212_wrong_passwords_total counter\n");
+    for (device, figures) in g.devices() {
+        if let Some(n) = figures.rejected.get("wrong_password") {
+            // Prometheus label escaping; an MN is printable ASCII.
+            let mn = device.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "ecocode_hj212_wrong_passwords_total{{mn=\"{mn}\"}} {n}");
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hj212::{MonitoringPoint, Outage};
+use hj212::{MonitoringPoint, Outage, PointRegistration};
 use inquiries::{Inquiry, InquiryLog, Scope};
 use ledger::{Checkpoint, Entry, Hash, Ledger, LedgerConfig, Receipt};
 use scoring::{Code, Enterprise, KindClass, LedgerRecord, Model, Record, Seq, Timestamp, Uscc};
@@ -94,6 +94,9 @@ pub struct Service {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The HJ 212 gateway's counters, when it runs.
     gateway_stats: std::sync::OnceLock<Arc<hj212::GatewayStats>>,
+    /// Device passwords' keyed verifiers: server-side state, never ledger
+    /// (attached once the ledger has created the shared tables).
+    credentials: std::sync::OnceLock<Arc<hj212::Credentials>>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -179,6 +182,7 @@ impl Service {
             changes,
             stopping: tokio::sync::watch::Sender::new(false),
             gateway_stats: std::sync::OnceLock::new(),
+            credentials: std::sync::OnceLock::new(),
         })
     }
 
@@ -246,7 +250,8 @@ impl Service {
     /// Registers (or updates the limits of) a monitoring point. The same
     /// content again is a duplicate; new content supersedes, since limits
     /// change when a discharge permit is renewed.
-    pub async fn register_point(&self, who: &Principal, point: MonitoringPoint) -> Result<Receipt> {
+    pub async fn register_point(&self, who: &Principal, registration: PointRegistration) -> Result<Receipt> {
+        let point = &registration.point;
         let enterprise = self.registered(point.uscc().as_str()).await?.ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "enterprise {} is not registered; register it before its monitoring points",
@@ -268,6 +273,16 @@ impl Service {
             })?;
             auth::may_manage_points(who, &leaving)?;
         }
+        // The password's keyed verifier goes to server-side state first, so
+        // the entry (which names only its random id) never points at a
+        // verifier that is not there; the same password again is the same id.
+        let credentials = self.device_credentials()?.clone();
+        let current = self.directory.point(point.mn());
+        let point =
+            tokio::task::spawn_blocking(move || credentials.credential_for(current.as_ref(), registration))
+                .await
+                .map_err(|e| Error::Internal(format!("device credential task: {e}")))?
+                .map_err(|e| Error::Unavailable(format!("device credentials not stored: {e}")))?;
         let event = Event::MonitoringPoint(point);
         let receipt = self.append_event(who, &event).await?.map_err(|c| {
             Error::Internal(format!("monitoring point key collided at seq {}", c.existing.seq))
@@ -442,6 +457,19 @@ impl Service {
     /// that never connect.
     pub(crate) fn device_points(&self) -> Vec<MonitoringPoint> {
         self.directory.points()
+    }
+
+    /// Makes the device passwords' verifiers usable (the composition root
+    /// opens them after the ledger).
+    pub fn attach_credentials(&self, credentials: Arc<hj212::Credentials>) {
+        let _ = self.credentials.set(credentials);
+    }
+
+    /// The device passwords' verifiers, for registrations and the gateway.
+    pub(crate) fn device_credentials(&self) -> Result<&Arc<hj212::Credentials>> {
+        self.credentials
+            .get()
+            .ok_or_else(|| Error::Unavailable("device credentials are not open yet; try again".into()))
     }
 
     async fn registered(&self, uscc: &str) -> Result<Option<Enterprise>> {

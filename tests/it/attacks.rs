@@ -254,6 +254,7 @@ async fn a_monitoring_point_with_endless_limits_is_refused_before_any_work() {
         limits: (0..100_000).map(limit).collect(),
         password: "a-long-random-device-password".into(),
         password_hash: String::new(),
+        credential_id: String::new(),
     };
     let bank = server.token("bank", Role::Lender);
     let err = server.client(&bank).await.registry.register_monitoring_point(point.clone()).await.unwrap_err();

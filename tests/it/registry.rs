@@ -119,6 +119,7 @@ async fn a_regulator_cannot_move_another_regions_monitoring_point() {
         outlet: "DW001".into(),
         password: "a-long-random-device-password".into(),
         password_hash: String::new(),
+        credential_id: String::new(),
         limits: vec![pb::PollutantLimit {
             pollutant: "w01018".into(),
             limit: 50.0,

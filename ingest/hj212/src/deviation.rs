@@ -27,10 +27,13 @@ pub enum Deviation {
     /// Padding (space, NUL, line end) after the closing `&&`, inside the
     /// length and the CRC.
     TrailingBytes,
+    /// A stray space, tab, NUL or line end between a field separator (`;`,
+    /// `,` or the opening `&&`) and the next key, e.g. `; DataTime=`.
+    StrayCharacter,
 }
 
 impl Deviation {
-    pub const ALL: [Deviation; 8] = [
+    pub const ALL: [Deviation; 9] = [
         Deviation::NoCrlf,
         Deviation::NoQn,
         Deviation::NoFlag,
@@ -39,6 +42,7 @@ impl Deviation {
         Deviation::FlagCase,
         Deviation::NoDataFlag,
         Deviation::TrailingBytes,
+        Deviation::StrayCharacter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +55,7 @@ impl Deviation {
             Deviation::FlagCase => "flag_case",
             Deviation::NoDataFlag => "no_data_flag",
             Deviation::TrailingBytes => "trailing_bytes",
+            Deviation::StrayCharacter => "stray_character",
         }
     }
 }
@@ -84,9 +89,10 @@ pub fn deviations(frame: &[u8], packet: &Packet) -> Vec<Deviation> {
         found.push(Deviation::TrailingBytes);
     }
     let (header, cp) = trimmed.split_once("CP=&&").unwrap_or((trimmed, ""));
+    let padded = super::packet::is_padding;
     let positions: Vec<usize> = header
         .split(';')
-        .filter_map(|item| item.split_once('=').map(|(key, _)| key))
+        .filter_map(|item| item.trim_start_matches(padded).split_once('=').map(|(key, _)| key))
         .filter_map(|key| HEADER_ORDER.iter().position(|k| *k == key))
         .collect();
     if positions.windows(2).any(|w| w[0] > w[1]) {
@@ -97,6 +103,11 @@ pub fn deviations(frame: &[u8], packet: &Packet) -> Vec<Deviation> {
     if stray(header.strip_suffix(';').unwrap_or(header), &[';']) || (!cp.is_empty() && stray(cp, &[';', ',']))
     {
         found.push(Deviation::StraySeparator);
+    }
+    // `header` ends where `CP=&&` starts, so its last item is the padding
+    // (if any) before `CP`.
+    if header.split(';').chain(cp.split([';', ','])).any(|item| item.starts_with(padded)) {
+        found.push(Deviation::StrayCharacter);
     }
     let lower_case_flag = cp.split([';', ',']).filter_map(|item| item.split_once("-Flag=")).any(|(_, v)| {
         v.bytes().any(|b| b.is_ascii_lowercase()) && !matches!(DataFlag::parse(v), DataFlag::Other(_))
@@ -154,6 +165,20 @@ mod tests {
         );
         check(&STANDARD.replace("Flag=N", "Flag=n"), true, &[Deviation::FlagCase]);
         check(&format!("{STANDARD} \0"), true, &[Deviation::TrailingBytes]);
+        for stray in [" ", "\r", "\t", "\0"] {
+            let data = STANDARD
+                .replace(";DataTime", &format!(";{stray}DataTime"))
+                .replace(";w01018-Avg", &format!(";{stray}w01018-Avg"))
+                .replace(",w01018-Flag", &format!(",{stray}w01018-Flag"))
+                .replace(";CN=", &format!(";{stray}CN="));
+            check(&data, true, &[Deviation::StrayCharacter]);
+            check(&STANDARD.replace(";CP=&&", &format!(";{stray}CP=&&")), true, &[Deviation::StrayCharacter]);
+            check(
+                &STANDARD.replace("&&DataTime", &format!("&&{stray}DataTime")),
+                true,
+                &[Deviation::StrayCharacter],
+            );
+        }
     }
 
     #[test]
@@ -163,6 +188,10 @@ mod tests {
             (STANDARD.replace("&&DataTime", "&DataTime"), "CP"),
             (format!("{STANDARD}x"), "CP"),
             (STANDARD.replace("PW=123456", "PW=12 3456"), "PW"),
+            // A stray byte anywhere but before a key leaves doubt.
+            (STANDARD.replace("w01018-Avg=35", "w01018-Avg= 35"), "w01018-Avg"),
+            (STANDARD.replace("w01018-Avg=35", "w01018 -Avg=35"), "w01018"),
+            (STANDARD.replace("PW=123456", "PW= 123456"), "PW"),
         ] {
             let e = parse_packet(&frame(data.as_bytes())).unwrap_err().to_string();
             assert!(e.contains(reason), "{data}: {e}");

@@ -25,10 +25,14 @@ pub struct DeviceFigures {
     pub packets: u64,
     pub acknowledged: u64,
     /// Packets not recorded, by reason: `bad_crc`, `bad_length`,
-    /// `malformed`, `unknown_device`, `wrong_password`, `split_incomplete`.
+    /// `malformed`, `unknown_device`, `wrong_password`, `locked_out`,
+    /// `split_incomplete`, `split_refused`.
     pub rejected: BTreeMap<String, u64>,
     /// Accepted packets' deviations from the standard, by kind.
     pub deviations: BTreeMap<String, u64>,
+    /// Packets accepted against a legacy (unkeyed, ledger-held) password
+    /// hash: the device's password should be rotated.
+    pub legacy_verifier: u64,
     pub last_seen: Option<Timestamp>,
 }
 
@@ -49,6 +53,10 @@ impl DeviceFigures {
             if d > 0 {
                 out.insert(format!("deviation {k}"), d);
             }
+        }
+        let legacy = self.legacy_verifier - before.map_or(0, |b| b.legacy_verifier).min(self.legacy_verifier);
+        if legacy > 0 {
+            out.insert("legacy_verifier".to_owned(), legacy);
         }
         out
     }

@@ -14,18 +14,20 @@ use std::time::Duration;
 use scoring::{MonitoringRules, Record, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::aggregate::{AcceptOutcome, DailyAggregator};
 use super::availability::Outage;
+use super::credentials::PasswordCheck;
 use super::deviation::deviations;
 use super::figures::{DeviceFigures, Figures, count, peer_key};
 use super::framer::Framer;
 use super::packet::{PacketError, parse_packet};
 use super::point::MonitoringPoint;
 use super::split::{Reassembled, Reassembly};
+use super::throttle::{AfterWrong, Limits, Throttle};
 use super::time::LocalDay;
 use super::{Error, Result};
 
@@ -37,6 +39,12 @@ pub trait RecordSink: Send + Sync + 'static {
     /// Every registered monitoring point, with its registration time, so
     /// that devices that never connect still have missing days.
     fn monitoring_points(&self) -> Vec<MonitoringPoint>;
+
+    /// Checks a packet's `PW` against `point`'s credential (the server's
+    /// [`crate::Credentials`]). May block on its store: the gateway calls it
+    /// off the async workers. An error (store unreachable) means "not known
+    /// now": the packet is neither recorded nor acknowledged.
+    fn check_password(&self, point: &MonitoringPoint, pw: &str) -> Result<PasswordCheck, SinkError>;
 
     /// Appends records through the normal ledger path. Must be idempotent on
     /// (`source`, `source_record_id`): after a failure or crash the same
@@ -81,6 +89,28 @@ pub struct GatewayConfig {
     /// Connections from one IP address beyond this are closed at once, so
     /// one peer cannot take every slot.
     pub max_connections_per_peer: usize,
+    /// A connection is unauthenticated until its first packet with a
+    /// registered MN and its right password. At most this many are open at
+    /// once (a new one closes the oldest), so however many addresses a
+    /// sender has, the rest of `max_connections` stays for devices.
+    pub max_unauthenticated_connections: usize,
+    /// At most this many unauthenticated connections from one /24 (IPv4)
+    /// or /64 (IPv6) (a new one closes that prefix's oldest).
+    pub max_unauthenticated_per_prefix: usize,
+    /// An unauthenticated connection is closed this long after it opened
+    /// (a device sends its first packet right after connecting).
+    pub unauthenticated_timeout: Duration,
+    /// Wrong passwords in a row for one device before it is locked out.
+    pub max_password_failures: u32,
+    /// Wrong passwords from one IP address (any device) before the address
+    /// is locked out.
+    pub max_password_failures_per_peer: u32,
+    /// How long a lockout lasts; failures older than this are forgotten.
+    pub password_lockout: Duration,
+    /// The answer to the first wrong password waits this long, doubling
+    /// with each further one up to `max_password_delay`.
+    pub password_delay: Duration,
+    pub max_password_delay: Duration,
     /// A connection that sends this many bytes without a well-formed packet
     /// is closed: it bounds what a junk sender costs (the framer itself
     /// holds at most one read chunk plus one largest frame).
@@ -129,6 +159,14 @@ impl std::fmt::Debug for GatewayConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("max_unauthenticated_connections", &self.max_unauthenticated_connections)
+            .field("max_unauthenticated_per_prefix", &self.max_unauthenticated_per_prefix)
+            .field("unauthenticated_timeout", &self.unauthenticated_timeout)
+            .field("max_password_failures", &self.max_password_failures)
+            .field("max_password_failures_per_peer", &self.max_password_failures_per_peer)
+            .field("password_lockout", &self.password_lockout)
+            .field("password_delay", &self.password_delay)
+            .field("max_password_delay", &self.max_password_delay)
             .field("max_bytes_without_packet", &self.max_bytes_without_packet)
             .field("accept_error_backoff", &self.accept_error_backoff)
             .field("summary_interval", &self.summary_interval)
@@ -150,6 +188,14 @@ impl Default for GatewayConfig {
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
             max_connections_per_peer: 16,
+            max_unauthenticated_connections: 256,
+            max_unauthenticated_per_prefix: 32,
+            unauthenticated_timeout: Duration::from_secs(60),
+            max_password_failures: 5,
+            max_password_failures_per_peer: 20,
+            password_lockout: Duration::from_secs(15 * 60),
+            password_delay: Duration::from_secs(1),
+            max_password_delay: Duration::from_secs(8),
             max_bytes_without_packet: 64 * 1024,
             accept_error_backoff: Duration::from_millis(100),
             summary_interval: Duration::from_secs(300),
@@ -173,6 +219,7 @@ pub struct GatewayStats {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
     connections_refused_per_peer: AtomicU64,
+    connections_evicted_unauthenticated: AtomicU64,
     connections_timed_out: AtomicU64,
     connections_dropped_junk: AtomicU64,
     devices: Figures,
@@ -182,6 +229,11 @@ pub struct GatewayStats {
     malformed: AtomicU64,
     unknown_device: AtomicU64,
     wrong_password: AtomicU64,
+    locked_out: AtomicU64,
+    lockouts: AtomicU64,
+    disconnected_wrong_password: AtomicU64,
+    legacy_verifier: AtomicU64,
+    alerts_suppressed: AtomicU64,
     split_incomplete: AtomicU64,
     split_refused: AtomicU64,
     acks_sent: AtomicU64,
@@ -201,6 +253,10 @@ pub struct GatewayCounts {
     pub connections_refused: u64,
     /// Refused because `max_connections_per_peer` were open from that IP.
     pub connections_refused_per_peer: u64,
+    /// Unauthenticated connections closed to make room for a newer one,
+    /// because `max_unauthenticated_connections` (or as many from its /24
+    /// or /64) were open without a right password yet.
+    pub connections_evicted_unauthenticated: u64,
     /// Closed after `idle_timeout` without a well-formed packet.
     pub connections_timed_out: u64,
     /// Closed after `max_bytes_without_packet` bytes without one.
@@ -215,6 +271,20 @@ pub struct GatewayCounts {
     /// Well-formed packets of a registered device whose `PW` is not its
     /// password: acknowledged, never recorded.
     pub wrong_password: u64,
+    /// Packets with the right password of a device or from an address
+    /// locked out after wrong passwords: acknowledged, never recorded.
+    pub locked_out: u64,
+    /// Lockouts begun (of a device or an address).
+    pub lockouts: u64,
+    /// Connections closed after a wrong password (the limit reached, or
+    /// during a lockout).
+    pub disconnected_wrong_password: u64,
+    /// Packets accepted against a legacy (unkeyed, ledger-held) password
+    /// hash: their devices' passwords should be rotated.
+    pub legacy_verifier: u64,
+    /// Lockout alert lines not logged because too many came in one
+    /// summary interval (the summary counts them).
+    pub alerts_suppressed: u64,
     /// Split sets dropped incomplete (timed out or connection ended).
     pub split_incomplete: u64,
     /// Split parts refused (too many parts or sets).
@@ -241,6 +311,7 @@ impl GatewayStats {
             connections_accepted: zero(),
             connections_refused: zero(),
             connections_refused_per_peer: zero(),
+            connections_evicted_unauthenticated: zero(),
             connections_timed_out: zero(),
             connections_dropped_junk: zero(),
             devices: Figures::new(max_tracked_devices),
@@ -250,6 +321,11 @@ impl GatewayStats {
             malformed: zero(),
             unknown_device: zero(),
             wrong_password: zero(),
+            locked_out: zero(),
+            lockouts: zero(),
+            disconnected_wrong_password: zero(),
+            legacy_verifier: zero(),
+            alerts_suppressed: zero(),
             split_incomplete: zero(),
             split_refused: zero(),
             acks_sent: zero(),
@@ -274,6 +350,7 @@ impl GatewayStats {
             connections_accepted: get(&self.connections_accepted),
             connections_refused: get(&self.connections_refused),
             connections_refused_per_peer: get(&self.connections_refused_per_peer),
+            connections_evicted_unauthenticated: get(&self.connections_evicted_unauthenticated),
             connections_timed_out: get(&self.connections_timed_out),
             connections_dropped_junk: get(&self.connections_dropped_junk),
             packets_ok: get(&self.packets_ok),
@@ -282,6 +359,11 @@ impl GatewayStats {
             malformed: get(&self.malformed),
             unknown_device: get(&self.unknown_device),
             wrong_password: get(&self.wrong_password),
+            locked_out: get(&self.locked_out),
+            lockouts: get(&self.lockouts),
+            disconnected_wrong_password: get(&self.disconnected_wrong_password),
+            legacy_verifier: get(&self.legacy_verifier),
+            alerts_suppressed: get(&self.alerts_suppressed),
             split_incomplete: get(&self.split_incomplete),
             split_refused: get(&self.split_refused),
             acks_sent: get(&self.acks_sent),
@@ -310,7 +392,99 @@ struct Shared<S> {
     stats: Arc<GatewayStats>,
     /// Open connections per peer IP address.
     peers: Mutex<HashMap<IpAddr, usize>>,
+    /// Open unauthenticated connections, in all and per /24 or /64.
+    unauthenticated: Mutex<Unauthenticated>,
+    /// Wrong passwords per device and per peer, and lockouts.
+    throttle: Mutex<Throttle>,
+    /// Lockout alert lines logged since the last summary.
+    alerts: AtomicU64,
     config: GatewayConfig,
+}
+
+/// Lockout alert lines per summary interval; more are counted instead.
+const MAX_ALERTS_PER_INTERVAL: u64 = 10;
+
+#[derive(Default)]
+struct Unauthenticated {
+    next_id: u64,
+    /// Open unauthenticated connections, oldest first: their prefix and
+    /// how to tell them they are evicted.
+    open: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
+    by_prefix: HashMap<IpAddr, usize>,
+}
+
+impl Unauthenticated {
+    fn evict(&mut self, id: u64) {
+        if let Some((prefix, evicted)) = self.open.remove(&id) {
+            if let Some(n) = self.by_prefix.get_mut(&prefix) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_prefix.remove(&prefix);
+                }
+            }
+            evicted.notify_one();
+        }
+    }
+}
+
+/// The /24 (IPv4) or /64 (IPv6) an address belongs to: one sender usually
+/// holds many addresses of one prefix, rarely many prefixes.
+fn prefix(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xFFFF_FF00)),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
+/// The slot of a connection that has not yet sent a right password;
+/// dropping it (authenticated or closed) frees it.
+struct UnauthenticatedSlot<'a> {
+    slots: &'a Mutex<Unauthenticated>,
+    id: u64,
+    /// Notified when a newer connection took this slot.
+    evicted: Arc<Notify>,
+}
+
+impl<'a> UnauthenticatedSlot<'a> {
+    /// Takes a slot, never refusing: when the connection's prefix, or all
+    /// unauthenticated connections, are at their limit, the oldest
+    /// unauthenticated connection (of that prefix, or of all) is closed
+    /// instead. A device sends its first packet right after connecting, so
+    /// it is authenticated long before a flood could push it out; a flood
+    /// only ever pushes out its own connections first. Returns how many
+    /// were evicted.
+    fn take(slots: &'a Mutex<Unauthenticated>, ip: IpAddr, config: &GatewayConfig) -> (Self, u64) {
+        let mut open = slots.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = prefix(ip);
+        let mut evicted = 0;
+        if open.by_prefix.get(&prefix).copied().unwrap_or(0) >= config.max_unauthenticated_per_prefix.max(1) {
+            let oldest = open.open.iter().find(|(_, (p, _))| *p == prefix).map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                open.evict(id);
+                evicted += 1;
+            }
+        }
+        if open.open.len() >= config.max_unauthenticated_connections.max(1) {
+            let oldest = open.open.keys().next().copied();
+            if let Some(id) = oldest {
+                open.evict(id);
+                evicted += 1;
+            }
+        }
+        let id = open.next_id;
+        open.next_id += 1;
+        let notify = Arc::new(Notify::new());
+        open.open.insert(id, (prefix, notify.clone()));
+        *open.by_prefix.entry(prefix).or_default() += 1;
+        (UnauthenticatedSlot { slots, id, evicted: notify }, evicted)
+    }
+}
+
+impl Drop for UnauthenticatedSlot<'_> {
+    fn drop(&mut self) {
+        // A no-op when it was evicted: the eviction freed it.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).evict(self.id);
+    }
 }
 
 /// One open connection of a peer; dropping it frees the slot.
@@ -355,12 +529,29 @@ impl<S: RecordSink> Gateway<S> {
         if let Some(outage) = aggregator.note_start((config.clock)(), config.min_outage)? {
             warn!(%outage, "hj212 gateway was down; days it overlaps are excused");
         }
+        let legacy = sink
+            .monitoring_points()
+            .iter()
+            .filter(|p| matches!(p.credential(), Some(super::credentials::Credential::Legacy(_))))
+            .count();
+        if legacy > 0 {
+            // Their unkeyed hash is in a ledger entry any ledger reader can
+            // fetch: rotating is the only remedy (docs/hj212.md).
+            warn!(
+                legacy,
+                "hj212 monitoring points still checked against a legacy password hash in the ledger; \
+                 register each again with a new password"
+            );
+        }
         Ok(Gateway {
             shared: Arc::new(Shared {
                 sink,
                 aggregator: Arc::new(Mutex::new(aggregator)),
                 stats: Arc::new(GatewayStats::new(config.max_tracked_devices)),
                 peers: Mutex::default(),
+                unauthenticated: Mutex::default(),
+                throttle: Mutex::default(),
+                alerts: AtomicU64::default(),
                 config,
             }),
         })
@@ -391,17 +582,17 @@ impl<S: RecordSink> Gateway<S> {
                             let (shared, stopped) = (shared.clone(), stopped.clone());
                             tasks.spawn(async move {
                                 let max = shared.config.max_connections_per_peer;
-                                match PeerSlot::take(&shared.peers, peer.ip(), max) {
-                                    Some(slot) => {
-                                        bump(&shared.stats.connections_accepted, 1);
-                                        serve_connection(stream, peer, &shared, stopped).await;
-                                        drop(slot);
-                                    }
-                                    None => {
-                                        bump(&shared.stats.connections_refused_per_peer, 1);
-                                        debug!(%peer, "hj212 connection refused: too many from this peer");
-                                    }
-                                }
+                                let Some(slot) = PeerSlot::take(&shared.peers, peer.ip(), max) else {
+                                    bump(&shared.stats.connections_refused_per_peer, 1);
+                                    debug!(%peer, "hj212 connection refused: too many from this peer");
+                                    return;
+                                };
+                                let (unauthenticated, evicted) =
+                                    UnauthenticatedSlot::take(&shared.unauthenticated, peer.ip(), &shared.config);
+                                bump(&shared.stats.connections_evicted_unauthenticated, evicted);
+                                bump(&shared.stats.connections_accepted, 1);
+                                serve_connection(stream, peer, &shared, stopped, unauthenticated).await;
+                                drop(slot);
                                 drop(permit);
                             });
                         }
@@ -451,19 +642,34 @@ async fn serve_connection<S: RecordSink>(
     peer: SocketAddr,
     shared: &Shared<S>,
     mut stopped: watch::Receiver<bool>,
+    unauthenticated: UnauthenticatedSlot<'_>,
 ) {
     debug!(%peer, "hj212 device connected");
     let config = &shared.config;
     let mut framer = Framer::new();
     let mut buffer = vec![0u8; 4096];
-    // Only a well-formed packet moves the deadline and resets the byte
-    // budget: junk, partial frames and bad packets do not buy time.
-    let mut deadline = tokio::time::Instant::now() + config.idle_timeout;
+    // Only a good packet (a registered device's, with its right password,
+    // not locked out) moves the deadline and resets the byte budget: junk,
+    // partial frames, bad packets, unknown devices and wrong passwords do
+    // not buy time. Until the first good packet the connection holds an
+    // unauthenticated slot and has the shorter deadline.
+    let mut deadline = tokio::time::Instant::now() + config.unauthenticated_timeout;
+    let mut unauthenticated = Some(unauthenticated);
     let mut bytes_without_packet = 0usize;
-    let mut reassembly = Reassembly::default();
-    loop {
+    let mut connection = Connection::default();
+    'reading: loop {
+        let evicted = async {
+            match &unauthenticated {
+                Some(slot) => slot.evicted.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
             _ = stopped.changed() => break,
+            () = evicted => {
+                debug!(%peer, "hj212 unauthenticated connection evicted by a newer one");
+                break;
+            }
             read = tokio::time::timeout_at(deadline, stream.read(&mut buffer)) => read,
         };
         let n = match read {
@@ -475,7 +681,7 @@ async fn serve_connection<S: RecordSink>(
             }
             Err(_) => {
                 bump(&shared.stats.connections_timed_out, 1);
-                debug!(%peer, "hj212 connection without a packet for the idle timeout, closing");
+                debug!(%peer, "hj212 connection without a good packet for its deadline, closing");
                 break;
             }
         };
@@ -484,12 +690,26 @@ async fn serve_connection<S: RecordSink>(
         let frames = framer.push(&buffer[..n]);
         bump(&shared.stats.garbage_bytes, framer.discarded_bytes() - discarded);
         for frame in frames {
-            let handled = shared.handle_frame(&frame, peer, &mut reassembly).await;
-            if handled.well_formed {
+            let handled = shared.handle_frame(&frame, peer, &mut connection).await;
+            if handled.good {
                 deadline = tokio::time::Instant::now() + config.idle_timeout;
                 bytes_without_packet = framer.buffered();
+                // Authenticated: the slot is a device's now.
+                unauthenticated = None;
+            }
+            if handled.disconnect {
+                bump(&shared.stats.disconnected_wrong_password, 1);
+                debug!(%peer, "hj212 connection closed after a wrong password");
+                break 'reading;
             }
             let Some(ack) = handled.ack else { continue };
+            if !handled.delay.is_zero() {
+                // A guesser waits; so does nothing else (the task is its own).
+                tokio::select! {
+                    _ = stopped.changed() => break 'reading,
+                    () = tokio::time::sleep(handled.delay) => {}
+                }
+            }
             // A device that stops reading must not hold the task forever.
             match tokio::time::timeout(config.idle_timeout, stream.write_all(&ack)).await {
                 Ok(Ok(())) => {
@@ -500,41 +720,62 @@ async fn serve_connection<S: RecordSink>(
                 }
                 Ok(Err(e)) => {
                     debug!(%peer, error = %e, "hj212 ack not sent");
-                    return;
+                    break 'reading;
                 }
                 Err(_) => {
                     debug!(%peer, "hj212 ack timed out");
-                    return;
+                    break 'reading;
                 }
             }
         }
         if bytes_without_packet > config.max_bytes_without_packet {
             bump(&shared.stats.connections_dropped_junk, 1);
-            debug!(%peer, bytes_without_packet, "hj212 connection sends no packets, closing");
+            debug!(%peer, bytes_without_packet, "hj212 connection sends no good packets, closing");
             break;
         }
     }
-    for mn in reassembly.drain() {
+    drop(unauthenticated);
+    for mn in connection.reassembly.drain() {
         shared.split_incomplete(&mn, peer, "the connection ended");
     }
     debug!(%peer, "hj212 device disconnected");
 }
 
+/// What one connection remembers between packets.
+#[derive(Default)]
+struct Connection {
+    reassembly: Reassembly,
+    /// Devices this connection sent a right password for (not locked out):
+    /// a lockout that begins later does not stop them, so a guesser cannot
+    /// cut off a device that is already connected.
+    authenticated: Vec<String>,
+}
+
+/// Devices one connection may authenticate as; a data logger has one MN.
+const MAX_DEVICES_PER_CONNECTION: usize = 16;
+
 /// What became of one frame.
+#[derive(Default)]
 struct Handled {
-    /// The frame parsed as a packet.
-    well_formed: bool,
+    /// A registered device's packet with its right password, not locked
+    /// out: it keeps the connection alive.
+    good: bool,
     /// Its device, when the frame parsed.
     mn: Option<String>,
     /// The acknowledgement to send, if one is due.
     ack: Option<Vec<u8>>,
+    /// How long to wait before sending it (after a wrong password).
+    delay: Duration,
+    /// Close the connection instead of answering.
+    disconnect: bool,
 }
 
 impl<S: RecordSink> Shared<S> {
     /// Checks one frame and keeps its values. Rejections are counted per
     /// device and logged at debug level; the periodic summary reports them.
-    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr, reassembly: &mut Reassembly) -> Handled {
+    async fn handle_frame(&self, frame: &[u8], peer: SocketAddr, connection: &mut Connection) -> Handled {
         let now = (self.config.clock)();
+        let reassembly = &mut connection.reassembly;
         for mn in reassembly.expire(now, self.config.split_timeout) {
             self.split_incomplete(&mn, peer, "its parts timed out");
         }
@@ -551,7 +792,7 @@ impl<S: RecordSink> Shared<S> {
                 bump(counter, 1);
                 self.stats.devices.update(&peer_key(peer.ip()), now, |f| count(&mut f.rejected, reason));
                 debug!(%peer, error = %e, "hj212 packet rejected");
-                return Handled { well_formed: false, mn: None, ack: None };
+                return Handled::default();
             }
         };
         bump(&self.stats.packets_ok, 1);
@@ -570,26 +811,73 @@ impl<S: RecordSink> Shared<S> {
         let Some(point) = self.sink.monitoring_point(packet.mn()) else {
             bump(&self.stats.unknown_device, 1);
             reject("unknown_device");
-            debug!(%peer, mn = packet.mn(), cn = packet.cn(), "hj212 packet from unregistered device");
-            return Handled { well_formed: true, mn, ack };
+            debug!(%peer, mn = ?packet.mn(), cn = ?packet.cn(), "hj212 packet from unregistered device");
+            return Handled { mn, ack, ..Handled::default() };
         };
-        if !point.accepts_password(packet.pw()) {
+        let (sink, pw) = (self.sink.clone(), packet.pw().to_owned());
+        // The credential store may block on I/O (PostgreSQL): off the workers.
+        let checked = tokio::task::spawn_blocking(move || {
+            let check = sink.check_password(&point, &pw);
+            (check, point)
+        })
+        .await;
+        let (check, point) = match checked {
+            Ok((Ok(check), point)) => (check, point),
+            Ok((Err(e), _)) => {
+                // Not known now, so neither kept nor acknowledged: the device sends again.
+                error!(%peer, error = %e, "hj212 password not checked");
+                return Handled { mn, ..Handled::default() };
+            }
+            Err(e) => {
+                error!(%peer, error = %e, "hj212 password check failed");
+                return Handled { mn, ..Handled::default() };
+            }
+        };
+        let ip = peer.ip();
+        if check == PasswordCheck::Wrong {
             // Whoever knows an MN must not be able to put values into the
-            // ledger; the ack is still due, since acknowledging is transport.
+            // ledger, nor try passwords at line speed.
             bump(&self.stats.wrong_password, 1);
             reject("wrong_password");
-            debug!(%peer, mn = packet.mn(), "hj212 packet with a wrong password, not recorded");
-            return Handled { well_formed: true, mn, ack };
+            let limits = self.limits();
+            let after = lock_throttle(&self.throttle).wrong(point.mn(), ip, now, limits);
+            debug!(%peer, mn = ?point.mn(), ?after, "hj212 packet with a wrong password, not recorded");
+            return match after {
+                AfterWrong::Delay(delay) => Handled { mn, ack, delay, ..Handled::default() },
+                AfterWrong::Disconnect { locked_now } => {
+                    if locked_now {
+                        self.locked_out_alert(point.mn(), peer);
+                    }
+                    Handled { mn, disconnect: true, ..Handled::default() }
+                }
+            };
+        }
+        let known = connection.authenticated.iter().any(|m| m == point.mn());
+        if !known && lock_throttle(&self.throttle).locked(point.mn(), ip, now) {
+            // The right password during a lockout: acknowledged (transport),
+            // not recorded, counted; the guesser learns nothing from it.
+            bump(&self.stats.locked_out, 1);
+            reject("locked_out");
+            debug!(%peer, mn = ?point.mn(), "hj212 packet of a locked-out device or address, not recorded");
+            return Handled { mn, ack, ..Handled::default() };
+        }
+        lock_throttle(&self.throttle).right(point.mn());
+        if !known && connection.authenticated.len() < MAX_DEVICES_PER_CONNECTION {
+            connection.authenticated.push(point.mn().to_owned());
+        }
+        if check == PasswordCheck::RightLegacy {
+            bump(&self.stats.legacy_verifier, 1);
+            self.stats.devices.update(point.mn(), now, |f| f.legacy_verifier += 1);
         }
         let packet =
             match reassembly.add(packet, now, self.config.max_split_parts, self.config.max_split_sets) {
                 Reassembled::Complete(packet) => packet,
-                Reassembled::Pending => return Handled { well_formed: true, mn, ack },
+                Reassembled::Pending => return Handled { good: true, mn, ack, ..Handled::default() },
                 Reassembled::Refused => {
                     bump(&self.stats.split_refused, 1);
                     self.stats.devices.update(point.mn(), now, |f| count(&mut f.rejected, "split_refused"));
-                    debug!(%peer, mn = point.mn(), "hj212 split packet refused: too many parts or sets");
-                    return Handled { well_formed: true, mn, ack };
+                    debug!(%peer, mn = ?point.mn(), "hj212 split packet refused: too many parts or sets");
+                    return Handled { good: true, mn, ack, ..Handled::default() };
                 }
             };
         let aggregator = self.aggregator.clone();
@@ -607,14 +895,42 @@ impl<S: RecordSink> Shared<S> {
             Ok(Err(e)) => {
                 // Not kept, so not acknowledged: the device will send it again.
                 error!(%peer, error = %e, "hj212 values not stored");
-                return Handled { well_formed: true, mn, ack: None };
+                return Handled { good: true, mn, ..Handled::default() };
             }
             Err(e) => {
                 error!(%peer, error = %e, "hj212 aggregation task failed");
-                return Handled { well_formed: true, mn, ack: None };
+                return Handled { good: true, mn, ..Handled::default() };
             }
         }
-        Handled { well_formed: true, mn, ack }
+        Handled { good: true, mn, ack, ..Handled::default() }
+    }
+
+    fn limits(&self) -> Limits {
+        let c = &self.config;
+        Limits {
+            per_device: c.max_password_failures.max(1),
+            per_peer: c.max_password_failures_per_peer.max(1),
+            lockout: c.password_lockout,
+            first_delay: c.password_delay,
+            max_delay: c.max_password_delay,
+        }
+    }
+
+    /// The alert when a device or an address is locked out: one line each,
+    /// at most [`MAX_ALERTS_PER_INTERVAL`] per summary interval (the rest
+    /// are counted and the summary says how many).
+    fn locked_out_alert(&self, mn: &str, peer: SocketAddr) {
+        bump(&self.stats.lockouts, 1);
+        if self.alerts.fetch_add(1, Ordering::Relaxed) < MAX_ALERTS_PER_INTERVAL {
+            warn!(
+                mn = ?mn,
+                peer = %peer.ip(),
+                lockout_secs = self.config.password_lockout.as_secs(),
+                "hj212 ALERT: wrong passwords reached the limit; device or address locked out"
+            );
+        } else {
+            bump(&self.stats.alerts_suppressed, 1);
+        }
     }
 
     /// Counts and logs a split set dropped incomplete: its parts are never
@@ -707,8 +1023,13 @@ async fn close_days_periodically<S: RecordSink>(shared: Arc<Shared<S>>, mut stop
     }
 }
 
-/// Logs one line per device with the rejections and deviations seen since
-/// the last summary, so a flood of bad packets costs a line per interval.
+/// How many devices a summary line names by example.
+const SUMMARY_SAMPLES: usize = 5;
+
+/// Logs one line per interval with the rejections and deviations seen since
+/// the last one, summed over every device, and a few devices as examples,
+/// so a flood of bad packets or invented MNs costs one line per interval.
+/// (`ecocode gateway` has the figures of each device.)
 async fn summarize_periodically<S: RecordSink>(shared: Arc<Shared<S>>, mut stopped: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(shared.config.summary_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -718,15 +1039,56 @@ async fn summarize_periodically<S: RecordSink>(shared: Arc<Shared<S>>, mut stopp
             _ = stopped.changed() => return,
             _ = ticks.tick() => {}
         }
+        let suppressed = shared.alerts.swap(0, Ordering::Relaxed).saturating_sub(MAX_ALERTS_PER_INTERVAL);
         let now = shared.stats.devices();
-        for (device, figures) in &now {
-            let problems = figures.problems_since(last.get(device));
-            if !problems.is_empty() {
-                warn!(%device, ?problems, "hj212 device problems since the last summary");
-            }
+        if let Some(summary) = summarize(&last, &now) {
+            warn!(
+                devices = summary.devices,
+                problems = ?summary.totals,
+                examples = ?summary.examples,
+                alerts_not_logged = suppressed,
+                "hj212 problems since the last summary"
+            );
         }
         last = now;
     }
+}
+
+/// What the summary line says.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    /// Devices (or peers) with new problems.
+    devices: usize,
+    /// New problems by kind, over every device.
+    totals: BTreeMap<String, u64>,
+    /// A few devices with their new problems; printed with `Debug`, so
+    /// whatever bytes an MN holds are escaped.
+    examples: Vec<(String, BTreeMap<String, u64>)>,
+}
+
+fn summarize(
+    last: &BTreeMap<String, DeviceFigures>,
+    now: &BTreeMap<String, DeviceFigures>,
+) -> Option<Summary> {
+    let mut summary = Summary { devices: 0, totals: BTreeMap::new(), examples: Vec::new() };
+    for (device, figures) in now {
+        let problems = figures.problems_since(last.get(device));
+        if problems.is_empty() {
+            continue;
+        }
+        summary.devices += 1;
+        for (kind, n) in &problems {
+            *summary.totals.entry(kind.clone()).or_default() += n;
+        }
+        if summary.examples.len() < SUMMARY_SAMPLES {
+            summary.examples.push((device.clone(), problems));
+        }
+    }
+    (summary.devices > 0).then_some(summary)
+}
+
+fn lock_throttle(throttle: &Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
+    throttle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The aggregator stays usable after a panic elsewhere: its state is on

@@ -3,7 +3,8 @@
 //! * [`parse_packet`] and [`Framer`] turn a device's TCP byte stream into
 //!   checked [`Packet`]s; [`Packet::ack`] builds the `9014` answer.
 //! * [`MonitoringPoint`] says which enterprise, outlet and limits a device
-//!   (MN) stands for.
+//!   (MN) stands for; [`Credentials`] keeps its password's keyed verifier
+//!   in server-side state, never in the ledger.
 //! * [`DailyAggregator`] judges each China local day per device and
 //!   pollutant and emits `exceedance.daily` / `monitoring.missing_day`
 //!   records; its rules are documented in `aggregate.rs`.
@@ -15,6 +16,7 @@
 mod aggregate;
 mod availability;
 mod crc;
+mod credentials;
 mod deviation;
 mod figures;
 mod framer;
@@ -23,6 +25,7 @@ mod packet;
 mod point;
 mod split;
 mod store;
+mod throttle;
 mod time;
 
 #[cfg(test)]
@@ -34,6 +37,10 @@ pub use aggregate::{
 };
 pub use availability::Outage;
 pub use crc::hj212_crc;
+pub use credentials::{
+    CREDENTIALS_DIR, Credential, CredentialId, Credentials, DevicePassword, PasswordCheck, PointRegistration,
+    SECRET_FILE,
+};
 pub use deviation::{Deviation, deviations};
 pub use figures::{DeviceFigures, OTHER_DEVICES, peer_key};
 pub use framer::{Framer, MAX_BUFFERED_BYTES};

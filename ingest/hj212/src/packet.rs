@@ -435,7 +435,12 @@ fn parse_data_segment(data: &str) -> Result<Packet, PacketError> {
     }
 
     let mut fields = HeaderFields::default();
-    for item in header.split(';').filter(|item| !item.is_empty()) {
+    // A stray space, tab, NUL or line end between a `;` and the next key
+    // (seen from loggers in the field) cannot be part of a key: dropped,
+    // and counted as a deviation. Anywhere else it still rejects.
+    for item in
+        header.split(';').map(|item| item.trim_start_matches(is_padding)).filter(|item| !item.is_empty())
+    {
         let (key, value) =
             item.split_once('=').ok_or_else(|| PacketError::malformed(item, "expected key=value"))?;
         fields.set(key, value)?;
@@ -451,11 +456,14 @@ pub(crate) fn is_padding(c: char) -> bool {
     matches!(c, ' ' | '\0' | '\t' | '\r' | '\n')
 }
 
+/// Also after a `;` and stray padding bytes (see `parse_data_segment`).
 fn find_cp(data: &str) -> Option<usize> {
     if data.starts_with("CP=&&") {
         return Some(0);
     }
-    data.find(";CP=&&").map(|i| i + 1)
+    data.match_indices("CP=&&")
+        .map(|(i, _)| i)
+        .find(|&i| data[..i].trim_end_matches(is_padding).ends_with(';'))
 }
 
 #[derive(Default)]
@@ -608,7 +616,10 @@ pub(crate) fn check_pollutant_code(code: &str) -> Result<(), &'static str> {
 
 fn parse_cp(cp: &str, packet: &mut Packet) -> Result<(), PacketError> {
     // Trailing or doubled separators are common and carry no meaning.
-    for item in cp.split([';', ',']).filter(|item| !item.is_empty()) {
+    // Stray padding before a key: see `parse_data_segment`.
+    for item in
+        cp.split([';', ',']).map(|item| item.trim_start_matches(is_padding)).filter(|item| !item.is_empty())
+    {
         let (key, value) =
             item.split_once('=').ok_or_else(|| PacketError::malformed(shown(item), "expected key=value"))?;
         if key == "DataTime" {

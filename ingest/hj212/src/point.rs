@@ -5,14 +5,16 @@ use std::fmt;
 
 use scoring::{Timestamp, Uscc, ValidationError};
 
+use super::credentials::Credential;
 use super::packet::{check_mn, check_password, check_pollutant_code};
 
-/// The stored form of a device's password: never the password itself.
+/// The legacy stored form of a device's password, in ledger entries written
+/// before keyed verifiers ([`crate::Credentials`]); never written now.
 ///
-/// A BLAKE3 key derivation over the MN and the password, so equal passwords
-/// of two devices hash differently. It is fast, so whoever can read the
-/// ledger entry can guess a short password offline; devices should get long
-/// random passwords (docs/hj212.md).
+/// An unkeyed BLAKE3 key derivation over the MN and the password: whoever
+/// can read such an entry can search the password offline, so points that
+/// still carry one are flagged (`legacy_verifier`) and should be registered
+/// again with a new password (docs/hj212.md).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PasswordHash(blake3::Hash);
 
@@ -24,13 +26,14 @@ impl PasswordHash {
         check_password(password).map_err(|rule| {
             ValidationError::new("password", format!("{rule}, got {} characters", password.len()))
         })?;
-        Ok(PasswordHash(Self::derive(mn, password)))
+        Ok(Self::derive(mn, password))
     }
 
-    fn derive(mn: &str, password: &str) -> blake3::Hash {
+    /// The legacy hash of `password` for `mn` (compared in constant time).
+    pub(crate) fn derive(mn: &str, password: &str) -> PasswordHash {
         let mut hasher = blake3::Hasher::new_derive_key(PASSWORD_CONTEXT);
         hasher.update(&(mn.len() as u64).to_le_bytes()).update(mn.as_bytes()).update(password.as_bytes());
-        hasher.finalize()
+        PasswordHash(hasher.finalize())
     }
 
     pub fn from_hex(hex: &str) -> Result<PasswordHash, ValidationError> {
@@ -131,7 +134,9 @@ pub struct MonitoringPoint {
     uscc: Uscc,
     outlet: String,
     limits: Vec<PollutantLimit>,
-    password: Option<PasswordHash>,
+    /// How its device proves itself; `None` for points registered before
+    /// passwords existed, whose packets are never recorded.
+    credential: Option<Credential>,
     /// When the service first registered this MN: missing days count from
     /// the next local day whether or not the device ever connects. Not part
     /// of the stored event (the directory knows it from the ledger).
@@ -172,14 +177,21 @@ impl MonitoringPoint {
             uscc,
             outlet: outlet.to_owned(),
             limits,
-            password: None,
+            credential: None,
             registered_at: None,
         })
     }
 
-    /// The same point, whose device must send this password.
-    pub fn with_password(self, password: PasswordHash) -> MonitoringPoint {
-        MonitoringPoint { password: Some(password), ..self }
+    /// The same point, whose device proves itself with `credential`.
+    pub fn with_credential(self, credential: Credential) -> MonitoringPoint {
+        MonitoringPoint { credential: Some(credential), ..self }
+    }
+
+    /// Whether `other` registers the same device, enterprise, outlet and
+    /// limits (credentials and registration time aside).
+    pub fn same_registration(&self, other: &MonitoringPoint) -> bool {
+        (&self.mn, &self.uscc, &self.outlet, &self.limits)
+            == (&other.mn, &other.uscc, &other.outlet, &other.limits)
     }
 
     /// The same point, first registered at `at`.
@@ -197,15 +209,8 @@ impl MonitoringPoint {
         self.registered_at.and_then(|at| super::time::LocalDay::containing(at).next())
     }
 
-    pub fn password(&self) -> Option<&PasswordHash> {
-        self.password.as_ref()
-    }
-
-    /// Whether a packet's `PW` is this device's password. A point registered
-    /// without one accepts none, so no packet counts until it gets one.
-    pub fn accepts_password(&self, pw: &str) -> bool {
-        // blake3::Hash compares in constant time.
-        self.password.is_some_and(|hash| hash.0 == PasswordHash::derive(&self.mn, pw))
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
     }
 
     pub fn mn(&self) -> &str {
@@ -247,22 +252,14 @@ mod tests {
     }
 
     #[test]
-    fn only_the_registered_password_is_accepted() {
-        let uscc = Uscc::parse("91330421739237858X").unwrap();
-        let point = MonitoringPoint::new("LD13", uscc, "DW001", vec![]).unwrap();
-        assert!(!point.accepts_password("123456"), "no password registered: nothing is accepted");
-        let point = point.with_password(PasswordHash::of("LD13", "123456").unwrap());
-        assert!(point.accepts_password("123456"));
-        assert!(!point.accepts_password("123457"));
-        assert!(!point.accepts_password(""));
+    fn the_legacy_hash_differs_per_device_and_round_trips() {
+        let hash = PasswordHash::of("LD13", "123456").unwrap();
         // Another device with the same password has another hash.
-        assert_ne!(PasswordHash::of("LD14", "123456").unwrap(), *point.password().unwrap());
-        let hex = point.password().unwrap().to_hex();
-        assert_eq!(PasswordHash::from_hex(&hex).unwrap(), *point.password().unwrap());
+        assert_ne!(PasswordHash::of("LD14", "123456").unwrap(), hash);
+        assert_eq!(PasswordHash::from_hex(&hash.to_hex()).unwrap(), hash);
         assert!(
             PasswordHash::of("LD13", "").unwrap_err().to_string().starts_with("password: must be 1 to 32")
         );
-        assert!(PasswordHash::of("LD13", "a b").is_err());
         assert!(PasswordHash::from_hex("zz").is_err());
     }
 

@@ -95,7 +95,8 @@ pub enum Command {
         limits: Vec<String>,
         /// The data logger's HJ 212 password (PW): packets with another PW
         /// are acknowledged but never recorded. Registering again with a new
-        /// one rotates it. Only a hash is stored.
+        /// one rotates it. The server keeps only a verifier keyed with its
+        /// own secret, never in the ledger.
         #[arg(long, env = "ECOCODE_DEVICE_PASSWORD", hide_env_values = true)]
         password: String,
     },
@@ -387,6 +388,30 @@ pub struct GatewayArgs {
     /// Incomplete split sets one connection may hold [default: 8].
     #[arg(long)]
     pub hj212_max_split_sets: Option<usize>,
+    /// Most connections without a right password yet; a new one closes the oldest [default: 256].
+    #[arg(long)]
+    pub hj212_max_unauthenticated_connections: Option<usize>,
+    /// Most unauthenticated connections from one /24 (IPv4) or /64 (IPv6); a new one closes its oldest [default: 32].
+    #[arg(long)]
+    pub hj212_max_unauthenticated_per_prefix: Option<usize>,
+    /// Close a connection without a right password after this many seconds [default: 60].
+    #[arg(long)]
+    pub hj212_unauthenticated_timeout_secs: Option<u64>,
+    /// Wrong passwords in a row that lock a device out [default: 5].
+    #[arg(long)]
+    pub hj212_max_password_failures: Option<u32>,
+    /// Wrong passwords from one IP address that lock it out [default: 20].
+    #[arg(long)]
+    pub hj212_max_password_failures_per_peer: Option<u32>,
+    /// How long a lockout lasts, in seconds [default: 900].
+    #[arg(long)]
+    pub hj212_password_lockout_secs: Option<u64>,
+    /// Delay before answering the first wrong password, in milliseconds; doubles each time [default: 1000].
+    #[arg(long)]
+    pub hj212_password_delay_ms: Option<u64>,
+    /// Longest delay before answering a wrong password, in milliseconds [default: 8000].
+    #[arg(long)]
+    pub hj212_max_password_delay_ms: Option<u64>,
 }
 
 impl GatewayArgs {
@@ -419,6 +444,30 @@ impl GatewayArgs {
         }
         if let Some(v) = self.hj212_split_timeout_secs {
             config.split_timeout = secs(v);
+        }
+        if let Some(v) = self.hj212_max_unauthenticated_connections {
+            config.max_unauthenticated_connections = v;
+        }
+        if let Some(v) = self.hj212_max_unauthenticated_per_prefix {
+            config.max_unauthenticated_per_prefix = v;
+        }
+        if let Some(v) = self.hj212_unauthenticated_timeout_secs {
+            config.unauthenticated_timeout = secs(v);
+        }
+        if let Some(v) = self.hj212_max_password_failures {
+            config.max_password_failures = v;
+        }
+        if let Some(v) = self.hj212_max_password_failures_per_peer {
+            config.max_password_failures_per_peer = v;
+        }
+        if let Some(v) = self.hj212_password_lockout_secs {
+            config.password_lockout = secs(v);
+        }
+        if let Some(v) = self.hj212_password_delay_ms {
+            config.password_delay = Duration::from_millis(v);
+        }
+        if let Some(v) = self.hj212_max_password_delay_ms {
+            config.max_password_delay = Duration::from_millis(v);
         }
         if let Some(v) = self.hj212_max_split_parts {
             config.max_split_parts = v;
@@ -804,7 +853,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
             let request = authed(
                 &conn,
-                pb::MonitoringPoint { mn, uscc, outlet, limits, password, password_hash: String::new() },
+                pb::MonitoringPoint { mn, uscc, outlet, limits, password, ..Default::default() },
             )?;
             let receipt = client.register_monitoring_point(request).await.map_err(status_error)?.into_inner();
             println!(
@@ -1259,8 +1308,14 @@ fn gateway_figures_text(figures: &pb::GatewayFigures) -> String {
             .as_ref()
             .and_then(|t| Timestamp::from_unix(t.seconds, t.nanos))
             .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        // A device still checked against a legacy (ledger-held) hash says so.
+        let legacy = if d.legacy_verifier > 0 {
+            format!(" legacy_verifier={} (rotate its password)", d.legacy_verifier)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "device {} packets={} acknowledged={} rejected=[{}] deviations=[{}] last_seen={last_seen}\n",
+            "device {} packets={} acknowledged={} rejected=[{}] deviations=[{}] last_seen={last_seen}{legacy}\n",
             d.device,
             d.packets,
             d.acknowledged,
@@ -1307,12 +1362,14 @@ mod tests {
                 rejected: [("wrong_password".to_owned(), 1)].into(),
                 deviations: [("no_crlf".to_owned(), 3), ("no_qn".to_owned(), 1)].into(),
                 last_seen: Some(prost_types::Timestamp { seconds: 1_780_272_000, nanos: 0 }),
+                legacy_verifier: 2,
             }],
         };
         assert_eq!(
             gateway_figures_text(&figures),
             "total acks_sent 2\ntotal wrong_password 1\ndevice LD130133000015 packets=3 acknowledged=2 \
-             rejected=[wrong_password=1] deviations=[no_crlf=3,no_qn=1] last_seen=2026-06-01T00:00:00Z\n"
+             rejected=[wrong_password=1] deviations=[no_crlf=3,no_qn=1] last_seen=2026-06-01T00:00:00Z \
+             legacy_verifier=2 (rotate its password)\n"
         );
     }
 }

@@ -15,6 +15,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 struct TestSink {
     point: MonitoringPoint,
+    credentials: crate::Credentials,
     appended: mpsc::UnboundedSender<Vec<Record>>,
     records: Mutex<Vec<Record>>,
 }
@@ -30,6 +31,10 @@ impl RecordSink for TestSink {
 
     fn monitoring_points(&self) -> Vec<MonitoringPoint> {
         vec![self.point.clone()]
+    }
+
+    fn check_password(&self, point: &MonitoringPoint, pw: &str) -> Result<PasswordCheck, SinkError> {
+        self.credentials.check(point, pw).map_err(|e| SinkError::Transient(e.to_string()))
     }
 
     fn append(&self, records: Vec<Record>) -> impl Future<Output = Result<(), SinkError>> + Send {
@@ -49,6 +54,14 @@ fn config() -> GatewayConfig {
         idle_timeout: Duration::from_secs(30),
         max_connections: 8,
         max_connections_per_peer: 8,
+        max_unauthenticated_connections: 8,
+        max_unauthenticated_per_prefix: 8,
+        unauthenticated_timeout: Duration::from_secs(30),
+        max_password_failures: 3,
+        max_password_failures_per_peer: 10,
+        password_lockout: Duration::from_secs(900),
+        password_delay: Duration::ZERO,
+        max_password_delay: Duration::ZERO,
         max_bytes_without_packet: 64 * 1024,
         accept_error_backoff: Duration::from_millis(100),
         summary_interval: Duration::from_secs(300),
@@ -75,6 +88,12 @@ struct Running {
 }
 
 async fn start(config: GatewayConfig) -> Running {
+    start_with(config, false).await
+}
+
+/// `legacy`: the point carries an unkeyed hash, as entries written before
+/// keyed verifiers do.
+async fn start_with(config: GatewayConfig, legacy: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let (tx, appended) = mpsc::unbounded_channel();
     let point = MonitoringPoint::new(
@@ -83,9 +102,17 @@ async fn start(config: GatewayConfig) -> Running {
         "DW001",
         vec![PollutantLimit::new("w01018", 50.0, "mg/L", Statistic::Avg).unwrap()],
     )
-    .unwrap()
-    .with_password(crate::PasswordHash::of(MN, "123456").unwrap());
-    let sink = Arc::new(TestSink { point, appended: tx, records: Mutex::default() });
+    .unwrap();
+    let credentials = crate::Credentials::open(dir.path(), None).unwrap();
+    let registration =
+        crate::PointRegistration { point, password: crate::DevicePassword::new("123456").unwrap() };
+    let point = if legacy {
+        let hash = crate::PasswordHash::of(MN, "123456").unwrap();
+        registration.point.with_credential(crate::Credential::Legacy(hash))
+    } else {
+        credentials.credential_for(None, registration).unwrap()
+    };
+    let sink = Arc::new(TestSink { point, credentials, appended: tx, records: Mutex::default() });
     let gateway = Gateway::open(dir.path(), sink, config).unwrap();
     let stats = gateway.stats();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -115,6 +142,18 @@ async fn read_line(stream: &mut TcpStream) -> Vec<u8> {
         line.push(byte.expect("connection closed before the answer ended"));
     }
     line
+}
+
+/// The next answer line, or `None` once the gateway closed the connection.
+async fn read_answer(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        match tokio::time::timeout(PATIENCE, stream.read_u8()).await.expect("no answer in time") {
+            Ok(byte) => line.push(byte),
+            Err(_) => return None,
+        }
+    }
+    Some(line)
 }
 
 async fn read_eof(stream: &mut TcpStream) -> bool {
@@ -263,6 +302,7 @@ async fn a_flood_a_junk_sender_and_a_slow_sender_do_not_starve_a_good_device() {
         max_connections_per_peer: 3,
         max_bytes_without_packet: 8 * 1024,
         idle_timeout: Duration::from_millis(300),
+        unauthenticated_timeout: Duration::from_millis(300),
         ..config()
     };
     let gw = start(config).await;
@@ -312,7 +352,12 @@ async fn a_flood_a_junk_sender_and_a_slow_sender_do_not_starve_a_good_device() {
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let gw = start(GatewayConfig { idle_timeout: Duration::from_millis(50), ..config() }).await;
+    let gw = start(GatewayConfig {
+        idle_timeout: Duration::from_millis(50),
+        unauthenticated_timeout: Duration::from_millis(50),
+        ..config()
+    })
+    .await;
     let mut device = TcpStream::connect(gw.addr).await.unwrap();
     assert!(read_eof(&mut device).await);
     gw.stop.send(()).unwrap();
@@ -331,4 +376,101 @@ async fn connections_beyond_the_maximum_are_refused() {
     gw.stop.send(()).unwrap();
     gw.served.await.unwrap().unwrap();
     assert_eq!(gw.stats.snapshot().connections_refused, 1);
+}
+
+// A guess loop on one connection was answered at line speed, and the
+// right guess stored a forged value.
+#[tokio::test]
+async fn guessing_a_password_is_cut_off_and_locks_the_device_out() {
+    let gw = start(config()).await;
+    let mut guesser = connect_from([127, 0, 0, 9], gw.addr).await;
+    let mut answered = 0;
+    for guess in 0..100 {
+        let forged = packet_with_pw(&format!("{guess:06}"), MN, "2061", 5, "w01018-Avg=999,w01018-Flag=N");
+        if guesser.write_all(&forged).await.is_err() {
+            break;
+        }
+        if read_answer(&mut guesser).await.is_none() {
+            break;
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 2, "answers before the third wrong password closes the connection");
+    // Locked out: the right password, even from another address, is
+    // acknowledged and not recorded.
+    let mut device = connect_from([127, 0, 1, 9], gw.addr).await;
+    let hourly = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    device.write_all(&hourly).await.unwrap();
+    assert_eq!(read_line(&mut device).await, parse_packet(&hourly).unwrap().ack());
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!(
+        (counts.wrong_password, counts.lockouts, counts.locked_out, counts.values_stored),
+        (3, 1, 1, 0),
+        "{counts:?}"
+    );
+    assert_eq!(gw.stats.devices()[MN].rejected.get("locked_out"), Some(&1));
+}
+
+#[test]
+fn one_summary_line_covers_every_device_with_escaped_examples() {
+    let mut now = BTreeMap::new();
+    for i in 0..50 {
+        let mut f = DeviceFigures::default();
+        f.rejected.insert("unknown_device".into(), 2);
+        now.insert(format!("X{i:02}\u{1b}"), f);
+    }
+    let summary = summarize(&BTreeMap::new(), &now).unwrap();
+    assert_eq!(summary.devices, 50);
+    assert_eq!(summary.totals["rejected unknown_device"], 100);
+    assert_eq!(summary.examples.len(), SUMMARY_SAMPLES);
+    assert!(!format!("{:?}", summary.examples).contains('\u{1b}'), "control bytes are escaped");
+    assert_eq!(summarize(&now, &now), None, "nothing new, no line");
+}
+
+#[test]
+fn a_new_unauthenticated_connection_pushes_out_the_oldest_of_its_prefix_then_of_all() {
+    let slots = Mutex::new(Unauthenticated::default());
+    let config =
+        GatewayConfig { max_unauthenticated_connections: 3, max_unauthenticated_per_prefix: 2, ..config() };
+    let take = |ip: [u8; 4]| UnauthenticatedSlot::take(&slots, IpAddr::from(ip), &config);
+    let open = || slots.lock().unwrap().open.keys().copied().collect::<Vec<u64>>();
+    let (a1, _) = take([10, 0, 0, 1]);
+    let (_a2, _) = take([10, 0, 0, 2]);
+    let (_b1, _) = take([10, 0, 1, 1]);
+    // A third from 10.0.0.0/24 pushes out that prefix's oldest, not 10.0.1.1.
+    let (_a3, evicted) = take([10, 0, 0, 3]);
+    assert_eq!((evicted, open()), (1, vec![1, 2, 3]));
+    // Another prefix, all slots taken: the oldest of all goes.
+    let (_c1, evicted) = take([10, 0, 2, 1]);
+    assert_eq!((evicted, open()), (1, vec![2, 3, 4]));
+    // Dropping an evicted slot frees nothing twice.
+    drop(a1);
+    assert_eq!(open(), vec![2, 3, 4]);
+    assert_eq!(prefix(IpAddr::from([10, 0, 0, 77])), IpAddr::from([10, 0, 0, 0]));
+    assert_eq!(prefix("2001:db8:1:2:3:4:5:6".parse().unwrap()), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+}
+
+// Points registered before keyed verifiers keep reporting, flagged so the
+// operator rotates their passwords.
+#[tokio::test]
+async fn a_legacy_password_hash_is_still_accepted_and_flagged() {
+    let gw = start_with(config(), true).await;
+    let mut device = TcpStream::connect(gw.addr).await.unwrap();
+    let hourly = packet(MN, "2061", 5, "w01018-Avg=10,w01018-Flag=N");
+    device.write_all(&hourly).await.unwrap();
+    read_line(&mut device).await;
+    let forged = packet_with_pw("654321", MN, "2061", 5, "w01018-Avg=999,w01018-Flag=N");
+    device.write_all(&forged).await.unwrap();
+    read_line(&mut device).await;
+    gw.stop.send(()).unwrap();
+    gw.served.await.unwrap().unwrap();
+    let counts = gw.stats.snapshot();
+    assert_eq!(
+        (counts.legacy_verifier, counts.values_stored, counts.wrong_password),
+        (1, 1, 1),
+        "{counts:?}"
+    );
+    assert_eq!(gw.stats.devices()[MN].legacy_verifier, 1);
 }
