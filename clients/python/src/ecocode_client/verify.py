@@ -509,7 +509,7 @@ def compact_bytes(digits: str) -> bytes:
     its bytes, raises :class:`VerificationError`.
     """
     what = "compact attestation digits"
-    if not _ASCII_DIGITS.match(digits):
+    if not isinstance(digits, str) or not _ASCII_DIGITS.match(digits):
         raise VerificationError(f"{what}: not all decimal digits")
     full = _GROUP_DIGITS[_GROUP_BYTES]
     rest = len(digits) % full
@@ -598,6 +598,9 @@ def compact_note(data: bytes) -> str:
     signature as for the full form.
     """
     what = "compact attestation"
+    if not isinstance(data, (bytes, bytearray)):
+        raise VerificationError(f"{what}: expected the bytes of the compact form")
+    data = bytes(data)
     r = _Reader(data)
     if not data:
         raise VerificationError(f"{what}: empty")
