@@ -54,6 +54,7 @@ class Server:
     address: str
     tokens: Dict[str, str] = field(default_factory=dict)
     stderr: List[str] = field(default_factory=list)
+    http_address: Optional[str] = None
 
     @property
     def url(self) -> str:
@@ -76,8 +77,12 @@ def add_principal(data: Path, name: str, role: str, scope: Optional[str] = None)
     return cli(*args).strip().splitlines()[-1]
 
 
-def start_server(data: Path, listen: str = "127.0.0.1:0", extra: tuple = ()) -> Server:
-    """Starts ``ecocode serve`` and returns once it prints the address it listens on."""
+def start_server(data: Path, listen: str = "127.0.0.1:0", extra: tuple = (), http: bool = False) -> Server:
+    """Starts ``ecocode serve`` and returns once it prints the address it listens on.
+
+    With ``http`` the web page listens too, on a free port of 127.0.0.1
+    (``Server.http_address``); otherwise it is off.
+    """
     data.mkdir(parents=True, exist_ok=True)
     args = [
         ecocode_bin(),
@@ -87,7 +92,7 @@ def start_server(data: Path, listen: str = "127.0.0.1:0", extra: tuple = ()) -> 
         "--listen",
         listen,
         "--http-listen",
-        "off",
+        "127.0.0.1:0" if http else "off",
         "--checkpoint-interval-ms",
         "50",
         *extra,
@@ -95,16 +100,19 @@ def start_server(data: Path, listen: str = "127.0.0.1:0", extra: tuple = ()) -> 
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: List[str] = []
     address = None
+    http_address = None
     assert process.stderr is not None
     for line in process.stderr:
         lines.append(line)
+        if line.startswith("web page on http://"):
+            http_address = line[len("web page on http://") :].split("/", 1)[0]
         if line.startswith("ecocode listening on "):
             address = line[len("ecocode listening on ") :].split()[0]
             break
     if address is None:
         process.wait(timeout=30)
         raise AssertionError("ecocode serve exited before listening:\n" + "".join(lines))
-    server = Server(data=data, process=process, address=address, stderr=lines)
+    server = Server(data=data, process=process, address=address, stderr=lines, http_address=http_address)
     # Keep reading stderr so the server never blocks on a full pipe.
     threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
     return server

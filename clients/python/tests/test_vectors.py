@@ -54,6 +54,10 @@ def test_the_genuine_vectors_state_what_the_server_signed():
     attestation = verify.attestation((VECTORS / "attestation.note").read_text(encoding="utf-8"), KEY)
     qr = verify.attestation((VECTORS / "attestation-qr.txt").read_text(encoding="utf-8"), KEY)
     assert attestation == qr and attestation.uscc == "91330206739237858W"
+    # The page signed the same score at its own request time.
+    compact = verify.attestation((VECTORS / "attestation-compact-qr.txt").read_text(encoding="utf-8"), KEY)
+    assert (compact.uscc, compact.points, compact.code, compact.tree_size, compact.root) == (
+        attestation.uscc, attestation.points, attestation.code, attestation.tree_size, attestation.root)
     consistency = verify.bundle(VECTORS / "consistency.json", KEY)
     latest = verify.checkpoint((VECTORS / "checkpoint.note").read_text(encoding="utf-8"), KEY)
     assert consistency.to_size == latest.tree_size and consistency.from_size < latest.tree_size

@@ -14,7 +14,8 @@ Public functions:
 
 * :func:`checkpoint` - a signed checkpoint note, returned as :class:`Checkpoint`;
 * :func:`attestation` - a signed score attestation, as a note or as the text
-  of the page's QR code, returned as :class:`Attestation`;
+  of the page's QR code (the compact ``HTTP://HOST/Q/<digits>`` form or the
+  full ``?att=`` one), returned as :class:`Attestation`;
 * :func:`bundle` - a proof bundle from ``ecocode proof inclusion|consistency``
   (or :meth:`ecocode_client.Client.inclusion_bundle`), returned as
   :class:`Inclusion` or :class:`Consistency`;
@@ -52,6 +53,8 @@ __all__ = [
     "bundle",
     "chain_hash",
     "checkpoint",
+    "compact_bytes",
+    "compact_note",
     "empty_root",
     "entry_hash",
     "merkle_root",
@@ -474,9 +477,220 @@ def _parse_attestation(body: str) -> Dict[str, Any]:
     )
 
 
-def note_from_qr_text(text: str) -> str:
-    """The signed note inside the text of the page's QR code (``<page URL>?att=<base64url>``, or the bare value)."""
+# ----------------------------------------------------------------- compact QR form
+
+_COMPACT_VERSION = 1
+_COMPACT_PATH = "/Q/"
+_COMPACT_GRADES = ("INTEGRITY", "GOOD", "WARNING", "POOR")
+_COMPACT_CODES = ("GREEN", "YELLOW", "RED")
+# Digits of a group of n bytes (index n): the fewest that hold 256**n - 1.
+_GROUP_DIGITS = (0, 3, 5, 8, 10, 13, 15, 17)
+_GROUP_BYTES = 7
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+# 10000-01-01T00:00:00Z: the layout's instants have four-digit years.
+_YEAR_10000 = 253_402_300_800
+_ASCII_DIGITS = re.compile(r"[0-9]+\Z")
+
+
+def _compact_digits_of(text: str) -> Optional[str]:
+    """The digits of a compact QR text (``.../Q/<digits>``, ``/q/`` too, or the bare digits), if it is one."""
     text = text.strip()
+    at = text.rfind(_COMPACT_PATH)
+    if at < 0:
+        at = text.rfind(_COMPACT_PATH.lower())
+    digits = text[at + len(_COMPACT_PATH) :] if at >= 0 else text
+    return digits if _ASCII_DIGITS.match(digits) else None
+
+
+def compact_bytes(digits: str) -> bytes:
+    """The bytes written as ``digits``: groups of 17 digits for 7 bytes, a last shorter group of 3 to 15.
+
+    A digit count no byte count gives, or a group whose number does not fit
+    its bytes, raises :class:`VerificationError`.
+    """
+    what = "compact attestation digits"
+    if not isinstance(digits, str) or not _ASCII_DIGITS.match(digits):
+        raise VerificationError(f"{what}: not all decimal digits")
+    full = _GROUP_DIGITS[_GROUP_BYTES]
+    rest = len(digits) % full
+    if rest not in _GROUP_DIGITS:
+        raise VerificationError(
+            f"{what}: {len(digits)} digits is not a whole number of groups "
+            f"(17 digits for 7 bytes, a last group of 3, 5, 8, 10, 13 or 15); truncated?"
+        )
+    out = bytearray()
+    for start in range(0, len(digits), full):
+        group = digits[start : start + full]
+        n = _GROUP_BYTES if len(group) == full else _GROUP_DIGITS.index(len(group))
+        value = int(group)
+        if value >> (8 * n):
+            raise VerificationError(f"{what}: group {start // full + 1} ({group}) is larger than its {n} bytes")
+        out += value.to_bytes(n, "big")
+    return bytes(out)
+
+
+class _Reader:
+    """Reads the compact layout's fields in order; a missing byte is 'too short'."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.at = 0
+
+    def take(self, n: int, field: str) -> bytes:
+        if self.at + n > len(self.data):
+            raise VerificationError(f"compact attestation: too short (truncated in {field})")
+        out = self.data[self.at : self.at + n]
+        self.at += n
+        return out
+
+    def byte(self, field: str) -> int:
+        return self.take(1, field)[0]
+
+    def varint(self, field: str) -> int:
+        """Unsigned LEB128 of at most 10 bytes and 64 bits, with no superfluous trailing zero group."""
+        value = 0
+        for i in range(10):
+            b = self.byte(field)
+            part = b & 0x7F
+            if i == 9 and part > 1:
+                break
+            value |= part << (7 * i)
+            if b & 0x80 == 0:
+                if i > 0 and b == 0:
+                    break
+                return value
+        raise VerificationError(f"compact attestation: {field} is not a varint")
+
+    def text(self, field: str) -> str:
+        raw = self.take(self.byte(field), field)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VerificationError(f"compact attestation: {field} is not UTF-8") from None
+
+
+def _unpack_uscc(raw: bytes) -> Optional[str]:
+    value = int.from_bytes(raw, "big")
+    out = []
+    for _ in range(18):
+        value, digit = divmod(value, 31)
+        out.append(_USCC_ALPHABET[digit])
+    return "".join(reversed(out)) if value == 0 else None
+
+
+def _format_instant(seconds: int, fraction: Optional[Tuple[int, int]]) -> Optional[str]:
+    if seconds >= _YEAR_10000:
+        return None
+    t = _dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=seconds)
+    out = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    if fraction is not None:
+        digits, value = fraction
+        if value >= 10**digits:
+            return None
+        out += f".{value:0{digits}d}"
+    return out + "Z"
+
+
+def compact_note(data: bytes) -> str:
+    """The signed note a compact attestation (layout version 1 of docs/ledger.md) rebuilds, byte for byte.
+
+    Checks the layout only; :func:`attestation` then verifies the note's
+    signature as for the full form.
+    """
+    what = "compact attestation"
+    if not isinstance(data, (bytes, bytearray)):
+        raise VerificationError(f"{what}: expected the bytes of the compact form")
+    data = bytes(data)
+    r = _Reader(data)
+    if not data:
+        raise VerificationError(f"{what}: empty")
+    version = r.byte("version")
+    if version != _COMPACT_VERSION:
+        raise VerificationError(
+            f"{what}: unknown format version {version}; this verifier reads version {_COMPACT_VERSION}"
+        )
+    kid = r.take(4, "key id")
+    signature = r.take(64, "signature")
+    flags = r.byte("flags")
+    points = r.byte("points")
+    uscc = _unpack_uscc(r.take(12, "uscc"))
+    if uscc is None:
+        raise VerificationError(f"{what}: USCC is out of range")
+    code_bits = (flags >> 4) & 3
+    if code_bits == 3:
+        raise VerificationError(f"{what}: code bits are 3")
+    seconds = r.varint("as_of")
+    digits = (flags >> 6) * 3
+    fraction = (digits, int.from_bytes(r.take(4, "as_of fraction"), "big")) if digits else None
+    as_of = _format_instant(seconds, fraction)
+    if as_of is None:
+        raise VerificationError(f"{what}: as_of is out of range")
+    tree_size = r.varint("tree_size")
+    root = r.take(32, "root")
+    key_name = r.text("key name")
+    shared = r.byte("origin shared")
+    name_bytes = key_name.encode("utf-8")
+    prefix = None
+    if shared <= len(name_bytes):
+        try:
+            prefix = name_bytes[:shared].decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # not on a character boundary
+    if prefix is None:
+        raise VerificationError(f"{what}: origin shares more than the key name (or splits a character)")
+    origin = prefix + r.text("origin")
+    model = r.text("model")
+    if r.at != len(data):
+        raise VerificationError(f"{what}: trailing bytes")
+    fields = dict(
+        origin=origin,
+        uscc=uscc,
+        points=points,
+        grade=_COMPACT_GRADES[(flags >> 2) & 3],
+        code=_COMPACT_CODES[code_bits],
+        veto=bool(flags & 1),
+        disputed=bool(flags & 2),
+        model=model,
+        as_of=as_of,
+        tree_size=tree_size,
+        root=root,
+    )
+    body = (
+        f"{origin}/score\nuscc {uscc}\npoints {points}\ngrade {fields['grade']}\ncode {fields['code']}\n"
+        f"veto {'true' if fields['veto'] else 'false'}\ndisputed {'true' if fields['disputed'] else 'false'}\n"
+        f"model {model}\nas_of {as_of}\ntree_size {tree_size}\n"
+        f"root {base64.b64encode(root).decode('ascii')}\n"
+    )
+    # The body must read back as the note's parser reads it: no line break
+    # smuggled in a string, nothing the full form could not say.
+    try:
+        readback = _parse_attestation(body)
+    except VerificationError:
+        readback = None
+    if readback != fields or " " in key_name or "\n" in key_name:
+        raise VerificationError(f"{what}: a string field holds a space or line break where the note allows none")
+    sig = base64.b64encode(kid + signature).decode("ascii")
+    return f"{body}\n{_EM_DASH_PREFIX}{key_name} {sig}\n"
+
+
+def _compact_decode(digits: str) -> str:
+    return compact_note(compact_bytes(digits))
+
+
+def note_from_qr_text(text: str) -> str:
+    """The signed note inside the text of the page's QR code.
+
+    The compact form (``HTTP://HOST/Q/<digits>``, ``/q/`` too, the bare
+    digits, or the digits as the ``att=`` parameter) is decoded and its note
+    rebuilt byte for byte (docs/ledger.md, "In a QR code"); anything else is
+    the full form, ``<page URL>?att=<base64url of the note>`` or the bare
+    value. Only the layout is checked here: :func:`attestation` verifies the
+    signature.
+    """
+    text = text.strip()
+    digits = _compact_digits_of(text)
+    if digits is not None:
+        return _compact_decode(digits)
     if "?" in text:
         query = text.split("?", 1)[1]
         value = None
@@ -485,13 +699,18 @@ def note_from_qr_text(text: str) -> str:
                 value = pair[len(_QR_PARAM) + 1 :]
                 break
         if value is None:
-            raise VerificationError(f"QR text: no {_QR_PARAM}= parameter")
+            raise VerificationError(f"QR text: no {_QR_PARAM}= parameter and no /Q/<digits>")
     else:
         value = text
-    # Issue 24 item 3 adds a compact, versioned QR encoding of the signed
-    # attestation; its decoder belongs here, before the base64url form below,
-    # once docs/ledger.md pins its layout.
-    raw = _b64(value, f"QR text: {_QR_PARAM}", urlsafe=True)
+    digits = _compact_digits_of(value)
+    if digits is not None:
+        return _compact_decode(digits)
+    try:
+        raw = _b64(value, f"QR text: {_QR_PARAM}", urlsafe=True)
+    except VerificationError:
+        if _COMPACT_PATH in value or _COMPACT_PATH.lower() in value:
+            raise VerificationError("QR text: what follows /Q/ is not decimal digits") from None
+        raise
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
