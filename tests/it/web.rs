@@ -756,7 +756,8 @@ async fn a_heavy_enterprise_has_a_page() {
     assert_eq!(feed.status, 200, "{}", feed.body);
     let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
     let qr_text = json["attestation"]["qr_text"].as_str().unwrap();
-    let att = qr_text.split_once("?att=").unwrap().1;
+    // The compact form's digits, as `/Q/<digits>` redirects to `?att=<digits>`.
+    let att = qr_text.rsplit_once("/Q/").expect("the page's QR is the compact form").1;
     let check = web.get(&format!("/e/{ACME}?format=json&att={att}")).await;
     assert_eq!(check.status, 200, "{}", check.body);
     let check: serde_json::Value = serde_json::from_str(&check.body).unwrap();
