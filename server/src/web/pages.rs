@@ -75,8 +75,8 @@ fn require_signed_in(st: &WebState, headers: &HeaderMap) -> Result<SignedIn> {
     })
 }
 
-fn check_csrf(headers: &HeaderMap, signed: &SignedIn, sent: &str) -> Result<()> {
-    if session::csrf_ok(headers, &signed.csrf, sent) {
+fn check_csrf(st: &WebState, headers: &HeaderMap, signed: &SignedIn, sent: &str) -> Result<()> {
+    if session::csrf_ok(headers, &st.public_url, &signed.csrf, sent) {
         Ok(())
     } else {
         Err(Error::PermissionDenied(
@@ -614,7 +614,7 @@ async fn file(
 ) -> Result<Response> {
     let uscc = parse_uscc(uscc)?;
     let signed = require_signed_in(st, headers)?;
-    check_csrf(headers, &signed, &form.csrf)?;
+    check_csrf(st, headers, &signed, &form.csrf)?;
     let seq: u64 = form
         .seq
         .trim()
@@ -684,7 +684,7 @@ pub async fn signin(
     Form(form): Form<SigninForm>,
 ) -> Result<Response> {
     let expected = session::cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
-    if !session::csrf_ok(&headers, &expected, &form.csrf) {
+    if !session::csrf_ok(&headers, &st.public_url, &expected, &form.csrf) {
         return Err(Error::PermissionDenied(
             "the sign-in form's CSRF token does not match, or it came from another site; open /signin again"
                 .into(),
@@ -722,7 +722,7 @@ pub async fn signout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response> {
     if let Some(signed) = signed_in(&st, &headers) {
-        check_csrf(&headers, &signed, &form.csrf)?;
+        check_csrf(&st, &headers, &signed, &form.csrf)?;
         st.sessions.end(&headers);
     }
     let mut response = Redirect::to("/").into_response();
@@ -1004,7 +1004,7 @@ pub async fn portfolio(State(st): State<WebState>, headers: HeaderMap, body: Byt
         form
     };
     let signed = require_signed_in(&st, &headers)?;
-    check_csrf(&headers, &signed, &form.csrf)?;
+    check_csrf(&st, &headers, &signed, &form.csrf)?;
     let mut valid = Vec::new();
     let mut malformed = Vec::new();
     for text in

@@ -193,8 +193,10 @@ pub fn clear_cookie(name: &str, path: &str) -> String {
 
 /// Whether a form's CSRF token matches the expected one (compared in
 /// constant time) and the request did not come from another site.
-pub fn csrf_ok(headers: &HeaderMap, expected: &str, sent: &str) -> bool {
-    if expected.is_empty() || !same_site(headers) {
+/// `public_url` is the page's configured origin (`--public-url`): behind a
+/// proxy that rewrites `Host`, the browser's `Origin` is that one.
+pub fn csrf_ok(headers: &HeaderMap, public_url: &str, expected: &str, sent: &str) -> bool {
+    if expected.is_empty() || !same_site(headers, public_url) {
         return false;
     }
     let (a, b) = (blake3::hash(expected.as_bytes()), blake3::hash(sent.as_bytes()));
@@ -203,14 +205,18 @@ pub fn csrf_ok(headers: &HeaderMap, expected: &str, sent: &str) -> bool {
 }
 
 /// False when the browser says the request came from another site (or
-/// another origin of the same site).
-fn same_site(headers: &HeaderMap) -> bool {
+/// another origin of the same site): its `Origin` is neither the
+/// configured public origin nor the host it addressed.
+fn same_site(headers: &HeaderMap, public_url: &str) -> bool {
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some("same-origin") => return true,
         Some("cross-site" | "same-site") => return false,
         _ => {}
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    if origin.eq_ignore_ascii_case(public_url.trim_end_matches('/')) {
+        return true;
+    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
 }
@@ -238,15 +244,25 @@ mod tests {
     #[test]
     fn csrf_needs_the_token_and_the_same_origin() {
         let host = ("host", "127.0.0.1:8080");
-        assert!(csrf_ok(&headers(&[host]), "t", "t"));
-        assert!(!csrf_ok(&headers(&[host]), "t", "u"));
-        assert!(!csrf_ok(&headers(&[host]), "", ""));
-        assert!(csrf_ok(&headers(&[host, ("origin", "http://127.0.0.1:8080")]), "t", "t"));
-        assert!(!csrf_ok(&headers(&[host, ("origin", "http://evil.example")]), "t", "t"));
-        assert!(!csrf_ok(&headers(&[host, ("sec-fetch-site", "cross-site")]), "t", "t"));
-        assert!(!csrf_ok(&headers(&[host, ("origin", "null")]), "t", "t"));
+        let public = "http://127.0.0.1:8080";
+        assert!(csrf_ok(&headers(&[host]), public, "t", "t"));
+        assert!(!csrf_ok(&headers(&[host]), public, "t", "u"));
+        assert!(!csrf_ok(&headers(&[host]), public, "", ""));
+        assert!(csrf_ok(&headers(&[host, ("origin", "http://127.0.0.1:8080")]), public, "t", "t"));
+        assert!(!csrf_ok(&headers(&[host, ("origin", "http://evil.example")]), public, "t", "t"));
+        assert!(!csrf_ok(&headers(&[host, ("sec-fetch-site", "cross-site")]), public, "t", "t"));
+        assert!(!csrf_ok(&headers(&[host, ("origin", "null")]), public, "t", "t"));
         let same = [host, ("origin", "null"), ("sec-fetch-site", "same-origin")];
-        assert!(csrf_ok(&headers(&same), "t", "t"));
+        assert!(csrf_ok(&headers(&same), public, "t", "t"));
+    }
+
+    // Failure: behind a proxy that rewrites `Host`, form posts from the
+    // public origin were refused as cross-site.
+    #[test]
+    fn csrf_accepts_the_public_origin_behind_a_proxy_that_rewrites_host() {
+        let behind = [("host", "10.0.0.5:8080"), ("origin", "https://ecocode.example.gov.cn")];
+        assert!(csrf_ok(&headers(&behind), "https://ecocode.example.gov.cn/", "t", "t"));
+        assert!(!csrf_ok(&headers(&behind), "https://other.example.gov.cn", "t", "t"));
     }
 
     fn id_of(headers_id: &str) -> HeaderMap {
