@@ -299,33 +299,27 @@ fn shared_secret(table: &kv::pg::Table, data_dir: &Path) -> Result<[u8; 32]> {
             .try_into()
             .map_err(|_| Error::Corruption("the shared hj212 secret is not 32 bytes".into()))
     };
-    for _ in 0..100 {
-        if let Some(value) = table.get(SECRET_KEY).map_err(shared)? {
-            return parse(value);
-        }
-        if let Some(_claim) = table.try_claim("secret").map_err(shared)? {
-            if let Some(value) = table.get(SECRET_KEY).map_err(shared)? {
-                return parse(value);
-            }
-            let (secret, mut puts) = match local_state(data_dir)? {
-                Some(local) => local,
-                None => {
-                    let mut secret = [0u8; 32];
-                    getrandom::fill(&mut secret)
-                        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-                    (secret, Vec::new())
-                }
-            };
-            // The secret last, in the same transaction: a node that sees it
-            // sees the verifiers too.
-            puts.push((SECRET_KEY.to_vec(), secret.to_vec()));
-            table.apply(puts, Vec::new()).map_err(shared)?;
-            return Ok(secret);
-        }
-        // Another node is creating it right now.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    if let Some(value) = table.get(SECRET_KEY).map_err(shared)? {
+        return parse(value);
     }
-    Err(Error::SharedStore("could not read or create the shared hj212 secret".into()))
+    // Waits while another node creates it, then reads what that node wrote.
+    let _claim = table.claim("secret").map_err(shared)?;
+    if let Some(value) = table.get(SECRET_KEY).map_err(shared)? {
+        return parse(value);
+    }
+    let (secret, mut puts) = match local_state(data_dir)? {
+        Some(local) => local,
+        None => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+            (secret, Vec::new())
+        }
+    };
+    // The secret last, in the same transaction: a node that sees it sees the
+    // verifiers too.
+    puts.push((SECRET_KEY.to_vec(), secret.to_vec()));
+    table.apply(puts, Vec::new()).map_err(shared)?;
+    Ok(secret)
 }
 
 /// A sled server's secret and verifiers in `data_dir`, if it has them.

@@ -281,12 +281,23 @@ impl Table {
     /// process holds it now. (A session advisory lock on a connection the
     /// claim keeps; a process that dies releases it with its connection.)
     pub fn try_claim(&self, name: &str) -> Result<Option<Claim>, Failure> {
+        self.lock(name, "SELECT pg_try_advisory_lock($1)")
+    }
+
+    /// [`Table::try_claim`], waiting while another process holds `name`.
+    pub fn claim(&self, name: &str) -> Result<Claim, Failure> {
+        self.lock(name, "SELECT true FROM pg_advisory_lock($1)")?
+            .ok_or(Failure { unreachable: false, what: "the advisory lock was not granted".into() })
+    }
+
+    /// Runs `query` (which answers true when the lock is held) and keeps
+    /// its connection in the claim.
+    fn lock(&self, name: &str, query: &'static str) -> Result<Option<Claim>, Failure> {
         let key = lock_key(&self.space, name);
         let pool = self.pg.pool().clone();
         let client = self.call(async move {
             let client = pool.get().await.map_err(Failure::from)?;
-            let row =
-                client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(Failure::from)?;
+            let row = client.query_one(query, &[&key]).await.map_err(Failure::from)?;
             Ok(row.get::<_, bool>(0).then_some(client))
         })?;
         let runtime =
