@@ -8,6 +8,11 @@
 //!   signer/verifier key texts.
 //! * [`bundle`]: proof bundles, the JSON files `ecocode proof` writes.
 //! * [`attestation`]: signed score attestations.
+//! * [`cosignature`]: C2SP tlog-cosignature v1 (Ed25519) cosignatures and
+//!   witness keys.
+//! * [`witness`]: the C2SP tlog-witness add-checkpoint request and the
+//!   witness's decision on it.
+//! * [`policy`]: C2SP tlog-policy files and their quorum.
 //! * [`vectors`]: the specification's test vectors.
 //!
 //! Pure on purpose: no runtime, storage, RPC or clock. An offline verifier
@@ -19,10 +24,13 @@
 
 pub mod attestation;
 pub mod bundle;
+pub mod cosignature;
 pub mod hash;
 pub mod note;
+pub mod policy;
 pub mod proof;
 pub mod vectors;
+pub mod witness;
 
 mod error;
 
