@@ -13,6 +13,8 @@
 //!   directory's permissions.
 //! * [`web`]: the 环保码 web page (HTTP on `--http-listen`), a transport like
 //!   gRPC that calls only the door.
+//! * [`witness`]: `ecocode witness serve`, a C2SP tlog-witness that
+//!   cosigns logs' checkpoints and keeps the evidence of forks.
 //!
 //! This is the only crate that knows gRPC and the generated protobuf types.
 //! The contract is `docs/api.md`.
@@ -37,6 +39,7 @@ pub mod service;
 pub mod transport;
 pub mod views;
 pub mod web;
+pub mod witness;
 
 pub use app::{App, Config, DEFAULT_SCORE_VIEW_CAPACITY};
 pub use clock::{Clock, ManualClock, SystemClock};

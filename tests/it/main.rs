@@ -23,3 +23,4 @@ mod tls;
 mod vectors;
 mod view;
 mod web;
+mod witness;

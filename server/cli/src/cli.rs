@@ -212,6 +212,10 @@ pub enum Command {
     /// Inclusion and consistency proofs, fetched as files and checked offline.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Run a C2SP tlog-witness that cosigns logs' checkpoints (banks,
+    /// regulators), or print its key.
+    #[command(subcommand)]
+    Witness(crate::witness::WitnessCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -635,6 +639,12 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<Timestamp> {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("serve is dispatched by main"),
+        Command::Witness(crate::witness::WitnessCommand::Serve(_)) => {
+            unreachable!("witness serve is dispatched by main")
+        }
+        Command::Witness(crate::witness::WitnessCommand::Key { data, name }) => {
+            crate::witness::key(&data, &name)
+        }
         Command::Principal(PrincipalCommand::Add { data, name, role, scope, store }) => {
             let role = Role::parse(&role, scope.as_deref())?;
             let url = postgres_url(store)?;

@@ -1,0 +1,210 @@
+//! The witness (issue 22): a real `ecocode witness` HTTP server on
+//! 127.0.0.1:0 over a real data directory, fed checkpoints and consistency
+//! proofs of real ledgers (sled in temporary directories).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger::{Ledger, LedgerConfig, NewEntry};
+use server::witness::{Witness, client, origin_hash, parse_log_key};
+use tlog::witness::encode_add_checkpoint;
+
+const ORIGIN: &str = "ecocode.local/ledger";
+const NAME: &str = "bank.example/witness";
+const T: Duration = Duration::from_secs(10);
+
+struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    vkey: String,
+}
+
+impl Running {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn add(&self, old: u64, proof: &[ledger::Hash], checkpoint: &str) -> client::Answer {
+        let body = encode_add_checkpoint(old, proof, checkpoint);
+        client::request("POST", &self.url(), "/add-checkpoint", &body, T).await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> client::Answer {
+        client::request("GET", &self.url(), path, "", T).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+async fn start_witness(dir: &Path, log_vkey: &str) -> Running {
+    let keys = vec![parse_log_key(&format!("{ORIGIN}={log_vkey}")).unwrap()];
+    let witness = Witness::open(dir, NAME, keys).unwrap();
+    let vkey = witness.verifier_key();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::witness::serve(listener, Arc::new(witness), async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop, task, vkey }
+}
+
+fn open_ledger(dir: &Path) -> Ledger {
+    Ledger::open(LedgerConfig::new(dir)).unwrap()
+}
+
+async fn append(ledger: &Ledger, tag: &str, n: usize) -> ledger::Checkpoint {
+    let batch = (0..n)
+        .map(|i| NewEntry {
+            payload: format!("{tag}-{i}").into_bytes(),
+            subject: Vec::new(),
+            idempotency: None,
+        })
+        .collect();
+    ledger.append(batch).await.unwrap();
+    ledger.sign_checkpoint_now().unwrap()
+}
+
+fn cosignature_of(answer: &client::Answer, checkpoint: &str, vkey: &str) -> u64 {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.starts_with("\u{2014} bank.example/witness "), "{}", answer.body);
+    let (name, key) = tlog::cosignature::decode_verifier_key(vkey).unwrap();
+    tlog::cosignature::verify(&format!("{checkpoint}{}", answer.body), &name, &key).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn add_checkpoint_answers_each_status_of_the_spec_and_a_restart_keeps_the_state() {
+    let (log_dir, witness_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ledger = open_ledger(log_dir.path());
+    let w = start_witness(witness_dir.path(), &ledger.verifier_key()).await;
+    let cp3 = append(&ledger, "a", 3).await;
+
+    // 404: an origin the witness follows no key of.
+    let seed = [9; 32];
+    let stranger = tlog::note::sign(
+        &tlog::note::checkpoint_body("stranger.example/log", 3, &cp3.root, &cp3.chain),
+        "stranger.example",
+        &seed,
+    )
+    .unwrap();
+    assert_eq!(w.add(0, &[], &stranger).await.status, 404);
+    // 403: the right origin and key name, another key.
+    let forged = tlog::note::sign(
+        &tlog::note::checkpoint_body(ORIGIN, 3, &cp3.root, &cp3.chain),
+        ledger.key_name(),
+        &seed,
+    )
+    .unwrap();
+    assert_eq!(w.add(0, &[], &forged).await.status, 403);
+    // 400: old larger than the checkpoint, and a malformed body.
+    assert_eq!(w.add(4, &[], &cp3.note).await.status, 400);
+    let malformed = client::request("POST", &w.url(), "/add-checkpoint", "old x\n\n", T).await.unwrap();
+    assert_eq!(malformed.status, 400);
+    // 422: a proof where old is 0 must be empty.
+    assert_eq!(w.add(0, &[[1; 32]], &cp3.note).await.status, 422);
+    // 200: the first checkpoint, cosigned per tlog-cosignature v1.
+    let first = w.add(0, &[], &cp3.note).await;
+    let timestamp = cosignature_of(&first, &cp3.note, &w.vkey);
+    assert!(timestamp > 1_700_000_000);
+
+    let cp5 = append(&ledger, "b", 2).await;
+    // 409: the witness is at 3, and says so in text/x.tlog.size.
+    let conflict = w.add(0, &[], &cp5.note).await;
+    assert_eq!(conflict.status, 409);
+    assert_eq!(conflict.content_type.as_deref(), Some("text/x.tlog.size"));
+    assert_eq!(conflict.body, "3\n");
+    // 422: a consistency proof that does not verify.
+    assert_eq!(w.add(3, &[[7; 32], [8; 32]], &cp5.note).await.status, 422);
+    // 200 with the ledger's (BLAKE3) consistency proof.
+    let proof = ledger.consistency_proof(3, 5).unwrap();
+    cosignature_of(&w.add(3, &proof, &cp5.note).await, &cp5.note, &w.vkey);
+    // The monitoring endpoint serves it with both signatures; 404 otherwise.
+    let latest = w.get(&format!("/{}/checkpoint", origin_hash(ORIGIN))).await;
+    assert_eq!(latest.status, 200);
+    assert!(latest.body.starts_with(&cp5.note), "{}", latest.body);
+    let (name, key) = tlog::cosignature::decode_verifier_key(&w.vkey).unwrap();
+    tlog::cosignature::verify(&latest.body, &name, &key).unwrap();
+    tlog::note::verify(&latest.body, ledger.key_name(), &ledger.public_key()).unwrap();
+    assert_eq!(w.get(&format!("/{}/checkpoint", origin_hash("stranger.example/log"))).await.status, 404);
+
+    // A restart loses nothing: the witness is still at 5.
+    let vkey = w.vkey.clone();
+    w.stop().await;
+    let w = start_witness(witness_dir.path(), &ledger.verifier_key()).await;
+    assert_eq!(w.vkey, vkey, "the witness key is kept");
+    let after = w.add(3, &proof, &cp5.note).await;
+    assert_eq!((after.status, after.body.as_str()), (409, "5\n"));
+    let cp7 = append(&ledger, "c", 2).await;
+    let proof = ledger.consistency_proof(5, 7).unwrap();
+    cosignature_of(&w.add(5, &proof, &cp7.note).await, &cp7.note, &vkey);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_fork_of_a_copied_data_directory_is_refused_and_kept_as_evidence() {
+    let (a_dir, b_dir, witness_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open_ledger(a_dir.path());
+    let w = start_witness(witness_dir.path(), &a.verifier_key()).await;
+    let cp3 = append(&a, "shared", 3).await;
+    cosignature_of(&w.add(0, &[], &cp3.note).await, &cp3.note, &w.vkey);
+    // The operator copies the stopped data directory and runs both copies,
+    // with the same key: one view for a bank, one for the regulator.
+    a.close().await.unwrap();
+    drop(a);
+    copy_dir(a_dir.path(), b_dir.path());
+    let (a, b) = (open_ledger(a_dir.path()), open_ledger(b_dir.path()));
+    let a5 = append(&a, "for-the-bank", 2).await;
+    let b5 = append(&b, "for-the-regulator", 2).await;
+    assert_ne!(a5.root, b5.root);
+
+    cosignature_of(&w.add(3, &a.consistency_proof(3, 5).unwrap(), &a5.note).await, &a5.note, &w.vkey);
+    // B's own proof is valid for B's tree, but the witness is at A's 5.
+    let b_try = w.add(3, &b.consistency_proof(3, 5).unwrap(), &b5.note).await;
+    assert_eq!((b_try.status, b_try.body.as_str()), (409, "5\n"));
+    let fork = w.add(5, &[], &b5.note).await;
+    assert_eq!(fork.status, 422);
+    assert!(fork.body.contains("fork"), "{}", fork.body);
+    let b6 = append(&b, "later", 1).await;
+    assert_eq!(w.add(5, &b.consistency_proof(5, 6).unwrap(), &b6.note).await.status, 422);
+
+    // Both views are kept, signed by the log's key, and survive a restart.
+    w.stop().await;
+    let w = start_witness(witness_dir.path(), &b.verifier_key()).await;
+    let listed = w.get("/conflicts").await;
+    assert_eq!(listed.status, 200);
+    let conflicts: Vec<server::witness::Conflict> = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(conflicts.len(), 2, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, "fork");
+    assert_eq!(conflicts[0].offered, b5.note);
+    assert!(conflicts[0].cosigned.starts_with(&a5.note));
+    assert_eq!(conflicts[1].kind, "inconsistent");
+    assert_eq!(conflicts[1].offered, b6.note);
+    let key = a.public_key();
+    for note in [&conflicts[0].offered, &conflicts[0].cosigned] {
+        tlog::note::verify(note, a.key_name(), &key).unwrap();
+    }
+    // The honest copy goes on being cosigned.
+    let a7 = append(&a, "more", 2).await;
+    cosignature_of(&w.add(5, &a.consistency_proof(5, 7).unwrap(), &a7.note).await, &a7.note, &w.vkey);
+    w.stop().await;
+}
