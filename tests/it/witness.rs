@@ -208,3 +208,136 @@ async fn a_fork_of_a_copied_data_directory_is_refused_and_kept_as_evidence() {
     cosignature_of(&w.add(5, &a.consistency_proof(5, 7).unwrap(), &a7.note).await, &a7.note, &w.vkey);
     w.stop().await;
 }
+
+/// `ecocode <args>` through the same code path as the binary.
+async fn ecocode(args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let cli = cli::cli::Cli::try_parse_from(std::iter::once("ecocode").chain(args.iter().copied()))?;
+    cli::cli::run(cli.command).await
+}
+
+#[tokio::test]
+async fn verifiers_enforce_the_policys_quorum_and_name_who_is_missing() {
+    let (log_dir, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ledger = open_ledger(log_dir.path());
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut witnesses = Vec::new();
+    for dir in &dirs {
+        witnesses.push(start_witness(dir.path(), &ledger.verifier_key()).await);
+    }
+    let cp = append(&ledger, "e", 4).await;
+    // The bank and the regulator cosign; the court's witness is not asked.
+    let mut cosigned = cp.note.clone();
+    for w in &witnesses[..2] {
+        let answer = w.add(0, &[], &cp.note).await;
+        cosignature_of(&answer, &cp.note, &w.vkey);
+        cosigned.push_str(&answer.body);
+    }
+    let policy = |quorum: &str| {
+        let path = files.path().join(format!("policy-{quorum}"));
+        let text = format!(
+            "log {}\nwitness bank {}\nwitness regulator {}\nwitness court {}\ngroup all3 {quorum} bank regulator court\nquorum all3\n",
+            ledger.verifier_key(),
+            witnesses[0].vkey,
+            witnesses[1].vkey,
+            witnesses[2].vkey,
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (two_of_three, all) = (policy("2"), policy("all"));
+    let bundle = |checkpoint: &str, name: &str| {
+        let leaf_seq = 1;
+        let entry = ledger.entry(leaf_seq).unwrap();
+        let hashes = ledger.inclusion_proof(leaf_seq, cp.tree_size).unwrap();
+        let b = tlog::bundle::Bundle::Inclusion {
+            checkpoint: checkpoint.to_string(),
+            seq: leaf_seq,
+            recorded_at_ns: entry.recorded_at_ns,
+            payload: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &entry.payload),
+            hashes: tlog::bundle::encode_hashes(&hashes),
+        };
+        let path = files.path().join(name);
+        std::fs::write(&path, serde_json::to_string(&b).unwrap()).unwrap();
+        path
+    };
+    let (plain, witnessed) = (bundle(&cp.note, "plain.json"), bundle(&cosigned, "witnessed.json"));
+    let key = ledger.verifier_key();
+    let verify = |file: &Path, policy: Option<&Path>| {
+        let mut args = vec![
+            "proof".to_string(),
+            "verify".into(),
+            file.display().to_string(),
+            "--public-key".into(),
+            key.clone(),
+        ];
+        if let Some(p) = policy {
+            args.extend(["--policy".into(), p.display().to_string()]);
+        }
+        async move { ecocode(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    // Without --policy: as before, the log's signature is enough.
+    verify(&plain, None).await.unwrap();
+    // With it: two of three cosigned, so 2-of-3 passes and "all" names the court.
+    verify(&witnessed, Some(&two_of_three)).await.unwrap();
+    let err = format!("{:#}", verify(&witnessed, Some(&all)).await.unwrap_err());
+    assert!(err.contains("missing: court"), "{err}");
+    let err = format!("{:#}", verify(&plain, Some(&two_of_three)).await.unwrap_err());
+    assert!(err.contains("cosigned by nobody; missing: bank, regulator, court"), "{err}");
+
+    // attest verify --policy needs the cosigned checkpoint of its tree.
+    let attestation = tlog::attestation::Attestation {
+        origin: ORIGIN.into(),
+        uscc: "91330421739237858X".into(),
+        points: 87,
+        grade: "GOOD".into(),
+        code: "GREEN".into(),
+        veto: false,
+        disputed: false,
+        model: "ecocode-2026.1".into(),
+        as_of: "2026-11-26T09:00:00Z".into(),
+        tree_size: cp.tree_size,
+        root: cp.root,
+    };
+    let att = files.path().join("att.note");
+    std::fs::write(&att, ledger.sign_note(&attestation.body()).unwrap()).unwrap();
+    let (cp_plain, cp_witnessed) = (files.path().join("cp-plain"), files.path().join("cp-witnessed"));
+    std::fs::write(&cp_plain, &cp.note).unwrap();
+    std::fs::write(&cp_witnessed, &cosigned).unwrap();
+    let a = att.display().to_string();
+    ecocode(&["attest", "verify", &a, "--public-key", &key]).await.unwrap();
+    let with = |policy: &Path, checkpoint: &Path| {
+        let args = [
+            "attest".to_string(),
+            "verify".into(),
+            a.clone(),
+            "--public-key".into(),
+            key.clone(),
+            "--policy".into(),
+            policy.display().to_string(),
+            "--checkpoint".into(),
+            checkpoint.display().to_string(),
+        ];
+        async move { ecocode(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    with(&two_of_three, &cp_witnessed).await.unwrap();
+    let err = format!("{:#}", with(&two_of_three, &cp_plain).await.unwrap_err());
+    assert!(err.contains("missing: bank, regulator, court"), "{err}");
+    assert!(
+        ecocode(&[
+            "attest",
+            "verify",
+            &a,
+            "--public-key",
+            &key,
+            "--policy",
+            &two_of_three.display().to_string()
+        ])
+        .await
+        .is_err(),
+        "--policy without --checkpoint"
+    );
+    for w in witnesses {
+        w.stop().await;
+    }
+}

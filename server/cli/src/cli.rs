@@ -245,6 +245,10 @@ pub enum ProofCommand {
         /// The verifier key, as printed by `ecocode key show`.
         #[arg(long)]
         public_key: String,
+        /// A C2SP tlog-policy file: also require its quorum of witness
+        /// cosignatures on the (newest) checkpoint.
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -559,6 +563,14 @@ pub enum AttestCommand {
         /// The verifier key, as printed by `ecocode key show`.
         #[arg(long)]
         public_key: String,
+        /// A C2SP tlog-policy file: also require the quorum of witness
+        /// cosignatures on the checkpoint given with --checkpoint.
+        #[arg(long, requires = "checkpoint")]
+        policy: Option<PathBuf>,
+        /// The cosigned checkpoint of the attestation's tree (its size and
+        /// root), e.g. saved with `ecocode checkpoint`; needed by --policy.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -867,7 +879,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .await
             .map(|_| ())
         }
-        Command::Attest(AttestCommand::Verify { file, public_key }) => {
+        Command::Attest(AttestCommand::Verify { file, public_key, policy, checkpoint }) => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             // A signed note has lines; a QR code's text is one URL.
@@ -883,6 +895,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let attestation = tlog::attestation::verify(&note, &key_name, &key)
                 .map_err(|e| anyhow::anyhow!("attestation {} does NOT verify: {e}", file.display()))?;
             println!("attestation verifies against the given public key");
+            if let (Some(policy), Some(checkpoint)) = (policy, checkpoint) {
+                crate::witness::attestation_quorum(&policy, &checkpoint, &attestation, &key_name, &key)?;
+            }
             for (k, v) in attestation.fields() {
                 println!("  {k:<10} {v}");
             }
@@ -959,13 +974,17 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
                 },
             )
         }
-        ProofCommand::Verify { file, public_key } => {
+        ProofCommand::Verify { file, public_key, policy } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let bundle: Bundle = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a proof file from `ecocode proof`", file.display()))?;
             let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
                 .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+            let witnessed = match &policy {
+                Some(policy) => Some(crate::witness::bundle_quorum(policy, &bundle)?),
+                None => None,
+            };
             match tlog::bundle::verify(&bundle, &key_name, &key) {
                 Ok(Verified::Inclusion { seq, tree_size, entry_hash }) => println!(
                     "ok: entry {seq} (hash {}) is in the signed ledger of {tree_size} entries",
@@ -977,6 +996,9 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
                     )
                 }
                 Err(e) => bail!("proof {} does NOT verify: {e}", file.display()),
+            }
+            if let Some(witnessed) = witnessed {
+                println!("{witnessed}");
             }
             Ok(())
         }

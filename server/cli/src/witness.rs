@@ -70,3 +70,72 @@ pub async fn serve(
     server::witness::serve(listener, Arc::new(witness), shutdown).await;
     Ok(())
 }
+
+/// Reads and parses a `--policy` file.
+pub fn read_policy(path: &std::path::Path) -> anyhow::Result<tlog::policy::Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    tlog::policy::Policy::parse(&text).with_context(|| format!("policy file {}", path.display()))
+}
+
+/// Requires the policy's quorum on `checkpoint`; answers the line to print.
+pub fn quorum(policy_path: &std::path::Path, checkpoint: &str) -> anyhow::Result<String> {
+    let policy = read_policy(policy_path)?;
+    let verdict = policy.verify(checkpoint).map_err(|e| {
+        anyhow::anyhow!(
+            "checkpoint NOT accepted by the policy {}: {e}; ask the log for a checkpoint its witnesses cosigned",
+            policy_path.display()
+        )
+    })?;
+    Ok(witnessed_line(&verdict, policy.witnesses.len()))
+}
+
+/// `witnessed by k of n: A, B` (or that the policy asks for none).
+pub fn witnessed_line(verdict: &tlog::policy::Verdict, n: usize) -> String {
+    if verdict.cosigned.is_empty() {
+        return format!("ok: the policy's quorum is met without cosignatures (0 of {n} witnesses)");
+    }
+    format!("ok: witnessed by {} of {n}: {}", verdict.cosigned.len(), verdict.cosigned.join(", "))
+}
+
+/// `proof verify --policy`: the quorum on the bundle's (newest) checkpoint.
+pub fn bundle_quorum(policy_path: &std::path::Path, bundle: &tlog::bundle::Bundle) -> anyhow::Result<String> {
+    let checkpoint = match bundle {
+        tlog::bundle::Bundle::Inclusion { checkpoint, .. }
+        | tlog::bundle::Bundle::Consistency { checkpoint, .. } => checkpoint,
+    };
+    quorum(policy_path, checkpoint)
+}
+
+/// `attest verify --policy --checkpoint`: the checkpoint is the log's,
+/// of the attestation's very tree, and has the policy's quorum.
+pub fn attestation_quorum(
+    policy_path: &std::path::Path,
+    checkpoint_path: &std::path::Path,
+    attestation: &tlog::attestation::Attestation,
+    key_name: &str,
+    key: &[u8; 32],
+) -> anyhow::Result<()> {
+    let checkpoint = std::fs::read_to_string(checkpoint_path)
+        .with_context(|| format!("cannot read {}", checkpoint_path.display()))?;
+    let body = tlog::note::verify(&checkpoint, key_name, key).map_err(|e| {
+        anyhow::anyhow!("checkpoint {} is not signed by the given public key: {e}", checkpoint_path.display())
+    })?;
+    let head = tlog::witness::parse_head(&body)?;
+    if head.origin != attestation.origin
+        || head.size != attestation.tree_size
+        || head.root != attestation.root
+    {
+        anyhow::bail!(
+            "checkpoint {} is of {} at size {}, the attestation of {} at size {}; give the checkpoint of the \
+             attestation's tree (`ecocode checkpoint` at the time, or the log's witnessed checkpoint)",
+            checkpoint_path.display(),
+            head.origin,
+            head.size,
+            attestation.origin,
+            attestation.tree_size
+        );
+    }
+    println!("{}", quorum(policy_path, &checkpoint)?);
+    Ok(())
+}
