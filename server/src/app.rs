@@ -67,6 +67,10 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// The web listener's limits.
     pub web: WebConfig,
+    /// `--witness-policy`: publish only checkpoints a quorum of these
+    /// witnesses cosigned; each may take `witness_timeout` per request.
+    pub witness_policy: Option<tlog::policy::Policy>,
+    pub witness_timeout: std::time::Duration,
 }
 
 /// [`Config::score_view_capacity`] by default: a province's enterprises,
@@ -104,6 +108,8 @@ impl Config {
             score_view_capacity: DEFAULT_SCORE_VIEW_CAPACITY,
             http_listen: None,
             web: WebConfig::default(),
+            witness_policy: None,
+            witness_timeout: crate::witness::log::DEFAULT_WITNESS_TIMEOUT,
         }
     }
 }
@@ -149,6 +155,11 @@ impl App {
             config.score_view_capacity,
             progress,
         )?);
+        if let Some(policy) = config.witness_policy {
+            let witnessing =
+                crate::witness::log::Witnessing::new(policy, config.witness_timeout, service.ledger());
+            service.attach_witnessing(Arc::new(witnessing));
+        }
         let grpc = bind(config.listen, "--listen").await?;
         let grpc_addr = local_addr(&grpc)?;
         let gateway = match config.hj212_listen {
@@ -383,7 +394,16 @@ impl App {
                 crate::metrics::serve(listener, source, until_stopped(stopped.clone())).await;
             }
         };
-        let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
+        let checkpoints = async {
+            let signing = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
+            let witnessing = async {
+                if let Some(w) = service.witnessing() {
+                    let period = service.ledger().checkpoint_interval();
+                    w.clone().run(service.ledger().clone(), period, until_stopped(stopped.clone())).await;
+                }
+            };
+            tokio::join!(signing, witnessing);
+        };
         let view = keep_view_current(service.clone(), until_stopped(stopped.clone()));
         let ((), (), (), (), (), grpc, gateway, (), ()) = tokio::join!(
             signal,

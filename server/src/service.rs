@@ -88,6 +88,8 @@ pub struct Service {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The HJ 212 gateway's counters, when it runs.
     gateway_stats: std::sync::OnceLock<Arc<hj212::GatewayStats>>,
+    /// With `--witness-policy`: the published (cosigned) checkpoint.
+    witnessing: std::sync::OnceLock<Arc<crate::witness::log::Witnessing>>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -173,6 +175,7 @@ impl Service {
             changes,
             stopping: tokio::sync::watch::Sender::new(false),
             gateway_stats: std::sync::OnceLock::new(),
+            witnessing: std::sync::OnceLock::new(),
         })
     }
 
@@ -986,13 +989,31 @@ impl Service {
     /// The latest signed checkpoint.
     pub fn checkpoint(&self, who: &Principal) -> Result<Checkpoint> {
         auth::may_read_ledger(who)?;
+        if let Some(published) = self.witnessing.get().and_then(|w| w.published()) {
+            return Ok(published);
+        }
         Ok(self.ledger.checkpoint()?)
+    }
+
+    /// Publishes only checkpoints its witnesses cosigned (`--witness-policy`).
+    pub fn attach_witnessing(&self, witnessing: Arc<crate::witness::log::Witnessing>) {
+        let _ = self.witnessing.set(witnessing);
+    }
+
+    pub fn witnessing(&self) -> Option<&Arc<crate::witness::log::Witnessing>> {
+        self.witnessing.get()
     }
 
     /// A checkpoint whose tree holds the first `size` entries: what a
     /// writer hands back so that every receipt it acknowledged can be
     /// proven at once. Signs a new one only when the latest is too small.
     pub(crate) fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
+        // The witnessed one when it covers `size`; appends never wait for witnesses.
+        if let Some(published) =
+            self.witnessing.get().and_then(|w| w.published()).filter(|p| p.tree_size >= size)
+        {
+            return Ok(published);
+        }
         Ok(self.ledger.checkpoint_covering(size)?)
     }
 

@@ -43,10 +43,15 @@ impl Running {
 }
 
 async fn start_witness(dir: &Path, log_vkey: &str) -> Running {
+    start_witness_at(dir, log_vkey, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A witness on `addr` (port 0: any), e.g. back on its old port.
+async fn start_witness_at(dir: &Path, log_vkey: &str, addr: SocketAddr) -> Running {
     let keys = vec![parse_log_key(&format!("{ORIGIN}={log_vkey}")).unwrap()];
     let witness = Witness::open(dir, NAME, keys).unwrap();
     let vkey = witness.verifier_key();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::witness::serve(listener, Arc::new(witness), async {
@@ -340,4 +345,93 @@ async fn verifiers_enforce_the_policys_quorum_and_name_who_is_missing() {
     for w in witnesses {
         w.stop().await;
     }
+}
+
+#[tokio::test]
+async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned() {
+    use crate::support::{TestServer, uscc};
+
+    // The log's key exists before the log starts, so that the witnesses
+    // can be told to trust it.
+    let keys = tempfile::tempdir().unwrap();
+    let seed = [42; 32];
+    let key_file = keys.path().join("ledger.key");
+    std::fs::write(&key_file, tlog::note::encode_signer_key("ecocode.local", &seed)).unwrap();
+    let log_vkey = tlog::note::encode_verifier_key("ecocode.local", &tlog::note::public_key(&seed));
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut w = Vec::new();
+    for dir in &dirs {
+        w.push(Some(start_witness(dir.path(), &log_vkey).await));
+    }
+    let (addrs, vkeys): (Vec<SocketAddr>, Vec<String>) =
+        w.iter().flatten().map(|r| (r.addr, r.vkey.clone())).unzip();
+    let policy_text = format!(
+        "log {log_vkey}\nwitness bank {} http://{}\nwitness regulator {} http://{}\nwitness court {} http://{}\n\
+         group two-of-three 2 bank regulator court\nquorum two-of-three\n",
+        vkeys[0], addrs[0], vkeys[1], addrs[1], vkeys[2], addrs[2]
+    );
+    let policy = tlog::policy::Policy::parse(&policy_text).unwrap();
+    // The court's witness is down from the start.
+    w[2].take().unwrap().stop().await;
+
+    let server = TestServer::start_with(|c| {
+        c.ledger.key_file = Some(key_file.clone());
+        c.ledger.checkpoint_interval = Duration::from_millis(20);
+        c.witness_policy = Some(policy.clone());
+        c.witness_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let witnessing = server.service.witnessing().expect("started with a policy").clone();
+    let mut status = witnessing.subscribe();
+    let mut admin = server.admin().await;
+    let bound = Duration::from_secs(60);
+    // One of three down: still two cosign, so it is published.
+    let first = admin.register(&uscc("91330421MA2AAAAA1"), "Alpha Dyeing", "330421").await;
+    let size = first.seq + 1;
+    tokio::time::timeout(bound, status.wait_for(|s| s.published_size.is_some_and(|p| p >= size)))
+        .await
+        .expect("published with one witness down")
+        .unwrap();
+    let cp = published(&mut admin).await;
+    assert!(cp.tree_size >= size);
+    let verdict = policy.verify(&cp.signed_note).unwrap();
+    assert_eq!(verdict.cosigned, ["bank", "regulator"]);
+    assert_eq!(verdict.missing, ["court"]);
+    let court = &witnessing.figures()[2];
+    assert!(court.failing.as_deref().is_some_and(|e| e.contains("connect")), "{court:?}");
+    assert!(court.failures > 0);
+
+    // Two of three down: the new head is not published; the last one stays.
+    w[1].take().unwrap().stop().await;
+    let rounds = status.borrow().rounds;
+    let second = admin.register(&uscc("91330421MA2BBBBB2"), "Beta Paper", "330421").await;
+    tokio::time::timeout(bound, status.wait_for(|s| s.rounds > rounds)).await.unwrap().unwrap();
+    let still = published(&mut admin).await;
+    assert_eq!(still.tree_size, cp.tree_size, "a checkpoint without quorum must not be published");
+    assert!(still.tree_size <= second.seq);
+    assert_eq!(status.borrow().published_size, Some(cp.tree_size));
+    // Appends did not wait: the receipt came back while the witnesses were down.
+    assert!(second.seq >= size);
+
+    // The regulator's witness comes back on its address: published again.
+    w[1] = Some(start_witness_at(dirs[1].path(), &log_vkey, addrs[1]).await);
+    let size = second.seq + 1;
+    tokio::time::timeout(bound, status.wait_for(|s| s.published_size.is_some_and(|p| p >= size)))
+        .await
+        .expect("published once the quorum is back")
+        .unwrap();
+    let cp = published(&mut admin).await;
+    assert!(cp.tree_size >= size);
+    assert_eq!(policy.verify(&cp.signed_note).unwrap().cosigned, ["bank", "regulator"]);
+    assert!(witnessing.figures()[1].failing.is_none());
+
+    server.stop().await;
+    for r in w.into_iter().flatten() {
+        r.stop().await;
+    }
+}
+
+async fn published(client: &mut crate::support::Client) -> ecocode_proto::v1::Checkpoint {
+    let request = ecocode_proto::v1::GetCheckpointRequest {};
+    client.ledger.get_checkpoint(request).await.unwrap().into_inner()
 }

@@ -300,6 +300,13 @@ pub struct ServeArgs {
     pub http_listen: HttpListen,
     #[command(flatten)]
     pub transport: TransportArgs,
+    /// A C2SP tlog-policy file whose witnesses (with URLs) cosign each new
+    /// checkpoint; only checkpoints that meet its quorum are published.
+    #[arg(long)]
+    pub witness_policy: Option<PathBuf>,
+    /// How long each witness may take to answer, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub witness_timeout_ms: u64,
 }
 
 /// `--http-listen`: an address, or `off`.
@@ -599,6 +606,8 @@ pub async fn serve(
     config.metrics_listen = args.metrics_listen;
     config.http_listen = args.http_listen.0;
     config.transport = args.transport.config();
+    config.witness_policy = args.witness_policy.as_deref().map(crate::witness::read_policy).transpose()?;
+    config.witness_timeout = Duration::from_millis(args.witness_timeout_ms);
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
         bar.set_length(total);

@@ -7,6 +7,9 @@
 //!   checkpoint of a log, for monitors.
 //! * `GET /conflicts`: the evidence of forks, as JSON.
 //!
+//! The log's side (asking witnesses, publishing once the quorum is met) is
+//! [`log`]; [`client`] is the small HTTP client both use.
+//!
 //! State (in `--data`, private): `witness.key` (the Ed25519 seed, made on
 //! first start), `logs/<origin hash>` (the latest cosigned checkpoint note
 //! of each log: its size and root are the witness's record) and
@@ -17,6 +20,7 @@
 //! can never roll a log back (the race the spec describes).
 
 pub mod client;
+pub mod log;
 
 use std::collections::HashMap;
 use std::io::Write as _;
