@@ -156,7 +156,11 @@ pub struct MetricsSource {
 impl MetricsSource {
     pub fn render(&self) -> String {
         let gateway = self.gateway.as_ref().map(|g| g.snapshot());
-        self.metrics.render(self.service.ledger().head().size, gateway)
+        let mut out = self.metrics.render(self.service.ledger().head().size, gateway);
+        if let Some(witnessing) = self.service.witnessing() {
+            out.push_str(&witnessing.render_metrics());
+        }
+        out
     }
 }
 

@@ -379,6 +379,7 @@ async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned()
         c.ledger.checkpoint_interval = Duration::from_millis(20);
         c.witness_policy = Some(policy.clone());
         c.witness_timeout = Duration::from_secs(5);
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let witnessing = server.service.witnessing().expect("started with a policy").clone();
@@ -400,6 +401,12 @@ async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned()
     let court = &witnessing.figures()[2];
     assert!(court.failing.as_deref().is_some_and(|e| e.contains("connect")), "{court:?}");
     assert!(court.failures > 0);
+
+    let scraped = crate::metrics::scrape(server.metrics.unwrap(), "/metrics").await;
+    assert!(scraped.contains("ecocode_witness_up{witness=\"bank\"} 1"), "{scraped}");
+    assert!(scraped.contains("ecocode_witness_up{witness=\"court\"} 0"), "{scraped}");
+    assert!(!scraped.contains("ecocode_witness_failures_total{witness=\"court\"} 0\n"), "{scraped}");
+    assert!(scraped.contains(&format!("ecocode_witnessed_checkpoint_size {}", cp.tree_size)), "{scraped}");
 
     // Two of three down: the new head is not published; the last one stays.
     w[1].take().unwrap().stop().await;

@@ -242,6 +242,42 @@ impl Witnessing {
         self.update(i, checkpoint.tree_size, Err("too many size conflicts (409) in one round".into()))
     }
 
+    /// The Prometheus lines of `GET /metrics`.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let status = self.status.borrow().clone();
+        out.push_str(
+            "# HELP ecocode_witnessed_checkpoint_size Size of the published (witnessed) checkpoint.\n",
+        );
+        out.push_str("# TYPE ecocode_witnessed_checkpoint_size gauge\n");
+        let _ = writeln!(out, "ecocode_witnessed_checkpoint_size {}", status.published_size.unwrap_or(0));
+        out.push_str("# HELP ecocode_witness_rounds_total Rounds of asking the witnesses.\n");
+        out.push_str("# TYPE ecocode_witness_rounds_total counter\n");
+        let _ = writeln!(out, "ecocode_witness_rounds_total {}", status.rounds);
+        let figures = self.figures();
+        for (metric, kind, help, value) in [
+            (
+                "ecocode_witness_lag_entries",
+                "gauge",
+                "Entries a witness is behind the latest signed checkpoint.",
+                0,
+            ),
+            ("ecocode_witness_failures_total", "counter", "Failed requests to a witness.", 1),
+            ("ecocode_witness_cosignatures_total", "counter", "Cosignatures a witness returned.", 2),
+            ("ecocode_witness_up", "gauge", "1 when the witness cosigned in its last round.", 3),
+        ] {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for f in &figures {
+                let v =
+                    [f.lag, f.failures, f.cosigned, u64::from(f.failing.is_none() && f.cosigned > 0)][value];
+                let name: String = f.name.chars().filter(|c| !matches!(c, '"' | '\\' | '\n')).collect();
+                let _ = writeln!(out, "{metric}{{witness=\"{name}\"}} {v}");
+            }
+        }
+        out
+    }
+
     fn set_size(&self, i: usize, size: u64) {
         self.figures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i].size = size;
     }
