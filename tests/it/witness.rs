@@ -380,6 +380,7 @@ async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned()
         c.witness_policy = Some(policy.clone());
         c.witness_timeout = Duration::from_secs(5);
         c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.http_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let witnessing = server.service.witnessing().expect("started with a policy").clone();
@@ -407,6 +408,11 @@ async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned()
     assert!(scraped.contains("ecocode_witness_up{witness=\"court\"} 0"), "{scraped}");
     assert!(!scraped.contains("ecocode_witness_failures_total{witness=\"court\"} 0\n"), "{scraped}");
     assert!(scraped.contains(&format!("ecocode_witnessed_checkpoint_size {}", cp.tree_size)), "{scraped}");
+
+    // The public page shows who witnessed its checkpoint.
+    let page = server.web().get(&format!("/e/{}", uscc("91330421MA2AAAAA1"))).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("witnessed by 2 of 3: bank, regulator"), "{}", page.body);
 
     // Two of three down: the new head is not published; the last one stays.
     w[1].take().unwrap().stop().await;

@@ -242,6 +242,24 @@ impl Witnessing {
         self.update(i, checkpoint.tree_size, Err("too many size conflicts (409) in one round".into()))
     }
 
+    /// For the page: `witnessed by k of n: names` (见证), or that `note` is
+    /// not witnessed yet.
+    pub fn witnessed_line(&self, note: &str) -> String {
+        let verdict = self.policy.evaluate(note);
+        let n = self.policy.witnesses.len();
+        match (verdict.cosigned.is_empty(), verdict.met) {
+            (true, _) => {
+                format!("未经见证 not witnessed yet (0 of {n}); the quorum is {}", self.policy.quorum_name())
+            }
+            (false, met) => format!(
+                "{}witnessed by {} of {n}: {}",
+                if met { "" } else { "quorum not met: " },
+                verdict.cosigned.len(),
+                verdict.cosigned.join(", ")
+            ),
+        }
+    }
+
     /// The Prometheus lines of `GET /metrics`.
     pub fn render_metrics(&self) -> String {
         use std::fmt::Write as _;
