@@ -71,6 +71,8 @@ pub struct Config {
     /// witnesses cosigned; each may take `witness_timeout` per request.
     pub witness_policy: Option<tlog::policy::Policy>,
     pub witness_timeout: std::time::Duration,
+    /// A round publishes what it has after this long.
+    pub witness_publish_timeout: std::time::Duration,
 }
 
 /// [`Config::score_view_capacity`] by default: a province's enterprises,
@@ -109,7 +111,8 @@ impl Config {
             http_listen: None,
             web: WebConfig::default(),
             witness_policy: None,
-            witness_timeout: crate::witness::log::DEFAULT_WITNESS_TIMEOUT,
+            witness_timeout: crate::witnessing::DEFAULT_WITNESS_TIMEOUT,
+            witness_publish_timeout: crate::witnessing::DEFAULT_PUBLISH_TIMEOUT,
         }
     }
 }
@@ -156,8 +159,8 @@ impl App {
             progress,
         )?);
         if let Some(policy) = config.witness_policy {
-            let witnessing =
-                crate::witness::log::Witnessing::new(policy, config.witness_timeout, service.ledger());
+            let (timeout, publish) = (config.witness_timeout, config.witness_publish_timeout);
+            let witnessing = crate::witnessing::Witnessing::new(policy, timeout, publish, service.ledger());
             service.attach_witnessing(Arc::new(witnessing));
         }
         let grpc = bind(config.listen, "--listen").await?;

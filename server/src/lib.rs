@@ -14,7 +14,9 @@
 //! * [`web`]: the 环保码 web page (HTTP on `--http-listen`), a transport like
 //!   gRPC that calls only the door.
 //! * [`witness`]: `ecocode witness serve`, a C2SP tlog-witness that
-//!   cosigns logs' checkpoints and keeps the evidence of forks.
+//!   cosigns logs' checkpoints and keeps the evidence of forks;
+//!   [`witnessing`]: `serve --witness-policy`, the log asking its witnesses
+//!   and publishing checkpoints a quorum cosigned.
 //!
 //! This is the only crate that knows gRPC and the generated protobuf types.
 //! The contract is `docs/api.md`.
@@ -40,6 +42,7 @@ pub mod transport;
 pub mod views;
 pub mod web;
 pub mod witness;
+pub mod witnessing;
 
 pub use app::{App, Config, DEFAULT_SCORE_VIEW_CAPACITY};
 pub use clock::{Clock, ManualClock, SystemClock};

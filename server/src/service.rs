@@ -89,7 +89,7 @@ pub struct Service {
     /// The HJ 212 gateway's counters, when it runs.
     gateway_stats: std::sync::OnceLock<Arc<hj212::GatewayStats>>,
     /// With `--witness-policy`: the published (cosigned) checkpoint.
-    witnessing: std::sync::OnceLock<Arc<crate::witness::log::Witnessing>>,
+    witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -996,11 +996,11 @@ impl Service {
     }
 
     /// Publishes only checkpoints its witnesses cosigned (`--witness-policy`).
-    pub fn attach_witnessing(&self, witnessing: Arc<crate::witness::log::Witnessing>) {
+    pub fn attach_witnessing(&self, witnessing: Arc<crate::witnessing::Witnessing>) {
         let _ = self.witnessing.set(witnessing);
     }
 
-    pub fn witnessing(&self) -> Option<&Arc<crate::witness::log::Witnessing>> {
+    pub fn witnessing(&self) -> Option<&Arc<crate::witnessing::Witnessing>> {
         self.witnessing.get()
     }
 

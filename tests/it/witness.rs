@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::{Ledger, LedgerConfig, NewEntry};
-use server::witness::{Witness, client, origin_hash, parse_log_key};
+use server::witness::{Witness, origin_hash, parse_log_key};
+use server::witnessing::client;
 use tlog::witness::encode_add_checkpoint;
 
 const ORIGIN: &str = "ecocode.local/ledger";
@@ -447,4 +448,61 @@ async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned()
 async fn published(client: &mut crate::support::Client) -> ecocode_proto::v1::Checkpoint {
     let request = ecocode_proto::v1::GetCheckpointRequest {};
     client.ledger.get_checkpoint(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn a_stalled_witness_outside_the_quorum_is_asked_but_cannot_hold_back_publication() {
+    use crate::support::{TestServer, uscc};
+
+    let keys = tempfile::tempdir().unwrap();
+    let seed = [43; 32];
+    let key_file = keys.path().join("ledger.key");
+    std::fs::write(&key_file, tlog::note::encode_signer_key("ecocode.local", &seed)).unwrap();
+    let log_vkey = tlog::note::encode_verifier_key("ecocode.local", &tlog::note::public_key(&seed));
+    let dir = tempfile::tempdir().unwrap();
+    let bank = start_witness(dir.path(), &log_vkey).await;
+    // An observer that accepts connections and never answers.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = stalled.accept().await {
+            held.push(stream);
+        }
+    });
+    let observer_vkey =
+        tlog::cosignature::encode_verifier_key("observer.example", &tlog::note::public_key(&[44; 32]));
+    let policy = tlog::policy::Policy::parse(&format!(
+        "log {log_vkey}\nwitness bank {} http://{}\nwitness observer {observer_vkey} http://{stalled_addr}\nquorum bank\n",
+        bank.vkey, bank.addr
+    ))
+    .unwrap();
+    let server = TestServer::start_with(|c| {
+        c.ledger.key_file = Some(key_file.clone());
+        c.ledger.checkpoint_interval = Duration::from_millis(20);
+        c.witness_policy = Some(policy.clone());
+        // Each witness may take a minute; a round publishes after 300 ms.
+        c.witness_timeout = Duration::from_secs(60);
+        c.witness_publish_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let witnessing = server.service.witnessing().unwrap().clone();
+    let mut status = witnessing.subscribe();
+    let mut admin = server.admin().await;
+    let receipt = admin.register(&uscc("91330421MA2CCCCC3"), "Gamma Chemicals", "330421").await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.published_size.is_some_and(|p| p > receipt.seq)),
+    )
+    .await
+    .expect("published although the observer never answers")
+    .unwrap();
+    let cp = published(&mut admin).await;
+    let verdict = policy.verify(&cp.signed_note).unwrap();
+    assert_eq!((verdict.cosigned, verdict.missing), (vec!["bank".to_string()], vec!["observer".to_string()]));
+    let observer = &witnessing.figures()[1];
+    assert!(observer.failing.as_deref().is_some_and(|e| e.contains("publication timeout")), "{observer:?}");
+    server.stop().await;
+    bank.stop().await;
+    holder.abort();
 }

@@ -14,6 +14,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use crate::error::{Error, Result};
 use crate::hash::{Hash, empty_root};
 
+/// The content type of a 409's body (the witness's latest size).
+pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
+
 /// At most this many consistency proof lines (the spec's limit).
 pub const MAX_PROOF_LINES: usize = 63;
 

@@ -307,6 +307,10 @@ pub struct ServeArgs {
     /// How long each witness may take to answer, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub witness_timeout_ms: u64,
+    /// A round of asking the witnesses publishes what it has after this
+    /// many milliseconds, however slow the others are.
+    #[arg(long, default_value_t = 10000)]
+    pub witness_publish_timeout_ms: u64,
 }
 
 /// `--http-listen`: an address, or `off`.
@@ -608,6 +612,7 @@ pub async fn serve(
     config.transport = args.transport.config();
     config.witness_policy = args.witness_policy.as_deref().map(crate::witness::read_policy).transpose()?;
     config.witness_timeout = Duration::from_millis(args.witness_timeout_ms);
+    config.witness_publish_timeout = Duration::from_millis(args.witness_publish_timeout_ms);
     let bar = progress_bar("verifying ledger", "entries");
     let app = App::build(config, &mut |done, total| {
         bar.set_length(total);

@@ -8,7 +8,7 @@
 //! * `GET /conflicts`: the evidence of forks, as JSON.
 //!
 //! The log's side (asking witnesses, publishing once the quorum is met) is
-//! [`log`]; [`client`] is the small HTTP client both use.
+//! [`crate::witnessing`].
 //!
 //! State (in `--data`, private): `witness.key` (the Ed25519 seed, made on
 //! first start), `logs/<origin hash>` (the latest cosigned checkpoint note
@@ -18,9 +18,6 @@
 //! (write, fsync, rename, fsync the directory) before the cosignature is
 //! returned, and check-then-write runs under one lock, so two requests
 //! can never roll a log back (the race the spec describes).
-
-pub mod client;
-pub mod log;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -40,8 +37,7 @@ use tlog::witness::{AddCheckpoint, Head, LogKey, Refusal};
 
 use crate::error::{Error, Result};
 
-/// The content type of a 409's body (the witness's size).
-pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
+pub use tlog::witness::SIZE_CONTENT_TYPE;
 
 /// Largest `add-checkpoint` body: 63 proof lines and a checkpoint with
 /// its signatures fit many times over.

@@ -3,7 +3,9 @@
 //! After the ledger signs a new head, one round sends `add-checkpoint` to
 //! every witness of the policy concurrently (each within its own timeout,
 //! network failures retried, a 409 answered with a new proof from the
-//! witness's size) and collects the cosignatures that verify. When they
+//! witness's size; the whole round within the publication timeout) and
+//! collects the cosignatures that verify. Witnesses of the policy that the
+//! quorum does not reference are contacted too but do not count. When they
 //! meet the policy's quorum the checkpoint, with those cosignature lines,
 //! becomes the *published* one: what `GetCheckpoint`, bundles and the page
 //! show. Until then the last published checkpoint stays (it is kept in
@@ -18,10 +20,15 @@ use std::time::Duration;
 use ledger::{Checkpoint, Ledger};
 use tlog::policy::Policy;
 
-use super::client;
+pub mod client;
 
 /// How long one witness may take to answer one request.
 pub const DEFAULT_WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a round waits for cosignatures before it publishes what it has
+/// (if that meets the quorum): one slow witness, even one that does not
+/// count, cannot hold back publication longer than this.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Network failures are retried this many times within a round.
 const RETRIES: u32 = 2;
@@ -58,6 +65,7 @@ pub struct WitnessFigures {
 pub struct Witnessing {
     policy: Policy,
     timeout: Duration,
+    publish_timeout: Duration,
     path: PathBuf,
     published: RwLock<Option<Checkpoint>>,
     figures: Mutex<Vec<WitnessFigures>>,
@@ -73,7 +81,9 @@ impl std::fmt::Debug for Witnessing {
 impl Witnessing {
     /// Loads the last published checkpoint of `ledger` from its data
     /// directory, if any still verifies against the policy.
-    pub fn new(policy: Policy, timeout: Duration, ledger: &Ledger) -> Witnessing {
+    /// `timeout` bounds each request to a witness, `publish_timeout` a
+    /// whole round.
+    pub fn new(policy: Policy, timeout: Duration, publish_timeout: Duration, ledger: &Ledger) -> Witnessing {
         let path = ledger.dir().join("checkpoint.witnessed");
         let published = std::fs::read_to_string(&path).ok().and_then(|note| {
             let body = tlog::note::verify(&note, ledger.key_name(), &ledger.public_key()).ok()?;
@@ -97,6 +107,7 @@ impl Witnessing {
         Witnessing {
             policy,
             timeout,
+            publish_timeout,
             path,
             published: RwLock::new(published),
             figures: Mutex::new(figures),
@@ -144,7 +155,22 @@ impl Witnessing {
         if self.published().is_some_and(|p| p.tree_size >= latest.tree_size) {
             return;
         }
-        let asks = (0..self.policy.witnesses.len()).map(|i| self.ask(i, ledger, &latest));
+        let asks = (0..self.policy.witnesses.len()).map(|i| {
+            let latest = &latest;
+            async move {
+                match tokio::time::timeout(self.publish_timeout, self.ask(i, ledger, latest)).await {
+                    Ok(line) => line,
+                    Err(_) => {
+                        let ms = self.publish_timeout.as_millis();
+                        self.update(
+                            i,
+                            latest.tree_size,
+                            Err(format!("no cosignature within the publication timeout ({ms} ms)")),
+                        )
+                    }
+                }
+            }
+        });
         let lines: Vec<Option<String>> = futures::future::join_all(asks).await;
         let signed: Vec<bool> = lines.iter().map(Option::is_some).collect();
         let verdict = self.policy.evaluate_with(&signed);
@@ -213,7 +239,7 @@ impl Witnessing {
                 }
                 Ok(answer)
                     if answer.status == 409
-                        && answer.content_type.as_deref() == Some(super::SIZE_CONTENT_TYPE) =>
+                        && answer.content_type.as_deref() == Some(tlog::witness::SIZE_CONTENT_TYPE) =>
                 {
                     match answer.body.trim_end_matches('\n').parse::<u64>() {
                         Ok(size) if size != old => {
