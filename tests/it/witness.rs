@@ -439,10 +439,21 @@ async fn the_log_publishes_only_checkpoints_a_quorum_of_its_witnesses_cosigned()
     assert_eq!(policy.verify(&cp.signed_note).unwrap().cosigned, ["bank", "regulator"]);
     assert!(witnessing.figures()[1].failing.is_none());
 
-    server.stop().await;
+    // A restart with every witness down still publishes the last witnessed
+    // checkpoint, not the head the log signed at shutdown.
+    let dir = server.stop().await;
     for r in w.into_iter().flatten() {
         r.stop().await;
     }
+    let server = TestServer::start_with_in(dir, |c| {
+        c.ledger.key_file = Some(key_file.clone());
+        c.witness_policy = Some(policy.clone());
+    })
+    .await;
+    let mut admin = server.admin().await;
+    let again = published(&mut admin).await;
+    assert_eq!(again.signed_note, cp.signed_note);
+    server.stop().await;
 }
 
 async fn published(client: &mut crate::support::Client) -> ecocode_proto::v1::Checkpoint {

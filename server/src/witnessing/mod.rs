@@ -179,7 +179,7 @@ impl Witnessing {
             for line in lines.iter().flatten() {
                 note.push_str(line);
             }
-            if let Err(e) = std::fs::write(&self.path, &note) {
+            if let Err(e) = write_replacing(&self.path, note.as_bytes()) {
                 tracing::warn!(error = %e, path = %self.path.display(), "cannot keep the witnessed checkpoint for restarts");
             }
             let published = Checkpoint { note, ..latest.clone() };
@@ -350,4 +350,15 @@ impl Witnessing {
             }
         }
     }
+}
+
+/// Replaces `path` atomically with a private file (write, fsync, rename).
+fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = crate::private::create_file(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
 }
