@@ -67,6 +67,12 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// The web listener's limits.
     pub web: WebConfig,
+    /// `--witness-policy`: publish only checkpoints a quorum of these
+    /// witnesses cosigned; each may take `witness_timeout` per request.
+    pub witness_policy: Option<tlog::policy::Policy>,
+    pub witness_timeout: std::time::Duration,
+    /// A round publishes what it has after this long.
+    pub witness_publish_timeout: std::time::Duration,
 }
 
 /// [`Config::score_view_capacity`] by default: a province's enterprises,
@@ -104,6 +110,9 @@ impl Config {
             score_view_capacity: DEFAULT_SCORE_VIEW_CAPACITY,
             http_listen: None,
             web: WebConfig::default(),
+            witness_policy: None,
+            witness_timeout: crate::witnessing::DEFAULT_WITNESS_TIMEOUT,
+            witness_publish_timeout: crate::witnessing::DEFAULT_PUBLISH_TIMEOUT,
         }
     }
 }
@@ -178,6 +187,11 @@ impl App {
         let credentials = hj212::Credentials::open(&data_dir, shared_store.as_deref())
             .map_err(|e| Error::Internal(format!("hj212 device credentials: {e}")))?;
         service.attach_credentials(Arc::new(credentials));
+        if let Some(policy) = config.witness_policy {
+            let (timeout, publish) = (config.witness_timeout, config.witness_publish_timeout);
+            let witnessing = crate::witnessing::Witnessing::new(policy, timeout, publish, service.ledger());
+            service.attach_witnessing(Arc::new(witnessing));
+        }
         let grpc = bind(config.listen, "--listen").await?;
         let grpc_addr = local_addr(&grpc)?;
         let gateway = match config.hj212_listen {
@@ -421,7 +435,16 @@ impl App {
                 crate::metrics::serve(listener, source, until_stopped(stopped.clone())).await;
             }
         };
-        let checkpoints = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
+        let checkpoints = async {
+            let signing = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
+            let witnessing = async {
+                if let Some(w) = service.witnessing() {
+                    let period = service.ledger().checkpoint_interval();
+                    w.clone().run(service.ledger().clone(), period, until_stopped(stopped.clone())).await;
+                }
+            };
+            tokio::join!(signing, witnessing);
+        };
         let view = keep_view_current(service.clone(), until_stopped(stopped.clone()));
         let ((), (), (), (), (), grpc, gateway, (), ()) = tokio::join!(
             signal,

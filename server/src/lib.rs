@@ -13,6 +13,10 @@
 //!   directory's permissions.
 //! * [`web`]: the 环保码 web page (HTTP on `--http-listen`), a transport like
 //!   gRPC that calls only the door.
+//! * [`witness`]: `ecocode witness serve`, a C2SP tlog-witness that
+//!   cosigns logs' checkpoints and keeps the evidence of forks;
+//!   [`witnessing`]: `serve --witness-policy`, the log asking its witnesses
+//!   and publishing checkpoints a quorum cosigned.
 //!
 //! This is the only crate that knows gRPC and the generated protobuf types.
 //! The contract is `docs/api.md`.
@@ -37,6 +41,8 @@ pub mod service;
 pub mod transport;
 pub mod views;
 pub mod web;
+pub mod witness;
+pub mod witnessing;
 
 pub use app::{App, Config, DEFAULT_SCORE_VIEW_CAPACITY};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -249,6 +249,9 @@ impl MetricsSource {
         if let Some(g) = &self.gateway {
             hj212_wrong_passwords(&mut out, g);
         }
+        if let Some(witnessing) = self.service.witnessing() {
+            out.push_str(&witnessing.render_metrics());
+        }
         out
     }
 }

@@ -97,6 +97,8 @@ pub struct Service {
     /// Device passwords' keyed verifiers: server-side state, never ledger
     /// (attached once the ledger has created the shared tables).
     credentials: std::sync::OnceLock<Arc<hj212::Credentials>>,
+    /// With `--witness-policy`: the published (cosigned) checkpoint.
+    witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -183,6 +185,7 @@ impl Service {
             stopping: tokio::sync::watch::Sender::new(false),
             gateway_stats: std::sync::OnceLock::new(),
             credentials: std::sync::OnceLock::new(),
+            witnessing: std::sync::OnceLock::new(),
         })
     }
 
@@ -1046,13 +1049,31 @@ impl Service {
     /// The latest signed checkpoint.
     pub fn checkpoint(&self, who: &Principal) -> Result<Checkpoint> {
         auth::may_read_ledger(who)?;
+        if let Some(published) = self.witnessing.get().and_then(|w| w.published()) {
+            return Ok(published);
+        }
         Ok(self.ledger.checkpoint()?)
+    }
+
+    /// Publishes only checkpoints its witnesses cosigned (`--witness-policy`).
+    pub fn attach_witnessing(&self, witnessing: Arc<crate::witnessing::Witnessing>) {
+        let _ = self.witnessing.set(witnessing);
+    }
+
+    pub fn witnessing(&self) -> Option<&Arc<crate::witnessing::Witnessing>> {
+        self.witnessing.get()
     }
 
     /// A checkpoint whose tree holds the first `size` entries: what a
     /// writer hands back so that every receipt it acknowledged can be
     /// proven at once. Signs a new one only when the latest is too small.
     pub(crate) async fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
+        // The witnessed one when it covers `size`; appends never wait for witnesses.
+        if let Some(published) =
+            self.witnessing.get().and_then(|w| w.published()).filter(|p| p.tree_size >= size)
+        {
+            return Ok(published);
+        }
         self.on_ledger(move |ledger| ledger.checkpoint_covering(size)).await
     }
 

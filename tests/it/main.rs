@@ -27,3 +27,4 @@ mod vectors;
 mod view;
 mod web;
 mod web_limits;
+mod witness;

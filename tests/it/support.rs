@@ -101,6 +101,11 @@ impl TestServer {
             .expect("server starts")
     }
 
+    /// A restart on `dir` with the harness's settings changed by `configure`.
+    pub async fn start_with_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestServer {
+        Self::build(dir, false, T0, configure).await.map_err(|(e, _)| e).expect("server starts")
+    }
+
     /// The service as `ecocode serve` composes it (the same `App`), on
     /// free ports, with a manual clock.
     async fn build(

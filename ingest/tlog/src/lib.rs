@@ -10,6 +10,11 @@
 //! * [`attestation`]: signed score attestations.
 //! * [`compact`]: the compact binary form of a signed attestation for QR
 //!   codes.
+//! * [`cosignature`]: C2SP tlog-cosignature v1 (Ed25519) cosignatures and
+//!   witness keys.
+//! * [`witness`]: the C2SP tlog-witness add-checkpoint request and the
+//!   witness's decision on it.
+//! * [`policy`]: C2SP tlog-policy files and their quorum.
 //! * [`vectors`]: the specification's test vectors.
 //!
 //! Pure on purpose: no runtime, storage, RPC or clock. An offline verifier
@@ -22,10 +27,13 @@
 pub mod attestation;
 pub mod bundle;
 pub mod compact;
+pub mod cosignature;
 pub mod hash;
 pub mod note;
+pub mod policy;
 pub mod proof;
 pub mod vectors;
+pub mod witness;
 
 mod error;
 

@@ -222,6 +222,10 @@ pub enum Command {
     /// Inclusion and consistency proofs, fetched as files and checked offline.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Run a C2SP tlog-witness that cosigns logs' checkpoints (banks,
+    /// regulators), or print its key.
+    #[command(subcommand)]
+    Witness(crate::witness::WitnessCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -251,6 +255,10 @@ pub enum ProofCommand {
         /// The verifier key, as printed by `ecocode key show`.
         #[arg(long)]
         public_key: String,
+        /// A C2SP tlog-policy file: also require its quorum of witness
+        /// cosignatures on the (newest) checkpoint.
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -304,6 +312,17 @@ pub struct ServeArgs {
     pub web: WebArgs,
     #[command(flatten)]
     pub transport: TransportArgs,
+    /// A C2SP tlog-policy file whose witnesses (with URLs) cosign each new
+    /// checkpoint; only checkpoints that meet its quorum are published.
+    #[arg(long)]
+    pub witness_policy: Option<PathBuf>,
+    /// How long each witness may take to answer, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub witness_timeout_ms: u64,
+    /// A round of asking the witnesses publishes what it has after this
+    /// many milliseconds, however slow the others are.
+    #[arg(long, default_value_t = 10000)]
+    pub witness_publish_timeout_ms: u64,
 }
 
 /// The web listener's limits and public address; defaults in README.md.
@@ -652,6 +671,14 @@ pub enum AttestCommand {
         /// The verifier key, as printed by `ecocode key show`.
         #[arg(long)]
         public_key: String,
+        /// A C2SP tlog-policy file: also require the quorum of witness
+        /// cosignatures on the checkpoint given with --checkpoint.
+        #[arg(long, requires = "checkpoint")]
+        policy: Option<PathBuf>,
+        /// The cosigned checkpoint of the attestation's tree (its size and
+        /// root), e.g. saved with `ecocode checkpoint`; needed by --policy.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -681,6 +708,9 @@ pub async fn serve(
     config.http_listen = args.http_listen.0;
     config.web = args.web.config();
     config.transport = args.transport.config();
+    config.witness_policy = args.witness_policy.as_deref().map(crate::witness::read_policy).transpose()?;
+    config.witness_timeout = Duration::from_millis(args.witness_timeout_ms);
+    config.witness_publish_timeout = Duration::from_millis(args.witness_publish_timeout_ms);
     // Checked before the stores are opened, and with its own message: the
     // listeners' caps must fit in the process's file-descriptor limit.
     config.descriptor_budget().ensure().context("cannot start: too few file descriptors")?;
@@ -736,6 +766,12 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<Timestamp> {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("serve is dispatched by main"),
+        Command::Witness(crate::witness::WitnessCommand::Serve(_)) => {
+            unreachable!("witness serve is dispatched by main")
+        }
+        Command::Witness(crate::witness::WitnessCommand::Key { data, name }) => {
+            crate::witness::key(&data, &name)
+        }
         Command::Principal(PrincipalCommand::Add { data, name, role, scope, store }) => {
             let role = Role::parse(&role, scope.as_deref())?;
             let url = postgres_url(store)?;
@@ -962,7 +998,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .await
             .map(|_| ())
         }
-        Command::Attest(AttestCommand::Verify { file, public_key }) => {
+        Command::Attest(AttestCommand::Verify { file, public_key, policy, checkpoint }) => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             // A signed note has lines; a QR code's text is one URL.
@@ -978,6 +1014,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let attestation = tlog::attestation::verify(&note, &key_name, &key)
                 .map_err(|e| anyhow::anyhow!("attestation {} does NOT verify: {e}", file.display()))?;
             println!("attestation verifies against the given public key");
+            if let (Some(policy), Some(checkpoint)) = (policy, checkpoint) {
+                crate::witness::attestation_quorum(&policy, &checkpoint, &attestation, &key_name, &key)?;
+            }
             for (k, v) in attestation.fields() {
                 println!("  {k:<10} {v}");
             }
@@ -1054,13 +1093,17 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
                 },
             )
         }
-        ProofCommand::Verify { file, public_key } => {
+        ProofCommand::Verify { file, public_key, policy } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let bundle: Bundle = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a proof file from `ecocode proof`", file.display()))?;
             let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
                 .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+            let witnessed = match &policy {
+                Some(policy) => Some(crate::witness::bundle_quorum(policy, &bundle)?),
+                None => None,
+            };
             match tlog::bundle::verify(&bundle, &key_name, &key) {
                 Ok(Verified::Inclusion { seq, tree_size, entry_hash }) => println!(
                     "ok: entry {seq} (hash {}) is in the signed ledger of {tree_size} entries",
@@ -1072,6 +1115,9 @@ async fn proof(command: ProofCommand) -> anyhow::Result<()> {
                     )
                 }
                 Err(e) => bail!("proof {} does NOT verify: {e}", file.display()),
+            }
+            if let Some(witnessed) = witnessed {
+                println!("{witnessed}");
             }
             Ok(())
         }

@@ -10,6 +10,7 @@
 //!   records, and their import over `Ingest.AppendRecords`;
 //! * [`batch`]: `score-all` and `report`, the batch scorer over
 //!   `Ledger.ListEntries`.
+//! * [`witness`]: `witness serve|key`, a C2SP tlog-witness.
 //!
 //! The service library (`server`) has none of this: no argument parsing,
 //! no polars, no progress bars.
@@ -22,5 +23,6 @@ pub mod cli;
 pub mod client;
 pub mod import;
 pub mod rows;
+pub mod witness;
 
 pub use client::Connection;

@@ -16,6 +16,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cli::cli::serve(*args, shutdown_signal()).await,
+            Command::Witness(cli::witness::WitnessCommand::Serve(args)) => {
+                cli::witness::serve(args, shutdown_signal()).await
+            }
             other => cli::cli::run(other).await,
         }
     })

@@ -336,6 +336,7 @@ async fn page_data(
             tree_size: checkpoint.tree_size,
             root: B64.encode(checkpoint.root),
             note: checkpoint.note.clone(),
+            witnessed: service.witnessing().map(|w| w.witnessed_line(&checkpoint.note)).unwrap_or_default(),
         },
         attestation: AttestationData { qr_text, note, tree_size: score.tree_size, check: own },
         verifier_key,

@@ -129,6 +129,9 @@ pub struct CheckpointData {
     pub root: String,
     /// The C2SP signed note, exactly as signed.
     pub note: String,
+    /// `witnessed by k of n: names` under `--witness-policy`; else empty.
+    #[serde(skip)]
+    pub witnessed: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
