@@ -189,7 +189,13 @@ impl App {
         service.attach_credentials(Arc::new(credentials));
         if let Some(policy) = config.witness_policy {
             let (timeout, publish) = (config.witness_timeout, config.witness_publish_timeout);
-            let witnessing = crate::witnessing::Witnessing::new(policy, timeout, publish, service.ledger());
+            let witnessing = crate::witnessing::Witnessing::new(
+                policy,
+                timeout,
+                publish,
+                service.ledger(),
+                shared_store.as_deref(),
+            )?;
             service.attach_witnessing(Arc::new(witnessing));
         }
         let grpc = bind(config.listen, "--listen").await?;

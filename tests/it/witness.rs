@@ -517,3 +517,61 @@ async fn a_stalled_witness_outside_the_quorum_is_asked_but_cannot_hold_back_publ
     bank.stop().await;
     holder.abort();
 }
+
+// On PostgreSQL each node ran its own rounds and published only what its
+// own requests won, so two nodes could show different cosigned checkpoints.
+// Now a node whose witness requests all fail still publishes, through the
+// shared store, the very checkpoint the witnesses cosigned for another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_on_one_postgres_store_publish_the_same_witnessed_checkpoint() {
+    use crate::support::{TestServer, uscc};
+
+    let url = pgtest::database();
+    let keys = tempfile::tempdir().unwrap();
+    let seed = [44; 32];
+    let key_file = keys.path().join("ledger.key");
+    std::fs::write(&key_file, tlog::note::encode_signer_key("ecocode.local", &seed)).unwrap();
+    let log_vkey = tlog::note::encode_verifier_key("ecocode.local", &tlog::note::public_key(&seed));
+    let witness_dir = tempfile::tempdir().unwrap();
+    let bank = start_witness(witness_dir.path(), &log_vkey).await;
+    let policy_text = format!("log {log_vkey}\nwitness bank {} {}\nquorum bank\n", bank.vkey, bank.url());
+    let policy = tlog::policy::Policy::parse(&policy_text).unwrap();
+    let node = || {
+        let (url, key_file, policy) = (url.clone(), key_file.clone(), policy.clone());
+        TestServer::start_with(move |c| {
+            c.ledger.store = Some(url);
+            c.ledger.key_file = Some(key_file);
+            c.ledger.checkpoint_interval = Duration::from_millis(20);
+            c.witness_policy = Some(policy);
+            c.witness_timeout = Duration::from_secs(5);
+        })
+    };
+    let bound = Duration::from_secs(60);
+
+    let a = node().await;
+    let mut published_on_a = a.service.witnessing().expect("started with a policy").subscribe();
+    let mut admin = a.admin().await;
+    let first = admin.register(&uscc("91330421MA2AAAAA1"), "Alpha Dyeing", "330421").await;
+    tokio::time::timeout(bound, published_on_a.wait_for(|s| s.published_size.is_some_and(|p| p > first.seq)))
+        .await
+        .expect("node a published")
+        .unwrap();
+    let on_a = published(&mut admin).await;
+
+    // The witness goes away; a second node starts and cannot reach it.
+    bank.stop().await;
+    let b = node().await;
+    let mut published_on_b = b.service.witnessing().expect("started with a policy").subscribe();
+    tokio::time::timeout(
+        bound,
+        published_on_b.wait_for(|s| s.published_size.is_some_and(|p| p >= on_a.tree_size)),
+    )
+    .await
+    .expect("node b took in the shared witnessed checkpoint")
+    .unwrap();
+    let on_b = published(&mut b.admin().await).await;
+    assert_eq!(on_b.signed_note, on_a.signed_note, "both nodes publish the same cosigned checkpoint");
+    assert_eq!(policy.verify(&on_b.signed_note).unwrap().cosigned, ["bank"]);
+    b.stop().await;
+    a.stop().await;
+}

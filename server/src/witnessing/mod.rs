@@ -12,6 +12,12 @@
 //! `DATA/checkpoint.witnessed` across restarts). Appends never wait: a
 //! writer whose receipts the published checkpoint does not cover yet gets
 //! the log-signed checkpoint that does, without cosignatures.
+//!
+//! On PostgreSQL the published checkpoint is also a shared document
+//! (`documents`, kind `witnessed`): each round first takes in a larger one
+//! another node published, so every node publishes the same cosigned
+//! checkpoints (within one checkpoint interval), and a node whose own
+//! requests fail still publishes what the witnesses cosigned for another.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -68,6 +74,8 @@ pub struct Witnessing {
     publish_timeout: Duration,
     path: PathBuf,
     published: RwLock<Option<Checkpoint>>,
+    /// On PostgreSQL: the published checkpoint shared by every node.
+    shared: Option<Arc<ledger::Documents>>,
     figures: Mutex<Vec<WitnessFigures>>,
     status: tokio::sync::watch::Sender<Status>,
 }
@@ -82,37 +90,33 @@ impl Witnessing {
     /// Loads the last published checkpoint of `ledger` from its data
     /// directory, if any still verifies against the policy.
     /// `timeout` bounds each request to a witness, `publish_timeout` a
-    /// whole round.
-    pub fn new(policy: Policy, timeout: Duration, publish_timeout: Duration, ledger: &Ledger) -> Witnessing {
+    /// whole round. `store`: the shared PostgreSQL store of several nodes.
+    pub fn new(
+        policy: Policy,
+        timeout: Duration,
+        publish_timeout: Duration,
+        ledger: &Ledger,
+        store: Option<&str>,
+    ) -> ledger::Result<Witnessing> {
         let path = ledger.dir().join("checkpoint.witnessed");
-        let published = std::fs::read_to_string(&path).ok().and_then(|note| {
-            let body = tlog::note::verify(&note, ledger.key_name(), &ledger.public_key()).ok()?;
-            let (_, size, root, chain) = tlog::note::parse_checkpoint(&body).ok()?;
-            let fits = size <= ledger.head().size && ledger.root_at(size).ok()? == root;
-            (fits && policy.evaluate(&note).met).then(|| Checkpoint {
-                tree_size: size,
-                root,
-                chain,
-                timestamp_ns: 0,
-                note,
-                public_key: ledger.public_key(),
-            })
-        });
+        let published = std::fs::read_to_string(&path).ok().and_then(|note| witnessed(&policy, ledger, note));
+        let shared = store.map(|url| ledger::Documents::open(url, SHARED_KIND)).transpose()?.map(Arc::new);
         let figures = policy
             .witnesses
             .iter()
             .map(|w| WitnessFigures { name: w.name.clone(), ..WitnessFigures::default() })
             .collect();
         let status = Status { published_size: published.as_ref().map(|c| c.tree_size), ..Status::default() };
-        Witnessing {
+        Ok(Witnessing {
             policy,
             timeout,
             publish_timeout,
             path,
             published: RwLock::new(published),
+            shared,
             figures: Mutex::new(figures),
             status: tokio::sync::watch::channel(status).0,
-        }
+        })
     }
 
     /// The published checkpoint (cosigned by a quorum), if any yet.
@@ -152,7 +156,9 @@ impl Witnessing {
     /// is already published) and publishes it once the quorum is met.
     pub async fn round(&self, ledger: &Ledger) {
         let Ok(latest) = ledger.checkpoint() else { return };
+        self.take_in_shared(ledger).await;
         if self.published().is_some_and(|p| p.tree_size >= latest.tree_size) {
+            self.status.send_modify(|s| s.rounds += 1);
             return;
         }
         let asks = (0..self.policy.witnesses.len()).map(|i| {
@@ -183,6 +189,7 @@ impl Witnessing {
                 tracing::warn!(error = %e, path = %self.path.display(), "cannot keep the witnessed checkpoint for restarts");
             }
             let published = Checkpoint { note, ..latest.clone() };
+            self.share(&published).await;
             *self.published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(published);
             tracing::debug!(size = latest.tree_size, cosigned_by = ?verdict.cosigned, "published a witnessed checkpoint");
         }
@@ -193,6 +200,63 @@ impl Witnessing {
                 s.cosigned_by = verdict.cosigned.clone();
             }
         });
+    }
+
+    /// On a shared store: publishes the checkpoint another node published,
+    /// when it is larger than ours and verifies (the log's signature, the
+    /// policy's quorum, the tree this node holds). Unreadable or damaged
+    /// documents are logged and ignored: the node's own rounds go on.
+    async fn take_in_shared(&self, ledger: &Ledger) {
+        let Some(shared) = self.shared.clone() else { return };
+        let ours = self.published().map_or(0, |p| p.tree_size);
+        let (policy, reader) = (self.policy.clone(), ledger.clone());
+        let found = tokio::task::spawn_blocking(move || match shared.get(SHARED_NAME) {
+            Ok(note) => note.and_then(|note| witnessed(&policy, &reader, note)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the shared witnessed checkpoint");
+                None
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(theirs) = found.filter(|c| c.tree_size > ours) {
+            let size = theirs.tree_size;
+            if let Err(e) = write_replacing(&self.path, theirs.note.as_bytes()) {
+                tracing::warn!(error = %e, path = %self.path.display(), "cannot keep the witnessed checkpoint for restarts");
+            }
+            let cosigned_by = self.policy.evaluate(&theirs.note).cosigned;
+            *self.published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(theirs);
+            self.status.send_modify(|s| {
+                s.published_size = Some(size);
+                s.cosigned_by = cosigned_by;
+            });
+        }
+    }
+
+    /// On a shared store: makes `published` the shared one unless another
+    /// node already shared a larger one. (Read, then write: two nodes
+    /// publishing at once may leave the smaller; the next round of either
+    /// replaces it, and no node ever takes in a smaller one.)
+    async fn share(&self, published: &Checkpoint) {
+        let Some(shared) = self.shared.clone() else { return };
+        let (size, note) = (published.tree_size, published.note.clone());
+        let stored = tokio::task::spawn_blocking(move || -> ledger::Result<()> {
+            let current = shared.get(SHARED_NAME)?;
+            let larger = current.as_deref().and_then(note_size).is_some_and(|theirs| theirs >= size);
+            if !larger && !shared.replace(SHARED_NAME, &note)? {
+                shared.insert_new(SHARED_NAME, &note)?;
+            }
+            Ok(())
+        })
+        .await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot share the witnessed checkpoint with the other nodes")
+            }
+            Err(e) => tracing::warn!(error = %e, "sharing the witnessed checkpoint failed"),
+        }
     }
 
     /// One witness: its cosignature line(s) on `checkpoint`, or `None`.
@@ -353,6 +417,32 @@ impl Witnessing {
 }
 
 /// Replaces `path` atomically with a private file (write, fsync, rename).
+/// The shared document of the published checkpoint: kind and name.
+const SHARED_KIND: &str = "witnessed";
+const SHARED_NAME: &str = "checkpoint";
+
+/// `note` as the published checkpoint of `ledger`, if it still verifies:
+/// the log's signature, the policy's quorum, and a tree this node holds.
+fn witnessed(policy: &Policy, ledger: &Ledger, note: String) -> Option<Checkpoint> {
+    let body = tlog::note::verify(&note, ledger.key_name(), &ledger.public_key()).ok()?;
+    let (_, size, root, chain) = tlog::note::parse_checkpoint(&body).ok()?;
+    let fits = size <= ledger.head().size && ledger.root_at(size).ok()? == root;
+    (fits && policy.evaluate(&note).met).then(|| Checkpoint {
+        tree_size: size,
+        root,
+        chain,
+        timestamp_ns: 0,
+        note,
+        public_key: ledger.public_key(),
+    })
+}
+
+/// The tree size a checkpoint note states (its second line), unverified:
+/// only to compare which of two shared notes is larger.
+fn note_size(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.parse().ok()
+}
+
 fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
