@@ -93,4 +93,46 @@ kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=
 ecocode verify --data "$data"
+
+# Witnesses (README "Witnesses"): a bank and a regulator cosign the same
+# log, restarted with a witness policy; its checkpoint is published with
+# both cosignatures and a proof verifies against the policy offline.
+wdata=$data
+wpids=()
+trap 'for p in "$server_pid" "${wpids[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+logkey=$(ecocode key show --data "$wdata")
+for who in bank epb; do
+  target/debug/ecocode witness serve --data "$work/$who-w" --name "$who.example/witness" --listen 127.0.0.1:0 \
+    --log-key "ecocode.local/ledger=$logkey" 2> "$work/$who-w.log" &
+  wpids+=($!)
+done
+for who in bank epb; do
+  timeout 60 bash -c 'until grep -q "listening on" "$1"; do sleep 0.1; done' _ "$work/$who-w.log" \
+    || { cat "$work/$who-w.log"; exit 1; }
+done
+waddr() { sed -n 's|.*listening on \(http://[^ ]*\).*|\1|p' "$work/$1-w.log"; }
+{
+  echo "log $logkey"
+  echo "witness bank $(ecocode witness key --data "$work/bank-w" --name bank.example/witness) $(waddr bank)"
+  echo "witness epb $(ecocode witness key --data "$work/epb-w" --name epb.example/witness) $(waddr epb)"
+  echo "group both all bank epb"
+  echo "quorum both"
+} > "$work/policy.txt"
+target/debug/ecocode serve --data "$wdata" --listen 127.0.0.1:0 --http-listen off --witness-policy "$work/policy.txt" \
+  > /dev/null 2> "$work/wserver.log" &
+server_pid=$!
+timeout 120 bash -c 'until grep -q "ecocode listening on" "$1"; do sleep 0.1; done' _ "$work/wserver.log" \
+  || { cat "$work/wserver.log"; exit 1; }
+export ECOCODE_SERVER="http://$(sed -n 's/^ecocode listening on \([^ ]*\).*/\1/p' "$work/wserver.log")"
+export ECOCODE_TOKEN=$ADMIN
+# Published once both witnesses cosigned the head (bounded wait).
+timeout 60 bash -c 'until target/debug/ecocode checkpoint 2>/dev/null | grep -q "epb.example/witness"; do sleep 0.2; done' \
+  || { cat "$work/wserver.log"; exit 1; }
+ecocode checkpoint > "$work/witnessed.note"
+expect "bank.example/witness" cat "$work/witnessed.note"
+ecocode proof inclusion --seq 1 --out "$work/w1.proof"
+ecocode proof verify "$work/w1.proof" --public-key "$logkey" --policy "$work/policy.txt"
+kill -TERM "$server_pid"
+wait "$server_pid"
+server_pid=
 echo "README walk-through ok"
