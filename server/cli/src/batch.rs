@@ -88,8 +88,6 @@ pub struct Report {
 
 /// Grouping levels of the report: the `dimension` column's values.
 pub const DIMENSIONS: [&str; 3] = ["region", "city", "industry"];
-const CODES: [Code; 3] = [Code::Green, Code::Yellow, Code::Red];
-const GRADES: [Grade; 4] = [Grade::Integrity, Grade::Good, Grade::Warning, Grade::Poor];
 
 /// Every entry of the ledger via `Ledger.ListEntries` (progress bar by
 /// entries), decoded into enterprises (latest registration per USCC) and
@@ -252,10 +250,10 @@ pub fn distribution(scores: &DataFrame) -> PolarsResult<DataFrame> {
     let scores = scores.hstack(&[Column::new("city".into(), city)])?.lazy();
     // (column, value, output name); the MEE colours are prefixed so they do
     // not collide with the three-colour code's.
-    let values: Vec<(&str, &str, String)> = CODES
+    let values: Vec<(&str, &str, String)> = Code::ALL
         .iter()
         .map(|c| ("code", c.as_str(), c.as_str().to_ascii_lowercase()))
-        .chain(GRADES.iter().map(|g| ("grade", g.as_str(), g.as_str().to_ascii_lowercase())))
+        .chain(Grade::ALL.iter().map(|g| ("grade", g.as_str(), g.as_str().to_ascii_lowercase())))
         .chain(
             MeeLevel::ALL
                 .iter()
@@ -487,23 +485,15 @@ fn changes_of(frame: &DataFrame) -> anyhow::Result<Vec<ColourChange>> {
                 name: name[i].clone(),
                 region_code: region[i].clone(),
                 industry_code: industry[i].clone(),
-                previous_code: parse_code(&previous_code[i])?,
-                current_code: parse_code(&current_code[i])?,
-                previous_grade: parse_grade(&previous_grade[i])?,
-                current_grade: parse_grade(&current_grade[i])?,
+                previous_code: previous_code[i].parse()?,
+                current_code: current_code[i].parse()?,
+                previous_grade: previous_grade[i].parse()?,
+                current_grade: current_grade[i].parse()?,
                 previous_points: previous_points[i],
                 current_points: current_points[i],
             })
         })
         .collect()
-}
-
-fn parse_code(text: &str) -> anyhow::Result<Code> {
-    CODES.into_iter().find(|c| c.as_str() == text).with_context(|| format!("unknown colour {text:?}"))
-}
-
-fn parse_grade(text: &str) -> anyhow::Result<Grade> {
-    GRADES.into_iter().find(|g| g.as_str() == text).with_context(|| format!("unknown grade {text:?}"))
 }
 
 fn print_report(report: &Report) -> anyhow::Result<()> {
@@ -518,10 +508,10 @@ fn print_report(report: &Report) -> anyhow::Result<()> {
     let dimension = d.column("dimension")?.str()?;
     let group = d.column("group")?.str()?;
     let enterprises = d.column("enterprises")?.u32()?;
-    let names: Vec<String> = CODES
+    let names: Vec<String> = Code::ALL
         .iter()
         .map(|c| c.as_str())
-        .chain(GRADES.iter().map(|g| g.as_str()))
+        .chain(Grade::ALL.iter().map(|g| g.as_str()))
         .map(str::to_owned)
         .collect();
     let counts = names
