@@ -334,7 +334,7 @@ pub async fn score_all(
 ) -> anyhow::Result<Vec<ScoreRow>> {
     // Fail before a long fetch, not after it.
     let format = Format::of(out)?;
-    let at = as_of.unwrap_or_else(Timestamp::now);
+    let at = as_of.unwrap_or_else(now);
     let snapshot = fetch_ledger(conn).await?;
     let (model, path) = (model.clone(), out.to_owned());
     let rows = off_runtime(snapshot.enterprises.len(), move || {
@@ -375,7 +375,7 @@ pub async fn report(
     if changes_out.is_some() && from.is_none() {
         bail!("--changes-out needs --from: the colour changes are between --from and --to");
     }
-    let to = to.unwrap_or_else(Timestamp::now);
+    let to = to.unwrap_or_else(now);
     if from.is_some_and(|from| from > to) {
         bail!("--from must not be after --to");
     }
@@ -452,6 +452,12 @@ impl Format {
 
 /// Writes `frame` to `path` via a sibling temporary file, so an interrupted
 /// run never leaves a truncated export where a previous good one was.
+/// The CLI's "now" when the user gives no instant: the system time, read
+/// here (scoring takes the time as an argument and reads no clock).
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
 fn write_frame(frame: &mut DataFrame, path: &Path, format: Format) -> anyhow::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");

@@ -142,7 +142,7 @@ impl Default for GatewayConfig {
             close_grace: Duration::from_secs(24 * 3600),
             min_outage: Duration::from_secs(15 * 60),
             valid_days: MonitoringRules::STANDARD,
-            clock: Arc::new(Timestamp::now),
+            clock: Arc::new(|| Timestamp::from_system_time(std::time::SystemTime::now())),
             shared_state: None,
         }
     }
