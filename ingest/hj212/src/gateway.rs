@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kv::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -48,6 +49,8 @@ pub struct Gateway<S> {
 
 struct Shared<S> {
     sink: Arc<S>,
+    /// Stays usable after a panic elsewhere ([`kv::lock`]): its state is on
+    /// disk and every operation on it is a whole batch.
     aggregator: Arc<Mutex<DailyAggregator>>,
     stats: Arc<GatewayStats>,
     /// Open connections per peer IP address.
@@ -387,7 +390,7 @@ impl<S: RecordSink> Shared<S> {
             bump(&self.stats.wrong_password, 1);
             reject("wrong_password");
             let limits = self.limits();
-            let after = lock_throttle(&self.throttle).wrong(point.mn(), ip, now, limits);
+            let after = lock(&self.throttle).wrong(point.mn(), ip, now, limits);
             debug!(%peer, mn = ?point.mn(), ?after, "hj212 packet with a wrong password, not recorded");
             return match after {
                 AfterWrong::Delay(delay) => Handled { mn, ack, delay, ..Handled::default() },
@@ -400,7 +403,7 @@ impl<S: RecordSink> Shared<S> {
             };
         }
         let known = connection.authenticated.iter().any(|m| m == point.mn());
-        if !known && lock_throttle(&self.throttle).locked(point.mn(), ip, now) {
+        if !known && lock(&self.throttle).locked(point.mn(), ip, now) {
             // The right password during a lockout: acknowledged (transport),
             // not recorded, counted; the guesser learns nothing from it.
             bump(&self.stats.locked_out, 1);
@@ -408,7 +411,7 @@ impl<S: RecordSink> Shared<S> {
             debug!(%peer, mn = ?point.mn(), "hj212 packet of a locked-out device or address, not recorded");
             return Handled { mn, ack, ..Handled::default() };
         }
-        lock_throttle(&self.throttle).right(point.mn());
+        lock(&self.throttle).right(point.mn());
         if !known && connection.authenticated.len() < MAX_DEVICES_PER_CONNECTION {
             connection.authenticated.push(point.mn().to_owned());
         }
@@ -487,16 +490,6 @@ impl<S: RecordSink> Shared<S> {
         self.stats.devices.update(mn, (self.config.clock)(), |f| count(&mut f.rejected, "split_incomplete"));
         info!(%peer, mn, why, "hj212 split packet incomplete, dropped");
     }
-}
-
-fn lock_throttle(throttle: &Mutex<Throttle>) -> std::sync::MutexGuard<'_, Throttle> {
-    throttle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The aggregator stays usable after a panic elsewhere: its state is on
-/// disk and every operation on it is a whole batch.
-fn lock(aggregator: &Mutex<DailyAggregator>) -> std::sync::MutexGuard<'_, DailyAggregator> {
-    aggregator.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -109,10 +109,6 @@ impl From<sled::Error> for Error {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn io_error(what: &str, e: std::io::Error) -> Error {
     Error::Storage(format!("{what}: {e}"))
 }

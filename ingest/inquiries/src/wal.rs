@@ -44,7 +44,9 @@
 use std::path::Path;
 
 use crate::local::index_keys;
-use crate::{Error, Inquiry, Result, io_error, lock};
+use kv::lock;
+
+use crate::{Error, Inquiry, Result, io_error};
 
 /// A WAL file grows to about this size before the log checkpoints it.
 const ROTATE_BYTES: u64 = 16 << 20;

@@ -59,7 +59,7 @@ impl<'a> UnauthenticatedSlot<'a> {
     /// only ever pushes out its own connections first. Returns how many
     /// were evicted.
     pub(super) fn take(slots: &'a Mutex<Unauthenticated>, ip: IpAddr, config: &GatewayConfig) -> (Self, u64) {
-        let mut open = slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = kv::lock(slots);
         let prefix = prefix(ip);
         let mut evicted = 0;
         if open.by_prefix.get(&prefix).copied().unwrap_or(0) >= config.max_unauthenticated_per_prefix.max(1) {
@@ -88,7 +88,7 @@ impl<'a> UnauthenticatedSlot<'a> {
 impl Drop for UnauthenticatedSlot<'_> {
     fn drop(&mut self) {
         // A no-op when it was evicted: the eviction freed it.
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).evict(self.id);
+        kv::lock(self.slots).evict(self.id);
     }
 }
 
@@ -104,7 +104,7 @@ impl<'a> PeerSlot<'a> {
         ip: IpAddr,
         max: usize,
     ) -> Option<PeerSlot<'a>> {
-        let mut open = peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = kv::lock(peers);
         let n = open.entry(ip).or_default();
         if *n >= max {
             return None;
@@ -116,7 +116,7 @@ impl<'a> PeerSlot<'a> {
 
 impl Drop for PeerSlot<'_> {
     fn drop(&mut self) {
-        let mut open = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = kv::lock(self.peers);
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
