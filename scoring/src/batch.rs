@@ -13,8 +13,8 @@ use polars::prelude::*;
 
 use crate::model::{KindRule, Rules};
 use crate::{
-    BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, MeeLevel, Model, NANOS_PER_DAY, Reason, Record, Seq,
-    Timestamp, Uscc, WorkflowKind,
+    BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, Model, NANOS_PER_DAY, Reason, Record, Seq, Timestamp,
+    Uscc, ValidationError, WorkflowKind,
 };
 
 /// Scores every enterprise in `records` at `at` over the ledger prefix
@@ -541,11 +541,9 @@ fn assemble(
             uscc,
             Evaluation {
                 points: narrow(points.unwrap_or_default()),
-                grade: parse_grade(grade)?,
-                code: parse_code(code)?,
-                mee_level: mee_level
-                    .and_then(MeeLevel::from_name)
-                    .ok_or_else(|| polars_err!(ComputeError: "unknown MEE level {mee_level:?}"))?,
+                grade: parse_text(grade)?,
+                code: parse_text(code)?,
+                mee_level: parse_text(mee_level)?,
                 veto: veto == Some(true),
                 disputed: disputed == Some(true),
                 reasons: lines.into(),
@@ -564,18 +562,9 @@ fn narrow(points: i64) -> i32 {
     i32::try_from(points).unwrap_or(if points < 0 { i32::MIN } else { i32::MAX })
 }
 
-fn parse_grade(text: Option<&str>) -> PolarsResult<Grade> {
-    [Grade::Integrity, Grade::Good, Grade::Warning, Grade::Poor]
-        .into_iter()
-        .find(|g| Some(g.as_str()) == text)
-        .ok_or_else(|| polars_err!(ComputeError: "unknown grade {text:?}"))
-}
-
-fn parse_code(text: Option<&str>) -> PolarsResult<Code> {
-    [Code::Green, Code::Yellow, Code::Red]
-        .into_iter()
-        .find(|c| Some(c.as_str()) == text)
-        .ok_or_else(|| polars_err!(ComputeError: "unknown code {text:?}"))
+/// A grade, code or MEE level the query wrote as text, read back.
+fn parse_text<T: std::str::FromStr<Err = ValidationError>>(text: Option<&str>) -> PolarsResult<T> {
+    text.unwrap_or_default().parse().map_err(|e: ValidationError| polars_err!(ComputeError: "{e}"))
 }
 
 /// The reason text of a record line: the online scorer's wording, since

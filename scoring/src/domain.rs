@@ -35,9 +35,15 @@ impl Timestamp {
         (self.0.div_euclid(NANOS_PER_SECOND), self.0.rem_euclid(NANOS_PER_SECOND) as i32)
     }
 
-    pub fn now() -> Timestamp {
-        let now = chrono::Utc::now();
-        Timestamp(now.timestamp_nanos_opt().unwrap_or(i64::MAX))
+    /// The instant `t` names, saturating at the ends of the range. A
+    /// conversion, not a clock: scoring never reads the time itself, so its
+    /// callers pass it in (the server from its injected clock).
+    pub fn from_system_time(t: std::time::SystemTime) -> Timestamp {
+        let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => Timestamp(nanos(after)),
+            Err(before) => Timestamp(nanos(before.duration()).saturating_neg()),
+        }
     }
 
     /// This instant plus whole days, saturating at the ends of the range.
@@ -357,6 +363,15 @@ mod tests {
         assert!(
             err(Enterprise::new("91330421739237858X", "n", "330206", "C-17")).starts_with("industry_code:")
         );
+    }
+
+    #[test]
+    fn system_time_converts_both_sides_of_the_epoch() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let after = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        assert_eq!(Timestamp::from_system_time(after), Timestamp::from_unix(1_700_000_000, 5).unwrap());
+        let before = UNIX_EPOCH - Duration::from_nanos(3);
+        assert_eq!(Timestamp::from_system_time(before).unix_nanos(), -3);
     }
 
     #[test]

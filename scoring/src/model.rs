@@ -445,12 +445,7 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
             let given =
                 [("integrity", m.integrity), ("good", m.good), ("warning", m.warning), ("poor", m.poor)];
             for (slot, (key, name)) in out.iter_mut().zip(given) {
-                *slot = MeeLevel::from_name(&name).ok_or_else(|| {
-                    format!(
-                        "mee_levels.{key} must be GREEN, BLUE, YELLOW or RED, got {}",
-                        crate::quoted(&name)
-                    )
-                })?;
+                *slot = name.parse::<MeeLevel>().map_err(|e| format!("mee_levels.{key} {}", e.rule))?;
             }
             out
         }

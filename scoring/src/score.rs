@@ -2,9 +2,10 @@
 //! prefix `N` in, points, grade, colour code and their explanation out.
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::model::{KindRule, Rules, WorkflowKind};
-use crate::{Model, Record, Seq, Timestamp};
+use crate::{Model, Record, Seq, Timestamp, ValidationError, quoted};
 
 /// One ledger entry that is a record (registrations are not scored).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -26,6 +27,8 @@ pub enum Grade {
 }
 
 impl Grade {
+    pub const ALL: [Grade; 4] = [Grade::Integrity, Grade::Good, Grade::Warning, Grade::Poor];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Grade::Integrity => "INTEGRITY",
@@ -51,6 +54,20 @@ impl fmt::Display for Grade {
     }
 }
 
+impl FromStr for Grade {
+    type Err = ValidationError;
+
+    /// The name [`Grade::as_str`] gives, as exports and pages carry it.
+    fn from_str(text: &str) -> Result<Grade, ValidationError> {
+        Grade::ALL.into_iter().find(|g| g.as_str() == text).ok_or_else(|| {
+            ValidationError::new(
+                "grade",
+                format!("must be INTEGRITY, GOOD, WARNING or POOR, got {}", quoted(text)),
+            )
+        })
+    }
+}
+
 /// The three-colour code (环保码).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Code {
@@ -60,6 +77,8 @@ pub enum Code {
 }
 
 impl Code {
+    pub const ALL: [Code; 3] = [Code::Green, Code::Yellow, Code::Red];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Code::Green => "GREEN",
@@ -72,6 +91,17 @@ impl Code {
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Code {
+    type Err = ValidationError;
+
+    /// The name [`Code::as_str`] gives, as exports and pages carry it.
+    fn from_str(text: &str) -> Result<Code, ValidationError> {
+        Code::ALL.into_iter().find(|c| c.as_str() == text).ok_or_else(|| {
+            ValidationError::new("code", format!("must be GREEN, YELLOW or RED, got {}", quoted(text)))
+        })
     }
 }
 
@@ -100,15 +130,25 @@ impl MeeLevel {
             MeeLevel::Red => "RED",
         }
     }
-
-    pub fn from_name(name: &str) -> Option<MeeLevel> {
-        MeeLevel::ALL.into_iter().find(|l| l.as_str() == name)
-    }
 }
 
 impl fmt::Display for MeeLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MeeLevel {
+    type Err = ValidationError;
+
+    /// The name [`MeeLevel::as_str`] gives, as model files and exports carry it.
+    fn from_str(text: &str) -> Result<MeeLevel, ValidationError> {
+        MeeLevel::ALL.into_iter().find(|l| l.as_str() == text).ok_or_else(|| {
+            ValidationError::new(
+                "mee_level",
+                format!("must be GREEN, BLUE, YELLOW or RED, got {}", quoted(text)),
+            )
+        })
     }
 }
 
@@ -472,4 +512,27 @@ fn correction(kind: String, points: i64, description: String) -> Reason {
     // i32 for any ledger that fits in memory.
     let points = i32::try_from(points).unwrap_or(if points < 0 { i32::MIN } else { i32::MAX });
     Reason { kind, points, seq: Seq(0), description, expires_at: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_names_parse_back_and_unknown_names_name_the_field() {
+        for g in Grade::ALL {
+            assert_eq!(g.to_string().parse::<Grade>(), Ok(g));
+        }
+        for c in Code::ALL {
+            assert_eq!(c.to_string().parse::<Code>(), Ok(c));
+        }
+        for l in MeeLevel::ALL {
+            assert_eq!(l.to_string().parse::<MeeLevel>(), Ok(l));
+        }
+        // Names are exact: pages and exports write them upper case.
+        let e = "green".parse::<Code>().unwrap_err();
+        assert_eq!(e.to_string(), "code: must be GREEN, YELLOW or RED, got \"green\"");
+        assert_eq!("BLUE".parse::<Grade>().unwrap_err().field, "grade");
+        assert_eq!("".parse::<MeeLevel>().unwrap_err().field, "mee_level");
+    }
 }

@@ -21,11 +21,12 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Timestamp::now()
+        // The one read of the wall clock on the server's side.
+        Timestamp::from_system_time(std::time::SystemTime::now())
     }
 
     fn sleep_until(&self, t: Timestamp) -> Sleep {
-        let wait = t.unix_nanos().saturating_sub(Timestamp::now().unix_nanos()).max(0);
+        let wait = t.unix_nanos().saturating_sub(self.now().unix_nanos()).max(0);
         Box::pin(tokio::time::sleep(std::time::Duration::from_nanos(wait as u64)))
     }
 }

@@ -72,6 +72,36 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether the same call may succeed if made again later, unchanged:
+    /// the service was unavailable, out of space or failing inside
+    /// (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `INTERNAL`, and `ABORTED`,
+    /// `UNKNOWN` should they appear). Everything else (bad input, no right,
+    /// not found, a conflict, data that failed verification) is refused for
+    /// good. A column of the one status table, decided by [`Error::code`]
+    /// alone, so it cannot drift from what callers are told; the HJ 212
+    /// gateway's sink keeps a day open on exactly these.
+    pub fn is_transient(&self) -> bool {
+        match self.code() {
+            Code::Unavailable | Code::Internal | Code::ResourceExhausted | Code::Aborted | Code::Unknown => {
+                true
+            }
+            Code::Ok
+            | Code::Cancelled
+            | Code::InvalidArgument
+            | Code::DeadlineExceeded
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::DataLoss
+            | Code::Unauthenticated => false,
+        }
+    }
+}
+
 /// The HTTP status of a gRPC code, for the web page: the second column of
 /// the one status table (each error's code is decided by [`Error::code`]
 /// alone). Exhaustive on purpose.
@@ -193,6 +223,33 @@ mod tests {
             "inquiry log corrupt",
         );
         check(inquiries::Error::Storage("disk".into()).into(), Code::Internal, "server log");
+    }
+
+    #[test]
+    fn transient_errors_are_those_worth_retrying() {
+        let transient: [Error; 6] = [
+            Error::Unavailable("u".into()),
+            Error::ResourceExhausted("r".into()),
+            Error::Internal("i".into()),
+            ledger::Error::ShuttingDown.into(),
+            ledger::Error::NoSpace { available: 1, reserve: 2 }.into(),
+            inquiries::Error::Storage("disk".into()).into(),
+        ];
+        for e in transient {
+            assert!(e.is_transient(), "{e:?}");
+        }
+        let refused: [Error; 7] = [
+            Error::Invalid(ValidationError::new("uscc", "bad")),
+            Error::NotFound("n".into()),
+            Error::PermissionDenied("p".into()),
+            Error::AlreadyExists("a".into()),
+            Error::FailedPrecondition("f".into()),
+            ledger::Error::Tampered { seq: Some(4), what: "chain".into() }.into(),
+            inquiries::Error::BadCursor.into(),
+        ];
+        for e in refused {
+            assert!(!e.is_transient(), "{e:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use hj212::{MonitoringPoint, Outage, PasswordCheck, RecordSink, SinkError};
 use scoring::Record;
-use tonic::Code;
 
 use crate::principals::{Principal, Role};
 use crate::service::Service;
@@ -44,8 +43,8 @@ impl RecordSink for LedgerSink {
         credentials.check(point, pw).map_err(|e| SinkError::Transient(e.to_string()))
     }
 
-    /// The status table decides: what a caller would be told to retry
-    /// (`UNAVAILABLE`, `INTERNAL`, ...) is transient and keeps the day open;
+    /// The error decides ([`crate::error::Error::is_transient`]): what a
+    /// caller would be told to retry is transient and keeps the day open;
     /// a record the pipeline refuses for good (e.g. its enterprise is not
     /// registered) is reported as rejected, since retrying cannot change it.
     async fn append(&self, records: Vec<Record>) -> Result<(), SinkError> {
@@ -55,7 +54,7 @@ impl RecordSink for LedgerSink {
         let mut first = None;
         for (id, result) in ids.iter().zip(results) {
             let Err(e) = result else { continue };
-            if is_transient(e.code()) {
+            if e.is_transient() {
                 return Err(SinkError::Transient(format!("{id}: {e}")));
             }
             tracing::warn!(%id, error = %e, "hj212 record rejected by the pipeline");
@@ -73,15 +72,8 @@ impl LedgerSink {
     async fn outage(&self, outage: Outage) -> Result<(), SinkError> {
         match self.service.record_outage(&self.principal, outage).await {
             Ok(_) => Ok(()),
-            Err(e) if is_transient(e.code()) => Err(SinkError::Transient(e.to_string())),
+            Err(e) if e.is_transient() => Err(SinkError::Transient(e.to_string())),
             Err(e) => Err(SinkError::Rejected { count: 1, first: e.to_string() }),
         }
     }
-}
-
-fn is_transient(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable | Code::Internal | Code::ResourceExhausted | Code::Aborted | Code::Unknown
-    )
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 
 /// What a principal may do; the scope travels with the role that has one.
@@ -175,6 +176,9 @@ pub struct PrincipalStore {
     cache: RwLock<Cache>,
     /// Counts completed reloads, for whoever waits for one.
     reloads: tokio::sync::watch::Sender<u64>,
+    /// When a revocation happened (`revoked_at`); the system clock unless
+    /// [`PrincipalStore::with_clock`] gave another.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Default)]
@@ -220,9 +224,16 @@ impl PrincipalStore {
             shared,
             cache: RwLock::new(Cache::default()),
             reloads: tokio::sync::watch::Sender::new(0),
+            clock: Arc::new(SystemClock),
         };
         store.reload_if_changed()?;
         Ok(store)
+    }
+
+    /// The same store, stamping revocations with `clock`'s time (the
+    /// server's injected clock; tests a manual one).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> PrincipalStore {
+        PrincipalStore { clock, ..self }
     }
 
     /// Creates a principal and returns its bearer token, which is not stored.
@@ -294,7 +305,7 @@ impl PrincipalStore {
         let mut file: PrincipalFile =
             toml::from_str(&text).map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
         if file.revoked_at.is_none() {
-            file.revoked_at = Some(scoring::Timestamp::now().to_string());
+            file.revoked_at = Some(self.clock.now().to_string());
             self.write_file(&file, true)?;
         }
         Ok(())
@@ -569,6 +580,20 @@ mod tests {
         assert_eq!(server_side.authenticate(&token), None, "a revoked token no longer authenticates");
         assert!(matches!(cli_side.revoke("nobody"), Err(Error::NotFound(_))));
         cli_side.revoke("epb").unwrap();
+    }
+
+    // Revocations were stamped with the system time, not the injected clock.
+    #[test]
+    fn revocation_is_stamped_with_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = scoring::Timestamp::parse_rfc3339("2031-05-04T03:02:01Z").unwrap();
+        let store = PrincipalStore::open(dir.path())
+            .unwrap()
+            .with_clock(Arc::new(crate::clock::ManualClock::new(at)));
+        store.add("bank-a", Role::Lender).unwrap();
+        store.revoke("bank-a").unwrap();
+        let text = fs::read_to_string(dir.path().join("principals/bank-a.toml")).unwrap();
+        assert!(text.contains("revoked_at = \"2031-05-04T03:02:01Z\""), "{text}");
     }
 
     #[test]

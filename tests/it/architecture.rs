@@ -45,9 +45,22 @@ fn workspace() -> Workspace {
     Workspace { deps }
 }
 
-/// Crates of this workspace.
-const OURS: [&str; 9] =
-    ["ecocode-proto", "scoring", "tlog", "kv", "ledger", "hj212", "server", "cli", "tests"];
+/// Crates of this workspace (`clients/python` is a Python package, not a
+/// crate); [`ours_lists_every_crate_of_the_workspace`] keeps it complete.
+const OURS: [&str; 12] = [
+    "ecocode-proto",
+    "scoring",
+    "tlog",
+    "kv",
+    "ledger",
+    "hj212",
+    "inquiries",
+    "server",
+    "cli",
+    "tests",
+    "load",
+    "pgtest",
+];
 
 const GRPC: [&str; 8] = [
     "tonic",
@@ -82,6 +95,16 @@ impl Workspace {
             }
         }
     }
+}
+
+// The list of our crates left out `inquiries`, so `ours_only` let any crate
+// depend on it unchecked.
+#[test]
+fn ours_lists_every_crate_of_the_workspace() {
+    let ws = workspace();
+    let members: BTreeSet<&str> = ws.deps.keys().map(String::as_str).collect();
+    let listed: BTreeSet<&str> = OURS.into_iter().collect();
+    assert_eq!(members, listed, "OURS must name every crate of the workspace, and only those");
 }
 
 #[test]

@@ -170,7 +170,7 @@ impl Credentials {
     }
 
     fn stored(&self, mn: &str, id: CredentialId) -> Result<Option<blake3::Hash>> {
-        let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&(mn.to_owned(), id)).copied();
+        let cached = kv::lock(&self.cache).get(&(mn.to_owned(), id)).copied();
         if cached.is_some() {
             return Ok(cached);
         }
@@ -185,7 +185,7 @@ impl Credentials {
             .try_into()
             .map_err(|_| Error::Corruption(format!("verifier of {mn:?} is not 32 bytes")))?;
         let hash = blake3::Hash::from_bytes(bytes);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = kv::lock(&self.cache);
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }

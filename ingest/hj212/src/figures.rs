@@ -76,7 +76,7 @@ impl Figures {
 
     /// Applies `change` to the figures of `key`, seen at `at`.
     pub fn update(&self, key: &str, at: Timestamp, change: impl FnOnce(&mut DeviceFigures)) {
-        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut devices = kv::lock(&self.devices);
         let key =
             if devices.contains_key(key) || devices.len() < self.max_devices { key } else { OTHER_DEVICES };
         let figures = devices.entry(key.to_owned()).or_default();
@@ -85,7 +85,7 @@ impl Figures {
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, DeviceFigures> {
-        self.devices.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        kv::lock(&self.devices).clone()
     }
 }
 

@@ -9,7 +9,14 @@
 //!   pollutant and emits `exceedance.daily` / `monitoring.missing_day`
 //!   records; its rules are documented in `aggregate.rs`.
 //! * [`serve_gateway`] is the TCP listener devices connect to, generic over a
-//!   [`RecordSink`] so it stays free of gRPC.
+//!   [`RecordSink`] so it stays free of gRPC. `gateway.rs` keeps the accept
+//!   loop and each connection's handling; beside it, one concern a file:
+//!   `gateway/sink.rs` (the [`RecordSink`] seam and [`SinkError`]),
+//!   `gateway/config.rs` ([`GatewayConfig`], the clock), `gateway/stats.rs`
+//!   (the counters, [`GatewayStats`]), `gateway/admission.rs` (per-peer and
+//!   unauthenticated connection slots), `gateway/days.rs` (closing days and
+//!   handing their records to the sink) and `gateway/summary.rs` (the
+//!   periodic summary line).
 
 #![forbid(unsafe_code)]
 

@@ -23,6 +23,16 @@ use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Locks `mutex`, going on after a panic elsewhere left it poisoned: the
+/// stores' in-memory state (queues, caches, counters, slots) is plain data
+/// that every update changes whole, and the durable state is on disk, so a
+/// panicked holder leaves nothing half-done to protect. The one such helper
+/// of the crates below the server (the ledger, the inquiry log, the HJ 212
+/// gateway), here because `kv` is the lowest crate they all use.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How long a close waits for sled's threads to let go of the lock.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -36,7 +36,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::{Error, Result};
@@ -251,11 +251,9 @@ struct CheckpointSlot {
     signed_at: Option<Instant>,
 }
 
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind;
-    // nothing here has invariants a half-done update could break.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+// A panic elsewhere while holding a lock leaves plain data behind; nothing
+// here has invariants a half-done update could break.
+pub(crate) use kv::lock;
 
 pub(crate) fn now_ns() -> i64 {
     SystemTime::now()

@@ -88,8 +88,6 @@ pub struct Report {
 
 /// Grouping levels of the report: the `dimension` column's values.
 pub const DIMENSIONS: [&str; 3] = ["region", "city", "industry"];
-const CODES: [Code; 3] = [Code::Green, Code::Yellow, Code::Red];
-const GRADES: [Grade; 4] = [Grade::Integrity, Grade::Good, Grade::Warning, Grade::Poor];
 
 /// Every entry of the ledger via `Ledger.ListEntries` (progress bar by
 /// entries), decoded into enterprises (latest registration per USCC) and
@@ -252,10 +250,10 @@ pub fn distribution(scores: &DataFrame) -> PolarsResult<DataFrame> {
     let scores = scores.hstack(&[Column::new("city".into(), city)])?.lazy();
     // (column, value, output name); the MEE colours are prefixed so they do
     // not collide with the three-colour code's.
-    let values: Vec<(&str, &str, String)> = CODES
+    let values: Vec<(&str, &str, String)> = Code::ALL
         .iter()
         .map(|c| ("code", c.as_str(), c.as_str().to_ascii_lowercase()))
-        .chain(GRADES.iter().map(|g| ("grade", g.as_str(), g.as_str().to_ascii_lowercase())))
+        .chain(Grade::ALL.iter().map(|g| ("grade", g.as_str(), g.as_str().to_ascii_lowercase())))
         .chain(
             MeeLevel::ALL
                 .iter()
@@ -336,7 +334,7 @@ pub async fn score_all(
 ) -> anyhow::Result<Vec<ScoreRow>> {
     // Fail before a long fetch, not after it.
     let format = Format::of(out)?;
-    let at = as_of.unwrap_or_else(Timestamp::now);
+    let at = as_of.unwrap_or_else(now);
     let snapshot = fetch_ledger(conn).await?;
     let (model, path) = (model.clone(), out.to_owned());
     let rows = off_runtime(snapshot.enterprises.len(), move || {
@@ -377,7 +375,7 @@ pub async fn report(
     if changes_out.is_some() && from.is_none() {
         bail!("--changes-out needs --from: the colour changes are between --from and --to");
     }
-    let to = to.unwrap_or_else(Timestamp::now);
+    let to = to.unwrap_or_else(now);
     if from.is_some_and(|from| from > to) {
         bail!("--from must not be after --to");
     }
@@ -454,6 +452,12 @@ impl Format {
 
 /// Writes `frame` to `path` via a sibling temporary file, so an interrupted
 /// run never leaves a truncated export where a previous good one was.
+/// The CLI's "now" when the user gives no instant: the system time, read
+/// here (scoring takes the time as an argument and reads no clock).
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
 fn write_frame(frame: &mut DataFrame, path: &Path, format: Format) -> anyhow::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
@@ -487,23 +491,15 @@ fn changes_of(frame: &DataFrame) -> anyhow::Result<Vec<ColourChange>> {
                 name: name[i].clone(),
                 region_code: region[i].clone(),
                 industry_code: industry[i].clone(),
-                previous_code: parse_code(&previous_code[i])?,
-                current_code: parse_code(&current_code[i])?,
-                previous_grade: parse_grade(&previous_grade[i])?,
-                current_grade: parse_grade(&current_grade[i])?,
+                previous_code: previous_code[i].parse()?,
+                current_code: current_code[i].parse()?,
+                previous_grade: previous_grade[i].parse()?,
+                current_grade: current_grade[i].parse()?,
                 previous_points: previous_points[i],
                 current_points: current_points[i],
             })
         })
         .collect()
-}
-
-fn parse_code(text: &str) -> anyhow::Result<Code> {
-    CODES.into_iter().find(|c| c.as_str() == text).with_context(|| format!("unknown colour {text:?}"))
-}
-
-fn parse_grade(text: &str) -> anyhow::Result<Grade> {
-    GRADES.into_iter().find(|g| g.as_str() == text).with_context(|| format!("unknown grade {text:?}"))
 }
 
 fn print_report(report: &Report) -> anyhow::Result<()> {
@@ -518,10 +514,10 @@ fn print_report(report: &Report) -> anyhow::Result<()> {
     let dimension = d.column("dimension")?.str()?;
     let group = d.column("group")?.str()?;
     let enterprises = d.column("enterprises")?.u32()?;
-    let names: Vec<String> = CODES
+    let names: Vec<String> = Code::ALL
         .iter()
         .map(|c| c.as_str())
-        .chain(GRADES.iter().map(|g| g.as_str()))
+        .chain(Grade::ALL.iter().map(|g| g.as_str()))
         .map(str::to_owned)
         .collect();
     let counts = names

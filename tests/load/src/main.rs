@@ -419,7 +419,7 @@ async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<f64>
         args.enterprises + 1,
         registering.elapsed().as_secs_f64()
     );
-    let now = Timestamp::now();
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let mut rng = Rng(args.seed);
     let (mut streaming, ingesting) = (Duration::ZERO, Instant::now());
     let mut ingest = pb::ingest_client::IngestClient::new(channel);

@@ -1,12 +1,19 @@
 //! Gateway tests over real TCP on 127.0.0.1:0, with an in-test sink standing
 //! in for the server. Waiting is on channels and the peer's EOF, never sleeps.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use scoring::{NANOS_PER_SECOND, Uscc};
+use scoring::{MonitoringRules, NANOS_PER_SECOND, Record, Timestamp, Uscc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admission::prefix;
+use super::summary::{SUMMARY_SAMPLES, summarize};
 use super::*;
+use crate::availability::Outage;
+use crate::figures::DeviceFigures;
+use crate::point::MonitoringPoint;
+use crate::time::LocalDay;
 use crate::{PollutantLimit, Statistic, frame, parse_packet};
 
 const MN: &str = "Z13401000010301";

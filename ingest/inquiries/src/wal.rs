@@ -1,0 +1,432 @@
+//! The inquiry log's write-ahead log: group commit in front of sled.
+//!
+//! Durability (a write-ahead log in front of sled): `record` inserts the
+//! index keys into sled *without* flushing it, then appends the inquiries
+//! to a WAL file and returns once an `fdatasync` covers them. The keys go
+//! in as plain inserts, not a `sled::Batch`: sled 0.34 makes a batch
+//! atomic by writing out its IO buffer before and after it, each a
+//! synchronous `pwrite` + `sync_file_range` under a global lock, which
+//! measured as the bottleneck of the old path (about two per inquiry).
+//! The WAL record is what makes an inquiry's three keys durable together;
+//! the one cost is that a crash *before* the acknowledgment may leave an
+//! unacknowledged inquiry under some of its keys (sled flushes in the
+//! background), which is allowed: the read was never answered. One flusher
+//! thread writes everything pending with one `write` and one `fdatasync`,
+//! so concurrent callers share a sync; a sled flush (several fsyncs) is
+//! never on that path. After a failed write or sync the log refuses every
+//! further record (fail-stop): the file's state is unknown, and nothing
+//! that may not be durable is acknowledged.
+//!
+//! WAL files are `DIR/wal.<generation>` (20 digits). Each record is
+//! `u32 len (LE) ‖ payload ‖ first 8 bytes of BLAKE3(payload)`, with
+//! `payload = u64 id (BE) ‖ the inquiry's JSON`; the three index keys are
+//! a function of `(id, inquiry)`, so replaying a record is idempotent.
+//!
+//! Checkpoints: when the current file exceeds 16 MiB, or every 30 s if it
+//! holds anything, the flusher starts the next generation (the directory is
+//! fsynced) and hands the old file to a checkpointer thread, which flushes
+//! sled and deletes it. Every record in the old file was inserted into sled
+//! before it was written, so after that flush the file is redundant;
+//! records written meanwhile go to the new file and are acknowledged only
+//! once it is synced.
+//!
+//! Open replays every WAL file, oldest generation first, into sled, then
+//! flushes sled, deletes them and starts a new generation. Replay of a file
+//! stops at its first record that is short (a torn tail: a crash during a
+//! write that was never acknowledged), implausibly long, or fails its
+//! checksum. A bad checksum in the middle of a file also ends that file's
+//! replay: the length prefixes after it cannot be trusted, and guessing
+//! where the next record starts could apply garbage. Later generations are
+//! still replayed. sled's id generator is unique across crashes (it
+//! persists ahead of what it hands out), so new ids never repeat a replayed
+//! one. A clean close checkpoints the last file, leaving nothing to replay.
+
+use std::path::Path;
+
+use crate::local::index_keys;
+use kv::lock;
+
+use crate::{Error, Inquiry, Result, io_error};
+
+/// A WAL file grows to about this size before the log checkpoints it.
+const ROTATE_BYTES: u64 = 16 << 20;
+/// A WAL file holding anything is checkpointed at least this often, so a
+/// quiet service leaves little to replay.
+const ROTATE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// No inquiry comes near this; a larger length prefix is a torn or corrupt
+/// record, not a reason to allocate.
+pub(crate) const MAX_RECORD: usize = 1 << 20;
+/// `u32` length prefix before, 8 checksum bytes after each payload.
+pub(crate) const LEN_BYTES: usize = 4;
+pub(crate) const SUM_BYTES: usize = 8;
+/// `u64` id before the inquiry's JSON in each payload.
+pub(crate) const ID_BYTES: usize = 8;
+
+/// When the flusher starts a new WAL file (tests make it small).
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) rotate_bytes: u64,
+    pub(crate) rotate_every: std::time::Duration,
+    /// Makes the next syncs fail, as a disk would.
+    #[cfg(test)]
+    pub(crate) fail_syncs: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            rotate_bytes: ROTATE_BYTES,
+            rotate_every: ROTATE_EVERY,
+            #[cfg(test)]
+            fail_syncs: Default::default(),
+        }
+    }
+}
+
+/// Group commit through the write-ahead log. Callers put their encoded
+/// records in `pending` and wait; one thread (the flusher) appends all that
+/// is pending with one `write` and one `fdatasync`, then wakes every caller
+/// that sync covered. A second thread (the checkpointer) flushes sled and
+/// deletes WAL files the flusher has rotated away from, so a sled flush
+/// (several fsyncs) never holds up an acknowledgment.
+pub(crate) struct Wal {
+    pub(crate) shared: std::sync::Arc<WalShared>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+pub(crate) struct WalShared {
+    pending: std::sync::Mutex<Pending>,
+    wake: std::sync::Condvar,
+    /// WAL files rotated away from, and those the checkpointer has dealt
+    /// with (flushed sled, then deleted or, on error, kept for replay).
+    checkpoints: std::sync::Mutex<(u64, u64)>,
+    checkpointed: std::sync::Condvar,
+    /// `fdatasync`s of the WAL so far, for the benchmark's group size.
+    pub(crate) syncs: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Encoded records not yet handed to the flusher.
+    bytes: Vec<u8>,
+    /// One per append in `bytes`: the flusher answers each once the sync
+    /// that covers it is done, waking exactly those callers (a broadcast
+    /// would wake all 128 callers for every group, on 2 cores).
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// Set when a write or sync failed: the file's state is unknown, so the
+    /// log refuses to acknowledge anything more (fail-stop).
+    failed: Option<String>,
+    stop: bool,
+}
+
+/// The WAL file the flusher appends to.
+pub(crate) struct WalFile {
+    path: std::path::PathBuf,
+    generation: u64,
+    file: std::fs::File,
+    len: u64,
+}
+
+pub(crate) fn wal_path(dir: &Path, generation: u64) -> std::path::PathBuf {
+    dir.join(format!("wal.{generation:020}"))
+}
+
+/// Every WAL file in `dir`, oldest generation first.
+pub(crate) fn wal_files(dir: &Path) -> std::io::Result<Vec<(u64, std::path::PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let generation =
+            name.to_str().and_then(|n| n.strip_prefix("wal.")).and_then(|g| g.parse::<u64>().ok());
+        if let Some(generation) = generation {
+            files.push((generation, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Makes creations and deletions of files in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+pub(crate) fn create_wal(dir: &Path, generation: u64) -> std::io::Result<WalFile> {
+    let path = wal_path(dir, generation);
+    let file = std::fs::OpenOptions::new().append(true).create_new(true).open(&path)?;
+    sync_dir(dir)?;
+    Ok(WalFile { path, generation, file, len: 0 })
+}
+
+/// Appends one WAL record: `u32 len (LE) ‖ payload ‖ BLAKE3(payload)[..8]`
+/// with `payload = u64 id (BE) ‖ the inquiry's JSON` (the very bytes the
+/// indexes store).
+pub(crate) fn encode_record(out: &mut Vec<u8>, id: u64, value: &[u8]) {
+    let payload_len = ID_BYTES + value.len();
+    out.reserve(LEN_BYTES + payload_len + SUM_BYTES);
+    // An inquiry's JSON is far below 4 GiB; `record` refuses larger ones.
+    out.extend_from_slice(&u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes());
+    let payload_start = out.len();
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(value);
+    let sum = blake3::hash(&out[payload_start..]);
+    out.extend_from_slice(&sum.as_bytes()[..SUM_BYTES]);
+}
+
+/// The intact records at the start of `bytes` as `(id, value)`, stopping at
+/// the first record that is short (a torn tail), implausibly long, or whose
+/// checksum does not match.
+pub(crate) fn decode_records(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+    let mut records = Vec::new();
+    let mut rest = bytes;
+    while let Some((len, after)) = rest.split_first_chunk::<LEN_BYTES>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        if !(ID_BYTES..=MAX_RECORD).contains(&len) || after.len() < len + SUM_BYTES {
+            break;
+        }
+        let (payload, after) = after.split_at(len);
+        let (sum, after) = after.split_at(SUM_BYTES);
+        if blake3::hash(payload).as_bytes()[..SUM_BYTES] != *sum {
+            break;
+        }
+        let (id, value) = payload.split_at(ID_BYTES);
+        let mut id_bytes = [0; ID_BYTES];
+        id_bytes.copy_from_slice(id);
+        records.push((u64::from_be_bytes(id_bytes), value));
+        rest = after;
+    }
+    records
+}
+
+/// Applies every WAL file in `dir` to `tree`, oldest first; returns the
+/// files (to delete once sled is flushed) and the highest generation seen.
+pub(crate) fn replay(dir: &Path, tree: &sled::Tree) -> Result<(Vec<std::path::PathBuf>, u64)> {
+    let files = wal_files(dir).map_err(|e| io_error("listing the inquiry WAL", e))?;
+    let last = files.last().map_or(0, |(generation, _)| *generation);
+    let mut replayed = Vec::with_capacity(files.len());
+    for (_, path) in files {
+        let bytes = std::fs::read(&path).map_err(|e| io_error("reading the inquiry WAL", e))?;
+        let mut batch = sled::Batch::default();
+        for (id, value) in decode_records(&bytes) {
+            // The checksum matched, so only this crate wrote the value.
+            let inquiry: Inquiry = serde_json::from_slice(value).map_err(|e| Error::Corruption {
+                key: format!("{} record {id}", path.display()),
+                what: e.to_string(),
+            })?;
+            for key in index_keys(id, &inquiry) {
+                batch.insert(key, value);
+            }
+        }
+        tree.apply_batch(batch)?;
+        replayed.push(path);
+    }
+    Ok((replayed, last))
+}
+
+impl Wal {
+    pub(crate) fn start(
+        dir: &Path,
+        current: WalFile,
+        tree: sled::Tree,
+        options: Options,
+    ) -> std::io::Result<Wal> {
+        let shared = std::sync::Arc::new(WalShared {
+            pending: std::sync::Mutex::new(Pending::default()),
+            wake: std::sync::Condvar::new(),
+            checkpoints: std::sync::Mutex::new((0, 0)),
+            checkpointed: std::sync::Condvar::new(),
+            syncs: std::sync::atomic::AtomicU64::new(0),
+        });
+        let (to_checkpoint, checkpoints) = std::sync::mpsc::channel();
+        let checkpointer = {
+            let (dir, shared) = (dir.to_owned(), shared.clone());
+            std::thread::Builder::new()
+                .name("inquiry-checkpoint".into())
+                .spawn(move || run_checkpointer(&dir, &tree, &checkpoints, &shared))?
+        };
+        let flusher = {
+            let (dir, shared) = (dir.to_owned(), shared.clone());
+            std::thread::Builder::new()
+                .name("inquiry-flush".into())
+                .spawn(move || run_flusher(&dir, current, &options, &to_checkpoint, &shared))
+        };
+        let flusher = match flusher {
+            Ok(thread) => thread,
+            Err(e) => {
+                // The sender went with the closure: the checkpointer ends.
+                let _ = checkpointer.join();
+                return Err(e);
+            }
+        };
+        Ok(Wal { shared, flusher: Some(flusher), checkpointer: Some(checkpointer) })
+    }
+
+    /// Hands `records` to the flusher and waits until a sync covers them.
+    pub(crate) async fn append(&self, records: Vec<u8>) -> Result<()> {
+        let (acked, ack) = tokio::sync::oneshot::channel();
+        {
+            let mut pending = lock(&self.shared.pending);
+            if let Some(e) = &pending.failed {
+                return Err(Error::Storage(e.clone()));
+            }
+            if pending.bytes.is_empty() {
+                pending.bytes = records;
+            } else {
+                pending.bytes.extend_from_slice(&records);
+            }
+            pending.waiters.push(acked);
+        }
+        self.shared.wake.notify_one();
+        match ack.await {
+            Ok(result) => result.map_err(Error::Storage),
+            Err(_) => Err(Error::Storage("the inquiry log's flusher stopped".into())),
+        }
+    }
+
+    /// The flusher's error, once a write or sync has failed.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &lock(&self.shared.pending).failed {
+            Some(e) => Err(Error::Storage(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the checkpointer has dealt with every rotated file.
+    #[cfg(test)]
+    pub(crate) fn wait_for_checkpoints(&self) {
+        let mut counts = lock(&self.shared.checkpoints);
+        while counts.0 != counts.1 {
+            counts = self.shared.checkpointed.wait(counts).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The flusher: one `write` and one `fdatasync` per group of appends.
+/// Before writing a group it rotates a file that is due (large enough, or
+/// old enough and not empty): records written while the checkpointer
+/// flushes sled thus go to the new file, and are acknowledged only once
+/// that file is synced.
+fn run_flusher(
+    dir: &Path,
+    mut current: WalFile,
+    options: &Options,
+    to_checkpoint: &std::sync::mpsc::Sender<std::path::PathBuf>,
+    shared: &WalShared,
+) {
+    use std::io::Write as _;
+    let mut group = Vec::new();
+    let mut waiters = Vec::new();
+    let mut rotated_at = std::time::Instant::now();
+    loop {
+        let stop = {
+            let mut pending = lock(&shared.pending);
+            while pending.waiters.is_empty() && !pending.stop {
+                let due = rotated_at + options.rotate_every;
+                let now = std::time::Instant::now();
+                if current.len > 0 && now >= due {
+                    break;
+                }
+                let wait = if current.len > 0 { due - now } else { options.rotate_every };
+                pending = shared.wake.wait_timeout(pending, wait).unwrap_or_else(|p| p.into_inner()).0;
+            }
+            std::mem::swap(&mut pending.bytes, &mut group);
+            std::mem::swap(&mut pending.waiters, &mut waiters);
+            pending.stop
+        };
+        let result = (|| -> Result<()> {
+            let due = current.len >= options.rotate_bytes || rotated_at.elapsed() >= options.rotate_every;
+            if current.len > 0 && due {
+                let next = create_wal(dir, current.generation + 1)
+                    .map_err(|e| io_error("starting a new inquiry WAL file", e))?;
+                let old = std::mem::replace(&mut current, next);
+                rotated_at = std::time::Instant::now();
+                lock(&shared.checkpoints).0 += 1;
+                // The checkpointer outlives the flusher; if it is gone the
+                // file stays and is replayed at the next open.
+                let _ = to_checkpoint.send(old.path);
+            }
+            if !waiters.is_empty() {
+                current.file.write_all(&group).map_err(|e| io_error("writing the inquiry WAL", e))?;
+                current.file.sync_data().map_err(|e| io_error("syncing the inquiry WAL", e))?;
+                #[cfg(test)]
+                if options.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(io_error("syncing the inquiry WAL", std::io::Error::other("injected")));
+                }
+                shared.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                current.len += group.len() as u64;
+            }
+            Ok(())
+        })();
+        group.clear();
+        if let Err(e) = result {
+            // Fail-stop: what reached the file is unknown, so nothing more is
+            // acknowledged; the file is kept and replayed at the next open.
+            // Callers that queued meanwhile get the error too; later ones
+            // see `failed`.
+            let message = match e {
+                Error::Storage(message) => message,
+                other => other.to_string(),
+            };
+            let mut pending = lock(&shared.pending);
+            pending.failed = Some(message.clone());
+            for waiter in waiters.drain(..).chain(pending.waiters.drain(..)) {
+                let _ = waiter.send(Err(message.clone()));
+            }
+            return;
+        }
+        for waiter in waiters.drain(..) {
+            // A caller that gave up waiting has nothing to be told.
+            let _ = waiter.send(Ok(()));
+        }
+        if stop && lock(&shared.pending).waiters.is_empty() {
+            // A clean close: the checkpointer flushes sled and deletes the
+            // last file too, so a restart has nothing to replay.
+            lock(&shared.checkpoints).0 += 1;
+            let _ = to_checkpoint.send(current.path);
+            return;
+        }
+    }
+}
+
+/// The checkpointer: for each WAL file the flusher has left, flush sled
+/// (every record in the file was inserted into sled before it was written
+/// to the WAL) and then delete the file. Files that arrive together share
+/// one flush. On error the files stay and are replayed at the next open.
+fn run_checkpointer(
+    dir: &Path,
+    tree: &sled::Tree,
+    files: &std::sync::mpsc::Receiver<std::path::PathBuf>,
+    shared: &WalShared,
+) {
+    while let Ok(first) = files.recv() {
+        let old: Vec<_> = std::iter::once(first).chain(files.try_iter()).collect();
+        let result = tree.flush().map_err(Error::from).and_then(|_| {
+            for path in &old {
+                std::fs::remove_file(path).map_err(|e| io_error("deleting a checkpointed inquiry WAL", e))?;
+            }
+            sync_dir(dir).map_err(|e| io_error("syncing the inquiry log's directory", e))
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, files = old.len(), "inquiry log checkpoint failed; the WAL is kept for replay");
+        }
+        lock(&shared.checkpoints).1 += old.len() as u64;
+        shared.checkpointed.notify_all();
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).stop = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.flusher.take() {
+            let _ = thread.join();
+        }
+        // The flusher's exit closed the channel: the checkpointer finishes
+        // the files it was sent, then ends.
+        if let Some(thread) = self.checkpointer.take() {
+            let _ = thread.join();
+        }
+    }
+}
