@@ -762,25 +762,39 @@ impl Service {
         Ok(self.ledger.sign_note(&statement.body())?)
     }
 
-    /// What the web page of `uscc` shows: the current score, the records
-    /// behind it as far as `who` may see them ([`auth::may_see_record`]),
-    /// the open disputes, whether credit repair may be granted for each
-    /// reason shown, the summarized history of the last 24 months and the
-    /// signed attestation. Its cost is bounded by the enterprise's records,
+    /// What the web page of `uscc` shows, all of the tree of the latest
+    /// published checkpoint: the score, the records behind it as far as
+    /// `who` may see them ([`auth::may_see_record`]), the open disputes,
+    /// whether credit repair may be granted for each reason shown, the
+    /// summarized history of the last 24 months, the signed attestation
+    /// and the reasons' inclusion proofs. It signs no checkpoint and
+    /// stores nothing but a lender's or regulator's inquiry. Its cost is bounded by the enterprise's records,
     /// not by how often its score changed. A lender's or regulator's read
     /// is one inquiry, as `GetScore`.
     pub async fn page(self: &Arc<Self>, who: &Principal, purpose: &str, uscc: &Uscc) -> Result<PageView> {
-        let score = self.read_score(who, uscc, None, 0).await?;
-        let (service, reader) = (self.clone(), who.clone());
+        auth::may_read_scores_at_all(who, uscc.as_str())?;
+        auth::may_read_ledger(who)?;
+        // The latest published checkpoint, never one signed for this read:
+        // a page view writes nothing (a crawler causes no disk writes).
+        let checkpoint = self.published_checkpoint()?;
+        let at = self.clock.now();
+        let (service, reader, uscc) = (self.clone(), who.clone(), uscc.clone());
         let page = blocking(move || {
-            let all = service.records_of(score.enterprise.uscc.as_str())?;
-            let at = score.evaluation.as_of;
-            let open_disputes = service.model.open_disputes(&all, at, score.tree_size);
-            let repair = score
-                .evaluation
-                .reasons
-                .iter()
-                .take(MAX_PAGE_REASONS)
+            let size = checkpoint.tree_size;
+            let enterprise = service
+                .directory
+                .enterprise_at(uscc.as_str(), size)
+                .ok_or_else(|| not_registered(uscc.as_str(), size, service.ledger.head().size))?
+                .enterprise;
+            auth::may_read_score(&reader, &enterprise)?;
+            // One read of the records; the score, history, disputes and
+            // repair all come from it.
+            let all = service.records_of(uscc.as_str())?;
+            let evaluation = service.model.score(&all, at, size);
+            let score = ScoreView { enterprise, evaluation, tree_size: size, root: checkpoint.root };
+            let open_disputes = service.model.open_disputes(&all, at, size);
+            let shown = || score.evaluation.reasons.iter().take(MAX_PAGE_REASONS);
+            let repair = shown()
                 // Record lines have an expiry; caps and the clamp do not.
                 .filter(|r| r.expires_at.is_some())
                 .map(|r| {
@@ -798,8 +812,11 @@ impl Service {
                     (r.seq, service.model.check_workflow(&step, &all).map_err(|e| e.message))
                 })
                 .collect();
-            let timeline =
-                service.model.timeline(&all, at.plus_days(-PAGE_HISTORY_DAYS), at, score.tree_size);
+            let proofs = shown()
+                .filter(|r| r.expires_at.is_some() && r.seq.0 < size)
+                .map(|r| Ok((r.seq, service.ledger.inclusion_proof(r.seq.0, size)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let timeline = service.model.timeline(&all, at.plus_days(-PAGE_HISTORY_DAYS), at, size);
             let (history, history_complete) = scoring::summarize(&timeline, MAX_PAGE_HISTORY);
             let records = all
                 .into_iter()
@@ -809,7 +826,17 @@ impl Service {
                 })
                 .collect();
             let note = service.sign_attestation(&score)?;
-            Ok(PageView { score, records, open_disputes, repair, history, history_complete, note })
+            Ok(PageView {
+                score,
+                records,
+                open_disputes,
+                repair,
+                history,
+                history_complete,
+                note,
+                checkpoint,
+                proofs,
+            })
         })
         .await?;
         self.inquire(who, purpose, "GetScore", &[&page.score.enterprise]).await?;
@@ -1049,6 +1076,12 @@ impl Service {
     /// The latest signed checkpoint.
     pub fn checkpoint(&self, who: &Principal) -> Result<Checkpoint> {
         auth::may_read_ledger(who)?;
+        self.published_checkpoint()
+    }
+
+    /// The witnessed checkpoint under `--witness-policy`, else the latest
+    /// signed one: read, never signed.
+    fn published_checkpoint(&self) -> Result<Checkpoint> {
         if let Some(published) = self.witnessing.get().and_then(|w| w.published()) {
             return Ok(published);
         }

@@ -70,6 +70,13 @@ pub struct PageView {
     pub history_complete: bool,
     /// The score's signed attestation (what `GetAttestation` answers).
     pub note: String,
+    /// The latest published checkpoint: the page's score, history,
+    /// attestation and proofs are all of its tree, so that a page view
+    /// never signs or stores one.
+    pub checkpoint: ledger::Checkpoint,
+    /// The inclusion proof in `checkpoint` of each reason's record among
+    /// the first [`MAX_PAGE_REASONS`], in the order of the reasons.
+    pub proofs: Vec<(Seq, Vec<Hash>)>,
 }
 
 /// Days of history a page draws (24 months).

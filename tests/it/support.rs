@@ -172,6 +172,13 @@ impl TestServer {
         dir
     }
 
+    /// Signs a checkpoint of the head now, as the service's timer does
+    /// every `--checkpoint-interval`: what the web page shows is the tree of
+    /// the latest published checkpoint, and a page view signs none.
+    pub fn publish(&self) -> ledger::Checkpoint {
+        self.service.ledger().sign_checkpoint_now().unwrap()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

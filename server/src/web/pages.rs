@@ -179,7 +179,7 @@ pub async fn enterprise(
     // The enterprise itself: its filings and forms.
     let own = matches!(&reader.role, Role::Enterprise { uscc: mine } if mine == uscc.as_str());
     let filings = if own { filings(&st, &view) } else { Vec::new() };
-    let steps: Vec<chart::Step> = view_history(&data);
+    let steps: Vec<chart::Step> = view_history(&view);
     let to = view.score.evaluation.as_of;
     let chart = chart::chart(st.service.model(), &steps, to.plus_days(-PAGE_HISTORY_DAYS), to);
     let verify_command = format!(
@@ -202,19 +202,9 @@ pub async fn enterprise(
     Ok(render(&page))
 }
 
-/// The history points of the page data, for the chart.
-fn view_history(data: &PageData) -> Vec<chart::Step> {
-    data.history
-        .iter()
-        .filter_map(|h| {
-            let code = match h.code {
-                "GREEN" => Code::Green,
-                "YELLOW" => Code::Yellow,
-                _ => Code::Red,
-            };
-            Timestamp::parse_rfc3339(&h.as_of).map(|at| chart::Step { at, points: h.points, code })
-        })
-        .collect()
+/// The page's history, typed, for the chart.
+fn view_history(view: &PageView) -> Vec<chart::Step> {
+    view.history.iter().map(|h| chart::Step { at: h.at, points: h.points, code: h.code }).collect()
 }
 
 /// Everything the page of `uscc` shows, read through the door as `reader`.
@@ -230,14 +220,7 @@ async fn page_data(
     let view = service.page(reader, purpose, uscc).await?;
     let score = &view.score;
     let evaluation = &score.evaluation;
-    // The latest signed checkpoint, authorized; one covering the page's
-    // prefix is signed only if the latest is older.
-    let latest = service.checkpoint(reader)?;
-    let checkpoint = if latest.tree_size >= score.tree_size {
-        latest
-    } else {
-        service.checkpoint_covering(score.tree_size).await?
-    };
+    let checkpoint = &view.checkpoint;
     let note = view.note.clone();
 
     // Why repair is not yet possible tells of the workflow: for those who
@@ -249,17 +232,12 @@ async fn page_data(
         let record = seq.and_then(|s| view.records.iter().find(|x| x.seq == s));
         let veto = matches!(service.model().kind_class(&r.kind), Some(KindClass::Scored { veto: true, .. }));
         let repair = seq.and_then(|s| view.repair.iter().find(|(x, _)| *x == s)).map(|(_, r)| r.clone());
-        let proof = match seq {
-            Some(s) if s.0 < checkpoint.tree_size => {
-                let (tree_size, hashes) = service.inclusion_proof(reader, s.0, checkpoint.tree_size).await?;
-                Some(ProofData {
-                    tree_size,
-                    hashes: tlog::bundle::encode_hashes(&hashes),
-                    bundle_url: format!("/e/{uscc}/proof/{}", s.0),
-                })
-            }
-            _ => None,
-        };
+        let proof =
+            seq.and_then(|s| view.proofs.iter().find(|(x, _)| *x == s)).map(|(s, hashes)| ProofData {
+                tree_size: checkpoint.tree_size,
+                hashes: tlog::bundle::encode_hashes(hashes),
+                bundle_url: format!("/e/{uscc}/proof/{}", s.0),
+            });
         reasons.push(ReasonLine {
             seq: seq.map(|s| s.0),
             kind: r.kind.clone(),
@@ -283,7 +261,7 @@ async fn page_data(
     let page_url = format!("{base}/e/{uscc}");
     let verifier_key = service.verifier_key();
     let scanned = match scanned {
-        Some(text) => Some(check_scanned(st, reader, score, &verifier_key, text).await?),
+        Some(text) => Some(check_scanned(st, reader, &view, &verifier_key, text).await?),
         None => None,
     };
     // The compact form keeps the QR small enough for a sticker; the full
@@ -291,7 +269,21 @@ async fn page_data(
     // checks its own QR code the way it checks a scanned one.
     let qr_text =
         tlog::compact::qr_text(base, &note).unwrap_or_else(|_| tlog::attestation::qr_text(&page_url, &note));
-    let own = check_scanned(st, reader, score, &verifier_key, &qr_text).await?;
+    let own = ScannedCheck {
+        status: "current",
+        message: format!(
+            "签名有效，包含于当前签名检查点（{} 条），且与当前环保码一致 / signed by this service, in the current signed checkpoint ({} entries), and states the current code",
+            checkpoint.tree_size, checkpoint.tree_size
+        ),
+        attested: Some(Attested {
+            points: i64::from(evaluation.points),
+            grade: evaluation.grade.as_str().to_owned(),
+            code: evaluation.code.as_str().to_owned(),
+            code_zh: labels::code(evaluation.code).0,
+            as_of: evaluation.as_of.to_string(),
+            tree_size: score.tree_size,
+        }),
+    };
     let data = PageData {
         uscc: uscc.to_string(),
         name: score.enterprise.name.clone(),
@@ -366,10 +358,11 @@ pub async fn scanned(Path(digits): Path<String>) -> Result<Response> {
 async fn check_scanned(
     st: &WebState,
     reader: &Principal,
-    current: &ScoreView,
+    view: &PageView,
     verifier_key: &str,
     text: &str,
 ) -> Result<ScannedCheck> {
+    let current = &view.score;
     let invalid = |message: String| ScannedCheck { status: "invalid", message, attested: None };
     let note = match tlog::attestation::note_from_qr_text(text) {
         Ok(note) => note,
@@ -408,21 +401,19 @@ async fn check_scanned(
             attested: Some(attested),
         });
     }
-    let checkpoint = st.service.checkpoint(reader)?;
-    let checkpoint = if checkpoint.tree_size >= attestation.tree_size {
-        checkpoint
-    } else if attestation.tree_size <= current.tree_size {
-        st.service.checkpoint_covering(attestation.tree_size).await?
-    } else {
+    // Checked against the page's published checkpoint only: a page view
+    // signs none, so an attestation newer than it waits for the next.
+    let checkpoint = &view.checkpoint;
+    if attestation.tree_size > checkpoint.tree_size {
         return Ok(ScannedCheck {
             status: "invalid",
             message: format!(
-                "证明引用的账本比当前更长 / it names a tree of {} entries; the ledger has {}",
-                attestation.tree_size, current.tree_size
+                "证明引用的账本比当前签名检查点更长 / it names a tree of {} entries; the latest published checkpoint has {}: check again after the next one",
+                attestation.tree_size, checkpoint.tree_size
             ),
             attested: Some(attested),
         });
-    };
+    }
     let consistent = if attestation.tree_size == checkpoint.tree_size {
         attestation.root == checkpoint.root
     } else {
@@ -497,22 +488,18 @@ pub async fn feed(State(st): State<WebState>, Path(uscc): Path<String>) -> Resul
     let uscc = parse_uscc(&uscc)?;
     // Feed readers are anonymous: the public's view, never an inquiry.
     let base = base_url(&st);
-    let (data, _) = page_data(&st, &Principal::public(), PURPOSE, &uscc, &base, None).await?;
+    let (data, view) = page_data(&st, &Principal::public(), PURPOSE, &uscc, &base, None).await?;
     let mut entries = Vec::new();
-    let mut previous: Option<&str> = None;
-    for h in &data.history {
+    let mut previous: Option<Code> = None;
+    for h in &view.history {
         if previous != Some(h.code) {
-            let zh = match h.code {
-                "GREEN" => "绿码",
-                "YELLOW" => "黄码",
-                _ => "红码",
-            };
+            let zh = labels::code(h.code).0;
             entries.push(FeedEntry {
-                as_of: h.as_of.clone(),
-                title: format!("{zh} {} · {} · {} points", h.code, h.grade, h.points),
+                as_of: h.at.to_string(),
+                title: format!("{zh} {} · {} · {} points", h.code.as_str(), h.grade.as_str(), h.points),
                 summary: match previous {
-                    Some(p) => format!("code changed from {p} to {}", h.code),
-                    None => format!("code at the start of the period: {}", h.code),
+                    Some(p) => format!("code changed from {} to {}", p.as_str(), h.code.as_str()),
+                    None => format!("code at the start of the period: {}", h.code.as_str()),
                 },
             });
         }
@@ -533,7 +520,10 @@ pub async fn attestation_file(
 ) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
     let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await;
-    let (_, note) = st.service.attestation(&reader, PURPOSE, &uscc, None, 0).await?;
+    // Of the published checkpoint's tree, as the page's QR code: a
+    // download signs no checkpoint.
+    let published = st.service.checkpoint(&reader)?;
+    let (_, note) = st.service.attestation(&reader, PURPOSE, &uscc, None, published.tree_size).await?;
     Ok(download("text/plain; charset=utf-8", &format!("attestation-{uscc}.txt"), note))
 }
 
@@ -550,9 +540,14 @@ pub async fn proof_bundle(
         .map_err(|_| Error::InvalidArgument("seq: a ledger entry number, e.g. /proof/3".into()))?;
     let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await;
     let entry = st.service.record_entry(&reader, &uscc, seq).await?;
-    let latest = st.service.checkpoint(&reader)?;
-    let checkpoint =
-        if latest.tree_size > seq { latest } else { st.service.checkpoint_covering(seq + 1).await? };
+    // The published checkpoint only: a download signs none.
+    let checkpoint = st.service.checkpoint(&reader)?;
+    if seq >= checkpoint.tree_size {
+        return Err(Error::NotFound(format!(
+            "entry {seq} is not yet in the latest published checkpoint ({} entries): download its proof after the next one",
+            checkpoint.tree_size
+        )));
+    }
     let (_, hashes) = st.service.inclusion_proof(&reader, seq, checkpoint.tree_size).await?;
     let bundle = tlog::bundle::Bundle::Inclusion {
         checkpoint: checkpoint.note,
