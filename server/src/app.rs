@@ -281,6 +281,13 @@ impl App {
         &self.service
     }
 
+    /// The ledger behind the service's door, for operators' tools and
+    /// tests that look inside (signing a checkpoint now, reading entries).
+    /// Transports get the [`Service`] only, never this.
+    pub fn ledger(&self) -> &ledger::Ledger {
+        self.service.ledger()
+    }
+
     /// The principals the service authenticates against.
     pub fn principals(&self) -> &Arc<PrincipalStore> {
         &self.principals

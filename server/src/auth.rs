@@ -348,6 +348,38 @@ pub fn may_see_record(p: &Principal, e: &Enterprise, class: Option<KindClass>) -
     }
 }
 
+/// Who reads `e`'s web page: the signed-in principal when it may read
+/// this enterprise's score (the enterprise itself, a lender, a regulator in
+/// scope, an admin), so that what it sees follows its role and a lender's
+/// or regulator's read is an inquiry, as over gRPC; everyone else (another
+/// enterprise, a regulator outside its scope, no one signed in) reads as
+/// the public, which is never an inquiry.
+pub fn page_reader(signed: Option<&Principal>, e: Option<&Enterprise>) -> Principal {
+    match (signed, e) {
+        (Some(p), Some(e)) if may_read_score(p, e).is_ok() => p.clone(),
+        _ => Principal::public(),
+    }
+}
+
+/// Whether `p` may have a checkpoint signed to cover what it wrote: a
+/// writer's answer proves what was acknowledged. Readers never cause a
+/// signature (reading never writes), so the public and lenders may not.
+pub fn may_sign_checkpoint(p: &Principal) -> Result<()> {
+    match &p.role {
+        Role::Admin | Role::Regulator { .. } | Role::Enterprise { .. } | Role::Source { .. } => Ok(()),
+        Role::Lender | Role::Public => Err(denied(p, "have a checkpoint signed")),
+    }
+}
+
+/// Whether `p` may compare the served scores with scores recomputed from
+/// the entries, bypassing the view and the inquiry log: an admin only.
+pub fn may_audit_scores(p: &Principal) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        _ => Err(denied(p, "audit the view of current scores")),
+    }
+}
+
 /// Whether `p` sees the workflow filings of `e` (and what follows from
 /// them, such as why credit repair cannot be granted yet): the rule of
 /// [`may_see_record`] for a filing.

@@ -199,7 +199,7 @@ impl Service {
 
     /// The ledger, for the composition root (close) and operators' tools;
     /// callers' reads go through the methods below, which authorize.
-    pub fn ledger(&self) -> &Ledger {
+    pub(crate) fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
@@ -826,7 +826,9 @@ impl Service {
                 })
                 .collect();
             let note = service.sign_attestation(&score)?;
+            let detailed = auth::may_see_filings(&reader, &score.enterprise);
             Ok(PageView {
+                detailed,
                 score,
                 records,
                 open_disputes,
@@ -861,6 +863,21 @@ impl Service {
     /// show` prints it: public by nature.
     pub fn verifier_key(&self) -> String {
         self.ledger.verifier_key()
+    }
+
+    /// The Ed25519 public key behind [`Self::verifier_key`]: public by nature.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.ledger.public_key()
+    }
+
+    /// Who reads the web page of `uscc`, `signed` in or not: the decision
+    /// is [`auth::page_reader`]'s.
+    pub async fn page_reader(&self, signed: Option<&Principal>, uscc: &Uscc) -> Result<Principal> {
+        let enterprise = match signed {
+            Some(_) => self.registered(uscc.as_str()).await?,
+            None => None,
+        };
+        Ok(auth::page_reader(signed, enterprise.as_ref()))
     }
 
     // ---- the inquiry log --------------------------------------------------
@@ -1050,9 +1067,14 @@ impl Service {
     }
 
     /// Recomputes the current score of `uscc` from its entries, bypassing
-    /// the view: what the view must always equal (tests).
-    #[doc(hidden)]
-    pub fn recompute(&self, uscc: &str, at: Timestamp) -> Result<(ScoreView, Option<Timestamp>)> {
+    /// the view: what the view must always equal (an admin's audit; tests).
+    pub fn recompute(
+        &self,
+        who: &Principal,
+        uscc: &str,
+        at: Timestamp,
+    ) -> Result<(ScoreView, Option<Timestamp>)> {
+        auth::may_audit_scores(who)?;
         let head = self.ledger.head();
         let view = self.evaluate_prefix(uscc, at, head.size, head.size)?;
         let next = self.model.next_change_after(&self.records_of(uscc)?, at, head.size);
@@ -1060,9 +1082,14 @@ impl Service {
     }
 
     /// The current score of `uscc` as served to readers (view or
-    /// recomputation), without authorization or inquiry (tests).
-    #[doc(hidden)]
-    pub fn current_score(&self, uscc: &str, at: Timestamp) -> Result<(ScoreView, Option<Timestamp>)> {
+    /// recomputation), without inquiry: an admin's audit (tests).
+    pub fn current_score(
+        &self,
+        who: &Principal,
+        uscc: &str,
+        at: Timestamp,
+    ) -> Result<(ScoreView, Option<Timestamp>)> {
+        auth::may_audit_scores(who)?;
         self.evaluate_at_head(uscc, at, self.ledger.head())
     }
 
@@ -1100,7 +1127,8 @@ impl Service {
     /// A checkpoint whose tree holds the first `size` entries: what a
     /// writer hands back so that every receipt it acknowledged can be
     /// proven at once. Signs a new one only when the latest is too small.
-    pub(crate) async fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
+    pub(crate) async fn checkpoint_covering(&self, who: &Principal, size: u64) -> Result<Checkpoint> {
+        auth::may_sign_checkpoint(who)?;
         // The witnessed one when it covers `size`; appends never wait for witnesses.
         if let Some(published) =
             self.witnessing.get().and_then(|w| w.published()).filter(|p| p.tree_size >= size)

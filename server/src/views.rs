@@ -51,6 +51,10 @@ pub struct GatewayFigures {
 #[derive(Clone, Debug)]
 pub struct PageView {
     pub score: ScoreView,
+    /// Whether the reader sees the workflow filings and what follows from
+    /// them, such as why credit repair cannot be granted yet
+    /// ([`crate::auth::may_see_filings`]).
+    pub detailed: bool,
     /// The records the reader may see, ascending by seq: for the public
     /// and lenders the scored records only; for the enterprise itself,
     /// regulators and admins also the workflow filings.

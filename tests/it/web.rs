@@ -828,8 +828,8 @@ async fn anonymous_page_views_never_sign_store_or_write() {
     server.service.append_record(&source, late).await.unwrap();
     let public = Principal::public();
     let checkpoint = server.service.checkpoint(&public).unwrap();
-    assert!(checkpoint.tree_size < server.service.ledger().head().size, "the head is past the checkpoint");
-    let (flushes, size) = (server.service.ledger().flush_count(), dir_size(server.data_dir()));
+    assert!(checkpoint.tree_size < server.ledger.head().size, "the head is past the checkpoint");
+    let (flushes, size) = (server.ledger.flush_count(), dir_size(server.data_dir()));
 
     for _ in 0..20 {
         for path in [
@@ -845,7 +845,7 @@ async fn anonymous_page_views_never_sign_store_or_write() {
         }
     }
     assert_eq!(server.service.checkpoint(&public).unwrap().note, checkpoint.note, "no checkpoint signed");
-    assert_eq!(server.service.ledger().flush_count(), flushes, "no ledger commit");
+    assert_eq!(server.ledger.flush_count(), flushes, "no ledger commit");
     assert_eq!(dir_size(server.data_dir()), size, "nothing written to the data directory");
     // The page shows the published checkpoint's tree, not the head's.
     let json: serde_json::Value =

@@ -317,14 +317,14 @@ async fn a_full_disk_answers_a_web_filing_503() {
     assert_eq!(sign_in(&mut web, &acme).await.status, 303);
     let page = web.get(&format!("/e/{ACME}")).await;
     let csrf = page.input("csrf").expect("the enterprise's page carries its forms");
-    server.service.ledger().set_min_free_bytes(u64::MAX);
+    server.ledger.set_min_free_bytes(u64::MAX);
     let seq = fine.seq.to_string();
     let r = web
         .post(&format!("/e/{ACME}/dispute"), &[("csrf", &csrf), ("seq", &seq), ("description", "not ours")])
         .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("space is freed"), "{}", r.body);
-    server.service.ledger().set_min_free_bytes(1);
+    server.ledger.set_min_free_bytes(1);
     let r = web
         .post(&format!("/e/{ACME}/dispute"), &[("csrf", &csrf), ("seq", &seq), ("description", "not ours")])
         .await;

@@ -87,19 +87,9 @@ fn check_csrf(st: &WebState, headers: &HeaderMap, signed: &SignedIn, sent: &str)
     }
 }
 
-/// Who reads an enterprise's page: the signed-in principal when it may
-/// read this enterprise's score (the enterprise itself, a lender, a
-/// regulator in scope, an admin), so that what it sees follows its role
-/// and a lender's or regulator's read is an inquiry, as over gRPC;
-/// everyone else (another enterprise, a regulator outside its scope)
-/// reads as the public, which is never an inquiry.
-async fn page_reader(st: &WebState, signed: &Option<SignedIn>, uscc: &Uscc) -> Principal {
-    if let Some(s) = signed
-        && st.service.enterprise(&s.principal, uscc).await.is_ok()
-    {
-        return s.principal.clone();
-    }
-    Principal::public()
+/// Who reads an enterprise's page, decided at the door.
+async fn page_reader(st: &WebState, signed: &Option<SignedIn>, uscc: &Uscc) -> Result<Principal> {
+    st.service.page_reader(signed.as_ref().map(|s| &s.principal), uscc).await
 }
 
 /// The purpose of a page read: `?purpose=`, or [`PURPOSE`].
@@ -166,7 +156,7 @@ pub async fn enterprise(
     let signed = signed_in(&st, &headers);
     let purpose = page_purpose(query.purpose.as_deref())?;
     let base = base_url(&st);
-    let reader = page_reader(&st, &signed, &uscc).await;
+    let reader = page_reader(&st, &signed, &uscc).await?;
     let (data, view) = page_data(&st, &reader, &purpose, &uscc, &base, query.att.as_deref()).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
@@ -225,7 +215,7 @@ async fn page_data(
 
     // Why repair is not yet possible tells of the workflow: for those who
     // see the filings only.
-    let detailed = crate::auth::may_see_filings(reader, &score.enterprise);
+    let detailed = view.detailed;
     let mut reasons = Vec::with_capacity(evaluation.reasons.len().min(MAX_PAGE_REASONS));
     for r in evaluation.reasons.iter().take(MAX_PAGE_REASONS) {
         let seq = r.expires_at.is_some().then_some(r.seq);
@@ -488,7 +478,8 @@ pub async fn feed(State(st): State<WebState>, Path(uscc): Path<String>) -> Resul
     let uscc = parse_uscc(&uscc)?;
     // Feed readers are anonymous: the public's view, never an inquiry.
     let base = base_url(&st);
-    let (data, view) = page_data(&st, &Principal::public(), PURPOSE, &uscc, &base, None).await?;
+    let reader = st.service.page_reader(None, &uscc).await?;
+    let (data, view) = page_data(&st, &reader, PURPOSE, &uscc, &base, None).await?;
     let mut entries = Vec::new();
     let mut previous: Option<Code> = None;
     for h in &view.history {
@@ -519,7 +510,7 @@ pub async fn attestation_file(
     headers: HeaderMap,
 ) -> Result<Response> {
     let uscc = parse_uscc(&uscc)?;
-    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await;
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await?;
     // Of the published checkpoint's tree, as the page's QR code: a
     // download signs no checkpoint.
     let published = st.service.checkpoint(&reader)?;
@@ -538,7 +529,7 @@ pub async fn proof_bundle(
     let seq: u64 = seq
         .parse()
         .map_err(|_| Error::InvalidArgument("seq: a ledger entry number, e.g. /proof/3".into()))?;
-    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await;
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await?;
     let entry = st.service.record_entry(&reader, &uscc, seq).await?;
     // The published checkpoint only: a download signs none.
     let checkpoint = st.service.checkpoint(&reader)?;
@@ -641,7 +632,7 @@ async fn file(
     })?;
     let receipt = st.service.append_record(who, record).await?;
     // As gRPC's appends do: a signed checkpoint covers what was acknowledged.
-    st.service.checkpoint_covering(receipt.seq + 1).await?;
+    st.service.checkpoint_covering(who, receipt.seq + 1).await?;
     Ok(Redirect::to(&format!("/e/{uscc}?filed={}#filings", receipt.seq)).into_response())
 }
 
