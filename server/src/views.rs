@@ -78,6 +78,9 @@ pub struct PageView {
     /// attestation and proofs are all of its tree, so that a page view
     /// never signs or stores one.
     pub checkpoint: ledger::Checkpoint,
+    /// `witnessed by k of n: names` of `checkpoint` under
+    /// `--witness-policy`; else empty.
+    pub witnessed: String,
     /// The inclusion proof in `checkpoint` of each reason's record among
     /// the first [`MAX_PAGE_REASONS`], in the order of the reasons.
     pub proofs: Vec<(Seq, Vec<Hash>)>,

@@ -69,6 +69,8 @@ impl Service {
                 .collect();
             let note = service.sign_attestation(&score)?;
             let detailed = auth::may_see_filings(&reader, &score.enterprise);
+            let witnessed =
+                service.witnessing.get().map(|w| w.witnessed_line(&checkpoint.note)).unwrap_or_default();
             Ok(PageView {
                 detailed,
                 score,
@@ -79,6 +81,7 @@ impl Service {
                 history_complete,
                 note,
                 checkpoint,
+                witnessed,
                 proofs,
             })
         })

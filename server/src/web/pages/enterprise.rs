@@ -187,7 +187,7 @@ pub(super) async fn page_data(
             tree_size: checkpoint.tree_size,
             root: B64.encode(checkpoint.root),
             note: checkpoint.note.clone(),
-            witnessed: service.witnessing().map(|w| w.witnessed_line(&checkpoint.note)).unwrap_or_default(),
+            witnessed: view.witnessed.clone(),
         },
         attestation: AttestationData { qr_text, note, tree_size: score.tree_size, check: own },
         verifier_key,
