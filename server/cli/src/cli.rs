@@ -3,9 +3,10 @@
 //! gRPC tool (`register`, `append`, `score`, `checkpoint`, `attest get`).
 //!
 //! `args` holds the command types, `serve` `ecocode serve` (its flags and
-//! the composition root), `proof` the proof commands, `store` the
-//! offline tools over a data directory, `print` what people read; here
-//! [`run`] dispatches the client and offline commands.
+//! the composition root), `enterprise`, `attest` and `proof` those command
+//! families, `store` the offline tools over a data directory (`principal`,
+//! `key`, `verify`, `migrate`), `print` what people read; here [`run`]
+//! dispatches every command but `serve` and answers the small client ones.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,12 +26,16 @@ use server::{App, Config, GatewayConfig, TlsFiles, TransportConfig};
 use crate::client::{Connection, authed, channel, progress_bar, status_error};
 
 mod args;
+mod attest;
+mod enterprise;
 mod print;
 mod proof;
 mod serve;
 mod store;
 
 pub use args::*;
+use attest::*;
+use enterprise::*;
 pub use print::*;
 use proof::*;
 pub use serve::*;
@@ -62,24 +67,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Witness(crate::witness::WitnessCommand::Key { data, name }) => {
             crate::witness::key(&data, &name)
         }
-        Command::Principal(PrincipalCommand::Add { data, name, role, scope, store }) => {
-            let role = Role::parse(&role, scope.as_deref())?;
-            let url = postgres_url(store)?;
-            let principals = PrincipalStore::open_in(&data, url.as_deref())?;
-            let token = principals.add(&name, role.clone())?;
-            let place = principals_place(&data, url.as_deref());
-            println!("created principal {name} ({}) in {place}", role.name());
-            println!("the token is shown once; keep it secret:");
-            println!("{token}");
-            Ok(())
-        }
-        Command::Principal(PrincipalCommand::Revoke { data, name, store }) => {
-            let url = postgres_url(store)?;
-            PrincipalStore::open_in(&data, url.as_deref())?.revoke(&name)?;
-            let place = principals_place(&data, url.as_deref());
-            println!("revoked principal {name} in {place}; its token no longer works");
-            Ok(())
-        }
         Command::Verify { data, store, key_file } => match postgres_url(store)? {
             None => verify(&data),
             Some(url) => {
@@ -88,17 +75,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Migrate { from, to } => migrate(&from, &to),
-        Command::Key(KeyCommand::Show { data }) => {
-            let path = if data.is_dir() { data.join("ledger.key") } else { data.clone() };
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("cannot read {}; a server creates it on first start", path.display())
-            })?;
-            let (name, seed) = tlog::note::decode_signer_key(text.trim())
-                .with_context(|| format!("{} is not an ecocode key file", path.display()))?;
-            let public_key = tlog::note::public_key(&seed);
-            println!("{}", tlog::note::encode_verifier_key(&name, &public_key));
-            Ok(())
-        }
         Command::Register { conn, uscc, name, region, industry } => {
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
             let request =
@@ -114,58 +90,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Append { conn, file, chunk_records, skip_lines } => {
             let options = crate::append::Options { chunk_records, skip_lines, report: true };
             crate::append::append(&conn, &file, &options).await.map(drop)
-        }
-        Command::Enterprise(EnterpriseCommand::Update {
-            conn,
-            uscc,
-            name,
-            region,
-            industry,
-            close,
-            merged_into,
-            reopen,
-            reason,
-        }) => {
-            let status = match (close, &merged_into, reopen) {
-                (true, _, _) => pb::EnterpriseStatus::Closed,
-                (_, Some(_), _) => pb::EnterpriseStatus::Merged,
-                (_, _, true) => pb::EnterpriseStatus::Active,
-                _ => pb::EnterpriseStatus::Unspecified,
-            };
-            let update = pb::EnterpriseUpdate {
-                uscc,
-                name: name.unwrap_or_default(),
-                region_code: region.unwrap_or_default(),
-                industry_code: industry.unwrap_or_default(),
-                status: status as i32,
-                merged_into: merged_into.unwrap_or_default(),
-                reason,
-            };
-            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
-            let receipt =
-                client.update_enterprise(authed(&conn, update)?).await.map_err(status_error)?.into_inner();
-            println!(
-                "enterprise updated at seq {}{}",
-                receipt.seq,
-                if receipt.duplicate { " (no change)" } else { "" }
-            );
-            Ok(())
-        }
-        Command::Enterprise(EnterpriseCommand::History { conn, uscc }) => {
-            let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
-            let request = authed(&conn, pb::GetEnterpriseRequest { uscc })?;
-            let history = client.get_enterprise_history(request).await.map_err(status_error)?.into_inner();
-            for v in history.versions {
-                let Some(s) = v.state else { continue };
-                let status = s.status().as_str_name();
-                let into =
-                    if s.merged_into.is_empty() { String::new() } else { format!(" into {}", s.merged_into) };
-                println!(
-                    "seq {} {status}{into} name={:?} region={} industry={} reason={:?}",
-                    v.seq, s.name, s.region_code, s.industry_code, s.reason
-                );
-            }
-            Ok(())
         }
         Command::Gateway { conn, mn } => {
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
@@ -256,15 +180,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", checkpoint.signed_note);
             Ok(())
         }
-        Command::Attest(AttestCommand::Get { conn, uscc, out }) => {
-            let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
-            let request = authed(&conn, pb::GetAttestationRequest { uscc, as_of: None, tree_size: 0 })?;
-            let attestation = client.get_attestation(request).await.map_err(status_error)?.into_inner();
-            std::fs::write(&out, &attestation.signed_note)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!("wrote {}", out.display());
-            Ok(())
-        }
         Command::Proof(command) => proof(command).await,
         Command::Import { conn, file } => crate::import::run(&conn, &file).await.map(|_| ()),
         Command::ScoreAll { conn, as_of, out, model } => {
@@ -288,30 +203,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .await
             .map(|_| ())
         }
-        Command::Attest(AttestCommand::Verify { file, public_key, policy, checkpoint }) => {
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            // A signed note has lines; a QR code's text is one URL.
-            let note = if text.trim().contains('\n') {
-                text
-            } else {
-                tlog::attestation::note_from_qr_text(&text).with_context(|| {
-                    format!("{} is neither a signed note nor a QR code's text", file.display())
-                })?
-            };
-            let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
-                .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
-            let attestation = tlog::attestation::verify(&note, &key_name, &key)
-                .map_err(|e| anyhow::anyhow!("attestation {} does NOT verify: {e}", file.display()))?;
-            println!("attestation verifies against the given public key");
-            if let (Some(policy), Some(checkpoint)) = (policy, checkpoint) {
-                crate::witness::attestation_quorum(&policy, &checkpoint, &attestation, &key_name, &key)?;
-            }
-            for (k, v) in attestation.fields() {
-                println!("  {k:<10} {v}");
-            }
-            Ok(())
-        }
+        Command::Principal(command) => principal(command),
+        Command::Key(command) => key(command),
+        Command::Enterprise(command) => enterprise(command).await,
+        Command::Attest(command) => attest(command).await,
     }
 }
 

@@ -97,3 +97,44 @@ pub(super) fn verify(data: &Path) -> anyhow::Result<()> {
         Err(e) => bail!("verification FAILED: {e}"),
     }
 }
+
+/// `ecocode principal add|revoke`, on the data directory or the shared store.
+pub(super) fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
+    match command {
+        PrincipalCommand::Add { data, name, role, scope, store } => {
+            let role = Role::parse(&role, scope.as_deref())?;
+            let url = postgres_url(store)?;
+            let principals = PrincipalStore::open_in(&data, url.as_deref())?;
+            let token = principals.add(&name, role.clone())?;
+            let place = principals_place(&data, url.as_deref());
+            println!("created principal {name} ({}) in {place}", role.name());
+            println!("the token is shown once; keep it secret:");
+            println!("{token}");
+            Ok(())
+        }
+        PrincipalCommand::Revoke { data, name, store } => {
+            let url = postgres_url(store)?;
+            PrincipalStore::open_in(&data, url.as_deref())?.revoke(&name)?;
+            let place = principals_place(&data, url.as_deref());
+            println!("revoked principal {name} in {place}; its token no longer works");
+            Ok(())
+        }
+    }
+}
+
+/// `ecocode key show`.
+pub(super) fn key(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Show { data } => {
+            let path = if data.is_dir() { data.join("ledger.key") } else { data.clone() };
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read {}; a server creates it on first start", path.display())
+            })?;
+            let (name, seed) = tlog::note::decode_signer_key(text.trim())
+                .with_context(|| format!("{} is not an ecocode key file", path.display()))?;
+            let public_key = tlog::note::public_key(&seed);
+            println!("{}", tlog::note::encode_verifier_key(&name, &public_key));
+            Ok(())
+        }
+    }
+}
