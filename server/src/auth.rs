@@ -361,6 +361,12 @@ pub fn page_reader(signed: Option<&Principal>, e: Option<&Enterprise>) -> Princi
     }
 }
 
+/// Whether `p` is the enterprise `e` itself (its page shows it its filings
+/// and forms).
+pub fn is_itself(p: &Principal, e: &Enterprise) -> bool {
+    matches!(&p.role, Role::Enterprise { uscc } if uscc == e.uscc.as_str())
+}
+
 /// Whether `p` may have a checkpoint signed to cover what it wrote: a
 /// writer's answer proves what was acknowledged. Readers never cause a
 /// signature (reading never writes), so the public and lenders may not.

@@ -50,6 +50,12 @@ pub struct GatewayFigures {
 /// (the public policy is in [`crate::auth`]).
 #[derive(Clone, Debug)]
 pub struct PageView {
+    /// Who reads: the signed-in principal, or the public
+    /// ([`crate::auth::page_reader`]).
+    pub reader: crate::principals::Principal,
+    /// Whether the reader is the enterprise itself, which sees its filings
+    /// and forms ([`crate::auth::is_itself`]).
+    pub own: bool,
     pub score: ScoreView,
     /// Whether the reader sees the workflow filings and what follows from
     /// them, such as why credit repair cannot be granted yet

@@ -4,16 +4,24 @@
 use super::*;
 
 impl Service {
-    /// What the web page of `uscc` shows, all of the tree of the latest
-    /// published checkpoint: the score, the records behind it as far as
-    /// `who` may see them ([`auth::may_see_record`]), the open disputes,
-    /// whether credit repair may be granted for each reason shown, the
-    /// summarized history of the last 24 months, the signed attestation
-    /// and the reasons' inclusion proofs. It signs no checkpoint and
-    /// stores nothing but a lender's or regulator's inquiry. Its cost is bounded by the enterprise's records,
-    /// not by how often its score changed. A lender's or regulator's read
-    /// is one inquiry, as `GetScore`.
-    pub async fn page(self: &Arc<Self>, who: &Principal, purpose: &str, uscc: &Uscc) -> Result<PageView> {
+    /// What the web page of `uscc` shows to the visitor `signed` in (or
+    /// not), in one call and all of the tree of the latest published
+    /// checkpoint: who reads ([`auth::page_reader`]), the score, the records
+    /// behind it as far as the reader may see them
+    /// ([`auth::may_see_record`]), the open disputes, whether credit repair
+    /// may be granted for each reason shown, the summarized history of the
+    /// last 24 months, the signed attestation and the reasons' inclusion
+    /// proofs. It signs no checkpoint and stores nothing but a lender's or
+    /// regulator's inquiry (one, as `GetScore`). Its cost is bounded by the
+    /// enterprise's records, not by how often its score changed.
+    pub async fn page(
+        self: &Arc<Self>,
+        signed: Option<&Principal>,
+        purpose: &str,
+        uscc: &Uscc,
+    ) -> Result<PageView> {
+        let reader = self.page_reader(signed, uscc).await?;
+        let who = &reader;
         auth::may_read_scores_at_all(who, uscc.as_str())?;
         auth::may_read_ledger(who)?;
         // The latest published checkpoint, never one signed for this read:
@@ -69,9 +77,12 @@ impl Service {
                 .collect();
             let note = service.sign_attestation(&score)?;
             let detailed = auth::may_see_filings(&reader, &score.enterprise);
+            let own = auth::is_itself(&reader, &score.enterprise);
             let witnessed =
                 service.witnessing.get().map(|w| w.witnessed_line(&checkpoint.note)).unwrap_or_default();
             Ok(PageView {
+                reader,
+                own,
                 detailed,
                 score,
                 records,

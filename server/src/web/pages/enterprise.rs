@@ -25,8 +25,8 @@ pub async fn enterprise(
     let signed = signed_in(&st, &headers);
     let purpose = page_purpose(query.purpose.as_deref())?;
     let base = base_url(&st);
-    let reader = page_reader(&st, &signed, &uscc).await?;
-    let (data, view) = page_data(&st, &reader, &purpose, &uscc, &base, query.att.as_deref()).await?;
+    let visitor = signed.as_ref().map(|s| &s.principal);
+    let (data, view) = page_data(&st, visitor, &purpose, &uscc, &base, query.att.as_deref()).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
         Some("json") => return Ok(axum::Json(data).into_response()),
@@ -36,7 +36,7 @@ pub async fn enterprise(
         }
     }
     // The enterprise itself: its filings and forms.
-    let own = matches!(&reader.role, Role::Enterprise { uscc: mine } if mine == uscc.as_str());
+    let own = view.own;
     let filings = if own { filings(&st, &view) } else { Vec::new() };
     let steps: Vec<chart::Step> = view_history(&view);
     let to = view.score.evaluation.as_of;
@@ -66,17 +66,18 @@ pub(super) fn view_history(view: &PageView) -> Vec<chart::Step> {
     view.history.iter().map(|h| chart::Step { at: h.at, points: h.points, code: h.code }).collect()
 }
 
-/// Everything the page of `uscc` shows, read through the door as `reader`.
+/// Everything the page of `uscc` shows to `visitor`, in one door call.
 pub(super) async fn page_data(
     st: &WebState,
-    reader: &Principal,
+    visitor: Option<&Principal>,
     purpose: &str,
     uscc: &Uscc,
     base: &str,
     scanned: Option<&str>,
 ) -> Result<(PageData, PageView)> {
     let service = &st.service;
-    let view = service.page(reader, purpose, uscc).await?;
+    let view = service.page(visitor, purpose, uscc).await?;
+    let reader = &view.reader;
     let score = &view.score;
     let evaluation = &score.evaluation;
     let checkpoint = &view.checkpoint;

@@ -6,8 +6,7 @@ pub async fn feed(State(st): State<WebState>, Path(uscc): Path<String>) -> Resul
     let uscc = parse_uscc(&uscc)?;
     // Feed readers are anonymous: the public's view, never an inquiry.
     let base = base_url(&st);
-    let reader = st.service.page_reader(None, &uscc).await?;
-    let (data, view) = page_data(&st, &reader, PURPOSE, &uscc, &base, None).await?;
+    let (data, view) = page_data(&st, None, PURPOSE, &uscc, &base, None).await?;
     let mut entries = Vec::new();
     let mut previous: Option<Code> = None;
     for h in &view.history {
