@@ -478,4 +478,35 @@ mod tests {
         assert!(text.starts_with("LA-7") && text.contains("[2J"), "{text:?}");
         assert!(purpose_text("purpose", &"x".repeat(MAX_PURPOSE_BYTES + 1)).is_err());
     }
+
+    /// What broke: the page decided itself who reads, outside this file.
+    #[test]
+    fn the_page_reader_is_the_visitor_only_when_it_may_read_the_score() {
+        let e = enterprise();
+        let itself = Principal { name: "acme".into(), role: Role::Enterprise { uscc: e.uscc.to_string() } };
+        let other =
+            Principal { name: "beta".into(), role: Role::Enterprise { uscc: "11330206MB1593493A".into() } };
+        let lender = Principal { name: "bank".into(), role: Role::Lender };
+        let elsewhere = Principal { name: "sh".into(), role: Role::Regulator { region_prefix: "31".into() } };
+        assert_eq!(page_reader(Some(&itself), Some(&e)), itself);
+        assert_eq!(page_reader(Some(&lender), Some(&e)), lender);
+        for downgraded in [Some(&other), Some(&elsewhere), None] {
+            assert_eq!(page_reader(downgraded, Some(&e)).role, Role::Public);
+        }
+        assert_eq!(page_reader(Some(&lender), None).role, Role::Public, "not registered");
+        assert!(is_itself(&itself, &e) && !is_itself(&other, &e) && !is_itself(&lender, &e));
+    }
+
+    /// What broke: any caller of the door could have a checkpoint signed,
+    /// and the view's audit skipped authorization.
+    #[test]
+    fn readers_never_have_a_checkpoint_signed_and_only_an_admin_audits() {
+        let admin = Principal { name: "ops".into(), role: Role::Admin };
+        let source = Principal { name: "epb".into(), role: Role::Source { source: "epb".into() } };
+        let lender = Principal { name: "bank".into(), role: Role::Lender };
+        assert!(may_sign_checkpoint(&admin).is_ok() && may_sign_checkpoint(&source).is_ok());
+        assert!(may_sign_checkpoint(&lender).is_err() && may_sign_checkpoint(&Principal::public()).is_err());
+        assert!(may_audit_scores(&admin).is_ok());
+        assert!(may_audit_scores(&source).is_err() && may_audit_scores(&Principal::public()).is_err());
+    }
 }
