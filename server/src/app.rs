@@ -287,6 +287,13 @@ impl App {
         &self.service
     }
 
+    /// The ledger behind the service's door, for operators' tools and
+    /// tests that look inside (signing a checkpoint now, reading entries).
+    /// Transports get the [`Service`] only, never this.
+    pub fn ledger(&self) -> &ledger::Ledger {
+        self.service.ledger()
+    }
+
     /// The principals the service authenticates against.
     pub fn principals(&self) -> &Arc<PrincipalStore> {
         &self.principals
@@ -318,140 +325,26 @@ impl App {
             let (principals, stopped) = (principals.clone(), until_stopped(stopped.clone()));
             async move { principals.keep_fresh(stopped).await }
         };
-        let web = {
-            let (service, principals, drain) = (service.clone(), principals.clone(), transport.drain_timeout);
-            let metrics = metrics.clone();
-            let stopping = until_stopped(stopped.clone());
-            let drained = until_stopped(stopped.clone());
-            async move {
-                let Some((listener, addr, config)) = web else { return };
-                tracing::info!(%addr, "serving the web page on http://{addr}/e/<USCC>");
-                if transport::plaintext_is_exposed(addr) {
-                    tracing::warn!(
-                        %addr,
-                        "serving the web page in plaintext on a non-loopback address: sign-in tokens and \
-                         session cookies cross the network unencrypted; put a TLS-terminating proxy in front"
-                    );
-                }
-                if config.public_url.is_none() && !addr.ip().is_loopback() {
-                    tracing::warn!(
-                        %addr,
-                        "no --public-url: QR codes and feeds link to http://{addr}; set --public-url to the \
-                         address visitors use"
-                    );
-                }
-                let router = crate::web::router(service, principals, addr, &config, metrics.clone());
-                // In-flight requests finish; a client still holding a
-                // connection two drain times after the stop is cut off.
-                tokio::select! {
-                    () = crate::web::serve(listener, router, &config, metrics, stopping) => {}
-                    () = async { drained.await; tokio::time::sleep(2 * drain).await } => {
-                        tracing::warn!("closing the web connections still open after the drain");
-                    }
-                }
-            }
-        };
+        let web = serve_web(
+            web,
+            service.clone(),
+            principals.clone(),
+            metrics.clone(),
+            transport.drain_timeout,
+            stopped.clone(),
+        );
         let (routes, health) = crate::grpc::routes(service.clone(), principals, &transport).await?;
         let writability = watch_writable(service.clone(), health, until_stopped(stopped.clone()));
-        if tls.is_none() && transport::plaintext_is_exposed(grpc_addr) {
-            tracing::warn!(
-                addr = %grpc_addr,
-                "serving gRPC in plaintext on a non-loopback address: tokens and data cross the network \
-                 unencrypted; use --tls-cert and --tls-key"
-            );
-        }
-        tracing::info!(
-            addr = %grpc_addr,
-            tls = tls.is_some(),
-            mtls = transport.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
-            model = service.model().version(),
-            entries = service.ledger().head().size,
-            "serving gRPC"
-        );
-        let cancel = CancellationToken::new();
-        let grpc = {
-            let service = service.clone();
-            let accepting = until_stopped(stopped.clone());
-            let mut server = tonic::transport::Server::builder();
-            if let Some(tls) = tls {
-                server = server.tls_config(tls).map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?;
-            }
-            let close_connections = CancellationToken::new();
-            let incoming = transport::incoming(
-                grpc,
-                transport.connection_idle_timeout,
-                transport.max_connections,
-                metrics.clone(),
-                close_connections.clone(),
-            );
-            let serve = server
-                .max_concurrent_streams(transport.max_concurrent_streams)
-                .http2_keepalive_interval(Some(transport.keepalive_interval))
-                .http2_keepalive_timeout(Some(transport.keepalive_timeout))
-                .layer(CallGuardLayer::new(&transport, metrics.clone(), cancel.clone()))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    accepting.await;
-                    service.begin_shutdown();
-                });
-            let drain = transport.drain_timeout;
-            let draining = until_stopped(stopped.clone());
-            async move {
-                let mut serve = Box::pin(serve);
-                tokio::select! {
-                    served = &mut serve => served,
-                    () = async { draining.await; tokio::time::sleep(drain).await } => {
-                        tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time over; cancelling the calls still running");
-                        cancel.cancel();
-                        // Cancelled calls answer at once; a connection still
-                        // open one more drain time later belongs to a peer that
-                        // does not read, and is closed under it.
-                        tokio::select! {
-                            served = &mut serve => served,
-                            () = tokio::time::sleep(drain) => {
-                                tracing::warn!("closing the connections still open after the drain");
-                                close_connections.cancel();
-                                serve.await
-                            }
-                        }
-                    }
-                }
-            }
-        };
+        let grpc =
+            serve_grpc(grpc, grpc_addr, tls, &transport, routes, service.clone(), metrics.clone(), &stopped)?;
         let gateway_stats = gateway.as_ref().map(|(_, _, g)| g.stats());
-        let gateway = async {
-            match gateway {
-                None => Ok(()),
-                Some((listener, _, gateway)) => {
-                    let stats = gateway.stats();
-                    let served = gateway.serve(listener, until_stopped(stopped.clone())).await;
-                    tracing::info!(counts = ?stats.snapshot(), "hj212 gateway stopped");
-                    served.map_err(|e| Error::Internal(format!("hj212 gateway: {e}")))
-                }
-            }
-        };
-        let metrics_endpoint = async {
-            if let Some((listener, addr)) = metrics_listener {
-                tracing::info!(%addr, "serving metrics on GET /metrics");
-                let source = MetricsSource {
-                    metrics: metrics.clone(),
-                    service: service.clone(),
-                    gateway: gateway_stats,
-                };
-                crate::metrics::serve(listener, source, until_stopped(stopped.clone())).await;
-            }
-        };
-        let checkpoints = async {
-            let signing = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
-            let witnessing = async {
-                if let Some(w) = service.witnessing() {
-                    let period = service.ledger().checkpoint_interval();
-                    w.clone().run(service.ledger().clone(), period, until_stopped(stopped.clone())).await;
-                }
-            };
-            tokio::join!(signing, witnessing);
-        };
+        let gateway = serve_gateway(gateway, stopped.clone());
+        let metrics_endpoint =
+            serve_metrics(metrics_listener, metrics, service.clone(), gateway_stats, stopped.clone());
+        let checkpoints = sign_and_witness(service.clone(), stopped.clone());
         let view = keep_view_current(service.clone(), until_stopped(stopped.clone()));
+        // Steps 1 and 2 of the shutdown order: the stop reaches every named
+        // future at once and each drains; the ledger closes only after all.
         let ((), (), (), (), (), grpc, gateway, (), ()) = tokio::join!(
             signal,
             reloads,
@@ -475,6 +368,169 @@ impl App {
         restricted?;
         Ok(())
     }
+}
+
+/// The web page until the stop, then its drain: in-flight requests finish;
+/// a client still holding a connection two drain times after the stop is
+/// cut off.
+async fn serve_web(
+    web: Option<(TcpListener, SocketAddr, WebConfig)>,
+    service: Arc<Service>,
+    principals: Arc<PrincipalStore>,
+    metrics: Arc<Metrics>,
+    drain: std::time::Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    let stopping = until_stopped(stopped.clone());
+    let drained = until_stopped(stopped);
+    let Some((listener, addr, config)) = web else { return };
+    tracing::info!(%addr, "serving the web page on http://{addr}/e/<USCC>");
+    if transport::plaintext_is_exposed(addr) {
+        tracing::warn!(
+            %addr,
+            "serving the web page in plaintext on a non-loopback address: sign-in tokens and \
+             session cookies cross the network unencrypted; put a TLS-terminating proxy in front"
+        );
+    }
+    if config.public_url.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "no --public-url: QR codes and feeds link to http://{addr}; set --public-url to the \
+             address visitors use"
+        );
+    }
+    let router = crate::web::router(service, principals, addr, &config, metrics.clone());
+    tokio::select! {
+        () = crate::web::serve(listener, router, &config, metrics, stopping) => {}
+        () = async { drained.await; tokio::time::sleep(2 * drain).await } => {
+            tracing::warn!("closing the web connections still open after the drain");
+        }
+    }
+}
+
+/// gRPC until the stop, then its drain: calls still running after the
+/// drain time are cancelled, connections still open one drain time later
+/// are closed.
+#[allow(clippy::too_many_arguments)]
+fn serve_grpc(
+    grpc: TcpListener,
+    grpc_addr: SocketAddr,
+    tls: Option<ServerTlsConfig>,
+    transport: &TransportConfig,
+    routes: tonic::service::Routes,
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<impl Future<Output = std::result::Result<(), tonic::transport::Error>> + use<>> {
+    if tls.is_none() && transport::plaintext_is_exposed(grpc_addr) {
+        tracing::warn!(
+            addr = %grpc_addr,
+            "serving gRPC in plaintext on a non-loopback address: tokens and data cross the network \
+             unencrypted; use --tls-cert and --tls-key"
+        );
+    }
+    tracing::info!(
+        addr = %grpc_addr,
+        tls = tls.is_some(),
+        mtls = transport.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        model = service.model().version(),
+        entries = service.ledger().head().size,
+        "serving gRPC"
+    );
+    let cancel = CancellationToken::new();
+    let grpc = {
+        let accepting = until_stopped(stopped.clone());
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?;
+        }
+        let close_connections = CancellationToken::new();
+        let incoming = transport::incoming(
+            grpc,
+            transport.connection_idle_timeout,
+            transport.max_connections,
+            metrics.clone(),
+            close_connections.clone(),
+        );
+        let serve = server
+            .max_concurrent_streams(transport.max_concurrent_streams)
+            .http2_keepalive_interval(Some(transport.keepalive_interval))
+            .http2_keepalive_timeout(Some(transport.keepalive_timeout))
+            .layer(CallGuardLayer::new(transport, metrics.clone(), cancel.clone()))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move {
+                accepting.await;
+                service.begin_shutdown();
+            });
+        let drain = transport.drain_timeout;
+        let draining = until_stopped(stopped.clone());
+        async move {
+            let mut serve = Box::pin(serve);
+            tokio::select! {
+                served = &mut serve => served,
+                () = async { draining.await; tokio::time::sleep(drain).await } => {
+                    tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time over; cancelling the calls still running");
+                    cancel.cancel();
+                    // Cancelled calls answer at once; a connection still
+                    // open one more drain time later belongs to a peer that
+                    // does not read, and is closed under it.
+                    tokio::select! {
+                        served = &mut serve => served,
+                        () = tokio::time::sleep(drain) => {
+                            tracing::warn!("closing the connections still open after the drain");
+                            close_connections.cancel();
+                            serve.await
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(grpc)
+}
+
+/// The HJ 212 gateway until the stop; its connections and day closes finish.
+async fn serve_gateway(
+    gateway: Option<(TcpListener, SocketAddr, Gateway<LedgerSink>)>,
+    stopped: watch::Receiver<bool>,
+) -> Result<()> {
+    match gateway {
+        None => Ok(()),
+        Some((listener, _, gateway)) => {
+            let stats = gateway.stats();
+            let served = gateway.serve(listener, until_stopped(stopped)).await;
+            tracing::info!(counts = ?stats.snapshot(), "hj212 gateway stopped");
+            served.map_err(|e| Error::Internal(format!("hj212 gateway: {e}")))
+        }
+    }
+}
+
+/// `GET /metrics` until the stop.
+async fn serve_metrics(
+    listener: Option<(TcpListener, SocketAddr)>,
+    metrics: Arc<Metrics>,
+    service: Arc<Service>,
+    gateway: Option<Arc<GatewayStats>>,
+    stopped: watch::Receiver<bool>,
+) {
+    if let Some((listener, addr)) = listener {
+        tracing::info!(%addr, "serving metrics on GET /metrics");
+        let source = MetricsSource { metrics, service, gateway };
+        crate::metrics::serve(listener, source, until_stopped(stopped)).await;
+    }
+}
+
+/// The checkpoint timer and, under `--witness-policy`, the witnessing of
+/// new checkpoints, until the stop.
+async fn sign_and_witness(service: Arc<Service>, stopped: watch::Receiver<bool>) {
+    let signing = sign_checkpoints(service.clone(), until_stopped(stopped.clone()));
+    let witnessing = async {
+        if let Some(w) = service.witnessing() {
+            let period = service.ledger().checkpoint_interval();
+            w.clone().run(service.ledger().clone(), period, until_stopped(stopped.clone())).await;
+        }
+    };
+    tokio::join!(signing, witnessing);
 }
 
 /// Signs a checkpoint of each new head, at most once per checkpoint

@@ -348,6 +348,44 @@ pub fn may_see_record(p: &Principal, e: &Enterprise, class: Option<KindClass>) -
     }
 }
 
+/// Who reads `e`'s web page: the signed-in principal when it may read
+/// this enterprise's score (the enterprise itself, a lender, a regulator in
+/// scope, an admin), so that what it sees follows its role and a lender's
+/// or regulator's read is an inquiry, as over gRPC; everyone else (another
+/// enterprise, a regulator outside its scope, no one signed in) reads as
+/// the public, which is never an inquiry.
+pub fn page_reader(signed: Option<&Principal>, e: Option<&Enterprise>) -> Principal {
+    match (signed, e) {
+        (Some(p), Some(e)) if may_read_score(p, e).is_ok() => p.clone(),
+        _ => Principal::public(),
+    }
+}
+
+/// Whether `p` is the enterprise `e` itself (its page shows it its filings
+/// and forms).
+pub fn is_itself(p: &Principal, e: &Enterprise) -> bool {
+    matches!(&p.role, Role::Enterprise { uscc } if uscc == e.uscc.as_str())
+}
+
+/// Whether `p` may have a checkpoint signed to cover what it wrote: a
+/// writer's answer proves what was acknowledged. Readers never cause a
+/// signature (reading never writes), so the public and lenders may not.
+pub fn may_sign_checkpoint(p: &Principal) -> Result<()> {
+    match &p.role {
+        Role::Admin | Role::Regulator { .. } | Role::Enterprise { .. } | Role::Source { .. } => Ok(()),
+        Role::Lender | Role::Public => Err(denied(p, "have a checkpoint signed")),
+    }
+}
+
+/// Whether `p` may compare the served scores with scores recomputed from
+/// the entries, bypassing the view and the inquiry log: an admin only.
+pub fn may_audit_scores(p: &Principal) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        _ => Err(denied(p, "audit the view of current scores")),
+    }
+}
+
 /// Whether `p` sees the workflow filings of `e` (and what follows from
 /// them, such as why credit repair cannot be granted yet): the rule of
 /// [`may_see_record`] for a filing.
@@ -439,5 +477,36 @@ mod tests {
         assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
         assert!(text.starts_with("LA-7") && text.contains("[2J"), "{text:?}");
         assert!(purpose_text("purpose", &"x".repeat(MAX_PURPOSE_BYTES + 1)).is_err());
+    }
+
+    /// What broke: the page decided itself who reads, outside this file.
+    #[test]
+    fn the_page_reader_is_the_visitor_only_when_it_may_read_the_score() {
+        let e = enterprise();
+        let itself = Principal { name: "acme".into(), role: Role::Enterprise { uscc: e.uscc.to_string() } };
+        let other =
+            Principal { name: "beta".into(), role: Role::Enterprise { uscc: "11330206MB1593493A".into() } };
+        let lender = Principal { name: "bank".into(), role: Role::Lender };
+        let elsewhere = Principal { name: "sh".into(), role: Role::Regulator { region_prefix: "31".into() } };
+        assert_eq!(page_reader(Some(&itself), Some(&e)), itself);
+        assert_eq!(page_reader(Some(&lender), Some(&e)), lender);
+        for downgraded in [Some(&other), Some(&elsewhere), None] {
+            assert_eq!(page_reader(downgraded, Some(&e)).role, Role::Public);
+        }
+        assert_eq!(page_reader(Some(&lender), None).role, Role::Public, "not registered");
+        assert!(is_itself(&itself, &e) && !is_itself(&other, &e) && !is_itself(&lender, &e));
+    }
+
+    /// What broke: any caller of the door could have a checkpoint signed,
+    /// and the view's audit skipped authorization.
+    #[test]
+    fn readers_never_have_a_checkpoint_signed_and_only_an_admin_audits() {
+        let admin = Principal { name: "ops".into(), role: Role::Admin };
+        let source = Principal { name: "epb".into(), role: Role::Source { source: "epb".into() } };
+        let lender = Principal { name: "bank".into(), role: Role::Lender };
+        assert!(may_sign_checkpoint(&admin).is_ok() && may_sign_checkpoint(&source).is_ok());
+        assert!(may_sign_checkpoint(&lender).is_err() && may_sign_checkpoint(&Principal::public()).is_err());
+        assert!(may_audit_scores(&admin).is_ok());
+        assert!(may_audit_scores(&source).is_err() && may_audit_scores(&Principal::public()).is_err());
     }
 }

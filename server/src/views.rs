@@ -50,7 +50,17 @@ pub struct GatewayFigures {
 /// (the public policy is in [`crate::auth`]).
 #[derive(Clone, Debug)]
 pub struct PageView {
+    /// Who reads: the signed-in principal, or the public
+    /// ([`crate::auth::page_reader`]).
+    pub reader: crate::principals::Principal,
+    /// Whether the reader is the enterprise itself, which sees its filings
+    /// and forms ([`crate::auth::is_itself`]).
+    pub own: bool,
     pub score: ScoreView,
+    /// Whether the reader sees the workflow filings and what follows from
+    /// them, such as why credit repair cannot be granted yet
+    /// ([`crate::auth::may_see_filings`]).
+    pub detailed: bool,
     /// The records the reader may see, ascending by seq: for the public
     /// and lenders the scored records only; for the enterprise itself,
     /// regulators and admins also the workflow filings.
@@ -70,6 +80,16 @@ pub struct PageView {
     pub history_complete: bool,
     /// The score's signed attestation (what `GetAttestation` answers).
     pub note: String,
+    /// The latest published checkpoint: the page's score, history,
+    /// attestation and proofs are all of its tree, so that a page view
+    /// never signs or stores one.
+    pub checkpoint: ledger::Checkpoint,
+    /// `witnessed by k of n: names` of `checkpoint` under
+    /// `--witness-policy`; else empty.
+    pub witnessed: String,
+    /// The inclusion proof in `checkpoint` of each reason's record among
+    /// the first [`MAX_PAGE_REASONS`], in the order of the reasons.
+    pub proofs: Vec<(Seq, Vec<Hash>)>,
 }
 
 /// Days of history a page draws (24 months).

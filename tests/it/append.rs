@@ -33,7 +33,7 @@ fn write_file(path: &std::path::Path, lines: impl Iterator<Item = String>) {
 /// How many records the ledger holds, and whether any id is there twice.
 fn records_in_ledger(server: &TestServer) -> (usize, bool) {
     use ecocode_proto::v1 as pb;
-    let ledger = server.service.ledger();
+    let ledger = &server.ledger;
     let mut ids: Vec<String> = ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())

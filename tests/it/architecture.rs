@@ -252,35 +252,59 @@ fn no_import_circles_inside_the_service_or_the_cli() {
     assert_acyclic("cli", &module_graph("server/cli"));
 }
 
-/// The web page is a transport like gRPC: its handlers reach data only
-/// through the door (`Service` methods), never the stores or the
-/// directory behind it, and build no HTML by string concatenation (the
-/// templates in `server/templates/` escape every value).
-#[test]
-fn the_web_page_reaches_data_only_through_the_door() {
-    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src/web");
-    let forbidden = [
-        ".ledger()",
-        "crate::directory",
-        "crate::events",
-        "crate::grpc",
-        "ledger::Ledger",
-        "inquiries::",
-        "may_read",
-        "may_append",
-        "may_see_record",
-        "format!(\"<",
-        "push_str(\"<",
-    ];
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&web).unwrap() {
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for f in forbidden {
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// What a transport (the web page, gRPC) must not name: the ledger and the
+/// stores behind the door, and the authorization decisions (`auth::may_*`,
+/// the page's reader), which are taken inside the door only.
+const BEHIND_THE_DOOR: [&str; 10] = [
+    ".ledger()",
+    // The ledger crate's handle (not gRPC's own `self::ledger::LedgerService`).
+    " ledger::Ledger",
+    "&ledger::Ledger",
+    "<ledger::Ledger",
+    "crate::directory",
+    "crate::events",
+    "inquiries::",
+    "may_",
+    ".witnessing()",
+    "Principal::public()",
+];
+
+/// Fails when a file of `server/src/<module>` names something behind the
+/// door; answers how many files were checked.
+fn assert_behind_the_door(module: &str, also: &[&str], exempt: &[&str]) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src").join(module);
+    let files = rust_files(&dir);
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for f in BEHIND_THE_DOOR.iter().chain(also).filter(|f| !exempt.contains(f)) {
             assert!(!text.contains(f), "{} uses {f:?}; go through the Service door", path.display());
         }
-        checked += 1;
     }
+    files.len()
+}
+
+/// The web page is a transport like gRPC: its handlers reach data only
+/// through the door (`Service` methods), never the stores or the
+/// directory behind it, take no authorization decision of their own, and
+/// build no HTML by string concatenation (the templates in
+/// `server/templates/` escape every value).
+#[test]
+fn the_web_page_reaches_data_only_through_the_door() {
+    let checked = assert_behind_the_door("web", &["crate::grpc", "format!(\"<", "push_str(\"<"], &[]);
     assert!(checked >= 5, "the web module's files were found");
     let edges = module_graph("server");
     // `metrics` counts requests and refusals, as it does for gRPC: no data.
@@ -288,4 +312,12 @@ fn the_web_page_reaches_data_only_through_the_door() {
         ["auth", "error", "metrics", "principals", "service"].into_iter().map(str::to_owned).collect();
     let used = edges.get("web").cloned().unwrap_or_default();
     assert!(used.is_subset(&allowed), "the web module may use only {allowed:?}, uses {used:?}");
+}
+
+/// gRPC reaches the ledger and the authorization decisions through the
+/// door only (`Service::public_key`, not the ledger's).
+#[test]
+fn grpc_reaches_the_ledger_and_auth_only_through_the_door() {
+    let checked = assert_behind_the_door("grpc", &["crate::web"], &[]);
+    assert!(checked >= 4, "the grpc module's files were found");
 }

@@ -216,7 +216,7 @@ async fn a_full_disk_is_resource_exhausted_not_serving_and_recovers_by_itself() 
         async || ServingStatus::try_from(statuses.message().await.unwrap().unwrap().status).unwrap();
     assert_eq!(next_status().await, ServingStatus::Serving);
 
-    let ledger = server.service.ledger();
+    let ledger = &server.ledger;
     ledger.set_min_free_bytes(u64::MAX);
     let err = admin.append(record(ACME, "F-1", "inspection.finding", -1)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);

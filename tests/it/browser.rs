@@ -321,6 +321,8 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
     fine.description = "COD 排放超标（DW001 排口）".into();
     let fine = admin.append(fine).await.unwrap().seq;
     admin.append(record(ACME, "S-1", "enforcement.suspend", -30)).await.unwrap();
+    // The page shows what the latest published checkpoint covers.
+    server.publish();
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let epb = server.token("beilun-epb-staff", Role::Regulator { region_prefix: "330206".into() });
     let bank = server.token("bank-a", Role::Lender);

@@ -25,7 +25,7 @@ async fn renamed_moved_and_closed_enterprises_keep_their_history_and_leave_the_l
     let mut admin = server.admin().await;
     admin.register(ACME, "Ningbo Acme Dyeing Co.", "330206").await;
     admin.register(BETA, "Beta Chemicals", "330206").await;
-    let before = server.service.ledger().head().size;
+    let before = server.ledger.head().size;
 
     // Renamed and moved to another district.
     let moved = pb::EnterpriseUpdate {

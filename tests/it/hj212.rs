@@ -153,12 +153,12 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     assert!((mean - expected).abs() < 1e-3, "{mean} vs {expected}");
 
     // Re-sending a whole day changes nothing: acks, but no new entries.
-    let size = server.service.ledger().head().size;
+    let size = server.ledger.head().size;
     for p in &packets[..24] {
         socket.write_all(p).await.unwrap();
     }
     read_acks(&mut socket, 24).await;
-    assert_eq!(server.service.ledger().head().size, size);
+    assert_eq!(server.ledger.head().size, size);
     server.stop().await;
 }
 
@@ -305,7 +305,7 @@ async fn days_overlapping_a_platform_outage_are_excused_not_deducted() {
     );
 
     // The outage itself is a ledger entry of its own.
-    let ledger = server.service.ledger();
+    let ledger = &server.ledger;
     let outages: Vec<pb::PlatformOutage> = ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())

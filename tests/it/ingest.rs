@@ -49,7 +49,7 @@ async fn resend_is_a_duplicate_and_changed_content_is_already_exists() {
     let err = admin.append(changed).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert!(err.message().contains("P-1"), "{}", err.message());
-    assert_eq!(server.service.ledger().head().size, 2, "nothing was appended twice");
+    assert_eq!(server.ledger.head().size, 2, "nothing was appended twice");
     server.stop().await;
 }
 

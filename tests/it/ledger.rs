@@ -23,7 +23,7 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     // Reads never sign; the service signs each new head on its timer.
-    let signed = server.service.ledger().sign_checkpoint_now().unwrap();
+    let signed = server.ledger.sign_checkpoint_now().unwrap();
     let old = bank.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
     assert_eq!((old.tree_size, old.signed_note.as_str()), (5, signed.note.as_str()));
 
@@ -58,7 +58,7 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
 
     // The ledger grows; the new checkpoint is consistent with the old.
     admin.append(record(ACME, "P-9", "penalty.warning", -1)).await.unwrap();
-    let new = server.service.ledger().sign_checkpoint_now().unwrap();
+    let new = server.ledger.sign_checkpoint_now().unwrap();
     let p = bank
         .ledger
         .get_consistency_proof(pb::GetConsistencyProofRequest {
@@ -122,7 +122,7 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
     let before = admin.score(ACME).await;
-    let head = server.service.ledger().head();
+    let head = server.ledger.head();
     let dir = server.stop().await;
 
     let server = TestServer::start_in(dir).await;
@@ -132,7 +132,7 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
         (after.points, after.tree_size, &after.root_hash),
         (before.points, before.tree_size, &before.root_hash)
     );
-    assert_eq!(server.service.ledger().head().root, head.root);
+    assert_eq!(server.ledger.head().root, head.root);
     let next = admin.append(record(ACME, "P-2", "penalty.warning", -1)).await.unwrap();
     assert_eq!(next.seq, 2);
     let dup = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
@@ -180,7 +180,7 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
         .into_inner();
     let score = attestation.score.unwrap();
     let key: [u8; 32] = attestation.public_key.as_slice().try_into().unwrap();
-    let key_name = server.service.ledger().key_name().to_owned();
+    let key_name = server.ledger.key_name().to_owned();
     let body = note::verify(&attestation.signed_note, &key_name, &key).expect("attestation verifies");
     let fields = tlog::attestation::Attestation::parse(&body).expect("attestation body parses").fields();
     let field = |k: &str| fields.iter().find(|(name, _)| *name == k).map(|(_, v)| v.as_str()).unwrap();
@@ -191,7 +191,7 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
     assert_eq!(field("model"), "ecocode-2026.1");
     assert_eq!(field("tree_size"), score.tree_size.to_string());
     // The verifier key `ecocode key show` prints verifies it as well.
-    let (name, decoded) = note::decode_verifier_key(&server.service.ledger().verifier_key()).unwrap();
+    let (name, decoded) = note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
     assert_eq!((name.as_str(), decoded), (key_name.as_str(), key));
 
     // Changing what was attested breaks the signature.
@@ -209,12 +209,12 @@ async fn proof_bundles_verify_offline_and_fail_when_altered() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
-    let old = server.service.ledger().sign_checkpoint_now().unwrap();
+    let old = server.ledger.sign_checkpoint_now().unwrap();
     for i in 0..5 {
         admin.append(record(ACME, &format!("Q-{i}"), "inspection.finding", -i)).await.unwrap();
     }
-    let new = server.service.ledger().sign_checkpoint_now().unwrap();
-    let ledger = server.service.ledger();
+    let new = server.ledger.sign_checkpoint_now().unwrap();
+    let ledger = &server.ledger;
     let (key_name, key) = (ledger.key_name().to_owned(), ledger.public_key());
     let entry = ledger.entry(1).unwrap();
     let inclusion = Bundle::Inclusion {

@@ -87,7 +87,7 @@ async fn three_nodes_share_one_chain_principals_and_watches() {
     }
     for n in [&a, &b, &c] {
         for (id, receipt) in &receipts {
-            let entry = n.service.ledger().entry(receipt.seq).unwrap();
+            let entry = n.ledger.entry(receipt.seq).unwrap();
             assert_eq!(entry.entry_hash[..], receipt.entry_hash[..], "{id} on node {}", n.addr);
             assert_eq!(entry.chain_hash[..], receipt.chain_hash[..], "{id} on node {}", n.addr);
         }
@@ -193,8 +193,8 @@ async fn a_device_may_report_half_a_day_to_each_node() {
     on_a.register(ACME, "Acme", "330206").await;
     on_a.registry.register_monitoring_point(point()).await.unwrap();
     // Node b knows the point once it has taken in a's entries.
-    b.service.ledger().catch_up().unwrap();
-    assert!(b.service.ledger().head().size >= 2);
+    b.ledger.catch_up().unwrap();
+    assert!(b.ledger.head().size >= 2);
 
     // COD at 80 mg/L against a limit of 50 all day: 00-11 h to a, 12-23 h to b.
     for (server, hours) in [(&a, 0..12), (&b, 12..24)] {

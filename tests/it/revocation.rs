@@ -26,7 +26,7 @@ async fn until_the_server_refuses(server: &TestServer, token: &str) {
 
 /// The `source_record_id` of every record in the ledger.
 fn record_ids(server: &TestServer) -> Vec<String> {
-    let ledger = server.service.ledger();
+    let ledger = &server.ledger;
     ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())

@@ -34,7 +34,7 @@ async fn a_new_enterprise_is_green_and_records_move_the_score() {
     reasons_add_up(&score);
     assert_eq!(score.reasons[0].kind, "enforcement.suspend");
     assert_eq!(score.reasons[1].seq, fine.seq);
-    let head = server.service.ledger().head();
+    let head = server.ledger.head();
     assert_eq!((score.tree_size, score.root_hash.as_slice()), (head.size, head.root.as_slice()));
 
     admin.append(record(ACME, "V-1", "veto.data_fraud", -1)).await.unwrap();

@@ -36,6 +36,8 @@ pub struct TestServer {
     /// ([`TestServer::start_web`]).
     pub http: Option<std::net::SocketAddr>,
     pub service: Arc<Service>,
+    /// The ledger behind the door ([`server::App::ledger`]).
+    pub ledger: ledger::Ledger,
     pub principals: Arc<PrincipalStore>,
     pub clock: Arc<ManualClock>,
     /// The shared PostgreSQL store, when started on one.
@@ -141,6 +143,7 @@ impl TestServer {
         let (addr, gateway, metrics, http, service) =
             (app.grpc_addr(), app.hj212_addr(), app.metrics_addr(), app.http_addr(), app.service().clone());
         let principals = app.principals().clone();
+        let ledger = app.ledger().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run(async {
             let _ = rx.await;
@@ -152,6 +155,7 @@ impl TestServer {
             metrics,
             http,
             service,
+            ledger,
             principals,
             clock,
             store,
@@ -167,9 +171,16 @@ impl TestServer {
         self.task.take().unwrap().await.unwrap().expect("server stopped cleanly");
         // The last handle on the stores: dropping it releases their locks
         // before it returns.
-        let TestServer { dir, service, principals, .. } = self;
-        drop((service, principals));
+        let TestServer { dir, service, ledger, principals, .. } = self;
+        drop((service, ledger, principals));
         dir
+    }
+
+    /// Signs a checkpoint of the head now, as the service's timer does
+    /// every `--checkpoint-interval`: what the web page shows is the tree of
+    /// the latest published checkpoint, and a page view signs none.
+    pub fn publish(&self) -> ledger::Checkpoint {
+        self.ledger.sign_checkpoint_now().unwrap()
     }
 
     pub fn data_dir(&self) -> &Path {

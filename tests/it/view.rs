@@ -25,8 +25,8 @@ const STEPS: [&str; 4] =
 /// recomputed from its entries, and so does what `GetScore` answers.
 async fn check_all(server: &TestServer, usccs: &[String], at: Timestamp, context: &str) {
     for uscc in usccs {
-        let (served, served_next) = server.service.current_score(uscc, at).unwrap();
-        let (truth, truth_next) = server.service.recompute(uscc, at).unwrap();
+        let (served, served_next) = server.service.current_score(&auditor(), uscc, at).unwrap();
+        let (truth, truth_next) = server.service.recompute(&auditor(), uscc, at).unwrap();
         assert_eq!(served.evaluation, truth.evaluation, "{context}: {uscc} at {at}");
         assert_eq!((served.tree_size, served.root), (truth.tree_size, truth.root), "{context}: {uscc}");
         assert_eq!(served_next, truth_next, "{context}: {uscc}: next change");
@@ -34,7 +34,7 @@ async fn check_all(server: &TestServer, usccs: &[String], at: Timestamp, context
     let mut admin = server.admin().await;
     for uscc in usccs {
         let score = admin.score(uscc).await;
-        let (truth, _) = server.service.recompute(uscc, server.clock.now()).unwrap();
+        let (truth, _) = server.service.recompute(&auditor(), uscc, server.clock.now()).unwrap();
         assert_eq!(score.points, truth.evaluation.points, "{context}: GetScore {uscc}");
         assert_eq!(score.reasons.len(), truth.evaluation.reasons.len(), "{context}: GetScore {uscc}");
     }
@@ -120,7 +120,7 @@ async fn reads_racing_appends_report_consistent_prefixes() {
             // Until the last append is visible: reads race every append.
             let mut size = 0;
             while size < 201 {
-                let (view, _) = service.current_score(ACME, T0).unwrap();
+                let (view, _) = service.current_score(&auditor(), ACME, T0).unwrap();
                 let counted = view.evaluation.reasons.iter().filter(|r| r.seq.0 > 0).count() as u64;
                 // The ledger is the registration (seq 0) and then only this
                 // enterprise's warnings, all active and capped by no rule:
@@ -135,4 +135,9 @@ async fn reads_racing_appends_report_consistent_prefixes() {
         admin.append(record(ACME, &format!("w{i}"), "penalty.warning", 0)).await.unwrap();
     }
     reader.await.unwrap();
+}
+
+/// The admin that audits the view against recomputation.
+fn auditor() -> server::principals::Principal {
+    server::principals::Principal { name: "auditor".into(), role: server::principals::Role::Admin }
 }

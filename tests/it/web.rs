@@ -22,6 +22,7 @@ async fn seeded() -> (TestServer, u64) {
     fine.description = XSS_TEXT.into();
     let fine = admin.append(fine).await.unwrap();
     admin.append(record(ACME, "P-2", "enforcement.suspend", -5)).await.unwrap();
+    server.publish();
     (server, fine.seq)
 }
 
@@ -156,7 +157,7 @@ async fn a_public_visitor_reads_no_inquiry_data_and_leaves_none() {
     let mut web = server.web();
     for path in [format!("/e/{ACME}"), format!("/e/{ACME}?format=json"), format!("/e/{ACME}/feed.atom")] {
         let r = web.get(&path).await;
-        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.status, 200, "{path} {}", r.body);
         assert!(!r.body.contains("inquir"), "{path} shows no inquiry data");
     }
     let mut admin = server.admin().await;
@@ -481,6 +482,7 @@ async fn a_scanned_attestation_is_current_then_superseded_and_a_forged_one_inval
     // The code changes: the printed sticker is superseded, never current.
     let mut admin = server.admin().await;
     admin.append(record(ACME, "V-1", "veto.data_fraud", -1)).await.unwrap();
+    server.publish();
     let page = web.get(&format!("/e/{ACME}{scanned}")).await;
     assert!(page.body.contains(r#"class="card scanned superseded""#));
     assert!(page.body.contains("红码"), "with the current code");
@@ -742,6 +744,7 @@ async fn a_heavy_enterprise_has_a_page() {
     let mut void = record("void".into(), "record.voided", days(-150), 0, Some(veto));
     void.attributes.insert("reason".into(), "recorded against the wrong enterprise".into());
     server.service.append_record(&who, void).await.unwrap();
+    server.publish();
     // Fine A ends at -235 (still yellow with fine B), fine B at -35.
     let expected =
         [(days(-600), "YELLOW"), (days(-200), "RED"), (days(-150), "YELLOW"), (days(-35), "GREEN")];
@@ -781,4 +784,92 @@ async fn a_heavy_enterprise_has_a_page() {
     assert!(json["reasons_total"].as_u64().unwrap() > reasons as u64, "the page says how many more");
     assert_eq!(feed.body.matches("<entry>").count(), 5, "the start and four changes: {}", feed.body);
     server.stop().await;
+}
+
+/// What broke: an anonymous `GET /e/{USCC}` signed and stored a checkpoint
+/// whenever the head had moved past the latest one, so a crawler caused
+/// disk writes and a full disk broke reads.
+#[tokio::test]
+async fn anonymous_page_views_never_sign_store_or_write() {
+    use server::principals::Principal;
+    let (server, fine) = {
+        let server = TestServer::start_with(|c| {
+            c.http_listen = Some("127.0.0.1:0".parse().unwrap());
+            // No timer signs during the burst: any new checkpoint is a view's.
+            c.ledger.checkpoint_interval = std::time::Duration::from_secs(24 * 3600);
+        })
+        .await;
+        let mut admin = server.admin().await;
+        admin.register(ACME, "Acme", "330206").await;
+        let fine = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap().seq;
+        server.publish();
+        (server, fine)
+    };
+    let mut web = server.web();
+    let json: serde_json::Value =
+        serde_json::from_str(&web.get(&format!("/e/{ACME}?format=json")).await.body).unwrap();
+    let digits = json["attestation"]["qr_text"].as_str().unwrap().split_once("/Q/").unwrap().1.to_owned();
+
+    // The head moves past the latest checkpoint, as a gateway's or a
+    // filing's append leaves it until the timer signs: no appends after.
+    let source = Principal { name: "beilun-epb".into(), role: Role::Source { source: "beilun-epb".into() } };
+    let late = scoring::Record::new(scoring::RecordFields {
+        source: "beilun-epb",
+        source_record_id: "P-2",
+        uscc: ACME,
+        kind: "enforcement.suspend",
+        occurred_at: Some(server.service.clock().now()),
+        amount_yuan: 0,
+        refers_to: None,
+        description: "late",
+        attributes: Default::default(),
+    })
+    .unwrap();
+    server.service.append_record(&source, late).await.unwrap();
+    let public = Principal::public();
+    let checkpoint = server.service.checkpoint(&public).unwrap();
+    assert!(checkpoint.tree_size < server.ledger.head().size, "the head is past the checkpoint");
+    let (flushes, files) = (server.ledger.flush_count(), files_of(server.data_dir()));
+
+    for _ in 0..20 {
+        for path in [
+            format!("/e/{ACME}"),
+            format!("/e/{ACME}?format=json"),
+            format!("/e/{ACME}/feed.atom"),
+            format!("/e/{ACME}/attestation.txt"),
+            format!("/e/{ACME}/proof/{fine}"),
+            format!("/e/{ACME}?att={digits}"),
+        ] {
+            let r = web.get(&path).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+        }
+    }
+    assert_eq!(server.service.checkpoint(&public).unwrap().note, checkpoint.note, "no checkpoint signed");
+    assert_eq!(server.ledger.flush_count(), flushes, "no ledger commit");
+    assert_eq!(files_of(server.data_dir()), files, "nothing written to the data directory");
+    // The page shows the published checkpoint's tree, not the head's.
+    let json: serde_json::Value =
+        serde_json::from_str(&web.get(&format!("/e/{ACME}?format=json")).await.body).unwrap();
+    assert_eq!(json["checkpoint"]["tree_size"], checkpoint.tree_size);
+    assert_eq!(json["attestation"]["check"]["status"], "current");
+    server.stop().await;
+}
+
+/// Every file under `dir` with its size, but sled's own `db` and `conf`:
+/// sled's background flusher may still write there what was committed
+/// before (the ledger's commits are counted by `flush_count` instead).
+fn files_of(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = e.metadata().unwrap();
+        let name = e.file_name();
+        if meta.is_dir() {
+            out.extend(files_of(&e.path()));
+        } else if name != "db" && name != "conf" {
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out.sort();
+    out
 }

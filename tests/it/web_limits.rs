@@ -231,6 +231,7 @@ async fn host_header_never_becomes_the_origin() {
     .await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
+    server.publish();
     let web = server.http.unwrap();
     let json = get_with_host(web, &format!("/e/{ACME}?format=json"), "evil.example").await;
     assert_eq!(json.status, 200, "{}", json.body);
@@ -250,6 +251,7 @@ async fn host_header_never_becomes_the_origin() {
     // Without --public-url: the listener's own address, whatever Host says.
     let server = TestServer::start_web().await;
     server.admin().await.register(ACME, "Acme", "330206").await;
+    server.publish();
     let web = server.http.unwrap();
     let json = get_with_host(web, &format!("/e/{ACME}?format=json"), "evil.example").await;
     let data: serde_json::Value = serde_json::from_str(&json.body).unwrap();
@@ -284,6 +286,7 @@ async fn invented_paths_do_not_push_known_methods_out_of_metrics() {
     }
     let mut admin = server.client(&admin_token).await;
     admin.register(ACME, "Acme", "330206").await;
+    server.publish();
     assert_eq!(web.get(&format!("/e/{ACME}")).await.status, 200);
 
     let text = scrape(server.metrics.unwrap(), "/metrics").await;
@@ -308,19 +311,20 @@ async fn a_full_disk_answers_a_web_filing_503() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     let fine = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    server.publish();
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let mut web = server.web();
     assert_eq!(sign_in(&mut web, &acme).await.status, 303);
     let page = web.get(&format!("/e/{ACME}")).await;
     let csrf = page.input("csrf").expect("the enterprise's page carries its forms");
-    server.service.ledger().set_min_free_bytes(u64::MAX);
+    server.ledger.set_min_free_bytes(u64::MAX);
     let seq = fine.seq.to_string();
     let r = web
         .post(&format!("/e/{ACME}/dispute"), &[("csrf", &csrf), ("seq", &seq), ("description", "not ours")])
         .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("space is freed"), "{}", r.body);
-    server.service.ledger().set_min_free_bytes(1);
+    server.ledger.set_min_free_bytes(1);
     let r = web
         .post(&format!("/e/{ACME}/dispute"), &[("csrf", &csrf), ("seq", &seq), ("description", "not ours")])
         .await;

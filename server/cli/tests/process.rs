@@ -633,6 +633,22 @@ async fn control_characters_in_a_purpose_never_reach_the_enterprises_terminal() 
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
     let mut registry = pb::registry_client::RegistryClient::new(channel);
     registry.register_enterprise(authed(&admin, acme())).await.unwrap();
+    // Pages show the latest published checkpoint's tree: `proof inclusion`
+    // returns once the timer has signed one covering the registration.
+    let proof = dir.path().join("registration-proof.json");
+    let out = cli(&[
+        "proof",
+        "inclusion",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+        "--seq",
+        "0",
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The lender signs in to the page and asks with a hostile purpose: a
     // screen clear, a colour, a carriage return and a forged line, a

@@ -148,7 +148,7 @@ impl Ingest for IngestService {
             ))
             .into());
         }
-        let checkpoint = self.service.checkpoint_covering(covered).await?;
+        let checkpoint = self.service.checkpoint_covering(&who, covered).await?;
         response.checkpoint = Some(to_proto::checkpoint(&checkpoint));
         Ok(Response::new(response))
     }

@@ -138,7 +138,7 @@ impl Scores for ScoresService {
         Ok(Response::new(pb::Attestation {
             score: Some(to_proto::score(&view)),
             signed_note,
-            public_key: self.service.ledger().public_key().to_vec(),
+            public_key: self.service.public_key().to_vec(),
         }))
     }
 

@@ -235,9 +235,9 @@ fn main() -> anyhow::Result<()> {
     let restart = Instant::now();
     let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
     let restart = restart.elapsed().as_secs_f64();
-    let entries = app.service().ledger().head().size;
+    let entries = app.ledger().head().size;
     let mut payload_bytes = 0u64;
-    for entry in app.service().ledger().scan(0, entries) {
+    for entry in app.ledger().scan(0, entries) {
         payload_bytes += entry?.payload.len() as u64;
     }
     drop(app);

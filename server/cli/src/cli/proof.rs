@@ -1,0 +1,132 @@
+//! `ecocode proof inclusion|consistency|verify`.
+
+use super::*;
+
+pub(super) async fn proof(command: ProofCommand) -> anyhow::Result<()> {
+    use tlog::bundle::{Bundle, Verified};
+    let write = |out: &Path, bundle: &Bundle| -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(bundle)?;
+        std::fs::write(out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+        println!("wrote {}", out.display());
+        Ok(())
+    };
+    match command {
+        ProofCommand::Inclusion { conn, seq, out } => {
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = checkpoint_covering(&conn, &mut client, seq + 1).await?;
+            let entry =
+                client.get_entry(authed(&conn, pb::GetEntryRequest { seq })?).await.map_err(status_error)?;
+            let entry = entry.into_inner();
+            let request = pb::GetInclusionProofRequest { seq, tree_size: checkpoint.tree_size };
+            let p =
+                client.get_inclusion_proof(authed(&conn, request)?).await.map_err(status_error)?.into_inner();
+            let recorded_at = entry.recorded_at.unwrap_or_default();
+            write(
+                &out,
+                &Bundle::Inclusion {
+                    checkpoint: checkpoint.signed_note,
+                    seq,
+                    recorded_at_ns: recorded_at.seconds * 1_000_000_000 + i64::from(recorded_at.nanos),
+                    payload: base64::engine::general_purpose::STANDARD.encode(&entry.payload),
+                    hashes: p
+                        .hashes
+                        .iter()
+                        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                        .collect(),
+                },
+            )
+        }
+        ProofCommand::Consistency { conn, old_checkpoint, out } => {
+            let old = std::fs::read_to_string(&old_checkpoint)
+                .with_context(|| format!("cannot read {}", old_checkpoint.display()))?;
+            let old_size = old
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse::<u64>().ok())
+                .with_context(|| format!("{} is not a checkpoint note", old_checkpoint.display()))?;
+            let mut client = pb::ledger_client::LedgerClient::new(channel(&conn).await?);
+            let checkpoint = client
+                .get_checkpoint(authed(&conn, pb::GetCheckpointRequest {})?)
+                .await
+                .map_err(status_error)?;
+            let checkpoint = checkpoint.into_inner();
+            let request =
+                pb::GetConsistencyProofRequest { from_size: old_size, to_size: checkpoint.tree_size };
+            let p = client
+                .get_consistency_proof(authed(&conn, request)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            write(
+                &out,
+                &Bundle::Consistency {
+                    old_checkpoint: old,
+                    checkpoint: checkpoint.signed_note,
+                    hashes: p
+                        .hashes
+                        .iter()
+                        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+                        .collect(),
+                },
+            )
+        }
+        ProofCommand::Verify { file, public_key, policy } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bundle: Bundle = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a proof file from `ecocode proof`", file.display()))?;
+            let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
+                .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+            let witnessed = match &policy {
+                Some(policy) => Some(crate::witness::bundle_quorum(policy, &bundle)?),
+                None => None,
+            };
+            match tlog::bundle::verify(&bundle, &key_name, &key) {
+                Ok(Verified::Inclusion { seq, tree_size, entry_hash }) => println!(
+                    "ok: entry {seq} (hash {}) is in the signed ledger of {tree_size} entries",
+                    base64::engine::general_purpose::STANDARD.encode(entry_hash)
+                ),
+                Ok(Verified::Consistency { from_size, to_size }) => {
+                    println!(
+                        "ok: the signed ledger of {from_size} entries is a prefix of the one of {to_size}"
+                    )
+                }
+                Err(e) => bail!("proof {} does NOT verify: {e}", file.display()),
+            }
+            if let Some(witnessed) = witnessed {
+                println!("{witnessed}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The latest signed checkpoint once it holds the first `size` entries: the
+/// service signs new heads every `--checkpoint-interval-ms`, so a very new
+/// entry may need a moment. Waits at most ten seconds.
+pub(super) async fn checkpoint_covering(
+    conn: &Connection,
+    client: &mut pb::ledger_client::LedgerClient<tonic::transport::Channel>,
+    size: u64,
+) -> anyhow::Result<pb::Checkpoint> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let checkpoint = client
+            .get_checkpoint(authed(conn, pb::GetCheckpointRequest {})?)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if checkpoint.tree_size >= size {
+            return Ok(checkpoint);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the latest signed checkpoint holds {} entries, not yet entry {}; try again in a few seconds",
+                checkpoint.tree_size,
+                size - 1
+            );
+        }
+        eprintln!("waiting for a signed checkpoint that covers entry {} ...", size - 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,62 @@
+//! Downloads: the attestation file and proof bundles, of the published
+//! checkpoint.
+
+use super::*;
+
+/// The page's signed attestation as a file for `ecocode attest verify`.
+pub async fn attestation_file(
+    State(st): State<WebState>,
+    Path(uscc): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let uscc = parse_uscc(&uscc)?;
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await?;
+    // Of the published checkpoint's tree, as the page's QR code: a
+    // download signs no checkpoint.
+    let published = st.service.checkpoint(&reader)?;
+    let (_, note) = st.service.attestation(&reader, PURPOSE, &uscc, None, published.tree_size).await?;
+    Ok(download("text/plain; charset=utf-8", &format!("attestation-{uscc}.txt"), note))
+}
+
+/// The proof bundle of entry `seq`, a record of `uscc`, in the latest
+/// signed checkpoint: what `ecocode proof verify` checks.
+pub async fn proof_bundle(
+    State(st): State<WebState>,
+    Path((uscc, seq)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let uscc = parse_uscc(&uscc)?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| Error::InvalidArgument("seq: a ledger entry number, e.g. /proof/3".into()))?;
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await?;
+    let entry = st.service.record_entry(&reader, &uscc, seq).await?;
+    // The published checkpoint only: a download signs none.
+    let checkpoint = st.service.checkpoint(&reader)?;
+    if seq >= checkpoint.tree_size {
+        return Err(Error::NotFound(format!(
+            "entry {seq} is not yet in the latest published checkpoint ({} entries): download its proof after the next one",
+            checkpoint.tree_size
+        )));
+    }
+    let (_, hashes) = st.service.inclusion_proof(&reader, seq, checkpoint.tree_size).await?;
+    let bundle = tlog::bundle::Bundle::Inclusion {
+        checkpoint: checkpoint.note,
+        seq,
+        recorded_at_ns: entry.recorded_at_ns,
+        payload: B64.encode(&entry.payload),
+        hashes: tlog::bundle::encode_hashes(&hashes),
+    };
+    let json = serde_json::to_string_pretty(&bundle)
+        .map_err(|e| Error::Internal(format!("proof bundle of entry {seq}: {e}")))?;
+    Ok(download("application/json", &format!("proof-{uscc}-{seq}.json"), json))
+}
+
+pub(super) fn download(content_type: &'static str, filename: &str, body: String) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
+    response
+}
