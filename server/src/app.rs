@@ -173,7 +173,10 @@ impl App {
             Some(files) => Some(files.load(config.transport.tls_handshake_timeout)?),
             None => None,
         };
-        let principals = Arc::new(PrincipalStore::open_in(&data_dir, config.ledger.store.as_deref())?);
+        let principals = Arc::new(
+            PrincipalStore::open_in(&data_dir, config.ledger.store.as_deref())?
+                .with_clock(config.clock.clone()),
+        );
         let shared_store = config.ledger.store.clone();
         let valid_days = config.model.monitoring();
         let service = Arc::new(Service::open(
