@@ -19,21 +19,9 @@ struct RegionFilter {
 }
 
 fn region_filter(q: &RegionQuery) -> Result<RegionFilter> {
-    let code = match q.code.as_str() {
-        "" => None,
-        "GREEN" => Some(Code::Green),
-        "YELLOW" => Some(Code::Yellow),
-        "RED" => Some(Code::Red),
-        _ => return Err(Error::InvalidArgument("code: GREEN, YELLOW or RED".into())),
-    };
-    let grade = match q.grade.as_str() {
-        "" => None,
-        "INTEGRITY" => Some(Grade::Integrity),
-        "GOOD" => Some(Grade::Good),
-        "WARNING" => Some(Grade::Warning),
-        "POOR" => Some(Grade::Poor),
-        _ => return Err(Error::InvalidArgument("grade: INTEGRITY, GOOD, WARNING or POOR".into())),
-    };
+    // Empty means "any"; otherwise the names the domain types print.
+    let code: Option<Code> = (!q.code.is_empty()).then(|| q.code.parse()).transpose()?;
+    let grade: Option<Grade> = (!q.grade.is_empty()).then(|| q.grade.parse()).transpose()?;
     if !matches!(q.sort.as_str(), "" | "uscc" | "points" | "name") {
         return Err(Error::InvalidArgument("sort: uscc, points or name".into()));
     }

@@ -48,12 +48,7 @@ pub(super) async fn check_scanned(
         points: attestation.points,
         grade: attestation.grade.clone(),
         code: attestation.code.clone(),
-        code_zh: match attestation.code.as_str() {
-            "GREEN" => "绿码",
-            "YELLOW" => "黄码",
-            "RED" => "红码",
-            _ => "?",
-        },
+        code_zh: attestation.code.parse().map_or("?", |code| labels::code(code).0),
         as_of: attestation.as_of.clone(),
         tree_size: attestation.tree_size,
     };
