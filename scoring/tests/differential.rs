@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use scoring::{
     Evaluation, Grade, KindClass, LedgerRecord, MeeLevel, Model, NANOS_PER_DAY, Record, Seq, Timestamp, Uscc,
     WorkflowKind, score_all,
@@ -309,7 +309,7 @@ fn batch_mee_levels_follow_the_models_mapping() {
     let model = Model::from_toml(&text).unwrap();
     assert_eq!(model.mee_level(Grade::Integrity), MeeLevel::Red);
     assert_eq!(model.mee_level(Grade::Poor), MeeLevel::Green);
-    differential(&model, 100);
+    differential(&model, 200);
 }
 
 /// Batch and online scores of generated ledgers under `model` agree on
@@ -325,7 +325,10 @@ fn differential(model: &Model, cases: u32) {
     );
     let coverage = Coverage::default();
     let config = Config { cases, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new(config);
+    // A fixed seed: the coverage assertions below must hold on every run,
+    // and a random seed's cases reach every rule only most of the time
+    // (a 100-case run once missed the bonus cap).
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let result = runner.run(&strategy, |(gens, ats, prefix, order)| {
         let ledger = build(&gens);
         let tree_size = prefix.unwrap_or(u64::MAX);
