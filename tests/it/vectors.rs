@@ -58,11 +58,14 @@ fn read(file: &str) -> String {
 
 /// What the tlog crate says about one file (with its policy's quorum, if any).
 fn tlog_accepts(v: &Vector, text: &str, key_name: &str, key: &[u8; 32]) -> bool {
-    let policy = v.policy.as_deref().map(|p| tlog::policy::Policy::parse(&read(p)).expect("the vector's policy"));
+    let policy =
+        v.policy.as_deref().map(|p| tlog::policy::Policy::parse(&read(p)).expect("the vector's policy"));
     let quorum = |checkpoint: &str| policy.as_ref().is_none_or(|p| p.verify(checkpoint).is_ok());
     match v.kind.as_str() {
         "checkpoint" => {
-            tlog::note::verify(text, key_name, key).and_then(|body| tlog::note::parse_checkpoint(&body)).is_ok()
+            tlog::note::verify(text, key_name, key)
+                .and_then(|body| tlog::note::parse_checkpoint(&body))
+                .is_ok()
                 && quorum(text)
         }
         "attestation" => {
@@ -71,17 +74,20 @@ fn tlog_accepts(v: &Vector, text: &str, key_name: &str, key: &[u8; 32]) -> bool 
             } else {
                 tlog::attestation::note_from_qr_text(text)
             };
-            let Ok(attestation) = note.and_then(|note| tlog::attestation::verify(&note, key_name, key)) else {
+            let Ok(attestation) = note.and_then(|note| tlog::attestation::verify(&note, key_name, key))
+            else {
                 return false;
             };
             let Some(file) = &v.checkpoint else { return policy.is_none() };
             let head_note = read(file);
-            let Ok(head) = tlog::note::verify(&head_note, key_name, key).and_then(|b| tlog::note::parse_checkpoint(&b))
+            let Ok(head) =
+                tlog::note::verify(&head_note, key_name, key).and_then(|b| tlog::note::parse_checkpoint(&b))
             else {
                 return false;
             };
             let (origin, size, root, _chain) = head;
-            (origin.as_str(), size, root) == (attestation.origin.as_str(), attestation.tree_size, attestation.root)
+            (origin.as_str(), size, root)
+                == (attestation.origin.as_str(), attestation.tree_size, attestation.root)
                 && quorum(&head_note)
         }
         "bundle" => serde_json::from_str::<tlog::bundle::Bundle>(text)
@@ -158,7 +164,8 @@ fn every_file_in_the_vectors_directory_is_in_the_manifest() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|name| {
-            let tooling = ["manifest.json", "public.key", "generate.sh", "witness.sh", "tamper.py", "README.md"];
+            let tooling =
+                ["manifest.json", "public.key", "generate.sh", "witness.sh", "tamper.py", "README.md"];
             !tooling.contains(&name.as_str()) && !listed.contains(name)
         })
         .collect();
