@@ -18,27 +18,32 @@ MANIFEST = json.loads((VECTORS / "manifest.json").read_text(encoding="utf-8"))
 KEY = (VECTORS / MANIFEST["public_key"]).read_text(encoding="utf-8").strip()
 
 
-def check(kind: str, path):
+def check(vector):
+    kind, path = vector["kind"], VECTORS / vector["file"]
     text = path.read_text(encoding="utf-8")
+    # The witness vectors are verified with their policy (as `--policy`).
+    policy = (VECTORS / vector["policy"]).read_text(encoding="utf-8") if "policy" in vector else None
     if kind == "checkpoint":
-        return verify.checkpoint(text, KEY)
+        return verify.checkpoint(text, KEY, policy=policy)
     if kind == "attestation":
-        return verify.attestation(text, KEY)
+        if policy is None:
+            return verify.attestation(text, KEY)
+        head = (VECTORS / vector["checkpoint"]).read_text(encoding="utf-8")
+        return verify.attestation(text, KEY, policy=policy, checkpoint=head)
     if kind == "bundle":
-        return verify.bundle(path, KEY)
+        return verify.bundle(path, KEY, policy=policy)
     raise AssertionError(f"unknown vector kind {kind}")
 
 
 @pytest.mark.parametrize("vector", MANIFEST["vectors"], ids=[v["file"] for v in MANIFEST["vectors"]])
 def test_vector_gets_the_expected_verdict(vector):
-    path = VECTORS / vector["file"]
     if vector["expect"] == "accept":
-        check(vector["kind"], path)
+        check(vector)
     else:
         # Rejected with the verifier's own error, naming what is wrong, not
         # with a crash of some other kind.
         with pytest.raises(VerificationError) as rejected:
-            check(vector["kind"], path)
+            check(vector)
         assert str(rejected.value)
 
 

@@ -19,6 +19,10 @@ Public functions:
 * :func:`bundle` - a proof bundle from ``ecocode proof inclusion|consistency``
   (or :meth:`ecocode_client.Client.inclusion_bundle`), returned as
   :class:`Inclusion` or :class:`Consistency`;
+* :class:`Policy` - a C2SP tlog-policy file (logs, witnesses, quorum);
+  ``checkpoint``, ``bundle`` and ``attestation`` take ``policy=`` and then
+  refuse a checkpoint without the quorum of witness cosignatures
+  (tlog-cosignature v1, Ed25519: :func:`cosignature`);
 * the primitives :func:`entry_hash`, :func:`chain_hash`, :func:`node`,
   :func:`merkle_root`, :func:`verify_inclusion`, :func:`verify_consistency`.
 
@@ -47,12 +51,19 @@ __all__ = [
     "Attestation",
     "Checkpoint",
     "Consistency",
+    "CosignerKey",
     "Inclusion",
+    "Policy",
+    "PolicyWitness",
+    "Verdict",
     "VerifierKey",
     "attestation",
     "bundle",
     "chain_hash",
     "checkpoint",
+    "cosignature",
+    "cosignature_message",
+    "cosigner_key_id",
     "compact_bytes",
     "compact_note",
     "empty_root",
@@ -61,6 +72,7 @@ __all__ = [
     "node",
     "note_from_qr_text",
     "open_note",
+    "parse_cosigner_key",
     "parse_verifier_key",
     "verify_consistency",
     "verify_inclusion",
@@ -340,6 +352,8 @@ class Checkpoint:
     body: str
     note: str
     extensions: Tuple[str, ...] = ()
+    witnessed: Optional["Verdict"] = field(default=None, compare=False)
+    """With a policy: who cosigned it (the quorum is met)."""
 
 
 def _parse_checkpoint(body: str, what: str) -> Tuple[str, int, Hash, Hash, Tuple[str, ...]]:
@@ -377,11 +391,19 @@ def _parse_checkpoint(body: str, what: str) -> Tuple[str, int, Hash, Hash, Tuple
     return origin, int(size_line), root, chain, tuple(extensions)
 
 
-def checkpoint(note: Union[str, bytes], vkey: Union[str, VerifierKey], origin: Optional[str] = None) -> Checkpoint:
+def checkpoint(
+    note: Union[str, bytes],
+    vkey: Union[str, VerifierKey],
+    origin: Optional[str] = None,
+    policy: Union["Policy", str, None] = None,
+) -> Checkpoint:
     """Verifies a signed checkpoint note and returns its content.
 
     ``vkey`` is the verifier key text (``ecocode key show``). With ``origin``
     the checkpoint must also be of that ledger (e.g. ``ecocode.local/ledger``).
+    With ``policy`` (a :class:`Policy` or a policy file's text) it must also
+    carry the policy's quorum of witness cosignatures; the error names who is
+    missing, and :attr:`Checkpoint.witnessed` says who cosigned.
     """
     what = "checkpoint"
     text = _text(note, what)
@@ -389,7 +411,297 @@ def checkpoint(note: Union[str, bytes], vkey: Union[str, VerifierKey], origin: O
     found_origin, size, root, chain, extensions = _parse_checkpoint(body, what)
     if origin is not None and found_origin != origin:
         raise VerificationError(f"{what}: origin is {found_origin!r}, expected {origin!r}")
-    return Checkpoint(found_origin, size, root, chain, body, text, extensions)
+    witnessed = _policy(policy).verify(text) if policy is not None else None
+    return Checkpoint(found_origin, size, root, chain, body, text, extensions, witnessed)
+
+
+# ----------------------------------------------------------------- witnesses
+
+_ALG_COSIGNATURE_V1 = 0x04
+_COSIGNATURE_LEN = 4 + 8 + 64
+_MAX_POLICY_ENTRIES = 256
+
+
+@dataclass(frozen=True)
+class CosignerKey:
+    """A witness's verifier key (``ecocode witness key``): ``<name>+<key id>+<base64(0x04 || key)>``."""
+
+    name: str
+    public_key: bytes
+    key_id: bytes
+
+    def text(self) -> str:
+        """The key text, one line."""
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(bytes([_ALG_COSIGNATURE_V1]) + self.public_key).decode()}"
+
+
+def cosigner_key_id(name: str, public_key: bytes) -> bytes:
+    """``SHA-256(name || 0x0A || 0x04 || public_key)[:4]`` (tlog-cosignature v1, Ed25519)."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([_ALG_COSIGNATURE_V1]) + public_key).digest()[:4]
+
+
+def parse_cosigner_key(text: Union[str, CosignerKey]) -> CosignerKey:
+    """Parses a witness's vkey (signature type 0x04) and checks that its key id matches."""
+    if isinstance(text, CosignerKey):
+        return text
+    fields = text.strip().split("+", 2) if isinstance(text, str) else []
+    if len(fields) != 3 or len(fields[1]) != 8:
+        raise VerificationError("witness key is not <name>+<key id hex>+<base64 key>")
+    name, id_hex, key_b64 = fields
+    if not _key_name_valid(name):
+        raise VerificationError(f"witness key: key name {name!r} must be non-empty without spaces or '+'")
+    raw = _b64(key_b64, "witness key")
+    if len(raw) != 33 or raw[0] != _ALG_COSIGNATURE_V1:
+        raise VerificationError("witness key is not a tlog-cosignature v1 Ed25519 key (type byte 0x04, 32 bytes)")
+    kid = cosigner_key_id(name, raw[1:])
+    if kid.hex() != id_hex.lower():
+        raise VerificationError(f"witness key: key id {id_hex} does not match key {name}")
+    return CosignerKey(name=name, public_key=raw[1:], key_id=kid)
+
+
+def cosignature_message(timestamp: int, body: str) -> bytes:
+    """What a v1 cosignature signs: ``cosignature/v1\\ntime <timestamp>\\n`` and the checkpoint's whole body."""
+    return f"cosignature/v1\ntime {timestamp}\n{body}".encode("utf-8")
+
+
+def _signature_lines(note: str) -> Tuple[str, List[Tuple[str, bytes]]]:
+    """A note's body (ending in a newline) and its signature lines as (key name, decoded bytes)."""
+    if not note.endswith("\n") or "\n\n" not in note:
+        raise VerificationError("signed note: no blank line before the signature lines")
+    body, sigs = note.rsplit("\n\n", 1)
+    lines = []
+    for number, line in enumerate(sigs[:-1].split("\n"), 1):
+        if not line.startswith(_EM_DASH_PREFIX) or " " not in line[len(_EM_DASH_PREFIX) :]:
+            raise VerificationError(f"signed note: signature line {number} is not '\u2014 <key name> <base64>'")
+        name, sig_b64 = line[len(_EM_DASH_PREFIX) :].split(" ", 1)
+        raw = _b64(sig_b64, f"signed note: signature line {number}")
+        if len(raw) < 5:
+            raise VerificationError(f"signed note: signature line {number} is shorter than its key id")
+        lines.append((name, raw))
+    if len(lines) > _MAX_SIGNATURES:
+        raise VerificationError(f"signed note: more than {_MAX_SIGNATURES} signatures")
+    return body + "\n", lines
+
+
+def cosignature(note: Union[str, bytes], key: Union[str, CosignerKey]) -> int:
+    """Checks that ``note`` carries a valid v1 cosignature by the witness ``key`` and returns its timestamp.
+
+    Lines of other names or key ids are ignored (the spec asks so); a line
+    with this witness's name and key id that does not verify is an error.
+    """
+    witness = parse_cosigner_key(key)
+    body, lines = _signature_lines(_text(note, "checkpoint"))
+    ed25519 = Ed25519PublicKey.from_public_bytes(witness.public_key)
+    found: Optional[int] = None
+    for name, raw in lines:
+        if name != witness.name or raw[:4] != witness.key_id:
+            continue
+        if len(raw) != _COSIGNATURE_LEN:
+            raise VerificationError(f"cosignature by {witness.name} is not key id, timestamp and a 64-byte signature")
+        timestamp = int.from_bytes(raw[4:12], "big")
+        if timestamp > _I64_MAX:
+            raise VerificationError(f"cosignature by {witness.name}: timestamp beyond 2^63-1")
+        try:
+            ed25519.verify(raw[12:], cosignature_message(timestamp, body))
+        except InvalidSignature:
+            raise VerificationError(f"cosignature by {witness.name} does not verify") from None
+        found = timestamp
+    if found is None:
+        raise VerificationError(f"no cosignature by {witness.name}")
+    return found
+
+
+@dataclass(frozen=True)
+class PolicyWitness:
+    """A witness of a policy: its policy name, its key and (for the log) its URL."""
+
+    name: str
+    key: CosignerKey
+    url: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a checkpoint fares against a policy: who cosigned, who did not, and whether the quorum is met."""
+
+    met: bool
+    cosigned: Tuple[str, ...]
+    missing: Tuple[str, ...]
+
+
+# A quorum node: None (``quorum none``), a witness index, or (k, members).
+_Node = Union[None, int, Tuple[int, Tuple[Any, ...]]]
+
+
+def _satisfied(node: _Node, signed: Sequence[bool]) -> bool:
+    if node is None:
+        return True
+    if isinstance(node, int):
+        return signed[node]
+    k, members = node
+    return sum(1 for m in members if _satisfied(m, signed)) >= k
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A C2SP tlog-policy: the logs and witnesses a verifier trusts and the quorum of cosignatures it needs.
+
+    Log keys are this ledger's Ed25519 vkeys (type 0x01); an ecocode log's
+    key name may differ from its origin, so the checkpoint's signature is
+    checked with the name in the vkey. Witness keys are tlog-cosignature v1
+    Ed25519 vkeys (type 0x04).
+    """
+
+    logs: Tuple[VerifierKey, ...]
+    witnesses: Tuple[PolicyWitness, ...]
+    quorum_name: str
+    _quorum: Any = field(repr=False, compare=False, default=None)
+
+    @classmethod
+    def parse(cls, text: Union[str, bytes]) -> "Policy":
+        """Parses a policy file's text; an error names the line and the rule it breaks."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="surrogateescape")
+        names: Dict[str, _Node] = {}
+        logs: List[VerifierKey] = []
+        witnesses: List[PolicyWitness] = []
+        quorum: Optional[Tuple[_Node, str]] = None
+        for number, raw in enumerate(text.split("\n"), 1):
+
+            def at(what: str) -> VerificationError:
+                return VerificationError(f"policy line {number}: {what}")
+
+            if any((ch < " " and ch != "\t") or ch == "\x7f" for ch in raw):
+                raise at("control characters other than tab are not allowed")
+            line = raw.strip(" \t")
+            if not line or line.startswith("#"):
+                continue
+            fields = [f for f in re.split(r"[ \t]+", line) if f]
+            keyword, args = fields[0], fields[1:]
+            if keyword == "log":
+                if len(args) not in (1, 2):
+                    raise at("expected `log <vkey> [<url>]`")
+                try:
+                    key = parse_verifier_key(args[0])
+                except VerificationError as e:
+                    raise at(f"log key: {e}") from None
+                if any(log.public_key == key.public_key for log in logs):
+                    raise at("duplicate log key")
+                logs.append(key)
+            elif keyword == "witness":
+                if len(args) not in (2, 3):
+                    raise at("expected `witness <name> <vkey> [<url>]`")
+                name = args[0]
+                try:
+                    wkey = parse_cosigner_key(args[1])
+                except VerificationError as e:
+                    raise at(f"witness {name}: {e}") from None
+                cls._define(names, name, len(witnesses), at)
+                if any(w.key.public_key == wkey.public_key for w in witnesses):
+                    raise at(f"witness {name}: duplicate witness key")
+                witnesses.append(PolicyWitness(name, wkey, args[2] if len(args) == 3 else None))
+            elif keyword == "group":
+                if len(args) < 2:
+                    raise at("expected `group <name> all|any|<k> <name>...`")
+                name, threshold, members = args[0], args[1], args[2:]
+                if not members:
+                    raise at(f"group {name} has no members")
+                n = len(members)
+                if threshold == "all":
+                    k = n
+                elif threshold == "any":
+                    k = 1
+                elif _DECIMAL.match(threshold) and str(int(threshold)) == threshold and 1 <= int(threshold) <= n:
+                    k = int(threshold)
+                else:
+                    raise at(f"group {name}: threshold must be all, any or 1..={n}")
+                nodes = []
+                for j, member in enumerate(members):
+                    if member in members[:j]:
+                        raise at(f"group {name}: member {member} is listed twice")
+                    if member not in names:
+                        if member == "none":
+                            raise at(f"group {name}: none cannot be a member")
+                        raise at(f"group {name}: {member} is not defined above")
+                    nodes.append(names[member])
+                cls._define(names, name, (k, tuple(nodes)), at)
+            elif keyword == "quorum":
+                if len(args) != 1:
+                    raise at("expected `quorum <name>`")
+                if quorum is not None:
+                    raise at("a policy has exactly one quorum line")
+                if args[0] == "none":
+                    quorum = (None, "none")
+                elif args[0] in names:
+                    quorum = (names[args[0]], args[0])
+                else:
+                    raise at(f"quorum {args[0]} is not defined above")
+            else:
+                raise at(f"unknown keyword {keyword!r} (log, witness, group, quorum)")
+            if len(names) > _MAX_POLICY_ENTRIES or len(logs) > _MAX_POLICY_ENTRIES:
+                raise at(f"more than {_MAX_POLICY_ENTRIES} names or logs")
+        if quorum is None:
+            raise VerificationError("policy: no `quorum` line (use `quorum none` for none)")
+        return cls(tuple(logs), tuple(witnesses), quorum[1], quorum[0])
+
+    @staticmethod
+    def _define(names: Dict[str, _Node], name: str, node: _Node, at: Any) -> None:
+        if name == "none":
+            raise at("the name none is predefined")
+        if name in names:
+            raise at(f"{name} is defined twice")
+        names[name] = node
+
+    def evaluate(self, note: Union[str, bytes]) -> Verdict:
+        """Which witnesses validly cosigned ``note`` and whether that meets the quorum.
+
+        Lines of unknown names or key ids are ignored; a witness whose line
+        does not verify counts as missing. The log's signature is not checked
+        here (see :meth:`verify`).
+        """
+        signed = []
+        for w in self.witnesses:
+            try:
+                cosignature(note, w.key)
+                signed.append(True)
+            except VerificationError:
+                signed.append(False)
+        return Verdict(
+            met=_satisfied(self._quorum, signed),
+            cosigned=tuple(w.name for w, ok in zip(self.witnesses, signed) if ok),
+            missing=tuple(w.name for w, ok in zip(self.witnesses, signed) if not ok),
+        )
+
+    def verify(self, note: Union[str, bytes]) -> Verdict:
+        """Requires a log of the policy (if it lists any) to have signed ``note`` and the quorum to cosign it.
+
+        Raises :class:`VerificationError` naming the witnesses whose
+        cosignature is missing.
+        """
+        if self.logs:
+            signed_by_log = False
+            for log in self.logs:
+                try:
+                    open_note(note, log, "checkpoint")
+                    signed_by_log = True
+                    break
+                except VerificationError:
+                    pass
+            if not signed_by_log:
+                raise VerificationError("checkpoint NOT accepted by the policy: it is not signed by any log of the policy")
+        verdict = self.evaluate(note)
+        if not verdict.met:
+            cosigned = ", ".join(verdict.cosigned) or "nobody"
+            raise VerificationError(
+                f"checkpoint NOT accepted by the policy: it lacks the quorum {self.quorum_name}: "
+                f"cosigned by {cosigned}; missing: {', '.join(verdict.missing)}; "
+                "ask the log for a checkpoint its witnesses cosigned"
+            )
+        return verdict
+
+
+def _policy(policy: Union["Policy", str, bytes]) -> "Policy":
+    return policy if isinstance(policy, Policy) else Policy.parse(policy)
 
 
 # ----------------------------------------------------------------- attestations
@@ -717,17 +1029,39 @@ def note_from_qr_text(text: str) -> str:
         raise VerificationError("QR text: the attestation is not UTF-8") from None
 
 
-def attestation(note_or_qr_text: Union[str, bytes], vkey: Union[str, VerifierKey]) -> Attestation:
+def attestation(
+    note_or_qr_text: Union[str, bytes],
+    vkey: Union[str, VerifierKey],
+    policy: Union["Policy", str, None] = None,
+    checkpoint: Union[str, bytes, None] = None,
+) -> Attestation:
     """Verifies a signed score attestation and returns what it states.
 
     Accepts the signed note itself (``GetAttestation``'s ``signed_note``,
     ``ecocode attest get``) or the text of the page's QR code. A text of one
     line is taken as a QR text, as ``ecocode attest verify`` does.
+
+    With ``policy`` (as ``ecocode attest verify --policy --checkpoint``),
+    ``checkpoint`` is required: the log's signed checkpoint of exactly the
+    attestation's tree (origin, size, root), carrying the policy's quorum.
     """
     text = _text(note_or_qr_text, "attestation")
     note = text if "\n" in text.strip() else note_from_qr_text(text)
     body = open_note(note, vkey, "attestation")
-    return Attestation(note=note, **_parse_attestation(body))
+    result = Attestation(note=note, **_parse_attestation(body))
+    if policy is None:
+        return result
+    if checkpoint is None:
+        raise VerificationError("attestation: a policy needs the checkpoint of the attestation's tree (checkpoint=...)")
+    head_text = _text(checkpoint, "checkpoint")
+    head = _parse_checkpoint(open_note(head_text, vkey, "checkpoint"), "checkpoint")
+    if (head[0], head[1], head[2]) != (result.origin, result.tree_size, result.root):
+        raise VerificationError(
+            f"checkpoint is of {head[0]} at size {head[1]}, the attestation of {result.origin} at size "
+            f"{result.tree_size}; give the checkpoint of the attestation's tree"
+        )
+    _policy(policy).verify(head_text)
+    return result
 
 
 # ----------------------------------------------------------------- bundles
@@ -819,18 +1153,25 @@ def _hashes(value: Any) -> List[Hash]:
     return out
 
 
-def _signed_head(note: Any, name: str, vkey: VerifierKey) -> Checkpoint:
-    return checkpoint(_string(note, name), vkey)
+def _signed_head(note: Any, name: str, vkey: VerifierKey, policy: Optional["Policy"] = None) -> Checkpoint:
+    return checkpoint(_string(note, name), vkey, policy=policy)
 
 
-def bundle(path_or_text: Union[str, bytes, "os.PathLike[str]"], vkey: Union[str, VerifierKey]) -> Union[Inclusion, Consistency]:
+def bundle(
+    path_or_text: Union[str, bytes, "os.PathLike[str]"],
+    vkey: Union[str, VerifierKey],
+    policy: Union["Policy", str, None] = None,
+) -> Union[Inclusion, Consistency]:
     """Verifies a proof bundle (JSON, as ``ecocode proof`` writes it) and returns what it establishes.
 
     ``path_or_text`` is the bundle's JSON text or the path of its file. The
     bundle's checkpoint notes are verified with ``vkey``, then the proof
-    against the signed sizes and roots.
+    against the signed sizes and roots. With ``policy`` the bundle's (newest)
+    checkpoint must also carry the policy's quorum of cosignatures, as
+    ``ecocode proof verify --policy`` requires.
     """
     key = parse_verifier_key(vkey)
+    quorum = _policy(policy) if policy is not None else None
     text = _read_bundle(path_or_text)
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
@@ -857,7 +1198,7 @@ def bundle(path_or_text: Union[str, bytes, "os.PathLike[str]"], vkey: Union[str,
         checkpoint_note = _string(data["checkpoint"], "checkpoint")
         payload_text = _string(data["payload"], "payload")
         hashes_value = data["hashes"]
-        head = _signed_head(checkpoint_note, "checkpoint", key)
+        head = _signed_head(checkpoint_note, "checkpoint", key, quorum)
         try:
             payload = _b64(payload_text, "payload")
         except VerificationError:
@@ -869,7 +1210,7 @@ def bundle(path_or_text: Union[str, bytes, "os.PathLike[str]"], vkey: Union[str,
         return Inclusion(seq, head.tree_size, leaf, recorded_at_ns, payload, head)
 
     old = _signed_head(data["old_checkpoint"], "old_checkpoint", key)
-    new = _signed_head(data["checkpoint"], "checkpoint", key)
+    new = _signed_head(data["checkpoint"], "checkpoint", key, quorum)
     proof = _hashes(data["hashes"])
     if not verify_consistency(old.tree_size, new.tree_size, old.root, new.root, proof):
         raise VerificationError(f"the tree of size {old.tree_size} is NOT a prefix of the tree of size {new.tree_size}")
