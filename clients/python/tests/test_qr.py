@@ -230,8 +230,10 @@ def web_server(request, tmp_path_factory):
             regulator.register_enterprise(code, name, REGION, "C26")
         regulator.append_record(source="beilun-epb", source_record_id="F-1", uscc=FINED, kind="penalty.fine",
                                 occurred_at=YESTERDAY, amount_yuan=300_000, description="COD above permit")
-        regulator.append_record(source="beilun-epb", source_record_id="V-1", uscc=VETOED, kind="veto.crime",
-                                occurred_at=YESTERDAY, description="illegal dumping")
+        last = regulator.append_record(source="beilun-epb", source_record_id="V-1", uscc=VETOED,
+                                       kind="veto.crime", occurred_at=YESTERDAY, description="illegal dumping")
+        # Pages show the latest signed checkpoint's tree: wait until it holds these entries.
+        regulator.checkpoint_covering(last.seq + 1)
     yield server
     server.stop()
 
