@@ -13,6 +13,22 @@ pub struct RegionQuery {
     after: String,
 }
 
+impl RegionQuery {
+    /// The door's query for this page's filters: `page_size` scores after
+    /// `after`, open enterprises only.
+    fn list_query(&self, codes: Vec<Code>, page_size: usize, after: String) -> ListQuery {
+        ListQuery {
+            region_prefix: self.region.clone(),
+            industry_prefix: self.industry.clone(),
+            codes,
+            mee_levels: Vec::new(),
+            page_size,
+            after,
+            include_closed: false,
+        }
+    }
+}
+
 struct RegionFilter {
     codes: Vec<Code>,
     grade: Option<Grade>,
@@ -65,21 +81,7 @@ pub(super) async fn list_all(
     let mut out = Vec::new();
     let mut after = String::new();
     loop {
-        let page = st
-            .service
-            .list_scores(
-                who,
-                ListQuery {
-                    region_prefix: q.region.clone(),
-                    industry_prefix: q.industry.clone(),
-                    codes: codes.clone(),
-                    mee_levels: Vec::new(),
-                    page_size: MAX_PAGE,
-                    after: after.clone(),
-                    include_closed: false,
-                },
-            )
-            .await?;
+        let page = st.service.list_scores(who, q.list_query(codes.clone(), MAX_PAGE, after.clone())).await?;
         out.extend(page.scores);
         match page.next_after {
             Some(next) if out.len() < MAX_LISTED => after = next,
@@ -97,21 +99,8 @@ pub async fn region(
     let signed = require_signed_in(&st, &headers)?;
     let who = &signed.principal;
     let filter = region_filter(&q)?;
-    let page = st
-        .service
-        .list_scores(
-            who,
-            ListQuery {
-                region_prefix: q.region.clone(),
-                industry_prefix: q.industry.clone(),
-                codes: filter.codes.clone(),
-                mee_levels: Vec::new(),
-                page_size: REGION_PAGE,
-                after: q.after.clone(),
-                include_closed: false,
-            },
-        )
-        .await?;
+    let page =
+        st.service.list_scores(who, q.list_query(filter.codes.clone(), REGION_PAGE, q.after.clone())).await?;
     let mut rows: Vec<Row> = page
         .scores
         .iter()
