@@ -8,9 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
-        // Ordered maps make the encoding of a Record deterministic, which the
-        // ledger's idempotency fingerprint and stored payloads rely on.
-        .btree_map(".")
+        // The messages live in `ecocode-messages` (no runtime, for offline
+        // verifiers); the services here use those very types.
+        .extern_path(".ecocode.v1", "::ecocode_messages::v1")
         .file_descriptor_set_path(out_dir.join("ecocode_descriptor.bin"))
         .compile_protos(&["ecocode/v1/ecocode.proto"], &["."])?;
     println!("cargo:rerun-if-changed=ecocode/v1/ecocode.proto");

@@ -6,6 +6,7 @@
 #![allow(clippy::all, missing_docs)]
 
 pub mod v1 {
+    pub use ecocode_messages::v1::*;
     tonic::include_proto!("ecocode.v1");
 }
 
