@@ -34,6 +34,8 @@ use ledger::{Entry, Idempotency, NewEntry};
 use prost::Message;
 use scoring::{Enterprise, Record};
 
+use evidence::stored::Stored;
+
 use crate::convert::{from_proto, to_proto};
 use crate::enterprise::EnterpriseUpdate;
 use crate::error::{Error, Result};
@@ -140,31 +142,34 @@ impl Event {
 
     pub fn decode(entry: &Entry) -> Result<Event> {
         let corrupt = |what: String| Error::Ledger(ledger::Error::Corruption { seq: entry.seq, what });
-        let event = pb::LedgerEvent::decode(entry.payload.as_slice())
-            .map_err(|e| corrupt(format!("payload is not a LedgerEvent: {e}")))?;
-        Ok(match event.event {
-            Some(pb::ledger_event::Event::Registration(e)) => Event::Registration(
-                from_proto::enterprise(&e)
-                    .map_err(|e| corrupt(format!("stored registration is invalid: {e}")))?,
-            ),
-            Some(pb::ledger_event::Event::Record(r)) => Event::Record(
-                from_proto::record(&r).map_err(|e| corrupt(format!("stored record is invalid: {e}")))?,
-            ),
-            Some(pb::ledger_event::Event::MonitoringPoint(p)) => Event::MonitoringPoint(
+        // Registrations and records, what scoring reads, decode in the
+        // `evidence` crate: the offline verifier uses the same code.
+        let other = match evidence::stored::decode(entry.seq, &entry.payload) {
+            Ok(Stored::Registration(e)) => return Ok(Event::Registration(e)),
+            Ok(Stored::Record(r)) => return Ok(Event::Record(r)),
+            Ok(Stored::Other(other)) => other,
+            Err(evidence::Error::Payload { what, .. }) => return Err(corrupt(what)),
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        Ok(match other {
+            pb::ledger_event::Event::MonitoringPoint(p) => Event::MonitoringPoint(
                 from_proto::monitoring_point(&p)
                     .map_err(|e| corrupt(format!("stored monitoring point is invalid: {e}")))?,
             ),
-            Some(pb::ledger_event::Event::EnterpriseUpdate(u)) => Event::EnterpriseUpdate {
+            pb::ledger_event::Event::EnterpriseUpdate(u) => Event::EnterpriseUpdate {
                 update: from_proto::stored_enterprise_update(&u)
                     .map_err(|e| corrupt(format!("stored enterprise update is invalid: {e}")))?,
                 // Not needed after the append: the key is only checked then.
                 changes_seq: 0,
             },
-            Some(pb::ledger_event::Event::PlatformOutage(o)) => Event::PlatformOutage(
+            pb::ledger_event::Event::PlatformOutage(o) => Event::PlatformOutage(
                 from_proto::platform_outage(&o)
                     .map_err(|e| corrupt(format!("stored platform outage is invalid: {e}")))?,
             ),
-            None => return Err(corrupt("payload holds no event".into())),
+            // Decoded by `evidence::stored` above; never `Other`.
+            pb::ledger_event::Event::Registration(_) | pb::ledger_event::Event::Record(_) => {
+                return Err(corrupt("a registration or record decoded as another event".into()));
+            }
         })
     }
 }
