@@ -7,13 +7,13 @@ use super::super::store::{StoredEntry, keys};
 use super::super::{Error, Ledger, LedgerConfig, verify};
 use super::{entry, keyed};
 
-const A: &str = "91330200MA2AXXXX1X";
-const B: &str = "91330421739237858X";
+pub(super) const A: &str = "91330200MA2AXXXX1X";
+pub(super) const B: &str = "91330421739237858X";
 
 /// Checks that `cp_size` ends with an index entry committing to the index
 /// rebuilt from the entries below it, and that every subject's seqs are
 /// those the entries say.
-fn assert_index_at(ledger: &Ledger, cp_size: u64) {
+pub(super) fn assert_index_at(ledger: &Ledger, cp_size: u64) {
     let last = ledger.entry(cp_size - 1).unwrap();
     assert!(tlog::index::is_index_payload(&last.payload), "entry {} is no index entry", cp_size - 1);
     let commitment = tlog::index::Commitment::parse(&last.payload).unwrap();
