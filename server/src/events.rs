@@ -55,6 +55,10 @@ pub enum Event {
         update: EnterpriseUpdate,
         changes_seq: u64,
     },
+    /// An index entry: the ledger ends every signed checkpoint with one
+    /// (`docs/ledger.md`, "The subject index"). It is about no enterprise
+    /// (empty subject) and only the ledger writes it.
+    Index(tlog::index::Commitment),
 }
 
 /// The first byte of a record's payload: field 2 of `LedgerEvent`, wire
@@ -68,6 +72,10 @@ impl Event {
     /// The entry to append for this event, submitted by principal `submitted_by`.
     pub fn encode(&self, submitted_by: &str) -> NewEntry {
         let (event, subject, key, fingerprint) = match self {
+            // The ledger refuses this payload from anyone but its writer.
+            Event::Index(commitment) => {
+                return NewEntry { payload: commitment.payload(), subject: Vec::new(), idempotency: None };
+            }
             Event::Registration(e) => {
                 let canonical = to_proto::enterprise(e);
                 let fingerprint = fingerprint(&canonical);
@@ -142,6 +150,11 @@ impl Event {
 
     pub fn decode(entry: &Entry) -> Result<Event> {
         let corrupt = |what: String| Error::Ledger(ledger::Error::Corruption { seq: entry.seq, what });
+        if tlog::index::is_index_payload(&entry.payload) {
+            return tlog::index::Commitment::parse(&entry.payload)
+                .map(Event::Index)
+                .map_err(|e| corrupt(format!("stored index entry is invalid: {e}")));
+        }
         // Registrations and records, what scoring reads, decode in the
         // `evidence` crate: the offline verifier uses the same code.
         let other = match evidence::stored::decode(entry.seq, &entry.payload) {

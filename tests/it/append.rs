@@ -37,6 +37,7 @@ fn records_in_ledger(server: &TestServer) -> (usize, bool) {
     let mut ids: Vec<String> = ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())
+        .filter(|e| !tlog::index::is_index_payload(&e.payload))
         .filter_map(|e| {
             match <pb::LedgerEvent as prost::Message>::decode(e.payload.as_slice()).unwrap().event {
                 Some(pb::ledger_event::Event::Record(r)) => Some(r.source_record_id),

@@ -309,6 +309,7 @@ async fn days_overlapping_a_platform_outage_are_excused_not_deducted() {
     let outages: Vec<pb::PlatformOutage> = ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())
+        .filter(|e| !tlog::index::is_index_payload(&e.payload))
         .filter_map(|e| {
             match <pb::LedgerEvent as prost::Message>::decode(e.payload.as_slice()).unwrap().event {
                 Some(pb::ledger_event::Event::PlatformOutage(o)) => Some(o),

@@ -152,7 +152,7 @@ async fn a_stream_keeps_valid_records_and_lists_rejected_ones_by_index() {
     let rejected: Vec<(u64, &str)> = response.rejected.iter().map(|r| (r.index, r.code.as_str())).collect();
     assert_eq!(rejected, vec![(1, "InvalidArgument"), (3, "FailedPrecondition")]);
     assert!(response.rejected[0].message.starts_with("kind:"));
-    assert_eq!(response.checkpoint.unwrap().tree_size, 4, "registration + S-0 + S-1 + S-4");
+    assert_eq!(response.checkpoint.unwrap().tree_size, 5, "registration + S-0 + S-1 + S-4 + the index entry");
     server.stop().await;
 }
 

@@ -25,7 +25,8 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
     // Reads never sign; the service signs each new head on its timer.
     let signed = server.ledger.sign_checkpoint_now().unwrap();
     let old = bank.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
-    assert_eq!((old.tree_size, old.signed_note.as_str()), (5, signed.note.as_str()));
+    // The registration, four records and the index entry ending it.
+    assert_eq!((old.tree_size, old.signed_note.as_str()), (6, signed.note.as_str()));
 
     // The note verifies with the public key and states the same head.
     let key: [u8; 32] = old.public_key.as_slice().try_into().unwrap();
@@ -36,7 +37,7 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
         (size, root.to_vec(), chain.to_vec()),
         (old.tree_size, old.root_hash.clone(), old.chain_hash.clone())
     );
-    let mut tampered = old.signed_note.replace("\n5\n", "\n6\n");
+    let mut tampered = old.signed_note.replace("\n6\n", "\n7\n");
     assert!(note::verify(&tampered, &key_name, &key).is_err());
     tampered.clear();
 
@@ -128,13 +129,13 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
     let server = TestServer::start_in(dir).await;
     let mut admin = server.client(&admin_token).await; // principals survive too
     let after = admin.score(ACME).await;
-    assert_eq!(
-        (after.points, after.tree_size, &after.root_hash),
-        (before.points, before.tree_size, &before.root_hash)
-    );
-    assert_eq!(server.ledger.head().root, head.root);
+    // Stopping ended the ledger with an index entry: the same score, at
+    // the tree that holds it, and the tree before it unchanged.
+    assert_eq!((after.points, after.tree_size), (before.points, before.tree_size + 1));
+    assert_eq!(server.ledger.head().size, head.size + 1);
+    assert_eq!(server.ledger.root_at(head.size).unwrap(), head.root);
     let next = admin.append(record(ACME, "P-2", "penalty.warning", -1)).await.unwrap();
-    assert_eq!(next.seq, 2);
+    assert_eq!(next.seq, 3);
     let dup = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
     assert!(dup.duplicate, "the idempotency index survives a restart");
     server.stop().await;
@@ -148,13 +149,13 @@ async fn a_server_refuses_to_start_on_a_rolled_back_store() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
-    let dir = server.stop().await; // signs a final checkpoint at size 2
+    let dir = server.stop().await; // signs a final checkpoint at size 3 (with its index entry)
 
     // Put back an older checkpoint claiming more than the store holds: the
     // store is now "shorter than what was signed" and must be refused.
     let checkpoint_path = dir.path().join("checkpoint");
     let note = std::fs::read_to_string(&checkpoint_path).unwrap();
-    let forged = note.replacen("\n2\n", "\n3\n", 1);
+    let forged = note.replacen("\n3\n", "\n4\n", 1);
     assert_ne!(note, forged);
     std::fs::write(&checkpoint_path, forged).unwrap();
     let Err((err, _dir)) = TestServer::try_start_in(dir).await else {
@@ -226,14 +227,14 @@ async fn proof_bundles_verify_offline_and_fail_when_altered() {
     };
     assert!(matches!(
         verify(&inclusion, &key_name, &key),
-        Ok(Verified::Inclusion { seq: 1, tree_size: 7, .. })
+        Ok(Verified::Inclusion { seq: 1, tree_size: 9, .. })
     ));
     let consistency = Bundle::Consistency {
         old_checkpoint: old.note.clone(),
         checkpoint: new.note.clone(),
         hashes: encode_hashes(&ledger.consistency_proof(old.tree_size, new.tree_size).unwrap()),
     };
-    assert_eq!(verify(&consistency, &key_name, &key), Ok(Verified::Consistency { from_size: 2, to_size: 7 }));
+    assert_eq!(verify(&consistency, &key_name, &key), Ok(Verified::Consistency { from_size: 3, to_size: 9 }));
 
     // A bundle survives a JSON round trip, and any altered part fails.
     let json = serde_json::to_string(&inclusion).unwrap();
@@ -257,7 +258,7 @@ async fn proof_bundles_verify_offline_and_fail_when_altered() {
         bundle(&checkpoint, seq, recorded_at_ns + 1, &payload, &hashes),
         bundle(&checkpoint, seq, recorded_at_ns, &B64.encode(&flipped), &hashes),
         bundle(&checkpoint, seq, recorded_at_ns, &payload, &hashes[1..]),
-        bundle(&checkpoint.replace("\n7\n", "\n8\n"), seq, recorded_at_ns, &payload, &hashes),
+        bundle(&checkpoint.replace("\n9\n", "\n10\n"), seq, recorded_at_ns, &payload, &hashes),
         Bundle::Consistency {
             old_checkpoint: new.note.clone(),
             checkpoint: old.note.clone(),

@@ -102,12 +102,14 @@ async fn add_checkpoint_answers_each_status_of_the_spec_and_a_restart_keeps_the_
     let (log_dir, witness_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ledger = open_ledger(log_dir.path());
     let w = start_witness(witness_dir.path(), &ledger.verifier_key()).await;
+    // Named by their records: each checkpoint also ends with an index entry.
     let cp3 = append(&ledger, "a", 3).await;
+    let (s3, root3) = (cp3.tree_size, cp3.root);
 
     // 404: an origin the witness follows no key of.
     let seed = [9; 32];
     let stranger = tlog::note::sign(
-        &tlog::note::checkpoint_body("stranger.example/log", 3, &cp3.root, &cp3.chain),
+        &tlog::note::checkpoint_body("stranger.example/log", s3, &root3, &cp3.chain),
         "stranger.example",
         &seed,
     )
@@ -115,14 +117,14 @@ async fn add_checkpoint_answers_each_status_of_the_spec_and_a_restart_keeps_the_
     assert_eq!(w.add(0, &[], &stranger).await.status, 404);
     // 403: the right origin and key name, another key.
     let forged = tlog::note::sign(
-        &tlog::note::checkpoint_body(ORIGIN, 3, &cp3.root, &cp3.chain),
+        &tlog::note::checkpoint_body(ORIGIN, s3, &root3, &cp3.chain),
         ledger.key_name(),
         &seed,
     )
     .unwrap();
     assert_eq!(w.add(0, &[], &forged).await.status, 403);
     // 400: old larger than the checkpoint, and a malformed body.
-    assert_eq!(w.add(4, &[], &cp3.note).await.status, 400);
+    assert_eq!(w.add(s3 + 1, &[], &cp3.note).await.status, 400);
     let malformed = client::request("POST", &w.url(), "/add-checkpoint", "old x\n\n", T).await.unwrap();
     assert_eq!(malformed.status, 400);
     // 422: a proof where old is 0 must be empty.
@@ -133,16 +135,17 @@ async fn add_checkpoint_answers_each_status_of_the_spec_and_a_restart_keeps_the_
     assert!(timestamp > 1_700_000_000);
 
     let cp5 = append(&ledger, "b", 2).await;
-    // 409: the witness is at 3, and says so in text/x.tlog.size.
+    let s5 = cp5.tree_size;
+    // 409: the witness is at cp3, and says so in text/x.tlog.size.
     let conflict = w.add(0, &[], &cp5.note).await;
     assert_eq!(conflict.status, 409);
     assert_eq!(conflict.content_type.as_deref(), Some("text/x.tlog.size"));
-    assert_eq!(conflict.body, "3\n");
+    assert_eq!(conflict.body, format!("{s3}\n"));
     // 422: a consistency proof that does not verify.
-    assert_eq!(w.add(3, &[[7; 32], [8; 32]], &cp5.note).await.status, 422);
+    assert_eq!(w.add(s3, &[[7; 32], [8; 32]], &cp5.note).await.status, 422);
     // 200 with the ledger's (BLAKE3) consistency proof.
-    let proof = ledger.consistency_proof(3, 5).unwrap();
-    cosignature_of(&w.add(3, &proof, &cp5.note).await, &cp5.note, &w.vkey);
+    let proof = ledger.consistency_proof(s3, s5).unwrap();
+    cosignature_of(&w.add(s3, &proof, &cp5.note).await, &cp5.note, &w.vkey);
     // The monitoring endpoint serves it with both signatures; 404 otherwise.
     let latest = w.get(&format!("/{}/checkpoint", origin_hash(ORIGIN))).await;
     assert_eq!(latest.status, 200);
@@ -152,16 +155,16 @@ async fn add_checkpoint_answers_each_status_of_the_spec_and_a_restart_keeps_the_
     tlog::note::verify(&latest.body, ledger.key_name(), &ledger.public_key()).unwrap();
     assert_eq!(w.get(&format!("/{}/checkpoint", origin_hash("stranger.example/log"))).await.status, 404);
 
-    // A restart loses nothing: the witness is still at 5.
+    // A restart loses nothing: the witness is still at cp5.
     let vkey = w.vkey.clone();
     w.stop().await;
     let w = start_witness(witness_dir.path(), &ledger.verifier_key()).await;
     assert_eq!(w.vkey, vkey, "the witness key is kept");
-    let after = w.add(3, &proof, &cp5.note).await;
-    assert_eq!((after.status, after.body.as_str()), (409, "5\n"));
+    let after = w.add(s3, &proof, &cp5.note).await;
+    assert_eq!((after.status, after.body), (409, format!("{s5}\n")));
     let cp7 = append(&ledger, "c", 2).await;
-    let proof = ledger.consistency_proof(5, 7).unwrap();
-    cosignature_of(&w.add(5, &proof, &cp7.note).await, &cp7.note, &vkey);
+    let proof = ledger.consistency_proof(s5, cp7.tree_size).unwrap();
+    cosignature_of(&w.add(s5, &proof, &cp7.note).await, &cp7.note, &vkey);
     w.stop().await;
 }
 
@@ -171,7 +174,9 @@ async fn a_fork_of_a_copied_data_directory_is_refused_and_kept_as_evidence() {
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = open_ledger(a_dir.path());
     let w = start_witness(witness_dir.path(), &a.verifier_key()).await;
+    // Named by their records: each checkpoint also ends with an index entry.
     let cp3 = append(&a, "shared", 3).await;
+    let s3 = cp3.tree_size;
     cosignature_of(&w.add(0, &[], &cp3.note).await, &cp3.note, &w.vkey);
     // The operator copies the stopped data directory and runs both copies,
     // with the same key: one view for a bank, one for the regulator.
@@ -182,16 +187,18 @@ async fn a_fork_of_a_copied_data_directory_is_refused_and_kept_as_evidence() {
     let a5 = append(&a, "for-the-bank", 2).await;
     let b5 = append(&b, "for-the-regulator", 2).await;
     assert_ne!(a5.root, b5.root);
+    let s5 = a5.tree_size;
+    assert_eq!(b5.tree_size, s5);
 
-    cosignature_of(&w.add(3, &a.consistency_proof(3, 5).unwrap(), &a5.note).await, &a5.note, &w.vkey);
-    // B's own proof is valid for B's tree, but the witness is at A's 5.
-    let b_try = w.add(3, &b.consistency_proof(3, 5).unwrap(), &b5.note).await;
-    assert_eq!((b_try.status, b_try.body.as_str()), (409, "5\n"));
-    let fork = w.add(5, &[], &b5.note).await;
+    cosignature_of(&w.add(s3, &a.consistency_proof(s3, s5).unwrap(), &a5.note).await, &a5.note, &w.vkey);
+    // B's own proof is valid for B's tree, but the witness is at A's.
+    let b_try = w.add(s3, &b.consistency_proof(s3, s5).unwrap(), &b5.note).await;
+    assert_eq!((b_try.status, b_try.body), (409, format!("{s5}\n")));
+    let fork = w.add(s5, &[], &b5.note).await;
     assert_eq!(fork.status, 422);
     assert!(fork.body.contains("fork"), "{}", fork.body);
     let b6 = append(&b, "later", 1).await;
-    assert_eq!(w.add(5, &b.consistency_proof(5, 6).unwrap(), &b6.note).await.status, 422);
+    assert_eq!(w.add(s5, &b.consistency_proof(s5, b6.tree_size).unwrap(), &b6.note).await.status, 422);
 
     // Both views are kept, signed by the log's key, and survive a restart.
     w.stop().await;
@@ -211,7 +218,11 @@ async fn a_fork_of_a_copied_data_directory_is_refused_and_kept_as_evidence() {
     }
     // The honest copy goes on being cosigned.
     let a7 = append(&a, "more", 2).await;
-    cosignature_of(&w.add(5, &a.consistency_proof(5, 7).unwrap(), &a7.note).await, &a7.note, &w.vkey);
+    cosignature_of(
+        &w.add(s5, &a.consistency_proof(s5, a7.tree_size).unwrap(), &a7.note).await,
+        &a7.note,
+        &w.vkey,
+    );
     w.stop().await;
 }
 

@@ -164,6 +164,22 @@ pub struct Checkpoint {
     pub public_key: [u8; 32],
 }
 
+/// What a checkpoint's index entry says about one subject
+/// ([`Ledger::subject_index`]); everything a verifier needs besides the
+/// entries themselves and their inclusion proofs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectIndex {
+    /// The checkpoint's size `N`; the index entry is entry `N - 1`.
+    pub tree_size: u64,
+    /// The index entry (its payload holds the root).
+    pub index_entry: Entry,
+    pub index_root: Hash,
+    /// Every seq about the subject below `N - 1`, ascending.
+    pub seqs: Vec<u64>,
+    /// Membership (or, with no seqs, non-membership) against `index_root`.
+    pub proof: tlog::index::Proof,
+}
+
 /// One answer of [`Ledger::append`] per input entry.
 pub type AppendResult = std::result::Result<Receipt, Conflict>;
 
@@ -221,6 +237,13 @@ struct Core {
     failed: Mutex<Option<String>>,
     /// [`LedgerConfig::min_free_bytes`], adjustable while running.
     min_free: AtomicU64,
+    /// The index at each of the latest index entries (by seq), newest
+    /// last, so [`Ledger::subject_index`] at a recent checkpoint needs no
+    /// rebuild. Kept by the writer.
+    index_snapshots: Mutex<std::collections::VecDeque<(u64, tlog::index::Tree)>>,
+    /// The subject index of every durable entry this node holds; only the
+    /// writer thread changes it.
+    index: Mutex<tlog::index::Builder>,
     /// Told of every new entry before the head that holds it is published.
     observer: std::sync::OnceLock<Observer>,
     /// Told of every entry another node appended, after the head that
@@ -318,7 +341,9 @@ impl Ledger {
                 public_key: key.public,
             });
         }
-        let verified = verify::verify_store(&*engine, anchor.map(|a| a.0), progress, visit)?;
+        let mut verified = verify::verify_store(&*engine, anchor.map(|a| a.0), progress, visit)?;
+        let index = std::mem::take(&mut verified.index);
+        let snapshots = verified.last_index.take().into_iter().collect();
         tracing::info!(
             store_open_ms = opened.as_millis() as u64,
             verification_ms = (opening.elapsed() - opened).as_millis() as u64,
@@ -341,6 +366,8 @@ impl Ledger {
             flushes: AtomicU64::new(0),
             failed: Mutex::new(None),
             min_free: AtomicU64::new(cfg.min_free_bytes),
+            index: Mutex::new(index),
+            index_snapshots: Mutex::new(snapshots),
             observer: std::sync::OnceLock::new(),
             foreign: std::sync::OnceLock::new(),
         });
@@ -491,6 +518,77 @@ impl Ledger {
         (from..to).map(move |seq| self.inner.core.entry(seq))
     }
 
+    /// What the index entry ending the tree of `tree_size` entries says
+    /// about `subject`: its seqs, the index root and the proof. The entry
+    /// at `tree_size - 1` must be an index entry (else
+    /// [`Error::InvalidArgument`]); every signed checkpoint's size is one.
+    ///
+    /// The index is taken from memory when it is one the writer still
+    /// holds (the recent index entries), else rebuilt from the entries
+    /// below `tree_size - 1`: one read of each, O(tree_size). Either way it
+    /// is checked against the index entry's root, and the subject's stored
+    /// entries against the index's value, so a damaged store answers
+    /// [`Error::Corruption`] rather than a wrong proof.
+    pub fn subject_index(&self, subject: &[u8], tree_size: u64) -> Result<SubjectIndex> {
+        let core = &self.inner.core;
+        core.check_size(tree_size)?;
+        let not_index = || {
+            Error::InvalidArgument(format!(
+                "tree_size {tree_size} does not end with an index entry; use the size of a signed checkpoint"
+            ))
+        };
+        let last = tree_size.checked_sub(1).ok_or_else(not_index)?;
+        let index_entry = core.entry(last)?;
+        if !tlog::index::is_index_payload(&index_entry.payload) {
+            return Err(not_index());
+        }
+        let commitment = tlog::index::Commitment::parse(&index_entry.payload)
+            .map_err(|e| Error::corruption(last, e.to_string()))?;
+        if commitment.size != last {
+            return Err(Error::corruption(last, format!("index entry says size {}", commitment.size)));
+        }
+        let tree = match core.index_snapshot(last) {
+            Some(tree) => tree,
+            None => {
+                let mut builder = tlog::index::Builder::default();
+                for seq in 0..last {
+                    let entry = core.entry(seq)?;
+                    builder
+                        .push(seq, &entry.subject, &entry.entry_hash)
+                        .map_err(|e| Error::corruption(seq, e.to_string()))?;
+                }
+                builder.commit().clone()
+            }
+        };
+        if tree.root() != commitment.root || tree.subjects() != commitment.subjects {
+            return Err(Error::corruption(
+                last,
+                "the index entry does not match the index of the entries below it",
+            ));
+        }
+        let (value, proof) = tree.prove(subject);
+        let mut seqs = Vec::new();
+        let mut stored = tlog::index::Value::default();
+        for (seq, entry, leaf) in core.engine.subject_entries(subject, last)? {
+            let entry = check_entry(seq, entry, leaf)?;
+            if entry.subject != subject {
+                return Err(Error::corruption(seq, "subject index points at an entry of another subject"));
+            }
+            stored.push(seq, &entry.entry_hash);
+            seqs.push(seq);
+        }
+        if value.unwrap_or_default() != stored {
+            return Err(Error::corruption(
+                last,
+                format!(
+                    "the subject's {} stored entries differ from what the index entry commits to",
+                    seqs.len()
+                ),
+            ));
+        }
+        Ok(SubjectIndex { tree_size, index_entry, index_root: commitment.root, seqs, proof })
+    }
+
     /// The receipt of the entry appended under idempotency `key`, if any.
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Receipt>> {
         let core = &self.inner.core;
@@ -545,7 +643,7 @@ impl Ledger {
     /// service calls this on a timer, so a checkpoint is signed at most once
     /// per interval and only for a new head.
     pub fn sign_checkpoint_if_due(&self) -> Result<Checkpoint> {
-        self.inner.core.checkpoint(Sign::IfDue)
+        self.inner.core.checkpoint(Sign::IfDue, &|| self.seal())
     }
 
     /// A checkpoint whose tree holds at least the first `size` entries:
@@ -554,12 +652,24 @@ impl Ledger {
     /// acknowledged.
     pub fn checkpoint_covering(&self, size: u64) -> Result<Checkpoint> {
         self.inner.core.check_size(size)?;
-        self.inner.core.checkpoint(Sign::Covering(size))
+        self.inner.core.checkpoint(Sign::Covering(size), &|| self.seal())
     }
 
     /// Signs a checkpoint of the current head now.
     pub fn sign_checkpoint_now(&self) -> Result<Checkpoint> {
-        self.inner.core.checkpoint(Sign::Now)
+        self.inner.core.checkpoint(Sign::Now, &|| self.seal())
+    }
+
+    /// Has the writer end the head with an index entry (unless it already
+    /// does) and answers the head ending with it.
+    fn seal(&self) -> Result<Head> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        {
+            let queue = lock(&self.inner.queue);
+            let queue = queue.as_ref().ok_or(Error::ShuttingDown)?;
+            queue.send(writer::Request::Seal { reply }).map_err(|_| Error::ShuttingDown)?;
+        }
+        answer.recv().map_err(|_| Error::ShuttingDown)?
     }
 
     /// A C2SP signed note over `body` with the service key (used for score
@@ -616,7 +726,9 @@ impl Ledger {
             .as_ref()
             .is_some_and(|cp| cp.tree_size == head.size && cp.root == head.root);
         if !current {
-            core.checkpoint(Sign::Now)?;
+            // The writer ended the head with an index entry before it
+            // stopped, so no seal is asked for here.
+            core.checkpoint(Sign::Now, &|| Err(Error::ShuttingDown))?;
         }
         Ok(())
     }
@@ -671,6 +783,10 @@ impl Core {
         self.state.read().unwrap_or_else(|e| e.into_inner()).head()
     }
 
+    fn ends_with_index(&self) -> bool {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).ends_with_index()
+    }
+
     /// [`Error::NoSpace`] when the disk is below the reserve.
     pub(crate) fn check_space(&self) -> Result<()> {
         let reserve = self.min_free.load(Ordering::Relaxed);
@@ -717,6 +833,11 @@ impl Core {
         })
     }
 
+    /// The index as of index entry `seq`, if the writer still holds it.
+    fn index_snapshot(&self, seq: u64) -> Option<tlog::index::Tree> {
+        lock(&self.index_snapshots).iter().find(|(at, _)| *at == seq).map(|(_, tree)| tree.clone())
+    }
+
     fn root_at(&self, size: u64) -> Result<Hash> {
         let head = self.head();
         if size == head.size {
@@ -735,10 +856,12 @@ impl Core {
     }
 
     /// Returns the latest checkpoint or signs a new one (`force`, none yet,
-    /// or head moved and interval passed).
-    fn checkpoint(&self, policy: Sign) -> Result<Checkpoint> {
+    /// or head moved and interval passed). A new one is signed at a size
+    /// that ends with an index entry: `seal` has the writer append one
+    /// unless the head already ends with one (or is empty).
+    fn checkpoint(&self, policy: Sign, seal: &dyn Fn() -> Result<Head>) -> Result<Checkpoint> {
         let mut slot = lock(&self.checkpoint);
-        let head = self.head();
+        let mut head = self.head();
         if let Some(latest) = &slot.latest {
             let moved = latest.tree_size != head.size || latest.root != head.root;
             let due = slot.signed_at.is_none_or(|at| at.elapsed() >= self.interval);
@@ -752,6 +875,11 @@ impl Core {
             if !sign {
                 return Ok(latest.clone());
             }
+        }
+        if head.size > 0 && !self.ends_with_index() {
+            head = seal()?;
+        }
+        if let Some(latest) = &slot.latest {
             // Never sign a head that does not extend what was signed before.
             self.check_extends(latest, &head)?;
         }

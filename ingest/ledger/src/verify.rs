@@ -22,6 +22,10 @@ pub struct VerifyReport {
     /// Whether the checkpoint's signature was checked: only possible when
     /// the data directory holds the key (`ledger.key`).
     pub checkpoint_signature_checked: bool,
+    /// How many index entries were checked against the index rebuilt from
+    /// the entries below each (entries after the last one are checked by
+    /// the next).
+    pub index_entries: u64,
 }
 
 impl VerifyReport {
@@ -32,6 +36,7 @@ impl VerifyReport {
             chain: verified.chain,
             checkpoint_size: anchor.map(|a| a.size),
             checkpoint_signature_checked: signature_checked,
+            index_entries: verified.index_entries,
         }
     }
 }
@@ -50,6 +55,13 @@ pub(crate) struct Verified {
     pub frontier: Frontier,
     pub chain: Hash,
     pub last_recorded_at_ns: i64,
+    /// The subject index of every entry, rebuilt in the same pass.
+    pub index: tlog::index::Builder,
+    pub last_is_index: bool,
+    /// The last index entry's seq and the index it commits to.
+    pub last_index: Option<(u64, tlog::index::Tree)>,
+    /// How many index entries were checked.
+    pub index_entries: u64,
 }
 
 /// Entries read per batch handed from the reading thread to the hashing one.
@@ -237,6 +249,10 @@ fn walk(
     let mut implied = IndexDigests::default();
     let mut anchor_checked = false;
     let mut levels: Vec<Level<'_>> = Vec::new();
+    let mut index = tlog::index::Builder::default();
+    let mut last_is_index = false;
+    let mut last_index = None;
+    let mut index_entries = 0;
 
     for item in entries {
         let (seq, entry) = item?;
@@ -286,6 +302,22 @@ fn walk(
         if !entry.subject.is_empty() {
             implied.subject.add(key, &[&entry.subject, &seq.to_be_bytes()]);
         }
+        // Every index entry must commit to the index of the entries below
+        // it, rebuilt here; a changed entry or subject is named at the next
+        // index entry.
+        last_is_index = tlog::index::is_index_payload(&entry.payload);
+        if last_is_index {
+            if !entry.subject.is_empty() {
+                return Err(Error::tampered(seq, "index entry has a subject"));
+            }
+            let commitment = tlog::index::Commitment::parse(&entry.payload)
+                .map_err(|e| Error::tampered(seq, e.to_string()))?;
+            let tree = index.commit().clone();
+            crate::writer::check_index_entry(seq, &commitment, &tree)?;
+            last_index = Some((seq, tree));
+            index_entries += 1;
+        }
+        index.push(seq, &entry.subject, &leaf).map_err(|e| Error::tampered(seq, e.to_string()))?;
         if let Some((idempotency_key, fingerprint)) = &entry.idempotency {
             implied.idempotency.add(key, &[idempotency_key, &seq.to_be_bytes(), fingerprint]);
         }
@@ -366,6 +398,10 @@ fn walk(
         frontier,
         chain,
         last_recorded_at_ns: if size == 0 { i64::MIN } else { last_recorded_at_ns },
+        index,
+        last_is_index,
+        last_index,
+        index_entries,
     };
     Ok((verified, implied))
 }

@@ -31,6 +31,9 @@ pub(crate) enum Request {
     },
     /// Sent last by `close`; answered after everything queued before it.
     Close { reply: oneshot::Sender<()> },
+    /// End the head with an index entry (unless it already ends with one)
+    /// and answer the head that ends with it, for a checkpoint to sign.
+    Seal { reply: std::sync::mpsc::SyncSender<Result<Head>> },
     /// Another node may have extended a shared store: read what it
     /// appended and publish the new head (then answer, if asked to).
     CatchUp { reply: Option<std::sync::mpsc::SyncSender<Result<()>>> },
@@ -43,6 +46,9 @@ pub(crate) struct State {
     root: Hash,
     chain: Hash,
     last_recorded_at_ns: i64,
+    /// Whether the last entry is an index entry (a checkpoint of this head
+    /// needs no new one).
+    last_is_index: bool,
 }
 
 impl State {
@@ -52,12 +58,29 @@ impl State {
             frontier: verified.frontier,
             chain: verified.chain,
             last_recorded_at_ns: verified.last_recorded_at_ns,
+            last_is_index: verified.last_is_index,
         }
     }
 
     pub(crate) fn head(&self) -> Head {
         Head { size: self.frontier.size(), root: self.root, chain: self.chain }
     }
+
+    pub(crate) fn ends_with_index(&self) -> bool {
+        self.last_is_index
+    }
+}
+
+/// Index entries whose index the writer keeps in memory for
+/// [`crate::Ledger::subject_index`].
+const INDEX_SNAPSHOTS: usize = 8;
+
+fn remember_index(core: &Core, seq: u64, tree: tlog::index::Tree) {
+    let mut snapshots = lock(&core.index_snapshots);
+    if snapshots.len() == INDEX_SNAPSHOTS {
+        snapshots.pop_front();
+    }
+    snapshots.push_back((seq, tree));
 }
 
 type Reply = oneshot::Sender<Result<Vec<AppendResult>>>;
@@ -66,6 +89,7 @@ pub(crate) fn run(core: &Core, requests: Receiver<Request>) {
     // Ends when every handle is gone (queue closed) or on Close.
     while let Ok(first) = requests.recv() {
         let mut group = Vec::new();
+        let mut seals = Vec::new();
         let mut closing = None;
         let mut queued_entries = 0;
         let mut next = Some(first);
@@ -79,6 +103,7 @@ pub(crate) fn run(core: &Core, requests: Receiver<Request>) {
                     closing = Some(reply);
                     break;
                 }
+                Request::Seal { reply } => seals.push(reply),
                 Request::CatchUp { reply } => {
                     // Before the queued appends are staged, so they are
                     // staged on top of what it reads.
@@ -96,8 +121,16 @@ pub(crate) fn run(core: &Core, requests: Receiver<Request>) {
                 next = requests.try_recv().ok();
             }
         }
-        if !group.is_empty() {
-            group_commit(core, group);
+        if closing.is_some() && lock(&core.failed).is_none() {
+            // The final checkpoint `close` signs ends with an index entry.
+            let (reply, _answer) = std::sync::mpsc::sync_channel(1);
+            seals.push(reply);
+        }
+        if !group.is_empty() || !seals.is_empty() {
+            let sealed = group_commit(core, group, !seals.is_empty());
+            for reply in seals {
+                let _ = reply.send(sealed.clone());
+            }
         }
         if let Some(reply) = closing {
             let _ = reply.send(());
@@ -109,45 +142,57 @@ pub(crate) fn run(core: &Core, requests: Receiver<Request>) {
 type Group = Vec<(Vec<NewEntry>, Option<Vec<i64>>, Reply)>;
 type Answers = Vec<Result<Vec<AppendResult>>>;
 
-fn group_commit(core: &Core, group: Group) {
+/// Commits `group` (and, with `seal`, an index entry after it unless the
+/// head already ends with one); answers the head after it.
+fn group_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
     if let Some(failure) = lock(&core.failed).clone() {
-        return fail_all(group, &Error::Storage(failure));
+        let e = Error::Storage(failure);
+        fail_all(group, &e);
+        return Err(e);
     }
     // Refuse before writing anything rather than let a full disk fail the
     // commit half-way (after which the store needs a restart to re-verify).
     if let Err(e) = core.check_space() {
         tracing::warn!(error = %e, "appends refused: the disk is full");
-        return fail_all(group, &e);
+        fail_all(group, &e);
+        return Err(e);
     }
     match core.engine.as_postgres() {
-        Some(pg) => sequenced_commit(core, pg, group),
-        None => local_commit(core, group),
+        Some(pg) => sequenced_commit(core, pg, group, seal),
+        None => local_commit(core, group, seal),
     }
 }
 
 /// A store only this process writes (sled): stage on the published state,
 /// apply atomically, flush, answer.
-fn local_commit(core: &Core, group: Group) {
-    let (mut staged, answers) = match stage(core, read_state(core), &group) {
+fn local_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
+    let (mut staged, answers) = match stage(core, read_state(core), &group, seal) {
         Ok(staged) => staged,
-        Err((index, e)) => return fail_group(group, index, &e),
+        Err((index, e)) => {
+            fail_group(group, index, &e);
+            return Err(e);
+        }
     };
     if staged.commit.entries.is_empty() {
-        return answer(core, group, staged, answers);
+        return Ok(answer(core, group, staged, answers));
     }
     staged.seal();
     match core.engine.commit(&staged.commit) {
-        Ok(Committed::Done) => answer(core, group, staged, answers),
+        Ok(Committed::Done) => Ok(answer(core, group, staged, answers)),
         Ok(Committed::HeadMoved(size)) => {
             let what = format!("the store's head moved to {size} under its only writer");
             *lock(&core.failed) = Some(what.clone());
-            fail_all(group, &Error::Storage(what));
+            let e = Error::Storage(what);
+            fail_all(group, &e);
+            Err(e)
         }
         Err(e) => {
             let what = e.to_string();
             tracing::error!(error = %what, "ledger commit failed; refusing further appends");
             *lock(&core.failed) = Some(format!("an earlier commit failed: {what}"));
-            fail_all(group, &Error::Storage(what));
+            let e = Error::Storage(what);
+            fail_all(group, &e);
+            Err(e)
         }
     }
 }
@@ -156,45 +201,54 @@ fn local_commit(core: &Core, group: Group) {
 /// the head row, take in what other nodes appended since this node's head,
 /// stage the group on top, write and commit in the same transaction. No
 /// other node can move the head meanwhile, so no staged work is lost.
-fn sequenced_commit(core: &Core, pg: &crate::pg::PgStore, group: Group) {
+fn sequenced_commit(core: &Core, pg: &crate::pg::PgStore, group: Group, seal: bool) -> Result<Head> {
     let (head_lock, size) = match pg.lock_head() {
         Ok(locked) => locked,
-        Err(e) => return fail_all(group, &e),
+        Err(e) => {
+            fail_all(group, &e);
+            return Err(e);
+        }
     };
     let mut state = read_state(core);
     let ours = state.frontier.size();
     if size < ours {
         let e = Error::tampered(size, format!("the stored head ({size}) is behind this node's ({ours})"));
         note_catch_up_failure(core, &e);
-        return fail_all(group, &e);
+        fail_all(group, &e);
+        return Err(e);
     }
     if size > ours
         && let Err(e) = catch_up(core, &mut state, Some(size))
     {
         note_catch_up_failure(core, &e);
-        return fail_all(group, &e);
+        fail_all(group, &e);
+        return Err(e);
     }
-    let (mut staged, answers) = match stage(core, state, &group) {
+    // Staged on top of everything other nodes appended, under the head
+    // lock: the index entry covers all of it.
+    let (mut staged, answers) = match stage(core, state, &group, seal) {
         Ok(staged) => staged,
         Err((index, e)) => {
             if e.is_fail_stop() {
                 note_catch_up_failure(core, &e);
             }
-            return fail_group(group, index, &e);
+            fail_group(group, index, &e);
+            return Err(e);
         }
     };
     if staged.commit.entries.is_empty() {
         drop(head_lock);
-        return answer(core, group, staged, answers);
+        return Ok(answer(core, group, staged, answers));
     }
     staged.seal();
     match pg.commit_locked(head_lock, &staged.commit) {
-        Ok(()) => answer(core, group, staged, answers),
+        Ok(()) => Ok(answer(core, group, staged, answers)),
         // Rolled back, or the outcome was lost with the connection: the
         // next group reads the stored head under the lock, which settles it.
         Err(e) => {
             tracing::warn!(error = %e, "ledger commit failed; the next commit reads the stored head first");
             fail_all(group, &e);
+            Err(e)
         }
     }
 }
@@ -206,6 +260,7 @@ fn stage<'a>(
     core: &'a Core,
     state: State,
     group: &Group,
+    seal: bool,
 ) -> std::result::Result<(Staging<'a>, Answers), (usize, Error)> {
     let mut staged = Staging {
         core,
@@ -213,6 +268,8 @@ fn stage<'a>(
         state,
         keys: HashMap::new(),
         now_ns: now_ns(),
+        hashes: Vec::new(),
+        index: None,
     };
     let mut answers = Vec::with_capacity(group.len());
     for (index, (entries, recorded_at, _)) in group.iter().enumerate() {
@@ -225,13 +282,31 @@ fn stage<'a>(
             Err(e) => return Err((index, e)),
         }
     }
+    if seal && !staged.state.last_is_index && staged.state.frontier.size() > 0 {
+        staged.index_entry().map_err(|e| (group.len(), e))?;
+    }
     Ok((staged, answers))
 }
 
-/// The group is durable: tell the observer, publish the head, answer.
-fn answer(core: &Core, group: Group, staged: Staging<'_>, answers: Answers) {
+/// The group is durable: fold it into the index, tell the observer,
+/// publish the head, answer; returns the head.
+fn answer(core: &Core, group: Group, staged: Staging<'_>, answers: Answers) -> Head {
+    let head = staged.state.head();
     if !staged.commit.entries.is_empty() {
         core.flushes.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut index = lock(&core.index);
+            for (entry, entry_hash) in staged.commit.entries.iter().zip(&staged.hashes) {
+                // Staged on this builder's size, so the seqs follow on.
+                if let Err(e) = index.push(entry.seq, &entry.subject, entry_hash) {
+                    tracing::error!(error = %e, "the subject index lost track of the ledger; refusing further appends");
+                    *lock(&core.failed) = Some(format!("the subject index lost track of the ledger: {e}"));
+                }
+            }
+        }
+        if let Some((seq, tree)) = staged.index.clone() {
+            remember_index(core, seq, tree);
+        }
         if let Some(observe) = core.observer.get() {
             for entry in &staged.commit.entries {
                 observe(entry.seq, &entry.subject);
@@ -242,6 +317,7 @@ fn answer(core: &Core, group: Group, staged: Staging<'_>, answers: Answers) {
     for ((_, _, reply), answer) in group.into_iter().zip(answers) {
         let _ = reply.send(answer);
     }
+    head
 }
 
 fn fail_all(group: Group, e: &Error) {
@@ -301,6 +377,7 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
     }
     let mut next = state.clone();
     let mut seen = Vec::with_capacity((target - from) as usize);
+    let mut indexed = Vec::with_capacity((target - from) as usize);
     let mut foreign = Vec::new();
     let mut at = from;
     while at < target {
@@ -317,6 +394,15 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
             next.frontier.push(entry_hash, |_, _, _| {});
             next.chain = chain;
             next.last_recorded_at_ns = entry.recorded_at_ns;
+            next.last_is_index = tlog::index::is_index_payload(&entry.payload);
+            let commitment = if next.last_is_index {
+                let commitment = tlog::index::Commitment::parse(&entry.payload)
+                    .map_err(|e| Error::tampered(entry.seq, e.to_string()))?;
+                Some(commitment)
+            } else {
+                None
+            };
+            indexed.push((entry.seq, entry.subject.clone(), entry_hash, commitment));
             seen.push((entry.seq, entry.subject.clone()));
             if core.foreign.get().is_some() {
                 foreign.push((entry, entry_hash));
@@ -327,6 +413,19 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
     next.root = next.frontier.root();
     if next.frontier.size() == head.size && (next.root != head.root || next.chain != head.chain) {
         return Err(Error::tampered(None, "the stored head differs from the entries another node appended"));
+    }
+    // Only now, with every entry's chain checked, into the index; another
+    // node's index entry must say what this node's index says.
+    {
+        let mut index = lock(&core.index);
+        for (seq, subject, entry_hash, commitment) in &indexed {
+            if let Some(commitment) = commitment {
+                let tree = index.commit().clone();
+                check_index_entry(*seq, commitment, &tree)?;
+                remember_index(core, *seq, tree);
+            }
+            index.push(*seq, subject, entry_hash).map_err(|e| Error::tampered(*seq, e.to_string()))?;
+        }
     }
     if let Some(observe) = core.observer.get() {
         for (seq, subject) in &seen {
@@ -362,9 +461,66 @@ struct Staging<'a> {
     /// Idempotency keys appended in this group: key -> (fingerprint, receipt).
     keys: HashMap<Vec<u8>, (Hash, Receipt)>,
     now_ns: i64,
+    /// The entry hash of each staged entry, for the index.
+    hashes: Vec<Hash>,
+    /// The index entry staged at the end, and the index it commits to.
+    index: Option<(u64, tlog::index::Tree)>,
+}
+
+/// Whether the index entry at `seq` commits to `tree`, the index of the
+/// entries below it.
+pub(crate) fn check_index_entry(
+    seq: u64,
+    commitment: &tlog::index::Commitment,
+    tree: &tlog::index::Tree,
+) -> Result<()> {
+    if commitment.size != seq {
+        return Err(Error::tampered(seq, format!("index entry says size {} at seq {seq}", commitment.size)));
+    }
+    if *commitment != tlog::index::Commitment::of(seq, tree) {
+        return Err(Error::tampered(
+            seq,
+            "index entry differs from the index rebuilt from the entries below it (an entry or its subject was changed)",
+        ));
+    }
+    Ok(())
 }
 
 impl Staging<'_> {
+    /// Stages the index entry over every entry before it: the writer's
+    /// index (which holds every durable entry) with this group's entries.
+    fn index_entry(&mut self) -> Result<()> {
+        let seq = self.state.frontier.size();
+        let tree = {
+            let mut index = lock(&self.core.index);
+            if index.size() != self.commit.base {
+                return Err(Error::Storage(format!(
+                    "the subject index holds {} entries, the head {}",
+                    index.size(),
+                    self.commit.base
+                )));
+            }
+            let mut values: HashMap<&[u8], tlog::index::Value> = HashMap::new();
+            for (entry, entry_hash) in self.commit.entries.iter().zip(&self.hashes) {
+                if entry.subject.is_empty() {
+                    continue;
+                }
+                values
+                    .entry(&entry.subject)
+                    .or_insert_with(|| index.value(&entry.subject).unwrap_or_default())
+                    .push(entry.seq, entry_hash);
+            }
+            let updates: Vec<_> =
+                values.into_iter().map(|(subject, value)| (tlog::index::key(subject), value)).collect();
+            index.commit().apply(updates)
+        };
+        let payload = tlog::index::Commitment::of(seq, &tree).payload();
+        let entry = NewEntry { payload, subject: Vec::new(), idempotency: None };
+        self.append(entry, self.now_ns);
+        self.index = Some((seq, tree));
+        Ok(())
+    }
+
     /// The head the staged entries lead to, for the commit.
     fn seal(&mut self) {
         self.state.root = self.state.frontier.root();
@@ -392,6 +548,11 @@ impl Staging<'_> {
                 }
                 last = t;
             }
+        }
+        if entries.iter().any(|e| tlog::index::is_index_payload(&e.payload)) {
+            return Err(Error::InvalidArgument(
+                "a payload starting with the index entry line is reserved for index entries".into(),
+            ));
         }
         let mut answers = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -428,6 +589,11 @@ impl Staging<'_> {
             }
         }
 
+        Ok(Ok(self.append(entry, at)))
+    }
+
+    /// Stages `entry` as the next one.
+    fn append(&mut self, entry: NewEntry, at: i64) -> Receipt {
         let seq = self.state.frontier.size();
         // The clock may step back; the ledger's time may not.
         let recorded_at_ns = at.max(self.state.last_recorded_at_ns);
@@ -437,6 +603,8 @@ impl Staging<'_> {
         self.state.frontier.push(entry_hash, |level, index, hash| nodes.push((level, index, hash)));
         self.state.chain = chain_hash;
         self.state.last_recorded_at_ns = recorded_at_ns;
+        self.state.last_is_index = tlog::index::is_index_payload(&entry.payload);
+        self.hashes.push(entry_hash);
         let receipt = Receipt { seq, entry_hash, chain_hash, recorded_at_ns, duplicate: false };
         let idempotency = entry.idempotency.map(|i| (i.key, i.fingerprint));
         if let Some((key, fingerprint)) = &idempotency {
@@ -450,6 +618,6 @@ impl Staging<'_> {
             idempotency,
             payload: entry.payload,
         });
-        Ok(Ok(receipt))
+        receipt
     }
 }

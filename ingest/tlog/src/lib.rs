@@ -2,6 +2,8 @@
 //! offline and without trusting the server, that nothing was rewritten.
 //!
 //! * [`hash`]: the BLAKE3 entry, chain and Merkle-node hashes.
+//! * [`index`]: the subject index (a sparse Merkle tree over subjects) that
+//!   index entries commit to, its proofs and the index entry payload.
 //! * [`proof`]: RFC 9162 Merkle roots, inclusion and consistency proofs
 //!   (a reference builder over leaves, and the verifiers).
 //! * [`note`]: C2SP signed notes and checkpoints with Ed25519 keys, and the
@@ -29,6 +31,7 @@ pub mod bundle;
 pub mod compact;
 pub mod cosignature;
 pub mod hash;
+pub mod index;
 pub mod note;
 pub mod policy;
 pub mod proof;

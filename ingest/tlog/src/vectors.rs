@@ -26,6 +26,34 @@ pub const CONSISTENCY_3_7: [&str; 4] = [
     "a7c582906c431cc1dc45b16597337413e7d3c56893c55bb6a83a65fa8b0b0d76",
 ];
 
+/// The subject of vector entry `seq` in the subject index vectors (empty:
+/// not indexed).
+pub fn index_subject(seq: u64) -> &'static [u8] {
+    match seq {
+        0 | 2 | 4 => b"A",
+        1 | 5 => b"B",
+        3 => b"platform",
+        _ => b"",
+    }
+}
+
+pub const INDEX_KEY_A: &str = "6ae2bf24955f500971a227ee42037c7bcea5b99425d557743ec2e287eb30c277";
+/// `A`'s value is `(3, INDEX_SEQS_A)`.
+pub const INDEX_SEQS_A: &str = "bf9071f251054d67839b136e367f051c24ba927984c1886cc3592daf6764b22d";
+pub const INDEX_LEAF_A: &str = "3a9aa3f52c0c18d3ba68c313fd5b1224f69a43163813c68e7bd761371d84badc";
+/// The root over the entries below seq 7 (all seven).
+pub const INDEX_ROOT_7: &str = "e5a024c9c1986109dfadcb06df7480aa3f7d5ed69c9834400ad3ddc2dd65f257";
+pub const INDEX_PAYLOAD_7: &str =
+    "ecocode/index/v1\nsize 7\nsubjects 3\nroot 5aAkycGYYQnfrcsG33SAqj99XtacmDRACtPdwt1l8lc=\n";
+/// `A`'s membership proof (its leaf is at depth 2).
+pub const INDEX_PROOF_A: [&str; 2] = [
+    "b9c56062393f82fe34124fda80ee1054e92cb22e70796514f3e09985b64fd9f6",
+    "deae83c7d2ed6fdda6e993746199aa850ccedf4d9bfdaf0d3753bb2a47264e95",
+];
+/// `C` (no entries) shares `A`'s path: the same siblings, ending at `A`'s
+/// leaf (key `INDEX_KEY_A`, value `(3, INDEX_SEQS_A)`).
+pub const INDEX_PROOF_C: [&str; 2] = INDEX_PROOF_A;
+
 /// `recorded_at` of entry `seq`.
 pub fn recorded_at(seq: u64) -> i64 {
     T0 + 1000 * seq as i64
@@ -80,5 +108,44 @@ mod tests {
             &proof::root(&leaves),
             &consistency
         ));
+    }
+
+    #[test]
+    fn index_vectors_from_reference() {
+        use crate::index::{Builder, End, key};
+        let mut builder = Builder::default();
+        for seq in 0..7 {
+            let leaf = entry_hash(seq, recorded_at(seq), &payload(seq));
+            builder.push(seq, index_subject(seq), &leaf).unwrap();
+        }
+        let tree = builder.commit().clone();
+        let tree = &tree;
+        let a = builder.value(b"A").unwrap();
+        let (_, proof_a) = tree.prove(b"A");
+        let (_, proof_c) = tree.prove(b"C");
+        let got = format!(
+            "key(A) {}\nseqs(A) {}\nleaf(A) {}\nroot {}\npayload {:?}\nproof A {:?} {:?}\nproof C {:?} {:?}",
+            hex(&key(b"A")),
+            hex(&a.seqs),
+            hex(&a.leaf_hash(&key(b"A"))),
+            hex(&tree.root()),
+            String::from_utf8(crate::index::Commitment::of(7, tree).payload()).unwrap(),
+            hexes(&proof_a.siblings),
+            proof_a.end,
+            hexes(&proof_c.siblings),
+            proof_c.end,
+        );
+        assert_eq!(hex(&key(b"A")), INDEX_KEY_A, "{got}");
+        assert_eq!(a.count, 3);
+        assert_eq!(hex(&a.seqs), INDEX_SEQS_A);
+        assert_eq!(hex(&a.leaf_hash(&key(b"A"))), INDEX_LEAF_A);
+        assert_eq!(hex(&tree.root()), INDEX_ROOT_7);
+        assert_eq!(crate::index::Commitment::of(7, tree).payload(), INDEX_PAYLOAD_7.as_bytes());
+        assert_eq!(hexes(&proof_a.siblings), INDEX_PROOF_A);
+        assert_eq!(proof_a.end, End::Member);
+        assert_eq!(hexes(&proof_c.siblings), INDEX_PROOF_C);
+        assert_eq!(proof_c.end, End::Other { key: key(b"A"), value: a });
+        proof_a.verify(&tree.root(), b"A", Some(&a)).unwrap();
+        proof_c.verify(&tree.root(), b"C", None).unwrap();
     }
 }

@@ -28,7 +28,8 @@ async fn checkpoints_across_restart_are_consistent() {
     let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
     // The final checkpoint written by close, loaded from disk.
     let loaded = ledger.checkpoint().unwrap();
-    assert_eq!(loaded.tree_size, 4);
+    // 3 entries, an index entry, 1 entry, the index entry close wrote.
+    assert_eq!(loaded.tree_size, 6);
     signed.push(loaded);
     for i in 0..5 {
         ledger.append(vec![entry(format!("after restart {i}"))]).await.unwrap();
@@ -51,7 +52,7 @@ async fn checkpoints_across_restart_are_consistent() {
             );
         }
     }
-    assert_eq!(signed.iter().map(|c| c.tree_size).collect::<Vec<_>>(), [0, 3, 4, 9]);
+    assert_eq!(signed.iter().map(|c| c.tree_size).collect::<Vec<_>>(), [0, 4, 6, 12]);
 }
 
 #[tokio::test]
@@ -69,13 +70,15 @@ async fn checkpoint_respects_the_interval() {
     assert_eq!(ledger.sign_checkpoint_if_due().unwrap(), first);
     assert_eq!(ledger.checkpoint().unwrap(), first);
     // A writer asks for a checkpoint covering what it acknowledged.
+    // It ends with the index entry appended for it.
     let covering = ledger.checkpoint_covering(1).unwrap();
-    assert_eq!(covering.tree_size, 1);
+    assert_eq!(covering.tree_size, 2);
     assert_eq!(ledger.checkpoint_covering(1).unwrap(), covering, "no second signature for the same head");
-    assert!(ledger.checkpoint_covering(2).is_err(), "cannot cover entries that do not exist");
+    assert_eq!(ledger.checkpoint_covering(2).unwrap(), covering, "the index entry is covered too");
+    assert!(ledger.checkpoint_covering(3).is_err(), "cannot cover entries that do not exist");
     ledger.append(vec![entry("y")]).await.unwrap();
     let forced = ledger.sign_checkpoint_now().unwrap();
-    assert_eq!(forced.tree_size, 2);
+    assert_eq!(forced.tree_size, 4);
     assert_eq!(ledger.checkpoint().unwrap(), forced);
     let on_disk = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
     assert_eq!(on_disk, forced.note);
@@ -91,7 +94,7 @@ async fn a_due_checkpoint_is_signed_once_per_new_head() {
     assert_eq!(ledger.sign_checkpoint_if_due().unwrap(), first, "the head did not move");
     ledger.append(vec![entry("x")]).await.unwrap();
     let second = ledger.sign_checkpoint_if_due().unwrap();
-    assert_eq!(second.tree_size, 1);
+    assert_eq!(second.tree_size, 2, "the entry and the index entry");
     assert_eq!(ledger.checkpoint().unwrap(), second);
 }
 
@@ -102,7 +105,7 @@ async fn checkpoint_note_has_the_spec_layout() {
     let checkpoint = ledger.sign_checkpoint_now().unwrap();
     let lines: Vec<&str> = checkpoint.note.split('\n').collect();
     assert_eq!(lines[0], "ecocode.local/ledger");
-    assert_eq!(lines[1], "7");
+    assert_eq!(lines[1], "8", "7 entries and the index entry");
     assert_eq!(lines[2].len(), 44);
     assert!(lines[3].starts_with("chain ") && lines[3].len() == 50);
     assert_eq!(lines[4], "");

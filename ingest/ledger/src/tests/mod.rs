@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod group_commit;
+mod index;
 mod model;
 mod postgres;
 mod proofs;

@@ -63,6 +63,41 @@ struct Model {
 }
 
 impl Model {
+    /// Whether closing appends an index entry: the last entry is not one.
+    fn close_appends_index(&self) -> bool {
+        self.entries.last().is_some_and(|(new, _)| !tlog::index::is_index_payload(&new.payload))
+    }
+
+    /// Takes in the index entry `close` appended at the model's size, after
+    /// checking it commits to the model's entries and answers each
+    /// subject's seqs.
+    fn take_index_entry(&mut self, ledger: &Ledger) -> Result<(), TestCaseError> {
+        let seq = self.entries.len() as u64;
+        let stored = ledger.entry(seq).unwrap();
+        prop_assert!(tlog::index::is_index_payload(&stored.payload));
+        let mut builder = tlog::index::Builder::default();
+        for (i, (new, receipt)) in self.entries.iter().enumerate() {
+            builder.push(i as u64, &new.subject, &receipt.entry_hash).unwrap();
+        }
+        let expected = tlog::index::Commitment::of(seq, builder.commit());
+        prop_assert_eq!(tlog::index::Commitment::parse(&stored.payload).unwrap(), expected);
+        for subject in [&b"91330200MA2AB"[..], b"91330200MA2A"] {
+            let want: Vec<u64> =
+                (0..seq).filter(|&s| self.entries[s as usize].0.subject == subject).collect();
+            prop_assert_eq!(ledger.subject_index(subject, seq + 1).unwrap().seqs, want);
+        }
+        let new = NewEntry { payload: stored.payload.clone(), subject: Vec::new(), idempotency: None };
+        let receipt = Receipt {
+            seq,
+            entry_hash: stored.entry_hash,
+            chain_hash: stored.chain_hash,
+            recorded_at_ns: stored.recorded_at_ns,
+            duplicate: false,
+        };
+        self.entries.push((new, receipt));
+        Ok(())
+    }
+
     fn check(&self, ledger: &Ledger) -> Result<(), TestCaseError> {
         let head = ledger.head();
         prop_assert_eq!(head.size, self.entries.len() as u64);
@@ -146,17 +181,26 @@ fn run_model(
                     progress.push((done, total));
                 })
                 .unwrap();
+                // Close ended the head with an index entry unless it did already.
+                if model.close_appends_index() {
+                    model.take_index_entry(&ledger)?;
+                }
                 let n = model.entries.len() as u64;
+                prop_assert_eq!(ledger.head().size, n);
                 prop_assert_eq!(progress.last().copied(), Some((n, n)));
             }
         }
         model.check(&ledger)?;
     }
+    let closing_index = u64::from(model.close_appends_index());
     rt.block_on(ledger.close()).unwrap();
     drop(ledger);
     let report = verify_offline();
-    prop_assert_eq!(report.entries, model.entries.len() as u64);
-    prop_assert_eq!(report.checkpoint_size, Some(model.entries.len() as u64));
+    let n = model.entries.len() as u64 + closing_index;
+    prop_assert_eq!(report.entries, n);
+    prop_assert_eq!(report.checkpoint_size, Some(n));
+    let indexes = model.entries.iter().filter(|(new, _)| tlog::index::is_index_payload(&new.payload)).count();
+    prop_assert_eq!(report.index_entries, indexes as u64 + closing_index);
     Ok(())
 }
 

@@ -7,7 +7,8 @@ use super::super::store::keys;
 use super::super::{Error, Ledger, LedgerConfig, verify};
 use super::{filled, keyed};
 
-/// A closed ledger of 10 entries (subjects and idempotency keys included).
+/// A closed ledger of 10 entries (subjects and idempotency keys included),
+/// and the index entry close appends at seq 10.
 async fn closed_ledger(dir: &Path) {
     let ledger = Ledger::open(LedgerConfig::new(dir)).unwrap();
     let batch =
@@ -78,8 +79,10 @@ async fn removed_tail_entries_are_tampering() {
     with_sled(dir.path(), |tree| {
         tree.remove(keys::entry(8)).unwrap();
         tree.remove(keys::entry(9)).unwrap();
+        // and the index entry close appended
+        tree.remove(keys::entry(10)).unwrap();
     });
-    assert_tampered(dir.path(), Some(8), "head says 10");
+    assert_tampered(dir.path(), Some(8), "head says 11");
 }
 
 /// What sled does after damage in its log tail: come up shorter but
@@ -100,7 +103,8 @@ async fn consistent_rollback_below_checkpoint_is_tampering() {
 
     std::fs::remove_dir_all(dir.path().join("ledger")).unwrap();
     copy_dir(snapshot.path(), &dir.path().join("ledger"));
-    assert_tampered(dir.path(), Some(7), "rolled back");
+    // 7 entries and the index entry the first close appended.
+    assert_tampered(dir.path(), Some(8), "rolled back");
 }
 
 #[tokio::test]
@@ -109,7 +113,7 @@ async fn rewritten_checkpoint_file_is_tampering() {
     closed_ledger(dir.path()).await;
     let path = dir.path().join("checkpoint");
     let note = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, note.replacen("\n10\n", "\n9\n", 1)).unwrap();
+    std::fs::write(&path, note.replacen("\n11\n", "\n10\n", 1)).unwrap();
     assert_tampered(dir.path(), None, "does not verify");
 }
 

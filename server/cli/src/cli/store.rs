@@ -39,8 +39,9 @@ pub(super) fn verify_postgres(url: &str, key_file: Option<&Path>) -> anyhow::Res
                 "signature NOT checked: pass --key-file"
             };
             println!(
-                "ok, {} entries, root {}, last checkpoint {} ({signature})",
+                "ok, {} entries ({} index entries checked), root {}, last checkpoint {} ({signature})",
                 r.entries,
+                r.index_entries,
                 base64::engine::general_purpose::STANDARD.encode(r.root),
                 r.checkpoint_size.map_or("none".to_string(), |s| format!("at {s}")),
             );
@@ -88,8 +89,9 @@ pub(super) fn verify(data: &Path) -> anyhow::Result<()> {
     match report {
         Ok(r) => {
             println!(
-                "ok, {} entries, root {}",
+                "ok, {} entries ({} index entries checked), root {}",
                 r.entries,
+                r.index_entries,
                 base64::engine::general_purpose::STANDARD.encode(r.root)
             );
             Ok(())
