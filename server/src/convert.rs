@@ -7,7 +7,7 @@ pub mod from_proto {
         Credential, CredentialId, DevicePassword, MonitoringPoint, Outage, PasswordHash, PointRegistration,
         PollutantLimit, Statistic,
     };
-    use scoring::ValidationError;
+    use scoring::{Enterprise, ValidationError};
 
     use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 
@@ -451,6 +451,9 @@ pub mod to_proto {
             region_code: s.enterprise.region_code.clone(),
             industry_code: s.enterprise.industry_code.clone(),
             mee_level: mee_level(e.mee_level).into(),
+            model_entry_hash: s.model_entry.map(|h| h.to_vec()).unwrap_or_default(),
+            index_tree_size: s.index.map(|(size, _)| size).unwrap_or_default(),
+            index_root: s.index.map(|(_, root)| root.to_vec()).unwrap_or_default(),
         }
     }
 }
