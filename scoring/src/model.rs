@@ -21,6 +21,9 @@ const MAX_TOLERANCE_SECONDS: i64 = 86_400;
 #[derive(Clone, Debug)]
 pub struct Model {
     pub(crate) inner: Arc<Rules>,
+    /// The model file exactly as read: the service publishes these bytes in
+    /// the ledger, and a verifier rebuilds the model from them.
+    source: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -264,7 +267,7 @@ impl Model {
             }
         })?;
         let rules = validate(file).map_err(Error::Model)?;
-        Ok(Model { inner: Arc::new(rules) })
+        Ok(Model { inner: Arc::new(rules), source: text.into() })
     }
 
     /// The model in `fixtures/model/ecocode-2026.1.toml`, compiled in.
@@ -276,6 +279,11 @@ impl Model {
 
     pub fn version(&self) -> &str {
         &self.inner.version
+    }
+
+    /// The model file's exact text, as given to [`Model::from_toml`].
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn kind_class(&self, kind: &str) -> Option<KindClass> {

@@ -190,6 +190,8 @@ impl App {
         let credentials = hj212::Credentials::open(&data_dir, shared_store.as_deref())
             .map_err(|e| Error::Internal(format!("hj212 device credentials: {e}")))?;
         service.attach_credentials(Arc::new(credentials));
+        // Before anything is scored: the model's exact file into the log.
+        service.publish_model().await?;
         if let Some(policy) = config.witness_policy {
             let (timeout, publish) = (config.witness_timeout, config.witness_publish_timeout);
             let witnessing = crate::witnessing::Witnessing::new(

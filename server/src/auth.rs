@@ -348,6 +348,25 @@ pub fn may_see_record(p: &Principal, e: &Enterprise, class: Option<KindClass>) -
     }
 }
 
+/// Whether `p` gets a score proof of `e` whose entries include some the
+/// public may not see (`hidden`): a proof must hold every entry, so the
+/// public gets one only when nothing is hidden; the enterprise itself, a
+/// lender, a regulator in scope and an admin get the full bundle.
+pub fn may_prove_score(p: &Principal, e: &Enterprise, hidden: bool) -> Result<()> {
+    may_read_score(p, e)?;
+    match (&p.role, hidden) {
+        (Role::Public, true) => Err(denied(
+            p,
+            &format!(
+                "get the score proof of {}: it counts records the public may not see; \
+                 a full proof needs a lender's or the enterprise's sign-in",
+                e.uscc
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Who reads `e`'s web page: the signed-in principal when it may read
 /// this enterprise's score (the enterprise itself, a lender, a regulator in
 /// scope, an admin), so that what it sees follows its role and a lender's

@@ -110,7 +110,7 @@ impl Directory {
                 let first = maps.points.get(p.mn()).and_then(MonitoringPoint::first_registered_at);
                 maps.points.insert(p.mn().to_owned(), p.clone().registered_at(first.unwrap_or(at)));
             }
-            Event::Record(_) | Event::PlatformOutage(_) | Event::Index(_) => {}
+            Event::Record(_) | Event::PlatformOutage(_) | Event::Index(_) | Event::ScoringModel { .. } => {}
         }
     }
 

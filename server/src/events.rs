@@ -21,6 +21,9 @@
 //! * platform outage: `"outage\0" ‖ component ‖ "\0" ‖ from` (Unix
 //!   nanoseconds, big-endian), fingerprint `BLAKE3(outage)`; subject
 //!   `platform`;
+//! * scoring model: `"model\0" ‖ version`, fingerprint `BLAKE3(model)`;
+//!   subject `platform`; a changed file under a published version is a
+//!   conflict (refused at start);
 //! * enterprise update: `"enterprise-update\0" ‖ USCC ‖ "\0" ‖ seq of the
 //!   entry it changes (big-endian)`, fingerprint `BLAKE3(update)`, so the
 //!   same change sent twice against the same state is one entry.
@@ -59,6 +62,12 @@ pub enum Event {
     /// (`docs/ledger.md`, "The subject index"). It is about no enterprise
     /// (empty subject) and only the ledger writes it.
     Index(tlog::index::Commitment),
+    /// A scoring model's exact file, the first time the service uses its
+    /// version (subject `platform`); scores name this entry by its hash.
+    ScoringModel {
+        version: String,
+        model: Vec<u8>,
+    },
 }
 
 /// The first byte of a record's payload: field 2 of `LedgerEvent`, wire
@@ -83,6 +92,15 @@ impl Event {
                 (pb::ledger_event::Event::Registration(canonical), e.uscc.as_str(), key, fingerprint)
             }
             Event::Record(r) => return Event::encode_record(r, submitted_by),
+            // Keyed by version alone, fingerprinted by the file: a restart
+            // with the same file is a duplicate, and another file under a
+            // version already published is a conflict the service refuses.
+            Event::ScoringModel { version, model } => {
+                let canonical = pb::ScoringModel { version: version.clone(), model: model.clone() };
+                let fingerprint = fingerprint(&canonical);
+                let key = [b"model\0".as_slice(), version.as_bytes()].concat();
+                (pb::ledger_event::Event::ScoringModel(canonical), PLATFORM_SUBJECT, key, fingerprint)
+            }
             Event::MonitoringPoint(p) => {
                 let canonical = to_proto::monitoring_point(p);
                 let fingerprint = fingerprint(&canonical);
@@ -160,6 +178,7 @@ impl Event {
         let other = match evidence::stored::decode(entry.seq, &entry.payload) {
             Ok(Stored::Registration(e)) => return Ok(Event::Registration(e)),
             Ok(Stored::Record(r)) => return Ok(Event::Record(r)),
+            Ok(Stored::ScoringModel { version, model }) => return Ok(Event::ScoringModel { version, model }),
             Ok(Stored::Other(other)) => other,
             Err(evidence::Error::Payload { what, .. }) => return Err(corrupt(what)),
             Err(e) => return Err(corrupt(e.to_string())),
@@ -180,7 +199,9 @@ impl Event {
                     .map_err(|e| corrupt(format!("stored platform outage is invalid: {e}")))?,
             ),
             // Decoded by `evidence::stored` above; never `Other`.
-            pb::ledger_event::Event::Registration(_) | pb::ledger_event::Event::Record(_) => {
+            pb::ledger_event::Event::Registration(_)
+            | pb::ledger_event::Event::Record(_)
+            | pb::ledger_event::Event::ScoringModel(_) => {
                 return Err(corrupt("a registration or record decoded as another event".into()));
             }
         })

@@ -23,7 +23,8 @@
 //! reads, watches, attestations), `page` (a web page in one call),
 //! `inquiry_log`, `evaluate` (the view and recomputation), `ledger_reads`
 //! (checkpoints, entries, proofs, the entry policy), `gateway` (HJ 212
-//! outages and figures) and `updates` (enterprises that change); `current`
+//! outages and figures), `updates` (enterprises that change) and `proof`
+//! (the model in the log, score proof bundles); `current`
 //! keeps the view of current scores and `watch` feeds `WatchCodes`.
 
 use std::collections::{HashMap, VecDeque};
@@ -56,6 +57,7 @@ mod gateway;
 mod inquiry_log;
 mod ledger_reads;
 mod page;
+mod proof;
 mod registry;
 mod scores;
 mod updates;
@@ -116,6 +118,9 @@ pub struct Service {
     credentials: std::sync::OnceLock<Arc<hj212::Credentials>>,
     /// With `--witness-policy`: the published (cosigned) checkpoint.
     witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
+    /// The entry (seq, hash) holding the model's exact file, once published
+    /// at start ([`Service::publish_model`]).
+    model_entry: std::sync::OnceLock<(u64, Hash)>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -203,6 +208,7 @@ impl Service {
             gateway_stats: std::sync::OnceLock::new(),
             credentials: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
+            model_entry: std::sync::OnceLock::new(),
         })
     }
 

@@ -11,6 +11,11 @@ pub struct ScoreView {
     pub evaluation: Evaluation,
     pub tree_size: u64,
     pub root: Hash,
+    /// The entry holding the model's exact file (GetScore, GetAttestation).
+    pub model_entry: Option<Hash>,
+    /// The index commitment `(size, root)` of the latest signed checkpoint
+    /// within `tree_size`, where it is known (GetScore, GetAttestation).
+    pub index: Option<(u64, Hash)>,
 }
 
 /// The answer of [`Service::batch_scores`].
@@ -90,6 +95,11 @@ pub struct PageView {
     /// The inclusion proof in `checkpoint` of each reason's record among
     /// the first [`MAX_PAGE_REASONS`], in the order of the reasons.
     pub proofs: Vec<(Seq, Vec<Hash>)>,
+    /// How many entries about the enterprise the checkpoint's subject
+    /// index lists (the score counts all of them), and whether the reader's
+    /// score proof would be refused for entries it may not see; `None` for
+    /// a checkpoint without an index entry.
+    pub complete: Option<(u64, bool)>,
 }
 
 /// Days of history a page draws (24 months).

@@ -47,8 +47,10 @@ fn workspace() -> Workspace {
 
 /// Crates of this workspace (`clients/python` is a Python package, not a
 /// crate); [`ours_lists_every_crate_of_the_workspace`] keeps it complete.
-const OURS: [&str; 12] = [
+const OURS: [&str; 14] = [
     "ecocode-proto",
+    "ecocode-messages",
+    "evidence",
     "scoring",
     "tlog",
     "kv",
@@ -133,6 +135,17 @@ fn the_verifier_is_pure_and_stands_alone() {
 }
 
 #[test]
+fn the_score_verifier_is_pure_and_stands_alone() {
+    let ws = workspace();
+    // A bank links `evidence` (with `tlog`, `scoring` and the message
+    // types) and no server, store, runtime or RPC.
+    ws.ours_only("evidence", &["tlog", "scoring", "ecocode-messages"]);
+    ws.forbid("evidence", &["sled", "tokio", "tonic", "tonic-prost", "ecocode-proto", "polars", "getrandom"]);
+    ws.ours_only("ecocode-messages", &[]);
+    ws.forbid("ecocode-messages", &["tonic", "tonic-prost", "tokio"]);
+}
+
+#[test]
 fn the_ledger_knows_only_the_verifier_and_its_store() {
     let ws = workspace();
     ws.ours_only("ledger", &["tlog", "kv"]);
@@ -167,7 +180,7 @@ fn layers_point_down() {
     for needed in ["ecocode-proto", "scoring", "ledger", "hj212", "tlog"] {
         assert!(ws.of("server").contains_key(needed), "server should use {needed}");
     }
-    ws.ours_only("server", &["ecocode-proto", "scoring", "ledger", "hj212", "tlog", "inquiries"]);
+    ws.ours_only("server", &["ecocode-proto", "scoring", "ledger", "hj212", "tlog", "inquiries", "evidence"]);
     assert!(ws.of("cli").contains_key("server"), "the binary starts the service through the server crate");
 }
 

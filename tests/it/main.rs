@@ -20,6 +20,7 @@ mod postgres;
 mod registry;
 mod revocation;
 mod robustness;
+mod score_proof;
 mod scores;
 mod support;
 mod tls;

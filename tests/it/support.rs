@@ -78,6 +78,14 @@ impl TestServer {
         Self::build(dir, false, T0, |_| {}).await
     }
 
+    /// [`TestServer::start_with_in`], answering the start-up error.
+    pub async fn try_start_with_in(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<TestServer, (server::Error, tempfile::TempDir)> {
+        Self::build(dir, false, T0, configure).await
+    }
+
     /// Starts with the web page on a free port as well.
     pub async fn start_web() -> TestServer {
         Self::start_with(|c| c.http_listen = Some("127.0.0.1:0".parse().unwrap())).await

@@ -312,6 +312,7 @@ async fn verifiers_enforce_the_policys_quorum_and_name_who_is_missing() {
         veto: false,
         disputed: false,
         model: "ecocode-2026.1".into(),
+        model_entry: None,
         as_of: "2026-11-26T09:00:00Z".into(),
         tree_size: cp.tree_size,
         root: cp.root,

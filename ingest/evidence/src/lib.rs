@@ -5,6 +5,7 @@
 //!   very same functions, so online and offline scoring cannot drift.
 //! * [`stored`]: a stored `LedgerEvent` payload, decoded into what scoring
 //!   needs.
+//! * [`score`]: score proof bundles and their recomputing verifier.
 //!
 //! Pure: no server, store, runtime or RPC (checked by
 //! `tests/it/architecture.rs`), so a bank links it with `tlog` and
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod score;
 pub mod stored;
 
 mod error;

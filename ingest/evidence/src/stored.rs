@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 pub enum Stored {
     Registration(Enterprise),
     Record(Record),
+    /// A scoring model's exact file (`ScoringModel`).
+    ScoringModel {
+        version: String,
+        model: Vec<u8>,
+    },
     /// An event scoring does not read (monitoring points, outages, updates,
     /// ...): the server decodes it further.
     Other(pb::ledger_event::Event),
@@ -33,6 +38,9 @@ pub fn decode(seq: u64, payload: &[u8]) -> Result<Stored> {
         ),
         Some(pb::ledger_event::Event::Record(r)) => {
             Stored::Record(convert::record(&r).map_err(|e| bad(format!("stored record is invalid: {e}")))?)
+        }
+        Some(pb::ledger_event::Event::ScoringModel(m)) => {
+            Stored::ScoringModel { version: m.version, model: m.model }
         }
         Some(other) => Stored::Other(other),
         None => return Err(bad("payload holds no event".into())),

@@ -11,10 +11,13 @@
 //! veto false
 //! disputed false
 //! model ecocode-2026.1
+//! model_entry <base64 hash of the ledger entry holding the model file>
 //! as_of 2026-11-26T09:00:00Z
 //! tree_size 1234
 //! root <base64 root hash at tree_size>
 //! ```
+//! The `model_entry` line is new (issue 21); notes signed before it have
+//! none and still parse (`model_entry: None`).
 //! Grades and codes are the `ecocode.v1` enum names; `docs/ledger.md`
 //! specifies the layout.
 
@@ -40,6 +43,8 @@ pub struct Attestation {
     pub veto: bool,
     pub disputed: bool,
     pub model: String,
+    /// The entry hash of the ledger entry holding the model's exact file.
+    pub model_entry: Option<Hash>,
     /// RFC 3339.
     pub as_of: String,
     pub tree_size: u64,
@@ -52,8 +57,12 @@ const FIELDS: [&str; 10] =
 impl Attestation {
     /// The note body, exactly as signed.
     pub fn body(&self) -> String {
+        let model_entry = match &self.model_entry {
+            Some(hash) => format!("\nmodel_entry {}", B64.encode(hash)),
+            None => String::new(),
+        };
         format!(
-            "{}/score\nuscc {}\npoints {}\ngrade {}\ncode {}\nveto {}\ndisputed {}\nmodel {}\nas_of {}\ntree_size {}\nroot {}\n",
+            "{}/score\nuscc {}\npoints {}\ngrade {}\ncode {}\nveto {}\ndisputed {}\nmodel {}{}\nas_of {}\ntree_size {}\nroot {}\n",
             self.origin,
             self.uscc,
             self.points,
@@ -62,6 +71,7 @@ impl Attestation {
             self.veto,
             self.disputed,
             self.model,
+            model_entry,
             self.as_of,
             self.tree_size,
             B64.encode(self.root),
@@ -72,7 +82,19 @@ impl Attestation {
     pub fn parse(body: &str) -> Result<Attestation> {
         let bad = |what: &str| Error::Invalid(format!("attestation: {what}"));
         let text = body.strip_suffix('\n').ok_or_else(|| bad("body does not end with a newline"))?;
-        let mut lines = text.split('\n');
+        let mut all: Vec<&str> = text.split('\n').collect();
+        // The optional model_entry line (after model): taken out first.
+        let mut model_entry = None;
+        if let Some(line) = all.get(8).and_then(|l| l.strip_prefix("model_entry ")) {
+            let hash = B64
+                .decode(line)
+                .ok()
+                .and_then(|b| Hash::try_from(b.as_slice()).ok())
+                .ok_or_else(|| bad("model_entry is not 32 bytes of base64"))?;
+            model_entry = Some(hash);
+            all.remove(8);
+        }
+        let mut lines = all.into_iter();
         let origin = lines
             .next()
             .and_then(|l| l.strip_suffix("/score"))
@@ -111,6 +133,7 @@ impl Attestation {
             veto: flag(4, "veto")?,
             disputed: flag(5, "disputed")?,
             model: values[6].to_owned(),
+            model_entry,
             as_of: values[7].to_owned(),
             tree_size,
             root,
@@ -120,9 +143,18 @@ impl Attestation {
     /// The `(field, value)` lines after the first, for display.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let body = self.body();
-        let values: Vec<String> =
-            body.lines().skip(1).filter_map(|l| l.split_once(' ')).map(|(_, v)| v.to_owned()).collect();
-        FIELDS.into_iter().zip(values).collect()
+        let values: Vec<String> = body
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with("model_entry "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(_, v)| v.to_owned())
+            .collect();
+        let mut fields: Vec<(&'static str, String)> = FIELDS.into_iter().zip(values).collect();
+        if let Some(hash) = &self.model_entry {
+            fields.insert(7, ("model_entry", B64.encode(hash)));
+        }
+        fields
     }
 }
 
@@ -183,6 +215,7 @@ mod tests {
             veto: false,
             disputed: true,
             model: "ecocode-2026.1".into(),
+            model_entry: None,
             as_of: "2026-11-26T09:00:00Z".into(),
             tree_size: 1234,
             root: [7; 32],
@@ -199,6 +232,18 @@ mod tests {
              root BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"
         );
         assert_eq!(Attestation::parse(&body).unwrap(), sample());
+    }
+
+    // Notes signed before issue 21 have no model_entry line: they still
+    // parse, and a note with one round-trips it.
+    #[test]
+    fn the_model_entry_line_is_optional_and_round_trips() {
+        let with = Attestation { model_entry: Some([9; 32]), ..sample() };
+        let body = with.body();
+        assert!(body.contains("\nmodel ecocode-2026.1\nmodel_entry CQkJ"), "{body}");
+        assert_eq!(Attestation::parse(&body).unwrap(), with);
+        assert_eq!(Attestation::parse(&sample().body()).unwrap().model_entry, None);
+        assert_eq!(with.fields()[7].0, "model_entry");
     }
 
     #[test]

@@ -210,6 +210,9 @@ impl Signed {
             veto: flags & 1 == 1,
             disputed: flags & 2 == 2,
             model,
+            // Version 1 has no room for it: the page's QR notes name the
+            // model by version only (score proofs carry the full note).
+            model_entry: None,
             as_of,
             tree_size,
             root,
@@ -473,6 +476,7 @@ mod tests {
             veto: false,
             disputed: true,
             model: "ecocode-2026.1".into(),
+            model_entry: None,
             as_of: "2026-11-26T09:00:00Z".into(),
             tree_size: 1234,
             root: [7; 32],

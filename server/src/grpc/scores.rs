@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::principals::PrincipalStore;
 use crate::service::{CodeChange, ListQuery, MAX_BATCH, Service};
 
+/// Bytes of a score proof per streamed message: well below gRPC's 4 MiB.
+const SCORE_PROOF_CHUNK: usize = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct ScoresService {
     pub service: Arc<Service>,
@@ -140,6 +143,26 @@ impl Scores for ScoresService {
             signed_note,
             public_key: self.service.public_key().to_vec(),
         }))
+    }
+
+    type GetScoreProofStream = super::CallStream<pb::ScoreProofChunk>;
+
+    /// The bundle is built whole (bounded by `MAX_PROOF_ENTRIES`), then sent
+    /// in chunks below gRPC's message limit.
+    async fn get_score_proof(
+        &self,
+        request: Request<pb::GetScoreProofRequest>,
+    ) -> Result<Response<Self::GetScoreProofStream>, Status> {
+        let who = caller(&request)?;
+        let r = request.get_ref();
+        let at = from_proto::optional_timestamp(r.as_of.as_ref(), "as_of").map_err(Error::from)?;
+        let uscc = Uscc::parse(&r.uscc).map_err(Error::from)?;
+        let bundle = self.service.score_proof(&who, &purpose(&request), &uscc, r.tree_size, at).await?;
+        let chunks: Vec<Result<pb::ScoreProofChunk, Status>> = bundle
+            .chunks(SCORE_PROOF_CHUNK)
+            .map(|c| Ok(pb::ScoreProofChunk { bundle: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     async fn list_inquiries(

@@ -180,6 +180,8 @@ impl Service {
             // About no enterprise, and what every checkpoint's verifier
             // needs (a root and a count): public.
             Event::Index(_) => Ok(()),
+            // The published rules every score names: public.
+            Event::ScoringModel { .. } => Ok(()),
         }
     }
 }

@@ -41,7 +41,14 @@ impl Service {
             // repair all come from it.
             let all = service.records_of(uscc.as_str())?;
             let evaluation = service.model.score(&all, at, size);
-            let score = ScoreView { enterprise, evaluation, tree_size: size, root: checkpoint.root };
+            let score = ScoreView {
+                enterprise,
+                evaluation,
+                tree_size: size,
+                root: checkpoint.root,
+                model_entry: None,
+                index: None,
+            };
             let open_disputes = service.model.open_disputes(&all, at, size);
             let shown = || score.evaluation.reasons.iter().take(MAX_PAGE_REASONS);
             let repair = shown()
@@ -68,6 +75,17 @@ impl Service {
                 .collect::<Result<Vec<_>>>()?;
             let timeline = service.model.timeline(&all, at.plus_days(-PAGE_HISTORY_DAYS), at, size);
             let (history, history_complete) = scoring::summarize(&timeline, MAX_PAGE_HISTORY);
+            // The subject index of the checkpoint: the score counts every
+            // entry it lists (a score proof shows it).
+            let complete = match service.ledger.subject_index(uscc.as_str().as_bytes(), size) {
+                Ok(index) => {
+                    let hidden = proof_hides_records(&service.model, &all, size);
+                    let refused = auth::may_prove_score(&reader, &score.enterprise, hidden).is_err();
+                    Some((index.seqs.len() as u64, refused))
+                }
+                Err(ledger::Error::InvalidArgument(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
             let records = all
                 .into_iter()
                 .filter(|r| {
@@ -94,6 +112,7 @@ impl Service {
                 checkpoint,
                 witnessed,
                 proofs,
+                complete,
             })
         })
         .await?;
@@ -135,4 +154,14 @@ impl Service {
         };
         Ok(auth::page_reader(signed, enterprise.as_ref()))
     }
+}
+
+/// Whether a score proof over the tree `size` holds records the public may
+/// not see (any record below it that is not a scored record): the rule
+/// `Service::score_proof` applies entry by entry.
+pub(super) fn proof_hides_records(model: &scoring::Model, records: &[LedgerRecord], size: u64) -> bool {
+    records
+        .iter()
+        .filter(|r| r.seq.0 < size)
+        .any(|r| !matches!(model.kind_class(&r.record.kind), Some(scoring::KindClass::Scored { .. })))
 }

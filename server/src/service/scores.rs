@@ -16,6 +16,7 @@ impl Service {
         tree_size: u64,
     ) -> Result<ScoreView> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
+        let view = self.with_commitments(view).await?;
         self.inquire(who, purpose, "GetScore", &[&view.enterprise]).await?;
         Ok(view)
     }
@@ -234,6 +235,7 @@ impl Service {
         tree_size: u64,
     ) -> Result<(ScoreView, String)> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
+        let view = self.with_commitments(view).await?;
         let note = self.sign_attestation(&view)?;
         self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
         Ok((view, note))
@@ -250,6 +252,7 @@ impl Service {
             veto: view.evaluation.veto,
             disputed: view.evaluation.disputed,
             model: view.evaluation.model_version.clone(),
+            model_entry: view.model_entry,
             as_of: view.evaluation.as_of.to_string(),
             tree_size: view.tree_size,
             root: view.root,

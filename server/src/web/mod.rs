@@ -154,13 +154,14 @@ pub fn router(
         limiter: Arc::new(RateLimiter::new(config.requests_per_minute)),
         metrics,
     };
-    let routes: [(&'static str, MethodRouter<WebState>); 16] = [
+    let routes: [(&'static str, MethodRouter<WebState>); 17] = [
         ("/", get(pages::index)),
         ("/e", get(pages::lookup)),
         ("/e/{uscc}", get(pages::enterprise)),
         ("/e/{uscc}/feed.atom", get(pages::feed)),
         ("/e/{uscc}/attestation.txt", get(pages::attestation_file)),
         ("/e/{uscc}/proof/{seq}", get(pages::proof_bundle)),
+        ("/e/{uscc}/score-proof.json", get(pages::score_proof_file)),
         ("/e/{uscc}/dispute", post(pages::open_dispute)),
         ("/e/{uscc}/rectification", post(pages::submit_rectification)),
         // A scanned compact QR code (HTTP://HOST/Q/<digits>).

@@ -102,6 +102,7 @@ mod tests {
             veto: false,
             disputed: true,
             model: "ecocode-2026.1".into(),
+            model_entry: None,
             as_of: "2026-11-26T09:41:07.123456789Z".into(),
             tree_size: 123_456_789_012,
             root: [0xa5; 32],

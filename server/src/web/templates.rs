@@ -71,9 +71,23 @@ pub struct PageData {
     pub attestation: AttestationData,
     /// The key checkpoints and attestations verify with (`ecocode key show`).
     pub verifier_key: String,
+    /// "complete: this score counts all k entries ...": k, and whether the
+    /// reader's score proof needs a sign-in; `None` without an index entry.
+    pub complete: Option<Completeness>,
     /// The check of an attestation scanned from a QR code (`?att=`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scanned: Option<ScannedCheck>,
+}
+
+/// What the checkpoint's subject index says of the enterprise.
+#[derive(Clone, Debug, Serialize)]
+pub struct Completeness {
+    pub entries: u64,
+    pub tree_size: u64,
+    /// The reader (the public) gets no score proof: some records are not
+    /// public; a lender's or the enterprise's sign-in gets the full one.
+    pub needs_sign_in: bool,
+    pub proof_url: String,
 }
 
 /// One line of the explanation.

@@ -233,7 +233,25 @@ pub enum ProofCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Check a proof file offline against the signed checkpoint(s) it holds.
+    /// Fetch a score proof: the signed score, every entry about USCC below
+    /// a signed checkpoint's index entry, the model entry and the proofs
+    /// (client). `proof verify` recomputes the score from it offline.
+    Score {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        /// A signed checkpoint's size (default: the latest published one).
+        #[arg(long)]
+        tree_size: Option<u64>,
+        /// Score at this instant, RFC 3339 (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a proof file offline against the signed checkpoint(s) it holds;
+    /// a score proof is also recomputed with the model it holds.
     Verify {
         file: PathBuf,
         /// The verifier key, as printed by `ecocode key show`.

@@ -70,9 +70,56 @@ pub(super) async fn proof(command: ProofCommand) -> anyhow::Result<()> {
                 },
             )
         }
+        ProofCommand::Score { conn, uscc, tree_size, as_of, out } => {
+            let as_of = match as_of {
+                Some(text) => {
+                    let at = Timestamp::parse_rfc3339(&text)
+                        .with_context(|| format!("--as-of {text:?} is not an RFC 3339 instant"))?;
+                    Some(to_proto::timestamp(at))
+                }
+                None => None,
+            };
+            let mut client = pb::scores_client::ScoresClient::new(channel(&conn).await?);
+            let request = pb::GetScoreProofRequest { uscc, tree_size: tree_size.unwrap_or(0), as_of };
+            let mut stream =
+                client.get_score_proof(authed(&conn, request)?).await.map_err(status_error)?.into_inner();
+            let mut bundle = Vec::new();
+            while let Some(chunk) = stream.message().await.map_err(status_error)? {
+                bundle.extend_from_slice(&chunk.bundle);
+                eprint!("\rreceived {} KiB of the score proof", bundle.len() / 1024);
+            }
+            eprintln!();
+            std::fs::write(&out, &bundle).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         ProofCommand::Verify { file, public_key, policy } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            if is_score_bundle(&text) {
+                let bundle: evidence::score::ScoreBundle =
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("{} is not a score proof from `ecocode proof score`", file.display())
+                    })?;
+                let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
+                    .context("--public-key must be a verifier key as printed by `ecocode key show`")?;
+                if policy.is_some() {
+                    bail!(
+                        "--policy checks inclusion and consistency proofs; a score proof's checkpoint is checked with --public-key"
+                    );
+                }
+                return match evidence::score::verify(&bundle, &key_name, &key) {
+                    Ok(v) => {
+                        println!(
+                            "ok: {} scores {} points at {} under model {}; complete: the score counts all {} entries \
+                             about this enterprise up to tree size {}",
+                            v.uscc, v.points, v.as_of, v.model, v.entries, v.tree_size
+                        );
+                        Ok(())
+                    }
+                    Err(e) => bail!("score proof {} does NOT verify: {e}", file.display()),
+                };
+            }
             let bundle: Bundle = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a proof file from `ecocode proof`", file.display()))?;
             let (key_name, key) = tlog::note::decode_verifier_key(public_key.trim())
@@ -99,6 +146,11 @@ pub(super) async fn proof(command: ProofCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Whether a proof file is a score proof (`"kind": "score"`).
+fn is_score_bundle(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v["kind"] == "score")
 }
 
 /// The latest signed checkpoint once it holds the first `size` entries: the

@@ -192,6 +192,12 @@ pub(super) async fn page_data(
         },
         attestation: AttestationData { qr_text, note, tree_size: score.tree_size, check: own },
         verifier_key,
+        complete: view.complete.map(|(entries, needs_sign_in)| Completeness {
+            entries,
+            tree_size: checkpoint.tree_size,
+            needs_sign_in,
+            proof_url: format!("/e/{uscc}/score-proof.json"),
+        }),
         scanned,
     };
     Ok((data, view))

@@ -52,6 +52,23 @@ pub async fn proof_bundle(
     Ok(download("application/json", &format!("proof-{uscc}-{seq}.json"), json))
 }
 
+/// The score proof of the published checkpoint (`ecocode proof verify`
+/// recomputes it): the full bundle for the enterprise itself and lenders;
+/// the public gets one only when every entry is one it may see, else
+/// `PERMISSION_DENIED` saying a sign-in is needed.
+pub async fn score_proof_file(
+    State(st): State<WebState>,
+    Path(uscc): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let uscc = parse_uscc(&uscc)?;
+    let reader = page_reader(&st, &signed_in(&st, &headers), &uscc).await?;
+    let bundle = st.service.score_proof(&reader, PURPOSE, &uscc, 0, None).await?;
+    let json = String::from_utf8(bundle)
+        .map_err(|e| Error::Internal(format!("score proof of {uscc} is not UTF-8: {e}")))?;
+    Ok(download("application/json", &format!("score-proof-{uscc}.json"), json))
+}
+
 pub(super) fn download(content_type: &'static str, filename: &str, body: String) -> Response {
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));

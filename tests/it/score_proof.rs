@@ -1,0 +1,236 @@
+//! Score proofs (issue 21): the model's file in the log, `GetScoreProof`
+//! bundles from a real server, and the offline verifier (`evidence`)
+//! recomputing them and naming every way a bundle can be wrong.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ecocode_proto::v1 as pb;
+use evidence::score::{BundleEntry, ScoreBundle};
+use server::principals::Role;
+
+use crate::support::*;
+
+/// Fetches and parses the score proof of `uscc` at `tree_size` (0: latest).
+async fn fetch(client: &mut Client, uscc: &str, tree_size: u64) -> Result<ScoreBundle, tonic::Status> {
+    let request = pb::GetScoreProofRequest { uscc: uscc.into(), tree_size, as_of: None };
+    let mut stream = client.scores.get_score_proof(request).await?.into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        bytes.extend_from_slice(&chunk.bundle);
+    }
+    Ok(serde_json::from_slice(&bytes).expect("a score bundle"))
+}
+
+fn check(server: &TestServer, bundle: &ScoreBundle) -> Result<evidence::score::Verified, String> {
+    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
+    evidence::score::verify(bundle, &name, &key).map_err(|e| e.to_string())
+}
+
+fn rejected(server: &TestServer, bundle: &ScoreBundle, expect: &str) {
+    let err = check(server, bundle).expect_err("the altered bundle must not verify");
+    assert!(err.contains(expect), "expected {expect:?} in: {err}");
+}
+
+/// Two enterprises with records, a signed checkpoint; a lender's client.
+async fn ledger_with_two_enterprises() -> (TestServer, Client) {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.register(BETA, "Beta", "330206").await;
+    admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    admin.append(record(BETA, "P-2", "penalty.fine", -8)).await.unwrap();
+    admin.append(record(ACME, "P-3", "enforcement.suspend", -5)).await.unwrap();
+    server.publish();
+    let bank = server.token("bank", Role::Lender);
+    let client = server.client(&bank).await;
+    (server, client)
+}
+
+#[tokio::test]
+async fn bundles_from_a_real_server_verify_and_recompute_the_online_score() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    for uscc in [ACME, BETA] {
+        let bundle = fetch(&mut bank, uscc, 0).await.unwrap();
+        let verified = check(&server, &bundle).unwrap();
+        let online = bank
+            .scores
+            .get_score(pb::GetScoreRequest { uscc: uscc.into(), as_of: None, tree_size: verified.tree_size })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(verified.points, i64::from(online.points), "{uscc}");
+        // A registration and its records: every entry about it.
+        assert_eq!(verified.entries, if uscc == ACME { 3 } else { 2 });
+        // The online score names the model entry and the index commitment.
+        let attestation = tlog::attestation::Attestation::parse(
+            &tlog::note::verify(&bundle.attestation, &verified_key_name(&server), &verified_key(&server))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(online.model_entry_hash, attestation.model_entry.unwrap().to_vec());
+        assert_eq!(online.index_tree_size, verified.tree_size);
+        assert_eq!(online.index_root.len(), 32);
+    }
+}
+
+fn verified_key_name(server: &TestServer) -> String {
+    tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap().0
+}
+
+fn verified_key(server: &TestServer) -> [u8; 32] {
+    tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap().1
+}
+
+#[tokio::test]
+async fn a_bundle_missing_one_entry_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    bundle.entries.remove(1);
+    rejected(&server, &bundle, "not the index's list for 91330421739237858X");
+}
+
+#[tokio::test]
+async fn a_bundle_with_an_entry_twice_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let again = bundle.entries[1].clone();
+    bundle.entries.insert(1, again.clone());
+    rejected(&server, &bundle, &format!("entry {} is given twice", again.seq));
+}
+
+#[tokio::test]
+async fn a_bundle_with_another_enterprises_entry_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let beta = fetch(&mut bank, BETA, 0).await.unwrap();
+    let theirs = beta.entries[1].clone();
+    bundle.entries[1] = theirs.clone();
+    bundle.entries.sort_by_key(|e| e.seq);
+    rejected(&server, &bundle, &format!("entry {} is about {BETA}, not {ACME}", theirs.seq));
+}
+
+#[tokio::test]
+async fn a_bundle_with_an_entry_from_after_the_checkpoint_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let mut admin = server.admin().await;
+    let late = admin.append(record(ACME, "P-9", "penalty.fine", -1)).await.unwrap();
+    let entry = server.ledger.entry(late.seq).unwrap();
+    bundle.entries.push(BundleEntry {
+        seq: entry.seq,
+        recorded_at_ns: entry.recorded_at_ns,
+        payload: B64.encode(&entry.payload),
+    });
+    rejected(&server, &bundle, &format!("entry {} is at or after the index entry", late.seq));
+}
+
+#[tokio::test]
+async fn a_bundle_with_a_payload_byte_changed_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let mut payload = B64.decode(&bundle.entries[1].payload).unwrap();
+    // The amount's last byte: still a valid record, another fine.
+    let at = payload.len() - 20;
+    payload[at] ^= 1;
+    bundle.entries[1].payload = B64.encode(&payload);
+    let err = check(&server, &bundle).expect_err("a changed payload must not verify");
+    assert!(
+        err.contains("not the index's list") || err.contains(&format!("entry {}", bundle.entries[1].seq)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_attestation_with_other_points_is_rejected_even_when_signed() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let body =
+        tlog::note::verify(&bundle.attestation, &verified_key_name(&server), &verified_key(&server)).unwrap();
+    let mut statement = tlog::attestation::Attestation::parse(&body).unwrap();
+    // An operator with the key signs a kinder score than the entries give.
+    statement.points += 10;
+    bundle.attestation = server.ledger.sign_note(&statement.body()).unwrap();
+    rejected(&server, &bundle, "attestation field points: says");
+}
+
+// An operator hiding a record: a later checkpoint's bundle that leaves out
+// the penalty appended after the earlier checkpoint.
+#[tokio::test]
+async fn a_later_bundle_that_omits_a_newer_penalty_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let earlier = fetch(&mut bank, ACME, 0).await.unwrap();
+    check(&server, &earlier).unwrap();
+    let mut admin = server.admin().await;
+    let penalty = admin.append(record(ACME, "P-4", "penalty.fine", -2)).await.unwrap();
+    server.publish();
+    let mut later = fetch(&mut bank, ACME, 0).await.unwrap();
+    let verified = check(&server, &later).unwrap();
+    assert_eq!(verified.entries, 4, "the later proof counts the new penalty");
+    // The later checkpoint with the earlier list of entries.
+    later.entries.retain(|e| e.seq != penalty.seq);
+    rejected(&server, &later, "entries given are not the index's list");
+}
+
+#[tokio::test]
+async fn a_model_entry_other_than_the_named_one_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    // Another entry of the tree, with a valid inclusion proof.
+    bundle.model_entry = bundle.index_entry.clone();
+    rejected(&server, &bundle, "but the attestation names model entry");
+}
+
+#[tokio::test]
+async fn an_index_proof_for_another_uscc_is_rejected() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    let mut bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let beta = fetch(&mut bank, BETA, 0).await.unwrap();
+    assert_ne!(beta.index_proof, bundle.index_proof);
+    bundle.index_proof = beta.index_proof;
+    rejected(&server, &bundle, "not the index's list for 91330421739237858X");
+}
+
+#[tokio::test]
+async fn unknown_fields_in_a_score_bundle_are_refused() {
+    let (_server, mut bank) = ledger_with_two_enterprises().await;
+    let bundle = fetch(&mut bank, ACME, 0).await.unwrap();
+    let mut json = serde_json::to_value(&bundle).unwrap();
+    json["extra"] = serde_json::json!(1);
+    assert!(serde_json::from_value::<ScoreBundle>(json).is_err());
+}
+
+#[tokio::test]
+async fn a_score_proof_is_a_lenders_read_recorded_as_an_inquiry() {
+    let (server, mut bank) = ledger_with_two_enterprises().await;
+    fetch(&mut bank, ACME, 0).await.unwrap();
+    let mut admin = server.admin().await;
+    let inquiries = admin
+        .scores
+        .list_inquiries(pb::ListInquiriesRequest { uscc: ACME.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(inquiries.inquiries.iter().any(|i| i.method == "GetScoreProof" && i.principal == "bank"));
+    // An enterprise may not fetch another's proof.
+    let other = server.token("beta", Role::Enterprise { uscc: BETA.into() });
+    let mut beta = server.client(&other).await;
+    let status = fetch(&mut beta, ACME, 0).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_restart_publishes_no_second_model_entry_and_a_changed_file_is_refused() {
+    let server = TestServer::start().await;
+    let first = server.service.model_entry().expect("the model is published at start");
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir).await;
+    assert_eq!(server.service.model_entry(), Some(first), "a restart appends nothing new");
+    let dir = server.stop().await;
+    // The same version with another rule: refused at start.
+    let changed = format!("{}\n# changed after publication\n", scoring::Model::builtin().source());
+    let model = scoring::Model::from_toml(&changed).expect("still a valid model");
+    let Err((err, _)) = TestServer::try_start_with_in(dir, |c| c.model = model).await else {
+        panic!("a changed model file under a published version must be refused")
+    };
+    assert!(err.to_string().contains("differs from the one published as version ecocode-2026.1"), "{err}");
+}
