@@ -195,9 +195,9 @@ async fn the_checkpoint_of_an_append_covers_every_receipt() {
             (0..5).map(|i| record(ACME, &format!("R{round}-{i}"), "inspection.finding", -1)).collect();
         let response = admin.ingest.append_records(tokio_stream::iter(records)).await.unwrap().into_inner();
         let checkpoint = response.checkpoint.unwrap();
-        // The registration, the records so far, and the index entry that
-        // ends each round's checkpoint.
-        assert_eq!(checkpoint.tree_size, 1 + 5 * (round + 1) + (round + 1), "round {round}");
+        // The model entry (published at start), the registration, the
+        // records so far, and the index entry that ends each round's checkpoint.
+        assert_eq!(checkpoint.tree_size, 2 + 5 * (round + 1) + (round + 1), "round {round}");
     }
     server.stop().await;
 }

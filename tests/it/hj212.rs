@@ -506,7 +506,8 @@ async fn no_credential_material_in_entries_a_lender_reads() {
     let regulator = server.token("beilun", Role::Regulator { region_prefix: "3302".into() });
     // A lender sees no monitoring point entry at all (the record policy,
     // docs/api.md); a regulator in scope sees them, without credentials.
-    for (token, visible) in [(lender, 1), (regulator, 3)] {
+    // Both also see the model entry (public, published at start).
+    for (token, visible) in [(lender, 2), (regulator, 4)] {
         let mut reader = server.client(&token).await;
         let mut bytes = Vec::new();
         let mut listed = reader

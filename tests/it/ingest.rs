@@ -19,13 +19,14 @@ async fn registered() -> (TestServer, Client) {
 async fn append_returns_a_durable_receipt_that_matches_the_entry() {
     let (server, mut admin) = registered().await;
     let receipt = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
-    assert_eq!(receipt.seq, 1);
+    // After the model entry (seq 0) and the registration.
+    assert_eq!(receipt.seq, 2);
     assert!(!receipt.duplicate);
 
-    let entry = admin.ledger.get_entry(pb::GetEntryRequest { seq: 1 }).await.unwrap().into_inner();
+    let entry = admin.ledger.get_entry(pb::GetEntryRequest { seq: 2 }).await.unwrap().into_inner();
     let recorded_at = entry.recorded_at.unwrap();
     let ns = recorded_at.seconds * 1_000_000_000 + i64::from(recorded_at.nanos);
-    assert_eq!(hash::entry_hash(1, ns, &entry.payload).to_vec(), receipt.entry_hash);
+    assert_eq!(hash::entry_hash(2, ns, &entry.payload).to_vec(), receipt.entry_hash);
     assert_eq!(entry.chain_hash, receipt.chain_hash);
 
     // The payload is a LedgerEvent a client can decode.
@@ -49,7 +50,7 @@ async fn resend_is_a_duplicate_and_changed_content_is_already_exists() {
     let err = admin.append(changed).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert!(err.message().contains("P-1"), "{}", err.message());
-    assert_eq!(server.ledger.head().size, 2, "nothing was appended twice");
+    assert_eq!(server.ledger.head().size, 3, "nothing was appended twice (model entry, registration, P-1)");
     server.stop().await;
 }
 
@@ -152,19 +153,24 @@ async fn a_stream_keeps_valid_records_and_lists_rejected_ones_by_index() {
     let rejected: Vec<(u64, &str)> = response.rejected.iter().map(|r| (r.index, r.code.as_str())).collect();
     assert_eq!(rejected, vec![(1, "InvalidArgument"), (3, "FailedPrecondition")]);
     assert!(response.rejected[0].message.starts_with("kind:"));
-    assert_eq!(response.checkpoint.unwrap().tree_size, 5, "registration + S-0 + S-1 + S-4 + the index entry");
+    assert_eq!(
+        response.checkpoint.unwrap().tree_size,
+        6,
+        "the model entry, registration + S-0 + S-1 + S-4 + the index entry"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_workflow_step_may_follow_its_record_in_the_same_stream() {
     let (server, mut admin) = registered().await;
-    // seq 1 will be the penalty; the step refers to it within one stream.
+    // seq 2 will be the penalty (after the model entry and the
+    // registration); the step refers to it within one stream.
     let records = vec![
         record(ACME, "W-1", "penalty.warning", -30),
         pb::Record {
             attributes: [("reason".to_owned(), "annulled on review".to_owned())].into(),
-            ..step(ACME, "W-2", "record.voided", -10, 1)
+            ..step(ACME, "W-2", "record.voided", -10, 2)
         },
     ];
     let response = admin.ingest.append_records(tokio_stream::iter(records)).await.unwrap().into_inner();

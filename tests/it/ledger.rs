@@ -25,8 +25,8 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
     // Reads never sign; the service signs each new head on its timer.
     let signed = server.ledger.sign_checkpoint_now().unwrap();
     let old = bank.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
-    // The registration, four records and the index entry ending it.
-    assert_eq!((old.tree_size, old.signed_note.as_str()), (6, signed.note.as_str()));
+    // The model entry, the registration, four records and the index entry ending it.
+    assert_eq!((old.tree_size, old.signed_note.as_str()), (7, signed.note.as_str()));
 
     // The note verifies with the public key and states the same head.
     let key: [u8; 32] = old.public_key.as_slice().try_into().unwrap();
@@ -37,7 +37,7 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
         (size, root.to_vec(), chain.to_vec()),
         (old.tree_size, old.root_hash.clone(), old.chain_hash.clone())
     );
-    let mut tampered = old.signed_note.replace("\n6\n", "\n7\n");
+    let mut tampered = old.signed_note.replace("\n7\n", "\n8\n");
     assert!(note::verify(&tampered, &key_name, &key).is_err());
     tampered.clear();
 
@@ -99,12 +99,13 @@ async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
 async fn an_enterprise_reads_only_its_own_entries_and_sources_none() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
-    admin.register(ACME, "Acme", "330206").await; // seq 0
-    admin.register(BETA, "Beta", "330206").await; // seq 1
+    // Seq 0 is the model entry, published at start.
+    admin.register(ACME, "Acme", "330206").await; // seq 1
+    admin.register(BETA, "Beta", "330206").await; // seq 2
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let mut acme = server.client(&acme).await;
-    acme.ledger.get_entry(pb::GetEntryRequest { seq: 0 }).await.unwrap();
-    let err = acme.ledger.get_entry(pb::GetEntryRequest { seq: 1 }).await.unwrap_err();
+    acme.ledger.get_entry(pb::GetEntryRequest { seq: 1 }).await.unwrap();
+    let err = acme.ledger.get_entry(pb::GetEntryRequest { seq: 2 }).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     acme.ledger.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
 
@@ -135,7 +136,7 @@ async fn a_restart_keeps_every_entry_and_continues_the_sequence() {
     assert_eq!(server.ledger.head().size, head.size + 1);
     assert_eq!(server.ledger.root_at(head.size).unwrap(), head.root);
     let next = admin.append(record(ACME, "P-2", "penalty.warning", -1)).await.unwrap();
-    assert_eq!(next.seq, 3);
+    assert_eq!(next.seq, 4, "after the model entry, registration, P-1 and the index entry");
     let dup = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
     assert!(dup.duplicate, "the idempotency index survives a restart");
     server.stop().await;
@@ -149,13 +150,13 @@ async fn a_server_refuses_to_start_on_a_rolled_back_store() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
-    let dir = server.stop().await; // signs a final checkpoint at size 3 (with its index entry)
+    let dir = server.stop().await; // signs a final checkpoint at size 4 (model entry, index entry)
 
     // Put back an older checkpoint claiming more than the store holds: the
     // store is now "shorter than what was signed" and must be refused.
     let checkpoint_path = dir.path().join("checkpoint");
     let note = std::fs::read_to_string(&checkpoint_path).unwrap();
-    let forged = note.replacen("\n3\n", "\n4\n", 1);
+    let forged = note.replacen("\n4\n", "\n5\n", 1);
     assert_ne!(note, forged);
     std::fs::write(&checkpoint_path, forged).unwrap();
     let Err((err, _dir)) = TestServer::try_start_in(dir).await else {
@@ -227,14 +228,18 @@ async fn proof_bundles_verify_offline_and_fail_when_altered() {
     };
     assert!(matches!(
         verify(&inclusion, &key_name, &key),
-        Ok(Verified::Inclusion { seq: 1, tree_size: 9, .. })
+        // Each size counts the model entry published at start.
+        Ok(Verified::Inclusion { seq: 1, tree_size: 10, .. })
     ));
     let consistency = Bundle::Consistency {
         old_checkpoint: old.note.clone(),
         checkpoint: new.note.clone(),
         hashes: encode_hashes(&ledger.consistency_proof(old.tree_size, new.tree_size).unwrap()),
     };
-    assert_eq!(verify(&consistency, &key_name, &key), Ok(Verified::Consistency { from_size: 3, to_size: 9 }));
+    assert_eq!(
+        verify(&consistency, &key_name, &key),
+        Ok(Verified::Consistency { from_size: 4, to_size: 10 })
+    );
 
     // A bundle survives a JSON round trip, and any altered part fails.
     let json = serde_json::to_string(&inclusion).unwrap();
@@ -258,7 +263,7 @@ async fn proof_bundles_verify_offline_and_fail_when_altered() {
         bundle(&checkpoint, seq, recorded_at_ns + 1, &payload, &hashes),
         bundle(&checkpoint, seq, recorded_at_ns, &B64.encode(&flipped), &hashes),
         bundle(&checkpoint, seq, recorded_at_ns, &payload, &hashes[1..]),
-        bundle(&checkpoint.replace("\n9\n", "\n10\n"), seq, recorded_at_ns, &payload, &hashes),
+        bundle(&checkpoint.replace("\n10\n", "\n11\n"), seq, recorded_at_ns, &payload, &hashes),
         Bundle::Consistency {
             old_checkpoint: new.note.clone(),
             checkpoint: old.note.clone(),

@@ -42,7 +42,8 @@ async fn metrics_count_calls_by_method_and_status_without_tokens() {
         text.contains(r#"ecocode_grpc_calls_total{method="/ecocode.v1.Scores/GetScore",code="NotFound"} 1"#)
     );
     assert!(text.contains("ecocode_grpc_call_seconds_count{method=\"/ecocode.v1.Scores/GetScore\""));
-    assert!(text.contains("ecocode_ledger_entries 1"));
+    // The model entry (published at start) and the registration.
+    assert!(text.contains("ecocode_ledger_entries 2"), "{text}");
     assert!(text.contains("ecocode_grpc_calls_in_progress 0"), "{text}");
     assert!(text.contains(r#"ecocode_hj212_total{counter="packets_ok"} 0"#));
     assert!(!text.contains(&token) && !text.contains(ACME), "metrics must not carry tokens or ids");

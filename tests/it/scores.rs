@@ -50,8 +50,8 @@ async fn point_in_time_by_evaluation_time_and_ledger_prefix() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
-    admin.append(record(ACME, "P-1", "penalty.warning", -100)).await.unwrap(); // seq 1: -3 for 180 days
-    admin.append(record(ACME, "P-2", "incident.general", -50)).await.unwrap(); // seq 2: -15
+    admin.append(record(ACME, "P-1", "penalty.warning", -100)).await.unwrap(); // seq 2: -3 for 180 days
+    admin.append(record(ACME, "P-2", "incident.general", -50)).await.unwrap(); // seq 3: -15
 
     let at =
         |day: i64, tree_size: u64| pb::GetScoreRequest { uscc: ACME.into(), as_of: ts(days(day)), tree_size };
@@ -64,24 +64,24 @@ async fn point_in_time_by_evaluation_time_and_ledger_prefix() {
     );
     assert_eq!(points(admin.scores.get_score(at(0, 0)).await.unwrap().into_inner()), 82);
     assert_eq!(
-        points(admin.scores.get_score(at(0, 2)).await.unwrap().into_inner()),
+        points(admin.scores.get_score(at(0, 3)).await.unwrap().into_inner()),
         97,
-        "prefix of 2 entries"
+        "prefix of 3 entries (the model entry, the registration, the warning)"
     );
     assert_eq!(points(admin.scores.get_score(at(81, 0)).await.unwrap().into_inner()), 85, "warning expired");
 
-    let s = admin.scores.get_score(at(0, 2)).await.unwrap().into_inner();
-    assert_eq!(s.tree_size, 2);
+    let s = admin.scores.get_score(at(0, 3)).await.unwrap().into_inner();
+    assert_eq!(s.tree_size, 3);
     let proof_root = admin
         .ledger
-        .get_consistency_proof(pb::GetConsistencyProofRequest { from_size: 2, to_size: 3 })
+        .get_consistency_proof(pb::GetConsistencyProofRequest { from_size: 3, to_size: 4 })
         .await
         .unwrap()
         .into_inner();
     assert!(!proof_root.hashes.is_empty());
 
-    let err = admin.scores.get_score(at(0, 1)).await.unwrap();
-    assert_eq!(err.into_inner().points, 100, "registration only");
+    let err = admin.scores.get_score(at(0, 2)).await.unwrap();
+    assert_eq!(err.into_inner().points, 100, "the model entry and the registration only");
     let err = admin.scores.get_score(pb::GetScoreRequest { tree_size: 99, ..at(0, 0) }).await.unwrap_err();
     assert!(matches!(err.code(), Code::OutOfRange | Code::InvalidArgument), "{err:?}");
     server.stop().await;

@@ -334,8 +334,9 @@ async fn verify_and_serve_refuse_a_rolled_back_checkpoint() {
     assert!(out.status.success());
     let path = dir.path().join("checkpoint");
     let note = std::fs::read_to_string(&path).unwrap();
-    // The registration and the index entry ending the final checkpoint.
-    std::fs::write(&path, note.replacen("\n2\n", "\n3\n", 1)).unwrap();
+    // The model entry (published at start), the registration and the
+    // index entry ending the final checkpoint.
+    std::fs::write(&path, note.replacen("\n3\n", "\n4\n", 1)).unwrap();
     let out = cli(&["verify", "--data", dir.path().to_str().unwrap()]);
     assert!(!out.status.success(), "a store shorter than its checkpoint must fail verification");
     assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));

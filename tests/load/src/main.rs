@@ -63,6 +63,12 @@ struct Args {
     /// log) or `admin` (no inquiry: the cost of the score alone).
     #[arg(long, default_value = "lender", value_parser = ["lender", "admin"])]
     reader: String,
+    /// Instead of the read load: for an enterprise with each of these
+    /// numbers of entries (e.g. `10,1000,100000`), the size of its score
+    /// proof, the time to fetch it and to verify it offline (recomputing the
+    /// score), next to BLAKE3 over as many entries in the same run.
+    #[arg(long, value_delimiter = ',')]
+    score_proof_entries: Vec<usize>,
 }
 
 /// One measured call: completed calls, errors and sorted latencies.
@@ -118,6 +124,7 @@ fn main() -> anyhow::Result<()> {
     let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
     let addr = app.grpc_addr();
     let service = app.service().clone();
+    let app_ledger = app.ledger().clone();
     let store = PrincipalStore::open(dir.path())?;
     let admin = store.add("load-admin", Role::Admin)?;
     let lender = store.add("load-bank", Role::Lender)?;
@@ -131,6 +138,13 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
+    if !args.score_proof_entries.is_empty() {
+        let ledger = app_ledger.clone();
+        client_runtime.block_on(score_proofs(addr, &admin, &lender, &args, ledger))?;
+        let _ = stop.send(());
+        server_runtime.block_on(served)??;
+        return Ok(());
+    }
     let (results, extras) = client_runtime.block_on(async {
         let ingest_rate = seed(connect(addr).await?, &admin, &args).await?;
         // Reads are measured on a current view of scores: the refresher
@@ -354,6 +368,92 @@ async fn batch_and_list(
         slowest * 1e3
     ));
     Ok(lines)
+}
+
+/// `--score-proof-entries`: per size, one enterprise with that many entries
+/// (its registration and records), a signed checkpoint, `GetScoreProof` as
+/// a lender, and `evidence::score::verify` of the bundle.
+async fn score_proofs(
+    addr: std::net::SocketAddr,
+    admin: &str,
+    lender: &str,
+    args: &Args,
+    ledger: ledger::Ledger,
+) -> anyhow::Result<()> {
+    let channel = connect(addr).await?;
+    let (admin_token, lender_token) = (bearer(admin)?, bearer(lender)?);
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let mut rng = Rng(args.seed);
+    let (key_name, key) = tlog::note::decode_verifier_key(&ledger.verifier_key())?;
+    println!("| entries | bundle bytes | fetch (ms) | verify (ms) | verify / BLAKE3 of as many entries |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (n, &entries) in args.score_proof_entries.iter().enumerate() {
+        let enterprise = uscc(1_000_000 + n);
+        let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+        let mut request = tonic::Request::new(pb::Enterprise {
+            uscc: enterprise.clone(),
+            name: format!("Proof Co. {n}"),
+            region_code: "330206".into(),
+            industry_code: "C1713".into(),
+        });
+        request.metadata_mut().insert("authorization", admin_token.clone());
+        registry.register_enterprise(request).await?;
+        let mut ingest = pb::ingest_client::IngestClient::new(channel.clone());
+        let mut sent = 1;
+        while sent < entries {
+            let chunk = (entries - sent).min(50_000);
+            let records: Vec<pb::Record> = (sent..sent + chunk)
+                .map(|i| {
+                    let at = now.plus_days(-(1 + rng.below(300) as i64));
+                    let (seconds, nanos) = at.to_unix();
+                    pb::Record {
+                        source: "load-admin".into(),
+                        source_record_id: format!("P-{n}-{i}"),
+                        uscc: enterprise.clone(),
+                        kind: "inspection.finding".into(),
+                        occurred_at: Some(prost_types::Timestamp { seconds, nanos }),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let mut request = tonic::Request::new(tokio_stream::iter(records));
+            request.metadata_mut().insert("authorization", admin_token.clone());
+            let response = ingest.append_records(request).await?.into_inner();
+            anyhow::ensure!(response.rejected_count == 0, "rejected: {:?}", response.rejected.first());
+            sent += chunk;
+            eprintln!("{enterprise}: {sent} of {entries} entries");
+        }
+        let checkpoint = ledger.sign_checkpoint_now()?;
+        let mut scores =
+            pb::scores_client::ScoresClient::new(channel.clone()).max_decoding_message_size(8 << 20);
+        let fetching = Instant::now();
+        let mut request = tonic::Request::new(pb::GetScoreProofRequest {
+            uscc: enterprise.clone(),
+            tree_size: checkpoint.tree_size,
+            as_of: None,
+        });
+        request.metadata_mut().insert("authorization", lender_token.clone());
+        let mut stream = scores.get_score_proof(request).await?.into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            bytes.extend_from_slice(&chunk.bundle);
+        }
+        let fetched = fetching.elapsed();
+        let verifying = Instant::now();
+        let bundle: evidence::score::ScoreBundle = serde_json::from_slice(&bytes)?;
+        let verified = evidence::score::verify(&bundle, &key_name, &key)?;
+        let verify = verifying.elapsed();
+        anyhow::ensure!(verified.entries == entries as u64, "the proof counts {} entries", verified.entries);
+        let baseline = entries as f64 / blake3_baseline(entries as u64);
+        println!(
+            "| {entries} | {} | {:.1} | {:.1} | {:.1} |",
+            bytes.len(),
+            fetched.as_secs_f64() * 1e3,
+            verify.as_secs_f64() * 1e3,
+            verify.as_secs_f64() / baseline.max(f64::MIN_POSITIVE)
+        );
+    }
+    Ok(())
 }
 
 /// Entries/s of BLAKE3 entry and chain hashes over `n` 250-byte entries in
