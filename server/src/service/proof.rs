@@ -10,7 +10,7 @@ use evidence::score::{BundleEntry, Kind, ProvenEntry, ScoreBundle};
 use super::*;
 
 /// Most entries about one enterprise a score proof holds: far above any
-/// real enterprise (100 000 entries make a bundle of about 30 MB), and a
+/// real enterprise (100 000 entries make a bundle of about 22 MB), and a
 /// bound on the memory one call takes.
 pub const MAX_PROOF_ENTRIES: usize = 1_000_000;
 
