@@ -303,3 +303,43 @@ async fn every_subjects_bundle_verifies_and_equals_the_online_score_on_random_le
         }
     }
 }
+
+// The page's verification panel says how many entries the score counts and
+// links the score proof; a record the public may not see (a dispute) turns
+// the public's link into "sign in", and a lender signed in gets the bundle.
+#[tokio::test]
+async fn the_page_says_the_score_is_complete_and_serves_the_proof_by_policy() {
+    let server = TestServer::start_web().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    let fine = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    let size = server.publish().tree_size;
+    let mut web = server.web();
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert_eq!(page.status, 200);
+    let line =
+        format!("complete: this score counts all 2 entries about this enterprise up to tree size {size}");
+    assert!(page.body.contains(&line), "{}", page.body);
+    assert!(page.body.contains(&format!("/e/{ACME}/score-proof.json")));
+    let file = web.get(&format!("/e/{ACME}/score-proof.json")).await;
+    assert_eq!(file.status, 200);
+    let bundle: ScoreBundle = serde_json::from_str(&file.body).unwrap();
+    assert_eq!(check(&server, &bundle).unwrap().entries, 2);
+
+    // A dispute: a workflow filing the public may not see.
+    admin.append(step(ACME, "D-1", "dispute.opened", -1, fine.seq)).await.unwrap();
+    server.publish();
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert!(
+        page.body.contains("a full proof needs a lender&#x27;s or the enterprise&#x27;s sign-in")
+            || page.body.contains("a full proof needs a lender's or the enterprise's sign-in"),
+        "{}",
+        page.body
+    );
+    let refused = web.get(&format!("/e/{ACME}/score-proof.json")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let full = fetch(&mut bank, ACME, 0).await.unwrap();
+    assert_eq!(check(&server, &full).unwrap().entries, 3, "the lender's bundle is full");
+}
