@@ -691,3 +691,51 @@ async fn control_characters_in_a_purpose_never_reach_the_enterprises_terminal() 
     );
     terminate(server).await;
 }
+
+// `proof score` writes a bundle `proof verify` recomputes offline; a bundle
+// with an entry left out exits non-zero naming what is wrong.
+#[tokio::test]
+async fn proof_score_writes_a_bundle_that_verifies_and_a_trimmed_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = add_principal(dir.path(), "ops", "admin");
+    let (server, url) = spawn_server(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    pb::registry_client::RegistryClient::new(channel)
+        .register_enterprise(authed(&admin, acme()))
+        .await
+        .unwrap();
+    // Stopping signs a final checkpoint (ending with an index entry) that
+    // holds the registration: the restarted server publishes it.
+    terminate(server).await;
+    let (server, url) = spawn_server(dir.path()).await;
+    let proof = dir.path().join("score.proof");
+    let out = cli(&[
+        "proof",
+        "score",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+        "--uscc",
+        ACME,
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    terminate(server).await;
+    let key = cli(&["key", "show", "--data", dir.path().to_str().unwrap()]);
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let out = cli(&["proof", "verify", proof.to_str().unwrap(), "--public-key", &key]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("complete: the score counts all 1 entries about this enterprise"), "{stdout}");
+
+    let mut bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    bundle["entries"].as_array_mut().unwrap().clear();
+    std::fs::write(&proof, serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let out = cli(&["proof", "verify", proof.to_str().unwrap(), "--public-key", &key]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does NOT verify") && stderr.contains("none registers"), "{stderr}");
+}
