@@ -407,4 +407,32 @@ mod tests {
             ));
         }
     }
+
+    #[test]
+    fn index_entries_decode_as_index_events_and_never_as_ledger_events() {
+        // Every scan of the ledger meets one at the end of each checkpoint.
+        let commitment = tlog::index::Commitment { size: 41, subjects: 7, root: [3; 32] };
+        let new = round_trip(Event::Index(commitment));
+        assert!(new.subject.is_empty() && new.idempotency.is_none());
+        // Every event the service encodes starts with another byte.
+        for event in
+            [Event::Registration(enterprise()), Event::Record(record()), Event::MonitoringPoint(point())]
+        {
+            assert!(!tlog::index::is_index_payload(&event.encode("x").payload));
+        }
+        let mut damaged = new.payload.clone();
+        damaged.pop();
+        let entry = Entry {
+            seq: 41,
+            recorded_at_ns: 0,
+            payload: damaged,
+            subject: Vec::new(),
+            entry_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        assert!(matches!(
+            Event::decode(&entry),
+            Err(Error::Ledger(ledger::Error::Corruption { seq: 41, .. }))
+        ));
+    }
 }

@@ -199,7 +199,7 @@ impl Tree {
     /// The index of these subjects' values, built from scratch.
     pub fn from_values(values: impl IntoIterator<Item = (Hash, Value)>) -> Tree {
         let mut leaves: Vec<(Hash, Value)> = values.into_iter().collect();
-        leaves.sort_by(|a, b| a.0.cmp(&b.0));
+        leaves.sort_by_key(|leaf| leaf.0);
         leaves.dedup_by(|later, earlier| later.0 == earlier.0);
         Tree { root: build(&leaves, 0), subjects: leaves.len() as u64 }
     }
@@ -209,7 +209,7 @@ impl Tree {
     pub fn apply(&self, updates: impl IntoIterator<Item = (Hash, Value)>) -> Tree {
         let mut updates: Vec<(Hash, Value)> = updates.into_iter().collect();
         // Stable sort, then keep the last of equal keys.
-        updates.sort_by(|a, b| a.0.cmp(&b.0));
+        updates.sort_by_key(|update| update.0);
         let mut unique: Vec<(Hash, Value)> = Vec::with_capacity(updates.len());
         for update in updates {
             match unique.last_mut() {
@@ -548,9 +548,12 @@ mod tests {
 
     /// A ledger of `n` entries spread over `subjects` subjects (every
     /// fifth unindexed), as a builder committed every `group` entries.
-    fn ledger(n: u64, subjects: u32, group: u64) -> (Builder, HashMap<Vec<u8>, Vec<(u64, Hash)>>) {
+    /// Each subject's `(seq, entry hash)` list.
+    type Lists = HashMap<Vec<u8>, Vec<(u64, Hash)>>;
+
+    fn ledger(n: u64, subjects: u32, group: u64) -> (Builder, Lists) {
         let mut builder = Builder::default();
-        let mut lists: HashMap<Vec<u8>, Vec<(u64, Hash)>> = HashMap::new();
+        let mut lists = Lists::new();
         for seq in 0..n {
             let entry_hash = crate::hash::entry_hash(seq, 0, &seq.to_be_bytes());
             let who = if seq % 5 == 4 { Vec::new() } else { subject((seq * 7 % u64::from(subjects)) as u32) };
