@@ -79,7 +79,10 @@ impl Service {
             // entry it lists (a score proof shows it).
             let complete = match service.ledger.subject_index(uscc.as_str().as_bytes(), size) {
                 Ok(index) => {
-                    let hidden = proof_hides_records(&service.model, &all, size);
+                    // A monitoring point of the enterprise (registered at
+                    // any time: the check errs toward "sign in") is hidden too.
+                    let hidden = proof_hides_records(&service.model, &all, size)
+                        || service.directory.points().iter().any(|p| p.uscc() == &uscc);
                     let refused = auth::may_prove_score(&reader, &score.enterprise, hidden).is_err();
                     Some((index.seqs.len() as u64, refused))
                 }
@@ -157,8 +160,8 @@ impl Service {
 }
 
 /// Whether a score proof over the tree `size` holds records the public may
-/// not see (any record below it that is not a scored record): the rule
-/// `Service::score_proof` applies entry by entry.
+/// not see (any record below it that is not a scored record): with
+/// monitoring points, the rule `Service::score_proof` applies entry by entry.
 pub(super) fn proof_hides_records(model: &scoring::Model, records: &[LedgerRecord], size: u64) -> bool {
     records
         .iter()

@@ -121,12 +121,18 @@ impl Service {
             for &seq in &index.seqs {
                 let entry = service.ledger.entry(seq)?;
                 // The page's rule (`page::proof_hides_records`): records
-                // other than scored ones are what the public may not see.
-                if let Event::Record(record) = Event::decode(&entry)? {
-                    hidden |= !matches!(
-                        service.model.kind_class(&record.kind),
-                        Some(scoring::KindClass::Scored { .. })
-                    );
+                // other than scored ones, and monitoring points (which no
+                // lender or public reader lists either), are what the
+                // public may not see.
+                match Event::decode(&entry)? {
+                    Event::Record(record) => {
+                        hidden |= !matches!(
+                            service.model.kind_class(&record.kind),
+                            Some(scoring::KindClass::Scored { .. })
+                        );
+                    }
+                    Event::MonitoringPoint(_) => hidden = true,
+                    _ => {}
                 }
                 entries.push(BundleEntry {
                     seq,
