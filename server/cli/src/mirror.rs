@@ -63,6 +63,9 @@ pub struct Caught {
     pub root: Hash,
     /// Entries fetched, checked and appended in this round.
     pub appended: u64,
+    /// Time spent fetching and checking, and appending to the local copy.
+    pub fetching: Duration,
+    pub appending: Duration,
 }
 
 /// A mirror: the local ledger and the remote's pinned key, across rounds.
@@ -191,8 +194,15 @@ impl Mirror {
             if size == head.size {
                 self.keep_checkpoint(&note_text)?;
             }
-            return Ok(Caught { tree_size: head.size, root: head.root, appended: 0 });
+            return Ok(Caught {
+                tree_size: head.size,
+                root: head.root,
+                appended: 0,
+                fetching: Duration::ZERO,
+                appending: Duration::ZERO,
+            });
         }
+        let fetch_started = Instant::now();
         let staged = self.fetch_and_check(head.size, size).await?;
         let mut frontier = Frontier::of(&self.ledger)?;
         let mut running_chain = head.chain;
@@ -215,6 +225,8 @@ impl Mirror {
         if running_chain != chain {
             bail!("the log's checkpoint of size {size} names a chain hash its entries do not give");
         }
+        let fetching = fetch_started.elapsed();
+        let append_started = Instant::now();
         let appended = staged.len() as u64;
         let mut rest = staged.into_iter().map(|(entry, _)| entry).peekable();
         while rest.peek().is_some() {
@@ -227,7 +239,7 @@ impl Mirror {
         }
         self.ledger.sign_checkpoint_now()?;
         self.keep_checkpoint(&note_text)?;
-        Ok(Caught { tree_size: size, root, appended })
+        Ok(Caught { tree_size: size, root, appended, fetching, appending: append_started.elapsed() })
     }
 
     fn keep_checkpoint(&self, note_text: &str) -> anyhow::Result<()> {
@@ -332,9 +344,12 @@ pub async fn run(options: Options, once: bool, interval: Duration) -> anyhow::Re
             println!("verified tree size {} root {}", caught.tree_size, b64(&caught.root));
             if caught.appended > 0 {
                 println!(
-                    "caught up {} entries in {seconds:.2} s ({:.0} entries/s)",
+                    "caught up {} entries in {seconds:.2} s ({:.0} entries/s): fetched and checked in {:.2} s, \
+                     appended to the local copy in {:.2} s",
                     caught.appended,
-                    caught.appended as f64 / seconds.max(1e-9)
+                    caught.appended as f64 / seconds.max(1e-9),
+                    caught.fetching.as_secs_f64(),
+                    caught.appending.as_secs_f64()
                 );
             }
             mirror.ledger.close().await?;
