@@ -564,7 +564,7 @@ impl Ledger {
     pub fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash> {
         let size = self.head().size;
         let end = (level < 64).then(|| index.checked_add(1)?.checked_mul(1u64 << level)).flatten();
-        if !end.is_some_and(|end| end <= size) {
+        if end.is_none_or(|end| end > size) {
             return Err(Error::OutOfRange(format!(
                 "subtree (level {level}, index {index}) is not in the tree of {size} entries"
             )));
