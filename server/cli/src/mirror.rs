@@ -323,10 +323,19 @@ impl Mirror {
                 }
                 _ => {
                     let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-                    bail!(
-                        "the log answered /{path} with HTTP {status}: {}",
-                        crate::cli::terminal_text(text.trim())
-                    )
+                    // The log's text, shown with control characters escaped.
+                    let shown: String = text
+                        .trim()
+                        .chars()
+                        .map(|c| {
+                            if scoring::is_control(c) {
+                                c.escape_unicode().to_string()
+                            } else {
+                                c.to_string()
+                            }
+                        })
+                        .collect();
+                    bail!("the log answered /{path} with HTTP {status}: {shown}")
                 }
             }
         }

@@ -9,6 +9,12 @@ impl Service {
         self.published_checkpoint()
     }
 
+    /// The latest published checkpoint as the public reads it (the log's
+    /// `/checkpoint` for mirrors): checkpoints are public.
+    pub fn public_checkpoint(&self) -> Result<Checkpoint> {
+        self.checkpoint(&Principal::public())
+    }
+
     /// The witnessed checkpoint under `--witness-policy`, else the latest
     /// signed one: read, never signed.
     pub(super) fn published_checkpoint(&self) -> Result<Checkpoint> {
@@ -110,11 +116,13 @@ impl Service {
     /// checkpoints and proofs) or, for an entry bundle, its entries (only
     /// to [`auth::may_read_every_entry`]). `None` when the current tree
     /// does not hold the whole tile (a partial width beyond the tree).
-    pub async fn tile(&self, who: &Principal, tile: tlog::tiles::Tile) -> Result<Option<Vec<u8>>> {
+    /// `who` is `None` for an anonymous caller, who reads as the public.
+    pub async fn tile(&self, who: Option<&Principal>, tile: tlog::tiles::Tile) -> Result<Option<Vec<u8>>> {
         use tlog::tiles::TileKind;
-        auth::may_read_ledger(who)?;
+        let who = who.cloned().unwrap_or_else(Principal::public);
+        auth::may_read_ledger(&who)?;
         if tile.kind == TileKind::Entries {
-            auth::may_read_every_entry(who)?;
+            auth::may_read_every_entry(&who)?;
         }
         if !tile.within(self.ledger.head().size) {
             return Ok(None);
