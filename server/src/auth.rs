@@ -396,6 +396,24 @@ pub fn may_sign_checkpoint(p: &Principal) -> Result<()> {
     }
 }
 
+/// Whether `p` may read every ledger entry at once (entry bundles,
+/// `/tile/entries/...`): only a principal whom [`may_read_entry`] allows
+/// every entry kind, i.e. admins and regulators without a region scope.
+/// A lender may not: it reads no workflow filings and no monitoring points
+/// (see [`may_see_record`]), and a bundle is given whole or not at all,
+/// since its entries are what the level-0 tile's hashes cover.
+pub fn may_read_every_entry(p: &Principal) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        Role::Regulator { region_prefix } if region_prefix.is_empty() => Ok(()),
+        _ => Err(denied(
+            p,
+            "read entry bundles; they hold every entry (filings and monitoring points too), \
+             so only admins and regulators without a region scope may",
+        )),
+    }
+}
+
 /// Whether `p` may compare the served scores with scores recomputed from
 /// the entries, bypassing the view and the inquiry log: an admin only.
 pub fn may_audit_scores(p: &Principal) -> Result<()> {
@@ -422,6 +440,36 @@ mod tests {
 
     fn scored() -> Option<KindClass> {
         Some(KindClass::Scored { veto: false, bonus: false })
+    }
+
+    #[test]
+    fn entry_bundles_go_only_to_those_every_entry_kind_is_readable_by() {
+        // The rule must agree with `may_read_entry` over every kind of entry.
+        let e = enterprise();
+        let point = EntryKind::MonitoringPoint(&e);
+        let filing = EntryKind::Record {
+            enterprise: &e,
+            class: Some(KindClass::Workflow(WorkflowKind::DisputeOpened)),
+        };
+        let roles = [
+            Role::Admin,
+            Role::Regulator { region_prefix: String::new() },
+            Role::Regulator { region_prefix: "3304".into() },
+            Role::Regulator { region_prefix: "3302".into() },
+            Role::Lender,
+            Role::Enterprise { uscc: e.uscc.to_string() },
+            Role::Source { source: "feed".into() },
+            Role::Public,
+        ];
+        for role in roles {
+            let p = Principal { name: "p".into(), role };
+            let reads_all = [point, filing, EntryKind::Enterprise(&e), EntryKind::Platform]
+                .into_iter()
+                .all(|kind| may_read_entry(&p, 1, kind).is_ok());
+            let scoped_in = matches!(&p.role, Role::Regulator { region_prefix } if !region_prefix.is_empty());
+            // A regulator scoped to this enterprise's region reads these, not other regions'.
+            assert_eq!(may_read_every_entry(&p).is_ok(), reads_all && !scoped_in, "{:?}", p.role);
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod inquiries;
 mod ledger;
 mod limits;
 mod metrics;
+mod mirror;
 mod permissions;
 mod postgres;
 mod registry;

@@ -630,6 +630,54 @@ impl Ledger {
         tree::consistency_proof(&*core.engine, from, to)
     }
 
+    /// The hashes of C2SP tlog-tiles tile `index` at tile `level` (level 0:
+    /// entry hashes; level `L`: roots of complete subtrees of `256^L`
+    /// entries), all 256 or the first `width`, read from the stored nodes.
+    /// [`Error::OutOfRange`] when the current tree does not hold them all.
+    pub fn tile(&self, level: u8, index: u64, width: Option<u8>) -> Result<Vec<Hash>> {
+        let tile = tlog::tiles::Tile { kind: tlog::tiles::TileKind::Hashes(level), index, width };
+        self.check_tile(&tile)?;
+        tree::tile_hashes(&*self.inner.core.engine, level, index, tile.count())
+    }
+
+    /// Entry bundle `index` (the entries of level-0 tile `index`, all 256
+    /// or the first `width`) in the encoding of [`tlog::tiles`], each
+    /// entry checked against its stored leaf on the way out.
+    /// [`Error::OutOfRange`] when the current tree does not hold them all.
+    pub fn entry_bundle(&self, index: u64, width: Option<u8>) -> Result<Vec<u8>> {
+        let tile = tlog::tiles::Tile { kind: tlog::tiles::TileKind::Entries, index, width };
+        self.check_tile(&tile)?;
+        let first = index * tlog::tiles::TILE_WIDTH;
+        let mut bundle = Vec::new();
+        for seq in first..first + tile.count() {
+            let entry = self.inner.core.entry(seq)?;
+            tlog::tiles::push_bundle_entry(&mut bundle, entry.recorded_at_ns, &entry.payload);
+        }
+        Ok(bundle)
+    }
+
+    /// The stored hash of the complete subtree `(level, index)`: leaves
+    /// `[index << level, (index + 1) << level)`, which the current tree
+    /// must hold. A mirror seeds its frontier with these.
+    pub fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash> {
+        let size = self.head().size;
+        let end = (level < 64).then(|| index.checked_add(1)?.checked_mul(1u64 << level)).flatten();
+        if end.is_none_or(|end| end > size) {
+            return Err(Error::OutOfRange(format!(
+                "subtree (level {level}, index {index}) is not in the tree of {size} entries"
+            )));
+        }
+        tree::NodeSource::node(&*self.inner.core.engine, level, index)
+    }
+
+    fn check_tile(&self, tile: &tlog::tiles::Tile) -> Result<()> {
+        let size = self.head().size;
+        if !tile.within(size) {
+            return Err(Error::OutOfRange(format!("{} is not in the tree of {size} entries", tile.path())));
+        }
+        Ok(())
+    }
+
     /// The latest signed checkpoint, from memory: reading never writes
     /// (a full disk must not break reads). New heads are signed by
     /// [`Ledger::sign_checkpoint_if_due`], [`Ledger::checkpoint_covering`]

@@ -134,3 +134,16 @@ impl Frontier {
         acc.unwrap_or_else(empty_root)
     }
 }
+
+/// The hashes of tlog-tiles tile `index` at tile level `level`, its first
+/// `count`: tile level `L` is binary level `8 L`, so each is one stored node.
+/// The caller checks that the tree holds them.
+pub(crate) fn tile_hashes(src: &dyn NodeSource, level: u8, index: u64, count: u64) -> Result<Vec<Hash>> {
+    let binary_level = level.checked_mul(8).filter(|l| *l < 64).ok_or_else(|| {
+        super::error::Error::OutOfRange(format!("tile level {level} is beyond any tree of 2^64 entries"))
+    })?;
+    let first = index.checked_mul(tlog::tiles::TILE_WIDTH).ok_or_else(|| {
+        super::error::Error::OutOfRange(format!("tile index {index} is beyond any tree of 2^64 entries"))
+    })?;
+    (first..first + count).map(|i| src.node(binary_level, i)).collect()
+}

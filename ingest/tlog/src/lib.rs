@@ -17,6 +17,8 @@
 //! * [`witness`]: the C2SP tlog-witness add-checkpoint request and the
 //!   witness's decision on it.
 //! * [`policy`]: C2SP tlog-policy files and their quorum.
+//! * [`tiles`]: C2SP tlog-tiles paths, tiles and this ledger's entry
+//!   bundles, as served to mirrors.
 //! * [`vectors`]: the specification's test vectors.
 //!
 //! Pure on purpose: no runtime, storage, RPC or clock. An offline verifier
@@ -35,6 +37,7 @@ pub mod index;
 pub mod note;
 pub mod policy;
 pub mod proof;
+pub mod tiles;
 pub mod vectors;
 pub mod witness;
 

@@ -75,6 +75,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Migrate { from, to } => migrate(&from, &to),
+        Command::Mirror { from, data, token, public_key, once, interval } => {
+            let options = crate::mirror::Options { from, data, token, public_key, report: true };
+            crate::mirror::run(options, once, Duration::from_secs(interval.max(1))).await
+        }
         Command::Register { conn, uscc, name, region, industry } => {
             let mut client = pb::registry_client::RegistryClient::new(channel(&conn).await?);
             let request =

@@ -10,6 +10,8 @@
 //!   records, and their import over `Ingest.AppendRecords`;
 //! * [`batch`]: `score-all` and `report`, the batch scorer over
 //!   `Ledger.ListEntries`.
+//! * [`mirror`]: `ecocode mirror`, a verified local copy of a log
+//!   followed through its tiles.
 //! * [`witness`]: `witness serve|key`, a C2SP tlog-witness.
 //!
 //! The service library (`server`) has none of this: no argument parsing,
@@ -22,6 +24,7 @@ pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod import;
+pub mod mirror;
 pub mod rows;
 pub mod witness;
 

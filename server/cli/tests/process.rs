@@ -739,3 +739,66 @@ async fn proof_score_writes_a_bundle_that_verifies_and_a_trimmed_one_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does NOT verify") && stderr.contains("none registers"), "{stderr}");
 }
+
+#[tokio::test]
+async fn mirror_once_prints_the_verified_tree_and_verify_checks_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = add_principal(dir.path(), "ops", "admin");
+    let (server, url, web) = spawn_server_full(dir.path(), &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    pb::registry_client::RegistryClient::new(channel)
+        .register_enterprise(authed(&admin, acme()))
+        .await
+        .unwrap();
+    // Returns once a published checkpoint covers the registration.
+    let proof = dir.path().join("proof.json");
+    let out = cli(&[
+        "proof",
+        "inclusion",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+        "--seq",
+        "0",
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = cli(&["key", "show", "--data", dir.path().to_str().unwrap()]);
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let copy = tempfile::tempdir().unwrap();
+    let copy_dir = copy.path().join("mirror");
+    let from = format!("http://{web}");
+    let mirror = |public_key: &str| {
+        cli(&[
+            "mirror",
+            "--from",
+            &from,
+            "--data",
+            copy_dir.to_str().unwrap(),
+            "--token",
+            &admin,
+            "--public-key",
+            public_key,
+            "--once",
+        ])
+    };
+    let out = mirror(&key);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.starts_with("verified tree size 1 root "), "{printed}");
+    terminate(server).await;
+
+    let out = cli(&["verify", "--data", copy_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("ok, 1 entries"), "{printed}");
+    assert!(printed.contains("the log's signed checkpoint of size 1 names this tree"), "{printed}");
+
+    // Another key than the one pinned on the first run is refused.
+    let other_key = tlog::note::encode_verifier_key("ecocode.local", &[7; 32]);
+    let out = mirror(&other_key);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differs from the key this mirror pinned"));
+}

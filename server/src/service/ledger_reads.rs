@@ -9,6 +9,12 @@ impl Service {
         self.published_checkpoint()
     }
 
+    /// The latest published checkpoint as the public reads it (the log's
+    /// `/checkpoint` for mirrors): checkpoints are public.
+    pub fn public_checkpoint(&self) -> Result<Checkpoint> {
+        self.checkpoint(&Principal::public())
+    }
+
     /// The witnessed checkpoint under `--witness-policy`, else the latest
     /// signed one: read, never signed.
     pub(super) fn published_checkpoint(&self) -> Result<Checkpoint> {
@@ -104,6 +110,32 @@ impl Service {
             }
         });
         Ok(rx)
+    }
+
+    /// C2SP tlog-tiles tile `tile` as served: its hashes (public, like
+    /// checkpoints and proofs) or, for an entry bundle, its entries (only
+    /// to [`auth::may_read_every_entry`]). `None` when the current tree
+    /// does not hold the whole tile (a partial width beyond the tree).
+    /// `who` is `None` for an anonymous caller, who reads as the public.
+    pub async fn tile(&self, who: Option<&Principal>, tile: tlog::tiles::Tile) -> Result<Option<Vec<u8>>> {
+        use tlog::tiles::TileKind;
+        let who = who.cloned().unwrap_or_else(Principal::public);
+        auth::may_read_ledger(&who)?;
+        if tile.kind == TileKind::Entries {
+            auth::may_read_every_entry(&who)?;
+        }
+        if !tile.within(self.ledger.head().size) {
+            return Ok(None);
+        }
+        let bytes = self
+            .on_ledger(move |ledger| match tile.kind {
+                TileKind::Hashes(level) => {
+                    Ok(tlog::tiles::encode_hashes(&ledger.tile(level, tile.index, tile.width)?))
+                }
+                TileKind::Entries => ledger.entry_bundle(tile.index, tile.width),
+            })
+            .await?;
+        Ok(Some(bytes))
     }
 
     /// RFC 9162 inclusion proof of `seq` in the tree of `tree_size` (0 = now);

@@ -154,7 +154,7 @@ pub fn router(
         limiter: Arc::new(RateLimiter::new(config.requests_per_minute)),
         metrics,
     };
-    let routes: [(&'static str, MethodRouter<WebState>); 17] = [
+    let routes: [(&'static str, MethodRouter<WebState>); 19] = [
         ("/", get(pages::index)),
         ("/e", get(pages::lookup)),
         ("/e/{uscc}", get(pages::enterprise)),
@@ -173,6 +173,9 @@ pub fn router(
         ("/region.csv", get(pages::region_csv)),
         ("/portfolio", get(pages::portfolio_form).post(pages::portfolio)),
         ("/static/style.css", get(pages::stylesheet)),
+        // The log for mirrors, as C2SP tlog-tiles (docs/api.md).
+        ("/checkpoint", get(pages::checkpoint_note)),
+        ("/tile/{*rest}", get(pages::tile)),
     ];
     routes
         .into_iter()

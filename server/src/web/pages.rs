@@ -32,6 +32,7 @@ mod proof;
 mod region;
 mod scanned;
 mod signin;
+mod tiles;
 
 pub use enterprise::*;
 pub use feed::*;
@@ -41,6 +42,7 @@ pub use proof::*;
 pub use region::*;
 pub use scanned::*;
 pub use signin::*;
+pub use tiles::*;
 
 /// The inquiry purpose of page reads that name none (`?purpose=`).
 const PURPOSE: &str = "web page";

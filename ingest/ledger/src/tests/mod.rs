@@ -9,6 +9,7 @@ mod model;
 mod postgres;
 mod proofs;
 mod tamper;
+mod tiles;
 mod vectors;
 
 use std::path::Path;

@@ -210,6 +210,32 @@ pub enum Command {
     /// regulators), or print its key.
     #[command(subcommand)]
     Witness(crate::witness::WitnessCommand),
+    /// Follow a log through its tiles (C2SP tlog-tiles on the web
+    /// listener), verifying every entry, the tree and each checkpoint's
+    /// consistency with the last, into a local copy that `ecocode verify
+    /// --data DIR` checks (a bank's offline mirror).
+    Mirror {
+        /// The log's web listener, `http://HOST:PORT` (`--http-listen`).
+        #[arg(long)]
+        from: String,
+        /// The local copy (created on the first run, resumed afterwards).
+        #[arg(long)]
+        data: PathBuf,
+        /// A bearer token of an admin or a regulator without a scope on
+        /// the log: entry bundles are theirs to read.
+        #[arg(long, env = "ECOCODE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The log's verifier key (`ecocode key show`), or a file holding
+        /// it; needed on the first run, then pinned in DATA/mirror/log.pub.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Catch up to the current checkpoint, print its size and root, exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between rounds when following.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -83,6 +83,10 @@ pub struct WebArgs {
     /// connection being ready for it; else 408 and the connection is closed.
     #[arg(long, default_value_t = millis(WebConfig::default().request_timeout))]
     pub http_request_timeout_ms: u64,
+    /// Web requests one IP address may make per minute; more are answered 429
+    /// (a mirror catching up makes two per 256 entries: raise it for one).
+    #[arg(long, default_value_t = WebConfig::default().requests_per_minute)]
+    pub http_requests_per_minute: u32,
 }
 
 impl WebArgs {
@@ -92,6 +96,7 @@ impl WebArgs {
             max_connections: self.http_max_connections,
             max_connections_per_peer: self.http_max_connections_per_peer,
             request_timeout: Duration::from_millis(self.http_request_timeout_ms),
+            requests_per_minute: self.http_requests_per_minute,
             ..WebConfig::default()
         }
     }

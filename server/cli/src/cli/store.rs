@@ -94,10 +94,55 @@ pub(super) fn verify(data: &Path) -> anyhow::Result<()> {
                 r.index_entries,
                 base64::engine::general_purpose::STANDARD.encode(r.root)
             );
-            Ok(())
+            verify_mirrored(data, &r)
         }
         Err(e) => bail!("verification FAILED: {e}"),
     }
+}
+
+/// For a copy made by `ecocode mirror`: the log's checkpoint kept beside
+/// it must carry the log's pinned signature and name the copy's tree.
+fn verify_mirrored(data: &Path, report: &ledger::VerifyReport) -> anyhow::Result<()> {
+    let dir = data.join(crate::mirror::MIRROR_DIR);
+    let (Ok(key), Ok(note)) =
+        (std::fs::read_to_string(dir.join("log.pub")), std::fs::read_to_string(dir.join("checkpoint")))
+    else {
+        return Ok(());
+    };
+    let (name, public) = tlog::note::decode_verifier_key(key.trim())
+        .with_context(|| format!("the pinned key in {}", dir.display()))?;
+    let body = tlog::note::verify(&note, &name, &public).map_err(|e| {
+        anyhow::anyhow!("verification FAILED: the log's checkpoint in {}: {e}", dir.display())
+    })?;
+    let (origin, size, root, _) = tlog::note::parse_checkpoint(&body)?;
+    let b64 = |h: &[u8]| base64::engine::general_purpose::STANDARD.encode(h);
+    if size == report.entries && root != report.root {
+        bail!(
+            "verification FAILED: the log's checkpoint of size {size} has root {}, the copy {}",
+            b64(&root),
+            b64(&report.root)
+        );
+    }
+    if size > report.entries {
+        bail!(
+            "verification FAILED: the log's checkpoint kept is of size {size}, the copy holds {} entries",
+            report.entries
+        );
+    }
+    if size == report.entries {
+        println!(
+            "mirror of {}: the log's signed checkpoint of size {size} names this tree",
+            terminal_text(&origin)
+        );
+    } else {
+        println!(
+            "mirror of {}: the log's signed checkpoint kept is of size {size}; the {} entries after it were checked \
+             against a newer one by the round that was interrupted, the next `ecocode mirror` run checks again",
+            terminal_text(&origin),
+            report.entries - size
+        );
+    }
+    Ok(())
 }
 
 /// `ecocode principal add|revoke`, on the data directory or the shared store.
