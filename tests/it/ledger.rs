@@ -188,7 +188,7 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
     assert_eq!(field("points"), "90");
     assert_eq!(field("code"), "GREEN");
     assert_eq!(field("grade"), "INTEGRITY");
-    assert_eq!(field("model"), "ecocode-2026.1");
+    assert_eq!(field("model"), "ecocode-2026.2");
     assert_eq!(field("tree_size"), score.tree_size.to_string());
     // The verifier key `ecocode key show` prints verifies it as well.
     let (name, decoded) = note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();

@@ -23,7 +23,7 @@ async fn a_new_enterprise_is_green_and_records_move_the_score() {
         (score.points, score.grade(), score.code()),
         (100, pb::CreditGrade::Integrity, pb::EcoCode::Green)
     );
-    assert_eq!(score.model_version, "ecocode-2026.1");
+    assert_eq!(score.model_version, "ecocode-2026.2");
     assert_eq!(score.name, "Acme");
 
     let fine = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap(); // 80 000 yuan: -10
