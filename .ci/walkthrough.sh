@@ -45,7 +45,15 @@ ecocode point --mn LD130133000015 --uscc 91330206739237858W --outlet DW001 --pas
 printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-1,91330206739237858W,complaint.verified,2026-05-02,odour at night\n' > "$work/complaints.csv"
 ecocode import "$work/complaints.csv"
 
+# The bank reads the enterprise's details under the enterprise's grant
+# (征信查询授权书): without one, FAILED_PRECONDITION says what to ask for.
 export ECOCODE_TOKEN=$BANK
+refused=$(ecocode score 91330206739237858W 2>&1 || true)
+grep -q "ecocode grant add" <<<"$refused"
+export ECOCODE_TOKEN=$ACME
+ecocode grant add --uscc 91330206739237858W --lender bank-a --purpose loan_application --covers details,history --expires-at 2030-01-01T00:00:00Z
+export ECOCODE_TOKEN=$BANK
+expect 'live .*bank-a' ecocode grant list
 ecocode score 91330206739237858W --purpose LA-2026-001
 expect '"points":86' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 expect '"mee_level":"BLUE"' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json

@@ -38,6 +38,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::auth;
 use crate::clock::Clock;
+pub use crate::consent::{Grant as LenderGrant, GrantState};
 use crate::directory::Directory;
 use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 use crate::error::{Error, Result};
@@ -46,11 +47,14 @@ use crate::principals::{Principal, Role};
 use crate::views::GatewayFigures;
 pub use crate::views::{
     BatchScores, CodeChange, MAX_PAGE_HISTORY, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScorePage,
-    ScoreView,
+    ScoreView, Withheld,
 };
+pub use disclosure::WITHHELD_KIND;
 
 mod append;
+mod consent;
 mod current;
+mod disclosure;
 mod evaluate;
 mod gateway;
 mod inquiry_log;
@@ -116,6 +120,8 @@ pub struct Service {
     credentials: std::sync::OnceLock<Arc<hj212::Credentials>>,
     /// With `--witness-policy`: the published (cosigned) checkpoint.
     witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
+    /// `--lender-access`; `granted` until set.
+    lender_access: std::sync::OnceLock<crate::consent::LenderAccess>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -203,6 +209,7 @@ impl Service {
             gateway_stats: std::sync::OnceLock::new(),
             credentials: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
+            lender_access: std::sync::OnceLock::new(),
         })
     }
 

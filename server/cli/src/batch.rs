@@ -145,7 +145,10 @@ impl LedgerSnapshot {
             Event::EnterpriseUpdate { update, .. } => {
                 self.enterprises.insert(update.enterprise.uscc.to_string(), update.enterprise);
             }
-            Event::MonitoringPoint(_) | Event::PlatformOutage(_) => {}
+            Event::MonitoringPoint(_)
+            | Event::PlatformOutage(_)
+            | Event::AccessGrant(_)
+            | Event::AccessRevocation { .. } => {}
         }
         Ok(())
     }

@@ -47,7 +47,13 @@ impl Service {
             .ok_or_else(|| not_registered(uscc, head.size, head.size))?;
         let mut evaluation = Arc::unwrap_or_clone(kept.evaluation);
         evaluation.as_of = at;
-        Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size: head.size, root: head.root })
+        Ok(ScoreView {
+            enterprise: registered.enterprise,
+            evaluation,
+            tree_size: head.size,
+            root: head.root,
+            withheld: Vec::new(),
+        })
     }
 
     /// The score at the head, and when it can next change with no new entry.
@@ -94,7 +100,7 @@ impl Service {
             .ok_or_else(|| not_registered(uscc, tree_size, current))?;
         let records = self.records_of(uscc)?;
         let evaluation = self.model.score(&records, at, tree_size);
-        Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root })
+        Ok(ScoreView { enterprise: registered.enterprise, evaluation, tree_size, root, withheld: Vec::new() })
     }
 
     /// Re-evaluates up to `max` enterprises whose kept score is stale (new

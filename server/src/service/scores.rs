@@ -16,6 +16,7 @@ impl Service {
         tree_size: u64,
     ) -> Result<ScoreView> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
+        let view = self.disclose(who, view).await?;
         self.inquire(who, purpose, "GetScore", &[&view.enterprise]).await?;
         Ok(view)
     }
@@ -39,6 +40,7 @@ impl Service {
             }
         };
         auth::may_read_score(who, &view.enterprise)?;
+        self.lender_grant(who, &view.enterprise, crate::consent::Cover::Details)?;
         Ok(view)
     }
 
@@ -75,7 +77,8 @@ impl Service {
                 match service.evaluate(uscc.as_str(), Some(at), 0) {
                     Ok(view) => {
                         auth::may_read_score(&reader, &view.enterprise)?;
-                        answer.scores.push(view);
+                        service.lender_grant(&reader, &view.enterprise, crate::consent::Cover::Details)?;
+                        answer.scores.push(service.disclosed(&reader, view)?);
                     }
                     Err(Error::NotFound(_)) => answer.not_found.push(uscc),
                     Err(e) => return Err(e),
@@ -164,8 +167,9 @@ impl Service {
             return Err(Error::InvalidArgument(format!("from: {from} is after to ({to})")));
         }
         let first = self.read_score(who, uscc, Some(from), 0).await?;
+        self.lender_grant(who, &first.enterprise, crate::consent::Cover::History)?;
         let enterprise = first.enterprise.clone();
-        let service = self.clone();
+        let (service, reader) = (self.clone(), who.clone());
         let points = blocking(move || {
             let records = service.records_of(first.enterprise.uscc.as_str())?;
             let tree_size = first.tree_size;
@@ -183,6 +187,24 @@ impl Service {
             for step in changes.into_iter().skip(1) {
                 let evaluation = service.model.score(&records, step.at, tree_size);
                 points.push(ScoreView { evaluation, ..first.clone() });
+            }
+            // What a lender or the public receives of the reasons: decided
+            // once for every record named by any point.
+            let named: std::collections::BTreeSet<Seq> = points
+                .iter()
+                .flat_map(|p| p.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq))
+                .collect();
+            let withheld =
+                service.withheld_records(&reader, &first.enterprise, &records, Some(&named), true)?;
+            for point in &mut points {
+                let mine: Vec<Withheld> = withheld
+                    .iter()
+                    .filter(|w| {
+                        point.evaluation.reasons.iter().any(|r| r.seq == w.seq && r.expires_at.is_some())
+                    })
+                    .cloned()
+                    .collect();
+                disclosure::redact(point, mine);
             }
             Ok(points)
         })
@@ -211,6 +233,8 @@ impl Service {
             for uscc in usccs {
                 let (view, next_change) = service.evaluate_for_watch(uscc.as_str())?;
                 auth::may_read_score(&reader, &view.enterprise)?;
+                service.lender_grant(&reader, &view.enterprise, crate::consent::Cover::Details)?;
+                let view = service.disclosed(&reader, view)?;
                 current.insert(uscc.to_string(), (view, next_change));
             }
             Ok(current)
@@ -219,7 +243,7 @@ impl Service {
         let watched: Vec<&Enterprise> = current.values().map(|(v, _)| &v.enterprise).collect();
         self.inquire(who, purpose, "WatchCodes", &watched).await?;
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(watch::run(self.clone(), current, changes, tx));
+        tokio::spawn(watch::run(self.clone(), who.clone(), current, changes, tx));
         Ok(rx)
     }
 
@@ -234,9 +258,19 @@ impl Service {
         tree_size: u64,
     ) -> Result<(ScoreView, String)> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
+        let view = self.disclose(who, view).await?;
         let note = self.sign_attestation(&view)?;
         self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
         Ok((view, note))
+    }
+
+    /// [`Self::disclosed`] off the async workers.
+    async fn disclose(self: &Arc<Self>, who: &Principal, view: ScoreView) -> Result<ScoreView> {
+        if !auth::publicity_applies(who) {
+            return Ok(view);
+        }
+        let (service, who) = (self.clone(), who.clone());
+        blocking(move || service.disclosed(&who, view)).await
     }
 
     /// The signed note stating `view`.

@@ -154,7 +154,7 @@ pub fn router(
         limiter: Arc::new(RateLimiter::new(config.requests_per_minute)),
         metrics,
     };
-    let routes: [(&'static str, MethodRouter<WebState>); 16] = [
+    let routes: [(&'static str, MethodRouter<WebState>); 18] = [
         ("/", get(pages::index)),
         ("/e", get(pages::lookup)),
         ("/e/{uscc}", get(pages::enterprise)),
@@ -163,6 +163,8 @@ pub fn router(
         ("/e/{uscc}/proof/{seq}", get(pages::proof_bundle)),
         ("/e/{uscc}/dispute", post(pages::open_dispute)),
         ("/e/{uscc}/rectification", post(pages::submit_rectification)),
+        ("/e/{uscc}/grant", post(pages::grant_access)),
+        ("/e/{uscc}/revoke", post(pages::revoke_access)),
         // A scanned compact QR code (HTTP://HOST/Q/<digits>).
         ("/Q/{digits}", get(pages::scanned)),
         ("/q/{digits}", get(pages::scanned)),
