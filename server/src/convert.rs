@@ -516,7 +516,7 @@ pub mod to_proto {
                 withheld: s
                     .withheld
                     .iter()
-                    .find(|w| w.seq == r.seq && r.kind == crate::service::WITHHELD_KIND)
+                    .find(|w| w.seq == r.seq && r.kind == crate::views::WITHHELD_KIND)
                     .map(withheld),
             })
             .collect();

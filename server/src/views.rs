@@ -19,6 +19,9 @@ pub struct ScoreView {
     pub withheld: Vec<Withheld>,
 }
 
+/// The kind a withheld reason line carries instead of its record's kind.
+pub const WITHHELD_KIND: &str = "withheld";
+
 /// A record the reader receives only as withheld: no longer published (its
 /// publicity window ended, repair was granted, it was voided) or never.
 /// Its entry hash is the Merkle leaf, so its inclusion still verifies.

@@ -7,7 +7,7 @@ use ecocode_proto::v1 as pb;
 use server::principals::{PrincipalStore, Role};
 use tokio_stream::StreamExt as _;
 
-use crate::support::{ACME, BETA, TestServer, record};
+use crate::support::{ACME, BETA, TestServer, grant, record};
 
 /// A node on `url`, signing with `key`.
 async fn node(url: &str, key: &std::path::Path) -> TestServer {
@@ -42,6 +42,10 @@ async fn three_nodes_share_one_chain_principals_and_watches() {
         (a.client(&admin_token).await, b.client(&admin_token).await, c.client(&admin_token).await);
     on_a.register(ACME, "Acme", "330206").await;
     on_b.register(BETA, "Beta", "330206").await;
+    // The bank watches under ACME's grant, recorded through node a; node c
+    // takes it in when it catches up with the shared store.
+    grant(&mut on_a, ACME, "bank").await;
+    c.ledger.catch_up().unwrap();
 
     // A watch on node c sees a change appended through node a.
     let bank = c.token("bank", Role::Lender);
@@ -106,8 +110,8 @@ async fn three_nodes_share_one_chain_principals_and_watches() {
         n.stop().await;
     }
     let report = ledger::verify_postgres(&url, Some(&key), &mut |_, _| {}).unwrap();
-    // 2 registrations, the seal, 90 records, 3 markers.
-    assert_eq!(report.entries, 96);
+    // 2 registrations, the bank's grant, the seal, 90 records, 3 markers.
+    assert_eq!(report.entries, 97);
     assert!(report.checkpoint_signature_checked);
 }
 
@@ -142,6 +146,8 @@ async fn an_inquiry_on_one_node_is_listed_on_another() {
     let (a, b) = (node(&url, &key).await, node(&url, &key).await);
     let admin = a.token("admin", Role::Admin);
     a.client(&admin).await.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut a.client(&admin).await, ACME, "bank").await;
     let bank = a.token("bank", Role::Lender);
     let acme = a.token("acme", Role::Enterprise { uscc: ACME.into() });
     b.principals.reload_if_changed().unwrap();

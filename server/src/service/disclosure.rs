@@ -6,8 +6,7 @@
 use super::*;
 use crate::views::Withheld;
 
-/// The kind a withheld reason line carries instead of its record's kind.
-pub const WITHHELD_KIND: &str = "withheld";
+pub use crate::views::WITHHELD_KIND;
 
 impl Service {
     /// The scored records of `enterprise` among `records` that `who`
