@@ -67,6 +67,13 @@ echo '{"source":"acme","source_record_id":"D-1","uscc":"91330206739237858W","kin
 ecocode append "$work/dispute.jsonl"
 expect '"disputed":true' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 expect 'bank-a .*LA-2026-001' ecocode inquiries   # the bank's read, with its purpose
+# Everything held about the enterprise: its entries with proofs, grants, inquiries.
+ecocode export --uscc 91330206739237858W --out "$work/acme.jsonl"
+expect '"type":"grant".*"lender":"bank-a"' cat "$work/acme.jsonl"
+expect '"type":"end","entries":[1-9]' tail -1 "$work/acme.jsonl"
+# Each entry line is a proof bundle `ecocode proof verify` checks offline.
+grep '"type":"entry"' "$work/acme.jsonl" | head -1 | sed 's/^{"type":"entry","seq":[0-9]*,"bundle"://; s/}$//' > "$work/export-entry.json"
+ecocode proof verify "$work/export-entry.json" --public-key "$(ecocode key show --data "$data")"
 
 # The web page: anyone reads the code, its reasons and proofs (README "The 环保码 page").
 expect 'Ningbo Acme Dyeing Co.' curl -fsS "$web/e/91330206739237858W"
