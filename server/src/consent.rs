@@ -222,7 +222,8 @@ mod tests {
         let covers = vec!["details".to_owned()];
         let ok = Grant::new(uscc(), "bank", "loan_application", &covers, None, Some(t(30)), t(0)).unwrap();
         assert_eq!((ok.starts_at, ok.covers.as_slice()), (t(0), [Cover::Details].as_slice()));
-        let cases: [(&str, &str, Vec<String>, Option<Timestamp>, &str); 5] = [
+        type Case<'a> = (&'a str, &'a str, Vec<String>, Option<Timestamp>, &'a str);
+        let cases: [Case; 5] = [
             ("", "loan_application", covers.clone(), Some(t(30)), "lender"),
             ("bank", " ", covers.clone(), Some(t(30)), "purpose"),
             ("bank", "x", vec!["everything".into()], Some(t(30)), "covers"),

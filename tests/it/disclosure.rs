@@ -20,7 +20,7 @@ async fn page_json(server: &TestServer) -> serde_json::Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
-fn reason<'a>(json: &'a serde_json::Value, seq: u64) -> &'a serde_json::Value {
+fn reason(json: &serde_json::Value, seq: u64) -> &serde_json::Value {
     json["reasons"].as_array().unwrap().iter().find(|r| r["seq"] == seq).expect("a reason line for seq")
 }
 

@@ -63,7 +63,7 @@ impl Service {
         who: &Principal,
         from: u64,
         to: u64,
-    ) -> Result<mpsc::Receiver<Result<(Entry, Option<Withheld>)>>> {
+    ) -> Result<mpsc::Receiver<Result<ShownEntry>>> {
         const CHUNK: u64 = 256;
         auth::may_read_ledger(who)?;
         let size = self.ledger.head().size;
@@ -229,6 +229,10 @@ impl Service {
         }
     }
 }
+
+/// An entry as its reader receives it: whole, or withheld (payload left
+/// out) with why.
+pub type ShownEntry = (Entry, Option<Withheld>);
 
 /// A withheld entry keeps its seq, time and hashes (inclusion and the
 /// chain still verify) and loses its payload.
