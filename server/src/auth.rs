@@ -410,6 +410,21 @@ pub fn may_grant_access(p: &Principal, e: &Enterprise) -> Result<()> {
     }
 }
 
+/// Downloading everything held about `e` (its entries with proofs, its
+/// grants, its inquiries): the enterprise itself, regulators in scope and
+/// admins.
+pub fn may_export(p: &Principal, e: &Enterprise) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
+        Role::Enterprise { uscc } if *uscc == e.uscc.as_str() => Ok(()),
+        _ => Err(denied(
+            p,
+            &format!("export what is held about {}; the enterprise itself and its regulators may", e.uscc),
+        )),
+    }
+}
+
 /// Seeing a grant of `e` to `lender`: the enterprise itself, the lender it
 /// names, regulators in scope and admins.
 pub fn may_see_grant(p: &Principal, e: &Enterprise, lender: &str) -> Result<()> {

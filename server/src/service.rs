@@ -50,12 +50,14 @@ pub use crate::views::{
     ScoreView, Withheld,
 };
 pub use disclosure::WITHHELD_KIND;
+pub use export::ExportItem;
 
 mod append;
 mod consent;
 mod current;
 mod disclosure;
 mod evaluate;
+mod export;
 mod gateway;
 mod inquiry_log;
 mod ledger_reads;

@@ -297,3 +297,47 @@ async fn public_json_and_feed_never_carry_a_withheld_records_details() {
         server.stop().await;
     }
 }
+
+async fn signed_in(server: &TestServer, token: &str) -> WebClient {
+    let mut web = server.web();
+    let csrf = web.get("/signin").await.input("csrf").unwrap();
+    web.post("/signin", &[("csrf", &csrf), ("token", token)]).await;
+    web
+}
+
+#[tokio::test]
+async fn an_enterprise_downloads_everything_held_about_it_with_proofs() {
+    let server = TestServer::start_web().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    admin.register(BETA, "Beta", "330206").await;
+    admin.append(record(ACME, "F-1", "penalty.fine", -10)).await.unwrap();
+    admin.append(record(BETA, "F-2", "penalty.fine", -10)).await.unwrap();
+    let granted = grant(&mut admin, ACME, "bank").await;
+    let bank = server.token("bank", Role::Lender);
+    server.client(&bank).await.score(ACME).await;
+    server.publish();
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+
+    let r = signed_in(&server, &acme).await.get(&format!("/e/{ACME}/export")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let lines: Vec<serde_json::Value> = r.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["header", "entry", "entry", "entry", "grant", "inquiry", "end"], "{lines:?}");
+    let (name, key) = tlog::note::decode_verifier_key(&server.service.verifier_key()).unwrap();
+    for line in lines.iter().filter(|l| l["type"] == "entry") {
+        let bundle: tlog::bundle::Bundle = serde_json::from_value(line["bundle"].clone()).unwrap();
+        tlog::bundle::verify(&bundle, &name, &key).expect("every exported entry proves its inclusion");
+    }
+    assert_eq!(lines[4]["seq"], granted.seq);
+    assert_eq!(lines[5]["grant_seq"], granted.seq, "the inquiry names its grant");
+    assert!(!r.body.contains(BETA), "nothing about another enterprise");
+
+    // A regulator of its region may; a lender and another enterprise may not.
+    let epb = server.token("nb-epb", Role::Regulator { region_prefix: "3302".into() });
+    assert_eq!(signed_in(&server, &epb).await.get(&format!("/e/{ACME}/export")).await.status, 200);
+    assert_eq!(signed_in(&server, &bank).await.get(&format!("/e/{ACME}/export")).await.status, 403);
+    let beta = server.token("beta", Role::Enterprise { uscc: BETA.into() });
+    assert_eq!(signed_in(&server, &beta).await.get(&format!("/e/{ACME}/export")).await.status, 403);
+    server.stop().await;
+}

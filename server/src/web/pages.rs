@@ -23,7 +23,7 @@ use super::{WebState, chart, labels, qr};
 use crate::error::{Error, Result};
 use crate::principals::{Principal, Role};
 use crate::service::{
-    ListQuery, MAX_PAGE, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScoreView, WITHHELD_KIND,
+    ExportItem, ListQuery, MAX_PAGE, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScoreView, WITHHELD_KIND,
 };
 
 mod enterprise;
