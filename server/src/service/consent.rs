@@ -36,6 +36,33 @@ impl Service {
         auth::lender_access(who, e, mode, cover, live.as_ref())
     }
 
+    /// [`Self::lender_grant`], first catching up with the shared store
+    /// when a lender holds no live grant on this node: a grant recorded
+    /// through another node a moment ago counts (one round trip, only then).
+    pub(crate) async fn lender_grant_now(
+        &self,
+        who: &Principal,
+        e: &Enterprise,
+        cover: Cover,
+    ) -> Result<Option<u64>> {
+        match self.lender_grant(who, e, cover) {
+            Err(Error::FailedPrecondition(_)) if self.ledger.is_shared() => {
+                self.on_ledger(|ledger| ledger.catch_up()).await?;
+                self.lender_grant(who, e, cover)
+            }
+            answer => answer,
+        }
+    }
+
+    /// Before a lender's read of many enterprises on the blocking pool: on
+    /// a shared store, take in grants other nodes recorded.
+    pub(crate) async fn catch_up_grants(&self, who: &Principal) -> Result<()> {
+        if who.role == Role::Lender && self.ledger.is_shared() {
+            self.on_ledger(|ledger| ledger.catch_up()).await?;
+        }
+        Ok(())
+    }
+
     /// Records `grant` as a ledger entry about its enterprise: by the
     /// enterprise itself (or an admin). The same grant again is a duplicate.
     pub async fn grant_access(&self, who: &Principal, grant: Grant) -> Result<GrantState> {

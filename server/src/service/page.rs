@@ -166,7 +166,7 @@ impl Service {
             None => None,
         };
         let refused = match (signed, &enterprise) {
-            (Some(p), Some(e)) => self.lender_grant(p, e, crate::consent::Cover::Details).is_err(),
+            (Some(p), Some(e)) => self.lender_grant_now(p, e, crate::consent::Cover::Details).await.is_err(),
             _ => false,
         };
         Ok(auth::page_reader(signed, enterprise.as_ref(), refused))

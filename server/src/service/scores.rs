@@ -40,7 +40,7 @@ impl Service {
             }
         };
         auth::may_read_score(who, &view.enterprise)?;
-        self.lender_grant(who, &view.enterprise, crate::consent::Cover::Details)?;
+        self.lender_grant_now(who, &view.enterprise, crate::consent::Cover::Details).await?;
         Ok(view)
     }
 
@@ -62,6 +62,7 @@ impl Service {
         let mut seen = std::collections::HashSet::with_capacity(usccs.len());
         let usccs: Vec<Uscc> = usccs.into_iter().filter(|u| seen.insert(u.clone())).collect();
         let at = at.unwrap_or_else(|| self.clock.now());
+        self.catch_up_grants(who).await?;
         let (service, reader) = (self.clone(), who.clone());
         let cancel = CancelOnDrop::default();
         let cancelled = cancel.flag();
@@ -167,7 +168,7 @@ impl Service {
             return Err(Error::InvalidArgument(format!("from: {from} is after to ({to})")));
         }
         let first = self.read_score(who, uscc, Some(from), 0).await?;
-        self.lender_grant(who, &first.enterprise, crate::consent::Cover::History)?;
+        self.lender_grant_now(who, &first.enterprise, crate::consent::Cover::History).await?;
         let enterprise = first.enterprise.clone();
         let (service, reader) = (self.clone(), who.clone());
         let points = blocking(move || {
@@ -225,6 +226,7 @@ impl Service {
         for uscc in usccs {
             auth::may_read_scores_at_all(who, uscc.as_str())?;
         }
+        self.catch_up_grants(who).await?;
         // Subscribe before the first evaluation so no change falls between.
         let changes = self.subscribe_changes();
         let (service, reader, usccs) = (self.clone(), who.clone(), usccs.to_vec());
