@@ -190,3 +190,42 @@ async fn open_lender_access_keeps_every_lender_reading_every_enterprise() {
     assert_eq!(get_score(&mut bank).await.unwrap().points, 100);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_enterprise_grants_and_revokes_on_its_signed_in_page() {
+    let mut p = parties().await;
+    let acme_token = p.server.token("acme-web", Role::Enterprise { uscc: ACME.into() });
+    let mut web = p.server.web();
+    let csrf = web.get("/signin").await.input("csrf").unwrap();
+    web.post("/signin", &[("csrf", &csrf), ("token", &acme_token)]).await;
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert!(page.body.contains("action=\"/e/91330421739237858X/grant\""), "the grant form");
+    let csrf = page.input("csrf").unwrap();
+    let granted = web
+        .post(
+            &format!("/e/{ACME}/grant"),
+            &[
+                ("csrf", &csrf),
+                ("lender", "ningbo-bank"),
+                ("purpose", "loan_monitoring"),
+                ("details", "on"),
+                ("expires_on", "2026-09-01"),
+            ],
+        )
+        .await;
+    assert_eq!(granted.status, 303, "{}", granted.body);
+    assert!(get_score(&mut p.bank).await.is_ok(), "the bank reads under the page's grant");
+    let held = p.bank.consent.list_grants(pb::ListGrantsRequest::default()).await.unwrap().into_inner();
+    let seq = held.grants[0].seq.to_string();
+    assert_eq!(held.grants[0].grant.as_ref().unwrap().purpose, "loan_monitoring");
+    let page = web.get(&format!("/e/{ACME}")).await;
+    assert!(page.body.contains("ningbo-bank") && page.body.contains("live"), "listed on the page");
+    // A bad date names the field; a forged form without the token is refused.
+    let bad = web.post(&format!("/e/{ACME}/grant"), &[("csrf", &csrf), ("expires_on", "soon")]).await;
+    assert!(bad.status == 400 && bad.body.contains("expires_on"), "{}", bad.body);
+    assert_eq!(web.post(&format!("/e/{ACME}/revoke"), &[("csrf", "x"), ("seq", &seq)]).await.status, 403);
+    let revoked = web.post(&format!("/e/{ACME}/revoke"), &[("csrf", &csrf), ("seq", &seq)]).await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    assert_eq!(get_score(&mut p.bank).await.unwrap_err().code(), Code::FailedPrecondition);
+    p.server.stop().await;
+}
