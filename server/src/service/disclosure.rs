@@ -12,8 +12,9 @@ impl Service {
     /// The scored records of `enterprise` among `records` that `who`
     /// receives only as withheld at `now` (the service's clock: publicity
     /// is decided now, whatever instant a score is of), ascending by seq.
-    /// `with_hashes`: read each one's entry hash, so that inclusion still
-    /// verifies without its payload. Empty for readers held to no
+    /// `hashes`: the entry hashes by seq (from
+    /// [`Self::records_and_hashes`]), so that inclusion still verifies
+    /// without the payload; `None`: zeros (the page's count). Empty for readers held to no
     /// publicity ([`auth::publicity_applies`]).
     pub(crate) fn withheld_records(
         &self,
@@ -21,7 +22,7 @@ impl Service {
         enterprise: &Enterprise,
         records: &[LedgerRecord],
         only: Option<&std::collections::BTreeSet<Seq>>,
-        with_hashes: bool,
+        hashes: Option<&HashMap<u64, Hash>>,
     ) -> Result<Vec<Withheld>> {
         if !auth::publicity_applies(who) {
             return Ok(Vec::new());
@@ -42,8 +43,11 @@ impl Service {
                 continue;
             }
             let scoring::Publicity::NotPublished { class, since, why } = publicity else { continue };
-            let entry_hash =
-                if with_hashes { self.ledger.entry(record.seq.0)?.entry_hash } else { Hash::default() };
+            let entry_hash = match hashes.map(|h| h.get(&record.seq.0)) {
+                None => Hash::default(),
+                Some(Some(hash)) => *hash,
+                Some(None) => self.ledger.entry(record.seq.0)?.entry_hash,
+            };
             out.push(Withheld { seq: record.seq, class, why, since, entry_hash });
         }
         Ok(out)
@@ -62,10 +66,26 @@ impl Service {
         if seqs.is_empty() {
             return Ok(view);
         }
-        let records = self.records_of(view.enterprise.uscc.as_str())?;
-        let withheld = self.withheld_records(who, &view.enterprise, &records, Some(&seqs), true)?;
+        let (records, hashes) = self.records_and_hashes(view.enterprise.uscc.as_str())?;
+        let withheld = self.withheld_records(who, &view.enterprise, &records, Some(&seqs), Some(&hashes))?;
         redact(&mut view, withheld);
         Ok(view)
+    }
+}
+
+impl Service {
+    /// The enterprise's records and the entry hash of each, from one read
+    /// of its entries (the hashes come with them, no entry is read twice).
+    pub(crate) fn records_and_hashes(&self, uscc: &str) -> Result<(Vec<LedgerRecord>, HashMap<u64, Hash>)> {
+        let mut records = Vec::new();
+        let mut hashes = HashMap::new();
+        for entry in self.ledger.entries_for_subject(uscc.as_bytes())? {
+            if let Event::Record(record) = Event::decode(&entry)? {
+                hashes.insert(entry.seq, entry.entry_hash);
+                records.push(LedgerRecord { seq: Seq(entry.seq), record });
+            }
+        }
+        Ok((records, hashes))
     }
 }
 

@@ -39,7 +39,7 @@ impl Service {
             auth::may_read_score(&reader, &enterprise)?;
             // One read of the records; the score, history, disputes and
             // repair all come from it.
-            let all = service.records_of(uscc.as_str())?;
+            let (all, hashes) = service.records_and_hashes(uscc.as_str())?;
             let evaluation = service.model.score(&all, at, size);
             let mut score = ScoreView {
                 enterprise,
@@ -51,7 +51,7 @@ impl Service {
             // Publicity (auth::record_disclosure): what the reader receives
             // only as withheld, among the reasons (with their entry hashes)
             // and among all its records (counted on the page).
-            let withheld = service.withheld_records(&reader, &score.enterprise, &all, None, false)?;
+            let withheld = service.withheld_records(&reader, &score.enterprise, &all, None, None)?;
             let named: std::collections::BTreeSet<Seq> = score
                 .evaluation
                 .reasons
@@ -60,7 +60,7 @@ impl Service {
                 .map(|r| r.seq)
                 .collect();
             let in_reasons =
-                service.withheld_records(&reader, &score.enterprise, &all, Some(&named), true)?;
+                service.withheld_records(&reader, &score.enterprise, &all, Some(&named), Some(&hashes))?;
             disclosure::redact(&mut score, in_reasons);
             let hidden = |seq: Seq| withheld.iter().any(|w| w.seq == seq);
             let open_disputes = service.model.open_disputes(&all, at, size);

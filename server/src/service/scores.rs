@@ -172,7 +172,7 @@ impl Service {
         let enterprise = first.enterprise.clone();
         let (service, reader) = (self.clone(), who.clone());
         let points = blocking(move || {
-            let records = service.records_of(first.enterprise.uscc.as_str())?;
+            let (records, hashes) = service.records_and_hashes(first.enterprise.uscc.as_str())?;
             let tree_size = first.tree_size;
             // The instants where points, grade or colour change come from
             // one sweep; only those are evaluated in full (with reasons).
@@ -195,8 +195,13 @@ impl Service {
                 .iter()
                 .flat_map(|p| p.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq))
                 .collect();
-            let withheld =
-                service.withheld_records(&reader, &first.enterprise, &records, Some(&named), true)?;
+            let withheld = service.withheld_records(
+                &reader,
+                &first.enterprise,
+                &records,
+                Some(&named),
+                Some(&hashes),
+            )?;
             for point in &mut points {
                 let mine: Vec<Withheld> = withheld
                     .iter()
