@@ -45,7 +45,15 @@ ecocode point --mn LD130133000015 --uscc 91330206739237858W --outlet DW001 --pas
 printf 'source,source_record_id,uscc,kind,occurred_at,description\nbeilun-epb,C-1,91330206739237858W,complaint.verified,2026-05-02,odour at night\n' > "$work/complaints.csv"
 ecocode import "$work/complaints.csv"
 
+# The bank reads the enterprise's details under the enterprise's grant
+# (征信查询授权书): without one, FAILED_PRECONDITION says what to ask for.
 export ECOCODE_TOKEN=$BANK
+refused=$(ecocode score 91330206739237858W 2>&1 || true)
+grep -q "ecocode grant add" <<<"$refused"
+export ECOCODE_TOKEN=$ACME
+ecocode grant add --uscc 91330206739237858W --lender bank-a --purpose loan_application --covers details,history --expires-at 2030-01-01T00:00:00Z
+export ECOCODE_TOKEN=$BANK
+expect 'live .*bank-a' ecocode grant list
 ecocode score 91330206739237858W --purpose LA-2026-001
 expect '"points":86' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 expect '"mee_level":"BLUE"' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
@@ -59,6 +67,13 @@ echo '{"source":"acme","source_record_id":"D-1","uscc":"91330206739237858W","kin
 ecocode append "$work/dispute.jsonl"
 expect '"disputed":true' ecocode score 91330206739237858W --as-of 2026-06-30T00:00:00Z --json
 expect 'bank-a .*LA-2026-001' ecocode inquiries   # the bank's read, with its purpose
+# Everything held about the enterprise: its entries with proofs, grants, inquiries.
+ecocode export --uscc 91330206739237858W --out "$work/acme.jsonl"
+expect '"type":"grant".*"lender":"bank-a"' cat "$work/acme.jsonl"
+expect '"type":"end","entries":[1-9]' tail -1 "$work/acme.jsonl"
+# Each entry line is a proof bundle `ecocode proof verify` checks offline.
+grep '"type":"entry"' "$work/acme.jsonl" | head -1 | sed 's/^{"type":"entry","seq":[0-9]*,"bundle"://; s/}$//' > "$work/export-entry.json"
+ecocode proof verify "$work/export-entry.json" --public-key "$(ecocode key show --data "$data")"
 
 # The web page: anyone reads the code, its reasons and proofs (README "The 环保码 page").
 expect 'Ningbo Acme Dyeing Co.' curl -fsS "$web/e/91330206739237858W"

@@ -13,6 +13,7 @@ mod batch;
 mod domain;
 mod error;
 mod model;
+mod publicity;
 mod score;
 mod timeline;
 mod uscc;
@@ -26,6 +27,7 @@ pub use domain::{
 };
 pub use error::{Error, QUOTE_CHARS, Result, ValidationError, quoted};
 pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
+pub use publicity::{NotPublishedWhy, Publicity, PublicityClass};
 pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, MeeLevel, Reason};
 pub use timeline::{Step, summarize};
 pub use uscc::Uscc;

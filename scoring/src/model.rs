@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::{Error, MeeLevel, NANOS_PER_SECOND, Record, Result, Timestamp, ValidationError};
+use crate::{Error, MeeLevel, NANOS_PER_SECOND, PublicityClass, Record, Result, Timestamp, ValidationError};
 
 /// The model every build ships with; a regulator may publish newer ones.
-const BUILTIN: &str = include_str!("../../fixtures/model/ecocode-2026.1.toml");
+const BUILTIN: &str = include_str!("../../fixtures/model/ecocode-2026.2.toml");
 
 /// Bounds that keep every sum far from `i32` overflow and every instant in
 /// range; no real rule comes near them.
@@ -36,6 +36,9 @@ pub(crate) struct Rules {
     pub(crate) mee_levels: [MeeLevel; 4],
     /// Ascending by `window_up_to_days`; the last tier is unbounded.
     pub(crate) publicity: Vec<PublicityTier>,
+    /// The publicity window in days of each [`PublicityClass`], in the
+    /// order of [`PublicityClass::ALL`] (`none` is always 0).
+    pub(crate) windows: [i64; 4],
     /// Sorted by name.
     pub(crate) kinds: Vec<KindRule>,
     pub(crate) index: HashMap<String, usize>,
@@ -94,6 +97,8 @@ pub(crate) struct KindRule {
     pub(crate) cap: Option<i32>,
     pub(crate) veto: bool,
     pub(crate) bonus: bool,
+    /// How long its records are published (令第36号).
+    pub(crate) publicity: PublicityClass,
 }
 
 #[derive(Debug)]
@@ -177,6 +182,7 @@ struct ModelFile {
     grades: GradesFile,
     mee_levels: Option<MeeLevelsFile>,
     repair: RepairFile,
+    publicity: Option<PublicityWindowsFile>,
     kinds: BTreeMap<String, KindFile>,
     monitoring: Option<MonitoringFile>,
 }
@@ -231,9 +237,20 @@ struct PublicityFile {
     days: i64,
 }
 
+/// `[publicity]`: the window of each class in days; absent, 令第36号's
+/// longest (`minor = 90`, `general = 365`, `serious = 1095`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicityWindowsFile {
+    minor: i64,
+    general: i64,
+    serious: i64,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KindFile {
+    publicity: Option<String>,
     points: Option<i32>,
     window_days: Option<i64>,
     tiers: Option<Vec<TierFile>>,
@@ -270,7 +287,7 @@ impl Model {
         Ok(Model { inner: Arc::new(rules), source: text.into() })
     }
 
-    /// The model in `fixtures/model/ecocode-2026.1.toml`, compiled in.
+    /// The model in `fixtures/model/ecocode-2026.2.toml`, compiled in.
     pub fn builtin() -> Model {
         // A unit test loads the same text, so this cannot fail in a build
         // whose tests pass.
@@ -416,6 +433,11 @@ impl Rules {
         self.index.get(kind).map(|&i| &self.kinds[i])
     }
 
+    pub(crate) fn publicity_days(&self, class: PublicityClass) -> i64 {
+        let i = PublicityClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        self.windows[i]
+    }
+
     pub(crate) fn minimum_publicity_days(&self, window_days: i64) -> i64 {
         self.publicity
             .iter()
@@ -459,6 +481,7 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
         }
     };
     let publicity = validate_publicity(file.repair.publicity)?;
+    let windows = validate_windows(file.publicity)?;
     let mut kinds = Vec::with_capacity(file.kinds.len());
     for (name, kind) in file.kinds {
         kinds.push(validate_kind(name, kind)?);
@@ -485,6 +508,7 @@ fn validate(file: ModelFile) -> Result<Rules, String> {
         grades: Thresholds { integrity: g.integrity, good: g.good, warning: g.warning },
         mee_levels,
         publicity,
+        windows,
         kinds,
         index,
         monitoring,
@@ -520,6 +544,36 @@ fn validate_publicity(tiers: Vec<PublicityFile>) -> Result<Vec<PublicityTier>, S
         Some(last) if last.window_up_to_days.is_none() => Ok(out),
         _ => Err("repair.publicity must end with a tier without window_up_to_days".to_owned()),
     }
+}
+
+/// The publicity windows: 令第36号 lets a deployment shorten a class's
+/// window to its shortest, never lengthen it; a window outside is refused,
+/// naming the class.
+fn validate_windows(file: Option<PublicityWindowsFile>) -> Result<[i64; 4], String> {
+    let Some(f) = file else {
+        return Ok(PublicityClass::ALL.map(|c| *c.allowed_days().end()));
+    };
+    let given = [
+        (PublicityClass::Minor, f.minor),
+        (PublicityClass::General, f.general),
+        (PublicityClass::Serious, f.serious),
+    ];
+    let mut out = [0; 4];
+    for (i, (class, days)) in given.into_iter().enumerate() {
+        let allowed = class.allowed_days();
+        if !allowed.contains(&days) {
+            return Err(format!(
+                "publicity.{class} must be in {}..={} days (令第36号 allows a {class} window of {} to {} days; \
+                 a deployment may shorten it, not lengthen it), got {days}",
+                allowed.start(),
+                allowed.end(),
+                allowed.start(),
+                allowed.end(),
+            ));
+        }
+        out[i + 1] = days;
+    }
+    Ok(out)
 }
 
 fn validate_kind(name: String, kind: KindFile) -> Result<KindRule, String> {
@@ -577,7 +631,11 @@ fn validate_kind(name: String, kind: KindFile) -> Result<KindRule, String> {
     if let Some(cap) = kind.cap {
         check_points(&at, "cap", cap, kind.bonus)?;
     }
-    Ok(KindRule { name, amount_tiered, tiers, cap: kind.cap, veto: kind.veto, bonus: kind.bonus })
+    let publicity = match kind.publicity {
+        Some(text) => text.parse::<PublicityClass>().map_err(|e| format!("{at}.publicity {}", e.rule))?,
+        None => PublicityClass::by_window(tiers.iter().map(|t| t.window_days).max().unwrap_or(0)),
+    };
+    Ok(KindRule { name, amount_tiered, tiers, cap: kind.cap, veto: kind.veto, bonus: kind.bonus, publicity })
 }
 
 /// Bonus kinds add points and all others deduct, so the sign is fixed by
@@ -606,7 +664,7 @@ mod tests {
     #[test]
     fn builtin_model_is_valid() {
         let model = Model::builtin();
-        assert_eq!(model.version(), "ecocode-2026.1");
+        assert_eq!(model.version(), "ecocode-2026.2");
         // 19 deductions, 7 veto kinds, 3 bonuses and 6 workflow kinds.
         assert_eq!(model.kinds().count(), 19 + 7 + 3 + 6);
         assert_eq!(model.inner.future_tolerance_nanos, 300 * NANOS_PER_SECOND);

@@ -301,7 +301,7 @@ fn batch_scores_equal_online_scores() {
 /// backwards must come out the same from both scorers too.
 #[test]
 fn batch_mee_levels_follow_the_models_mapping() {
-    let text = include_str!("../../fixtures/model/ecocode-2026.1.toml")
+    let text = include_str!("../../fixtures/model/ecocode-2026.2.toml")
         .replace("integrity = \"GREEN\"", "integrity = \"RED\"")
         .replace("good = \"BLUE\"", "good = \"YELLOW\"")
         .replace("warning = \"YELLOW\"", "warning = \"BLUE\"")

@@ -73,6 +73,9 @@ pub struct Config {
     pub witness_timeout: std::time::Duration,
     /// A round publishes what it has after this long.
     pub witness_publish_timeout: std::time::Duration,
+    /// `--lender-access`: whether a lender reads an enterprise's details
+    /// only under a live grant (the default) or freely.
+    pub lender_access: crate::consent::LenderAccess,
 }
 
 /// [`Config::score_view_capacity`] by default: a province's enterprises,
@@ -113,6 +116,7 @@ impl Config {
             witness_policy: None,
             witness_timeout: crate::witnessing::DEFAULT_WITNESS_TIMEOUT,
             witness_publish_timeout: crate::witnessing::DEFAULT_PUBLISH_TIMEOUT,
+            lender_access: crate::consent::LenderAccess::default(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl App {
             config.score_view_capacity,
             progress,
         )?);
+        service.set_lender_access(config.lender_access);
         // After the ledger, which creates the shared tables on PostgreSQL.
         let credentials = hj212::Credentials::open(&data_dir, shared_store.as_deref())
             .map_err(|e| Error::Internal(format!("hj212 device credentials: {e}")))?;

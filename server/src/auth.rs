@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use scoring::{Enterprise, KindClass, WorkflowKind};
+use scoring::{Enterprise, KindClass, Publicity, WorkflowKind};
 use tonic::metadata::MetadataMap;
 
+use crate::consent::{Cover, GrantState, LenderAccess};
 use crate::error::{Error, Result};
 use crate::principals::{Principal, PrincipalStore, RESERVED_SOURCE, Role};
 
@@ -261,6 +262,9 @@ pub enum EntryKind<'a> {
     MonitoringPoint(&'a Enterprise),
     /// About no registered enterprise: platform outages.
     Platform,
+    /// A lender access grant of an enterprise, or its revocation, naming
+    /// the lender.
+    Grant { enterprise: &'a Enterprise, lender: &'a str },
 }
 
 /// The entry policy of `GetEntry` and `ListEntries`: whether `p` may read
@@ -293,6 +297,8 @@ pub fn may_read_entry(p: &Principal, seq: u64, what: EntryKind<'_>) -> Result<()
         EntryKind::Platform if matches!(p.role, Role::Admin | Role::Regulator { .. } | Role::Lender) => {
             Ok(())
         }
+        EntryKind::Grant { enterprise, lender } => may_see_grant(p, enterprise, lender)
+            .map_err(|_| denied(p, &format!("read entry {seq}, an access grant of {}", enterprise.uscc))),
         EntryKind::Enterprise(_) | EntryKind::Platform => match &p.role {
             Role::Enterprise { uscc } => {
                 Err(denied(p, &format!("read entry {seq}, which is not about {uscc}")))
@@ -367,15 +373,138 @@ pub fn may_prove_score(p: &Principal, e: &Enterprise, hidden: bool) -> Result<()
     }
 }
 
+/// How much of a record `p` receives: [`may_see_record`] decides whether
+/// it receives the record at all; this, whether it receives it whole or
+/// only as withheld (its seq, publicity class, why, and its entry hash so
+/// that inclusion still verifies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disclosure {
+    Whole,
+    Withheld,
+}
+
+/// Whether `p` is held to publicity ([`record_disclosure`]): the public
+/// and lenders are; the enterprise itself, regulators and admins see every
+/// record whole. Callers use it only to skip computing a publicity that
+/// cannot matter.
+pub fn publicity_applies(p: &Principal) -> bool {
+    matches!(p.role, Role::Public | Role::Lender)
+}
+
+/// The one record policy per role, on every path that returns records
+/// (the page, its JSON and feed, proof downloads, `GetScore` reasons,
+/// `BatchGetScores`, `GetScoreHistory`, `GetEntry`, `ListEntries`):
+/// [`may_see_record`] first; then the public and lenders receive a scored
+/// record whole only while it is published ([`scoring::Model::publicity`]:
+/// inside its class's window under 令第36号, and not repaired or voided),
+/// and as withheld after (信用修复 means 终止公示 and 停止共享). The
+/// enterprise itself, regulators in scope and admins receive it whole.
+pub fn record_disclosure(
+    p: &Principal,
+    e: &Enterprise,
+    class: Option<KindClass>,
+    publicity: &Publicity,
+) -> Result<Disclosure> {
+    may_see_record(p, e, class)?;
+    if publicity_applies(p) && !publicity.is_published() {
+        return Ok(Disclosure::Withheld);
+    }
+    Ok(Disclosure::Whole)
+}
+
+/// Granting or revoking lender access to `e`'s details: the enterprise
+/// itself (it is its authorization to give), and admins acting on a signed
+/// authorization on paper.
+pub fn may_grant_access(p: &Principal, e: &Enterprise) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        Role::Enterprise { uscc } if *uscc == e.uscc.as_str() => Ok(()),
+        _ => Err(denied(
+            p,
+            &format!(
+                "grant or revoke access to {}; the enterprise itself grants access to its details",
+                e.uscc
+            ),
+        )),
+    }
+}
+
+/// Downloading everything held about `e` (its entries with proofs, its
+/// grants, its inquiries): the enterprise itself, regulators in scope and
+/// admins.
+pub fn may_export(p: &Principal, e: &Enterprise) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
+        Role::Enterprise { uscc } if *uscc == e.uscc.as_str() => Ok(()),
+        _ => Err(denied(
+            p,
+            &format!("export what is held about {}; the enterprise itself and its regulators may", e.uscc),
+        )),
+    }
+}
+
+/// Seeing a grant of `e` to `lender`: the enterprise itself, the lender it
+/// names, regulators in scope and admins.
+pub fn may_see_grant(p: &Principal, e: &Enterprise, lender: &str) -> Result<()> {
+    match &p.role {
+        Role::Admin => Ok(()),
+        Role::Regulator { region_prefix } if in_region(region_prefix, e) => Ok(()),
+        Role::Enterprise { uscc } if *uscc == e.uscc.as_str() => Ok(()),
+        Role::Lender if p.name == lender => Ok(()),
+        _ => Err(denied(p, &format!("see the access grants of {}", e.uscc))),
+    }
+}
+
+/// Under `serve --lender-access granted`, whether a lender may read `e`'s
+/// details (what `cover` names) and under which grant: `live` is the
+/// newest live grant of `e` to `p` covering it, if any. Other roles, and
+/// every lender under `open`, read as before, under no grant.
+pub fn lender_access(
+    p: &Principal,
+    e: &Enterprise,
+    mode: LenderAccess,
+    cover: Cover,
+    live: Option<&GrantState>,
+) -> Result<Option<u64>> {
+    if p.role != Role::Lender || mode == LenderAccess::Open {
+        return Ok(None);
+    }
+    match live {
+        Some(g) if g.grant.lender == p.name && g.grant.uscc == e.uscc && g.grant.covers(cover) => {
+            Ok(Some(g.seq))
+        }
+        _ => Err(Error::FailedPrecondition(format!(
+            "lender {:?} holds no live access grant from {} ({}) covering its {}; \
+             ask the enterprise to grant access (Consent.GrantAccess, `ecocode grant add --uscc {} \
+             --lender {} --purpose loan_application --covers {} --expires-at <time>`); \
+             its code, grade and points are public on its page",
+            p.name,
+            e.uscc,
+            e.name,
+            cover.as_str(),
+            e.uscc,
+            p.name,
+            cover.as_str(),
+        ))),
+    }
+}
+
 /// Who reads `e`'s web page: the signed-in principal when it may read
 /// this enterprise's score (the enterprise itself, a lender, a regulator in
 /// scope, an admin), so that what it sees follows its role and a lender's
 /// or regulator's read is an inquiry, as over gRPC; everyone else (another
 /// enterprise, a regulator outside its scope, no one signed in) reads as
-/// the public, which is never an inquiry.
-pub fn page_reader(signed: Option<&Principal>, e: Option<&Enterprise>) -> Principal {
+/// the public, which is never an inquiry. A lender without a live grant
+/// under `--lender-access granted` (`lender_refused`, the door's
+/// [`lender_access`] answer) reads as the public too: the code, grade,
+/// points and published records are public anyway, and its visit is no
+/// inquiry.
+pub fn page_reader(signed: Option<&Principal>, e: Option<&Enterprise>, lender_refused: bool) -> Principal {
     match (signed, e) {
-        (Some(p), Some(e)) if may_read_score(p, e).is_ok() => p.clone(),
+        (Some(p), Some(e)) if may_read_score(p, e).is_ok() && !(p.role == Role::Lender && lender_refused) => {
+            p.clone()
+        }
         _ => Principal::public(),
     }
 }
@@ -539,6 +668,32 @@ mod tests {
     }
 
     #[test]
+    fn lenders_and_the_public_receive_unpublished_records_only_as_withheld() {
+        use scoring::{NotPublishedWhy, PublicityClass, Seq, Timestamp};
+        let e = enterprise();
+        let t = Timestamp::from_unix_nanos(0);
+        let published = Publicity::Published { class: PublicityClass::General, until: t };
+        let repaired = Publicity::NotPublished {
+            class: PublicityClass::General,
+            since: t,
+            why: NotPublishedWhy::Repaired(Seq(9)),
+        };
+        let lender = Principal { name: "bank".into(), role: Role::Lender };
+        let itself = Principal { name: "acme".into(), role: Role::Enterprise { uscc: e.uscc.to_string() } };
+        let here = Principal { name: "zj".into(), role: Role::Regulator { region_prefix: "33".into() } };
+        let admin = Principal { name: "ops".into(), role: Role::Admin };
+        for p in [&lender, &Principal::public()] {
+            assert_eq!(record_disclosure(p, &e, scored(), &published).unwrap(), Disclosure::Whole);
+            assert_eq!(record_disclosure(p, &e, scored(), &repaired).unwrap(), Disclosure::Withheld);
+            let filing = Some(KindClass::Workflow(WorkflowKind::RepairGranted));
+            assert!(record_disclosure(p, &e, filing, &published).is_err());
+        }
+        for p in [&itself, &here, &admin] {
+            assert_eq!(record_disclosure(p, &e, scored(), &repaired).unwrap(), Disclosure::Whole);
+        }
+    }
+
+    #[test]
     fn purposes_lose_their_control_characters_where_they_enter() {
         let text = purpose_text("purpose", " LA-7\u{1b}[2J\nat 2026-01-01 ADMIN read\t\u{202e}x ").unwrap();
         assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
@@ -555,12 +710,13 @@ mod tests {
             Principal { name: "beta".into(), role: Role::Enterprise { uscc: "11330206MB1593493A".into() } };
         let lender = Principal { name: "bank".into(), role: Role::Lender };
         let elsewhere = Principal { name: "sh".into(), role: Role::Regulator { region_prefix: "31".into() } };
-        assert_eq!(page_reader(Some(&itself), Some(&e)), itself);
-        assert_eq!(page_reader(Some(&lender), Some(&e)), lender);
+        assert_eq!(page_reader(Some(&itself), Some(&e), false), itself);
+        assert_eq!(page_reader(Some(&lender), Some(&e), false), lender);
+        assert_eq!(page_reader(Some(&lender), Some(&e), true).role, Role::Public, "no grant");
         for downgraded in [Some(&other), Some(&elsewhere), None] {
-            assert_eq!(page_reader(downgraded, Some(&e)).role, Role::Public);
+            assert_eq!(page_reader(downgraded, Some(&e), false).role, Role::Public);
         }
-        assert_eq!(page_reader(Some(&lender), None).role, Role::Public, "not registered");
+        assert_eq!(page_reader(Some(&lender), None, false).role, Role::Public, "not registered");
         assert!(is_itself(&itself, &e) && !is_itself(&other, &e) && !is_itself(&lender, &e));
     }
 

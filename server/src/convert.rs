@@ -7,8 +7,9 @@ pub mod from_proto {
         Credential, CredentialId, DevicePassword, MonitoringPoint, Outage, PasswordHash, PointRegistration,
         PollutantLimit, Statistic,
     };
-    use scoring::{Enterprise, ValidationError};
+    use scoring::{Enterprise, Timestamp, ValidationError};
 
+    use crate::consent::{Cover, Grant};
     use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 
     // The stored scoring inputs are read by the offline verifier too: one
@@ -56,6 +57,33 @@ pub mod from_proto {
             enterprise: Enterprise::new(&u.uscc, &u.name, &u.region_code, &u.industry_code)?,
             status: status(u.status(), &u.merged_into)?,
             reason: u.reason.clone(),
+        })
+    }
+
+    /// A grant as requested: checked against the service's clock `now`.
+    pub fn access_grant(g: &pb::AccessGrant, now: Timestamp) -> Result<Grant, ValidationError> {
+        let uscc = scoring::Uscc::parse(&g.uscc)?;
+        let starts_at = optional_timestamp(g.starts_at.as_ref(), "starts_at")?;
+        let expires_at = optional_timestamp(g.expires_at.as_ref(), "expires_at")?;
+        Grant::new(uscc, &g.lender, &g.purpose, &g.covers, starts_at, expires_at, now)
+    }
+
+    /// A grant as stored: only its shape is checked again (a stored grant
+    /// may have expired since).
+    pub fn stored_access_grant(g: &pb::AccessGrant) -> Result<Grant, ValidationError> {
+        let required = |t: Option<&prost_types::Timestamp>, field: &str| {
+            optional_timestamp(t, field)?.ok_or_else(|| ValidationError::new(field, "is required"))
+        };
+        let starts_at = required(g.starts_at.as_ref(), "starts_at")?;
+        let expires_at = required(g.expires_at.as_ref(), "expires_at")?;
+        let covers = g.covers.iter().map(|c| Cover::parse(c)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Grant {
+            uscc: scoring::Uscc::parse(&g.uscc)?,
+            lender: g.lender.clone(),
+            purpose: g.purpose.clone(),
+            covers,
+            starts_at,
+            expires_at,
         })
     }
 
@@ -348,6 +376,22 @@ pub mod to_proto {
             payload: e.payload.clone(),
             entry_hash: e.entry_hash.to_vec(),
             chain_hash: e.chain_hash.to_vec(),
+            withheld: None,
+        }
+    }
+
+    /// An entry as the reader receives it (whole or withheld).
+    pub fn shown_entry(e: &ledger::Entry, withheld: Option<&crate::views::Withheld>) -> pb::Entry {
+        pb::Entry { withheld: withheld.map(self::withheld), ..entry(e) }
+    }
+
+    pub fn withheld(w: &crate::views::Withheld) -> pb::Withheld {
+        pb::Withheld {
+            seq: w.seq.0,
+            publicity_class: w.class.as_str().to_owned(),
+            why: w.why.as_str().to_owned(),
+            since: Some(timestamp(w.since)),
+            entry_hash: w.entry_hash.to_vec(),
         }
     }
 
@@ -370,6 +414,29 @@ pub mod to_proto {
             method: i.method.clone(),
             purpose: i.purpose.clone(),
             at: Some(timestamp(Timestamp::from_unix_nanos(i.at_ns))),
+            grant_seq: i.grant_seq.unwrap_or(0),
+        }
+    }
+
+    /// The canonical form of a stored grant (its bytes are hashed).
+    pub fn access_grant(g: &crate::consent::Grant) -> pb::AccessGrant {
+        pb::AccessGrant {
+            uscc: g.uscc.to_string(),
+            lender: g.lender.clone(),
+            purpose: g.purpose.clone(),
+            covers: g.covers.iter().map(|c| c.as_str().to_owned()).collect(),
+            starts_at: Some(timestamp(g.starts_at)),
+            expires_at: Some(timestamp(g.expires_at)),
+        }
+    }
+
+    pub fn grant(g: &crate::consent::GrantState, now: Timestamp) -> pb::Grant {
+        pb::Grant {
+            seq: g.seq,
+            grant: Some(access_grant(&g.grant)),
+            status: g.status(now).as_str().to_owned(),
+            revoked_seq: g.revoked.map_or(0, |(seq, _)| seq),
+            revoked_at: g.revoked.map(|(_, at)| timestamp(at)),
         }
     }
 
@@ -417,6 +484,11 @@ pub mod to_proto {
                 seq: r.seq.0,
                 description: r.description.clone(),
                 expires_at: r.expires_at.map(timestamp),
+                withheld: s
+                    .withheld
+                    .iter()
+                    .find(|w| w.seq == r.seq && r.kind == crate::views::WITHHELD_KIND)
+                    .map(withheld),
             })
             .collect();
         if reasons.len() > MAX_REASONS {
@@ -432,6 +504,7 @@ pub mod to_proto {
                     rest.len()
                 ),
                 expires_at: None,
+                withheld: None,
             });
         }
         pb::Score {

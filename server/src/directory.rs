@@ -8,6 +8,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use hj212::MonitoringPoint;
 use scoring::{Enterprise, Timestamp};
 
+use crate::consent::{Cover, GrantState};
 use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate};
 use crate::events::Event;
 
@@ -66,6 +67,8 @@ struct Maps {
     /// Monitoring points by device MN; a later registration supersedes,
     /// keeping the time of the first.
     points: HashMap<String, MonitoringPoint>,
+    /// Lender access grants by the seq of their entry.
+    grants: BTreeMap<u64, GrantState>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +112,14 @@ impl Directory {
                 let mut maps = self.write();
                 let first = maps.points.get(p.mn()).and_then(MonitoringPoint::first_registered_at);
                 maps.points.insert(p.mn().to_owned(), p.clone().registered_at(first.unwrap_or(at)));
+            }
+            Event::AccessGrant(grant) => {
+                self.write().grants.insert(seq, GrantState { seq, grant: grant.clone(), revoked: None });
+            }
+            Event::AccessRevocation { grant_seq, .. } => {
+                if let Some(g) = self.write().grants.get_mut(grant_seq) {
+                    g.revoked.get_or_insert((seq, at));
+                }
             }
             Event::Record(_) | Event::PlatformOutage(_) | Event::Index(_) | Event::ScoringModel { .. } => {}
         }
@@ -159,6 +170,32 @@ impl Directory {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// The grant whose entry is `seq`.
+    pub fn grant(&self, seq: u64) -> Option<GrantState> {
+        self.read().grants.get(&seq).cloned()
+    }
+
+    /// Grants matching `filter`, newest first, at most `limit`.
+    pub fn grants(&self, filter: impl Fn(&GrantState) -> bool, limit: usize) -> Vec<GrantState> {
+        self.read().grants.values().rev().filter(|g| filter(g)).take(limit).cloned().collect()
+    }
+
+    /// The newest grant of `uscc` to `lender` that is live at `now` and
+    /// covers `cover`.
+    pub fn live_grant(&self, uscc: &str, lender: &str, cover: Cover, now: Timestamp) -> Option<GrantState> {
+        self.read()
+            .grants
+            .values()
+            .rev()
+            .find(|g| {
+                g.grant.uscc.as_str() == uscc
+                    && g.grant.lender == lender
+                    && g.grant.covers(cover)
+                    && g.status(now) == crate::consent::GrantStatus::Live
+            })
+            .cloned()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Maps> {

@@ -27,6 +27,10 @@
 //! * enterprise update: `"enterprise-update\0" ‖ USCC ‖ "\0" ‖ seq of the
 //!   entry it changes (big-endian)`, fingerprint `BLAKE3(update)`, so the
 //!   same change sent twice against the same state is one entry.
+//! * access grant: `"grant\0" ‖ USCC ‖ "\0" ‖ fingerprint`, fingerprint
+//!   `BLAKE3(grant)`, so the same grant sent twice is one entry;
+//! * access revocation: `"grant-revoked\0" ‖ USCC ‖ "\0" ‖ grant seq
+//!   (big-endian)`, fingerprint `BLAKE3(revocation)`: a grant is revoked once.
 //!
 //! where each BLAKE3 is over the canonical protobuf encoding of the event's
 //! message. The subject of every other event is the enterprise's USCC.
@@ -35,13 +39,13 @@ use ecocode_proto::v1 as pb;
 use hj212::{MonitoringPoint, Outage};
 use ledger::{Entry, Idempotency, NewEntry};
 use prost::Message;
-use scoring::{Enterprise, Record};
+use scoring::{Enterprise, Record, Uscc};
 
-use evidence::stored::Stored;
-
+use crate::consent::Grant;
 use crate::convert::{from_proto, to_proto};
 use crate::enterprise::EnterpriseUpdate;
 use crate::error::{Error, Result};
+use evidence::stored::Stored;
 
 /// A fact of the ledger, decoded.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +71,13 @@ pub enum Event {
     ScoringModel {
         version: String,
         model: Vec<u8>,
+    },
+    /// Access an enterprise grants a lender to its details.
+    AccessGrant(Grant),
+    /// Ends the grant at `grant_seq` from this entry's time.
+    AccessRevocation {
+        uscc: Uscc,
+        grant_seq: u64,
     },
 }
 
@@ -127,6 +138,24 @@ impl Event {
                 ]
                 .concat();
                 (pb::ledger_event::Event::PlatformOutage(canonical), PLATFORM_SUBJECT, key, fingerprint)
+            }
+            Event::AccessGrant(g) => {
+                let canonical = to_proto::access_grant(g);
+                let fingerprint = fingerprint(&canonical);
+                let key = [b"grant\0".as_slice(), g.uscc.as_str().as_bytes(), b"\0", &fingerprint].concat();
+                (pb::ledger_event::Event::AccessGrant(canonical), g.uscc.as_str(), key, fingerprint)
+            }
+            Event::AccessRevocation { uscc, grant_seq } => {
+                let canonical = pb::AccessRevocation { uscc: uscc.to_string(), grant_seq: *grant_seq };
+                let fingerprint = fingerprint(&canonical);
+                let key = [
+                    b"grant-revoked\0".as_slice(),
+                    uscc.as_str().as_bytes(),
+                    b"\0",
+                    &grant_seq.to_be_bytes(),
+                ]
+                .concat();
+                (pb::ledger_event::Event::AccessRevocation(canonical), uscc.as_str(), key, fingerprint)
             }
         };
         let payload = pb::LedgerEvent { event: Some(event), submitted_by: submitted_by.to_owned() };
@@ -204,6 +233,15 @@ impl Event {
             | pb::ledger_event::Event::ScoringModel(_) => {
                 return Err(corrupt("a registration or record decoded as another event".into()));
             }
+            pb::ledger_event::Event::AccessGrant(g) => Event::AccessGrant(
+                from_proto::stored_access_grant(&g)
+                    .map_err(|e| corrupt(format!("stored access grant is invalid: {e}")))?,
+            ),
+            pb::ledger_event::Event::AccessRevocation(r) => Event::AccessRevocation {
+                uscc: Uscc::parse(&r.uscc)
+                    .map_err(|e| corrupt(format!("stored access revocation is invalid: {e}")))?,
+                grant_seq: r.grant_seq,
+            },
         })
     }
 }
@@ -344,6 +382,34 @@ mod tests {
             key 656e74657270726973652d75706461746500393133333034323137333932333738353858000000000000000000
             fingerprint 05fba0f6271435f2abbfab9762e733fb06df161282910bac0f63f7bba062426b
         "#]].assert_eq(&show(&round_trip(Event::EnterpriseUpdate { update, changes_seq: 0 })));
+    }
+
+    #[test]
+    fn access_grant_and_revocation_bytes_are_pinned() {
+        let at = |t: &str| scoring::Timestamp::parse_rfc3339(t).unwrap();
+        let grant = Grant {
+            uscc: Uscc::parse("91330421739237858X").unwrap(),
+            lender: "ningbo-bank".into(),
+            purpose: "loan_application".into(),
+            covers: vec![crate::consent::Cover::Details, crate::consent::Cover::History],
+            starts_at: at("2026-06-01T00:00:00Z"),
+            expires_at: at("2026-12-01T00:00:00Z"),
+        };
+        expect![[r#"
+            payload 32550a12393133333034323137333932333738353858120b6e696e67626f2d62616e6b1a106c6f616e5f6170706c69636174696f6e220764657461696c732207686973746f72792a06088097f3d006320608809cb8d8067a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 6772616e740039313333303432313733393233373835385800986405be4ce8246ad1453dd697168e729fc5782d7d7383e221105d1f0c0fe63f
+            fingerprint 986405be4ce8246ad1453dd697168e729fc5782d7d7383e221105d1f0c0fe63f
+        "#]].assert_eq(&show(&round_trip(Event::AccessGrant(grant))));
+        let revocation =
+            Event::AccessRevocation { uscc: Uscc::parse("91330421739237858X").unwrap(), grant_seq: 7 };
+        expect![[r#"
+            payload 3a160a1239313333303432313733393233373835385810077a0a6265696c756e2d657062
+            subject 91330421739237858X
+            key 6772616e742d7265766f6b656400393133333034323137333932333738353858000000000000000007
+            fingerprint 096ca6684c767a731e085995e6ac9c64fcba0b7e840ea8f62466149f5870e89a
+        "#]]
+        .assert_eq(&show(&round_trip(revocation)));
     }
 
     // Points registered before keyed verifiers hold an unkeyed hash (field

@@ -27,6 +27,7 @@ pub mod app;
 pub mod auth;
 pub mod calls;
 pub mod clock;
+pub mod consent;
 pub mod convert;
 pub mod directory;
 pub mod enterprise;

@@ -39,6 +39,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::auth;
 use crate::clock::Clock;
+pub use crate::consent::{Grant as LenderGrant, GrantState};
 use crate::directory::Directory;
 use crate::enterprise::{EnterpriseStatus, EnterpriseUpdate, UpdateRequest};
 use crate::error::{Error, Result};
@@ -47,12 +48,17 @@ use crate::principals::{Principal, Role};
 use crate::views::GatewayFigures;
 pub use crate::views::{
     BatchScores, CodeChange, MAX_PAGE_HISTORY, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScorePage,
-    ScoreView,
+    ScoreView, Withheld,
 };
+pub use disclosure::WITHHELD_KIND;
+pub use export::ExportItem;
 
 mod append;
+mod consent;
 mod current;
+mod disclosure;
 mod evaluate;
+mod export;
 mod gateway;
 mod inquiry_log;
 mod ledger_reads;
@@ -121,6 +127,8 @@ pub struct Service {
     /// The entry (seq, hash) holding the model's exact file, once published
     /// at start ([`Service::publish_model`]).
     model_entry: std::sync::OnceLock<(u64, Hash)>,
+    /// `--lender-access`; `granted` until set.
+    lender_access: std::sync::OnceLock<crate::consent::LenderAccess>,
 }
 
 /// An entry another node appended to the shared store: see `Service::open`.
@@ -209,6 +217,7 @@ impl Service {
             credentials: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
             model_entry: std::sync::OnceLock::new(),
+            lender_access: std::sync::OnceLock::new(),
         })
     }
 

@@ -2,7 +2,9 @@
 //! behind them, pages of them, and the colour changes watchers see.
 
 use ledger::Hash;
-use scoring::{Code, Enterprise, Evaluation, LedgerRecord, Seq, Uscc};
+use scoring::{
+    Code, Enterprise, Evaluation, LedgerRecord, NotPublishedWhy, PublicityClass, Seq, Timestamp, Uscc,
+};
 
 /// A score with the enterprise and the ledger prefix behind it.
 #[derive(Clone, Debug)]
@@ -16,6 +18,27 @@ pub struct ScoreView {
     /// The index commitment `(size, root)` of the latest signed checkpoint
     /// within `tree_size`, where it is known (GetScore, GetAttestation).
     pub index: Option<(u64, Hash)>,
+    /// The reasons' records the reader receives only as withheld
+    /// ([`crate::auth::record_disclosure`]), ascending by seq; their reason
+    /// lines carry the kind `withheld` and no description.
+    pub withheld: Vec<Withheld>,
+}
+
+/// The kind a withheld reason line carries instead of its record's kind.
+pub const WITHHELD_KIND: &str = "withheld";
+
+/// A record the reader receives only as withheld: no longer published (its
+/// publicity window ended, repair was granted, it was voided) or never.
+/// Its entry hash is the Merkle leaf, so its inclusion still verifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withheld {
+    pub seq: Seq,
+    pub class: PublicityClass,
+    pub why: NotPublishedWhy,
+    /// Since when it is not published.
+    pub since: Timestamp,
+    /// Zeros where the read does not carry it (the page's count).
+    pub entry_hash: Hash,
 }
 
 /// The answer of [`Service::batch_scores`].
@@ -70,6 +93,9 @@ pub struct PageView {
     /// and lenders the scored records only; for the enterprise itself,
     /// regulators and admins also the workflow filings.
     pub records: Vec<LedgerRecord>,
+    /// The scored records the reader receives only as withheld (the page
+    /// says that earlier records exist and are no longer published).
+    pub withheld: Vec<Withheld>,
     /// Records with a dispute open now.
     pub open_disputes: Vec<Seq>,
     /// For each reason with a record among the first [`MAX_PAGE_REASONS`]:

@@ -105,6 +105,8 @@ async fn a_batch_of_one_uscc_repeated_is_answered_once() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let request = pb::BatchGetScoresRequest { uscc: vec![ACME.to_owned(); 10_000], as_of: None };

@@ -321,6 +321,9 @@ async fn a_real_browser_scans_the_qr_verifies_it_and_the_enterprise_files_a_rect
     fine.description = "COD 排放超标（DW001 排口）".into();
     let fine = admin.append(fine).await.unwrap().seq;
     admin.append(record(ACME, "S-1", "enforcement.suspend", -30)).await.unwrap();
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank-a").await;
+    grant(&mut admin, BETA, "bank-a").await;
     // The page shows what the latest published checkpoint covers.
     server.publish();
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });

@@ -37,6 +37,10 @@ async fn each_role_sees_the_inquiries_it_may_and_no_lender_sees_anothers() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.register(BETA, "Beta", "110105").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    for (uscc, bank) in [(ACME, "bank-a"), (BETA, "bank-a"), (ACME, "bank-b"), (BETA, "bank-b")] {
+        grant(&mut admin, uscc, bank).await;
+    }
     let bank_a = server.token("bank-a", Role::Lender);
     let mut bank_a = server.client(&bank_a).await;
     let bank_b = server.token("bank-b", Role::Lender);
@@ -86,6 +90,8 @@ async fn every_score_read_is_recorded_and_pages_cover_them_all() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let uscc = || ACME.to_owned();
@@ -130,6 +136,8 @@ async fn inquiries_survive_a_restart() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     server.client(&bank).await.score(ACME).await;
     let dir = server.stop().await;
@@ -147,6 +155,8 @@ async fn a_purpose_loses_its_control_characters_where_it_enters() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let get = pb::GetScoreRequest { uscc: ACME.into(), ..Default::default() };

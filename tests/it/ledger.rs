@@ -14,7 +14,9 @@ fn hash32(bytes: &[u8]) -> Hash {
 
 #[tokio::test]
 async fn checkpoints_are_signed_notes_and_proofs_verify_against_them() {
-    let server = TestServer::start().await;
+    // About proofs any reader checks, not about grants: the lender reads
+    // every entry as before grants existed.
+    let server = TestServer::start_with(|c| c.lender_access = server::consent::LenderAccess::Open).await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     for i in 0..4 {
@@ -172,6 +174,8 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let attestation = bank
@@ -190,7 +194,7 @@ async fn a_score_attestation_verifies_offline_and_names_what_was_scored() {
     assert_eq!(field("points"), "90");
     assert_eq!(field("code"), "GREEN");
     assert_eq!(field("grade"), "INTEGRITY");
-    assert_eq!(field("model"), "ecocode-2026.1");
+    assert_eq!(field("model"), "ecocode-2026.2");
     assert_eq!(field("tree_size"), score.tree_size.to_string());
     // The verifier key `ecocode key show` prints verifies it as well.
     let (name, decoded) = note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();

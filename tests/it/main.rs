@@ -7,6 +7,8 @@ mod attacks;
 mod batch;
 mod blocking;
 mod browser;
+mod consent;
+mod disclosure;
 mod enterprises;
 mod hj212;
 mod import;

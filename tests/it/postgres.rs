@@ -7,7 +7,7 @@ use ecocode_proto::v1 as pb;
 use server::principals::{PrincipalStore, Role};
 use tokio_stream::StreamExt as _;
 
-use crate::support::{ACME, BETA, TestServer, record};
+use crate::support::{ACME, BETA, TestServer, grant, record};
 
 /// A node on `url`, signing with `key`.
 async fn node(url: &str, key: &std::path::Path) -> TestServer {
@@ -42,6 +42,9 @@ async fn three_nodes_share_one_chain_principals_and_watches() {
         (a.client(&admin_token).await, b.client(&admin_token).await, c.client(&admin_token).await);
     on_a.register(ACME, "Acme", "330206").await;
     on_b.register(BETA, "Beta", "330206").await;
+    // The bank watches through node c under ACME's grant, recorded through
+    // node a a moment before: node c catches up before it refuses.
+    grant(&mut on_a, ACME, "bank").await;
 
     // A watch on node c sees a change appended through node a.
     let bank = c.token("bank", Role::Lender);
@@ -107,9 +110,9 @@ async fn three_nodes_share_one_chain_principals_and_watches() {
     }
     let report = ledger::verify_postgres(&url, Some(&key), &mut |_, _| {}).unwrap();
     // The model entry (the three nodes publish one), 2 registrations, the
-    // seal, 90 records, 3 markers, and the index entries that end each
-    // checkpoint the nodes signed meanwhile.
-    assert_eq!(report.entries, 97 + report.index_entries);
+    // bank's grant, the seal, 90 records, 3 markers, and the index entries
+    // that end each checkpoint the nodes signed meanwhile.
+    assert_eq!(report.entries, 98 + report.index_entries);
     assert!(report.checkpoint_signature_checked);
 }
 
@@ -144,6 +147,8 @@ async fn an_inquiry_on_one_node_is_listed_on_another() {
     let (a, b) = (node(&url, &key).await, node(&url, &key).await);
     let admin = a.token("admin", Role::Admin);
     a.client(&admin).await.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut a.client(&admin).await, ACME, "bank").await;
     let bank = a.token("bank", Role::Lender);
     let acme = a.token("acme", Role::Enterprise { uscc: ACME.into() });
     b.principals.reload_if_changed().unwrap();

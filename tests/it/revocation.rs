@@ -45,6 +45,8 @@ async fn a_revoked_lenders_watch_ends_unauthenticated() {
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Ningbo Acme Dyeing Co.", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank-a").await;
     let bank = server.token("bank-a", Role::Lender);
     let mut lender = server.client(&bank).await;
     let (first, mut changes) = lender.watch(ACME).await;

@@ -23,7 +23,7 @@ async fn a_new_enterprise_is_green_and_records_move_the_score() {
         (score.points, score.grade(), score.code()),
         (100, pb::CreditGrade::Integrity, pb::EcoCode::Green)
     );
-    assert_eq!(score.model_version, "ecocode-2026.1");
+    assert_eq!(score.model_version, "ecocode-2026.2");
     assert_eq!(score.name, "Acme");
 
     let fine = admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap(); // 80 000 yuan: -10
@@ -94,6 +94,9 @@ async fn batch_scores_list_unknown_enterprises() {
     admin.register(ACME, "Acme", "330206").await;
     admin.register(BETA, "Beta", "330206").await;
     let unknown = uscc("91330206MA2GXXXX0");
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
+    grant(&mut admin, BETA, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let response = bank
@@ -359,6 +362,8 @@ async fn watchers_see_changes_from_new_entries_and_from_expiry() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.register(BETA, "Beta", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let (first, mut stream) = bank.watch(ACME).await;
@@ -448,6 +453,8 @@ async fn a_watcher_that_stops_reading_never_blocks_ingest_and_still_sees_the_las
     let server = TestServer::start().await;
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let (_, mut stream) = bank.watch(ACME).await;

@@ -276,12 +276,13 @@ impl tonic::service::Interceptor for Bearer {
 
 type Svc = InterceptedService<Channel, Bearer>;
 
-/// The four generated clients, all sending one bearer token.
+/// The five generated clients, all sending one bearer token.
 pub struct Client {
     pub registry: pb::registry_client::RegistryClient<Svc>,
     pub ingest: pb::ingest_client::IngestClient<Svc>,
     pub scores: pb::scores_client::ScoresClient<Svc>,
     pub ledger: pb::ledger_client::LedgerClient<Svc>,
+    pub consent: pb::consent_client::ConsentClient<Svc>,
 }
 
 impl Client {
@@ -292,6 +293,7 @@ impl Client {
             registry: pb::registry_client::RegistryClient::with_interceptor(channel.clone(), bearer.clone()),
             ingest: pb::ingest_client::IngestClient::with_interceptor(channel.clone(), bearer.clone()),
             scores: pb::scores_client::ScoresClient::with_interceptor(channel.clone(), bearer.clone()),
+            consent: pb::consent_client::ConsentClient::with_interceptor(channel.clone(), bearer.clone()),
             ledger: pb::ledger_client::LedgerClient::with_interceptor(channel, bearer),
         }
     }
@@ -356,6 +358,22 @@ pub fn record(uscc: &str, id: &str, kind: &str, day: i64) -> pb::Record {
 /// A workflow step acting on `seq`.
 pub fn step(uscc: &str, id: &str, kind: &str, day: i64, seq: u64) -> pb::Record {
     pb::Record { refers_to_seq: seq, source: "workflow".into(), ..record(uscc, id, kind, day) }
+}
+
+/// An access grant of `uscc` to `lender` covering details and history,
+/// from T0 for a year: what a bank holds before it reads an enterprise
+/// under `--lender-access granted`. `by` is the enterprise itself or an
+/// admin acting on its signed authorization.
+pub async fn grant(by: &mut Client, uscc: &str, lender: &str) -> pb::Grant {
+    let grant = pb::AccessGrant {
+        uscc: uscc.into(),
+        lender: lender.into(),
+        purpose: "loan_application".into(),
+        covers: vec!["details".into(), "history".into()],
+        starts_at: ts(days(-1000)),
+        expires_at: ts(days(365)),
+    };
+    by.consent.grant_access(pb::GrantAccessRequest { grant: Some(grant) }).await.expect("grant").into_inner()
 }
 
 /// Valid USCCs for tests (check characters computed per GB 32100-2015).

@@ -377,6 +377,10 @@ async fn the_regulator_lists_its_region_filters_sorts_counts_and_downloads_csv()
 #[tokio::test]
 async fn the_lenders_portfolio_follows_batch_get_scores_and_is_an_inquiry() {
     let (server, _) = seeded().await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    for uscc in [ACME, BETA] {
+        grant(&mut server.admin().await, uscc, "bank-a").await;
+    }
     let token = server.token("bank-a", Role::Lender);
     let mut web = server.web();
     assert_eq!(sign_in(&mut web, &token).await.header("location"), Some("/portfolio"));
@@ -600,6 +604,8 @@ async fn a_lender_reads_the_same_record_fields_on_the_page_and_through_list_entr
     let (server, fine) = seeded().await;
     let (dispute, rectification) = with_filings(&server, fine).await;
     let secrets = ["DISPUTE-TEXT", "RECTIFICATION-TEXT", "EVIDENCE-REF-7"];
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut server.admin().await, ACME, "bank-a").await;
     let token = server.token("bank-a", Role::Lender);
     let mut web = server.web();
     sign_in(&mut web, &token).await;
@@ -659,6 +665,8 @@ async fn a_lender_reads_the_same_record_fields_on_the_page_and_through_list_entr
 #[tokio::test]
 async fn a_signed_in_lenders_page_read_is_recorded_as_an_inquiry() {
     let (server, _) = seeded().await;
+    // A bank reads under the enterprise's grant (--lender-access granted).
+    grant(&mut server.admin().await, ACME, "bank-a").await;
     let token = server.token("bank-a", Role::Lender);
     let mut web = server.web();
     sign_in(&mut web, &token).await;

@@ -81,7 +81,11 @@ def start_server(data: Path, listen: str = "127.0.0.1:0", extra: tuple = (), htt
     """Starts ``ecocode serve`` and returns once it prints the address it listens on.
 
     With ``http`` the web page listens too, on a free port of 127.0.0.1
-    (``Server.http_address``); otherwise it is off.
+    (``Server.http_address``); otherwise it is off. These tests are about the
+    client's reads, not about lender access grants (``test_consent.py`` and
+    ``tests/it/consent.rs`` test them), so the lender
+    reads under ``--lender-access open`` unless ``extra`` says otherwise
+    (``test_consent.py`` runs ``granted``).
     """
     data.mkdir(parents=True, exist_ok=True)
     args = [
@@ -95,6 +99,7 @@ def start_server(data: Path, listen: str = "127.0.0.1:0", extra: tuple = (), htt
         "127.0.0.1:0" if http else "off",
         "--checkpoint-interval-ms",
         "50",
+        *(() if "--lender-access" in extra else ("--lender-access", "open")),
         *extra,
     ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -35,6 +35,7 @@ fn inquiry(caller: usize, n: u64) -> Inquiry {
         method: "GetScore".into(),
         purpose: format!("loan-2026-{n:06}"),
         at_ns: 1_790_000_000_000_000_000 + n as i64,
+        grant_seq: None,
     }
 }
 

@@ -44,6 +44,11 @@ pub struct Inquiry {
     pub purpose: String,
     /// Unix nanoseconds.
     pub at_ns: i64,
+    /// The ledger seq of the lender's access grant the read was made
+    /// under; `None` for other readers and under open lender access
+    /// (and for inquiries recorded before grants existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_seq: Option<u64>,
 }
 
 /// Which inquiries a listing may show.

@@ -50,6 +50,7 @@ struct Columns {
     role: Vec<String>,
     method: Vec<String>,
     purpose: Vec<String>,
+    grant_seq: Vec<Option<i64>>,
 }
 
 impl SharedLog {
@@ -89,6 +90,7 @@ impl SharedLog {
             columns.role.push(i.role.clone());
             columns.method.push(i.method.clone());
             columns.purpose.push(i.purpose.clone());
+            columns.grant_seq.push(i.grant_seq.map(|s| s as i64));
         }
         let pool = self.pg.pool().clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -99,9 +101,9 @@ impl SharedLog {
                 let c = &columns;
                 client
                     .execute(
-                        "INSERT INTO inquiries (at_ns, uscc, region_code, principal, role, method, purpose)
-                         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
-                        &[&c.at, &c.uscc, &c.region, &c.principal, &c.role, &c.method, &c.purpose],
+                        "INSERT INTO inquiries (at_ns, uscc, region_code, principal, role, method, purpose, grant_seq)
+                         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])",
+                        &[&c.at, &c.uscc, &c.region, &c.principal, &c.role, &c.method, &c.purpose, &c.grant_seq],
                     )
                     .await
                     .map_err(db)?;
@@ -127,7 +129,7 @@ impl SharedLog {
         };
         let digest = scope_digest(&query.scope);
         let mut sql = format!(
-            "SELECT id, at_ns, uscc, region_code, principal, role, method, purpose FROM inquiries WHERE {scope_sql}"
+            "SELECT id, at_ns, uscc, region_code, principal, role, method, purpose, grant_seq FROM inquiries WHERE {scope_sql}"
         );
         if let Some(from) = query.from_ns {
             params.push(Box::new(from));
@@ -170,6 +172,7 @@ impl SharedLog {
                 role: row.get(5),
                 method: row.get(6),
                 purpose: row.get(7),
+                grant_seq: row.get::<_, Option<i64>>(8).map(|s| s as u64),
             });
         }
         if rows.len() > page_size {

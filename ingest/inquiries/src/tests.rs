@@ -16,6 +16,7 @@ fn inquiry(uscc: &str, region: &str, principal: &str, at_ns: i64) -> Inquiry {
         method: "GetScore".into(),
         purpose: format!("loan {at_ns}"),
         at_ns,
+        grant_seq: None,
     }
 }
 

@@ -75,6 +75,11 @@ pub struct LedgerConfig {
     /// given the same URL; the checkpoints live in it too, and `dir` holds
     /// only the key (unless `key_file` is given).
     pub store: Option<String>,
+    /// A replica (a mirror's copy of another log): appends are that log's
+    /// entries taken verbatim, index entries included (each checked against
+    /// the index this copy computes), and the copy never writes an index
+    /// entry of its own, so its tree stays the log's.
+    pub replica: bool,
 }
 
 /// [`LedgerConfig::cache_bytes`] by default: enough for the hot part of
@@ -92,6 +97,7 @@ impl LedgerConfig {
             min_free_bytes: 64 * 1024 * 1024,
             cache_bytes: DEFAULT_CACHE_BYTES,
             store: None,
+            replica: false,
         }
     }
 }
@@ -223,6 +229,8 @@ impl Drop for Inner {
 /// State shared by the handles and the writer thread.
 struct Core {
     dir: PathBuf,
+    /// [`LedgerConfig::replica`].
+    replica: bool,
     origin: String,
     key: ServiceKey,
     interval: Duration,
@@ -366,6 +374,7 @@ impl Ledger {
             flushes: AtomicU64::new(0),
             failed: Mutex::new(None),
             min_free: AtomicU64::new(cfg.min_free_bytes),
+            replica: cfg.replica,
             index: Mutex::new(index),
             index_snapshots: Mutex::new(snapshots),
             observer: std::sync::OnceLock::new(),

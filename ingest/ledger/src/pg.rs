@@ -118,6 +118,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value bytea NOT NULL,
         PRIMARY KEY (space, key)
     );",
+    // 5: the lender access grant an inquiry was made under (its ledger seq).
+    "ALTER TABLE inquiries ADD COLUMN grant_seq bigint;",
 ];
 
 /// One group commit's rows and the new head, in one statement.

@@ -282,7 +282,8 @@ fn stage<'a>(
             Err(e) => return Err((index, e)),
         }
     }
-    if seal && !staged.state.last_is_index && staged.state.frontier.size() > 0 {
+    // A replica holds the log's own index entries, never one of its own.
+    if seal && !core.replica && !staged.state.last_is_index && staged.state.frontier.size() > 0 {
         staged.index_entry().map_err(|e| (group.len(), e))?;
     }
     Ok((staged, answers))
@@ -491,7 +492,32 @@ impl Staging<'_> {
     /// index (which holds every durable entry) with this group's entries.
     fn index_entry(&mut self) -> Result<()> {
         let seq = self.state.frontier.size();
-        let tree = {
+        let tree = self.staged_index()?;
+        let payload = tlog::index::Commitment::of(seq, &tree).payload();
+        let entry = NewEntry { payload, subject: Vec::new(), idempotency: None };
+        self.append(entry, self.now_ns);
+        self.index = Some((seq, tree));
+        Ok(())
+    }
+
+    /// On a replica (a mirror's copy), an index entry taken from the log
+    /// must be exactly the index this copy computes over the entries
+    /// before it; then it is stored verbatim like any other entry.
+    fn check_replicated_index(&mut self, payload: &[u8]) -> Result<()> {
+        let seq = self.state.frontier.size();
+        let tree = self.staged_index()?;
+        if tlog::index::Commitment::of(seq, &tree).payload() != payload {
+            return Err(Error::tampered(
+                seq,
+                "the index entry differs from the index of the entries before it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The index over every durable entry and this group's staged ones.
+    fn staged_index(&mut self) -> Result<tlog::index::Tree> {
+        Ok({
             let mut index = lock(&self.core.index);
             if index.size() != self.commit.base {
                 return Err(Error::Storage(format!(
@@ -513,12 +539,7 @@ impl Staging<'_> {
             let updates: Vec<_> =
                 values.into_iter().map(|(subject, value)| (tlog::index::key(subject), value)).collect();
             index.commit().apply(updates)
-        };
-        let payload = tlog::index::Commitment::of(seq, &tree).payload();
-        let entry = NewEntry { payload, subject: Vec::new(), idempotency: None };
-        self.append(entry, self.now_ns);
-        self.index = Some((seq, tree));
-        Ok(())
+        })
     }
 
     /// The head the staged entries lead to, for the commit.
@@ -549,7 +570,7 @@ impl Staging<'_> {
                 last = t;
             }
         }
-        if entries.iter().any(|e| tlog::index::is_index_payload(&e.payload)) {
+        if !self.core.replica && entries.iter().any(|e| tlog::index::is_index_payload(&e.payload)) {
             return Err(Error::InvalidArgument(
                 "a payload starting with the index entry line is reserved for index entries".into(),
             ));
@@ -563,6 +584,10 @@ impl Staging<'_> {
     }
 
     fn entry(&mut self, entry: NewEntry, at: i64) -> Result<AppendResult> {
+        if tlog::index::is_index_payload(&entry.payload) {
+            // Only a replica gets here (`request` refuses it otherwise).
+            self.check_replicated_index(&entry.payload)?;
+        }
         if let Some(idempotency) = &entry.idempotency {
             let existing = match self.keys.get(&idempotency.key) {
                 Some((fingerprint, receipt)) => Some((*fingerprint, receipt.clone())),

@@ -47,7 +47,7 @@ fn record_rules_that_depend_on_the_kind() {
     check_record(
         record("no.such", day(1), 0, None),
         now,
-        "kind: unknown kind \"no.such\" in model ecocode-2026.1",
+        "kind: unknown kind \"no.such\" in model ecocode-2026.2",
     );
     check_record(record("penalty.fine", day(1), 80_000, None), now, "ok");
     check_record(

@@ -6,5 +6,6 @@ mod golden;
 mod history;
 mod model_file;
 mod props;
+mod publicity;
 mod support;
 mod table;

@@ -3,7 +3,7 @@
 
 use scoring::{Error, KindClass, Model, WorkflowKind};
 
-const BUILTIN: &str = include_str!("../../../fixtures/model/ecocode-2026.1.toml");
+const BUILTIN: &str = include_str!("../../../fixtures/model/ecocode-2026.2.toml");
 
 /// Applies `edit` (old, new) to the builtin text and expects the load to
 /// fail with a message containing `fragment`.
@@ -23,8 +23,8 @@ fn check_rejected(old: &str, new: &str, fragment: &str) {
 #[test]
 fn builtin_model_loads_with_every_kind() {
     let model = Model::builtin();
-    assert_eq!(model.version(), "ecocode-2026.1");
-    assert_eq!(Model::from_toml(BUILTIN).expect("valid").version(), "ecocode-2026.1");
+    assert_eq!(model.version(), "ecocode-2026.2");
+    assert_eq!(Model::from_toml(BUILTIN).expect("valid").version(), "ecocode-2026.2");
     assert_eq!(model.kind_class("veto.crime"), Some(KindClass::Scored { veto: true, bonus: false }));
     assert_eq!(model.kind_class("award.environmental"), Some(KindClass::Scored { veto: false, bonus: true }));
     assert_eq!(model.kind_class("penalty.fine"), Some(KindClass::Scored { veto: false, bonus: false }));
@@ -40,7 +40,7 @@ fn builtin_model_loads_with_every_kind() {
 
 #[test]
 fn broken_models_are_rejected() {
-    check_rejected("version = \"ecocode-2026.1\"\n", "", "missing field `version`");
+    check_rejected("version = \"ecocode-2026.2\"\n", "", "missing field `version`");
     check_rejected("bonus_cap = 10", "bonus_cap = 10\ncolour = \"red\"", "unknown field `colour`");
     check_rejected(
         "points = -3\nwindow_days = 180",
@@ -104,6 +104,6 @@ fn broken_models_are_rejected() {
     );
     check_rejected("[kinds.\"exceedance.daily\"]", "[kinds.\"repair.granted\"]", "is a workflow kind");
     check_rejected("[kinds.\"exceedance.daily\"]", "[kinds.\"exceedance daily\"]", "a kind must be");
-    check_rejected("bonus_cap = 10", "bonus_cap = \"ten\"", "line 30: invalid type");
-    check_rejected("\n[grades]\n", "\n[grades\n", "line 32: ");
+    check_rejected("bonus_cap = 10", "bonus_cap = \"ten\"", "line 38: invalid type");
+    check_rejected("\n[grades]\n", "\n[grades\n", "line 40: ");
 }

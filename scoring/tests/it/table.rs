@@ -16,7 +16,7 @@ fn check(entries_text: &str, at: &str, n: u64, expect: &str) {
     let sum: i32 = evaluation.reasons.iter().map(|r| r.points).sum();
     assert_eq!(100 + sum, evaluation.points, "reasons do not add up: {evaluation:#?}");
     assert_eq!(evaluation.as_of, instant(at));
-    assert_eq!(evaluation.model_version, "ecocode-2026.1");
+    assert_eq!(evaluation.model_version, "ecocode-2026.2");
     let got = summary(&evaluation);
     assert_eq!(got, expect, "\nentries: {entries_text}\nat: {at}, N: {n}");
 }

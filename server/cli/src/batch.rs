@@ -148,7 +148,9 @@ impl LedgerSnapshot {
             Event::MonitoringPoint(_)
             | Event::PlatformOutage(_)
             | Event::Index(_)
-            | Event::ScoringModel { .. } => {}
+            | Event::ScoringModel { .. }
+            | Event::AccessGrant(_)
+            | Event::AccessRevocation { .. } => {}
         }
         Ok(())
     }

@@ -28,6 +28,8 @@ use crate::client::{Connection, authed, channel, progress_bar, status_error};
 mod args;
 mod attest;
 mod enterprise;
+mod export;
+mod grant;
 mod print;
 mod proof;
 mod serve;
@@ -36,6 +38,8 @@ mod store;
 pub use args::*;
 use attest::*;
 use enterprise::*;
+use export::*;
+use grant::*;
 pub use print::*;
 use proof::*;
 pub use serve::*;
@@ -143,8 +147,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let mut page_token = String::new();
             let mut shown = 0;
             println!(
-                "{:<25} {:<18} {:<16} {:<10} {:<14} purpose",
-                "at", "uscc", "principal", "role", "method"
+                "{:<25} {:<18} {:<16} {:<10} {:<14} {:<6} purpose",
+                "at", "uscc", "principal", "role", "method", "grant"
             );
             loop {
                 let request =
@@ -157,13 +161,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     }
                     let at = i.at.as_ref().and_then(|t| Timestamp::from_unix(t.seconds, t.nanos));
                     // Every field is the server's text: shown, never run.
+                    // The access grant a lender read under (its seq), or "-".
+                    let grant = if i.grant_seq == 0 { "-".to_owned() } else { i.grant_seq.to_string() };
                     println!(
-                        "{:<25} {:<18} {:<16} {:<10} {:<14} {}",
+                        "{:<25} {:<18} {:<16} {:<10} {:<14} {:<6} {}",
                         at.map(|t| t.to_string()).unwrap_or_default(),
                         terminal_text(&i.uscc),
                         terminal_text(&i.principal),
                         terminal_text(&i.role),
                         terminal_text(&i.method),
+                        grant,
                         terminal_text(&i.purpose)
                     );
                     shown += 1;
@@ -210,6 +217,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Principal(command) => principal(command),
         Command::Key(command) => key(command),
         Command::Enterprise(command) => enterprise(command).await,
+        Command::Grant(command) => grant(command).await,
+        Command::Export { conn, uscc, out } => export(conn, uscc, out).await,
         Command::Attest(command) => attest(command).await,
     }
 }

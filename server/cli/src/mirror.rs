@@ -122,6 +122,7 @@ impl Mirror {
         let mut config = LedgerConfig::new(&options.data);
         config.origin = "ecocode.mirror/local".into();
         config.key_name = "ecocode.mirror".into();
+        config.replica = true;
         let bar = options.report.then(|| crate::client::progress_bar("verifying the local copy", "entries"));
         let ledger = Ledger::open_with_progress(config, &mut |done, total| {
             if let Some(bar) = &bar {
@@ -393,8 +394,13 @@ fn subject_of(payload: &[u8]) -> Vec<u8> {
         Ok(Event::Record(r)) => r.uscc.as_str().as_bytes().to_vec(),
         Ok(Event::MonitoringPoint(p)) => p.uscc().as_str().as_bytes().to_vec(),
         Ok(Event::EnterpriseUpdate { update, .. }) => update.enterprise.uscc.as_str().as_bytes().to_vec(),
-        Ok(Event::PlatformOutage(_)) => server::events::PLATFORM_SUBJECT.as_bytes().to_vec(),
-        Err(_) => Vec::new(),
+        Ok(Event::AccessGrant(g)) => g.uscc.as_str().as_bytes().to_vec(),
+        Ok(Event::AccessRevocation { uscc, .. }) => uscc.as_str().as_bytes().to_vec(),
+        Ok(Event::PlatformOutage(_) | Event::ScoringModel { .. }) => {
+            server::events::PLATFORM_SUBJECT.as_bytes().to_vec()
+        }
+        // About no enterprise: not indexed.
+        Ok(Event::Index(_)) | Err(_) => Vec::new(),
     }
 }
 

@@ -641,6 +641,43 @@ async fn control_characters_in_a_purpose_never_reach_the_enterprises_terminal() 
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
     let mut registry = pb::registry_client::RegistryClient::new(channel);
     registry.register_enterprise(authed(&admin, acme())).await.unwrap();
+    // The bank reads under the enterprise's grant, as a real bank does.
+    let out = cli(&[
+        "grant",
+        "add",
+        "--server",
+        &url,
+        "--token",
+        &acme_token,
+        "--uscc",
+        ACME,
+        "--lender",
+        "bank-a",
+        "--purpose",
+        "loan_application",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+    ]);
+    assert!(!out.status.success(), "at most five years");
+    let expires =
+        scoring::Timestamp::from_system_time(std::time::SystemTime::now()).plus_days(365).to_string();
+    let out = cli(&[
+        "grant",
+        "add",
+        "--server",
+        &url,
+        "--token",
+        &acme_token,
+        "--uscc",
+        ACME,
+        "--lender",
+        "bank-a",
+        "--purpose",
+        "loan_application",
+        "--expires-at",
+        &expires,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Pages show the latest published checkpoint's tree: `proof inclusion`
     // returns once the timer has signed one covering the registration.
     let proof = dir.path().join("registration-proof.json");
@@ -686,6 +723,8 @@ async fn control_characters_in_a_purpose_never_reach_the_enterprises_terminal() 
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines.len(), 3, "a header and the two inquiries, no forged line: {printed:?}");
     assert!(lines[1..].iter().all(|l| l.contains("bank-a") && l.contains("LA-7")), "{printed:?}");
+    // Each names the grant it was made under (the grant is entry 1).
+    assert!(lines[1..].iter().all(|l| l.contains(" 1 ")), "{printed:?}");
     assert!(
         lines.iter().any(|l| l.contains("BatchGetScores")) && lines.iter().any(|l| l.contains("GetScore "))
     );

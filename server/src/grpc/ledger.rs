@@ -32,8 +32,8 @@ impl Ledger for LedgerService {
 
     async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
         let who = caller(&request)?;
-        let entry = self.service.entry(&who, request.get_ref().seq).await?;
-        Ok(Response::new(to_proto::entry(&entry)))
+        let (entry, withheld) = self.service.entry(&who, request.get_ref().seq).await?;
+        Ok(Response::new(to_proto::shown_entry(&entry, withheld.as_ref())))
     }
 
     type ListEntriesStream = super::CallStream<pb::Entry>;
@@ -47,7 +47,7 @@ impl Ledger for LedgerService {
         let standing = self.principals.standing(&who)?;
         let entries = self.service.entries(&who, from_seq, to_seq)?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(entries)
-            .map(|entry| entry.map(|e| to_proto::entry(&e)).map_err(Status::from));
+            .map(|entry| entry.map(|(e, w)| to_proto::shown_entry(&e, w.as_ref())).map_err(Status::from));
         Ok(Response::new(super::until_revoked(stream, standing)))
     }
 

@@ -3,6 +3,7 @@
 //! with [`crate::convert`], call the one door ([`Service`]) and convert the
 //! answer back. No rule of who may do what lives here.
 
+mod consent;
 mod ingest;
 mod ledger;
 mod registry;
@@ -12,14 +13,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ecocode_proto::v1::{
-    ingest_server::IngestServer, ledger_server::LedgerServer, registry_server::RegistryServer,
-    scores_server::ScoresServer,
+    consent_server::ConsentServer, ingest_server::IngestServer, ledger_server::LedgerServer,
+    registry_server::RegistryServer, scores_server::ScoresServer,
 };
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::Status;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
+pub use self::consent::ConsentService;
 pub use self::ingest::IngestService;
 pub use self::ledger::LedgerService;
 pub use self::registry::RegistryService;
@@ -46,6 +48,7 @@ pub async fn routes(
     health.set_serving::<IngestServer<IngestService>>().await;
     health.set_serving::<ScoresServer<ScoresService>>().await;
     health.set_serving::<LedgerServer<LedgerService>>().await;
+    health.set_serving::<ConsentServer<ConsentService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ecocode_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -63,6 +66,8 @@ pub async fn routes(
     let scores =
         ScoresServer::new(ScoresService { service: service.clone(), principals: principals.clone() })
             .max_decoding_message_size(max_message_bytes);
+    let consent = ConsentServer::new(ConsentService { service: service.clone() })
+        .max_decoding_message_size(max_message_bytes);
     let ledger =
         LedgerServer::new(LedgerService { service, principals }).max_decoding_message_size(max_message_bytes);
     let mut routes = Routes::new(health_service);
@@ -71,6 +76,7 @@ pub async fn routes(
         .add_service(InterceptedService::new(registry, auth.clone()))
         .add_service(InterceptedService::new(ingest, auth.clone()))
         .add_service(InterceptedService::new(scores, auth.clone()))
+        .add_service(InterceptedService::new(consent, auth.clone()))
         .add_service(InterceptedService::new(ledger, auth));
     Ok((routes, health))
 }

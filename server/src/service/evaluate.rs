@@ -54,6 +54,7 @@ impl Service {
             root: head.root,
             model_entry: None,
             index: None,
+            withheld: Vec::new(),
         })
     }
 
@@ -108,6 +109,7 @@ impl Service {
             root,
             model_entry: None,
             index: None,
+            withheld: Vec::new(),
         })
     }
 

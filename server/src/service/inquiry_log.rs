@@ -16,10 +16,21 @@ impl Service {
         if !matches!(who.role, Role::Lender | Role::Regulator { .. }) || read.is_empty() {
             return Ok(());
         }
-        let at_ns = self.clock.now().unix_nanos();
+        let now = self.clock.now();
+        let at_ns = now.unix_nanos();
+        // The grant a lender's read was made under (checked before the read).
+        let cover = match method {
+            "GetScoreHistory" => crate::consent::Cover::History,
+            _ => crate::consent::Cover::Details,
+        };
+        let grant_of = |e: &Enterprise| match who.role {
+            Role::Lender => self.directory.live_grant(e.uscc.as_str(), &who.name, cover, now).map(|g| g.seq),
+            _ => None,
+        };
         let inquiries: Vec<Inquiry> = read
             .iter()
             .map(|e| Inquiry {
+                grant_seq: grant_of(e),
                 uscc: e.uscc.to_string(),
                 region_code: e.region_code.clone(),
                 principal: who.name.clone(),

@@ -47,11 +47,17 @@ impl Service {
         self.on_ledger(move |ledger| ledger.checkpoint_covering(size)).await
     }
 
-    pub async fn entry(&self, who: &Principal, seq: u64) -> Result<Entry> {
+    /// Entry `seq` as `who` receives it: whole, or withheld (its payload
+    /// left out, its entry hash kept; [`auth::record_disclosure`]).
+    pub async fn entry(self: &Arc<Self>, who: &Principal, seq: u64) -> Result<(Entry, Option<Withheld>)> {
         auth::may_read_ledger(who)?;
-        let entry = self.on_ledger(move |ledger| ledger.entry(seq)).await?;
-        self.may_read_entry(who, &entry)?;
-        Ok(entry)
+        let (service, who) = (self.clone(), who.clone());
+        blocking(move || {
+            let entry = service.ledger.entry(seq)?;
+            let withheld = service.may_read_entry(&who, &entry, &mut HashMap::new())?;
+            Ok(disclose_entry(entry, withheld))
+        })
+        .await
     }
 
     /// Entries `[from, to)` (`to = 0`: the current size) that `who` may
@@ -63,7 +69,7 @@ impl Service {
         who: &Principal,
         from: u64,
         to: u64,
-    ) -> Result<mpsc::Receiver<Result<Entry>>> {
+    ) -> Result<mpsc::Receiver<Result<ShownEntry>>> {
         const CHUNK: u64 = 256;
         auth::may_read_ledger(who)?;
         let size = self.ledger.head().size;
@@ -83,13 +89,17 @@ impl Service {
                 let Ok(permits) = tx.reserve_many(CHUNK.min(to - next) as usize).await else { return };
                 let (end, reader, service) = ((next + CHUNK).min(to), who.clone(), service.clone());
                 let chunk = tokio::task::spawn_blocking(move || {
+                    // Each enterprise's records are read once per chunk.
+                    let mut records = HashMap::new();
                     service
                         .ledger
                         .scan(next, end)
                         .filter_map(|e| match e.map_err(Error::from) {
-                            Ok(e) => match service.may_read_entry(&reader, &e) {
-                                Ok(()) => Some(Ok(e)),
-                                Err(Error::PermissionDenied(_)) => None,
+                            Ok(e) => match service.may_read_entry(&reader, &e, &mut records) {
+                                Ok(withheld) => Some(Ok(disclose_entry(e, withheld))),
+                                // Not the reader's to see (or, for a lender,
+                                // about an enterprise that granted it nothing).
+                                Err(Error::PermissionDenied(_) | Error::FailedPrecondition(_)) => None,
                                 Err(other) => Some(Err(other)),
                             },
                             Err(e) => Some(Err(e)),
@@ -163,12 +173,20 @@ impl Service {
 impl Service {
     /// [`auth::may_read_entry`] for `entry`: what it is (a record of which
     /// kind, a registration, a monitoring point) is read from its payload,
-    /// the enterprise it is about from the directory.
-    pub(super) fn may_read_entry(&self, who: &Principal, entry: &Entry) -> Result<()> {
+    /// the enterprise it is about from the directory; and for a record,
+    /// whether `who` receives it only as withheld
+    /// ([`auth::record_disclosure`]), from the enterprise's records
+    /// (`records`: those read so far, by USCC).
+    pub(super) fn may_read_entry(
+        &self,
+        who: &Principal,
+        entry: &Entry,
+        records: &mut HashMap<String, Vec<LedgerRecord>>,
+    ) -> Result<Option<Withheld>> {
         use auth::EntryKind;
         match &who.role {
             // Every entry, without decoding (audits read the whole log).
-            Role::Admin => return Ok(()),
+            Role::Admin => return Ok(None),
             // Only entries about itself, whatever they are.
             Role::Enterprise { uscc } if uscc.as_bytes() != entry.subject.as_slice() => {
                 return Err(auth::denied(
@@ -196,24 +214,68 @@ impl Service {
             Event::Record(record) => {
                 let enterprise = about(&record.uscc, None)?;
                 let class = self.model.kind_class(&record.kind);
-                auth::may_read_entry(who, seq, EntryKind::Record { enterprise: &enterprise, class })
+                auth::may_read_entry(who, seq, EntryKind::Record { enterprise: &enterprise, class })?;
+                // A lender reads an enterprise's records under a grant.
+                self.lender_grant(who, &enterprise, crate::consent::Cover::Details)?;
+                if !auth::publicity_applies(who) || !matches!(class, Some(KindClass::Scored { .. })) {
+                    return Ok(None);
+                }
+                let uscc = record.uscc.to_string();
+                if !records.contains_key(&uscc) {
+                    records.insert(uscc.clone(), self.records_of(&uscc)?);
+                }
+                let all = &records[&uscc];
+                let me = LedgerRecord { seq: Seq(seq), record };
+                let publicity = self.model.publicity(&me, all, self.clock.now(), self.ledger.head().size);
+                Ok(match (auth::record_disclosure(who, &enterprise, class, &publicity)?, publicity) {
+                    (auth::Disclosure::Withheld, scoring::Publicity::NotPublished { class, since, why }) => {
+                        Some(Withheld { seq: Seq(seq), class, why, since, entry_hash: entry.entry_hash })
+                    }
+                    _ => None,
+                })
             }
             Event::Registration(e) => {
                 auth::may_read_entry(who, seq, EntryKind::Enterprise(&about(&e.uscc, Some(&e))?))
+                    .map(|()| None)
             }
             Event::EnterpriseUpdate { update, .. } => {
                 let e = about(&update.enterprise.uscc, Some(&update.enterprise))?;
-                auth::may_read_entry(who, seq, EntryKind::Enterprise(&e))
+                auth::may_read_entry(who, seq, EntryKind::Enterprise(&e)).map(|()| None)
             }
             Event::MonitoringPoint(point) => {
                 auth::may_read_entry(who, seq, EntryKind::MonitoringPoint(&about(point.uscc(), None)?))
+                    .map(|()| None)
             }
-            Event::PlatformOutage(_) => auth::may_read_entry(who, seq, EntryKind::Platform),
+            Event::PlatformOutage(_) => auth::may_read_entry(who, seq, EntryKind::Platform).map(|()| None),
+            Event::AccessGrant(g) => {
+                let e = about(&g.uscc, None)?;
+                auth::may_read_entry(who, seq, EntryKind::Grant { enterprise: &e, lender: &g.lender })
+                    .map(|()| None)
+            }
+            Event::AccessRevocation { uscc, grant_seq } => {
+                let e = about(&uscc, None)?;
+                let lender = self.directory.grant(grant_seq).map(|g| g.grant.lender).unwrap_or_default();
+                auth::may_read_entry(who, seq, EntryKind::Grant { enterprise: &e, lender: &lender })
+                    .map(|()| None)
+            }
             // About no enterprise, and what every checkpoint's verifier
             // needs (a root and a count): public.
-            Event::Index(_) => Ok(()),
+            Event::Index(_) => Ok(None),
             // The published rules every score names: public.
-            Event::ScoringModel { .. } => Ok(()),
+            Event::ScoringModel { .. } => Ok(None),
         }
     }
+}
+
+/// An entry as its reader receives it: whole, or withheld (payload left
+/// out) with why.
+pub type ShownEntry = (Entry, Option<Withheld>);
+
+/// A withheld entry keeps its seq, time and hashes (inclusion and the
+/// chain still verify) and loses its payload.
+fn disclose_entry(mut entry: Entry, withheld: Option<Withheld>) -> (Entry, Option<Withheld>) {
+    if withheld.is_some() {
+        entry.payload = Vec::new();
+    }
+    (entry, withheld)
 }

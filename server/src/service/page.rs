@@ -39,21 +39,37 @@ impl Service {
             auth::may_read_score(&reader, &enterprise)?;
             // One read of the records; the score, history, disputes and
             // repair all come from it.
-            let all = service.records_of(uscc.as_str())?;
+            let (all, hashes) = service.records_and_hashes(uscc.as_str())?;
             let evaluation = service.model.score(&all, at, size);
-            let score = ScoreView {
+            let mut score = ScoreView {
                 enterprise,
                 evaluation,
                 tree_size: size,
                 root: checkpoint.root,
                 model_entry: None,
                 index: None,
+                withheld: Vec::new(),
             };
+            // Publicity (auth::record_disclosure): what the reader receives
+            // only as withheld, among the reasons (with their entry hashes)
+            // and among all its records (counted on the page).
+            let withheld = service.withheld_records(&reader, &score.enterprise, &all, None, None)?;
+            let named: std::collections::BTreeSet<Seq> = score
+                .evaluation
+                .reasons
+                .iter()
+                .filter(|r| r.expires_at.is_some() && withheld.iter().any(|w| w.seq == r.seq))
+                .map(|r| r.seq)
+                .collect();
+            let in_reasons =
+                service.withheld_records(&reader, &score.enterprise, &all, Some(&named), Some(&hashes))?;
+            disclosure::redact(&mut score, in_reasons);
+            let hidden = |seq: Seq| withheld.iter().any(|w| w.seq == seq);
             let open_disputes = service.model.open_disputes(&all, at, size);
             let shown = || score.evaluation.reasons.iter().take(MAX_PAGE_REASONS);
             let repair = shown()
                 // Record lines have an expiry; caps and the clamp do not.
-                .filter(|r| r.expires_at.is_some())
+                .filter(|r| r.expires_at.is_some() && !hidden(r.seq))
                 .map(|r| {
                     let step = Record {
                         source: reader.writes_as().to_owned(),
@@ -70,7 +86,7 @@ impl Service {
                 })
                 .collect();
             let proofs = shown()
-                .filter(|r| r.expires_at.is_some() && r.seq.0 < size)
+                .filter(|r| r.expires_at.is_some() && r.seq.0 < size && !hidden(r.seq))
                 .map(|r| Ok((r.seq, service.ledger.inclusion_proof(r.seq.0, size)?)))
                 .collect::<Result<Vec<_>>>()?;
             let timeline = service.model.timeline(&all, at.plus_days(-PAGE_HISTORY_DAYS), at, size);
@@ -93,7 +109,7 @@ impl Service {
                 .into_iter()
                 .filter(|r| {
                     let class = service.model.kind_class(&r.record.kind);
-                    auth::may_see_record(&reader, &score.enterprise, class).is_ok()
+                    auth::may_see_record(&reader, &score.enterprise, class).is_ok() && !hidden(r.seq)
                 })
                 .collect();
             let note = service.sign_attestation(&score)?;
@@ -107,6 +123,7 @@ impl Service {
                 detailed,
                 score,
                 records,
+                withheld,
                 open_disputes,
                 repair,
                 history,
@@ -126,7 +143,7 @@ impl Service {
     /// Entry `seq`, a record of `uscc`, if `who` may see that record: what
     /// the page's proofs are built from (the public reads the entries of
     /// scored records, nothing else; see [`auth::may_see_record`]).
-    pub async fn record_entry(&self, who: &Principal, uscc: &Uscc, seq: u64) -> Result<Entry> {
+    pub async fn record_entry(self: &Arc<Self>, who: &Principal, uscc: &Uscc, seq: u64) -> Result<Entry> {
         let enterprise = self.enterprise(who, uscc).await?;
         let entry = self.on_ledger(move |ledger| ledger.entry(seq)).await?;
         let class = match Event::decode(&entry)? {
@@ -134,6 +151,16 @@ impl Service {
             _ => return Err(Error::NotFound(format!("entry {seq} is not a record of {uscc}"))),
         };
         auth::may_see_record(who, &enterprise, class)?;
+        // A record no longer published is no longer downloaded whole.
+        let (entry, withheld) = self.entry(who, seq).await?;
+        if let Some(w) = withheld {
+            return Err(Error::PermissionDenied(format!(
+                "record {seq} of {uscc} is not published since {} ({}); Ledger.GetEntry gives its entry \
+                 hash, which its inclusion proof verifies without its details",
+                w.since,
+                w.why.as_str()
+            )));
+        }
         Ok(entry)
     }
 
@@ -155,7 +182,11 @@ impl Service {
             Some(_) => self.registered(uscc.as_str()).await?,
             None => None,
         };
-        Ok(auth::page_reader(signed, enterprise.as_ref()))
+        let refused = match (signed, &enterprise) {
+            (Some(p), Some(e)) => self.lender_grant_now(p, e, crate::consent::Cover::Details).await.is_err(),
+            _ => false,
+        };
+        Ok(auth::page_reader(signed, enterprise.as_ref(), refused))
     }
 }
 

@@ -17,6 +17,7 @@ impl Service {
     ) -> Result<ScoreView> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
         let view = self.with_commitments(view).await?;
+        let view = self.disclose(who, view).await?;
         self.inquire(who, purpose, "GetScore", &[&view.enterprise]).await?;
         Ok(view)
     }
@@ -40,6 +41,7 @@ impl Service {
             }
         };
         auth::may_read_score(who, &view.enterprise)?;
+        self.lender_grant_now(who, &view.enterprise, crate::consent::Cover::Details).await?;
         Ok(view)
     }
 
@@ -61,6 +63,7 @@ impl Service {
         let mut seen = std::collections::HashSet::with_capacity(usccs.len());
         let usccs: Vec<Uscc> = usccs.into_iter().filter(|u| seen.insert(u.clone())).collect();
         let at = at.unwrap_or_else(|| self.clock.now());
+        self.catch_up_grants(who).await?;
         let (service, reader) = (self.clone(), who.clone());
         let cancel = CancelOnDrop::default();
         let cancelled = cancel.flag();
@@ -76,7 +79,8 @@ impl Service {
                 match service.evaluate(uscc.as_str(), Some(at), 0) {
                     Ok(view) => {
                         auth::may_read_score(&reader, &view.enterprise)?;
-                        answer.scores.push(view);
+                        service.lender_grant(&reader, &view.enterprise, crate::consent::Cover::Details)?;
+                        answer.scores.push(service.disclosed(&reader, view)?);
                     }
                     Err(Error::NotFound(_)) => answer.not_found.push(uscc),
                     Err(e) => return Err(e),
@@ -165,10 +169,11 @@ impl Service {
             return Err(Error::InvalidArgument(format!("from: {from} is after to ({to})")));
         }
         let first = self.read_score(who, uscc, Some(from), 0).await?;
+        self.lender_grant_now(who, &first.enterprise, crate::consent::Cover::History).await?;
         let enterprise = first.enterprise.clone();
-        let service = self.clone();
+        let (service, reader) = (self.clone(), who.clone());
         let points = blocking(move || {
-            let records = service.records_of(first.enterprise.uscc.as_str())?;
+            let (records, hashes) = service.records_and_hashes(first.enterprise.uscc.as_str())?;
             let tree_size = first.tree_size;
             // The instants where points, grade or colour change come from
             // one sweep; only those are evaluated in full (with reasons).
@@ -184,6 +189,29 @@ impl Service {
             for step in changes.into_iter().skip(1) {
                 let evaluation = service.model.score(&records, step.at, tree_size);
                 points.push(ScoreView { evaluation, ..first.clone() });
+            }
+            // What a lender or the public receives of the reasons: decided
+            // once for every record named by any point.
+            let named: std::collections::BTreeSet<Seq> = points
+                .iter()
+                .flat_map(|p| p.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq))
+                .collect();
+            let withheld = service.withheld_records(
+                &reader,
+                &first.enterprise,
+                &records,
+                Some(&named),
+                Some(&hashes),
+            )?;
+            for point in &mut points {
+                let mine: Vec<Withheld> = withheld
+                    .iter()
+                    .filter(|w| {
+                        point.evaluation.reasons.iter().any(|r| r.seq == w.seq && r.expires_at.is_some())
+                    })
+                    .cloned()
+                    .collect();
+                disclosure::redact(point, mine);
             }
             Ok(points)
         })
@@ -204,6 +232,7 @@ impl Service {
         for uscc in usccs {
             auth::may_read_scores_at_all(who, uscc.as_str())?;
         }
+        self.catch_up_grants(who).await?;
         // Subscribe before the first evaluation so no change falls between.
         let changes = self.subscribe_changes();
         let (service, reader, usccs) = (self.clone(), who.clone(), usccs.to_vec());
@@ -212,6 +241,8 @@ impl Service {
             for uscc in usccs {
                 let (view, next_change) = service.evaluate_for_watch(uscc.as_str())?;
                 auth::may_read_score(&reader, &view.enterprise)?;
+                service.lender_grant(&reader, &view.enterprise, crate::consent::Cover::Details)?;
+                let view = service.disclosed(&reader, view)?;
                 current.insert(uscc.to_string(), (view, next_change));
             }
             Ok(current)
@@ -220,7 +251,7 @@ impl Service {
         let watched: Vec<&Enterprise> = current.values().map(|(v, _)| &v.enterprise).collect();
         self.inquire(who, purpose, "WatchCodes", &watched).await?;
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(watch::run(self.clone(), current, changes, tx));
+        tokio::spawn(watch::run(self.clone(), who.clone(), current, changes, tx));
         Ok(rx)
     }
 
@@ -236,9 +267,19 @@ impl Service {
     ) -> Result<(ScoreView, String)> {
         let view = self.read_score(who, uscc, at, tree_size).await?;
         let view = self.with_commitments(view).await?;
+        let view = self.disclose(who, view).await?;
         let note = self.sign_attestation(&view)?;
         self.inquire(who, purpose, "GetAttestation", &[&view.enterprise]).await?;
         Ok((view, note))
+    }
+
+    /// [`Self::disclosed`] off the async workers.
+    async fn disclose(self: &Arc<Self>, who: &Principal, view: ScoreView) -> Result<ScoreView> {
+        if !auth::publicity_applies(who) {
+            return Ok(view);
+        }
+        let (service, who) = (self.clone(), who.clone());
+        blocking(move || service.disclosed(&who, view)).await
     }
 
     /// The signed note stating `view`.

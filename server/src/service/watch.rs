@@ -23,6 +23,7 @@ struct Watched {
 
 pub(crate) async fn run(
     state: Arc<Service>,
+    reader: crate::principals::Principal,
     initial: HashMap<String, (ScoreView, Option<Timestamp>)>,
     mut changes: broadcast::Receiver<Uscc>,
     tx: mpsc::Sender<Result<CodeChange>>,
@@ -88,10 +89,14 @@ pub(crate) async fn run(
             // Evaluation reads the ledger and computes: off the async workers,
             // so watchers never stall other calls.
             let evaluated = {
-                let (state, key) = (state.clone(), uscc.clone());
-                tokio::task::spawn_blocking(move || state.evaluate_for_watch(&key))
-                    .await
-                    .unwrap_or_else(|e| Err(Error::Internal(format!("watch evaluation failed: {e}"))))
+                let (state, key, reader) = (state.clone(), uscc.clone(), reader.clone());
+                // The reasons as the watcher receives them (publicity).
+                tokio::task::spawn_blocking(move || {
+                    let (view, next) = state.evaluate_for_watch(&key)?;
+                    Ok((state.disclosed(&reader, view)?, next))
+                })
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("watch evaluation failed: {e}"))))
             };
             let (view, next) = match evaluated {
                 Ok(evaluated) => evaluated,

@@ -154,7 +154,7 @@ pub fn router(
         limiter: Arc::new(RateLimiter::new(config.requests_per_minute)),
         metrics,
     };
-    let routes: [(&'static str, MethodRouter<WebState>); 19] = [
+    let routes: [(&'static str, MethodRouter<WebState>); 22] = [
         ("/", get(pages::index)),
         ("/e", get(pages::lookup)),
         ("/e/{uscc}", get(pages::enterprise)),
@@ -164,6 +164,9 @@ pub fn router(
         ("/e/{uscc}/score-proof.json", get(pages::score_proof_file)),
         ("/e/{uscc}/dispute", post(pages::open_dispute)),
         ("/e/{uscc}/rectification", post(pages::submit_rectification)),
+        ("/e/{uscc}/grant", post(pages::grant_access)),
+        ("/e/{uscc}/revoke", post(pages::revoke_access)),
+        ("/e/{uscc}/export", get(pages::export_file)),
         // A scanned compact QR code (HTTP://HOST/Q/<digits>).
         ("/Q/{digits}", get(pages::scanned)),
         ("/q/{digits}", get(pages::scanned)),

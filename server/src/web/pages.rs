@@ -22,11 +22,14 @@ use super::templates::*;
 use super::{WebState, chart, labels, qr};
 use crate::error::{Error, Result};
 use crate::principals::{Principal, Role};
-use crate::service::{ListQuery, MAX_PAGE, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScoreView};
+use crate::service::{
+    ExportItem, ListQuery, MAX_PAGE, MAX_PAGE_REASONS, PAGE_HISTORY_DAYS, PageView, ScoreView, WITHHELD_KIND,
+};
 
 mod enterprise;
 mod feed;
 mod filing;
+mod grants;
 mod portfolio;
 mod proof;
 mod region;
@@ -37,6 +40,7 @@ mod tiles;
 pub use enterprise::*;
 pub use feed::*;
 pub use filing::*;
+pub use grants::*;
 pub use portfolio::*;
 pub use proof::*;
 pub use region::*;

@@ -60,6 +60,9 @@ pub struct PageData {
     /// How many reasons the score has (more than `reasons` shows when the
     /// page cuts them).
     pub reasons_total: usize,
+    /// How many of the enterprise's records the reader receives only as
+    /// withheld: earlier records exist and are no longer published.
+    pub unpublished: usize,
     /// The score at the start of the last 24 months and its changes since,
     /// summarized (per day the lowest, the highest and the last, and every
     /// colour change; at most [`crate::service::MAX_PAGE_HISTORY`] points).
@@ -116,6 +119,22 @@ pub struct ReasonLine {
     /// Its inclusion proof in the latest signed checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<ProofData>,
+    /// Set when the reader receives the record only as withheld (its
+    /// publicity ended): the kind is then `withheld`, no description, date
+    /// or proof.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<WithheldLine>,
+}
+
+/// Why a record is withheld from the reader (docs/api.md#publicity).
+#[derive(Clone, Debug, Serialize)]
+pub struct WithheldLine {
+    /// `none`, `minor`, `general` or `serious`.
+    pub publicity_class: &'static str,
+    /// `window_ended`, `repaired`, `voided` or `never_published`.
+    pub why: &'static str,
+    /// Since when (RFC 3339 date).
+    pub since: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -193,6 +212,18 @@ pub struct Filing {
     pub evidence: String,
 }
 
+/// One lender access grant on the enterprise's own page.
+#[derive(Clone, Debug, Serialize)]
+pub struct GrantLine {
+    pub seq: u64,
+    pub lender: String,
+    pub purpose: String,
+    pub covers: String,
+    pub starts_on: String,
+    pub expires_on: String,
+    pub status: &'static str,
+}
+
 #[derive(Template)]
 #[template(path = "enterprise.html")]
 pub struct EnterprisePage<'a> {
@@ -203,6 +234,8 @@ pub struct EnterprisePage<'a> {
     /// The enterprise itself is signed in: its filings and forms.
     pub own: bool,
     pub filings: Vec<Filing>,
+    /// The enterprise's lender access grants (for itself only).
+    pub grants: Vec<GrantLine>,
     /// The CLI command that checks a downloaded proof bundle offline.
     pub verify_command: String,
     /// The note just filed, after a form's redirect.

@@ -513,6 +513,23 @@ async fn seed(channel: Channel, admin: &str, args: &Args) -> anyhow::Result<f64>
         request.metadata_mut().insert("authorization", token.clone());
         registry.register_enterprise(request).await?;
     }
+    // The bank reads under each enterprise's grant, as `serve` requires by
+    // default (--lender-access granted): recorded here by the admin.
+    let mut consent = pb::consent_client::ConsentClient::new(channel.clone());
+    let until = Timestamp::from_system_time(std::time::SystemTime::now()).plus_days(365).to_unix();
+    for i in 0..=args.enterprises {
+        let grant = pb::AccessGrant {
+            uscc: uscc(i),
+            lender: "load-bank".into(),
+            purpose: "loan_monitoring".into(),
+            covers: vec!["details".into(), "history".into()],
+            starts_at: None,
+            expires_at: Some(prost_types::Timestamp { seconds: until.0, nanos: until.1 }),
+        };
+        let mut request = tonic::Request::new(pb::GrantAccessRequest { grant: Some(grant) });
+        request.metadata_mut().insert("authorization", token.clone());
+        consent.grant_access(request).await?;
+    }
     let kinds = ["inspection.finding", "complaint.verified", "monitoring.missing_day", "penalty.warning"];
     eprintln!(
         "registered {} enterprises in {:.1} s",

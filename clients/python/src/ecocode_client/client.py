@@ -208,6 +208,7 @@ class Client:
         self._ingest = pb_grpc.IngestStub(self._channel)
         self._scores = pb_grpc.ScoresStub(self._channel)
         self._ledger = pb_grpc.LedgerStub(self._channel)
+        self._consent = pb_grpc.ConsentStub(self._channel)
 
     # ------------------------------------------------------------ plumbing
 
@@ -476,6 +477,40 @@ class Client:
             token = page.next_page_token
             if not token:
                 return
+
+    # ------------------------------------------------------------ Consent
+
+    def grant_access(
+        self,
+        uscc: str,
+        lender: str,
+        purpose: str,
+        expires_at: Time,
+        covers: Iterable[str] = ("details",),
+        starts_at: Optional[Time] = None,
+    ) -> "pb.Grant":
+        """``Consent.GrantAccess`` (the enterprise itself): ``lender`` may read its details until ``expires_at``.
+
+        The same grant sent again is the same ledger entry, so a retry is safe.
+        """
+        grant = pb.AccessGrant(
+            uscc=uscc,
+            lender=lender,
+            purpose=purpose,
+            covers=list(covers),
+            starts_at=_timestamp(starts_at, "starts_at"),
+            expires_at=_timestamp(expires_at, "expires_at"),
+        )
+        return self._unary("GrantAccess", self._consent.GrantAccess, pb.GrantAccessRequest(grant=grant))
+
+    def revoke_access(self, uscc: str, grant_seq: int) -> "pb.Grant":
+        """``Consent.RevokeAccess`` (the enterprise itself): ends grant ``grant_seq`` now."""
+        request = pb.RevokeAccessRequest(uscc=uscc, grant_seq=grant_seq)
+        return self._unary("RevokeAccess", self._consent.RevokeAccess, request, retryable=False)
+
+    def list_grants(self, uscc: str = "") -> "List[pb.Grant]":
+        """``Consent.ListGrants``: the grants the caller may see (a lender: those naming it), newest first."""
+        return list(self._unary("ListGrants", self._consent.ListGrants, pb.ListGrantsRequest(uscc=uscc)).grants)
 
     # ------------------------------------------------------------ Ledger
 

@@ -51,6 +51,22 @@ pub enum Command {
     /// Change a registered enterprise or show its history (client).
     #[command(subcommand)]
     Enterprise(EnterpriseCommand),
+    /// Everything held about an enterprise in one file (client; the
+    /// enterprise itself, or a regulator of its region): every ledger entry
+    /// about it with its inclusion proof against one signed checkpoint,
+    /// every access grant and every inquiry, as JSON Lines.
+    Export {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Lender access an enterprise grants to its details (client): the
+    /// enterprise adds and revokes, a lender lists what it holds.
+    #[command(subcommand)]
+    Grant(GrantCommand),
     /// The HJ 212 gateway's figures: totals, and per device packets,
     /// acknowledgements, rejections by reason, deviations by kind and when
     /// it was last seen (client; admin or regulator).
@@ -355,6 +371,50 @@ pub enum EnterpriseCommand {
         #[command(flatten)]
         conn: Connection,
         #[arg(long)]
+        uscc: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrantCommand {
+    /// Grant a lender access to the enterprise's details (the enterprise itself, or an admin).
+    Add {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        /// The lender's principal name.
+        #[arg(long)]
+        lender: String,
+        /// loan_application, loan_monitoring, bond_issuance, or other text.
+        #[arg(long)]
+        purpose: String,
+        /// What it covers: details, history (repeat or separate with commas).
+        #[arg(long, value_delimiter = ',', default_values_t = ["details".to_owned()])]
+        covers: Vec<String>,
+        /// From when, RFC 3339 (default: now).
+        #[arg(long)]
+        starts_at: Option<String>,
+        /// Until when, RFC 3339 (at most five years).
+        #[arg(long)]
+        expires_at: String,
+    },
+    /// Revoke a grant now, by its seq (the enterprise itself, or an admin).
+    Revoke {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        uscc: String,
+        /// The grant's ledger seq, as `grant add` and `grant list` print it.
+        #[arg(long)]
+        seq: u64,
+    },
+    /// The grants the caller may see, newest first, with status and expiry.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+        /// Only this enterprise's grants.
+        #[arg(long, default_value = "")]
         uscc: String,
     },
 }

@@ -15,13 +15,21 @@ pub(super) fn print_score(s: &pb::Score) {
     );
     println!("  model {}, ledger size {}", s.model_version, s.tree_size);
     for r in s.reasons.iter() {
-        println!(
-            "  {:>+4}  {:<32} seq {:<6} {}",
-            r.points,
-            terminal_text(&r.kind),
-            r.seq,
-            terminal_text(&r.description)
-        );
+        // A withheld record: no longer published or shared (docs/scoring.md, Publicity).
+        let text = match &r.withheld {
+            Some(w) => format!(
+                "not published since {} ({}, {} class)",
+                w.since
+                    .as_ref()
+                    .and_then(|t| Timestamp::from_unix(t.seconds, t.nanos))
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                terminal_text(&w.why),
+                terminal_text(&w.publicity_class)
+            ),
+            None => terminal_text(&r.description).into_owned(),
+        };
+        println!("  {:>+4}  {:<32} seq {:<6} {}", r.points, terminal_text(&r.kind), r.seq, text);
     }
 }
 

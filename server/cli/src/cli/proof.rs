@@ -17,6 +17,16 @@ pub(super) async fn proof(command: ProofCommand) -> anyhow::Result<()> {
             let entry =
                 client.get_entry(authed(&conn, pb::GetEntryRequest { seq })?).await.map_err(status_error)?;
             let entry = entry.into_inner();
+            if let Some(w) = &entry.withheld {
+                // Its payload is not shared with this reader; its hash is.
+                bail!(
+                    "entry {seq} is withheld from you ({}, since its publicity ended); its entry hash {} \
+                     is proven by `GetInclusionProof`, but a proof bundle needs the payload: ask the \
+                     enterprise or a regulator for it",
+                    w.why,
+                    base64::engine::general_purpose::STANDARD.encode(&entry.entry_hash)
+                );
+            }
             let request = pb::GetInclusionProofRequest { seq, tree_size: checkpoint.tree_size };
             let p =
                 client.get_inclusion_proof(authed(&conn, request)?).await.map_err(status_error)?.into_inner();

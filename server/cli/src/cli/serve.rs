@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// many milliseconds, however slow the others are.
     #[arg(long, default_value_t = 10000)]
     pub witness_publish_timeout_ms: u64,
+    /// `granted`: a lender reads an enterprise's details (reasons,
+    /// entries, history) only under a live grant from it (Consent.GrantAccess,
+    /// `ecocode grant add`); `open`: any lender reads any enterprise.
+    #[arg(long, default_value = "granted")]
+    pub lender_access: server::consent::LenderAccess,
 }
 
 /// The web listener's limits and public address; defaults in README.md.
@@ -347,6 +352,7 @@ pub async fn serve(
     config.witness_policy = args.witness_policy.as_deref().map(crate::witness::read_policy).transpose()?;
     config.witness_timeout = Duration::from_millis(args.witness_timeout_ms);
     config.witness_publish_timeout = Duration::from_millis(args.witness_publish_timeout_ms);
+    config.lender_access = args.lender_access;
     // Checked before the stores are opened, and with its own message: the
     // listeners' caps must fit in the process's file-descriptor limit.
     config.descriptor_budget().ensure().context("cannot start: too few file descriptors")?;

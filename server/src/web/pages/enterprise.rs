@@ -38,6 +38,10 @@ pub async fn enterprise(
     // The enterprise itself: its filings and forms.
     let own = view.own;
     let filings = if own { filings(&st, &view) } else { Vec::new() };
+    let grants = match (own, visitor) {
+        (true, Some(who)) => grant_lines(&st, who, &uscc).await?,
+        _ => Vec::new(),
+    };
     let steps: Vec<chart::Step> = view_history(&view);
     let to = view.score.evaluation.as_of;
     let chart = chart::chart(st.service.model(), &steps, to.plus_days(-PAGE_HISTORY_DAYS), to);
@@ -54,6 +58,7 @@ pub async fn enterprise(
         chart,
         own,
         filings,
+        grants,
         verify_command,
         notice: query.filed.map(|seq| format!("已提交，账本序号 {seq} / filed as ledger entry {seq}")),
         d: &data,
@@ -88,7 +93,8 @@ pub(super) async fn page_data(
     let detailed = view.detailed;
     let mut reasons = Vec::with_capacity(evaluation.reasons.len().min(MAX_PAGE_REASONS));
     for r in evaluation.reasons.iter().take(MAX_PAGE_REASONS) {
-        let seq = r.expires_at.is_some().then_some(r.seq);
+        let withheld = view.score.withheld.iter().find(|w| r.kind == WITHHELD_KIND && w.seq == r.seq);
+        let seq = (r.expires_at.is_some() || withheld.is_some()).then_some(r.seq);
         let record = seq.and_then(|s| view.records.iter().find(|x| x.seq == s));
         let veto = matches!(service.model().kind_class(&r.kind), Some(KindClass::Scored { veto: true, .. }));
         let repair = seq.and_then(|s| view.repair.iter().find(|(x, _)| *x == s)).map(|(_, r)| r.clone());
@@ -101,7 +107,11 @@ pub(super) async fn page_data(
         reasons.push(ReasonLine {
             seq: seq.map(|s| s.0),
             kind: r.kind.clone(),
-            kind_zh: labels::kind(&r.kind).to_owned(),
+            kind_zh: if withheld.is_some() {
+                "不再公示的记录".to_owned()
+            } else {
+                labels::kind(&r.kind).to_owned()
+            },
             occurred_on: record.map(|x| date(x.record.occurred_at)),
             points: r.points,
             counts_until: r.expires_at.map(date),
@@ -112,6 +122,11 @@ pub(super) async fn page_data(
             repair_eligible: matches!(repair, Some(Ok(()))),
             repair_note: repair.and_then(|r| r.err()).filter(|_| detailed),
             proof,
+            withheld: withheld.map(|w| WithheldLine {
+                publicity_class: w.class.as_str(),
+                why: w.why.as_str(),
+                since: date(w.since),
+            }),
         });
     }
 
@@ -171,6 +186,7 @@ pub(super) async fn page_data(
         tree_size: score.tree_size,
         root: B64.encode(score.root),
         reasons_total: evaluation.reasons.len(),
+        unpublished: view.withheld.len(),
         reasons,
         history: view
             .history

@@ -77,3 +77,74 @@ pub(super) fn download(content_type: &'static str, filename: &str, body: String)
     response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
     response
 }
+
+/// Everything held about the enterprise (`GET /e/{USCC}/export`, signed
+/// in as the enterprise or a regulator of its region): JSON Lines, as
+/// `ecocode export` writes them, streamed from the door.
+pub async fn export_file(
+    State(st): State<WebState>,
+    Path(uscc): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    use tokio_stream::StreamExt as _;
+    let uscc = parse_uscc(&uscc)?;
+    let signed = require_signed_in(&st, &headers)?;
+    let items = st.service.export(&signed.principal, &uscc).await?;
+    let filename = format!("export-{uscc}.jsonl");
+    let (mut entries, mut grants, mut inquiries) = (0u64, 0u64, 0u64);
+    let key = st.service.verifier_key();
+    let mut checkpoint_note = String::new();
+    let mut ended = false;
+    let lines = tokio_stream::wrappers::ReceiverStream::new(items)
+        .map(Some)
+        .chain(tokio_stream::once(None))
+        .filter_map(move |item| {
+            let line = match item {
+                Some(Ok(ExportItem::Checkpoint(c))) => {
+                    checkpoint_note = c.note.clone();
+                    serde_json::json!({"type": "header", "uscc": uscc.to_string(), "tree_size": c.tree_size,
+                        "checkpoint": c.note, "verifier_key": key})
+                }
+                Some(Ok(ExportItem::Entry(e, hashes))) => {
+                    entries += 1;
+                    let bundle = tlog::bundle::Bundle::Inclusion {
+                        checkpoint: checkpoint_note.clone(),
+                        seq: e.seq,
+                        recorded_at_ns: e.recorded_at_ns,
+                        payload: B64.encode(&e.payload),
+                        hashes: tlog::bundle::encode_hashes(&hashes),
+                    };
+                    serde_json::json!({"type": "entry", "seq": e.seq, "bundle": bundle})
+                }
+                Some(Ok(ExportItem::Grant(g))) => {
+                    grants += 1;
+                    serde_json::json!({"type": "grant", "seq": g.seq, "lender": g.grant.lender,
+                        "purpose": g.grant.purpose,
+                        "covers": g.grant.covers.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                        "starts_at": g.grant.starts_at.to_string(), "expires_at": g.grant.expires_at.to_string(),
+                        "revoked_seq": g.revoked.map_or(0, |(seq, _)| seq)})
+                }
+                Some(Ok(ExportItem::Inquiry(i))) => {
+                    inquiries += 1;
+                    serde_json::json!({"type": "inquiry", "at": Timestamp::from_unix_nanos(i.at_ns).to_string(),
+                        "principal": i.principal, "role": i.role, "method": i.method, "purpose": i.purpose,
+                        "grant_seq": i.grant_seq.unwrap_or(0)})
+                }
+                // A failure mid-way ends the file without its closing line,
+                // so a truncated export is never mistaken for a whole one.
+                Some(Err(e)) => {
+                    ended = true;
+                    serde_json::json!({"type": "error", "message": e.to_string()})
+                }
+                None if ended => return None,
+                None => serde_json::json!({"type": "end", "entries": entries, "grants": grants, "inquiries": inquiries}),
+            };
+            Some(Ok::<_, std::convert::Infallible>(format!("{line}\n")))
+        });
+    let mut response = axum::body::Body::from_stream(lines).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
+    Ok(response)
+}
