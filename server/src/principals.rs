@@ -174,6 +174,11 @@ pub struct PrincipalStore {
     /// node and the CLI see the same ones); `dir` is then unused.
     shared: Option<ledger::Documents>,
     cache: RwLock<Cache>,
+    /// Held from reading the files to replacing the cache, so that a
+    /// reload that read the files before a change cannot replace the cache
+    /// after a later reload that saw it (a lost update: a token just added
+    /// was then unknown until the next change).
+    reloading: std::sync::Mutex<()>,
     /// Counts completed reloads, for whoever waits for one.
     reloads: tokio::sync::watch::Sender<u64>,
     /// When a revocation happened (`revoked_at`); the system clock unless
@@ -223,6 +228,7 @@ impl PrincipalStore {
             dir,
             shared,
             cache: RwLock::new(Cache::default()),
+            reloading: std::sync::Mutex::new(()),
             reloads: tokio::sync::watch::Sender::new(0),
             clock: Arc::new(SystemClock),
         };
@@ -323,6 +329,7 @@ impl PrincipalStore {
     /// Reloads the directory if it changed since the last load; answers
     /// whether it did.
     pub fn reload_if_changed(&self) -> Result<bool> {
+        let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(documents) = &self.shared {
             let version = documents.version()?;
             if self.cache.read().unwrap_or_else(|p| p.into_inner()).loaded_version == Some(version) {
