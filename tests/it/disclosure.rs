@@ -207,6 +207,18 @@ async fn repair_granted_stops_sharing_with_lenders_but_not_with_the_regulator_or
     let json = page_json(&server).await;
     assert!(!json.to_string().contains("contact Li"));
     assert_eq!(json["unpublished"], 1);
+
+    // GetScoreProof: a proof holds every record whole, so the lender gets
+    // none (naming the withheld seq); the regulator and the enterprise do.
+    server.ledger.sign_checkpoint_now().unwrap();
+    let proof = |uscc: &str| pb::GetScoreProofRequest { uscc: uscc.into(), tree_size: 0, as_of: None };
+    let refused = bank.scores.get_score_proof(proof(ACME)).await.expect_err("no proof for the lender");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(&format!("seq {suspend}")), "{}", refused.message());
+    for client in [&mut regulator, &mut acme] {
+        let mut stream = client.scores.get_score_proof(proof(ACME)).await.unwrap().into_inner();
+        assert!(stream.message().await.unwrap().is_some_and(|chunk| !chunk.bundle.is_empty()));
+    }
     server.stop().await;
 }
 
