@@ -182,3 +182,53 @@ async fn a_changed_index_entry_is_named_by_its_seq() {
     });
     assert_tampered_at(dir.path(), 10, "entry hash");
 }
+
+/// A replica (a mirror's copy) of `log`'s first `size` entries, taken
+/// verbatim with their times.
+fn replicate(log: &Ledger, size: u64) -> Vec<(super::super::NewEntry, i64)> {
+    (0..size)
+        .map(|seq| {
+            let e = log.entry(seq).unwrap();
+            (
+                super::super::NewEntry { payload: e.payload, subject: e.subject, idempotency: None },
+                e.recorded_at_ns,
+            )
+        })
+        .collect()
+}
+
+// A mirror's copy takes the log's index entries verbatim when they are the
+// index of the entries before them, refuses one that is not (named by
+// seq), and never seals a checkpoint with an index entry of its own.
+#[tokio::test]
+async fn a_replica_takes_the_logs_index_entries_checked_and_writes_none() {
+    let (log_dir, other_dir, copy_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = Ledger::open(LedgerConfig::new(log_dir.path())).unwrap();
+    log.append(vec![keyed("a0", A, "k0"), keyed("b0", B, "k1")]).await.unwrap();
+    assert_eq!(log.sign_checkpoint_now().unwrap().tree_size, 3);
+    // Another log with the same first entry and another second one: its
+    // index entry is a true index, but not of the log's entries.
+    let other = Ledger::open(LedgerConfig::new(other_dir.path())).unwrap();
+    other.append(vec![keyed("a0", A, "k0"), keyed("b1", B, "k1")]).await.unwrap();
+    assert_eq!(other.sign_checkpoint_now().unwrap().tree_size, 3);
+
+    let copy = Ledger::open(LedgerConfig { replica: true, ..LedgerConfig::new(copy_dir.path()) }).unwrap();
+    let mut forged = replicate(&log, 3);
+    forged[2] = replicate(&other, 3).remove(2);
+    let answers = copy.append_at(forged).await;
+    match answers {
+        Err(Error::Tampered { seq: Some(2), .. }) => {}
+        other => panic!("a wrong index entry must be refused at seq 2, got {other:?}"),
+    }
+    assert_eq!(copy.head().size, 0, "nothing of the refused group is kept");
+
+    for answer in copy.append_at(replicate(&log, 3)).await.unwrap() {
+        answer.unwrap();
+    }
+    assert_eq!(copy.head().root, log.head().root);
+    // Signing and closing add no index entry: the copy's tree is the log's.
+    assert_eq!(copy.sign_checkpoint_now().unwrap().tree_size, 3);
+    copy.close().await.unwrap();
+    assert_eq!(copy.head().size, 3);
+}
