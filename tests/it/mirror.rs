@@ -64,7 +64,13 @@ async fn tiles_answer_the_spec_paths_full_partial_beyond_the_tree_and_malformed(
     let (server, _admin) = filled_server(299).await;
     let web = server.http.unwrap();
     let size = server.ledger.checkpoint().unwrap().tree_size;
-    assert_eq!(size, 300, "a registration and 299 records");
+    // The model entry, a registration, 299 records and the index entries
+    // that end the checkpoints signed meanwhile: one partial level-0 tile.
+    let indexed =
+        (0..size).filter(|&s| tlog::index::is_index_payload(&server.ledger.entry(s).unwrap().payload));
+    assert_eq!(size - indexed.count() as u64, 301, "the model entry, a registration and 299 records");
+    assert!(size > 266 && size < 512, "{size}");
+    let width = size - 256;
     let leaves: Vec<ledger::Hash> = (0..size).map(|s| server.ledger.entry(s).unwrap().entry_hash).collect();
 
     let (status, headers, note) = get(web, "/checkpoint", None).await;
@@ -78,18 +84,19 @@ async fn tiles_answer_the_spec_paths_full_partial_beyond_the_tree_and_malformed(
     assert_eq!(header(&headers, "content-type"), Some("application/octet-stream"));
     assert_eq!(full, leaves[..256].concat());
 
-    let (status, headers, partial) = get(web, "/tile/0/001.p/44", None).await;
+    let (status, headers, partial) = get(web, &format!("/tile/0/001.p/{width}"), None).await;
     assert_eq!(status, 200);
     assert_ne!(header(&headers, "cache-control"), Some("public, max-age=31536000, immutable"));
-    assert_eq!(partial, leaves[256..300].concat());
+    assert_eq!(partial, leaves[256..size as usize].concat());
     // A narrower partial tile, as an older checkpoint of size 266 needs.
     assert_eq!(get(web, "/tile/0/001.p/10", None).await.2, leaves[256..266].concat());
     let (status, _, level1) = get(web, "/tile/1/000.p/1", None).await;
     assert_eq!(status, 200);
     assert_eq!(level1, tlog::proof::root(&leaves[..256]));
 
-    for beyond in ["/tile/0/001", "/tile/0/001.p/45", "/tile/1/000", "/tile/1/000.p/2", "/tile/2/000.p/1"] {
-        assert_eq!(get(web, beyond, None).await.0, 404, "{beyond} is beyond a tree of 300");
+    let wider = format!("/tile/0/001.p/{}", width + 1);
+    for beyond in ["/tile/0/001", &wider, "/tile/1/000", "/tile/1/000.p/2", "/tile/2/000.p/1"] {
+        assert_eq!(get(web, beyond, None).await.0, 404, "{beyond} is beyond a tree of {size}");
     }
     for malformed in [
         "/tile/0/1",
@@ -110,7 +117,8 @@ async fn tiles_answer_the_spec_paths_full_partial_beyond_the_tree_and_malformed(
 async fn entry_bundles_need_a_bearer_token_of_a_role_that_reads_every_entry() {
     let (server, _admin) = filled_server(10).await;
     let web = server.http.unwrap();
-    let path = "/tile/entries/000.p/11";
+    let size = server.ledger.checkpoint().unwrap().tree_size;
+    let path = &format!("/tile/entries/000.p/{size}");
     let (status, headers, _) = get(web, path, None).await;
     assert_eq!(status, 401);
     assert_eq!(header(&headers, "www-authenticate"), Some("Bearer"));
@@ -131,7 +139,7 @@ async fn entry_bundles_need_a_bearer_token_of_a_role_that_reads_every_entry() {
         let (status, headers, bundle) = get(web, path, Some(&token)).await;
         assert_eq!(status, 200, "{name}");
         assert_ne!(header(&headers, "cache-control"), Some("public, max-age=31536000, immutable"));
-        let entries = tlog::tiles::decode_bundle(&bundle, 11).unwrap();
+        let entries = tlog::tiles::decode_bundle(&bundle, size).unwrap();
         for (seq, entry) in entries.iter().enumerate() {
             let stored = server.ledger.entry(seq as u64).unwrap();
             assert_eq!((entry.recorded_at_ns, &entry.payload), (stored.recorded_at_ns, &stored.payload));
@@ -147,7 +155,8 @@ async fn the_mirror_follows_a_live_server_while_it_appends_and_resumes_after_a_s
     let data = tempfile::tempdir().unwrap();
     let mirror = Mirror::open(options(&server, data.path(), &token)).unwrap();
     let first = mirror.catch_up().await.unwrap();
-    assert_eq!((first.tree_size, first.root), (301, server.ledger.root_at(301).unwrap()));
+    let published = server.ledger.checkpoint().unwrap();
+    assert_eq!((first.tree_size, first.root), (published.tree_size, published.root));
 
     // Rounds while another task appends and checkpoints are signed.
     let writer = {
@@ -167,7 +176,12 @@ async fn the_mirror_follows_a_live_server_while_it_appends_and_resumes_after_a_s
     let published = server.publish();
     let caught = mirror.catch_up().await.unwrap();
     assert_eq!((caught.tree_size, caught.root), (published.tree_size, published.root));
-    assert_eq!(published.tree_size, 801);
+    // Every entry the server holds: the model entry, the registration, 800
+    // records, and the index entries that end each signed checkpoint.
+    let indexed = (0..published.tree_size)
+        .filter(|&s| tlog::index::is_index_payload(&server.ledger.entry(s).unwrap().payload))
+        .count() as u64;
+    assert_eq!(published.tree_size - indexed, 802);
     assert!(rounds.windows(2).all(|w| w[0].tree_size <= w[1].tree_size));
     mirror.ledger().close().await.unwrap();
     drop(mirror);
@@ -177,13 +191,18 @@ async fn the_mirror_follows_a_live_server_while_it_appends_and_resumes_after_a_s
     let published = server.publish();
     let mirror = Mirror::open(options(&server, data.path(), &token)).unwrap();
     let resumed = mirror.catch_up().await.unwrap();
-    assert_eq!((resumed.tree_size, resumed.root, resumed.appended), (841, published.root, 40));
+    // The 40 records and the index entry that ends the new checkpoint.
+    assert_eq!(
+        (resumed.tree_size, resumed.root, resumed.appended),
+        (published.tree_size, published.root, published.tree_size - caught.tree_size)
+    );
+    assert_eq!(resumed.appended, 41);
     // The copy is indexed by enterprise as the server's store is.
     assert_eq!(mirror.ledger().entries_for_subject(ACME.as_bytes()).unwrap().len(), 841);
     mirror.ledger().close().await.unwrap();
     drop(mirror);
     let report = ledger::verify(data.path(), &mut |_, _| {}).unwrap();
-    assert_eq!((report.entries, report.root), (841, published.root));
+    assert_eq!((report.entries, report.root), (published.tree_size, published.root));
     server.stop().await;
 }
 
@@ -193,7 +212,8 @@ async fn a_forked_log_under_the_same_key_is_refused_naming_the_sizes() {
     let token = honest.token("mirror", Role::Admin);
     let data = tempfile::tempdir().unwrap();
     let mirror = Mirror::open(options(&honest, data.path(), &token)).unwrap();
-    assert_eq!(mirror.catch_up().await.unwrap().tree_size, 21);
+    let held = honest.ledger.checkpoint().unwrap().tree_size;
+    assert_eq!(mirror.catch_up().await.unwrap().tree_size, held);
     mirror.ledger().close().await.unwrap();
     drop(mirror);
 
@@ -211,21 +231,23 @@ async fn a_forked_log_under_the_same_key_is_refused_naming_the_sizes() {
     let fork_token = fork.token("mirror", Role::Admin);
     let mirror = Mirror::open(options(&fork, data.path(), &fork_token)).unwrap();
     let refused = format!("{:#}", mirror.catch_up().await.unwrap_err());
+    // The model entries differ in their times already.
     assert!(refused.contains("inconsistent with this mirror at seq 0"), "{refused}");
-    assert!(refused.contains("holding 21 entries"), "{refused}");
+    assert!(refused.contains(&format!("holding {held} entries")), "{refused}");
     // Nothing of the fork was taken in.
-    assert_eq!(mirror.ledger().head().size, 21);
+    assert_eq!(mirror.ledger().head().size, held);
 
     // Shrunk below what the mirror holds: the sizes are named too.
     let data_big = tempfile::tempdir().unwrap();
     let big = Mirror::open(options(&fork, data_big.path(), &fork_token)).unwrap();
-    assert_eq!(big.catch_up().await.unwrap().tree_size, 41);
+    let forked = fork.ledger.checkpoint().unwrap().tree_size;
+    assert_eq!(big.catch_up().await.unwrap().tree_size, forked);
     big.ledger().close().await.unwrap();
     drop(big);
     let big = Mirror::open(options(&honest, data_big.path(), &token)).unwrap();
     let refused = format!("{:#}", big.catch_up().await.unwrap_err());
-    assert!(refused.contains("checkpoint of size 21"), "{refused}");
-    assert!(refused.contains("of 41 held"), "{refused}");
+    assert!(refused.contains(&format!("checkpoint of size {held}")), "{refused}");
+    assert!(refused.contains(&format!("of {forked} held")), "{refused}");
     honest.stop().await;
     fork.stop().await;
 }
@@ -267,6 +289,7 @@ async fn tampering_proxy(upstream: SocketAddr, tampered: &'static str) -> Socket
 async fn a_tampered_tile_or_bundle_is_refused_and_nothing_of_it_is_kept() {
     let (server, _admin) = filled_server(30).await;
     let token = server.token("mirror", Role::Admin);
+    let size = server.ledger.checkpoint().unwrap().tree_size;
     for tampered in ["/tile/0/", "/tile/entries/"] {
         let proxy = tampering_proxy(server.http.unwrap(), tampered).await;
         let data = tempfile::tempdir().unwrap();
@@ -274,7 +297,10 @@ async fn a_tampered_tile_or_bundle_is_refused_and_nothing_of_it_is_kept() {
         let mirror = Mirror::open(options).unwrap();
         let refused = format!("{:#}", mirror.catch_up().await.unwrap_err());
         assert!(
-            refused.contains("entry 30 of the log's tile/entries/000.p/31 does not hash"),
+            refused.contains(&format!(
+                "entry {} of the log's tile/entries/000.p/{size} does not hash",
+                size - 1
+            )),
             "{tampered}: {refused}"
         );
         assert_eq!(mirror.ledger().head().size, 0, "{tampered}");

@@ -40,6 +40,9 @@ async fn ledger_with_two_enterprises() -> (TestServer, Client) {
     admin.append(record(ACME, "P-1", "penalty.fine", -10)).await.unwrap();
     admin.append(record(BETA, "P-2", "penalty.fine", -8)).await.unwrap();
     admin.append(record(ACME, "P-3", "enforcement.suspend", -5)).await.unwrap();
+    // The bank reads details under the enterprises' grants (entries too).
+    grant(&mut admin, ACME, "bank").await;
+    grant(&mut admin, BETA, "bank").await;
     server.publish();
     let bank = server.token("bank", Role::Lender);
     let client = server.client(&bank).await;
@@ -60,7 +63,8 @@ async fn bundles_from_a_real_server_verify_and_recompute_the_online_score() {
             .into_inner();
         assert_eq!(verified.points, i64::from(online.points), "{uscc}");
         // A registration and its records: every entry about it.
-        assert_eq!(verified.entries, if uscc == ACME { 3 } else { 2 });
+        // Registration, records and the bank's grant.
+        assert_eq!(verified.entries, if uscc == ACME { 4 } else { 3 });
         // The online score names the model entry and the index commitment.
         let attestation = tlog::attestation::Attestation::parse(
             &tlog::note::verify(&bundle.attestation, &verified_key_name(&server), &verified_key(&server))
@@ -165,7 +169,7 @@ async fn a_later_bundle_that_omits_a_newer_penalty_is_rejected() {
     server.publish();
     let mut later = fetch(&mut bank, ACME, 0).await.unwrap();
     let verified = check(&server, &later).unwrap();
-    assert_eq!(verified.entries, 4, "the later proof counts the new penalty");
+    assert_eq!(verified.entries, 5, "the later proof counts the new penalty");
     // The later checkpoint with the earlier list of entries.
     later.entries.retain(|e| e.seq != penalty.seq);
     rejected(&server, &later, "entries given are not the index's list");
@@ -232,7 +236,7 @@ async fn a_restart_publishes_no_second_model_entry_and_a_changed_file_is_refused
     let Err((err, _)) = TestServer::try_start_with_in(dir, |c| c.model = model).await else {
         panic!("a changed model file under a published version must be refused")
     };
-    assert!(err.to_string().contains("differs from the one published as version ecocode-2026.1"), "{err}");
+    assert!(err.to_string().contains("differs from the one published as version ecocode-2026.2"), "{err}");
 }
 
 /// A small deterministic generator (xorshift64*): the cases are fixed by
@@ -284,8 +288,10 @@ async fn every_subjects_bundle_verifies_and_equals_the_online_score_on_random_le
             }
         }
         sizes.push(server.publish().tree_size);
-        let bank = server.token("bank", Role::Lender);
-        let mut bank = server.client(&bank).await;
+        // A regulator in scope: it receives every record whole, also those
+        // whose publicity ended, which a lender gets no proof of.
+        let regulator = server.token("beilun-epb", Role::Regulator { region_prefix: "3302".into() });
+        let mut bank = server.client(&regulator).await;
         for size in [sizes[0], *sizes.last().unwrap()] {
             for u in &usccs {
                 let bundle = fetch(&mut bank, u, size).await.unwrap();
@@ -338,6 +344,8 @@ async fn the_page_says_the_score_is_complete_and_serves_the_proof_by_policy() {
     );
     let refused = web.get(&format!("/e/{ACME}/score-proof.json")).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
+    // Granted after the published checkpoint: the bundle is as before.
+    grant(&mut admin, ACME, "bank").await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let full = fetch(&mut bank, ACME, 0).await.unwrap();

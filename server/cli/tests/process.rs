@@ -723,8 +723,9 @@ async fn control_characters_in_a_purpose_never_reach_the_enterprises_terminal() 
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines.len(), 3, "a header and the two inquiries, no forged line: {printed:?}");
     assert!(lines[1..].iter().all(|l| l.contains("bank-a") && l.contains("LA-7")), "{printed:?}");
-    // Each names the grant it was made under (the grant is entry 1).
-    assert!(lines[1..].iter().all(|l| l.contains(" 1 ")), "{printed:?}");
+    // Each names the grant it was made under (the grant is entry 2, after
+    // the model entry and the registration).
+    assert!(lines[1..].iter().all(|l| l.contains(" 2 ")), "{printed:?}");
     assert!(
         lines.iter().any(|l| l.contains("BatchGetScores")) && lines.iter().any(|l| l.contains("GetScore "))
     );
@@ -799,7 +800,7 @@ async fn mirror_once_prints_the_verified_tree_and_verify_checks_the_copy() {
         "--token",
         &admin,
         "--seq",
-        "0",
+        "1",
         "--out",
         proof.to_str().unwrap(),
     ]);
@@ -826,14 +827,14 @@ async fn mirror_once_prints_the_verified_tree_and_verify_checks_the_copy() {
     let out = mirror(&key);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.starts_with("verified tree size 1 root "), "{printed}");
+    assert!(printed.starts_with("verified tree size 3 root "), "{printed}");
     terminate(server).await;
 
     let out = cli(&["verify", "--data", copy_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.contains("ok, 1 entries"), "{printed}");
-    assert!(printed.contains("the log's signed checkpoint of size 1 names this tree"), "{printed}");
+    assert!(printed.contains("ok, 3 entries"), "{printed}");
+    assert!(printed.contains("the log's signed checkpoint of size 3 names this tree"), "{printed}");
 
     // Another key than the one pinned on the first run is refused.
     let other_key = tlog::note::encode_verifier_key("ecocode.local", &[7; 32]);
