@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import datetime as dt
 
 import grpc
@@ -237,10 +238,16 @@ def test_real_checkpoints_attestations_and_bundles_verify_offline(registered, le
     assert (attested.uscc, attested.points, attested.grade, attested.code) == (
         ACME, score.points, pb.CreditGrade.Name(score.grade), pb.EcoCode.Name(score.code))
     assert (attested.tree_size, attested.root, attested.model) == (score.tree_size, score.root_hash, score.model_version)
+    # The note names the ledger entry holding the model's exact file.
+    assert attested.model_entry == score.model_entry_hash and len(attested.model_entry) == 32
     qr = f"http://127.0.0.1:8080/e/{ACME}?att=" + base64.urlsafe_b64encode(attestation.signed_note.encode()).decode().rstrip("=")
     assert verify.attestation(qr, key) == attested
     with pytest.raises(VerificationError, match="does not verify"):
         verify.attestation(attestation.signed_note.replace("points 90", "points 99"), key)
+
+    # A score proof: the bundle `ecocode proof verify` recomputes.
+    proof = json.loads(lender.get_score_proof(ACME))
+    assert proof["kind"] == "score" and registered.seq in [e["seq"] for e in proof["entries"]]
 
     inclusion = verify.bundle(lender.inclusion_bundle(registered.seq), key)
     assert inclusion.seq == registered.seq and inclusion.entry_hash == registered.entry_hash

@@ -464,6 +464,17 @@ class Client:
         request = pb.GetAttestationRequest(uscc=uscc, as_of=_timestamp(as_of, "as_of"), tree_size=tree_size)
         return self._unary("GetAttestation", self._scores.GetAttestation, request, purpose)
 
+    def get_score_proof(
+        self, uscc: str, tree_size: int = 0, as_of: Optional[Time] = None, purpose: Optional[str] = None
+    ) -> bytes:
+        """``Scores.GetScoreProof``: the score proof bundle (JSON bytes, ``"kind": "score"``), its chunks joined.
+
+        Verify it with ``ecocode proof verify FILE --public-key KEY``, which
+        recomputes the score; this client does not recompute scores itself.
+        """
+        request = pb.GetScoreProofRequest(uscc=uscc, tree_size=tree_size, as_of=_timestamp(as_of, "as_of"))
+        return b"".join(chunk.bundle for chunk in self._stream("GetScoreProof", self._scores.GetScoreProof, request, purpose))
+
     def list_inquiries(
         self, uscc: str = "", from_: Optional[Time] = None, to: Optional[Time] = None, page_size: int = 0
     ) -> "Iterator[pb.Inquiry]":

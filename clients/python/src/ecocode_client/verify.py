@@ -725,6 +725,9 @@ class Attestation:
     tree_size: int
     root: Hash
     note: str = field(repr=False, default="")
+    #: The hash of the ledger entry holding the model's exact file (notes
+    #: signed since the index and score proofs; ``None`` in older notes).
+    model_entry: Optional[Hash] = None
 
     @property
     def as_of_datetime(self) -> _dt.datetime:
@@ -746,6 +749,13 @@ def _parse_attestation(body: str) -> Dict[str, Any]:
     first = lines[0]
     if not first.endswith("/score") or first == "/score":
         raise VerificationError(f"{what}: first line is not <origin>/score")
+    # The optional model_entry line follows the model line.
+    model_entry = None
+    if len(lines) > 8 and lines[8].startswith("model_entry "):
+        try:
+            model_entry = _hash(lines.pop(8)[len("model_entry ") :], "model_entry")
+        except VerificationError:
+            raise VerificationError(f"{what}: model_entry is not 32 bytes of base64") from None
     values = []
     for i, name in enumerate(_ATTESTATION_FIELDS, 1):
         if i >= len(lines):
@@ -786,6 +796,7 @@ def _parse_attestation(body: str) -> Dict[str, Any]:
         as_of=values[7],
         tree_size=tree_size,
         root=root,
+        model_entry=model_entry,
     )
 
 
@@ -966,6 +977,8 @@ def compact_note(data: bytes) -> str:
         as_of=as_of,
         tree_size=tree_size,
         root=root,
+        # The compact form (version 1) has no room for it.
+        model_entry=None,
     )
     body = (
         f"{origin}/score\nuscc {uscc}\npoints {points}\ngrade {fields['grade']}\ncode {fields['code']}\n"
