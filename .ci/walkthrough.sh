@@ -94,7 +94,12 @@ ecocode report --from 2026-01-01T00:00:00Z --to 2026-06-30T16:00:00Z --region 33
 export ECOCODE_TOKEN=$BANK
 ecocode proof inclusion --seq 1 --out "$work/entry1.proof"
 # A score proof: every entry about the enterprise, recomputed offline (README "A score proof").
-ecocode proof score --uscc 91330206739237858W --out "$work/score.proof"
+# A lender receives its old warning only as withheld (its publicity window
+# ended), and a proof holds every entry whole: the bank is refused, naming
+# the seq, and the enterprise fetches its own proof to file with the loan.
+refused=$(ecocode proof score --uscc 91330206739237858W --out "$work/score.proof" 2>&1 || true)
+grep -q "no longer shared with this reader (the first: seq" <<<"$refused"
+ECOCODE_TOKEN=$ACME ecocode proof score --uscc 91330206739237858W --out "$work/score.proof"
 expect 'complete: the score counts all' ecocode proof verify "$work/score.proof" --public-key "$(ecocode key show --data "$data")"
 ecocode proof consistency --old-checkpoint "$work/old.note" --out "$work/grew.proof"
 ecocode proof verify "$work/entry1.proof" --public-key "$(ecocode key show --data "$data")"
