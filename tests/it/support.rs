@@ -128,6 +128,11 @@ impl TestServer {
         let mut config = Config::new(dir.path());
         config.clock = clock.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        // Tests sign checkpoints themselves (`publish`): the service's timer
+        // would otherwise seal the head with an index entry whenever a test
+        // paused for a second, moving every later seq (tests that need the
+        // timer, e.g. witness rounds, set their own interval).
+        config.ledger.checkpoint_interval = std::time::Duration::from_secs(3600);
         if gateway {
             config.hj212_listen = Some("127.0.0.1:0".parse().unwrap());
             config.gateway.close_interval = std::time::Duration::from_millis(5);
