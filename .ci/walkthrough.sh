@@ -72,7 +72,7 @@ ecocode export --uscc 91330206739237858W --out "$work/acme.jsonl"
 expect '"type":"grant".*"lender":"bank-a"' cat "$work/acme.jsonl"
 expect '"type":"end","entries":[1-9]' tail -1 "$work/acme.jsonl"
 # Each entry line is a proof bundle `ecocode proof verify` checks offline.
-grep '"type":"entry"' "$work/acme.jsonl" | head -1 | sed 's/^{"type":"entry","seq":[0-9]*,"bundle"://; s/}$//' > "$work/export-entry.json"
+grep -m1 '"type":"entry"' "$work/acme.jsonl" | sed 's/^{"type":"entry","seq":[0-9]*,"bundle"://; s/}$//' > "$work/export-entry.json"
 ecocode proof verify "$work/export-entry.json" --public-key "$(ecocode key show --data "$data")"
 
 # The web page: anyone reads the code, its reasons and proofs (README "The 环保码 page").
