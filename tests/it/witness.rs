@@ -71,6 +71,7 @@ async fn append(ledger: &Ledger, tag: &str, n: usize) -> ledger::Checkpoint {
             payload: format!("{tag}-{i}").into_bytes(),
             subject: Vec::new(),
             idempotency: None,
+            details: Vec::new(),
         })
         .collect();
     ledger.append(batch).await.unwrap();

@@ -30,7 +30,7 @@ fn entry(i: u64) -> NewEntry {
     let subject = format!("9133020673923{:05}", i % SUBJECTS).into_bytes();
     let key = format!("record\0bench\0{i}").into_bytes();
     let fingerprint = *blake3::hash(&payload).as_bytes();
-    NewEntry { payload, subject, idempotency: Some(Idempotency { key, fingerprint }) }
+    NewEntry { payload, subject, idempotency: Some(Idempotency { key, fingerprint }), details: Vec::new() }
 }
 
 /// The index work over `stored` ((subject, entry hash) by seq) with a

@@ -9,7 +9,12 @@ use std::time::Instant;
 use ledger::{Ledger, LedgerConfig, NewEntry};
 
 fn entry(fill: u8) -> NewEntry {
-    NewEntry { payload: vec![fill; 200], subject: b"91330421739237858X".to_vec(), idempotency: None }
+    NewEntry {
+        payload: vec![fill; 200],
+        subject: b"91330421739237858X".to_vec(),
+        idempotency: None,
+        details: Vec::new(),
+    }
 }
 
 fn main() {

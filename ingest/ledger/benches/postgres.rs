@@ -24,7 +24,12 @@ use tokio_postgres::NoTls;
 const APPENDERS: usize = 64;
 
 fn entry(fill: u8) -> NewEntry {
-    NewEntry { payload: vec![fill; 200], subject: b"91330421739237858X".to_vec(), idempotency: None }
+    NewEntry {
+        payload: vec![fill; 200],
+        subject: b"91330421739237858X".to_vec(),
+        idempotency: None,
+        details: Vec::new(),
+    }
 }
 
 /// Rows/s into the trigger table with `clients` connections for `run`.

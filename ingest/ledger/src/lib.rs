@@ -110,6 +110,9 @@ pub struct NewEntry {
     /// not indexed.
     pub subject: Vec<u8>,
     pub idempotency: Option<Idempotency>,
+    /// Stored beside the entry and not hashed: a committed record's
+    /// details (`docs/ledger.md`, "Committed records"); usually empty.
+    pub details: Vec<u8>,
 }
 
 /// Same key and same fingerprint is a duplicate; same key and another
@@ -146,6 +149,8 @@ pub struct Entry {
     pub subject: Vec<u8>,
     pub entry_hash: Hash,
     pub chain_hash: Hash,
+    /// What was stored beside the entry, unhashed ([`NewEntry::details`]).
+    pub details: Vec<u8>,
 }
 
 /// The current tree head.
@@ -832,6 +837,7 @@ fn check_entry(seq: u64, stored: Option<store::StoredEntry>, leaf: Option<Hash>)
         subject: stored.subject,
         entry_hash,
         chain_hash: stored.chain_hash,
+        details: stored.details,
     })
 }
 

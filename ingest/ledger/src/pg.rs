@@ -120,12 +120,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );",
     // 5: the lender access grant an inquiry was made under (its ledger seq).
     "ALTER TABLE inquiries ADD COLUMN grant_seq bigint;",
+    // 6: a committed record's details (salt and whole record), stored
+    // beside the entry and not hashed; empty for every other entry.
+    "ALTER TABLE ledger_entries ADD COLUMN details bytea NOT NULL DEFAULT '';",
 ];
 
 /// One group commit's rows and the new head, in one statement.
 const WRITE_COMMIT: &str = "WITH e AS (
-        INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload)
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[])
+        INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[], $20::bytea[])
     ), s AS (
         INSERT INTO ledger_subjects (subject, seq) SELECT * FROM unnest($8::bytea[], $9::bigint[])
     ), i AS (
@@ -272,6 +275,7 @@ fn entry_of(row: &tokio_postgres::Row) -> (u64, Option<StoredEntry>) {
             subject: row.get(3),
             idempotency,
             payload: row.get(6),
+            details: row.get(7),
         }),
         _ => None,
     };
@@ -324,7 +328,7 @@ impl PgStore {
     /// Entries `[from, to)`, in seq order.
     pub(crate) fn entries_between(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>> {
         let rows = self.query(
-            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload
+            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details
              FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
             vec![Param::I64(from as i64), Param::I64(to as i64)],
         )?;
@@ -389,7 +393,7 @@ impl PgStore {
                 let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await.map_err(db)?;
                 let size = head.size.to_string();
                 let (head_size, root, chain) = (head.size as i64, &head.root[..], &head.chain[..]);
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 20] = [
                     &rows.seq,
                     &rows.recorded_at,
                     &rows.chain,
@@ -409,6 +413,7 @@ impl PgStore {
                     &root,
                     &chain,
                     &head.last_recorded_at_ns,
+                    &rows.details,
                 ];
                 let notice: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&CHANNEL, &size];
                 let (written, notified, committed) = tokio::join!(
@@ -651,7 +656,7 @@ impl NodeSource for PgStore {
 impl Engine for PgStore {
     fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
         let rows = self.query(
-            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload
+            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details
              FROM ledger_entries WHERE seq = $1",
             vec![Param::I64(seq as i64)],
         )?;
@@ -667,7 +672,7 @@ impl Engine for PgStore {
         let bound = self.bound();
         pages(self, move |store, after: Option<&i64>| {
             let rows = store.query(
-                "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload
+                "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details
                  FROM ledger_entries WHERE seq > $1 AND seq < $2 ORDER BY seq LIMIT $3",
                 vec![Param::I64(after.copied().unwrap_or(-1)), Param::I64(bound), Param::I64(PAGE)],
             )?;
@@ -784,7 +789,7 @@ impl Engine for PgStore {
         // One round trip for an enterprise's whole file, leaves included.
         let rows = self.query(
             "SELECT s.seq, e.recorded_at_ns, e.chain_hash, e.subject, e.idempotency_key, e.fingerprint, e.payload,
-                    e.seq IS NOT NULL, n.hash
+                    e.details, e.seq IS NOT NULL, n.hash
              FROM ledger_subjects s
              LEFT JOIN ledger_entries e ON e.seq = s.seq
              LEFT JOIN ledger_nodes n ON n.level = 0 AND n.index = s.seq
@@ -795,13 +800,13 @@ impl Engine for PgStore {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq = seq_of(row.get(0));
-            let present: bool = row.get(7);
+            let present: bool = row.get(8);
             let entry = if present {
                 Some(entry_of(row).1.ok_or_else(|| Error::corruption(seq, "entry record is malformed"))?)
             } else {
                 None
             };
-            let leaf = row.get::<_, Option<&[u8]>>(8).map(|h| {
+            let leaf = row.get::<_, Option<&[u8]>>(9).map(|h| {
                 hash_of(h).ok_or_else(|| Error::corruption(seq, "merkle node (level 0) is malformed"))
             });
             out.push((seq, entry, leaf.transpose()?));
@@ -889,6 +894,7 @@ struct CommitRows {
     key: Vec<Option<Vec<u8>>>,
     fingerprint: Vec<Option<Vec<u8>>>,
     payload: Vec<Vec<u8>>,
+    details: Vec<Vec<u8>>,
     subject_key: Vec<Vec<u8>>,
     subject_seq: Vec<i64>,
     idem_key: Vec<Vec<u8>>,
@@ -911,6 +917,7 @@ impl CommitRows {
             key: Vec::with_capacity(n),
             fingerprint: Vec::with_capacity(n),
             payload: Vec::with_capacity(n),
+            details: Vec::with_capacity(n),
             subject_key: Vec::new(),
             subject_seq: Vec::new(),
             idem_key: Vec::new(),
@@ -928,6 +935,7 @@ impl CommitRows {
             rows.chain.push(entry.chain_hash.to_vec());
             rows.subject.push(entry.subject.clone());
             rows.payload.push(entry.payload.clone());
+            rows.details.push(entry.details.clone());
             match &entry.idempotency {
                 None => {
                     rows.key.push(None);

@@ -31,6 +31,9 @@ pub(crate) struct StoredEntry {
     pub subject: Vec<u8>,
     pub idempotency: Option<(Vec<u8>, Hash)>,
     pub payload: Vec<u8>,
+    /// A committed record's details: stored beside the entry, not hashed
+    /// (`docs/ledger.md`, "Committed records"); empty for other entries.
+    pub details: Vec<u8>,
 }
 
 /// The tree head as of the last commit.
@@ -64,13 +67,19 @@ pub(crate) enum Committed {
 }
 
 const RECORD_VERSION: u8 = 1;
+/// An entry record with details: version 1's layout with the details
+/// (length-prefixed) before the payload. Entries without details keep
+/// version 1, byte for byte.
+const RECORD_WITH_DETAILS: u8 = 2;
 
 impl StoredEntry {
     /// `version u8 | recorded_at i64_be | chain[32] | u32_be subject_len | subject
-    ///  | u8 has_idempotency [| u32_be key_len | key | fingerprint[32]] | payload`
+    ///  | u8 has_idempotency [| u32_be key_len | key | fingerprint[32]]
+    ///  [| u32_be details_len | details] | payload`, the details (version 2)
+    /// only when there are any.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(82 + self.subject.len() + self.payload.len());
-        out.push(RECORD_VERSION);
+        let mut out = Vec::with_capacity(86 + self.subject.len() + self.details.len() + self.payload.len());
+        out.push(if self.details.is_empty() { RECORD_VERSION } else { RECORD_WITH_DETAILS });
         out.extend_from_slice(&self.recorded_at_ns.to_be_bytes());
         out.extend_from_slice(&self.chain_hash);
         out.extend_from_slice(&(self.subject.len() as u32).to_be_bytes());
@@ -84,6 +93,10 @@ impl StoredEntry {
                 out.extend_from_slice(fingerprint);
             }
         }
+        if !self.details.is_empty() {
+            out.extend_from_slice(&(self.details.len() as u32).to_be_bytes());
+            out.extend_from_slice(&self.details);
+        }
         out.extend_from_slice(&self.payload);
         out
     }
@@ -91,9 +104,11 @@ impl StoredEntry {
     /// `None` when the bytes are not an entry record.
     pub fn decode(seq: u64, bytes: &[u8]) -> Option<StoredEntry> {
         let mut r = Reader(bytes);
-        if r.take(1)? != [RECORD_VERSION] {
-            return None;
-        }
+        let with_details = match r.take(1)? {
+            [RECORD_VERSION] => false,
+            [RECORD_WITH_DETAILS] => true,
+            _ => return None,
+        };
         let recorded_at_ns = i64::from_be_bytes(r.array()?);
         let chain_hash = r.array()?;
         let subject_len = u32::from_be_bytes(r.array()?) as usize;
@@ -107,7 +122,22 @@ impl StoredEntry {
             }
             _ => return None,
         };
-        Some(StoredEntry { seq, recorded_at_ns, chain_hash, subject, idempotency, payload: r.0.to_vec() })
+        let details = match with_details {
+            false => Vec::new(),
+            true => {
+                let len = u32::from_be_bytes(r.array()?) as usize;
+                r.take(len)?.to_vec()
+            }
+        };
+        Some(StoredEntry {
+            seq,
+            recorded_at_ns,
+            chain_hash,
+            subject,
+            idempotency,
+            payload: r.0.to_vec(),
+            details,
+        })
     }
 }
 

@@ -78,6 +78,7 @@ pub struct Visited<'a> {
     pub recorded_at_ns: i64,
     pub subject: &'a [u8],
     pub payload: &'a [u8],
+    pub details: &'a [u8],
     pub entry_hash: Hash,
     pub chain_hash: Hash,
 }
@@ -91,6 +92,7 @@ impl Visited<'_> {
             subject: self.subject.to_vec(),
             entry_hash: self.entry_hash,
             chain_hash: self.chain_hash,
+            details: self.details.to_vec(),
         }
     }
 }
@@ -331,6 +333,7 @@ fn walk(
             recorded_at_ns: entry.recorded_at_ns,
             subject: &entry.subject,
             payload: &entry.payload,
+            details: &entry.details,
             entry_hash: leaf,
             chain_hash: chain,
         });

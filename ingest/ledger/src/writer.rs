@@ -445,6 +445,7 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
                 subject: entry.subject.clone(),
                 entry_hash: *entry_hash,
                 chain_hash: entry.chain_hash,
+                details: entry.details.clone(),
             });
         }
     }
@@ -494,7 +495,7 @@ impl Staging<'_> {
         let seq = self.state.frontier.size();
         let tree = self.staged_index()?;
         let payload = tlog::index::Commitment::of(seq, &tree).payload();
-        let entry = NewEntry { payload, subject: Vec::new(), idempotency: None };
+        let entry = NewEntry { payload, subject: Vec::new(), idempotency: None, details: Vec::new() };
         self.append(entry, self.now_ns);
         self.index = Some((seq, tree));
         Ok(())
@@ -642,6 +643,7 @@ impl Staging<'_> {
             subject: entry.subject,
             idempotency,
             payload: entry.payload,
+            details: entry.details,
         });
         receipt
     }

@@ -286,7 +286,8 @@ impl Mirror {
                     continue;
                 }
                 let subject = subject_of(&entry.payload);
-                let new = NewEntry { payload: entry.payload, subject, idempotency: None };
+                let new =
+                    NewEntry { payload: entry.payload, subject, idempotency: None, details: Vec::new() };
                 staged.push(((new, entry.recorded_at_ns), computed));
             }
             if let Some(bar) = &bar {
@@ -388,6 +389,7 @@ fn subject_of(payload: &[u8]) -> Vec<u8> {
         subject: Vec::new(),
         entry_hash: [0; 32],
         chain_hash: [0; 32],
+        details: Vec::new(),
     };
     match Event::decode(&probe) {
         Ok(Event::Registration(e)) => e.uscc.as_str().as_bytes().to_vec(),

@@ -190,7 +190,12 @@ fn replicate(log: &Ledger, size: u64) -> Vec<(super::super::NewEntry, i64)> {
         .map(|seq| {
             let e = log.entry(seq).unwrap();
             (
-                super::super::NewEntry { payload: e.payload, subject: e.subject, idempotency: None },
+                super::super::NewEntry {
+                    payload: e.payload,
+                    subject: e.subject,
+                    idempotency: None,
+                    details: Vec::new(),
+                },
                 e.recorded_at_ns,
             )
         })

@@ -21,7 +21,7 @@ use super::{Idempotency, Ledger, LedgerConfig, NewEntry};
 pub(super) const T0: i64 = 1_764_000_000_000_000_000;
 
 pub(super) fn entry(payload: impl Into<Vec<u8>>) -> NewEntry {
-    NewEntry { payload: payload.into(), subject: Vec::new(), idempotency: None }
+    NewEntry { payload: payload.into(), subject: Vec::new(), idempotency: None, details: Vec::new() }
 }
 
 pub(super) fn keyed(payload: &str, subject: &str, key: &str) -> NewEntry {
@@ -32,6 +32,7 @@ pub(super) fn keyed(payload: &str, subject: &str, key: &str) -> NewEntry {
             key: key.as_bytes().to_vec(),
             fingerprint: *blake3::hash(payload.as_bytes()).as_bytes(),
         }),
+        details: Vec::new(),
     }
 }
 

@@ -52,6 +52,8 @@ impl Spec {
             idempotency: self
                 .key
                 .map(|key| Idempotency { key: vec![b'k', key], fingerprint: [self.fingerprint; 32] }),
+            // Some entries carry details (stored beside, not hashed).
+            details: if self.payload.is_multiple_of(2) { vec![self.payload ^ 0x5a; 4] } else { Vec::new() },
         }
     }
 }
@@ -86,7 +88,12 @@ impl Model {
                 (0..seq).filter(|&s| self.entries[s as usize].0.subject == subject).collect();
             prop_assert_eq!(ledger.subject_index(subject, seq + 1).unwrap().seqs, want);
         }
-        let new = NewEntry { payload: stored.payload.clone(), subject: Vec::new(), idempotency: None };
+        let new = NewEntry {
+            payload: stored.payload.clone(),
+            subject: Vec::new(),
+            idempotency: None,
+            details: Vec::new(),
+        };
         let receipt = Receipt {
             seq,
             entry_hash: stored.entry_hash,
@@ -108,6 +115,7 @@ impl Model {
         for (seq, (new, receipt)) in self.entries.iter().enumerate() {
             let stored = ledger.entry(seq as u64).unwrap();
             prop_assert_eq!(&stored.payload, &new.payload);
+            prop_assert_eq!(&stored.details, &new.details);
             prop_assert_eq!(&stored.subject, &new.subject);
             prop_assert_eq!(stored.entry_hash, receipt.entry_hash);
             prop_assert_eq!(stored.recorded_at_ns, receipt.recorded_at_ns);
