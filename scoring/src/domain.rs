@@ -214,6 +214,17 @@ impl Record {
             attributes: f.attributes,
         })
     }
+
+    /// A record as a reader of its scoring fields alone sees it (a committed
+    /// record whose details it does not receive: `docs/ledger.md`,
+    /// "Committed records"): `source`, `source_record_id` and `description`
+    /// empty, the attributes only those scoring reads. Validated as
+    /// [`Record::new`] validates those fields.
+    pub fn scoring_fields(f: RecordFields<'_>) -> Result<Record, ValidationError> {
+        let full =
+            Record::new(RecordFields { source: "withheld", source_record_id: "-", description: "", ..f })?;
+        Ok(Record { source: String::new(), source_record_id: String::new(), ..full })
+    }
 }
 
 #[derive(PartialEq)]

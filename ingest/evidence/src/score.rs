@@ -261,6 +261,7 @@ fn other_subject(event: &ecocode_messages::v1::ledger_event::Event) -> String {
         Event::PlatformOutage(_) | Event::ScoringModel(_) => "platform".to_owned(),
         Event::Registration(e) => e.uscc.clone(),
         Event::Record(r) => r.uscc.clone(),
+        Event::CommittedRecord(r) => r.uscc.clone(),
         Event::AccessGrant(g) => g.uscc.clone(),
         Event::AccessRevocation(r) => r.uscc.clone(),
     }

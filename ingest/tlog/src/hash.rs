@@ -9,6 +9,11 @@ pub type Hash = [u8; 32];
 const ENTRY_PREFIX: u8 = 0x00;
 const NODE_PREFIX: u8 = 0x01;
 const CHAIN_PREFIX: u8 = 0x02;
+// 0x03 to 0x06 are the subject index's (`index.rs`).
+const DETAILS_PREFIX: u8 = 0x07;
+
+/// The length of a committed record's salt.
+pub const SALT_LEN: usize = 32;
 
 /// The chain hash "before" the first entry.
 pub const ZERO: Hash = [0; 32];
@@ -30,6 +35,18 @@ pub fn chain_hash(prev: &Hash, entry: &Hash) -> Hash {
     hasher.update(&[CHAIN_PREFIX]);
     hasher.update(prev);
     hasher.update(entry);
+    *hasher.finalize().as_bytes()
+}
+
+/// `BLAKE3(0x07 || salt || record)`: a committed record's commitment to its
+/// details, `record` being the canonical encoding of the whole `Record`
+/// and `salt` 32 fresh random bytes, so that the commitment says nothing
+/// of a record a reader could guess (`docs/ledger.md`, "Committed records").
+pub fn details_commitment(salt: &[u8; SALT_LEN], record: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[DETAILS_PREFIX]);
+    hasher.update(salt);
+    hasher.update(record);
     *hasher.finalize().as_bytes()
 }
 

@@ -26,6 +26,11 @@ pub const CONSISTENCY_3_7: [&str; 4] = [
     "a7c582906c431cc1dc45b16597337413e7d3c56893c55bb6a83a65fa8b0b0d76",
 ];
 
+/// The committed-record vector (`docs/ledger.md`, "Committed records"):
+/// salt 32 bytes `0x07`, this canonical `Record`, and its commitment.
+pub const DETAILS_RECORD: &str = "0a0a6265696c756e2d657062120b502d323032362d303131371a12393133333034323137333932333738353858220c70656e616c74792e66696e652a0608808795cd063080f10438024219434f442061626f7665207065726d69742061742044573030314a0f0a066f75746c657412054457303031";
+pub const DETAILS_COMMITMENT: &str = "6139efc87120580d41c0b67637f84e87353b223a49676d2165d2fd480f3c16f0";
+
 /// The subject of vector entry `seq` in the subject index vectors (empty:
 /// not indexed).
 pub fn index_subject(seq: u64) -> &'static [u8] {
@@ -108,6 +113,19 @@ mod tests {
             &proof::root(&leaves),
             &consistency
         ));
+    }
+
+    #[test]
+    fn details_commitment_vector_from_reference() {
+        let record: Vec<u8> = (0..DETAILS_RECORD.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&DETAILS_RECORD[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(record.len(), 117);
+        let commitment = crate::hash::details_commitment(&[7; crate::hash::SALT_LEN], &record);
+        assert_eq!(hex(&commitment), DETAILS_COMMITMENT);
+        let other_salt = crate::hash::details_commitment(&[8; crate::hash::SALT_LEN], &record);
+        assert_ne!(hex(&other_salt), DETAILS_COMMITMENT);
     }
 
     #[test]
