@@ -377,6 +377,7 @@ pub mod to_proto {
             entry_hash: e.entry_hash.to_vec(),
             chain_hash: e.chain_hash.to_vec(),
             withheld: None,
+            details: e.details.clone(),
         }
     }
 

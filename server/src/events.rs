@@ -13,7 +13,11 @@
 //! Idempotency keys, by event:
 //! * registration: `"enterprise\0" ‖ USCC`, fingerprint `BLAKE3(enterprise)`;
 //! * record: `"record\0" ‖ source ‖ "\0" ‖ source_record_id`, fingerprint
-//!   `BLAKE3(record)`;
+//!   `BLAKE3(record)`; written as a committed record (`CommittedRecord`:
+//!   the scoring fields in clear and a salted commitment, the salt and
+//!   record stored beside the entry as its details), so a reader may be
+//!   given what scoring needs without the rest; records written before
+//!   (`Record` payloads) decode as ever;
 //! * monitoring point: `"point\0" ‖ MN ‖ "\0" ‖ fingerprint`, fingerprint
 //!   `BLAKE3(point)`, so new limits supersede and the same limits are a
 //!   duplicate.
@@ -82,8 +86,9 @@ pub enum Event {
 }
 
 /// The first byte of a record's payload: field 2 of `LedgerEvent`, wire
-/// type 2 (length-delimited).
+/// type 2 (length-delimited), or field 9 for a committed record.
 const RECORD_TAG: u8 = (2 << 3) | 2;
+const COMMITTED_RECORD_TAG: u8 = (9 << 3) | 2;
 
 /// The subject of platform-wide entries.
 pub const PLATFORM_SUBJECT: &str = "platform";
@@ -94,7 +99,12 @@ impl Event {
         let (event, subject, key, fingerprint) = match self {
             // The ledger refuses this payload from anyone but its writer.
             Event::Index(commitment) => {
-                return NewEntry { payload: commitment.payload(), subject: Vec::new(), idempotency: None };
+                return NewEntry {
+                    payload: commitment.payload(),
+                    subject: Vec::new(),
+                    idempotency: None,
+                    details: Vec::new(),
+                };
             }
             Event::Registration(e) => {
                 let canonical = to_proto::enterprise(e);
@@ -163,24 +173,42 @@ impl Event {
             payload: payload.encode_to_vec(),
             subject: subject.as_bytes().to_vec(),
             idempotency: Some(Idempotency { key, fingerprint }),
+            details: Vec::new(),
         }
     }
 
-    /// [`Event::encode`] of `Event::Record(record)`, without moving the record.
+    /// [`Event::encode`] of `Event::Record(record)`, without moving the
+    /// record: a committed record under a fresh random salt.
     pub fn encode_record(record: &Record, submitted_by: &str) -> NewEntry {
+        let mut salt = [0; tlog::hash::SALT_LEN];
+        // The operating system's generator failing is no state to go on in.
+        getrandom::fill(&mut salt).expect("the operating system's random generator failed");
+        Event::encode_record_salted(record, submitted_by, &salt)
+    }
+
+    /// [`Event::encode_record`] under a given salt (tests pin its bytes).
+    /// The idempotency fingerprint is over the record, not the salt, so
+    /// the same record sent again is a duplicate.
+    pub fn encode_record_salted(
+        record: &Record,
+        submitted_by: &str,
+        salt: &[u8; tlog::hash::SALT_LEN],
+    ) -> NewEntry {
         let canonical = to_proto::record(record);
         let fingerprint = fingerprint(&canonical);
         let key =
             [b"record\0".as_slice(), record.source.as_bytes(), b"\0", record.source_record_id.as_bytes()]
                 .concat();
+        let (committed, details) = evidence::stored::commit(&canonical, salt);
         let payload = pb::LedgerEvent {
-            event: Some(pb::ledger_event::Event::Record(canonical)),
+            event: Some(pb::ledger_event::Event::CommittedRecord(committed)),
             submitted_by: submitted_by.to_owned(),
         };
         NewEntry {
             payload: payload.encode_to_vec(),
             subject: record.uscc.as_str().as_bytes().to_vec(),
             idempotency: Some(Idempotency { key, fingerprint }),
+            details: details.encode_to_vec(),
         }
     }
 
@@ -192,7 +220,13 @@ impl Event {
     /// tag byte `0x12`). Lets start-up skip decoding the bulk of the
     /// ledger; [`Event::decode`] stays the definition.
     pub fn is_record_payload(payload: &[u8]) -> bool {
-        payload.first() == Some(&RECORD_TAG)
+        matches!(payload.first(), Some(&(RECORD_TAG | COMMITTED_RECORD_TAG)))
+    }
+
+    /// Whether a stored payload is a committed record (`CommittedRecord`),
+    /// whose hashed bytes show only its scoring fields, by its first byte.
+    pub fn is_committed_record_payload(payload: &[u8]) -> bool {
+        payload.first() == Some(&COMMITTED_RECORD_TAG)
     }
 
     pub fn decode(entry: &Entry) -> Result<Event> {
@@ -204,7 +238,7 @@ impl Event {
         }
         // Registrations and records, what scoring reads, decode in the
         // `evidence` crate: the offline verifier uses the same code.
-        let other = match evidence::stored::decode(entry.seq, &entry.payload) {
+        let other = match evidence::stored::decode_with_details(entry.seq, &entry.payload, &entry.details) {
             Ok(Stored::Registration(e)) => return Ok(Event::Registration(e)),
             Ok(Stored::Record(r)) => return Ok(Event::Record(r)),
             Ok(Stored::ScoringModel { version, model }) => return Ok(Event::ScoringModel { version, model }),
@@ -230,6 +264,7 @@ impl Event {
             // Decoded by `evidence::stored` above; never `Other`.
             pb::ledger_event::Event::Registration(_)
             | pb::ledger_event::Event::Record(_)
+            | pb::ledger_event::Event::CommittedRecord(_)
             | pb::ledger_event::Event::ScoringModel(_) => {
                 return Err(corrupt("a registration or record decoded as another event".into()));
             }
@@ -304,19 +339,27 @@ mod tests {
     }
 
     fn round_trip(event: Event) -> NewEntry {
-        let new = event.encode("beilun-epb");
-        let stored = Entry {
-            seq: 9,
+        round_trip_entry(&event, event.encode("beilun-epb"))
+    }
+
+    fn round_trip_entry(event: &Event, new: NewEntry) -> NewEntry {
+        let stored = stored(9, &new);
+        assert_eq!(&Event::decode(&stored).unwrap(), event);
+        // Start-up skips decoding records by their first byte.
+        assert_eq!(Event::is_record_payload(&new.payload), matches!(event, Event::Record(_)));
+        new
+    }
+
+    fn stored(seq: u64, new: &NewEntry) -> Entry {
+        Entry {
+            seq,
             recorded_at_ns: 0,
             payload: new.payload.clone(),
             subject: new.subject.clone(),
             entry_hash: [0; 32],
             chain_hash: [0; 32],
-        };
-        assert_eq!(Event::decode(&stored).unwrap(), event);
-        // Start-up skips decoding records by their first byte.
-        assert_eq!(Event::is_record_payload(&new.payload), matches!(event, Event::Record(_)));
-        new
+            details: new.details.clone(),
+        }
     }
 
     // The bytes below are what every existing ledger holds; if this test
@@ -332,15 +375,102 @@ mod tests {
         .assert_eq(&show(&round_trip(Event::Registration(enterprise()))));
     }
 
+    /// The payload of a record written before committed records (every
+    /// ledger's older records): it must decode to the same record for ever.
+    const LEGACY_RECORD: &str = "12750a0a6265696c756e2d657062120b502d323032362d303131371a12393133333034323137333932333738353858220c70656e616c74792e66696e652a0608808795cd063080f10438024219434f442061626f7665207065726d69742061742044573030314a0f0a066f75746c6574120544573030317a0a6265696c756e2d657062";
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_legacy_record_keeps_decoding() {
+        let legacy = NewEntry {
+            payload: unhex(LEGACY_RECORD),
+            subject: b"91330421739237858X".to_vec(),
+            idempotency: None,
+            details: Vec::new(),
+        };
+        round_trip_entry(&Event::Record(record()), legacy);
+    }
+
     #[test]
     fn record_bytes_are_pinned() {
+        let new = Event::encode_record_salted(&record(), "beilun-epb", &[7; 32]);
+        // The key and fingerprint are a legacy record's: a record sent
+        // again after the upgrade is a duplicate of the one sent before.
         expect![[r#"
-            payload 12750a0a6265696c756e2d657062120b502d323032362d303131371a12393133333034323137333932333738353858220c70656e616c74792e66696e652a0608808795cd063080f10438024219434f442061626f7665207065726d69742061742044573030314a0f0a066f75746c6574120544573030317a0a6265696c756e2d657062
+            payload 4a520a12393133333034323137333932333738353858120c70656e616c74792e66696e651a0608808795cd062080f10428023a206139efc87120580d41c0b67637f84e87353b223a49676d2165d2fd480f3c16f07a0a6265696c756e2d657062
             subject 91330421739237858X
             key 7265636f7264006265696c756e2d65706200502d323032362d30313137
             fingerprint 69a94a5a7a8f1534975a5337fd9723b32f990698ce8745de320db8308856faaf
+            details 0a20070707070707070707070707070707070707070707070707070707070707070712750a0a6265696c756e2d657062120b502d323032362d303131371a12393133333034323137333932333738353858220c70656e616c74792e66696e652a0608808795cd063080f10438024219434f442061626f7665207065726d69742061742044573030314a0f0a066f75746c657412054457303031
         "#]]
-        .assert_eq(&show(&round_trip(Event::Record(record()))));
+        .assert_eq(&format!("{}details {}\n", show(&new), hex(&new.details)));
+        round_trip_entry(&Event::Record(record()), new.clone());
+        // Another salt: other payload, same key and fingerprint.
+        let other = Event::encode_record_salted(&record(), "beilun-epb", &[8; 32]);
+        assert_ne!(other.payload, new.payload);
+        assert_eq!(other.idempotency, new.idempotency);
+        assert_eq!(Event::encode_record(&record(), "beilun-epb").idempotency, new.idempotency);
+    }
+
+    // A reader of the hashed bytes alone (a lender given a withheld
+    // record, a mirror) learns the scoring fields and nothing else.
+    #[test]
+    fn a_committed_record_without_its_details_shows_the_scoring_fields_only() {
+        let new = Event::encode_record_salted(&record(), "beilun-epb", &[7; 32]);
+        let bare = Entry { details: Vec::new(), ..stored(5, &new) };
+        let Event::Record(seen) = Event::decode(&bare).unwrap() else { panic!() };
+        let full = record();
+        assert_eq!(
+            (seen.uscc, &seen.kind, seen.occurred_at, seen.amount_yuan, seen.refers_to),
+            (full.uscc, &full.kind, full.occurred_at, full.amount_yuan, full.refers_to)
+        );
+        assert!(seen.source.is_empty() && seen.source_record_id.is_empty() && seen.description.is_empty());
+        assert!(seen.attributes.is_empty(), "outlet is a detail: {:?}", seen.attributes);
+        for secret in ["DW001", "beilun-epb\0", "P-2026-0117", "COD above"] {
+            let payload = String::from_utf8_lossy(&new.payload).into_owned();
+            assert!(!payload.contains(secret), "{secret:?} in the hashed bytes");
+        }
+    }
+
+    #[test]
+    fn details_that_do_not_open_the_commitment_are_corruption() {
+        let new = Event::encode_record_salted(&record(), "beilun-epb", &[7; 32]);
+        let details = pb::RecordDetails::decode(new.details.as_slice()).unwrap();
+        let mut other_record = pb::Record::decode(details.record.as_slice()).unwrap();
+        other_record.description = "nothing happened".into();
+        let forged = [
+            pb::RecordDetails { salt: vec![8; 32], ..details.clone() },
+            pb::RecordDetails { salt: vec![7; 31], ..details.clone() },
+            pb::RecordDetails { record: other_record.encode_to_vec(), ..details.clone() },
+        ];
+        for forged in forged {
+            let entry = Entry { details: forged.encode_to_vec(), ..stored(5, &new) };
+            assert!(
+                matches!(Event::decode(&entry), Err(Error::Ledger(ledger::Error::Corruption { seq: 5, .. }))),
+                "{forged:?}"
+            );
+        }
+        // Details beside an entry that is no committed record.
+        let registration = Event::Registration(enterprise()).encode("x");
+        let entry = Entry { details: new.details.clone(), ..stored(6, &registration) };
+        assert!(matches!(
+            Event::decode(&entry),
+            Err(Error::Ledger(ledger::Error::Corruption { seq: 6, .. }))
+        ));
+    }
+
+    #[test]
+    fn outcome_is_the_one_attribute_in_clear() {
+        let mut resolution = record();
+        resolution.kind = "dispute.resolved".into();
+        resolution.attributes.insert("outcome".into(), "upheld".into());
+        let new = Event::encode_record_salted(&resolution, "beilun-epb", &[7; 32]);
+        let bare = Entry { details: Vec::new(), ..stored(5, &new) };
+        let Event::Record(seen) = Event::decode(&bare).unwrap() else { panic!() };
+        assert_eq!(seen.attributes, BTreeMap::from([("outcome".to_owned(), "upheld".to_owned())]));
     }
 
     #[test]
@@ -433,6 +563,7 @@ mod tests {
             subject: b"91330421739237858X".to_vec(),
             entry_hash: [0; 32],
             chain_hash: [0; 32],
+            details: Vec::new(),
         };
         let decoded = Event::decode(&entry).unwrap();
         let Event::MonitoringPoint(p) = &decoded else { panic!("{decoded:?}") };
@@ -466,6 +597,7 @@ mod tests {
                 subject: Vec::new(),
                 entry_hash: [0; 32],
                 chain_hash: [0; 32],
+                details: Vec::new(),
             };
             assert!(matches!(
                 Event::decode(&entry),
@@ -495,6 +627,7 @@ mod tests {
             subject: Vec::new(),
             entry_hash: [0; 32],
             chain_hash: [0; 32],
+            details: Vec::new(),
         };
         assert!(matches!(
             Event::decode(&entry),

@@ -134,6 +134,7 @@ impl LedgerSnapshot {
             subject: Vec::new(),
             entry_hash: hash(&entry.entry_hash, "entry_hash")?,
             chain_hash: hash(&entry.chain_hash, "chain_hash")?,
+            details: entry.details.clone(),
         };
         match Event::decode(&stored)? {
             // A later registration supersedes, as in the server's directory.

@@ -272,10 +272,16 @@ impl Service {
 pub type ShownEntry = (Entry, Option<Withheld>);
 
 /// A withheld entry keeps its seq, time and hashes (inclusion and the
-/// chain still verify) and loses its payload.
+/// chain still verify) and loses its details: a committed record keeps
+/// its hashed bytes (the scoring fields and the commitment, so a score
+/// stays recomputable), a record written before committed records loses
+/// its payload (docs/ledger.md, "Withheld entries").
 fn disclose_entry(mut entry: Entry, withheld: Option<Withheld>) -> (Entry, Option<Withheld>) {
     if withheld.is_some() {
-        entry.payload = Vec::new();
+        entry.details = Vec::new();
+        if !Event::is_committed_record_payload(&entry.payload) {
+            entry.payload = Vec::new();
+        }
     }
     (entry, withheld)
 }

@@ -109,20 +109,23 @@ impl Service {
         let (service, key, enterprise) = (self.clone(), uscc.clone(), view.enterprise.clone());
         let reader = who.clone();
         let bundle = blocking(move || {
-            // Credit repair and publicity stop sharing (令第36号): a proof
-            // holds every entry whole, so a reader who receives some record
-            // only as withheld gets no proof until committed records let a
-            // bundle leave details out (docs/ledger.md).
+            // Credit repair and publicity stop sharing (令第36号). A proof
+            // holds the entries' hashed bytes: a committed record's are its
+            // scoring fields and a commitment to the rest, which every
+            // reader of the score may hold; a record written before
+            // committed records holds everything, so a reader who receives
+            // one only as withheld gets no proof (docs/ledger.md).
             let records = service.records_of(key.as_str())?;
-            let withheld = service.withheld_records(&reader, &enterprise, &records, None, None)?;
-            if let Some(first) = withheld.first() {
-                return Err(Error::FailedPrecondition(format!(
-                    "uscc: {key} has records no longer shared with this reader (the first: seq {}, {}); \
-                     a score proof holds every record whole, so it is given to the enterprise itself, \
-                     its regulators and admins only",
-                    first.seq.0,
-                    first.why.as_str()
-                )));
+            for withheld in service.withheld_records(&reader, &enterprise, &records, None, None)? {
+                let seq = withheld.seq.0;
+                if !Event::is_committed_record_payload(&service.ledger.entry(seq)?.payload) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "uscc: {key} has a record no longer shared with this reader (seq {seq}, {}) \
+                         written before records were committed, so a proof would disclose it whole; \
+                         the enterprise itself, its regulators and admins can fetch the proof",
+                        withheld.why.as_str()
+                    )));
+                }
             }
             let index = service.ledger.subject_index(key.as_str().as_bytes(), size)?;
             if index.seqs.len() > MAX_PROOF_ENTRIES {

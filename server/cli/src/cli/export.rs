@@ -22,10 +22,14 @@ enum Line {
         verifier: String,
     },
     /// An entry about the enterprise: `ecocode proof verify` checks it
-    /// (save the `bundle` object to a file).
+    /// (save the `bundle` object to a file). A committed record's
+    /// `details` (base64 `RecordDetails`: salt and whole record) open the
+    /// commitment in its payload.
     Entry {
         seq: u64,
         bundle: Bundle,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<String>,
     },
     Grant {
         seq: u64,
@@ -108,7 +112,8 @@ pub(super) async fn export(conn: Connection, uscc: String, out: PathBuf) -> anyh
             payload: b64.encode(&entry.payload),
             hashes: p.hashes.iter().map(|h| b64.encode(h)).collect(),
         };
-        write(&Line::Entry { seq: entry.seq, bundle })?;
+        let details = (!entry.details.is_empty()).then(|| b64.encode(&entry.details));
+        write(&Line::Entry { seq: entry.seq, bundle, details })?;
         entries += 1;
     }
     bar.finish_and_clear();
@@ -174,6 +179,7 @@ fn about(payload: &[u8], uscc: &str) -> bool {
     match event.event {
         Some(Event::Registration(e)) => e.uscc == uscc,
         Some(Event::Record(r)) => r.uscc == uscc,
+        Some(Event::CommittedRecord(r)) => r.uscc == uscc,
         Some(Event::MonitoringPoint(p)) => p.uscc == uscc,
         Some(Event::EnterpriseUpdate(u)) => u.uscc == uscc,
         Some(Event::AccessGrant(g)) => g.uscc == uscc,

@@ -114,7 +114,13 @@ pub async fn export_file(
                         payload: B64.encode(&e.payload),
                         hashes: tlog::bundle::encode_hashes(&hashes),
                     };
-                    serde_json::json!({"type": "entry", "seq": e.seq, "bundle": bundle})
+                    // A committed record's details (its salt and whole
+                    // record) follow the bundle: they open its commitment.
+                    match e.details.is_empty() {
+                        true => serde_json::json!({"type": "entry", "seq": e.seq, "bundle": bundle}),
+                        false => serde_json::json!({"type": "entry", "seq": e.seq, "bundle": bundle,
+                            "details": B64.encode(&e.details)}),
+                    }
                 }
                 Some(Ok(ExportItem::Grant(g))) => {
                     grants += 1;
