@@ -32,18 +32,12 @@ fn write_file(path: &std::path::Path, lines: impl Iterator<Item = String>) {
 
 /// How many records the ledger holds, and whether any id is there twice.
 fn records_in_ledger(server: &TestServer) -> (usize, bool) {
-    use ecocode_proto::v1 as pb;
     let ledger = &server.ledger;
     let mut ids: Vec<String> = ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())
         .filter(|e| !tlog::index::is_index_payload(&e.payload))
-        .filter_map(|e| {
-            match <pb::LedgerEvent as prost::Message>::decode(e.payload.as_slice()).unwrap().event {
-                Some(pb::ledger_event::Event::Record(r)) => Some(r.source_record_id),
-                _ => None,
-            }
-        })
+        .filter_map(|e| record_in(e.seq, &e.payload, &e.details).map(|r| r.source_record_id))
         .collect();
     let count = ids.len();
     ids.sort();

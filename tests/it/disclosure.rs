@@ -6,6 +6,7 @@
 
 use ecocode_proto::v1 as pb;
 use ledger::{Hash, hash, proof};
+use prost::Message as _;
 use server::principals::Role;
 
 use crate::support::*;
@@ -26,6 +27,21 @@ fn reason(json: &serde_json::Value, seq: u64) -> &serde_json::Value {
 
 async fn entry(client: &mut Client, seq: u64) -> pb::Entry {
     client.ledger.get_entry(pb::GetEntryRequest { seq }).await.unwrap().into_inner()
+}
+
+/// The hashed bytes of a record entry: its clear scoring fields and the
+/// commitment to the rest (docs/ledger.md, "Committed records").
+fn committed(e: &pb::Entry) -> pb::CommittedRecord {
+    match pb::LedgerEvent::decode(e.payload.as_slice()).expect("a LedgerEvent").event {
+        Some(pb::ledger_event::Event::CommittedRecord(c)) => c,
+        other => panic!("seq {} is no committed record: {other:?}", e.seq),
+    }
+}
+
+/// The whole record, opened from the details the reader received and
+/// checked against the entry's commitment.
+fn opened(e: &pb::Entry) -> scoring::Record {
+    evidence::stored::open(e.seq, &committed(e), &e.details).expect("the details open the commitment")
 }
 
 /// The entry's leaf verifies in the tree of the latest checkpoint,
@@ -73,7 +89,7 @@ async fn a_record_leaves_the_public_view_when_its_publicity_window_ends() {
     assert_eq!(json["unpublished"], 0);
     let line = bank.score(ACME).await.reasons.into_iter().find(|r| r.seq == seq).unwrap();
     assert_eq!((line.kind.as_str(), line.withheld), ("penalty.warning", None));
-    assert!(!entry(&mut bank, seq).await.payload.is_empty());
+    assert_eq!(opened(&entry(&mut bank, seq).await).description, "warned: inspector Wang 138-0000-0000");
 
     // After it: the record still counts (-3), but the public and lenders
     // receive only that it is withheld, and why.
@@ -102,8 +118,13 @@ async fn a_record_leaves_the_public_view_when_its_publicity_window_ends() {
     assert_eq!((line.kind.as_str(), line.description.as_str(), line.points), ("withheld", "", -3));
     let withheld = line.withheld.clone().expect("says why");
     assert_eq!((withheld.publicity_class.as_str(), withheld.why.as_str()), ("minor", "window_ended"));
+    // GetEntry: the lender receives the hashed bytes (what the score
+    // counts, and the commitment) without the details that open them.
     let e = entry(&mut bank, seq).await;
-    assert!(e.payload.is_empty(), "no payload for a lender");
+    assert!(e.details.is_empty(), "no details for a lender");
+    let clear = committed(&e);
+    assert_eq!((clear.kind.as_str(), clear.details_commitment.len()), ("penalty.warning", 32));
+    assert!(!String::from_utf8_lossy(&e.payload).contains("Wang"), "the description is only committed to");
     assert_eq!(e.withheld.as_ref().map(|w| w.entry_hash.clone()), Some(e.entry_hash.clone()));
     assert_included(&mut bank, &e).await;
 
@@ -114,7 +135,8 @@ async fn a_record_leaves_the_public_view_when_its_publicity_window_ends() {
         let e = entry(client, seq).await;
         let t = e.recorded_at.unwrap();
         let leaf = hash::entry_hash(seq, t.seconds * 1_000_000_000 + i64::from(t.nanos), &e.payload);
-        assert_eq!(leaf.to_vec(), e.entry_hash, "the whole entry hashes to the leaf lenders receive");
+        assert_eq!(leaf.to_vec(), e.entry_hash, "the entry hashes to the leaf lenders receive");
+        assert_eq!(opened(&e).description, "warned: inspector Wang 138-0000-0000");
         assert!(e.withheld.is_none());
     }
     server.stop().await;
@@ -169,9 +191,11 @@ async fn repair_granted_stops_sharing_with_lenders_but_not_with_the_regulator_or
         );
     }
 
-    // GetEntry and ListEntries: the lender gets the seq and the hash only.
+    // GetEntry and ListEntries: the lender gets the hashed bytes (the
+    // scoring fields and the commitment), never the details.
     let e = entry(&mut bank, suspend).await;
-    assert!(e.payload.is_empty());
+    assert!(e.details.is_empty() && !String::from_utf8_lossy(&e.payload).contains("contact Li"));
+    assert_eq!(committed(&e).kind, "enforcement.suspend");
     assert_eq!(e.withheld.as_ref().unwrap().why, "repaired");
     assert_included(&mut bank, &e).await;
     let mut listed = bank
@@ -185,13 +209,14 @@ async fn repair_granted_stops_sharing_with_lenders_but_not_with_the_regulator_or
         assert_ne!(item.seq, repair, "workflow steps are not shared with lenders");
         if item.seq == suspend {
             found = true;
-            assert!(item.payload.is_empty() && item.withheld.is_some());
+            assert!(item.details.is_empty() && item.withheld.is_some());
         }
     }
-    assert!(found, "the withheld entry is listed, without its payload");
+    assert!(found, "the withheld entry is listed, without its details");
     for client in [&mut regulator, &mut acme] {
         let e = entry(client, suspend).await;
-        assert!(!e.payload.is_empty() && e.withheld.is_none());
+        assert!(e.withheld.is_none());
+        assert_eq!(opened(&e).description, "suspended: outlet 3 bypass, contact Li");
     }
 
     // BatchGetScores and the page: nothing of it, for the lender or the public.
@@ -208,16 +233,32 @@ async fn repair_granted_stops_sharing_with_lenders_but_not_with_the_regulator_or
     assert!(!json.to_string().contains("contact Li"));
     assert_eq!(json["unpublished"], 1);
 
-    // GetScoreProof: a proof holds every record whole, so the lender gets
-    // none (naming the withheld seq); the regulator and the enterprise do.
+    // GetScoreProof: the lender's bundle holds the withheld suspension's
+    // hashed bytes only, and still recomputes its score offline; the
+    // regulator's and the enterprise's hold the same entries.
     server.ledger.sign_checkpoint_now().unwrap();
-    let proof = |uscc: &str| pb::GetScoreProofRequest { uscc: uscc.into(), tree_size: 0, as_of: None };
-    let refused = bank.scores.get_score_proof(proof(ACME)).await.expect_err("no proof for the lender");
-    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains(&format!("seq {suspend}")), "{}", refused.message());
+    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
+    let proof = |client: &mut Client| {
+        let request = pb::GetScoreProofRequest { uscc: ACME.into(), tree_size: 0, as_of: None };
+        let mut scores = client.scores.clone();
+        async move {
+            let mut stream = scores.get_score_proof(request).await.unwrap().into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await.unwrap() {
+                bytes.extend_from_slice(&chunk.bundle);
+            }
+            bytes
+        }
+    };
+    let lenders = proof(&mut bank).await;
+    assert!(!String::from_utf8_lossy(&lenders).contains("contact Li"));
+    let bundle: evidence::score::ScoreBundle = serde_json::from_slice(&lenders).unwrap();
+    let verified = evidence::score::verify(&bundle, &name, &key).expect("the lender's bundle verifies");
+    assert_eq!(verified.points, i64::from(bank.score(ACME).await.points));
+    assert!(bundle.entries.iter().any(|e| e.seq == suspend), "the withheld record is counted, not left out");
     for client in [&mut regulator, &mut acme] {
-        let mut stream = client.scores.get_score_proof(proof(ACME)).await.unwrap().into_inner();
-        assert!(stream.message().await.unwrap().is_some_and(|chunk| !chunk.bundle.is_empty()));
+        let theirs: evidence::score::ScoreBundle = serde_json::from_slice(&proof(client).await).unwrap();
+        assert_eq!(evidence::score::verify(&theirs, &name, &key).unwrap().points, verified.points);
     }
     server.stop().await;
 }

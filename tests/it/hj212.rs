@@ -141,8 +141,7 @@ async fn a_day_of_hourly_packets_becomes_records_and_changes_the_score() {
     let exceedance = score.reasons.iter().find(|r| r.kind == "exceedance.daily").unwrap();
     let entry =
         admin.ledger.get_entry(pb::GetEntryRequest { seq: exceedance.seq }).await.unwrap().into_inner();
-    let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
-    let Some(pb::ledger_event::Event::Record(record)) = event.event else { panic!("not a record") };
+    let record = record_in(entry.seq, &entry.payload, &entry.details).expect("a record");
     assert_eq!(record.source, "hj212");
     assert_eq!(record.attributes["pollutant"], "w01018");
     assert_eq!(record.attributes["limit"], "50");

@@ -31,7 +31,11 @@ async fn append_returns_a_durable_receipt_that_matches_the_entry() {
 
     // The payload is a LedgerEvent a client can decode.
     let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
-    let Some(pb::ledger_event::Event::Record(r)) = event.event else { panic!("not a record: {event:?}") };
+    let Some(pb::ledger_event::Event::CommittedRecord(c)) = &event.event else {
+        panic!("not a committed record: {event:?}")
+    };
+    assert_eq!((c.kind.as_str(), c.amount_yuan), ("penalty.fine", 80_000));
+    let r = record_in(entry.seq, &entry.payload, &entry.details).expect("the details open it");
     assert_eq!((r.kind.as_str(), r.amount_yuan), ("penalty.fine", 80_000));
     assert!(event.submitted_by.starts_with("admin-"));
     server.stop().await;

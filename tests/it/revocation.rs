@@ -30,12 +30,7 @@ fn record_ids(server: &TestServer) -> Vec<String> {
     ledger
         .scan(0, ledger.head().size)
         .map(|e| e.unwrap())
-        .filter_map(|e| {
-            match <pb::LedgerEvent as prost::Message>::decode(e.payload.as_slice()).unwrap().event {
-                Some(pb::ledger_event::Event::Record(r)) => Some(r.source_record_id),
-                _ => None,
-            }
-        })
+        .filter_map(|e| record_in(e.seq, &e.payload, &e.details).map(|r| r.source_record_id))
         .collect()
 }
 

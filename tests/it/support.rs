@@ -336,6 +336,24 @@ impl Client {
     }
 }
 
+/// The record an entry holds: a committed record opened with the details
+/// stored beside it (checked against its commitment, so a test reads only
+/// what verifies), or a record written before committed records; `None`
+/// for any other event, or a committed record whose details the reader
+/// did not receive.
+pub fn record_in(seq: u64, payload: &[u8], details: &[u8]) -> Option<pb::Record> {
+    use prost::Message as _;
+    match pb::LedgerEvent::decode(payload).ok()?.event? {
+        pb::ledger_event::Event::Record(r) => Some(r),
+        pb::ledger_event::Event::CommittedRecord(c) if !details.is_empty() => {
+            evidence::stored::open(seq, &c, details).expect("the details open the commitment");
+            let details = pb::RecordDetails::decode(details).unwrap();
+            Some(pb::Record::decode(details.record.as_slice()).unwrap())
+        }
+        _ => None,
+    }
+}
+
 pub fn enterprise(uscc: &str, name: &str, region: &str) -> pb::Enterprise {
     pb::Enterprise {
         uscc: uscc.into(),

@@ -102,6 +102,17 @@ async fn terminate(mut server: Child) {
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 }
 
+/// The id of the record an entry holds, from the details that open its
+/// commitment (checked: `evidence::stored::open`).
+fn source_record_id(entry: &pb::Entry) -> String {
+    use prost::Message as _;
+    let event = pb::LedgerEvent::decode(entry.payload.as_slice()).unwrap();
+    let Some(pb::ledger_event::Event::CommittedRecord(committed)) = event.event else {
+        panic!("seq {} is not a record", entry.seq)
+    };
+    evidence::stored::open(entry.seq, &committed, &entry.details).unwrap().source_record_id
+}
+
 fn record(id: &str) -> pb::Record {
     pb::Record {
         source: "crash-test".into(),
@@ -198,11 +209,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_record() {
     for (id, seq) in &acked {
         let entry =
             ledger.get_entry(authed(&token, pb::GetEntryRequest { seq: *seq })).await.unwrap().into_inner();
-        let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
-        let Some(pb::ledger_event::Event::Record(r)) = event.event else {
-            panic!("seq {seq} is not a record")
-        };
-        assert_eq!(&r.source_record_id, id, "seq {seq}");
+        assert_eq!(&source_record_id(&entry), id, "seq {seq}");
     }
     // New appends continue after the last stored entry.
     let checkpoint =
@@ -304,11 +311,7 @@ async fn sigkill_of_one_postgres_node_loses_nothing_and_the_other_goes_on() {
     for (id, seq) in &acked {
         let entry =
             ledger.get_entry(authed(&token, pb::GetEntryRequest { seq: *seq })).await.unwrap().into_inner();
-        let event = <pb::LedgerEvent as prost::Message>::decode(entry.payload.as_slice()).unwrap();
-        let Some(pb::ledger_event::Event::Record(r)) = event.event else {
-            panic!("seq {seq} is not a record")
-        };
-        assert_eq!(&r.source_record_id, id, "seq {seq}");
+        assert_eq!(&source_record_id(&entry), id, "seq {seq}");
     }
     // And the whole chain verifies, with the second node still serving.
     let out = cli(&["verify", "--store", &url, "--key-file", key.to_str().unwrap()]);
