@@ -217,8 +217,16 @@ def test_ledger_entries_decode_as_ledger_events(registered, lender):
     entries = list(lender.list_entries(0, registered.seq + 1))
     assert [e.seq for e in entries] == list(range(registered.seq + 1))
     event = pb.LedgerEvent.FromString(entries[-1].payload)
-    assert event.WhichOneof("event") == "record" and event.record.source_record_id == "F-1"
+    # A committed record: the scoring fields in the hashed payload, the rest
+    # in the details, which open its commitment.
+    assert event.WhichOneof("event") == "committed_record" and event.committed_record.amount_yuan == 100_000
     assert event.submitted_by == "beilun-epb"
+    whole = verify.record(entries[-1].payload, entries[-1].details)
+    assert whole.source_record_id == "F-1" and whole.amount_yuan == 100_000
+    forged = pb.RecordDetails.FromString(entries[-1].details)
+    forged.record = pb.Record(source="beilun-epb", source_record_id="F-2").SerializeToString()
+    with pytest.raises(VerificationError, match="commitment"):
+        verify.record(entries[-1].payload, forged.SerializeToString())
     one = lender.get_entry(registered.seq)
     assert one.entry_hash == verify.entry_hash(one.seq, one.recorded_at.ToNanoseconds(), one.payload)
     proof = lender.get_inclusion_proof(registered.seq, registered.seq + 1)
@@ -251,7 +259,7 @@ def test_real_checkpoints_attestations_and_bundles_verify_offline(registered, le
 
     inclusion = verify.bundle(lender.inclusion_bundle(registered.seq), key)
     assert inclusion.seq == registered.seq and inclusion.entry_hash == registered.entry_hash
-    assert inclusion.event().record.amount_yuan == 100_000
+    assert inclusion.event().committed_record.amount_yuan == 100_000
     grown = lender.consistency_bundle(old.signed_note)
     consistency = verify.bundle(grown, key)
     assert consistency.from_size == old.tree_size and consistency.to_size >= old.tree_size

@@ -23,8 +23,11 @@ Public functions:
   ``checkpoint``, ``bundle`` and ``attestation`` take ``policy=`` and then
   refuse a checkpoint without the quorum of witness cosignatures
   (tlog-cosignature v1, Ed25519: :func:`cosignature`);
+* :func:`record` - a ledger entry's record: a committed record opened with
+  its details (``Entry.details``) and checked against its commitment;
 * the primitives :func:`entry_hash`, :func:`chain_hash`, :func:`node`,
-  :func:`merkle_root`, :func:`verify_inclusion`, :func:`verify_consistency`.
+  :func:`merkle_root`, :func:`verify_inclusion`, :func:`verify_consistency`,
+  :func:`details_commitment`.
 
 Each raises :class:`ecocode_client.VerificationError` naming what is wrong.
 """
@@ -64,6 +67,7 @@ __all__ = [
     "cosignature",
     "cosignature_message",
     "cosigner_key_id",
+    "details_commitment",
     "compact_bytes",
     "compact_note",
     "empty_root",
@@ -74,6 +78,7 @@ __all__ = [
     "open_note",
     "parse_cosigner_key",
     "parse_verifier_key",
+    "record",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -109,6 +114,54 @@ def chain_hash(prev: Hash, entry: Hash) -> Hash:
 def node(left: Hash, right: Hash) -> Hash:
     """``BLAKE3(0x01 || left || right)``: an interior Merkle node."""
     return _blake3.blake3(b"\x01" + left + right).digest()
+
+
+def details_commitment(salt: bytes, record: bytes) -> Hash:
+    """``BLAKE3(0x07 || salt || record)``: a committed record's commitment to its details."""
+    return _blake3.blake3(b"\x07" + bytes(salt) + bytes(record)).digest()
+
+
+def record(payload: bytes, details: bytes = b"") -> Any:
+    """The record a ledger entry's ``payload`` holds (``docs/ledger.md``, "Committed records").
+
+    A record written before committed records comes back as its
+    ``ecocode.v1.Record``. A committed record with its ``details`` (an
+    ``Entry.details``, given to readers who may see the record whole) comes
+    back as the whole ``Record`` once the details open the commitment and
+    agree with every clear field; without details, as the
+    ``ecocode.v1.CommittedRecord`` (the scoring fields and the commitment).
+    Raises :class:`VerificationError` for anything else.
+    """
+    from .v1 import ecocode_pb2
+
+    try:
+        event = ecocode_pb2.LedgerEvent.FromString(bytes(payload))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise VerificationError(f"payload is not a LedgerEvent: {e}") from None
+    which = event.WhichOneof("event")
+    if which == "record" and not details:
+        return event.record
+    if which != "committed_record":
+        raise VerificationError(f"the entry holds a {which or 'nothing'}, not a record with these details")
+    committed = event.committed_record
+    if not details:
+        return committed
+    try:
+        opened = ecocode_pb2.RecordDetails.FromString(bytes(details))
+        whole = ecocode_pb2.Record.FromString(opened.record)
+    except Exception as e:
+        raise VerificationError(f"details are not RecordDetails: {e}") from None
+    if len(opened.salt) != 32:
+        raise VerificationError(f"details: the salt is {len(opened.salt)} bytes, not 32")
+    if details_commitment(opened.salt, opened.record) != committed.details_commitment:
+        raise VerificationError("details do not open the entry's commitment")
+    clear = (whole.uscc, whole.kind, whole.occurred_at, whole.amount_yuan, whole.refers_to_seq,
+             whole.attributes.get("outcome", ""))
+    stated = (committed.uscc, committed.kind, committed.occurred_at, committed.amount_yuan,
+              committed.refers_to_seq, committed.outcome)
+    if clear != stated:
+        raise VerificationError("details: the record does not agree with the entry's clear fields")
+    return whole
 
 
 def empty_root() -> Hash:
