@@ -394,3 +394,58 @@ async fn an_enterprise_downloads_everything_held_about_it_with_proofs() {
     assert_eq!(signed_in(&server, &beta).await.get(&format!("/e/{ACME}/export")).await.status, 403);
     server.stop().await;
 }
+
+/// Records written before committed records (`LedgerEvent.record`) keep
+/// verifying and counting; only their payload is the whole record, so when
+/// one is withheld from a lender the lender gets neither its payload nor a
+/// score proof (which would disclose it), while the enterprise's proof of
+/// the same ledger verifies.
+#[tokio::test]
+async fn a_withheld_record_written_before_committed_records_refuses_a_lenders_score_proof_naming_its_seq() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.register(ACME, "Acme", "330206").await;
+    grant(&mut admin, ACME, "bank").await;
+    // What an older release wrote: the whole record as the payload.
+    let mut warning = record(ACME, "W-OLD", "penalty.warning", 0);
+    warning.description = "warned: inspector Wang 138-0000-0000".into();
+    let legacy = pb::LedgerEvent {
+        event: Some(pb::ledger_event::Event::Record(warning)),
+        submitted_by: "beilun-epb".into(),
+    };
+    let new = ledger::NewEntry {
+        payload: legacy.encode_to_vec(),
+        subject: ACME.as_bytes().to_vec(),
+        idempotency: None,
+        details: Vec::new(),
+    };
+    let seq = server.ledger.append(vec![new]).await.unwrap().remove(0).expect("appended").seq;
+    server.clock.set(days(90));
+    server.ledger.sign_checkpoint_now().unwrap();
+
+    let bank = server.token("bank", Role::Lender);
+    let mut bank = server.client(&bank).await;
+    let score = bank.score(ACME).await;
+    let line = score.reasons.iter().find(|r| r.seq == seq).expect("the old warning still counts");
+    assert_eq!((line.kind.as_str(), line.points), ("withheld", -3));
+    let e = entry(&mut bank, seq).await;
+    assert!(e.payload.is_empty() && e.details.is_empty(), "an old record's payload is the whole record");
+    assert_included(&mut bank, &e).await;
+    let request = || pb::GetScoreProofRequest { uscc: ACME.into(), tree_size: 0, as_of: None };
+    let refused = bank.scores.get_score_proof(request()).await.expect_err("no proof for the lender");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(&format!("seq {seq}")), "{}", refused.message());
+
+    let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
+    let mut acme = server.client(&acme).await;
+    let mut stream = acme.scores.get_score_proof(request()).await.unwrap().into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        bytes.extend_from_slice(&chunk.bundle);
+    }
+    let bundle: evidence::score::ScoreBundle = serde_json::from_slice(&bytes).unwrap();
+    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
+    let verified = evidence::score::verify(&bundle, &name, &key).expect("an old record verifies and scores");
+    assert_eq!(verified.points, i64::from(score.points));
+    server.stop().await;
+}
