@@ -1,7 +1,8 @@
 //! The inquiry log's write-ahead log: group commit in front of sled.
 //!
 //! Durability (a write-ahead log in front of sled): `record` inserts the
-//! index keys into sled *without* flushing it, then appends the inquiries
+//! index keys into sled *without* flushing it (`local::index`: the inquiry
+//! under its primary key, empty pointers under the others), then appends the inquiries
 //! to a WAL file and returns once an `fdatasync` covers them. The keys go
 //! in as plain inserts, not a `sled::Batch`: sled 0.34 makes a batch
 //! atomic by writing out its IO buffer before and after it, each a
@@ -19,7 +20,7 @@
 //!
 //! WAL files are `DIR/wal.<generation>` (20 digits). Each record is
 //! `u32 len (LE) ‖ payload ‖ first 8 bytes of BLAKE3(payload)`, with
-//! `payload = u64 id (BE) ‖ the inquiry's JSON`; the three index keys are
+//! `payload = u64 id (BE) ‖ the inquiry's JSON`; the three keys are
 //! a function of `(id, inquiry)`, so replaying a record is idempotent.
 //!
 //! Checkpoints: when the current file exceeds 16 MiB, or every 30 s if it
@@ -43,10 +44,10 @@
 
 use std::path::Path;
 
-use crate::local::index_keys;
 use kv::lock;
 
-use crate::{Error, Inquiry, Result, io_error};
+use crate::local::index;
+use crate::{Error, Result, io_error};
 
 /// A WAL file grows to about this size before the log checkpoints it.
 const ROTATE_BYTES: u64 = 16 << 20;
@@ -208,18 +209,14 @@ pub(crate) fn replay(dir: &Path, tree: &sled::Tree) -> Result<(Vec<std::path::Pa
     let mut replayed = Vec::with_capacity(files.len());
     for (_, path) in files {
         let bytes = std::fs::read(&path).map_err(|e| io_error("reading the inquiry WAL", e))?;
-        let mut batch = sled::Batch::default();
         for (id, value) in decode_records(&bytes) {
-            // The checksum matched, so only this crate wrote the value.
-            let inquiry: Inquiry = serde_json::from_slice(value).map_err(|e| Error::Corruption {
-                key: format!("{} record {id}", path.display()),
-                what: e.to_string(),
+            index(tree, id, value).map_err(|e| match e {
+                Error::Corruption { key, what } => {
+                    Error::Corruption { key: format!("{} {key}", path.display()), what }
+                }
+                other => other,
             })?;
-            for key in index_keys(id, &inquiry) {
-                batch.insert(key, value);
-            }
         }
-        tree.apply_batch(batch)?;
         replayed.push(path);
     }
     Ok((replayed, last))
