@@ -21,7 +21,9 @@
 //! an index key as the inquiry itself and an empty one as a pointer, so
 //! both layouts list, mixed in one tree; nothing is rewritten.
 //!
-//! Durability is the write-ahead log's (`wal.rs`).
+//! Durability is the write-ahead log's (`wal.rs`): `record` only appends
+//! to it, and the WAL's indexer thread writes these keys after the
+//! acknowledgment; `list` first waits for the indexer to catch up.
 
 use std::path::Path;
 
@@ -44,7 +46,7 @@ pub(crate) struct LocalLog {
 const SUFFIX_BYTES: usize = 16;
 
 /// The keys of one inquiry, primary first: a function of `(id, inquiry)`,
-/// so replaying a WAL record writes exactly what `record` wrote.
+/// so replaying a WAL record writes exactly what the indexer wrote.
 fn index_keys(id: u64, inquiry: &Inquiry) -> [Vec<u8>; 3] {
     let suffix = suffix(inquiry.at_ns, id);
     [
@@ -54,14 +56,13 @@ fn index_keys(id: u64, inquiry: &Inquiry) -> [Vec<u8>; 3] {
     ]
 }
 
-/// Writes one inquiry (`id` and its JSON, as in its WAL record) into
+/// Writes one acknowledged WAL record (`id` and the inquiry's JSON) into
 /// the indexes: the inquiry under its primary key, then the pointers, so a
 /// listing that finds a pointer finds its primary. Plain inserts, not a
 /// `sled::Batch` (see `wal.rs`); the WAL record is what makes the three
 /// keys durable together.
 pub(crate) fn index(tree: &sled::Tree, id: u64, value: &[u8]) -> Result<()> {
-    // From `record`, or from a WAL record whose checksum matched: only
-    // this crate wrote the value.
+    // The WAL's checksum matched, so only this crate wrote the value.
     let inquiry: Inquiry = serde_json::from_slice(value)
         .map_err(|e| Error::Corruption { key: format!("WAL record {id}"), what: e.to_string() })?;
     let [primary, by_uscc, by_principal] = index_keys(id, &inquiry);
@@ -99,14 +100,14 @@ impl LocalLog {
     }
 
     /// Records `inquiries` durably: when this returns `Ok`, they survive a
-    /// crash. They are inserted into sled without a flush (plain inserts:
-    /// see `wal.rs` on why not a batch), then written to the WAL;
-    /// concurrent callers share one `fdatasync` (group commit).
+    /// crash. They are only appended to the WAL, where concurrent callers
+    /// share one `fdatasync` (group commit); the indexer puts them into
+    /// sled after the acknowledgment (see `wal.rs`).
     pub(crate) async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
         if inquiries.is_empty() {
             return Ok(());
         }
-        // Fail-stop: nothing new goes into sled either once the WAL failed.
+        // Fail-stop: no ids are spent once the WAL or the indexer failed.
         self.wal.check()?;
         let mut records = Vec::new();
         for inquiry in inquiries {
@@ -124,7 +125,6 @@ impl LocalLog {
                     value.len()
                 )));
             }
-            index(&self.tree, id, &value)?;
             encode_record(&mut records, id, &value);
         }
         self.wal.append(records).await
@@ -136,7 +136,10 @@ impl LocalLog {
         self.wal.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A page of `query`, once every inquiry acknowledged before the call
+    /// is indexed (read-your-writes; bounded, see `Wal::wait_indexed`).
     pub(crate) fn list(&self, query: &Query) -> Result<Page> {
+        self.wal.wait_indexed()?;
         let (prefix, uscc_filter, region_filter): (Vec<u8>, Option<&str>, Option<&str>) = match &query.scope {
             Scope::Enterprise(uscc) => (key(&[b"u", uscc.as_bytes()], &[]), None, None),
             Scope::Inquirer { principal, uscc } => (principal_prefix(principal), uscc.as_deref(), None),

@@ -1,5 +1,6 @@
 //! The local log and its write-ahead log on real files: listings, paging,
-//! crash replay, torn tails, fail-stop.
+//! key layout (and the older one), crash replay, torn tails, fail-stop,
+//! read-your-writes while the indexer lags.
 
 use super::*;
 use crate::local::LocalLog;
@@ -381,4 +382,93 @@ async fn inquiries_stored_under_every_key_by_older_versions_still_list() {
         }
     }
     assert_eq!(seen, vec![40, 30, 10]);
+}
+
+/// Read-your-writes with the indexer behind the acknowledgments: every
+/// recorder lists its own inquiry right after `record` returns, and a
+/// listing running alongside always shows at least what was acknowledged
+/// before it started. A queue of two groups makes the flusher wait for the
+/// indexer (back-pressure) throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_shows_every_inquiry_acknowledged_before_it_while_others_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { index_queue: 2, ..Options::default() };
+    let log = std::sync::Arc::new(LocalLog::open_with(dir.path(), options).unwrap());
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (recorders, per_recorder) = (32, 20);
+
+    // A thread of its own, not the runtime's blocking pool: should a
+    // recorder panic, the test fails instead of waiting for this loop.
+    let lister = {
+        let (log, acked) = (log.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let mut listings = 0;
+            loop {
+                let before = acked.load(std::sync::atomic::Ordering::SeqCst);
+                let listed = all(&log).len();
+                assert!(listed >= before, "listed {listed}, {before} acknowledged before the listing");
+                listings += 1;
+                if before == recorders * per_recorder {
+                    return listings;
+                }
+            }
+        })
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for recorder in 0..recorders {
+        let (log, acked) = (log.clone(), acked.clone());
+        tasks.spawn(async move {
+            // Codes of one length, as USCCs are: the `u` index has no
+            // length byte, so "U1" would also find "U10".
+            let uscc = format!("U{recorder:02}");
+            for n in 0..per_recorder {
+                let at = (recorder * 1_000 + n) as i64;
+                log.record(&[inquiry(&uscc, "330206", "bank-a", at)]).await.unwrap();
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let log = log.clone();
+                let mine = Scope::Enterprise(uscc.clone());
+                let listed =
+                    tokio::task::spawn_blocking(move || log.list(&query(mine, 1)).unwrap()).await.unwrap();
+                assert_eq!(ats(&listed), vec![at], "{uscc} lists its newest inquiry at once");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert!(lister.join().unwrap() > 0);
+    assert_eq!(all(&log).len(), recorders * per_recorder);
+}
+
+/// A crash after the acknowledgments and before the indexer wrote sled:
+/// a listing cannot show them and says so within its bound, no WAL file
+/// is deleted, and the next open replays them into every index.
+#[tokio::test]
+async fn open_replays_what_was_acknowledged_but_never_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        rotate_bytes: 1,
+        rotate_every: std::time::Duration::from_secs(3600),
+        index_wait: std::time::Duration::from_millis(50),
+        ..Options::default()
+    };
+    options.index_nothing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let log = LocalLog::open_with(dir.path(), options).unwrap();
+    for at in 1..=10 {
+        let bank = if at % 2 == 0 { "bank-a" } else { "bank-b" };
+        log.record(&[inquiry("A", "330206", bank, at)]).await.unwrap();
+    }
+    let behind = log.list(&query(Scope::All, 100)).unwrap_err();
+    assert!(matches!(behind, Error::Unavailable(_)), "{behind}");
+    drop(log);
+    // One file per group, all kept (the close started an empty eleventh).
+    assert_eq!(wal_names(dir.path())[..10], (1..=10).collect::<Vec<u64>>());
+
+    let log = LocalLog::open(dir.path()).unwrap();
+    assert_eq!(all(&log), (1..=10).rev().collect::<Vec<_>>());
+    let by_uscc = log.list(&query(Scope::Enterprise("A".into()), 100)).unwrap();
+    assert_eq!(ats(&by_uscc), (1..=10).rev().collect::<Vec<_>>());
+    let bank_a = Scope::Inquirer { principal: "bank-a".into(), uscc: None };
+    assert_eq!(ats(&log.list(&query(bank_a, 100)).unwrap()), vec![10, 8, 6, 4, 2]);
+    assert_eq!(wal_names(dir.path()).len(), 1, "replayed files go, a new generation starts");
 }
