@@ -13,7 +13,8 @@
 //! which strips control characters from purposes and picks a backend:
 //! `local.rs` (sled in a local directory, the default: its key layout is
 //! documented there), with `wal.rs` (the write-ahead log and group commit
-//! in front of it), or `shared.rs` (the shared PostgreSQL store).
+//! in front of it, and the indexer behind it), or `shared.rs` (the shared
+//! PostgreSQL store).
 
 #![forbid(unsafe_code)]
 
@@ -95,7 +96,9 @@ pub enum Error {
     /// The storage engine failed; the message is the engine's.
     #[error("inquiry log storage: {0}")]
     Storage(String),
-    /// The shared store cannot be reached now; retrying later may work.
+    /// The store cannot answer now (the shared store is unreachable, or a
+    /// local log's index is still behind what it acknowledged); retrying
+    /// later may work.
     #[error("inquiry log unavailable: {0}")]
     Unavailable(String),
     /// A stored inquiry does not decode: only this crate writes the log.
@@ -185,9 +188,12 @@ impl InquiryLog {
         }
     }
 
-    /// A page of the inquiries `query` asks for, newest first; purposes
+    /// A page of the inquiries `query` asks for, newest first, showing
+    /// every inquiry whose `record` returned before this call; purposes
     /// recorded before they were stripped of control characters come out
-    /// stripped.
+    /// stripped. Local, it may wait (at most 10 s, then
+    /// [`Error::Unavailable`]) for the index to take in what was
+    /// acknowledged: call it where blocking is allowed.
     pub fn list(&self, query: &Query) -> Result<Page> {
         let mut page = match &self.backend {
             Backend::Local(log) => log.list(query),

@@ -1,16 +1,29 @@
 //! The log on sled in a local directory (the default).
 //!
-//! Layout (one sled tree; every index holds the whole inquiry, so a page is
-//! one range scan):
-//! * `a ‖ rev(at) ‖ id`: every inquiry, newest first;
-//! * `u ‖ USCC ‖ rev(at) ‖ id`: by enterprise;
-//! * `p ‖ len(principal) ‖ principal ‖ rev(at) ‖ id`: by inquirer;
+//! Layout (one sled tree). Each inquiry is stored once, under its primary
+//! key; the other indexes hold empty-valued pointers whose key ends with
+//! the primary key's suffix:
+//! * `a ‖ rev(at) ‖ rev(id)` → the inquiry's JSON: every inquiry, newest
+//!   first (the primary key);
+//! * `u ‖ USCC ‖ rev(at) ‖ rev(id)` → empty: by enterprise;
+//! * `p ‖ len(principal) ‖ principal ‖ rev(at) ‖ rev(id)` → empty: by
+//!   inquirer;
 //!
 //! where `rev(at) = u64::MAX - at_ns` (big-endian) sorts newest first and
-//! `id` (sled's persistent id generator, also reversed) makes keys unique
-//! and orders one instant's inquiries newest first too.
+//! `id` (sled's persistent id generator, reversed as `u64::MAX - id`)
+//! makes keys unique and orders one instant's inquiries newest first too.
+//! A pointer's primary key is `a ‖` the pointer's last 16 bytes, so a
+//! listing by enterprise or inquirer is one range scan plus one point read
+//! per inquiry shown.
 //!
-//! Durability is the write-ahead log's (`wal.rs`).
+//! Logs written before pointers (up to commit 006cd44) hold the whole
+//! inquiry under every index key. A listing reads a non-empty value under
+//! an index key as the inquiry itself and an empty one as a pointer, so
+//! both layouts list, mixed in one tree; nothing is rewritten.
+//!
+//! Durability is the write-ahead log's (`wal.rs`): `record` only appends
+//! to it, and the WAL's indexer thread writes these keys after the
+//! acknowledgment; `list` first waits for the indexer to catch up.
 
 use std::path::Path;
 
@@ -29,15 +42,34 @@ pub(crate) struct LocalLog {
     db: kv::Db,
 }
 
-/// The three index entries of one inquiry: a function of `(id, inquiry)`,
-/// so replaying a WAL record writes exactly what `record` wrote.
-pub(crate) fn index_keys(id: u64, inquiry: &Inquiry) -> [Vec<u8>; 3] {
+/// Bytes of `rev(at) ‖ rev(id)` at the end of every key.
+const SUFFIX_BYTES: usize = 16;
+
+/// The keys of one inquiry, primary first: a function of `(id, inquiry)`,
+/// so replaying a WAL record writes exactly what the indexer wrote.
+fn index_keys(id: u64, inquiry: &Inquiry) -> [Vec<u8>; 3] {
     let suffix = suffix(inquiry.at_ns, id);
     [
         key(&[b"a"], &suffix),
         key(&[b"u", inquiry.uscc.as_bytes()], &suffix),
         key(&[&principal_prefix(&inquiry.principal)], &suffix),
     ]
+}
+
+/// Writes one acknowledged WAL record (`id` and the inquiry's JSON) into
+/// the indexes: the inquiry under its primary key, then the pointers, so a
+/// listing that finds a pointer finds its primary. Plain inserts, not a
+/// `sled::Batch` (see `wal.rs`); the WAL record is what makes the three
+/// keys durable together.
+pub(crate) fn index(tree: &sled::Tree, id: u64, value: &[u8]) -> Result<()> {
+    // The WAL's checksum matched, so only this crate wrote the value.
+    let inquiry: Inquiry = serde_json::from_slice(value)
+        .map_err(|e| Error::Corruption { key: format!("WAL record {id}"), what: e.to_string() })?;
+    let [primary, by_uscc, by_principal] = index_keys(id, &inquiry);
+    tree.insert(primary, value)?;
+    tree.insert(by_uscc, b"".as_slice())?;
+    tree.insert(by_principal, b"".as_slice())?;
+    Ok(())
 }
 
 impl LocalLog {
@@ -68,14 +100,14 @@ impl LocalLog {
     }
 
     /// Records `inquiries` durably: when this returns `Ok`, they survive a
-    /// crash. They are inserted into sled without a flush (plain inserts:
-    /// see `wal.rs` on why not a batch), then written to the WAL;
-    /// concurrent callers share one `fdatasync` (group commit).
+    /// crash. They are only appended to the WAL, where concurrent callers
+    /// share one `fdatasync` (group commit); the indexer puts them into
+    /// sled after the acknowledgment (see `wal.rs`).
     pub(crate) async fn record(&self, inquiries: &[Inquiry]) -> Result<()> {
         if inquiries.is_empty() {
             return Ok(());
         }
-        // Fail-stop: nothing new goes into sled either once the WAL failed.
+        // Fail-stop: no ids are spent once the WAL or the indexer failed.
         self.wal.check()?;
         let mut records = Vec::new();
         for inquiry in inquiries {
@@ -93,10 +125,6 @@ impl LocalLog {
                     value.len()
                 )));
             }
-            let value = sled::IVec::from(value);
-            for key in index_keys(id, inquiry) {
-                self.tree.insert(key, value.clone())?;
-            }
             encode_record(&mut records, id, &value);
         }
         self.wal.append(records).await
@@ -108,7 +136,10 @@ impl LocalLog {
         self.wal.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A page of `query`, once every inquiry acknowledged before the call
+    /// is indexed (read-your-writes; bounded, see `Wal::wait_indexed`).
     pub(crate) fn list(&self, query: &Query) -> Result<Page> {
+        self.wal.wait_indexed()?;
         let (prefix, uscc_filter, region_filter): (Vec<u8>, Option<&str>, Option<&str>) = match &query.scope {
             Scope::Enterprise(uscc) => (key(&[b"u", uscc.as_bytes()], &[]), None, None),
             Scope::Inquirer { principal, uscc } => (principal_prefix(principal), uscc.as_deref(), None),
@@ -138,6 +169,7 @@ impl LocalLog {
             .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
         {
             let (k, v) = item?;
+            let v = if v.is_empty() { self.primary(&k)? } else { v };
             let inquiry: Inquiry = serde_json::from_slice(&v)
                 .map_err(|e| Error::Corruption { key: format!("{k:?}"), what: e.to_string() })?;
             if query.from_ns.is_some_and(|from| inquiry.at_ns < from) {
@@ -156,6 +188,15 @@ impl LocalLog {
             }
         }
         Ok(page)
+    }
+
+    /// The inquiry a pointer (an empty-valued index key) points to.
+    fn primary(&self, pointer: &[u8]) -> Result<sled::IVec> {
+        let missing = |what: &str| Error::Corruption { key: format!("{pointer:?}"), what: what.into() };
+        let suffix_at = pointer.len().checked_sub(SUFFIX_BYTES).ok_or_else(|| missing("a key too short"))?;
+        self.tree
+            .get(key(&[b"a"], &pointer[suffix_at..]))?
+            .ok_or_else(|| missing("an index pointer without its inquiry"))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The local log and its write-ahead log on real files: listings, paging,
-//! crash replay, torn tails, fail-stop.
+//! key layout (and the older one), crash replay, torn tails, fail-stop,
+//! read-your-writes while the indexer lags.
 
 use super::*;
 use crate::local::LocalLog;
@@ -309,4 +310,165 @@ fn acknowledged_records_survive_sigkill() {
     let found: std::collections::HashSet<i64> = all(&log).into_iter().collect();
     let lost: Vec<_> = acked.iter().filter(|at| !found.contains(at)).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged inquiries lost: {lost:?}", lost.len(), acked.len());
+}
+
+/// The keys of an inquiry with id `id`, spelled out byte by byte: the
+/// layout `local.rs` documents.
+fn layout_keys(uscc: &str, principal: &str, at_ns: i64, id: u64) -> [Vec<u8>; 3] {
+    let suffix = [(u64::MAX - at_ns as u64).to_be_bytes(), (u64::MAX - id).to_be_bytes()].concat();
+    [
+        [b"a".as_slice(), &suffix].concat(),
+        [b"u".as_slice(), uscc.as_bytes(), &suffix].concat(),
+        [b"p".as_slice(), &[principal.len() as u8], principal.as_bytes(), &suffix].concat(),
+    ]
+}
+
+#[tokio::test]
+async fn an_inquiry_is_stored_once_under_its_primary_key_with_empty_pointers() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = 1 << 40;
+    let value = serde_json::to_vec(&inquiry("A", "330206", "bank-a", 7)).unwrap();
+    let mut wal = Vec::new();
+    encode_record(&mut wal, id, &value);
+    std::fs::write(wal_path(dir.path(), 1), wal).unwrap();
+    drop(LocalLog::open(dir.path()).unwrap());
+
+    let db = kv::open(sled::Config::new(), dir.path()).unwrap();
+    let tree = db.open_tree("inquiries").unwrap();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> =
+        tree.iter().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+    let [primary, by_uscc, by_principal] = layout_keys("A", "bank-a", 7, id);
+    let mut expected = vec![(primary, value), (by_uscc, Vec::new()), (by_principal, Vec::new())];
+    expected.sort();
+    assert_eq!(stored, expected);
+}
+
+/// Logs written before pointers hold the whole inquiry under every index
+/// key; they list as they did, beside inquiries recorded since.
+#[tokio::test]
+async fn inquiries_stored_under_every_key_by_older_versions_still_list() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = kv::open(sled::Config::new(), dir.path()).unwrap();
+        let tree = db.open_tree("inquiries").unwrap();
+        for (n, (uscc, principal, at)) in
+            [("A", "bank-a", 10), ("B", "bank-a", 20), ("A", "bank-b", 30)].into_iter().enumerate()
+        {
+            let value = serde_json::to_vec(&inquiry(uscc, "330206", principal, at)).unwrap();
+            for key in layout_keys(uscc, principal, at, n as u64) {
+                tree.insert(key, value.as_slice()).unwrap();
+            }
+        }
+        tree.flush().unwrap();
+    }
+    let log = LocalLog::open(dir.path()).unwrap();
+    log.record(&[inquiry("A", "330206", "bank-a", 40), inquiry("B", "330206", "bank-b", 25)]).await.unwrap();
+
+    assert_eq!(all(&log), vec![40, 30, 25, 20, 10]);
+    assert_eq!(ats(&log.list(&query(Scope::Enterprise("A".into()), 10)).unwrap()), vec![40, 30, 10]);
+    let bank_a = Scope::Inquirer { principal: "bank-a".into(), uscc: None };
+    assert_eq!(ats(&log.list(&query(bank_a, 10)).unwrap()), vec![40, 20, 10]);
+    let bank_b_on_b = Scope::Inquirer { principal: "bank-b".into(), uscc: Some("B".into()) };
+    assert_eq!(ats(&log.list(&query(bank_b_on_b, 10)).unwrap()), vec![25]);
+    // Pages of one across both layouts.
+    let mut q = query(Scope::Enterprise("A".into()), 1);
+    let mut seen = Vec::new();
+    loop {
+        let page = log.list(&q).unwrap();
+        seen.extend(ats(&page));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![40, 30, 10]);
+}
+
+/// Read-your-writes with the indexer behind the acknowledgments: every
+/// recorder lists its own inquiry right after `record` returns, and a
+/// listing running alongside always shows at least what was acknowledged
+/// before it started. A queue of two groups makes the flusher wait for the
+/// indexer (back-pressure) throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_shows_every_inquiry_acknowledged_before_it_while_others_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { index_queue: 2, ..Options::default() };
+    let log = std::sync::Arc::new(LocalLog::open_with(dir.path(), options).unwrap());
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (recorders, per_recorder) = (32, 20);
+
+    // A thread of its own, not the runtime's blocking pool: should a
+    // recorder panic, the test fails instead of waiting for this loop.
+    let lister = {
+        let (log, acked) = (log.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let mut listings = 0;
+            loop {
+                let before = acked.load(std::sync::atomic::Ordering::SeqCst);
+                let listed = all(&log).len();
+                assert!(listed >= before, "listed {listed}, {before} acknowledged before the listing");
+                listings += 1;
+                if before == recorders * per_recorder {
+                    return listings;
+                }
+            }
+        })
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for recorder in 0..recorders {
+        let (log, acked) = (log.clone(), acked.clone());
+        tasks.spawn(async move {
+            // Codes of one length, as USCCs are: the `u` index has no
+            // length byte, so "U1" would also find "U10".
+            let uscc = format!("U{recorder:02}");
+            for n in 0..per_recorder {
+                let at = (recorder * 1_000 + n) as i64;
+                log.record(&[inquiry(&uscc, "330206", "bank-a", at)]).await.unwrap();
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let log = log.clone();
+                let mine = Scope::Enterprise(uscc.clone());
+                let listed =
+                    tokio::task::spawn_blocking(move || log.list(&query(mine, 1)).unwrap()).await.unwrap();
+                assert_eq!(ats(&listed), vec![at], "{uscc} lists its newest inquiry at once");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert!(lister.join().unwrap() > 0);
+    assert_eq!(all(&log).len(), recorders * per_recorder);
+}
+
+/// A crash after the acknowledgments and before the indexer wrote sled:
+/// a listing cannot show them and says so within its bound, no WAL file
+/// is deleted, and the next open replays them into every index.
+#[tokio::test]
+async fn open_replays_what_was_acknowledged_but_never_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        rotate_bytes: 1,
+        rotate_every: std::time::Duration::from_secs(3600),
+        index_wait: std::time::Duration::from_millis(50),
+        ..Options::default()
+    };
+    options.index_nothing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let log = LocalLog::open_with(dir.path(), options).unwrap();
+    for at in 1..=10 {
+        let bank = if at % 2 == 0 { "bank-a" } else { "bank-b" };
+        log.record(&[inquiry("A", "330206", bank, at)]).await.unwrap();
+    }
+    let behind = log.list(&query(Scope::All, 100)).unwrap_err();
+    assert!(matches!(behind, Error::Unavailable(_)), "{behind}");
+    drop(log);
+    // One file per group, all kept (the close started an empty eleventh).
+    assert_eq!(wal_names(dir.path())[..10], (1..=10).collect::<Vec<u64>>());
+
+    let log = LocalLog::open(dir.path()).unwrap();
+    assert_eq!(all(&log), (1..=10).rev().collect::<Vec<_>>());
+    let by_uscc = log.list(&query(Scope::Enterprise("A".into()), 100)).unwrap();
+    assert_eq!(ats(&by_uscc), (1..=10).rev().collect::<Vec<_>>());
+    let bank_a = Scope::Inquirer { principal: "bank-a".into(), uscc: None };
+    assert_eq!(ats(&log.list(&query(bank_a, 100)).unwrap()), vec![10, 8, 6, 4, 2]);
+    assert_eq!(wal_names(dir.path()).len(), 1, "replayed files go, a new generation starts");
 }

@@ -1,36 +1,46 @@
-//! The inquiry log's write-ahead log: group commit in front of sled.
+//! The inquiry log's write-ahead log: group commit in front of sled, and
+//! the indexer that writes sled behind it.
 //!
-//! Durability (a write-ahead log in front of sled): `record` inserts the
-//! index keys into sled *without* flushing it, then appends the inquiries
-//! to a WAL file and returns once an `fdatasync` covers them. The keys go
-//! in as plain inserts, not a `sled::Batch`: sled 0.34 makes a batch
-//! atomic by writing out its IO buffer before and after it, each a
-//! synchronous `pwrite` + `sync_file_range` under a global lock, which
-//! measured as the bottleneck of the old path (about two per inquiry).
-//! The WAL record is what makes an inquiry's three keys durable together;
-//! the one cost is that a crash *before* the acknowledgment may leave an
-//! unacknowledged inquiry under some of its keys (sled flushes in the
-//! background), which is allowed: the read was never answered. One flusher
-//! thread writes everything pending with one `write` and one `fdatasync`,
-//! so concurrent callers share a sync; a sled flush (several fsyncs) is
-//! never on that path. After a failed write or sync the log refuses every
-//! further record (fail-stop): the file's state is unknown, and nothing
-//! that may not be durable is acknowledged.
+//! Durability: `record` appends the inquiries to a WAL file and returns
+//! once an `fdatasync` covers them; nothing else is on the request path.
+//! One flusher thread writes everything pending with one `write` and one
+//! `fdatasync`, so concurrent callers share a sync, then acknowledges them
+//! and hands the group to the indexer thread, which writes each inquiry's
+//! keys into sled (`local::index`: the inquiry under its primary key, empty
+//! pointers under the others) as plain inserts, not a `sled::Batch`: sled
+//! 0.34 makes a batch atomic by writing out its IO buffer before and after
+//! it, each a synchronous `pwrite` + `sync_file_range` under a global lock.
+//! The WAL record is what makes an inquiry's keys durable together. After
+//! a failed write or sync the log refuses every further record
+//! (fail-stop): the file's state is unknown, and nothing that may not be
+//! durable is acknowledged. A failed sled write in the indexer stops the
+//! log the same way (what it acknowledged is in the WAL, replayed at the
+//! next open).
+//!
+//! Read-your-writes: the flusher numbers its groups; `durable` is the last
+//! group synced (and so acknowledged), `indexed` the last the indexer
+//! wrote. A listing first waits until `indexed` reaches the `durable` it
+//! saw when it started, so it shows every inquiry acknowledged before it;
+//! the wait is bounded (10 s, then [`Error::Unavailable`]). The queue to
+//! the indexer holds at most 1 024 groups: when it is full the flusher
+//! waits, and so do new records (back-pressure), so memory stays bounded
+//! however far sled falls behind.
 //!
 //! WAL files are `DIR/wal.<generation>` (20 digits). Each record is
 //! `u32 len (LE) ‖ payload ‖ first 8 bytes of BLAKE3(payload)`, with
-//! `payload = u64 id (BE) ‖ the inquiry's JSON`; the three index keys are
-//! a function of `(id, inquiry)`, so replaying a record is idempotent.
+//! `payload = u64 id (BE) ‖ the inquiry's JSON`; the index keys are a
+//! function of `(id, inquiry)`, so replaying a record is idempotent.
 //!
 //! Checkpoints: when the current file exceeds 16 MiB, or every 30 s if it
 //! holds anything, the flusher starts the next generation (the directory is
-//! fsynced) and hands the old file to a checkpointer thread, which flushes
-//! sled and deletes it. Every record in the old file was inserted into sled
-//! before it was written, so after that flush the file is redundant;
-//! records written meanwhile go to the new file and are acknowledged only
-//! once it is synced.
+//! fsynced) and queues the old file behind its last group. The indexer
+//! reaches it only once every record in it is in sled, and passes it to a
+//! checkpointer thread, which flushes sled and deletes it: a file goes only
+//! once its records are indexed and flushed. Records written meanwhile go
+//! to the new file and are acknowledged only once it is synced.
 //!
-//! Open replays every WAL file, oldest generation first, into sled, then
+//! Open replays every WAL file, oldest generation first, into sled (records
+//! acknowledged but never indexed, or indexed but not flushed), then
 //! flushes sled, deletes them and starts a new generation. Replay of a file
 //! stops at its first record that is short (a torn tail: a crash during a
 //! write that was never acknowledged), implausibly long, or fails its
@@ -39,20 +49,26 @@
 //! where the next record starts could apply garbage. Later generations are
 //! still replayed. sled's id generator is unique across crashes (it
 //! persists ahead of what it hands out), so new ids never repeat a replayed
-//! one. A clean close checkpoints the last file, leaving nothing to replay.
+//! one. A clean close indexes and checkpoints the last file, leaving
+//! nothing to replay.
 
 use std::path::Path;
 
-use crate::local::index_keys;
 use kv::lock;
 
-use crate::{Error, Inquiry, Result, io_error};
+use crate::local::index;
+use crate::{Error, Result, io_error};
 
 /// A WAL file grows to about this size before the log checkpoints it.
 const ROTATE_BYTES: u64 = 16 << 20;
 /// A WAL file holding anything is checkpointed at least this often, so a
 /// quiet service leaves little to replay.
 const ROTATE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Groups queued for the indexer before the flusher (and so `record`)
+/// waits for it.
+const INDEX_QUEUE: usize = 1024;
+/// How long a listing waits for the indexer before it gives up.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// No inquiry comes near this; a larger length prefix is a torn or corrupt
 /// record, not a reason to allocate.
 pub(crate) const MAX_RECORD: usize = 1 << 20;
@@ -62,14 +78,21 @@ pub(crate) const SUM_BYTES: usize = 8;
 /// `u64` id before the inquiry's JSON in each payload.
 pub(crate) const ID_BYTES: usize = 8;
 
-/// When the flusher starts a new WAL file (tests make it small).
+/// When the flusher starts a new WAL file, how many groups wait for the
+/// indexer and how long a listing does (tests make them small).
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub(crate) rotate_bytes: u64,
     pub(crate) rotate_every: std::time::Duration,
+    pub(crate) index_queue: usize,
+    pub(crate) index_wait: std::time::Duration,
     /// Makes the next syncs fail, as a disk would.
     #[cfg(test)]
     pub(crate) fail_syncs: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Makes the indexer drop what it is sent, as a crash right after the
+    /// acknowledgments would: nothing reaches sled, no file is deleted.
+    #[cfg(test)]
+    pub(crate) index_nothing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Options {
@@ -77,27 +100,47 @@ impl Default for Options {
         Options {
             rotate_bytes: ROTATE_BYTES,
             rotate_every: ROTATE_EVERY,
+            index_queue: INDEX_QUEUE,
+            index_wait: INDEX_WAIT,
             #[cfg(test)]
             fail_syncs: Default::default(),
+            #[cfg(test)]
+            index_nothing: Default::default(),
         }
+    }
+}
+
+impl Options {
+    /// Whether the indexer writes what it is sent: always, outside tests.
+    fn indexing(&self) -> bool {
+        #[cfg(test)]
+        return !self.index_nothing.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(test))]
+        true
     }
 }
 
 /// Group commit through the write-ahead log. Callers put their encoded
 /// records in `pending` and wait; one thread (the flusher) appends all that
 /// is pending with one `write` and one `fdatasync`, then wakes every caller
-/// that sync covered. A second thread (the checkpointer) flushes sled and
-/// deletes WAL files the flusher has rotated away from, so a sled flush
-/// (several fsyncs) never holds up an acknowledgment.
+/// that sync covered and queues the group for a second thread (the
+/// indexer), which writes it into sled. A third (the checkpointer) flushes
+/// sled and deletes WAL files the indexer is done with, so neither sled's
+/// inserts nor its flush (several fsyncs) holds up an acknowledgment.
 pub(crate) struct Wal {
     pub(crate) shared: std::sync::Arc<WalShared>,
+    index_wait: std::time::Duration,
     flusher: Option<std::thread::JoinHandle<()>>,
+    indexer: Option<std::thread::JoinHandle<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 pub(crate) struct WalShared {
     pending: std::sync::Mutex<Pending>,
     wake: std::sync::Condvar,
+    /// How far the WAL is durable and how far sled is indexed.
+    watermarks: std::sync::Mutex<Watermarks>,
+    indexed: std::sync::Condvar,
     /// WAL files rotated away from, and those the checkpointer has dealt
     /// with (flushed sled, then deleted or, on error, kept for replay).
     checkpoints: std::sync::Mutex<(u64, u64)>,
@@ -118,6 +161,25 @@ struct Pending {
     /// log refuses to acknowledge anything more (fail-stop).
     failed: Option<String>,
     stop: bool,
+}
+
+/// WAL positions, in groups the flusher has synced (numbered from 1).
+#[derive(Default)]
+struct Watermarks {
+    /// The last group synced: everything acknowledged is at or below it.
+    durable: u64,
+    /// The last group whose inquiries are all in sled.
+    indexed: u64,
+    /// Set when the indexer failed: it will not catch up.
+    failed: Option<String>,
+}
+
+/// What the flusher queues for the indexer, in WAL order.
+enum ToIndex {
+    /// A synced (and acknowledged) group of encoded records.
+    Group { position: u64, records: Vec<u8> },
+    /// A WAL file the flusher has left: every group in it came before.
+    Done(std::path::PathBuf),
 }
 
 /// The WAL file the flusher appends to.
@@ -208,18 +270,14 @@ pub(crate) fn replay(dir: &Path, tree: &sled::Tree) -> Result<(Vec<std::path::Pa
     let mut replayed = Vec::with_capacity(files.len());
     for (_, path) in files {
         let bytes = std::fs::read(&path).map_err(|e| io_error("reading the inquiry WAL", e))?;
-        let mut batch = sled::Batch::default();
         for (id, value) in decode_records(&bytes) {
-            // The checksum matched, so only this crate wrote the value.
-            let inquiry: Inquiry = serde_json::from_slice(value).map_err(|e| Error::Corruption {
-                key: format!("{} record {id}", path.display()),
-                what: e.to_string(),
+            index(tree, id, value).map_err(|e| match e {
+                Error::Corruption { key, what } => {
+                    Error::Corruption { key: format!("{} {key}", path.display()), what }
+                }
+                other => other,
             })?;
-            for key in index_keys(id, &inquiry) {
-                batch.insert(key, value);
-            }
         }
-        tree.apply_batch(batch)?;
         replayed.push(path);
     }
     Ok((replayed, last))
@@ -235,32 +293,58 @@ impl Wal {
         let shared = std::sync::Arc::new(WalShared {
             pending: std::sync::Mutex::new(Pending::default()),
             wake: std::sync::Condvar::new(),
+            watermarks: std::sync::Mutex::new(Watermarks::default()),
+            indexed: std::sync::Condvar::new(),
             checkpoints: std::sync::Mutex::new((0, 0)),
             checkpointed: std::sync::Condvar::new(),
             syncs: std::sync::atomic::AtomicU64::new(0),
         });
+        let index_wait = options.index_wait;
+        // Each thread ends when the one before it in the chain (flusher ->
+        // indexer -> checkpointer) drops its sender, so a thread that fails
+        // to start ends the ones already started.
         let (to_checkpoint, checkpoints) = std::sync::mpsc::channel();
         let checkpointer = {
-            let (dir, shared) = (dir.to_owned(), shared.clone());
+            let (dir, shared, tree) = (dir.to_owned(), shared.clone(), tree.clone());
             std::thread::Builder::new()
                 .name("inquiry-checkpoint".into())
                 .spawn(move || run_checkpointer(&dir, &tree, &checkpoints, &shared))?
+        };
+        let (to_index, groups) = std::sync::mpsc::sync_channel(options.index_queue);
+        let indexer = {
+            let (options, shared) = (options.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("inquiry-index".into())
+                .spawn(move || run_indexer(&tree, &groups, &to_checkpoint, &options, &shared))
+        };
+        let indexer = match indexer {
+            Ok(thread) => thread,
+            Err(e) => {
+                let _ = checkpointer.join();
+                return Err(e);
+            }
         };
         let flusher = {
             let (dir, shared) = (dir.to_owned(), shared.clone());
             std::thread::Builder::new()
                 .name("inquiry-flush".into())
-                .spawn(move || run_flusher(&dir, current, &options, &to_checkpoint, &shared))
+                .spawn(move || run_flusher(&dir, current, &options, &to_index, &shared))
         };
         let flusher = match flusher {
             Ok(thread) => thread,
             Err(e) => {
-                // The sender went with the closure: the checkpointer ends.
+                let _ = indexer.join();
                 let _ = checkpointer.join();
                 return Err(e);
             }
         };
-        Ok(Wal { shared, flusher: Some(flusher), checkpointer: Some(checkpointer) })
+        Ok(Wal {
+            shared,
+            index_wait,
+            flusher: Some(flusher),
+            indexer: Some(indexer),
+            checkpointer: Some(checkpointer),
+        })
     }
 
     /// Hands `records` to the flusher and waits until a sync covers them.
@@ -293,6 +377,31 @@ impl Wal {
         }
     }
 
+    /// Waits until every group acknowledged before this call is in sled,
+    /// for at most the `index_wait` of [`Options`]: read-your-writes for
+    /// listings. [`Error::Unavailable`] when the indexer is still behind
+    /// then, [`Error::Storage`] when it failed.
+    pub(crate) fn wait_indexed(&self) -> Result<()> {
+        let mut marks = lock(&self.shared.watermarks);
+        let durable = marks.durable;
+        let deadline = std::time::Instant::now() + self.index_wait;
+        while marks.indexed < durable {
+            if let Some(e) = &marks.failed {
+                return Err(Error::Storage(e.clone()));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(format!(
+                    "the inquiry index is {} write groups behind the log after {:?}; list again later",
+                    durable - marks.indexed,
+                    self.index_wait
+                )));
+            }
+            marks = self.shared.indexed.wait_timeout(marks, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        Ok(())
+    }
+
     /// Waits until the checkpointer has dealt with every rotated file.
     #[cfg(test)]
     pub(crate) fn wait_for_checkpoints(&self) {
@@ -303,22 +412,24 @@ impl Wal {
     }
 }
 
-/// The flusher: one `write` and one `fdatasync` per group of appends.
-/// Before writing a group it rotates a file that is due (large enough, or
-/// old enough and not empty): records written while the checkpointer
-/// flushes sled thus go to the new file, and are acknowledged only once
-/// that file is synced.
+/// The flusher: one `write` and one `fdatasync` per group of appends,
+/// then the acknowledgments, then the group goes to the indexer (waiting
+/// while its queue is full). Before writing a group it rotates a file that
+/// is due (large enough, or old enough and not empty): records written
+/// while the old file is indexed and checkpointed thus go to the new file,
+/// and are acknowledged only once that file is synced.
 fn run_flusher(
     dir: &Path,
     mut current: WalFile,
     options: &Options,
-    to_checkpoint: &std::sync::mpsc::Sender<std::path::PathBuf>,
+    to_index: &std::sync::mpsc::SyncSender<ToIndex>,
     shared: &WalShared,
 ) {
     use std::io::Write as _;
     let mut group = Vec::new();
     let mut waiters = Vec::new();
     let mut rotated_at = std::time::Instant::now();
+    let mut position = 0;
     loop {
         let stop = {
             let mut pending = lock(&shared.pending);
@@ -343,9 +454,10 @@ fn run_flusher(
                 let old = std::mem::replace(&mut current, next);
                 rotated_at = std::time::Instant::now();
                 lock(&shared.checkpoints).0 += 1;
-                // The checkpointer outlives the flusher; if it is gone the
-                // file stays and is replayed at the next open.
-                let _ = to_checkpoint.send(old.path);
+                // Behind the file's last group. The indexer outlives the
+                // flusher; if it is gone the file stays and is replayed at
+                // the next open.
+                let _ = to_index.send(ToIndex::Done(old.path));
             }
             if !waiters.is_empty() {
                 current.file.write_all(&group).map_err(|e| io_error("writing the inquiry WAL", e))?;
@@ -359,7 +471,6 @@ fn run_flusher(
             }
             Ok(())
         })();
-        group.clear();
         if let Err(e) = result {
             // Fail-stop: what reached the file is unknown, so nothing more is
             // acknowledged; the file is kept and replayed at the next open.
@@ -376,23 +487,81 @@ fn run_flusher(
             }
             return;
         }
-        for waiter in waiters.drain(..) {
-            // A caller that gave up waiting has nothing to be told.
-            let _ = waiter.send(Ok(()));
+        if !waiters.is_empty() {
+            // Durable before acknowledged: a listing that starts after an
+            // acknowledgment waits for this group.
+            position += 1;
+            lock(&shared.watermarks).durable = position;
+            for waiter in waiters.drain(..) {
+                // A caller that gave up waiting has nothing to be told.
+                let _ = waiter.send(Ok(()));
+            }
+            // Blocks while the indexer's queue is full (back-pressure).
+            let _ = to_index.send(ToIndex::Group { position, records: std::mem::take(&mut group) });
         }
         if stop && lock(&shared.pending).waiters.is_empty() {
-            // A clean close: the checkpointer flushes sled and deletes the
-            // last file too, so a restart has nothing to replay.
+            // A clean close: the last file is indexed and checkpointed
+            // too, so a restart has nothing to replay.
             lock(&shared.checkpoints).0 += 1;
-            let _ = to_checkpoint.send(current.path);
+            let _ = to_index.send(ToIndex::Done(current.path));
             return;
         }
     }
 }
 
-/// The checkpointer: for each WAL file the flusher has left, flush sled
-/// (every record in the file was inserted into sled before it was written
-/// to the WAL) and then delete the file. Files that arrive together share
+/// The indexer: writes each acknowledged group into sled, in WAL order,
+/// and raises the `indexed` watermark; passes each file the flusher has
+/// left on to the checkpointer once every group in it is written. After a
+/// failed write it stops the log (fail-stop, as for a failed sync) and
+/// drains its queue without writing, so the flusher never waits forever;
+/// the WAL files stay for replay.
+fn run_indexer(
+    tree: &sled::Tree,
+    groups: &std::sync::mpsc::Receiver<ToIndex>,
+    to_checkpoint: &std::sync::mpsc::Sender<std::path::PathBuf>,
+    options: &Options,
+    shared: &WalShared,
+) {
+    let mut stopped = false;
+    for message in groups {
+        stopped |= !options.indexing();
+        match message {
+            ToIndex::Group { .. } if stopped => {}
+            ToIndex::Group { position, records } => {
+                let written =
+                    decode_records(&records).into_iter().try_for_each(|(id, value)| index(tree, id, value));
+                match written {
+                    Ok(()) => {
+                        lock(&shared.watermarks).indexed = position;
+                        shared.indexed.notify_all();
+                    }
+                    Err(e) => {
+                        stopped = true;
+                        let message = format!("indexing the inquiry log: {e}");
+                        tracing::error!(error = %message, "inquiry log indexing failed; the log stops, its WAL is kept for replay");
+                        lock(&shared.pending).failed = Some(message.clone());
+                        lock(&shared.watermarks).failed = Some(message);
+                        shared.indexed.notify_all();
+                    }
+                }
+            }
+            ToIndex::Done(path) if stopped => {
+                // Kept for replay: the checkpointer has nothing to do.
+                drop(path);
+                lock(&shared.checkpoints).1 += 1;
+                shared.checkpointed.notify_all();
+            }
+            ToIndex::Done(path) => {
+                // The checkpointer outlives the indexer.
+                let _ = to_checkpoint.send(path);
+            }
+        }
+    }
+}
+
+/// The checkpointer: for each WAL file the indexer is done with, flush
+/// sled (every record in the file was inserted into sled before the file
+/// was sent) and then delete the file. Files that arrive together share
 /// one flush. On error the files stay and are replayed at the next open.
 fn run_checkpointer(
     dir: &Path,
@@ -423,8 +592,13 @@ impl Drop for Wal {
         if let Some(thread) = self.flusher.take() {
             let _ = thread.join();
         }
-        // The flusher's exit closed the channel: the checkpointer finishes
+        // The flusher's exit closed the indexer's queue: the indexer
+        // writes what it was sent, passes the last file on and ends,
+        // closing the checkpointer's channel; the checkpointer finishes
         // the files it was sent, then ends.
+        if let Some(thread) = self.indexer.take() {
+            let _ = thread.join();
+        }
         if let Some(thread) = self.checkpointer.take() {
             let _ = thread.join();
         }
