@@ -845,3 +845,103 @@ async fn mirror_once_prints_the_verified_tree_and_verify_checks_the_copy() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("differs from the key this mirror pinned"));
 }
+
+/// Copies a fixture directory as an operator's data directory would be:
+/// directories 0700, files 0600.
+fn copy_private(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_private(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
+/// `ecocode verify` passes: the entries and root it names.
+fn verified(data: &str) -> (u64, String) {
+    let out = cli(&["verify", "--data", data]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let first = stdout.lines().next().unwrap_or_default();
+    let entries = first.strip_prefix("ok, ").and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok());
+    let root = first.rsplit(" root ").next().map(str::to_owned);
+    (entries.expect("ok, N entries"), root.expect("root"))
+}
+
+/// Upgrades (issue 20): a data directory written by the release before
+/// committed records (`fixtures/upgrade`, made by its `make.sh` with that
+/// release's binary: records as `LedgerEvent.record` entries, sled entry
+/// records of version 1, the inquiry log's older layout) opens with this
+/// one. Verification passes with the same tree size and root, every score
+/// is what that release answered, the bank's inquiry is still listed, a new
+/// record is written as a committed record beside the old ones, and a
+/// restart verifies both.
+#[tokio::test]
+async fn a_data_directory_of_the_previous_release_opens_with_the_same_root_and_scores() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/upgrade");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap()).unwrap();
+    let (size, root) = (expected["tree_size"].as_u64().unwrap(), expected["root"].as_str().unwrap());
+    let as_of = expected["as_of"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    copy_private(&fixture.join("data"), dir.path());
+    let data = dir.path().to_str().unwrap();
+    assert_eq!(verified(data), (size, root.to_owned()), "the same tree as the release that wrote it");
+
+    let token = add_principal(dir.path(), "ops", "admin");
+    let (server, url) = spawn_server_with(dir.path(), &["--checkpoint-interval-ms", "3600000"]).await;
+    let scores = |url: String, token: String| {
+        let expected = expected["scores"].as_object().unwrap().clone();
+        let as_of = as_of.to_owned();
+        move || {
+            for (uscc, old) in &expected {
+                let out = cli(&["score", uscc, "--as-of", &as_of, "--json", "--server", &url, "--token", &token]);
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                for field in
+                    ["name", "model_version", "points", "grade", "code", "mee_level", "veto", "disputed", "reasons"]
+                {
+                    assert_eq!(now[field], old[field], "{uscc}: {field}");
+                }
+            }
+        }
+    };
+    scores(url.clone(), token.clone())();
+    let out = cli(&["inquiries", "--uscc", "91330206739237858W", "--server", &url, "--token", &token]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("bank-a") && listed.contains("LA-2026-001"), "{listed}");
+
+    // A new record: a committed record, beside the old `record` entries.
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let new = pb::Record {
+        uscc: "91330206739237858W".into(),
+        source_record_id: "after-upgrade".into(),
+        ..record("after-upgrade")
+    };
+    let receipt = pb::ingest_client::IngestClient::new(channel.clone())
+        .append_record(authed(&token, new))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ledger = pb::ledger_client::LedgerClient::new(channel);
+    let entry = ledger.get_entry(authed(&token, pb::GetEntryRequest { seq: receipt.seq })).await.unwrap();
+    assert_eq!(source_record_id(&entry.into_inner()), "after-upgrade");
+    let old = ledger.get_entry(authed(&token, pb::GetEntryRequest { seq: 4 })).await.unwrap().into_inner();
+    let event = <pb::LedgerEvent as prost::Message>::decode(old.payload.as_slice()).unwrap();
+    assert!(matches!(event.event, Some(pb::ledger_event::Event::Record(_))) && old.details.is_empty());
+    terminate(server).await;
+
+    // The new release's own final checkpoint ends with its index entry.
+    let (entries, _) = verified(data);
+    assert!(entries > receipt.seq + 1, "{entries} entries after seq {}", receipt.seq);
+    let (server, url) = spawn_server(dir.path()).await;
+    scores(url, token)();
+    terminate(server).await;
+}
