@@ -204,16 +204,21 @@ fn module_edges(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
         let top = path.strip_prefix(src).unwrap().components().next().unwrap();
         let name = top.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        let used = text
-            .match_indices("crate::")
-            .map(|(i, _)| {
-                text[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect::<String>()
-            })
-            .filter(|m| *m != name && !m.is_empty());
-        edges.entry(name.clone()).or_default().extend(used);
+        // In a top-level module's own file, `super::` is the crate root too.
+        let top_level = path.parent() == Some(src);
+        let prefixes: &[&str] = if top_level { &["crate::", "super::"] } else { &["crate::"] };
+        for prefix in prefixes {
+            let used = text
+                .match_indices(prefix)
+                .map(|(i, _)| {
+                    text[i + prefix.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .filter(|m| *m != name && !m.is_empty());
+            edges.entry(name.clone()).or_default().extend(used);
+        }
     }
     edges
 }
@@ -263,6 +268,29 @@ fn module_graph(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
 fn no_import_circles_inside_the_service_or_the_cli() {
     assert_acyclic("server", &module_graph("server"));
     assert_acyclic("cli", &module_graph("server/cli"));
+}
+
+/// The ledger's engine boundary (issue 20): the engines (`store`: sled,
+/// `pg`: PostgreSQL) implement `engine::Engine` and know nothing of each
+/// other; the writer, the ledger's reads and verification know only the
+/// trait. Only construction (`lib`), offline verification of each kind of
+/// store (`verify`) and `migrate`, which copies one into the other, name
+/// an engine.
+#[test]
+fn the_ledgers_engines_know_only_the_engine_boundary() {
+    let graph = module_graph("ingest/ledger");
+    assert_acyclic("ledger", &graph);
+    for (module, engines) in &graph {
+        for engine in ["store", "pg"] {
+            if engines.contains(engine) {
+                assert!(
+                    ["verify", "migrate", "tests"].contains(&module.as_str()),
+                    "ledger: {module} names the {engine} engine; go through engine::Engine"
+                );
+            }
+        }
+    }
+    assert!(graph["engine"].iter().all(|m| !["store", "pg", "writer", "verify"].contains(&m.as_str())));
 }
 
 /// Every `.rs` file under `dir`, recursively.

@@ -23,8 +23,10 @@
 
 pub use tlog::{Hash, hash, note, proof};
 
+mod engine;
 mod error;
 mod files;
+mod migrate;
 mod pg;
 mod store;
 mod tree;
@@ -41,12 +43,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::{Error, Result};
 pub use files::read_public_key;
+pub use migrate::migrate_to_postgres;
 pub use pg::Documents;
-pub use verify::{VerifyReport, Visited, migrate_to_postgres, verify, verify_postgres};
+pub use verify::{VerifyReport, Visited, verify, verify_postgres};
 
+use engine::Engine;
 use files::ServiceKey;
 use pg::PgStore;
-use store::{Engine, SledStore};
+use store::SledStore;
 use verify::Anchor;
 
 /// Where and how to open a ledger.
@@ -332,10 +336,7 @@ impl Ledger {
         let opened = opening.elapsed();
         // The anchor before the head: another node may sign a newer
         // checkpoint meanwhile, but never one beyond the stored head.
-        let checkpoint_text = match engine.as_postgres() {
-            None => files::read_checkpoint(&cfg.dir)?,
-            Some(pg) => pg.read_checkpoint()?,
-        };
+        let checkpoint_text = engine.read_checkpoint()?;
         let anchor = verify::parse_anchor(checkpoint_text, Some((&key.name, &key.public)))?;
         let mut slot = CheckpointSlot::default();
         if let Some((anchor, origin, note, written_ns)) = &anchor {
@@ -391,11 +392,11 @@ impl Ledger {
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer::run(&writer_core, requests))?;
-        if let Some(pg) = core.engine.as_postgres() {
+        if core.engine.is_shared() {
             // Other nodes' commits reach this one through the writer, the
             // one place that extends the head.
             let queue = Arc::clone(&queue);
-            pg.follow(Box::new(move || {
+            core.engine.follow(Box::new(move || {
                 if let Some(queue) = lock(&queue).as_ref() {
                     let _ = queue.send(writer::Request::CatchUp { reply: None });
                 }
@@ -491,7 +492,7 @@ impl Ledger {
 
     /// Whether other nodes append to the same store.
     pub fn is_shared(&self) -> bool {
-        self.inner.core.engine.as_postgres().is_some()
+        self.inner.core.engine.is_shared()
     }
 
     /// The current head (in memory, no I/O).
@@ -823,7 +824,7 @@ impl Ledger {
 }
 
 /// Entry `seq` as read (`stored`, and its stored leaf), its hash checked.
-fn check_entry(seq: u64, stored: Option<store::StoredEntry>, leaf: Option<Hash>) -> Result<Entry> {
+fn check_entry(seq: u64, stored: Option<engine::StoredEntry>, leaf: Option<Hash>) -> Result<Entry> {
     let stored = stored.ok_or_else(|| Error::corruption(seq, "entry is missing from the store"))?;
     let entry_hash = hash::entry_hash(seq, stored.recorded_at_ns, &stored.payload);
     let leaf = leaf.ok_or_else(|| Error::corruption(seq, "stored leaf is missing"))?;
@@ -949,10 +950,7 @@ impl Core {
         let body = note::checkpoint_body(&self.origin, head.size, &head.root, &head.chain);
         let note = note::sign(&body, &self.key.name, &self.key.seed)?;
         let timestamp_ns = now_ns();
-        match self.engine.as_postgres() {
-            None => files::write_checkpoint(&self.dir, &note)?,
-            Some(pg) => pg.write_checkpoint(head.size, &note, timestamp_ns)?,
-        }
+        self.engine.write_checkpoint(head.size, &note, timestamp_ns)?;
         let checkpoint = Checkpoint {
             tree_size: head.size,
             root: head.root,

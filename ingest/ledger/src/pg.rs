@@ -18,13 +18,13 @@
 //! | `ecocode_schema`     | the schema version this database is at |
 //!
 //! **Sequencing.** A group commit is one transaction that first locks the
-//! head row (`SELECT … FOR UPDATE`, [`PgStore::lock_head`]); the writer
+//! head row (`SELECT … FOR UPDATE`, [`PgStore::begin_locked`]); the writer
 //! then takes in what other nodes appended, stages its group on top and
-//! writes it in the same transaction ([`PgStore::commit_locked`]). So every
+//! writes it in the same transaction ([`PgStore::commit_in`]). So every
 //! node extends one chain, each still commits whole groups, and a receipt
 //! is answered only after `COMMIT` returned. Each commit sends
 //! `NOTIFY ecocode_ledger`, on which the other nodes catch up
-//! ([`PgStore::follow`]).
+//! ([`PgStore::follow_commits`]).
 //!
 //! **Blocking.** The ledger's engine is synchronous (its writer is a
 //! thread). This engine runs tokio-postgres on a runtime of its own and
@@ -38,9 +38,9 @@ use std::time::Duration;
 use kv::pg::Postgres;
 use kv::pg::tokio_postgres::{self, NoTls};
 
+use super::engine::{Commit, Committed, Engine, HeadLock, NodeIter, StoredEntry, StoredHead};
 use super::error::{Error, Result};
 use super::hash::Hash;
-use super::store::{Commit, Committed, Engine, NodeIter, StoredEntry, StoredHead};
 use super::tree::NodeSource;
 
 /// The schema, one transaction per version. A database at a version
@@ -326,7 +326,7 @@ impl PgStore {
     }
 
     /// Entries `[from, to)`, in seq order.
-    pub(crate) fn entries_between(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>> {
+    fn entries_in(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>> {
         let rows = self.query(
             "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details
              FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
@@ -348,9 +348,9 @@ impl PgStore {
 
     /// Begins a sequenced commit: a transaction holding the lock on the
     /// head row, and the stored size. Until the lock is committed
-    /// ([`PgStore::commit_locked`]) or dropped (rolled back), no other node
+    /// ([`PgStore::commit_in`]) or dropped (rolled back), no other node
     /// commits. `BEGIN` and the lock travel in one round trip.
-    pub(crate) fn lock_head(&self) -> Result<(HeadLock, u64)> {
+    fn begin_locked(&self) -> Result<(Locked, u64)> {
         let pool = self.pg.pool().clone();
         let (client, size) = self.run(async move {
             let client = pool.get().await.map_err(db)?;
@@ -373,13 +373,13 @@ impl PgStore {
             }
         })?;
         let runtime = self.pg.handle().ok_or(Error::ShuttingDown)?;
-        Ok((HeadLock { client: Some(client), runtime }, size as u64))
+        Ok((Locked { client: Some(client), runtime }, size as u64))
     }
 
     /// Writes `commit` (entries, index rows, nodes, head) in the locked
     /// transaction, notifies the other nodes and commits: one round trip
     /// (the statements are pipelined). Any failure discards the connection.
-    pub(crate) fn commit_locked(&self, mut head_lock: HeadLock, commit: &Commit) -> Result<()> {
+    fn commit_in(&self, mut head_lock: Locked, commit: &Commit) -> Result<()> {
         let rows = CommitRows::of(commit);
         let client =
             head_lock.client.take().ok_or_else(|| Error::Storage("the head lock was already used".into()))?;
@@ -439,7 +439,7 @@ impl PgStore {
     /// Calls `poke` whenever another node may have moved the head: on every
     /// commit notification, and every [`FOLLOW_POLL`] in case one was
     /// missed. Runs until the store is dropped.
-    pub(crate) fn follow(&self, poke: Box<dyn Fn() + Send + Sync>) {
+    fn follow_commits(&self, poke: Box<dyn Fn() + Send + Sync>) {
         let config = self.pg.config().clone();
         self.pg.spawn(async move {
             loop {
@@ -454,7 +454,7 @@ impl PgStore {
     }
 
     /// Reads the latest signed checkpoint note and when it was signed.
-    pub(crate) fn read_checkpoint(&self) -> Result<Option<(String, i64)>> {
+    fn latest_checkpoint(&self) -> Result<Option<(String, i64)>> {
         let rows = self.query(
             "SELECT note, signed_at_ns FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1",
             Vec::new(),
@@ -464,7 +464,7 @@ impl PgStore {
 
     /// Stores a signed checkpoint note; a second note for the same size
     /// (another node signed the same head) keeps the first.
-    pub(crate) fn write_checkpoint(&self, tree_size: u64, note: &str, signed_at_ns: i64) -> Result<()> {
+    fn insert_checkpoint(&self, tree_size: u64, note: &str, signed_at_ns: i64) -> Result<()> {
         self.query(
             "INSERT INTO ledger_checkpoints (tree_size, note, signed_at_ns) VALUES ($1, $2, $3)
              ON CONFLICT (tree_size) DO NOTHING",
@@ -837,11 +837,11 @@ impl Engine for PgStore {
 
     fn commit(&self, commit: &Commit) -> Result<Committed> {
         // A commit staged without the lock (migration): checked under it.
-        let (head_lock, size) = self.lock_head()?;
+        let (head_lock, size) = self.begin_locked()?;
         if size != commit.base {
             return Ok(Committed::HeadMoved(size));
         }
-        self.commit_locked(head_lock, commit)?;
+        self.commit_in(head_lock, commit)?;
         Ok(Committed::Done)
     }
 
@@ -856,8 +856,36 @@ impl Engine for PgStore {
         *crate::lock(&self.pinned) = None;
     }
 
-    fn as_postgres(&self) -> Option<&PgStore> {
-        Some(self)
+    fn read_checkpoint(&self) -> Result<Option<(String, i64)>> {
+        self.latest_checkpoint()
+    }
+
+    fn write_checkpoint(&self, tree_size: u64, note: &str, signed_at_ns: i64) -> Result<()> {
+        self.insert_checkpoint(tree_size, note, signed_at_ns)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn follow(&self, poke: Box<dyn Fn() + Send + Sync>) {
+        self.follow_commits(poke);
+    }
+
+    fn entries_between(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>> {
+        self.entries_in(from, to)
+    }
+
+    fn lock_head(&self) -> Result<Option<(HeadLock, u64)>> {
+        let (locked, size) = self.begin_locked()?;
+        Ok(Some((HeadLock::new(locked), size)))
+    }
+
+    fn commit_locked(&self, lock: HeadLock, commit: &Commit) -> Result<()> {
+        let locked = lock
+            .into_inner::<Locked>()
+            .ok_or_else(|| Error::Storage("a head lock of another engine".into()))?;
+        self.commit_in(locked, commit)
     }
 
     #[cfg(test)]
@@ -867,13 +895,13 @@ impl Engine for PgStore {
 }
 
 /// An open transaction holding the lock on the head row; see
-/// [`PgStore::lock_head`]. Dropped unused, it is rolled back.
-pub(crate) struct HeadLock {
+/// [`PgStore::begin_locked`]. Dropped unused, it is rolled back.
+struct Locked {
     client: Option<kv::pg::Object>,
     runtime: tokio::runtime::Handle,
 }
 
-impl Drop for HeadLock {
+impl Drop for Locked {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             self.runtime.spawn(async move {

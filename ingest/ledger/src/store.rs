@@ -1,5 +1,5 @@
-//! The storage engine behind the ledger: the [`Engine`] trait the rest of
-//! the module talks to, the record encodings, and its sled implementation.
+//! The sled engine: the ledger's embedded default, an [`Engine`] over one
+//! local sled database, with the signed checkpoint in a file beside it.
 //!
 //! Everything sled-specific lives in this file. Layout, all in one sled
 //! tree `ledger.v1` so that one `apply_batch` covers a whole group commit:
@@ -15,56 +15,12 @@
 //! The subject length prefix keeps subject `AB` from matching `ABC` in a
 //! prefix scan.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::engine::{Commit, Committed, Engine, NodeIter, StoredEntry, StoredHead};
 use super::error::{Error, Result};
 use super::hash::Hash;
 use super::tree::NodeSource;
-
-/// One ledger entry as stored. The leaf (entry hash) is not in here: it is
-/// node `(0, seq)`, so a read can check the payload against it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StoredEntry {
-    pub seq: u64,
-    pub recorded_at_ns: i64,
-    pub chain_hash: Hash,
-    pub subject: Vec<u8>,
-    pub idempotency: Option<(Vec<u8>, Hash)>,
-    pub payload: Vec<u8>,
-    /// A committed record's details: stored beside the entry, not hashed
-    /// (`docs/ledger.md`, "Committed records"); empty for other entries.
-    pub details: Vec<u8>,
-}
-
-/// The tree head as of the last commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct StoredHead {
-    pub size: u64,
-    pub root: Hash,
-    pub chain: Hash,
-    pub last_recorded_at_ns: i64,
-}
-
-/// Everything one group commit writes, applied atomically.
-#[derive(Debug, Default)]
-pub(crate) struct Commit {
-    /// The ledger size the entries were staged on: their first seq.
-    pub base: u64,
-    pub entries: Vec<StoredEntry>,
-    /// `(level, index, hash)` of every subtree completed by these entries,
-    /// leaves included.
-    pub nodes: Vec<(u8, u64, Hash)>,
-    pub head: Option<StoredHead>,
-}
-
-/// What [`Engine::commit`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Committed {
-    Done,
-    /// Nothing was written: another node extended the ledger to this size
-    /// since the commit was staged (only a shared engine says this).
-    HeadMoved(u64),
-}
 
 const RECORD_VERSION: u8 = 1;
 /// An entry record with details: version 1's layout with the details
@@ -185,71 +141,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Stored Merkle nodes of one level in index order, `None` if malformed.
-pub(crate) type NodeIter<'a> = Box<dyn Iterator<Item = Result<(u64, Option<Hash>)>> + 'a>;
-
-/// What the ledger needs from a storage engine. Implementations must make
-/// [`Engine::commit`] atomic and durable before it returns.
-pub(crate) trait Engine: NodeSource + Send + Sync {
-    /// Entry `seq`; `Err(Corruption)` if it is there but undecodable.
-    fn entry(&self, seq: u64) -> Result<Option<StoredEntry>>;
-    /// Every stored entry in seq order; an undecodable record is reported
-    /// as `Ok((seq, None))` so verification can name it.
-    fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_>;
-    fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>>;
-    /// Every stored node of `level` in index order; a malformed one is
-    /// `Ok((index, None))`.
-    fn nodes(&self, level: u8) -> NodeIter<'_>;
-    /// Every `(subject, seq)` of the subject index, in key order.
-    fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_>;
-    /// Every `(key, seq, fingerprint)` of the idempotency index, in key
-    /// order; a malformed value is `Ok((key, None))`.
-    #[allow(clippy::type_complexity)]
-    fn idempotency_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Option<(u64, Hash)>)>> + '_>;
-    /// `Ok(None)` for a fresh store; `Err(Tampered)` if undecodable.
-    fn head(&self) -> Result<Option<StoredHead>>;
-    /// Seqs indexed under `subject`, ascending.
-    fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>>;
-    fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool>;
-    /// The entries indexed under `subject` below seq `below`, ascending,
-    /// each with its stored leaf (the caller checks them).
-    #[allow(clippy::type_complexity)]
-    fn subject_entries(
-        &self,
-        subject: &[u8],
-        below: u64,
-    ) -> Result<Vec<(u64, Option<StoredEntry>, Option<Hash>)>> {
-        let mut out = Vec::new();
-        for seq in self.subject_seqs(subject)? {
-            if seq >= below {
-                break;
-            }
-            out.push((seq, self.entry(seq)?, self.node_opt(0, seq)?));
-        }
-        Ok(out)
-    }
-    /// `(seq, fingerprint)` stored under an idempotency key.
-    fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>>;
-    /// Applies `commit` atomically and makes it durable, if the stored
-    /// size is still `commit.base`.
-    fn commit(&self, commit: &Commit) -> Result<Committed>;
-    /// Until [`Engine::unpin`], answers `head` and the whole-store
-    /// iterators as of the head now, ignoring what is committed meanwhile
-    /// (verification of a store other nodes keep appending to).
-    fn pin(&self) -> Result<()> {
-        Ok(())
-    }
-    fn unpin(&self) {}
-    /// The PostgreSQL engine, for what only it has (checkpoint rows,
-    /// catching up, following other nodes).
-    fn as_postgres(&self) -> Option<&crate::pg::PgStore> {
-        None
-    }
-    /// Overwrites the raw record under `key`, so tests can damage a live store.
-    #[cfg(test)]
-    fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()>;
-}
-
 pub(crate) mod keys {
     //! Key encodings of the sled layout (also used by tamper tests).
 
@@ -301,6 +192,9 @@ pub(crate) struct SledStore {
     // afterwards releases its file lock before the store's drop returns.
     tree: sled::Tree,
     _db: kv::Db,
+    /// The data directory the store lies in (`DATA/ledger`): the signed
+    /// checkpoint is the file `DATA/checkpoint` beside it.
+    data_dir: PathBuf,
 }
 
 fn storage(e: sled::Error) -> Error {
@@ -322,7 +216,8 @@ impl SledStore {
             other => storage(other),
         })?;
         let tree = db.open_tree(keys::TREE).map_err(storage)?;
-        Ok(SledStore { tree, _db: db })
+        let data_dir = path.parent().unwrap_or(path).to_path_buf();
+        Ok(SledStore { tree, _db: db, data_dir })
     }
 }
 
@@ -468,6 +363,14 @@ impl Engine for SledStore {
         // not a receipt-grade guarantee.
         self.tree.flush().map_err(storage)?;
         Ok(Committed::Done)
+    }
+
+    fn read_checkpoint(&self) -> Result<Option<(String, i64)>> {
+        crate::files::read_checkpoint(&self.data_dir)
+    }
+
+    fn write_checkpoint(&self, _tree_size: u64, note: &str, _signed_at_ns: i64) -> Result<()> {
+        crate::files::write_checkpoint(&self.data_dir, note)
     }
 
     #[cfg(test)]

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use super::engine::{Engine, NodeIter, StoredEntry};
 use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
 use super::note;
-use super::store::{Engine, NodeIter, SledStore, StoredEntry, StoredHead};
+use super::store::SledStore;
 use super::tree::Frontier;
 
 /// What an offline verification found (all of it consistent).
@@ -29,7 +30,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    fn of(verified: &Verified, anchor: Option<Anchor>, signature_checked: bool) -> VerifyReport {
+    pub(crate) fn of(verified: &Verified, anchor: Option<Anchor>, signature_checked: bool) -> VerifyReport {
         VerifyReport {
             entries: verified.frontier.size(),
             root: verified.frontier.root(),
@@ -315,7 +316,7 @@ fn walk(
             let commitment = tlog::index::Commitment::parse(&entry.payload)
                 .map_err(|e| Error::tampered(seq, e.to_string()))?;
             let tree = index.commit().clone();
-            crate::writer::check_index_entry(seq, &commitment, &tree)?;
+            check_index_entry(seq, &commitment, &tree)?;
             last_index = Some((seq, tree));
             index_entries += 1;
         }
@@ -537,7 +538,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     Ok(VerifyReport::of(&verified, anchor.map(|a| a.0), key.is_some()))
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for item in std::fs::read_dir(from)? {
         let item = item?;
@@ -577,104 +578,21 @@ pub fn verify_postgres(
     Ok(VerifyReport::of(&verified, anchor.map(|a| a.0), key.is_some()))
 }
 
-/// Entries per transaction while migrating.
-const MIGRATE_BATCH: usize = 4096;
-
-/// Copies the sled ledger in `dir` (the server stopped) into the empty
-/// PostgreSQL database at `url`: verifies the source, writes every entry,
-/// index and tree node and the last signed checkpoint, then verifies the
-/// copy and checks that its root and chain hash equal the source's.
-/// `progress(phase, done, total)` reports `"verify"`, `"copy"` and
-/// `"check"`.
-pub fn migrate_to_postgres(
-    dir: &Path,
-    url: &str,
-    progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<VerifyReport> {
-    let source = verify(dir, &mut |done, total| progress("verify", done, total))?;
-    let checkpoint = files::read_checkpoint(dir)?;
-    let copy = tempfile::tempdir()?;
-    copy_dir(&dir.join(files::STORE_DIR), copy.path())?;
-    let from = SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?;
-    let to = crate::pg::PgStore::open(url, true)?;
-    if let Some(head) = to.head()? {
-        return Err(Error::InvalidArgument(format!(
-            "the database already holds a ledger of {} entries; migrate into an empty database",
-            head.size
-        )));
+/// Whether the index entry at `seq` commits to `tree`, the index of the
+/// entries below it.
+pub(crate) fn check_index_entry(
+    seq: u64,
+    commitment: &tlog::index::Commitment,
+    tree: &tlog::index::Tree,
+) -> Result<()> {
+    if commitment.size != seq {
+        return Err(Error::tampered(seq, format!("index entry says size {} at seq {seq}", commitment.size)));
     }
-    let mut frontier = Frontier::default();
-    let mut commit = crate::store::Commit::default();
-    let mut last_recorded_at_ns = 0;
-    let mut chain = hash::ZERO;
-    progress("copy", 0, source.entries);
-    let flush = |commit: &mut crate::store::Commit,
-                 frontier: &Frontier,
-                 chain: Hash,
-                 last: i64|
-     -> Result<()> {
-        if commit.entries.is_empty() {
-            return Ok(());
-        }
-        commit.head = Some(StoredHead {
-            size: frontier.size(),
-            root: frontier.root(),
-            chain,
-            last_recorded_at_ns: last,
-        });
-        match to.commit(commit)? {
-            crate::store::Committed::Done => {}
-            crate::store::Committed::HeadMoved(size) => {
-                return Err(Error::InvalidArgument(format!(
-                    "another process appended to the database during the migration (its head moved to {size})"
-                )));
-            }
-        }
-        *commit = crate::store::Commit { base: frontier.size(), ..Default::default() };
-        Ok(())
-    };
-    for item in from.entries() {
-        let (seq, entry) = item?;
-        if seq >= source.entries {
-            break;
-        }
-        let entry = entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
-        let leaf = hash::entry_hash(seq, entry.recorded_at_ns, &entry.payload);
-        chain = entry.chain_hash;
-        last_recorded_at_ns = entry.recorded_at_ns;
-        let nodes = &mut commit.nodes;
-        frontier.push(leaf, |level, index, hash| nodes.push((level, index, hash)));
-        commit.entries.push(entry);
-        if commit.entries.len() == MIGRATE_BATCH {
-            flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
-            progress("copy", frontier.size(), source.entries);
-        }
+    if *commitment != tlog::index::Commitment::of(seq, tree) {
+        return Err(Error::tampered(
+            seq,
+            "index entry differs from the index rebuilt from the entries below it (an entry or its subject was changed)",
+        ));
     }
-    flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
-    progress("copy", frontier.size(), source.entries);
-    if let Some((note, written_ns)) = checkpoint
-        && let Some((anchor, ..)) = parse_anchor(Some((note.clone(), written_ns)), None)?
-    {
-        to.write_checkpoint(anchor.size, &note, written_ns)?;
-    }
-    let anchor = parse_anchor(to.read_checkpoint()?, None)?;
-    let copied = verify_store(
-        &to,
-        anchor.as_ref().map(|a| a.0),
-        &mut |done, total| progress("check", done, total),
-        &mut |_| {},
-    )?;
-    let report = VerifyReport::of(&copied, anchor.map(|a| a.0), false);
-    if report.entries != source.entries || report.root != source.root || report.chain != source.chain {
-        return Err(Error::Storage(format!(
-            "the copy differs from the source: {} entries, root {}, chain {} against {} entries, root {}, chain {}",
-            report.entries,
-            hash::to_hex(&report.root),
-            hash::to_hex(&report.chain),
-            source.entries,
-            hash::to_hex(&source.root),
-            hash::to_hex(&source.chain)
-        )));
-    }
-    Ok(report)
+    Ok(())
 }

@@ -11,11 +11,11 @@ use std::sync::mpsc::Receiver;
 
 use tokio::sync::oneshot;
 
+use super::engine::{Commit, Committed, HeadLock, StoredEntry, StoredHead};
 use super::error::{Error, Result};
 use super::hash::{self, Hash};
-use super::store::{Commit, Committed, StoredEntry, StoredHead};
 use super::tree::Frontier;
-use super::verify::Verified;
+use super::verify::{Verified, check_index_entry};
 use super::{AppendResult, Conflict, Core, Entry, Head, NewEntry, Receipt, lock, now_ns};
 
 /// Upper bound on the entries of one group commit, so one giant burst does
@@ -157,9 +157,13 @@ fn group_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
         fail_all(group, &e);
         return Err(e);
     }
-    match core.engine.as_postgres() {
-        Some(pg) => sequenced_commit(core, pg, group, seal),
-        None => local_commit(core, group, seal),
+    match core.engine.lock_head() {
+        Ok(Some((head_lock, size))) => sequenced_commit(core, head_lock, size, group, seal),
+        Ok(None) => local_commit(core, group, seal),
+        Err(e) => {
+            fail_all(group, &e);
+            Err(e)
+        }
     }
 }
 
@@ -201,14 +205,7 @@ fn local_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
 /// the head row, take in what other nodes appended since this node's head,
 /// stage the group on top, write and commit in the same transaction. No
 /// other node can move the head meanwhile, so no staged work is lost.
-fn sequenced_commit(core: &Core, pg: &crate::pg::PgStore, group: Group, seal: bool) -> Result<Head> {
-    let (head_lock, size) = match pg.lock_head() {
-        Ok(locked) => locked,
-        Err(e) => {
-            fail_all(group, &e);
-            return Err(e);
-        }
-    };
+fn sequenced_commit(core: &Core, head_lock: HeadLock, size: u64, group: Group, seal: bool) -> Result<Head> {
     let mut state = read_state(core);
     let ours = state.frontier.size();
     if size < ours {
@@ -241,7 +238,7 @@ fn sequenced_commit(core: &Core, pg: &crate::pg::PgStore, group: Group, seal: bo
         return Ok(answer(core, group, staged, answers));
     }
     staged.seal();
-    match pg.commit_locked(head_lock, &staged.commit) {
+    match core.engine.commit_locked(head_lock, &staged.commit) {
         Ok(()) => Ok(answer(core, group, staged, answers)),
         // Rolled back, or the outcome was lost with the connection: the
         // next group reads the stored head under the lock, which settles it.
@@ -369,7 +366,9 @@ fn note_catch_up_failure(core: &Core, e: &Error) {
 /// extends and publishes `state`. Nothing here trusts the other node: a row it wrote
 /// that does not chain is [`Error::Tampered`].
 fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
-    let Some(store) = core.engine.as_postgres() else { return Ok(()) };
+    if !core.engine.is_shared() {
+        return Ok(());
+    }
     let Some(head) = core.engine.head()? else { return Ok(()) };
     let target = target.unwrap_or(head.size).min(head.size);
     let from = state.frontier.size();
@@ -383,7 +382,7 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
     let mut at = from;
     while at < target {
         let end = (at + CATCH_UP_BATCH).min(target);
-        for entry in store.entries_between(at, end)? {
+        for entry in core.engine.entries_between(at, end)? {
             let entry_hash = hash::entry_hash(entry.seq, entry.recorded_at_ns, &entry.payload);
             let chain = hash::chain_hash(&next.chain, &entry_hash);
             if chain != entry.chain_hash {
@@ -467,25 +466,6 @@ struct Staging<'a> {
     hashes: Vec<Hash>,
     /// The index entry staged at the end, and the index it commits to.
     index: Option<(u64, tlog::index::Tree)>,
-}
-
-/// Whether the index entry at `seq` commits to `tree`, the index of the
-/// entries below it.
-pub(crate) fn check_index_entry(
-    seq: u64,
-    commitment: &tlog::index::Commitment,
-    tree: &tlog::index::Tree,
-) -> Result<()> {
-    if commitment.size != seq {
-        return Err(Error::tampered(seq, format!("index entry says size {} at seq {seq}", commitment.size)));
-    }
-    if *commitment != tlog::index::Commitment::of(seq, tree) {
-        return Err(Error::tampered(
-            seq,
-            "index entry differs from the index rebuilt from the entries below it (an entry or its subject was changed)",
-        ));
-    }
-    Ok(())
 }
 
 impl Staging<'_> {

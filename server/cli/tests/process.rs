@@ -902,12 +902,21 @@ async fn a_data_directory_of_the_previous_release_opens_with_the_same_root_and_s
         let as_of = as_of.to_owned();
         move || {
             for (uscc, old) in &expected {
-                let out = cli(&["score", uscc, "--as-of", &as_of, "--json", "--server", &url, "--token", &token]);
+                let out =
+                    cli(&["score", uscc, "--as-of", &as_of, "--json", "--server", &url, "--token", &token]);
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
                 let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                for field in
-                    ["name", "model_version", "points", "grade", "code", "mee_level", "veto", "disputed", "reasons"]
-                {
+                for field in [
+                    "name",
+                    "model_version",
+                    "points",
+                    "grade",
+                    "code",
+                    "mee_level",
+                    "veto",
+                    "disputed",
+                    "reasons",
+                ] {
                     assert_eq!(now[field], old[field], "{uscc}: {field}");
                 }
             }

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::super::store::{StoredEntry, keys};
+use super::super::engine::StoredEntry;
+use super::super::store::keys;
 use super::super::{Error, Ledger, LedgerConfig, verify};
 use super::{entry, keyed};
 
