@@ -1,11 +1,12 @@
 //! The inquiry log in the shared PostgreSQL store, so that every node
 //! records into, and lists from, one log, and losing a node loses none of
-//! it. The table (created by the ledger's migrations, which own the
-//! database's schema):
+//! it. The table, created and migrated by this crate ([`MIGRATIONS`],
+//! component `inquiries` of `kv::pg::migrate`):
 //!
 //! `inquiries (id bigserial, at_ns, uscc, region_code, principal, role,
-//! method, purpose)`, indexed newest first overall, by enterprise and by
-//! inquirer, so a page is one index range scan whatever the scope.
+//! method, purpose, grant_seq)`, indexed newest first overall, by
+//! enterprise and by inquirer, so a page is one index range scan whatever
+//! the scope.
 //!
 //! `record` is one multi-row `INSERT` in its own transaction: acknowledged
 //! once PostgreSQL committed it (concurrent commits share WAL flushes in
@@ -17,6 +18,28 @@ use kv::pg::Postgres;
 use kv::pg::tokio_postgres::types::ToSql;
 
 use super::{Error, Inquiry, Page, Query, Result, Scope};
+
+/// The inquiry log's own schema, one SQL text per version. Databases whose
+/// ledger created the table (ledger schema 3 and 5, before each crate
+/// owned its tables) already have it: hence `IF NOT EXISTS`.
+const MIGRATIONS: &[&str] = &[
+    // 1: who read whose score, newest first by time, enterprise and inquirer.
+    "CREATE TABLE IF NOT EXISTS inquiries (
+        id          bigserial PRIMARY KEY,
+        at_ns       bigint NOT NULL,
+        uscc        text   NOT NULL,
+        region_code text   NOT NULL,
+        principal   text   NOT NULL,
+        role        text   NOT NULL,
+        method      text   NOT NULL,
+        purpose     text   NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS inquiries_newest ON inquiries (at_ns DESC, id DESC);
+    CREATE INDEX IF NOT EXISTS inquiries_by_uscc ON inquiries (uscc, at_ns DESC, id DESC);
+    CREATE INDEX IF NOT EXISTS inquiries_by_principal ON inquiries (principal, at_ns DESC, id DESC);",
+    // 2: the lender access grant an inquiry was made under (its ledger seq).
+    "ALTER TABLE inquiries ADD COLUMN IF NOT EXISTS grant_seq bigint;",
+];
 
 /// Connections for the inquiry log (records and listings are short).
 const POOL_SIZE: usize = 8;
@@ -58,22 +81,10 @@ impl SharedLog {
         let pg = Postgres::connect(url, POOL_SIZE, "inquiries-postgres")
             .map_err(|e| Error::Storage(e.to_string()))?;
         let pool = pg.pool().clone();
-        let exists = pg
-            .run(async move {
-                let client = pool.get().await.map_err(db)?;
-                let row =
-                    client.query_one("SELECT to_regclass('inquiries') IS NOT NULL", &[]).await.map_err(db)?;
-                Ok::<bool, Error>(row.get(0))
-            })
+        pg.run(async move { kv::pg::migrate(&pool, "inquiries", MIGRATIONS).await.map_err(db) })
             .unwrap_or_else(|| {
                 Err(Error::Storage("the inquiry log's task ended without an answer".into()))
             })?;
-        if !exists {
-            return Err(Error::Storage(
-                "the database has no inquiries table; open the ledger on it first (it migrates the schema)"
-                    .into(),
-            ));
-        }
         Ok(SharedLog { pg })
     }
 

@@ -86,8 +86,38 @@ async fn two_nodes_record_into_one_log_and_every_scope_pages_newest_first() {
     ));
 }
 
+/// The inquiry log creates its own table: on a database no ledger ever
+/// touched, on one the ledger's older migrations set up (what the fixture
+/// `database()` makes, table included), and again on reopening.
+#[tokio::test]
+async fn the_log_creates_and_migrates_its_own_table() {
+    for url in [pgtest::database(), database()] {
+        for _ in 0..2 {
+            let log = InquiryLog::open_shared(&url).unwrap();
+            log.record(&[Inquiry { grant_seq: Some(7), ..inquiry("U1", "330206", "bank-a", 1) }])
+                .await
+                .unwrap();
+        }
+        let log = InquiryLog::open_shared(&url).unwrap();
+        let page = log.list(&query(Scope::All, 10)).unwrap();
+        assert_eq!(page.inquiries.len(), 2);
+        assert!(page.inquiries.iter().all(|i| i.grant_seq == Some(7)));
+    }
+}
+
+/// Runs `sql` on `url`, as an operator with database access could.
+fn execute(url: &str, sql: &'static str) {
+    let pg = kv::pg::Postgres::connect(url, 1, "test-sql").unwrap();
+    let pool = pg.pool().clone();
+    pg.run(async move { pool.get().await.unwrap().batch_execute(sql).await.unwrap() }).unwrap();
+}
+
+/// A database a newer binary migrated is refused, naming what to do.
 #[test]
-fn a_database_without_the_schema_is_refused_with_what_to_do() {
-    let err = InquiryLog::open_shared(&pgtest::database()).unwrap_err();
-    assert!(err.to_string().contains("open the ledger on it first"), "{err}");
+fn a_newer_schema_of_the_log_is_refused_with_what_to_do() {
+    let url = pgtest::database();
+    drop(InquiryLog::open_shared(&url).unwrap());
+    execute(&url, "UPDATE ecocode_components SET version = version + 1 WHERE component = 'inquiries'");
+    let Err(err) = InquiryLog::open_shared(&url) else { panic!("a newer schema must be refused") };
+    assert!(err.to_string().contains("run a newer ecocode"), "{err}");
 }

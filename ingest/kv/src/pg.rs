@@ -211,29 +211,72 @@ impl From<PoolError> for Failure {
     }
 }
 
+/// Applies a component's own schema migrations (one SQL text per version)
+/// in one transaction, recording its version in `ecocode_components`, so
+/// each crate creates and evolves its own tables. Every component migrates
+/// under one advisory lock: nodes starting together, and components
+/// creating the version table, take turns. A database at a newer version
+/// of the component than `migrations` is refused: a newer binary migrated
+/// it. Answers the version the database is now at.
+pub async fn migrate(pool: &Pool, component: &str, migrations: &[&str]) -> Result<usize, Failure> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7262612);
+         CREATE TABLE IF NOT EXISTS ecocode_components (component text PRIMARY KEY, version integer NOT NULL)",
+    )
+    .await?;
+    let version = tx
+        .query_opt("SELECT version FROM ecocode_components WHERE component = $1", &[&component])
+        .await?
+        .map_or(0, |row| row.get::<_, i32>(0)) as usize;
+    if version > migrations.len() {
+        return Err(Failure {
+            unreachable: false,
+            what: format!(
+                "the {component} tables are at schema version {version}, newer than this ecocode's {}; run a newer ecocode",
+                migrations.len()
+            ),
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(version) {
+        tx.batch_execute(sql).await?;
+        tracing::info!(component, version = i + 1, "PostgreSQL schema migrated");
+    }
+    let now = migrations.len() as i32;
+    tx.execute(
+        "INSERT INTO ecocode_components (component, version) VALUES ($1, $2)
+         ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+        &[&component, &now],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(migrations.len())
+}
+
+/// The `kv_state` table's own migrations ([`migrate`], component
+/// `kv_state`). Databases whose ledger created it (ledger schema 4, before
+/// each crate owned its tables) already have it: hence `IF NOT EXISTS`.
+const MIGRATIONS: &[&str] = &[
+    // 1: key spaces of state every node shares (the HJ 212 gateway's open
+    // days, its device credentials).
+    "CREATE TABLE IF NOT EXISTS kv_state (
+        space text  NOT NULL,
+        key   bytea NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (space, key)
+    );",
+];
+
 impl Table {
-    /// The key space `space` of the `kv_state` table at `url`.
+    /// The key space `space` of the `kv_state` table at `url`, creating
+    /// or migrating the table first.
     pub fn open(url: &str, space: &str) -> Result<Table, Failure> {
         let pg = Postgres::connect(url, 4, "state-postgres")
             .map_err(|e| Failure { unreachable: false, what: e.to_string() })?;
         let table = Table { pg, space: space.to_string() };
         let pool = table.pg.pool().clone();
-        let exists = table.call(async move {
-            let client = pool.get().await.map_err(Failure::from)?;
-            let row = client
-                .query_one("SELECT to_regclass('kv_state') IS NOT NULL", &[])
-                .await
-                .map_err(Failure::from)?;
-            Ok(row.get::<_, bool>(0))
-        })?;
-        if !exists {
-            return Err(Failure {
-                unreachable: false,
-                what:
-                    "the database has no kv_state table; open the ledger on it first (it migrates the schema)"
-                        .into(),
-            });
-        }
+        table.call(async move { migrate(&pool, "kv_state", MIGRATIONS).await })?;
         Ok(table)
     }
 

@@ -13,9 +13,11 @@
 //! | `ledger_head`        | exactly one row: size, root, chain, last recorded_at |
 //! | `ledger_checkpoints` | every signed checkpoint note by tree size |
 //! | `documents`          | small named documents beside the ledger (principals) |
-//! | `inquiries`          | the inquiry log (the `inquiries` crate reads and writes it) |
-//! | `kv_state`           | shared key spaces (`kv::pg::Table`): the HJ 212 gateway's open days |
-//! | `ecocode_schema`     | the schema version this database is at |
+//! | `ecocode_schema`     | the version of this schema (the ledger's) the database is at |
+//!
+//! Beside it, other crates keep their own tables, each created and migrated
+//! by the crate itself (`kv::pg::migrate`, versions in `ecocode_components`):
+//! `inquiries` (the `inquiries` crate) and `kv_state` (`kv::pg::Table`).
 //!
 //! **Sequencing.** A group commit is one transaction that first locks the
 //! head row (`SELECT … FOR UPDATE`, [`PgStore::begin_locked`]); the writer
@@ -95,31 +97,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         version bigint NOT NULL DEFAULT nextval('documents_version'),
         PRIMARY KEY (kind, name)
     );",
-    // 3: the inquiry log (who read whose score), shared by every node; not
-    // part of the hash chain. Newest first by time, enterprise and inquirer.
-    "CREATE TABLE inquiries (
-        id          bigserial PRIMARY KEY,
-        at_ns       bigint NOT NULL,
-        uscc        text   NOT NULL,
-        region_code text   NOT NULL,
-        principal   text   NOT NULL,
-        role        text   NOT NULL,
-        method      text   NOT NULL,
-        purpose     text   NOT NULL
-    );
-    CREATE INDEX inquiries_newest ON inquiries (at_ns DESC, id DESC);
-    CREATE INDEX inquiries_by_uscc ON inquiries (uscc, at_ns DESC, id DESC);
-    CREATE INDEX inquiries_by_principal ON inquiries (principal, at_ns DESC, id DESC);",
-    // 4: key spaces of state every node shares beside the ledger (the HJ
-    // 212 gateway's open days, through `kv::pg::Table`).
-    "CREATE TABLE kv_state (
-        space text  NOT NULL,
-        key   bytea NOT NULL,
-        value bytea NOT NULL,
-        PRIMARY KEY (space, key)
-    );",
-    // 5: the lender access grant an inquiry was made under (its ledger seq).
-    "ALTER TABLE inquiries ADD COLUMN grant_seq bigint;",
+    // 3 to 5 created the inquiry log's table (3, 5) and `kv_state` (4);
+    // those crates now create and migrate their own tables
+    // (`kv::pg::migrate`), so on a new database these versions do nothing.
+    "SELECT 1;",
+    "SELECT 1;",
+    "SELECT 1;",
     // 6: a committed record's details (salt and whole record), stored
     // beside the entry and not hashed; empty for every other entry.
     "ALTER TABLE ledger_entries ADD COLUMN details bytea NOT NULL DEFAULT '';",
