@@ -100,6 +100,13 @@ ecocode proof inclusion --seq 1 --out "$work/entry1.proof"
 # the same entries.
 ecocode proof score --uscc 91330206739237858W --out "$work/score.proof"
 expect 'complete: the score counts all' ecocode proof verify "$work/score.proof" --public-key "$(ecocode key show --data "$data")"
+# The withheld record alone: its inclusion bundle holds the same hashed
+# bytes and verifies.
+out=$(ecocode score 91330206739237858W)
+withheld_seq=$(sed -n 's/.*withheld *seq \([0-9]*\).*/\1/p' <<<"$out")
+withheld_seq=${withheld_seq%%$'\n'*}
+ecocode proof inclusion --seq "$withheld_seq" --out "$work/withheld.proof"
+expect "ok: entry $withheld_seq " ecocode proof verify "$work/withheld.proof" --public-key "$(ecocode key show --data "$data")"
 ECOCODE_TOKEN=$ACME ecocode proof score --uscc 91330206739237858W --out "$work/acme-score.proof"
 expect 'complete: the score counts all' ecocode proof verify "$work/acme-score.proof" --public-key "$(ecocode key show --data "$data")"
 ecocode proof consistency --old-checkpoint "$work/old.note" --out "$work/grew.proof"

@@ -17,8 +17,11 @@ pub(super) async fn proof(command: ProofCommand) -> anyhow::Result<()> {
             let entry =
                 client.get_entry(authed(&conn, pb::GetEntryRequest { seq })?).await.map_err(status_error)?;
             let entry = entry.into_inner();
-            if let Some(w) = &entry.withheld {
-                // Its payload is not shared with this reader; its hash is.
+            if let Some(w) = entry.withheld.as_ref().filter(|_| entry.payload.is_empty()) {
+                // A record written before committed records: its payload is
+                // the whole record, not shared with this reader; its hash
+                // is. (A committed record's payload is its hashed bytes
+                // without the details, which any bundle may hold.)
                 bail!(
                     "entry {seq} is withheld from you ({}, since its publicity ended); its entry hash {} \
                      is proven by `GetInclusionProof`, but a proof bundle needs the payload: ask the \
