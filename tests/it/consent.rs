@@ -229,3 +229,31 @@ async fn the_enterprise_grants_and_revokes_on_its_signed_in_page() {
     assert_eq!(get_score(&mut p.bank).await.unwrap_err().code(), Code::FailedPrecondition);
     p.server.stop().await;
 }
+
+/// A watch does not outlive the grant it was opened under: once the
+/// enterprise revokes it, the next change ends the lender's stream with
+/// `FAILED_PRECONDITION` instead of sending the new score and its reasons.
+#[tokio::test]
+async fn a_revoked_grant_ends_the_lenders_watch_before_the_next_change_is_sent() {
+    let mut p = parties().await;
+    let granted = p.acme.consent.grant_access(access(60, &["details"])).await.unwrap().into_inner();
+    let (first, mut changes) = p.bank.watch(ACME).await;
+    assert_eq!(first.score.unwrap().points, 90);
+    let mut admin = p.server.admin().await;
+    // Under the grant, a change arrives whole.
+    let mut seal = record(ACME, "S-1", "enforcement.seal", -5);
+    seal.description = "outlet 2 sealed".into();
+    admin.append(seal).await.unwrap();
+    let change = changes.message().await.unwrap().expect("a change under the grant");
+    assert!(change.score.unwrap().reasons.iter().any(|r| r.description == "outlet 2 sealed"));
+
+    let revoke = pb::RevokeAccessRequest { uscc: ACME.into(), grant_seq: granted.seq };
+    p.acme.consent.revoke_access(revoke).await.unwrap();
+    let mut veto = record(ACME, "V-1", "veto.data_fraud", -1);
+    veto.description = "falsified monitoring data, contact Zhao".into();
+    admin.append(veto).await.unwrap();
+    let ended = changes.message().await.expect_err("the watch ends instead of sending the change");
+    assert_eq!(ended.code(), Code::FailedPrecondition, "{ended:?}");
+    assert!(ended.message().contains("ecocode grant add"), "{}", ended.message());
+    p.server.stop().await;
+}

@@ -5,6 +5,9 @@
 //! The task listens to the append pipeline's broadcast of changed USCCs, so
 //! ingest never waits for a watcher: a slow watcher lags the broadcast and
 //! then re-evaluates everything it watches instead of missing a change.
+//! Each evaluation re-checks a lender's grant (`--lender-access granted`):
+//! once it is revoked or has expired, the watch ends with
+//! `FAILED_PRECONDITION` instead of sending the enterprise's details.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,9 +93,12 @@ pub(crate) async fn run(
             // so watchers never stall other calls.
             let evaluated = {
                 let (state, key, reader) = (state.clone(), uscc.clone(), reader.clone());
-                // The reasons as the watcher receives them (publicity).
+                // The reasons as the watcher receives them (publicity), and
+                // only while a lender still holds a live grant: a revoked
+                // or expired one ends the watch before anything is sent.
                 tokio::task::spawn_blocking(move || {
                     let (view, next) = state.evaluate_for_watch(&key)?;
+                    state.lender_grant(&reader, &view.enterprise, crate::consent::Cover::Details)?;
                     Ok((state.disclosed(&reader, view)?, next))
                 })
                 .await
