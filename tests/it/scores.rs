@@ -362,8 +362,9 @@ async fn watchers_see_changes_from_new_entries_and_from_expiry() {
     let mut admin = server.admin().await;
     admin.register(ACME, "Acme", "330206").await;
     admin.register(BETA, "Beta", "330206").await;
-    // A bank reads under the enterprise's grant (--lender-access granted).
-    grant(&mut admin, ACME, "bank").await;
+    // A bank reads under the enterprise's grant (--lender-access granted),
+    // live past the seal's window (a watch ends with its grant).
+    grant_until(&mut admin, ACME, "bank", 1000).await;
     let bank = server.token("bank", Role::Lender);
     let mut bank = server.client(&bank).await;
     let (first, mut stream) = bank.watch(ACME).await;

@@ -388,13 +388,20 @@ pub fn step(uscc: &str, id: &str, kind: &str, day: i64, seq: u64) -> pb::Record 
 /// under `--lender-access granted`. `by` is the enterprise itself or an
 /// admin acting on its signed authorization.
 pub async fn grant(by: &mut Client, uscc: &str, lender: &str) -> pb::Grant {
+    grant_until(by, uscc, lender, 365).await
+}
+
+/// [`grant`], expiring `expires_day` days after T0 (tests whose clock runs
+/// beyond a year and whose lender keeps reading).
+pub async fn grant_until(by: &mut Client, uscc: &str, lender: &str, expires_day: i64) -> pb::Grant {
     let grant = pb::AccessGrant {
         uscc: uscc.into(),
         lender: lender.into(),
         purpose: "loan_application".into(),
         covers: vec!["details".into(), "history".into()],
-        starts_at: ts(days(-1000)),
-        expires_at: ts(days(365)),
+        // 1 365 days long, within the 1 830 a grant may run.
+        starts_at: ts(days(expires_day - 1365)),
+        expires_at: ts(days(expires_day)),
     };
     by.consent.grant_access(pb::GrantAccessRequest { grant: Some(grant) }).await.expect("grant").into_inner()
 }
