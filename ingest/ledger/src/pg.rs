@@ -1,8 +1,9 @@
 //! The PostgreSQL engine: the same [`Engine`] as sled, on tables that
 //! several ecocode nodes share.
 //!
-//! Everything PostgreSQL-specific lives in this file. Layout (migration 1,
-//! see [`MIGRATIONS`]):
+//! Everything PostgreSQL-specific lives in this file and its submodules
+//! (`schema.rs`: the migrations; `rows.rs`: a group commit's statement).
+//! Layout (migration 1, see `schema::MIGRATIONS`):
 //!
 //! | table                | rows |
 //! |----------------------|------|
@@ -40,87 +41,13 @@ use std::time::Duration;
 use kv::pg::Postgres;
 use kv::pg::tokio_postgres::{self, NoTls};
 
+mod rows;
+mod schema;
+
 use super::engine::{Commit, Committed, Engine, HeadLock, NodeIter, StoredEntry, StoredHead};
 use super::error::{Error, Result};
 use super::hash::Hash;
 use super::tree::NodeSource;
-
-/// The schema, one transaction per version. A database at a version
-/// beyond this list is refused: a newer binary migrated it.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: the ledger.
-    "CREATE TABLE ledger_entries (
-        seq             bigint PRIMARY KEY,
-        recorded_at_ns  bigint NOT NULL,
-        chain_hash      bytea  NOT NULL,
-        subject         bytea  NOT NULL,
-        idempotency_key bytea,
-        fingerprint     bytea,
-        payload         bytea  NOT NULL
-    );
-    CREATE TABLE ledger_subjects (
-        subject bytea  NOT NULL,
-        seq     bigint NOT NULL,
-        PRIMARY KEY (subject, seq)
-    );
-    CREATE TABLE ledger_idempotency (
-        key         bytea  PRIMARY KEY,
-        seq         bigint NOT NULL,
-        fingerprint bytea  NOT NULL
-    );
-    CREATE TABLE ledger_nodes (
-        level smallint NOT NULL,
-        index bigint   NOT NULL,
-        hash  bytea    NOT NULL,
-        PRIMARY KEY (level, index)
-    );
-    CREATE TABLE ledger_head (
-        one                 boolean PRIMARY KEY DEFAULT true CHECK (one),
-        size                bigint NOT NULL,
-        root                bytea  NOT NULL,
-        chain               bytea  NOT NULL,
-        last_recorded_at_ns bigint NOT NULL
-    );
-    INSERT INTO ledger_head VALUES (true, 0, '', '', 0);
-    CREATE TABLE ledger_checkpoints (
-        tree_size    bigint PRIMARY KEY,
-        note         text   NOT NULL,
-        signed_at_ns bigint NOT NULL
-    );",
-    // 2: small named documents the service keeps beside the ledger
-    // (principals), each write taking a new version so nodes notice.
-    "CREATE SEQUENCE documents_version;
-    CREATE TABLE documents (
-        kind    text   NOT NULL,
-        name    text   NOT NULL,
-        body    text   NOT NULL,
-        version bigint NOT NULL DEFAULT nextval('documents_version'),
-        PRIMARY KEY (kind, name)
-    );",
-    // 3 to 5 created the inquiry log's table (3, 5) and `kv_state` (4);
-    // those crates now create and migrate their own tables
-    // (`kv::pg::migrate`), so on a new database these versions do nothing.
-    "SELECT 1;",
-    "SELECT 1;",
-    "SELECT 1;",
-    // 6: a committed record's details (salt and whole record), stored
-    // beside the entry and not hashed; empty for every other entry.
-    "ALTER TABLE ledger_entries ADD COLUMN details bytea NOT NULL DEFAULT '';",
-];
-
-/// One group commit's rows and the new head, in one statement.
-const WRITE_COMMIT: &str = "WITH e AS (
-        INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details)
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[], $20::bytea[])
-    ), s AS (
-        INSERT INTO ledger_subjects (subject, seq) SELECT * FROM unnest($8::bytea[], $9::bigint[])
-    ), i AS (
-        INSERT INTO ledger_idempotency (key, seq, fingerprint)
-        SELECT * FROM unnest($10::bytea[], $11::bigint[], $12::bytea[])
-    ), n AS (
-        INSERT INTO ledger_nodes (level, index, hash) SELECT * FROM unnest($13::smallint[], $14::bigint[], $15::bytea[])
-    )
-    UPDATE ledger_head SET size = $16, root = $17, chain = $18, last_recorded_at_ns = $19";
 
 /// The channel every commit notifies.
 const CHANNEL: &str = "ecocode_ledger";
@@ -276,7 +203,7 @@ impl PgStore {
         })?;
         let store = PgStore { pg, pinned: Mutex::new(None) };
         let pool = store.pg.pool().clone();
-        let version = store.run(async move { migrate_schema(&pool, migrate).await })?;
+        let version = store.run(async move { schema::migrate_schema(&pool, migrate).await })?;
         tracing::info!(store = %kv::pg::redact(url), schema_version = version, "PostgreSQL store open");
         Ok(store)
     }
@@ -363,7 +290,7 @@ impl PgStore {
     /// transaction, notifies the other nodes and commits: one round trip
     /// (the statements are pipelined). Any failure discards the connection.
     fn commit_in(&self, mut head_lock: Locked, commit: &Commit) -> Result<()> {
-        let rows = CommitRows::of(commit);
+        let rows = rows::CommitRows::of(commit);
         let client =
             head_lock.client.take().ok_or_else(|| Error::Storage("the head lock was already used".into()))?;
         self.run(async move {
@@ -372,7 +299,7 @@ impl PgStore {
                 // Prepared (once per connection) before anything is sent,
                 // so the pipelined messages below keep their order: a
                 // statement still being prepared would let COMMIT overtake it.
-                let write = client.prepare_cached(WRITE_COMMIT).await.map_err(db)?;
+                let write = client.prepare_cached(rows::WRITE_COMMIT).await.map_err(db)?;
                 let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await.map_err(db)?;
                 let size = head.size.to_string();
                 let (head_size, root, chain) = (head.size as i64, &head.root[..], &head.chain[..]);
@@ -503,58 +430,6 @@ async fn listen(config: &tokio_postgres::Config, poke: &(dyn Fn() + Send + Sync)
     }
     drop(client);
     driver.await.map_err(|e| Error::Storage(format!("PostgreSQL listener: {e}")))?
-}
-
-async fn migrate_schema(pool: &kv::pg::Pool, migrate: bool) -> Result<usize> {
-    let mut client = pool.get().await.map_err(db)?;
-    let tx = client.transaction().await.map_err(db)?;
-    if migrate {
-        // Nodes starting together migrate one at a time.
-        tx.batch_execute(
-            "SELECT pg_advisory_xact_lock(7262611); CREATE TABLE IF NOT EXISTS ecocode_schema (version integer NOT NULL)",
-        )
-        .await
-        .map_err(db)?;
-    }
-    let exists: bool =
-        tx.query_one("SELECT to_regclass('ecocode_schema') IS NOT NULL", &[]).await.map_err(db)?.get(0);
-    if !exists {
-        return Err(Error::InvalidArgument(
-            "the database holds no ecocode ledger (no ecocode_schema table)".into(),
-        ));
-    }
-    let version: i32 = tx
-        .query_opt("SELECT version FROM ecocode_schema", &[])
-        .await
-        .map_err(db)?
-        .map_or(0, |row| row.get(0));
-    let version = version as usize;
-    if version > MIGRATIONS.len() {
-        return Err(Error::InvalidArgument(format!(
-            "the database schema is at version {version}, newer than this ecocode's {}; run a newer ecocode",
-            MIGRATIONS.len()
-        )));
-    }
-    if version < MIGRATIONS.len() && !migrate {
-        return Err(Error::InvalidArgument(format!(
-            "the database schema is at version {version}, older than this ecocode's {}; start `ecocode serve` on it once to migrate",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.batch_execute(sql).await.map_err(db)?;
-        tracing::info!(version = i + 1, "PostgreSQL schema migrated");
-    }
-    if version < MIGRATIONS.len() {
-        tx.batch_execute(&format!(
-            "DELETE FROM ecocode_schema; INSERT INTO ecocode_schema VALUES ({})",
-            MIGRATIONS.len()
-        ))
-        .await
-        .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(MIGRATIONS.len())
 }
 
 /// An owned query parameter, so a query can move to the engine's runtime.
@@ -893,83 +768,5 @@ impl Drop for Locked {
                 }
             });
         }
-    }
-}
-
-/// A commit as column arrays, owned, for `unnest` inserts.
-struct CommitRows {
-    seq: Vec<i64>,
-    recorded_at: Vec<i64>,
-    chain: Vec<Vec<u8>>,
-    subject: Vec<Vec<u8>>,
-    key: Vec<Option<Vec<u8>>>,
-    fingerprint: Vec<Option<Vec<u8>>>,
-    payload: Vec<Vec<u8>>,
-    details: Vec<Vec<u8>>,
-    subject_key: Vec<Vec<u8>>,
-    subject_seq: Vec<i64>,
-    idem_key: Vec<Vec<u8>>,
-    idem_seq: Vec<i64>,
-    idem_fingerprint: Vec<Vec<u8>>,
-    node_level: Vec<i16>,
-    node_index: Vec<i64>,
-    node_hash: Vec<Vec<u8>>,
-    head: Option<StoredHead>,
-}
-
-impl CommitRows {
-    fn of(commit: &Commit) -> CommitRows {
-        let n = commit.entries.len();
-        let mut rows = CommitRows {
-            seq: Vec::with_capacity(n),
-            recorded_at: Vec::with_capacity(n),
-            chain: Vec::with_capacity(n),
-            subject: Vec::with_capacity(n),
-            key: Vec::with_capacity(n),
-            fingerprint: Vec::with_capacity(n),
-            payload: Vec::with_capacity(n),
-            details: Vec::with_capacity(n),
-            subject_key: Vec::new(),
-            subject_seq: Vec::new(),
-            idem_key: Vec::new(),
-            idem_seq: Vec::new(),
-            idem_fingerprint: Vec::new(),
-            node_level: Vec::with_capacity(commit.nodes.len()),
-            node_index: Vec::with_capacity(commit.nodes.len()),
-            node_hash: Vec::with_capacity(commit.nodes.len()),
-            head: commit.head,
-        };
-        for entry in &commit.entries {
-            let seq = entry.seq as i64;
-            rows.seq.push(seq);
-            rows.recorded_at.push(entry.recorded_at_ns);
-            rows.chain.push(entry.chain_hash.to_vec());
-            rows.subject.push(entry.subject.clone());
-            rows.payload.push(entry.payload.clone());
-            rows.details.push(entry.details.clone());
-            match &entry.idempotency {
-                None => {
-                    rows.key.push(None);
-                    rows.fingerprint.push(None);
-                }
-                Some((key, fingerprint)) => {
-                    rows.key.push(Some(key.clone()));
-                    rows.fingerprint.push(Some(fingerprint.to_vec()));
-                    rows.idem_key.push(key.clone());
-                    rows.idem_seq.push(seq);
-                    rows.idem_fingerprint.push(fingerprint.to_vec());
-                }
-            }
-            if !entry.subject.is_empty() {
-                rows.subject_key.push(entry.subject.clone());
-                rows.subject_seq.push(seq);
-            }
-        }
-        for (level, index, hash) in &commit.nodes {
-            rows.node_level.push(*level as i16);
-            rows.node_index.push(*index as i64);
-            rows.node_hash.push(hash.to_vec());
-        }
-        rows
     }
 }
