@@ -237,28 +237,15 @@ async fn repair_granted_stops_sharing_with_lenders_but_not_with_the_regulator_or
     // hashed bytes only, and still recomputes its score offline; the
     // regulator's and the enterprise's hold the same entries.
     server.ledger.sign_checkpoint_now().unwrap();
-    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
-    let proof = |client: &mut Client| {
-        let request = pb::GetScoreProofRequest { uscc: ACME.into(), tree_size: 0, as_of: None };
-        let mut scores = client.scores.clone();
-        async move {
-            let mut stream = scores.get_score_proof(request).await.unwrap().into_inner();
-            let mut bytes = Vec::new();
-            while let Some(chunk) = stream.message().await.unwrap() {
-                bytes.extend_from_slice(&chunk.bundle);
-            }
-            bytes
-        }
-    };
-    let lenders = proof(&mut bank).await;
+    let lenders = score_proof_bytes(&mut bank, ACME, 0).await.unwrap();
     assert!(!String::from_utf8_lossy(&lenders).contains("contact Li"));
     let bundle: evidence::score::ScoreBundle = serde_json::from_slice(&lenders).unwrap();
-    let verified = evidence::score::verify(&bundle, &name, &key).expect("the lender's bundle verifies");
+    let verified = verify_score_proof(&server, &bundle).expect("the lender's bundle verifies");
     assert_eq!(verified.points, i64::from(bank.score(ACME).await.points));
     assert!(bundle.entries.iter().any(|e| e.seq == suspend), "the withheld record is counted, not left out");
     for client in [&mut regulator, &mut acme] {
-        let theirs: evidence::score::ScoreBundle = serde_json::from_slice(&proof(client).await).unwrap();
-        assert_eq!(evidence::score::verify(&theirs, &name, &key).unwrap().points, verified.points);
+        let theirs = score_proof(client, ACME, 0).await.unwrap();
+        assert_eq!(verify_score_proof(&server, &theirs).unwrap().points, verified.points);
     }
     server.stop().await;
 }
@@ -431,21 +418,14 @@ async fn a_withheld_record_written_before_committed_records_refuses_a_lenders_sc
     let e = entry(&mut bank, seq).await;
     assert!(e.payload.is_empty() && e.details.is_empty(), "an old record's payload is the whole record");
     assert_included(&mut bank, &e).await;
-    let request = || pb::GetScoreProofRequest { uscc: ACME.into(), tree_size: 0, as_of: None };
-    let refused = bank.scores.get_score_proof(request()).await.expect_err("no proof for the lender");
+    let refused = score_proof_bytes(&mut bank, ACME, 0).await.expect_err("no proof for the lender");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
     assert!(refused.message().contains(&format!("seq {seq}")), "{}", refused.message());
 
     let acme = server.token("acme", Role::Enterprise { uscc: ACME.into() });
     let mut acme = server.client(&acme).await;
-    let mut stream = acme.scores.get_score_proof(request()).await.unwrap().into_inner();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.message().await.unwrap() {
-        bytes.extend_from_slice(&chunk.bundle);
-    }
-    let bundle: evidence::score::ScoreBundle = serde_json::from_slice(&bytes).unwrap();
-    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
-    let verified = evidence::score::verify(&bundle, &name, &key).expect("an old record verifies and scores");
+    let bundle = score_proof(&mut acme, ACME, 0).await.unwrap();
+    let verified = verify_score_proof(&server, &bundle).expect("an old record verifies and scores");
     assert_eq!(verified.points, i64::from(score.points));
     server.stop().await;
 }

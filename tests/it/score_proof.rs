@@ -10,20 +10,12 @@ use server::principals::Role;
 
 use crate::support::*;
 
-/// Fetches and parses the score proof of `uscc` at `tree_size` (0: latest).
 async fn fetch(client: &mut Client, uscc: &str, tree_size: u64) -> Result<ScoreBundle, tonic::Status> {
-    let request = pb::GetScoreProofRequest { uscc: uscc.into(), tree_size, as_of: None };
-    let mut stream = client.scores.get_score_proof(request).await?.into_inner();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        bytes.extend_from_slice(&chunk.bundle);
-    }
-    Ok(serde_json::from_slice(&bytes).expect("a score bundle"))
+    score_proof(client, uscc, tree_size).await
 }
 
 fn check(server: &TestServer, bundle: &ScoreBundle) -> Result<evidence::score::Verified, String> {
-    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
-    evidence::score::verify(bundle, &name, &key).map_err(|e| e.to_string())
+    verify_score_proof(server, bundle)
 }
 
 fn rejected(server: &TestServer, bundle: &ScoreBundle, expect: &str) {

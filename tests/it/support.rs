@@ -354,6 +354,42 @@ pub fn record_in(seq: u64, payload: &[u8], details: &[u8]) -> Option<pb::Record>
     }
 }
 
+/// `GetScoreProof` of `uscc` at `tree_size` (0: the latest checkpoint): the
+/// bundle's bytes, its chunks joined.
+pub async fn score_proof_bytes(
+    client: &mut Client,
+    uscc: &str,
+    tree_size: u64,
+) -> Result<Vec<u8>, tonic::Status> {
+    let request = pb::GetScoreProofRequest { uscc: uscc.into(), tree_size, as_of: None };
+    let mut stream = client.scores.get_score_proof(request).await?.into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        bytes.extend_from_slice(&chunk.bundle);
+    }
+    Ok(bytes)
+}
+
+/// [`score_proof_bytes`], parsed as a score bundle.
+pub async fn score_proof(
+    client: &mut Client,
+    uscc: &str,
+    tree_size: u64,
+) -> Result<evidence::score::ScoreBundle, tonic::Status> {
+    let bytes = score_proof_bytes(client, uscc, tree_size).await?;
+    Ok(serde_json::from_slice(&bytes).expect("a score bundle"))
+}
+
+/// The offline verification a bank runs on `bundle`, under the server's
+/// verifier key.
+pub fn verify_score_proof(
+    server: &TestServer,
+    bundle: &evidence::score::ScoreBundle,
+) -> Result<evidence::score::Verified, String> {
+    let (name, key) = tlog::note::decode_verifier_key(&server.ledger.verifier_key()).unwrap();
+    evidence::score::verify(bundle, &name, &key).map_err(|e| e.to_string())
+}
+
 pub fn enterprise(uscc: &str, name: &str, region: &str) -> pb::Enterprise {
     pb::Enterprise {
         uscc: uscc.into(),

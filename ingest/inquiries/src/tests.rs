@@ -29,6 +29,19 @@ fn ats(page: &Page) -> Vec<i64> {
     page.inquiries.iter().map(|i| i.at_ns).collect()
 }
 
+/// Every page of `q`, following the cursor: the instants, in order.
+fn every_page(log: &LocalLog, mut q: Query) -> Vec<i64> {
+    let mut seen = Vec::new();
+    loop {
+        let page = log.list(&q).unwrap();
+        seen.extend(ats(&page));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return seen,
+        }
+    }
+}
+
 #[tokio::test]
 async fn listings_are_newest_first_per_scope_and_page_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,17 +58,7 @@ async fn listings_are_newest_first_per_scope_and_page_without_gaps() {
     assert_eq!(ats(&log.list(&query(Scope::Region("3302".into()), 10)).unwrap()), vec![40, 30, 10]);
 
     // Pages of one, following the cursor, see everything once.
-    let mut seen = Vec::new();
-    let mut q = query(Scope::All, 1);
-    loop {
-        let page = log.list(&q).unwrap();
-        seen.extend(ats(&page));
-        match page.next {
-            Some(next) => q.after = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(seen, vec![40, 30, 20, 10]);
+    assert_eq!(every_page(&log, query(Scope::All, 1)), vec![40, 30, 20, 10]);
 
     // A time window, and a cursor from another scope is refused.
     let window = Query { from_ns: Some(15), to_ns: Some(40), ..query(Scope::All, 10) };
@@ -371,17 +374,7 @@ async fn inquiries_stored_under_every_key_by_older_versions_still_list() {
     let bank_b_on_b = Scope::Inquirer { principal: "bank-b".into(), uscc: Some("B".into()) };
     assert_eq!(ats(&log.list(&query(bank_b_on_b, 10)).unwrap()), vec![25]);
     // Pages of one across both layouts.
-    let mut q = query(Scope::Enterprise("A".into()), 1);
-    let mut seen = Vec::new();
-    loop {
-        let page = log.list(&q).unwrap();
-        seen.extend(ats(&page));
-        match page.next {
-            Some(next) => q.after = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(seen, vec![40, 30, 10]);
+    assert_eq!(every_page(&log, query(Scope::Enterprise("A".into()), 1)), vec![40, 30, 10]);
 }
 
 /// Read-your-writes with the indexer behind the acknowledgments: every
