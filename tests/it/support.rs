@@ -241,7 +241,7 @@ fn suite_store(dir: &Path) -> Option<String> {
     if let Ok(url) = std::fs::read_to_string(&remembered) {
         return Some(url);
     }
-    if std::env::var("ECOCODE_TEST_ENGINE").ok()? != "postgres" || dir.join("ledger").exists() {
+    if std::env::var("ECOCODE_TEST_ENGINE").ok()? != "postgres" || ledger::holds_ledger(dir) {
         return None;
     }
     let url = pgtest::database();

@@ -69,6 +69,32 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     /// Every stored node of `level` in index order; a malformed one is
     /// `Ok((index, None))`.
     fn nodes(&self, level: u8) -> NodeIter<'_>;
+    /// Whether nodes of binary `level` are stored (else [`Engine::nodes`]
+    /// yields none and [`Engine::node_opt`] hashes them up from a stored
+    /// level below).
+    fn stores_level(&self, level: u8) -> bool {
+        let _ = level;
+        true
+    }
+    /// Whether node `(level, index)` is a cache this engine rebuilds when
+    /// it is not stored (derived tiles above the last signed checkpoint)
+    /// rather than a node that must be there.
+    fn rebuilds_node(&self, level: u8, index: u64) -> bool {
+        let _ = (level, index);
+        false
+    }
+    /// Stores the node verification recomputed in place of a missing one
+    /// [`Engine::rebuilds_node`] allows.
+    fn rebuild_node(&self, level: u8, index: u64, hash: Hash) -> Result<()> {
+        let _ = hash;
+        Err(Error::tampered(index << level, format!("merkle node (level {level}, index {index}) is missing")))
+    }
+    /// Whether the indexes are rebuilt from the entries whenever the store
+    /// opens (so nothing stored can disagree with them, and verification
+    /// need not compare them).
+    fn indexes_are_derived(&self) -> bool {
+        false
+    }
     /// Every `(subject, seq)` of the subject index, in key order.
     fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_>;
     /// Every `(key, seq, fingerprint)` of the idempotency index, in key

@@ -7,7 +7,12 @@
 //! were shown against a signed [`Checkpoint`]. See `docs/ledger.md`.
 //!
 //! Data directory:
-//! * `ledger/`: the sled database (layout in `store.rs`); never exposed.
+//! * `log/`: the embedded engine's files (layout in `log_store.rs`): group
+//!   frames of entries, each written once with one `fdatasync`, and the
+//!   Merkle tree as tlog-tiles level files; never exposed.
+//! * `ledger/`: the sled database of releases before the file engine
+//!   (layout in `store.rs`), migrated into `log/` on first open and then
+//!   kept as `ledger.before-log/` for the operator to remove.
 //! * `checkpoint`: the last signed checkpoint note, replaced atomically; the
 //!   store being shorter than it, or disagreeing with it, is tampering.
 //! * `ledger.key`: the Ed25519 signer key (mode 0600) in the Go
@@ -26,6 +31,7 @@ pub use tlog::{Hash, hash, note, proof};
 mod engine;
 mod error;
 mod files;
+mod log_store;
 mod migrate;
 mod pg;
 mod store;
@@ -49,9 +55,15 @@ pub use verify::{VerifyReport, Visited, verify, verify_postgres};
 
 use engine::Engine;
 use files::ServiceKey;
+use log_store::LogStore;
 use pg::PgStore;
-use store::SledStore;
 use verify::Anchor;
+
+/// Whether the data directory `dir` holds an embedded ledger (of this
+/// release's file engine or an older release's sled store).
+pub fn holds_ledger(dir: &Path) -> bool {
+    LogStore::exists(dir) || dir.join(files::STORE_DIR).is_dir()
+}
 
 /// Where and how to open a ledger.
 #[derive(Clone, Debug)]
@@ -72,7 +84,9 @@ pub struct LedgerConfig {
     /// disk has less than this many bytes available, so a full disk never
     /// fails a commit half-way; they resume once space is freed.
     pub min_free_bytes: u64,
-    /// The store's page cache (sled's `cache_capacity`), in bytes.
+    /// sled's `cache_capacity` (bytes) when reading a sled store of an
+    /// older release to migrate it; the file engine relies on the OS page
+    /// cache.
     pub cache_bytes: u64,
     /// `None`: sled in `dir/ledger/`. `Some(url)`: the PostgreSQL database
     /// at `url` (`postgres://USER@HOST/DB`), shared with every other node
@@ -330,7 +344,13 @@ impl Ledger {
         let key = files::load_or_create_key(&cfg.dir, cfg.key_file.as_deref(), &cfg.key_name)?;
         let opening = Instant::now();
         let engine: Box<dyn Engine> = match &cfg.store {
-            None => Box::new(SledStore::open(&cfg.dir.join(files::STORE_DIR), cfg.cache_bytes)?),
+            None => {
+                if !LogStore::exists(&cfg.dir) && cfg.dir.join(files::STORE_DIR).is_dir() {
+                    migrate::sled_to_log(&cfg.dir, &mut |_, done, total| progress(done, total))?;
+                }
+                let checkpoint_size = verify::read_anchor(&cfg.dir, None)?.map_or(0, |a| a.0.size);
+                Box::new(LogStore::open(&cfg.dir, true, checkpoint_size)?)
+            }
             Some(url) => Box::new(PgStore::open(url, true)?),
         };
         let opened = opening.elapsed();

@@ -1,7 +1,8 @@
-//! `ecocode migrate`: a stopped server's sled ledger copied into an empty
-//! PostgreSQL database, proved equal. The one place that names both
-//! engines: it reads one and writes the other through the [`Engine`]
-//! trait.
+//! Moving a ledger between engines, proved equal: `ecocode migrate` (a
+//! stopped server's embedded ledger into an empty PostgreSQL database) and
+//! the one-time move of an older release's sled store into the file
+//! engine. The one place that names several engines: it reads one and
+//! writes the other through the [`Engine`] trait.
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use super::engine::{Commit, Committed, Engine, StoredHead};
 use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
+use super::log_store::{LOG_DIR, LogStore};
 use super::pg::PgStore;
 use super::store::SledStore;
 use super::tree::Frontier;
@@ -30,9 +32,7 @@ pub fn migrate_to_postgres(
 ) -> Result<VerifyReport> {
     let source = verify(dir, &mut |done, total| progress("verify", done, total))?;
     let checkpoint = files::read_checkpoint(dir)?;
-    let copy = tempfile::tempdir()?;
-    copy_dir(&dir.join(files::STORE_DIR), copy.path())?;
-    let from = SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?;
+    let (from, _copy) = open_offline(dir)?;
     let to = PgStore::open(url, true)?;
     if let Some(head) = to.head()? {
         return Err(Error::InvalidArgument(format!(
@@ -40,51 +40,7 @@ pub fn migrate_to_postgres(
             head.size
         )));
     }
-    let mut frontier = Frontier::default();
-    let mut commit = Commit::default();
-    let mut last_recorded_at_ns = 0;
-    let mut chain = hash::ZERO;
-    progress("copy", 0, source.entries);
-    let flush = |commit: &mut Commit, frontier: &Frontier, chain: Hash, last: i64| -> Result<()> {
-        if commit.entries.is_empty() {
-            return Ok(());
-        }
-        commit.head = Some(StoredHead {
-            size: frontier.size(),
-            root: frontier.root(),
-            chain,
-            last_recorded_at_ns: last,
-        });
-        match to.commit(commit)? {
-            Committed::Done => {}
-            Committed::HeadMoved(size) => {
-                return Err(Error::InvalidArgument(format!(
-                    "another process appended to the database during the migration (its head moved to {size})"
-                )));
-            }
-        }
-        *commit = Commit { base: frontier.size(), ..Default::default() };
-        Ok(())
-    };
-    for item in from.entries() {
-        let (seq, entry) = item?;
-        if seq >= source.entries {
-            break;
-        }
-        let entry = entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
-        let leaf = hash::entry_hash(seq, entry.recorded_at_ns, &entry.payload);
-        chain = entry.chain_hash;
-        last_recorded_at_ns = entry.recorded_at_ns;
-        let nodes = &mut commit.nodes;
-        frontier.push(leaf, |level, index, hash| nodes.push((level, index, hash)));
-        commit.entries.push(entry);
-        if commit.entries.len() == MIGRATE_BATCH {
-            flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
-            progress("copy", frontier.size(), source.entries);
-        }
-    }
-    flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
-    progress("copy", frontier.size(), source.entries);
+    copy_entries(&*from, &to, source.entries, progress)?;
     if let Some((note, written_ns)) = checkpoint
         && let Some((anchor, ..)) = parse_anchor(Some((note.clone(), written_ns)), None)?
     {
@@ -110,4 +66,132 @@ pub fn migrate_to_postgres(
         )));
     }
     Ok(report)
+}
+
+/// Copies entries `[0, total)` of `from` into the empty `to` in
+/// transactions of [`MIGRATE_BATCH`] entries, with their tree nodes and
+/// heads; `progress("copy", done, total)`.
+fn copy_entries(
+    from: &dyn Engine,
+    to: &dyn Engine,
+    total: u64,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<()> {
+    let mut frontier = Frontier::default();
+    let mut commit = Commit::default();
+    let mut last_recorded_at_ns = 0;
+    let mut chain = hash::ZERO;
+    progress("copy", 0, total);
+    let flush = |commit: &mut Commit, frontier: &Frontier, chain: Hash, last: i64| -> Result<()> {
+        if commit.entries.is_empty() {
+            return Ok(());
+        }
+        commit.head = Some(StoredHead {
+            size: frontier.size(),
+            root: frontier.root(),
+            chain,
+            last_recorded_at_ns: last,
+        });
+        match to.commit(commit)? {
+            Committed::Done => {}
+            Committed::HeadMoved(size) => {
+                return Err(Error::InvalidArgument(format!(
+                    "another process appended to the target during the migration (its head moved to {size})"
+                )));
+            }
+        }
+        *commit = Commit { base: frontier.size(), ..Default::default() };
+        Ok(())
+    };
+    for item in from.entries() {
+        let (seq, entry) = item?;
+        if seq >= total {
+            break;
+        }
+        let entry = entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
+        let leaf = hash::entry_hash(seq, entry.recorded_at_ns, &entry.payload);
+        chain = entry.chain_hash;
+        last_recorded_at_ns = entry.recorded_at_ns;
+        let nodes = &mut commit.nodes;
+        frontier.push(leaf, |level, index, hash| nodes.push((level, index, hash)));
+        commit.entries.push(entry);
+        if commit.entries.len() == MIGRATE_BATCH {
+            flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
+            progress("copy", frontier.size(), total);
+        }
+    }
+    flush(&mut commit, &frontier, chain, last_recorded_at_ns)?;
+    progress("copy", frontier.size(), total);
+    Ok(())
+}
+
+/// The embedded store of the ledger in `dir` for reading only: the file
+/// engine in place, or (a release before it) a private copy of the sled
+/// store, because opening sled in place may rewrite its files; keep the
+/// returned directory until done with the engine.
+pub(crate) fn open_offline(dir: &Path) -> Result<(Box<dyn Engine>, Option<tempfile::TempDir>)> {
+    if LogStore::exists(dir) {
+        let checkpoint_size = crate::verify::read_anchor(dir, None)?.map_or(0, |a| a.0.size);
+        return Ok((Box::new(LogStore::open(dir, false, checkpoint_size)?), None));
+    }
+    let store_dir = dir.join(files::STORE_DIR);
+    let copy = tempfile::tempdir()?;
+    if store_dir.is_dir() {
+        copy_dir(&store_dir, copy.path())?;
+    }
+    Ok((Box::new(SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?), Some(copy)))
+}
+
+/// Where a migrated sled store is kept (the operator removes it).
+pub(crate) const SLED_KEPT: &str = "ledger.before-log";
+
+/// Moves the sled store of a release before the file engine into `log/`:
+/// verifies it whole, copies every entry into a new file store beside it,
+/// verifies the copy against the same checkpoint and checks that its size,
+/// root and chain equal the source's, then renames: `log.migrating/` to
+/// `log/`, and `ledger/` to [`SLED_KEPT`]. An interrupted migration leaves
+/// `ledger/` as it was and starts over. `progress(phase, done, total)`.
+pub(crate) fn sled_to_log(dir: &Path, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
+    tracing::info!(dir = %dir.display(), "migrating the sled ledger into the file engine");
+    let source = verify(dir, &mut |done, total| progress("verify", done, total))?;
+    let from = SledStore::open(&dir.join(files::STORE_DIR), crate::DEFAULT_CACHE_BYTES)?;
+    let staging = dir.join("log.migrating");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    let checkpoint = files::read_checkpoint(dir)?;
+    {
+        let to = LogStore::open(&staging, true, 0)?;
+        copy_entries(&from, &to, source.entries, progress)?;
+        if let Some((note, _)) = &checkpoint {
+            // The copy's tiles are synced as a checkpoint's must be.
+            to.write_checkpoint(source.entries, note, 0)?;
+        }
+    }
+    drop(from);
+    let (to, _) = open_offline(&staging)?;
+    let anchor = parse_anchor(files::read_checkpoint(&staging)?, None)?;
+    let copied =
+        verify_store(&*to, anchor.as_ref().map(|a| a.0), &mut |d, t| progress("check", d, t), &mut |_| {})?;
+    drop(to);
+    if copied.frontier.size() != source.entries
+        || copied.frontier.root() != source.root
+        || copied.chain != source.chain
+    {
+        return Err(Error::Storage(format!(
+            "the migrated copy in {} differs from the sled store; the sled store is unchanged",
+            staging.display()
+        )));
+    }
+    std::fs::rename(staging.join(LOG_DIR), dir.join(LOG_DIR))?;
+    std::fs::rename(dir.join(files::STORE_DIR), dir.join(SLED_KEPT))?;
+    std::fs::remove_dir_all(&staging)?;
+    files::sync_dir(dir)?;
+    tracing::info!(
+        entries = source.entries,
+        kept = %dir.join(SLED_KEPT).display(),
+        "migrated the ledger into the file engine; the old sled store is kept and may be removed"
+    );
+    Ok(())
 }

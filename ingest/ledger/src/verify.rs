@@ -9,7 +9,6 @@ use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
 use super::note;
-use super::store::SledStore;
 use super::tree::Frontier;
 
 /// What an offline verification found (all of it consistent).
@@ -173,7 +172,10 @@ pub(crate) fn verify_store(
     }
     let _unpin = Unpin(engine);
     let (walked, stored) = std::thread::scope(|scope| {
-        let stored = scope.spawn(|| stored_index_digests(engine, &key));
+        let stored = scope.spawn(|| match engine.indexes_are_derived() {
+            true => Ok(None),
+            false => stored_index_digests(engine, &key).map(Some),
+        });
         // Reading and decoding entries on a third thread, in batches, keeps
         // this one hashing; it stops when this one hangs up.
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
@@ -196,8 +198,9 @@ pub(crate) fn verify_store(
         (walked, stored)
     });
     let (verified, implied) = walked?;
-    let stored = stored?;
-    if implied != stored {
+    if let Some(stored) = stored?
+        && implied != stored
+    {
         name_index_damage(engine, verified.frontier.size())?;
         return Err(Error::tampered(
             None,
@@ -281,11 +284,16 @@ fn walk(
         }
         let mut bad_node = None;
         frontier.push(leaf, |level, index, computed| {
-            if bad_node.is_some() {
+            if bad_node.is_some() || !engine.stores_level(level) {
                 return;
             }
             bad_node = match next_node(engine, &mut levels, level, index) {
                 Ok(Some(stored)) if stored == computed => None,
+                // Derived tiles above the last checkpoint: a crash may
+                // have lost or torn them, and they are rebuilt here.
+                Ok(_) if engine.rebuilds_node(level, index) => {
+                    engine.rebuild_node(level, index, computed).err()
+                }
                 Ok(Some(stored)) if level == 0 => Some(leaf_mismatch(seq, &computed, &stored)),
                 Ok(Some(_)) => Some(Error::tampered(
                     seq,
@@ -517,24 +525,20 @@ pub(crate) fn parse_anchor(
     Ok(Some((Anchor { size, root, chain }, origin, text, written_ns)))
 }
 
-/// Verifies the ledger in `dir` offline and never writes to `dir`: sled is
-/// opened on a private copy of the store, because opening sled in place may
-/// rewrite its files during recovery. The server must be stopped: a copy
-/// taken mid-write can look damaged.
+/// Verifies the ledger in `dir` offline and never writes to `dir`. The
+/// file engine is read in place, as of the moment it is opened (a server
+/// may keep appending meanwhile); an older release's sled store is read
+/// from a private copy, because opening sled in place may rewrite its
+/// files, and its server must be stopped.
 pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
     let key_path = dir.join(files::KEY_FILE);
     let key = key_of(Some(&key_path).filter(|p| p.exists()).map(|p| p.as_path()))?;
     let anchor = read_anchor(dir, key.as_ref().map(|(n, p)| (n.as_str(), p)))?;
-    let store_dir = dir.join(files::STORE_DIR);
-    if !store_dir.is_dir() && anchor.is_none() {
+    if !crate::holds_ledger(dir) && anchor.is_none() {
         return Err(Error::InvalidArgument(format!("no ledger in {}", dir.display())));
     }
-    let copy = tempfile::tempdir()?;
-    if store_dir.is_dir() {
-        copy_dir(&store_dir, copy.path())?;
-    }
-    let engine = SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?;
-    let verified = verify_store(&engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
+    let (engine, _copy) = crate::migrate::open_offline(dir)?;
+    let verified = verify_store(&*engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
     Ok(VerifyReport::of(&verified, anchor.map(|a| a.0), key.is_some()))
 }
 

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use super::super::engine::StoredEntry;
-use super::super::store::keys;
 use super::super::{Error, Ledger, LedgerConfig, verify};
 use super::{entry, keyed};
 
@@ -132,12 +131,7 @@ async fn closed_ledger(dir: &Path) {
 }
 
 fn with_entry(dir: &Path, seq: u64, change: impl FnOnce(&mut StoredEntry)) {
-    let db = kv::open(sled::Config::new(), &dir.join("ledger")).unwrap();
-    let tree = db.open_tree(keys::TREE).unwrap();
-    let mut stored = StoredEntry::decode(seq, &tree.get(keys::entry(seq)).unwrap().unwrap()).unwrap();
-    change(&mut stored);
-    tree.insert(keys::entry(seq), stored.encode()).unwrap();
-    tree.flush().unwrap();
+    super::super::log_store::damage::edit_entry(dir, seq, change);
 }
 
 fn assert_tampered_at(dir: &Path, seq: u64, what: &str) {

@@ -55,7 +55,7 @@ pub(super) fn migrate(from: &Path, to: &str) -> anyhow::Result<()> {
     let Some(url) = postgres_url(Some(to.to_string()))? else {
         bail!("--to must be a postgres://USER@HOST/DB URL");
     };
-    if !from.join("ledger").exists() {
+    if !ledger::holds_ledger(from) {
         bail!("{} holds no ledger; pass the stopped server's --data directory", from.display());
     }
     let bar = progress_bar("migrating", "entries");
@@ -77,7 +77,7 @@ pub(super) fn migrate(from: &Path, to: &str) -> anyhow::Result<()> {
 }
 
 pub(super) fn verify(data: &Path) -> anyhow::Result<()> {
-    if !data.join("ledger").exists() {
+    if !ledger::holds_ledger(data) {
         bail!("{} holds no ledger; pass the server's --data directory", data.display());
     }
     let bar = progress_bar("verifying", "entries");

@@ -1,0 +1,852 @@
+//! The embedded engine: the ledger's default, an [`Engine`] over plain
+//! append-only files in `DATA/log/`, with the signed checkpoint in
+//! `DATA/checkpoint` beside it.
+//!
+//! Everything file-specific lives in this file. Layout (`docs/ledger.md`,
+//! "Storage of the embedded engine"):
+//!
+//! * `entries`: one **group frame** per group commit, appended with one
+//!   write and made durable with one `fdatasync` before anyone is
+//!   answered; each entry's bytes are written once:
+//!
+//!   ```text
+//!   magic "ecg1" | base u64_be | count u32_be | body_len u32_be
+//!   | body: count x (u32_be len | entry record)   (StoredEntry::encode)
+//!   | head record (81 bytes, StoredHead::encode)
+//!   | check: BLAKE3(everything before)[..16]
+//!   ```
+//! * `tile-L`: the Merkle tree as tlog-tiles keeps it, tile level `L`
+//!   holding the hashes of binary level `8 L` in index order (32 bytes
+//!   each), so full tile `N` is bytes `[8192 N, 8192 (N + 1))` and the
+//!   partial tile at the end is what follows. Levels in between are
+//!   hashed from the tile below when asked for. Tiles are derived from the
+//!   entries: a group commit writes its new hashes after the entries are
+//!   durable and syncs them only before a checkpoint is signed. Below the
+//!   last signed checkpoint they must be there and agree (else tampering,
+//!   named by seq); above it a crash may have lost some, which start-up
+//!   rebuilds from the entries it hashes anyway.
+//! * `LOCK`: held by the one process that writes.
+//!
+//! The subject and idempotency indexes live in memory, rebuilt from the
+//! entries in the pass that opens the store: nothing on disk can disagree
+//! with them, and no index insert is written per entry.
+//!
+//! A frame that fails its check at the end of the file is a write torn by a
+//! crash (never acknowledged: its `fdatasync` did not return); a writable
+//! open moves its bytes to `entries.torn-OFFSET` and truncates it. A frame
+//! that fails its check with more frames after it is damage: its entries
+//! are still read, so verification names the first changed one by seq,
+//! and the frame itself is named if no entry is.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use super::engine::{Commit, Committed, Engine, NodeIter, StoredEntry, StoredHead};
+use super::error::{Error, Result};
+use super::hash::{Hash, node};
+use super::tree::NodeSource;
+
+/// The directory of the embedded engine inside the data directory.
+pub(crate) const LOG_DIR: &str = "log";
+const ENTRIES: &str = "entries";
+const LOCK: &str = "LOCK";
+const MAGIC: &[u8; 4] = b"ecg1";
+const HEADER: usize = 4 + 8 + 4 + 4;
+const HEAD_RECORD: usize = 81;
+const CHECK: usize = 16;
+/// Binary levels per tile level (tlog-tiles: tiles of 256 hashes).
+const TILE_HEIGHT: u8 = 8;
+/// Read buffer of the sequential passes.
+const READ_BUFFER: usize = 1 << 20;
+
+fn tile_path(dir: &Path, tile_level: u8) -> PathBuf {
+    dir.join(format!("tile-{tile_level}"))
+}
+
+/// What the store holds, as of the last durable group commit.
+#[derive(Default)]
+struct State {
+    size: u64,
+    /// Offset in `entries` where the next frame goes.
+    end: u64,
+    head: Option<StoredHead>,
+    /// Per seq: offset of its entry record in `entries` and its length.
+    spans: Vec<(u64, u32)>,
+    subjects: HashMap<Vec<u8>, Vec<u64>>,
+    /// BLAKE3(idempotency key)[..16] -> seq; the entry holds the key
+    /// itself, compared on every lookup.
+    idempotency: HashMap<[u8; 16], u64>,
+    /// Per tile level: how many hashes its file holds (or, read-only, are
+    /// held in `rebuilt`).
+    tiles: Vec<u64>,
+}
+
+/// The embedded file engine.
+pub(crate) struct LogStore {
+    dir: PathBuf,
+    /// The data directory (`DATA`): the signed checkpoint is `DATA/checkpoint`.
+    data_dir: PathBuf,
+    writable: bool,
+    entries: File,
+    tile_files: RwLock<Vec<File>>,
+    state: RwLock<State>,
+    /// Frames that failed their check with frames after them: `(first seq,
+    /// end seq)`, reported by [`Engine::entries`] after their entries.
+    damaged: Vec<(u64, u64)>,
+    /// Per tile level, the hashes that must be on disk: those below the
+    /// last signed checkpoint (when the store was opened).
+    durable: Vec<u64>,
+    /// Tile hashes rebuilt by a read-only open, which never writes.
+    rebuilt: Mutex<HashMap<(u8, u64), Hash>>,
+    /// The writer's frame buffer, reused.
+    frame: Mutex<Vec<u8>>,
+    _lock: Option<WriterLock>,
+}
+
+/// The one writer's hold on a store: a POSIX record lock on `log/LOCK`
+/// against other processes (unlike `flock`, a child forked meanwhile does
+/// not share it, so a store closed here can be reopened at once even while
+/// the process spawns others), and this process's own list of the
+/// directories it writes, since record locks do not exclude the process
+/// holding them.
+struct WriterLock {
+    file: File,
+    dir: PathBuf,
+}
+
+static WRITERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+impl WriterLock {
+    fn take(dir: &Path) -> Result<WriterLock> {
+        let in_use = || {
+            Error::Storage(format!(
+                "{} is in use by another ledger; stop the server using this data directory first",
+                dir.display()
+            ))
+        };
+        let dir = dir.canonicalize()?;
+        let mut writers = WRITERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if writers.contains(&dir) {
+            return Err(in_use());
+        }
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK))?;
+        match rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => return Err(in_use()),
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+        writers.push(dir.clone());
+        Ok(WriterLock { file, dir })
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        let _ = rustix::fs::fcntl_lock(&self.file, rustix::fs::FlockOperation::NonBlockingUnlock);
+        WRITERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|d| *d != self.dir);
+    }
+}
+
+fn check_of(bytes: &[u8]) -> [u8; CHECK] {
+    let mut check = [0; CHECK];
+    check.copy_from_slice(&blake3::hash(bytes).as_bytes()[..CHECK]);
+    check
+}
+
+fn key_digest(key: &[u8]) -> [u8; 16] {
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&blake3::hash(key).as_bytes()[..16]);
+    digest
+}
+
+/// One frame as parsed from `entries`.
+struct Frame<'a> {
+    base: u64,
+    count: u32,
+    body: &'a [u8],
+    head: &'a [u8],
+    intact: bool,
+}
+
+/// Parses the frame at the start of `bytes`: `Err(true)` if it runs past
+/// the end of `bytes`, `Err(false)` if its header is not a frame's.
+fn parse_frame(bytes: &[u8]) -> std::result::Result<(Frame<'_>, usize), bool> {
+    if bytes.len() < HEADER {
+        return Err(true);
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(false);
+    }
+    let base = u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
+    let count = u32::from_be_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    let body_len = u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes")) as usize;
+    let len = HEADER + body_len + HEAD_RECORD + CHECK;
+    if bytes.len() < len {
+        return Err(true);
+    }
+    let body = &bytes[HEADER..HEADER + body_len];
+    let head = &bytes[HEADER + body_len..HEADER + body_len + HEAD_RECORD];
+    let intact = check_of(&bytes[..len - CHECK]) == bytes[len - CHECK..len];
+    Ok((Frame { base, count, body, head, intact }, len))
+}
+
+/// Whether `read` (after `header`) holds nothing but zeros to its end.
+fn zeros_to_end(read: &mut impl std::io::Read, header: &[u8]) -> Result<bool> {
+    if header.iter().any(|b| *b != 0) {
+        return Ok(false);
+    }
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = read.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if chunk[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// The entry records of a frame's body, exactly `count` of them.
+fn records(body: &[u8], count: u32) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(count as usize);
+    let mut rest = body;
+    for _ in 0..count {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        out.push(rest.get(4..4 + len)?);
+        rest = &rest[4 + len..];
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// The subject and idempotency key of an entry record, without copying
+/// its payload (layout in [`StoredEntry::encode`]).
+fn record_keys(record: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let subject_len = u32::from_be_bytes(record.get(41..45)?.try_into().ok()?) as usize;
+    let subject = record.get(45..45 + subject_len)?;
+    let at = 45 + subject_len;
+    match record.get(at)? {
+        0 => Some((subject, None)),
+        1 => {
+            let key_len = u32::from_be_bytes(record.get(at + 1..at + 5)?.try_into().ok()?) as usize;
+            Some((subject, Some(record.get(at + 5..at + 5 + key_len)?)))
+        }
+        _ => None,
+    }
+}
+
+impl LogStore {
+    /// Whether `data_dir` holds a store of this engine.
+    pub(crate) fn exists(data_dir: &Path) -> bool {
+        data_dir.join(LOG_DIR).join(ENTRIES).is_file()
+    }
+
+    /// Opens (a writable open creates) the store in `data_dir/log`, reading
+    /// every frame once to rebuild the in-memory indexes. `checkpoint_size`
+    /// is the size of the last signed checkpoint: tiles below it must be
+    /// on disk. A read-only open writes nothing and takes no lock, so it
+    /// can check a store a server is appending to (as of the open).
+    pub(crate) fn open(data_dir: &Path, writable: bool, checkpoint_size: u64) -> Result<LogStore> {
+        let dir = data_dir.join(LOG_DIR);
+        let lock = match writable {
+            true => {
+                std::fs::create_dir_all(&dir)?;
+                Some(WriterLock::take(&dir)?)
+            }
+            false => None,
+        };
+        let path = dir.join(ENTRIES);
+        let entries = if writable {
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?
+        } else {
+            File::open(&path)
+                .map_err(|e| Error::InvalidArgument(format!("no ledger at {}: {e}", path.display())))?
+        };
+        let file_len = entries.metadata()?.len();
+        let mut reader = BufReader::with_capacity(READ_BUFFER, At { file: &entries, pos: 0, end: file_len });
+        let mut state = State::default();
+        let mut damaged = Vec::new();
+        let mut buf = Vec::new();
+        let mut at = 0u64;
+        let torn = loop {
+            if at == file_len {
+                break None;
+            }
+            if file_len - at < HEADER as u64 {
+                break Some("the last group frame is incomplete");
+            }
+            let mut header = [0u8; HEADER];
+            reader.read_exact(&mut header)?;
+            if &header[..4] != MAGIC {
+                if zeros_to_end(&mut reader, &header)? {
+                    break Some("the file ends in zeros where a group frame was being written");
+                }
+                return Err(Error::tampered(
+                    state.size,
+                    format!("the group frame at offset {at} of {} has no frame header", path.display()),
+                ));
+            }
+            let body_len = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes")) as u64;
+            let len = HEADER as u64 + body_len + (HEAD_RECORD + CHECK) as u64;
+            if at + len > file_len {
+                break Some("the last group frame is incomplete");
+            }
+            buf.clear();
+            buf.extend_from_slice(&header);
+            buf.resize(len as usize, 0);
+            reader.read_exact(&mut buf[HEADER..])?;
+            let (frame, _) =
+                parse_frame(&buf).map_err(|_| Error::Storage("a frame read whole is short".into()))?;
+            if !frame.intact && at + len == file_len {
+                break Some("the last group frame fails its check");
+            }
+            if frame.base != state.size {
+                return Err(Error::tampered(
+                    state.size,
+                    format!("the group frame at offset {at} starts at seq {} instead", frame.base),
+                ));
+            }
+            let Some(records) = records(frame.body, frame.count) else {
+                return Err(Error::tampered(frame.base, "a group frame's entries do not parse"));
+            };
+            let mut offset = at + HEADER as u64;
+            for record in records {
+                let seq = state.size;
+                offset += 4;
+                state.spans.push((offset, record.len() as u32));
+                offset += record.len() as u64;
+                let (subject, key) =
+                    record_keys(record).ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
+                if !subject.is_empty() {
+                    state.subjects.entry(subject.to_vec()).or_default().push(seq);
+                }
+                if let Some(key) = key {
+                    state.idempotency.insert(key_digest(key), seq);
+                }
+                state.size += 1;
+            }
+            if !frame.intact {
+                damaged.push((frame.base, state.size));
+            }
+            state.head =
+                Some(StoredHead::decode(frame.head).ok_or_else(|| {
+                    Error::tampered(frame.base, "a group frame's head record is malformed")
+                })?);
+            at += len;
+        };
+        drop(reader);
+        if let Some(what) = torn {
+            tracing::warn!(
+                offset = at,
+                size = state.size,
+                "{what}: a group commit torn by a crash, never acknowledged"
+            );
+            if writable {
+                let mut tail = vec![0; (file_len - at) as usize];
+                entries.read_exact_at(&mut tail, at)?;
+                let aside = dir.join(format!("{ENTRIES}.torn-{at}"));
+                std::fs::write(&aside, &tail)?;
+                entries.set_len(at)?;
+                entries.sync_all()?;
+                tracing::warn!(path = %aside.display(), "kept the torn bytes aside and cut them off");
+            }
+        }
+        state.end = at;
+
+        let mut tile_files = Vec::new();
+        let mut durable = Vec::new();
+        for level in 0..64 / TILE_HEIGHT {
+            let path = tile_path(&dir, level);
+            let expected = state.size >> (level * TILE_HEIGHT);
+            let file = if writable {
+                OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?
+            } else {
+                match File::open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let len = file.metadata()?.len();
+            if writable && len % 32 != 0 && len / 32 >= checkpoint_size >> (level * TILE_HEIGHT) {
+                // A hash torn by a crash, above what any checkpoint covers.
+                file.set_len(len / 32 * 32)?;
+            }
+            state.tiles.push(len / 32);
+            durable.push(checkpoint_size >> (level * TILE_HEIGHT));
+            tile_files.push(file);
+            if expected == 0 && len == 0 {
+                break;
+            }
+        }
+        Ok(LogStore {
+            data_dir: data_dir.to_path_buf(),
+            dir,
+            writable,
+            entries,
+            tile_files: RwLock::new(tile_files),
+            state: RwLock::new(state),
+            damaged,
+            durable,
+            rebuilt: Mutex::new(HashMap::new()),
+            frame: Mutex::new(Vec::new()),
+            _lock: lock,
+        })
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stored hash `index` of tile level `level`, if there is one.
+    fn tile_hash(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        if !self.writable
+            && let Some(hash) =
+                self.rebuilt.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(level, index))
+        {
+            return Ok(Some(*hash));
+        }
+        let stored = self.read_state().tiles.get(usize::from(level)).copied().unwrap_or(0);
+        if index >= stored {
+            return Ok(None);
+        }
+        let files = self.tile_files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hash = [0u8; 32];
+        files[usize::from(level)].read_exact_at(&mut hash, index * 32)?;
+        Ok(Some(hash))
+    }
+
+    /// Appends `hashes` (consecutive, from `first`) to tile level `level`.
+    fn write_tile(&self, level: u8, first: u64, hashes: &[u8]) -> Result<()> {
+        let mut files = self.tile_files.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while files.len() <= usize::from(level) {
+            let path = tile_path(&self.dir, files.len() as u8);
+            files.push(OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?);
+        }
+        files[usize::from(level)].write_all_at(hashes, first * 32)?;
+        Ok(())
+    }
+
+    fn sync_tiles(&self) -> Result<()> {
+        for file in self.tile_files.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+impl NodeSource for LogStore {
+    fn node(&self, level: u8, index: u64) -> Result<Hash> {
+        self.node_opt(level, index)?.ok_or_else(|| {
+            Error::corruption(
+                index << level,
+                format!("merkle node (level {level}, index {index}) is missing"),
+            )
+        })
+    }
+}
+
+impl Engine for LogStore {
+    fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
+        let Some(&(offset, len)) = self.read_state().spans.get(seq as usize) else { return Ok(None) };
+        let mut bytes = vec![0; len as usize];
+        self.entries.read_exact_at(&mut bytes, offset)?;
+        StoredEntry::decode(seq, &bytes)
+            .map(Some)
+            .ok_or_else(|| Error::corruption(seq, "entry record is malformed"))
+    }
+
+    fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_> {
+        let end = self.read_state().end;
+        Box::new(Frames {
+            reader: BufReader::with_capacity(READ_BUFFER, At { file: &self.entries, pos: 0, end }),
+            pending: std::collections::VecDeque::new(),
+            damaged: self.damaged.clone().into_iter().peekable(),
+            failed: false,
+        })
+    }
+
+    fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        let below = level % TILE_HEIGHT;
+        let tile_level = level / TILE_HEIGHT;
+        if below == 0 {
+            return self.tile_hash(tile_level, index);
+        }
+        // A level between tiles: hashed up from the stored level below.
+        let width = 1u64 << below;
+        let mut hashes = Vec::with_capacity(width as usize);
+        for i in index << below..(index + 1) << below {
+            match self.tile_hash(tile_level, i)? {
+                Some(hash) => hashes.push(hash),
+                None => return Ok(None),
+            }
+        }
+        while hashes.len() > 1 {
+            hashes = hashes.chunks(2).map(|pair| node(&pair[0], &pair[1])).collect();
+        }
+        Ok(hashes.pop())
+    }
+
+    fn stores_level(&self, level: u8) -> bool {
+        level % TILE_HEIGHT == 0
+    }
+
+    fn nodes(&self, level: u8) -> NodeIter<'_> {
+        if level % TILE_HEIGHT != 0 {
+            return Box::new(std::iter::empty());
+        }
+        let tile_level = usize::from(level / TILE_HEIGHT);
+        let files = self.tile_files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(file) = files.get(tile_level).and_then(|f| f.try_clone().ok()) else {
+            return Box::new(std::iter::empty());
+        };
+        let count = self.read_state().tiles.get(tile_level).copied().unwrap_or(0);
+        let mut reader = BufReader::with_capacity(READ_BUFFER, At { file, pos: 0, end: count * 32 });
+        Box::new((0..count).map(move |index| {
+            let mut hash = [0u8; 32];
+            reader.read_exact(&mut hash)?;
+            Ok((index, Some(hash)))
+        }))
+    }
+
+    fn rebuilds_node(&self, level: u8, index: u64) -> bool {
+        let tile_level = usize::from(level / TILE_HEIGHT);
+        level % TILE_HEIGHT == 0 && index >= self.durable.get(tile_level).copied().unwrap_or(0)
+    }
+
+    fn rebuild_node(&self, level: u8, index: u64, hash: Hash) -> Result<()> {
+        let tile_level = level / TILE_HEIGHT;
+        if !self.writable {
+            self.rebuilt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((tile_level, index), hash);
+            return Ok(());
+        }
+        self.write_tile(tile_level, index, &hash)?;
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while state.tiles.len() <= usize::from(tile_level) {
+            state.tiles.push(0);
+        }
+        let stored = &mut state.tiles[usize::from(tile_level)];
+        *stored = (*stored).max(index + 1);
+        Ok(())
+    }
+
+    fn indexes_are_derived(&self) -> bool {
+        true
+    }
+
+    fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_> {
+        let state = self.read_state();
+        let mut all: Vec<(Vec<u8>, u64)> = state
+            .subjects
+            .iter()
+            .flat_map(|(subject, seqs)| seqs.iter().map(move |seq| (subject.clone(), *seq)))
+            .collect();
+        all.sort();
+        Box::new(all.into_iter().map(Ok))
+    }
+
+    fn idempotency_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Option<(u64, Hash)>)>> + '_> {
+        let seqs: Vec<u64> = self.read_state().idempotency.values().copied().collect();
+        Box::new(seqs.into_iter().filter_map(move |seq| match self.entry(seq) {
+            Err(e) => Some(Err(e)),
+            Ok(entry) => {
+                let (key, fingerprint) = entry?.idempotency?;
+                Some(Ok((key, Some((seq, fingerprint)))))
+            }
+        }))
+    }
+
+    fn head(&self) -> Result<Option<StoredHead>> {
+        Ok(self.read_state().head)
+    }
+
+    fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>> {
+        Ok(self.read_state().subjects.get(subject).cloned().unwrap_or_default())
+    }
+
+    fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool> {
+        Ok(self.read_state().subjects.get(subject).is_some_and(|seqs| seqs.binary_search(&seq).is_ok()))
+    }
+
+    fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>> {
+        let Some(seq) = self.read_state().idempotency.get(&key_digest(key)).copied() else { return Ok(None) };
+        let entry = self.entry(seq)?.ok_or_else(|| Error::corruption(seq, "indexed entry is missing"))?;
+        Ok(entry.idempotency.filter(|(stored, _)| stored == key).map(|(_, fingerprint)| (seq, fingerprint)))
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<Committed> {
+        if !self.writable {
+            return Err(Error::Storage("this store was opened read-only".into()));
+        }
+        let (size, end) = {
+            let state = self.read_state();
+            (state.size, state.end)
+        };
+        if commit.base != size {
+            return Err(Error::Storage(format!(
+                "a group staged on size {} but the store holds {size}",
+                commit.base
+            )));
+        }
+        let head = commit.head.ok_or_else(|| Error::Storage("a group commit without a head".into()))?;
+        let mut frame = self.frame.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        frame.clear();
+        frame.extend_from_slice(MAGIC);
+        frame.extend_from_slice(&commit.base.to_be_bytes());
+        frame.extend_from_slice(&(commit.entries.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&[0; 4]);
+        let mut spans = Vec::with_capacity(commit.entries.len());
+        for entry in &commit.entries {
+            let record = entry.encode();
+            frame.extend_from_slice(&(record.len() as u32).to_be_bytes());
+            spans.push((end + frame.len() as u64, record.len() as u32));
+            frame.extend_from_slice(&record);
+        }
+        let body_len = u32::try_from(frame.len() - HEADER)
+            .map_err(|_| Error::InvalidArgument("a group commit of over 4 GiB".into()))?;
+        frame[16..20].copy_from_slice(&body_len.to_be_bytes());
+        frame.extend_from_slice(&head.encode());
+        let check = check_of(&frame);
+        frame.extend_from_slice(&check);
+        self.entries.write_all_at(&frame, end)?;
+        // Durable before anyone is answered; the tiles below are derived
+        // and synced before the next checkpoint.
+        self.entries.sync_data()?;
+        let new_end = end + frame.len() as u64;
+        drop(frame);
+
+        let mut tiles: Vec<(u8, u64, Vec<u8>)> = Vec::new();
+        for (level, index, hash) in &commit.nodes {
+            if level % TILE_HEIGHT != 0 {
+                continue;
+            }
+            let tile_level = level / TILE_HEIGHT;
+            match tiles
+                .iter_mut()
+                .find(|(l, first, bytes)| *l == tile_level && first + bytes.len() as u64 / 32 == *index)
+            {
+                Some((_, _, bytes)) => bytes.extend_from_slice(hash),
+                None => tiles.push((tile_level, *index, hash.to_vec())),
+            }
+        }
+        for (tile_level, first, bytes) in &tiles {
+            self.write_tile(*tile_level, *first, bytes)?;
+        }
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (entry, span) in commit.entries.iter().zip(spans) {
+            state.spans.push(span);
+            if !entry.subject.is_empty() {
+                state.subjects.entry(entry.subject.clone()).or_default().push(entry.seq);
+            }
+            if let Some((key, _)) = &entry.idempotency {
+                state.idempotency.insert(key_digest(key), entry.seq);
+            }
+        }
+        for (tile_level, first, bytes) in tiles {
+            let level = usize::from(tile_level);
+            while state.tiles.len() <= level {
+                state.tiles.push(0);
+            }
+            state.tiles[level] = state.tiles[level].max(first + bytes.len() as u64 / 32);
+        }
+        state.size = head.size;
+        state.end = new_end;
+        state.head = Some(head);
+        Ok(Committed::Done)
+    }
+
+    fn read_checkpoint(&self) -> Result<Option<(String, i64)>> {
+        crate::files::read_checkpoint(&self.data_dir)
+    }
+
+    fn write_checkpoint(&self, _tree_size: u64, note: &str, _signed_at_ns: i64) -> Result<()> {
+        // The tiles a checkpoint covers are on disk before it is.
+        self.sync_tiles()?;
+        crate::files::write_checkpoint(&self.data_dir, note)
+    }
+
+    #[cfg(test)]
+    fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        // `key` is a file offset in `entries`, big-endian.
+        let offset =
+            u64::from_be_bytes(key.try_into().map_err(|_| Error::Storage("key: 8-byte offset".into()))?);
+        self.entries.write_all_at(value, offset)?;
+        Ok(())
+    }
+}
+
+impl LogStore {
+    /// Where entry `seq`'s record lies in `entries` (tests damage it).
+    #[cfg(test)]
+    pub(crate) fn span(&self, seq: u64) -> Option<(u64, u32)> {
+        self.read_state().spans.get(seq as usize).copied()
+    }
+}
+
+/// What an attacker who knows the layout can do to a closed store.
+#[cfg(test)]
+pub(crate) mod damage {
+    use super::*;
+
+    /// Paths of the store's files in the data directory `data_dir`.
+    pub(crate) fn entries_path(data_dir: &Path) -> PathBuf {
+        data_dir.join(LOG_DIR).join(ENTRIES)
+    }
+
+    pub(crate) fn tile_file(data_dir: &Path, tile_level: u8) -> PathBuf {
+        tile_path(&data_dir.join(LOG_DIR), tile_level)
+    }
+
+    /// Where entry `seq`'s record lies in the closed store's `entries`.
+    pub(crate) fn span(data_dir: &Path, seq: u64) -> (u64, u32) {
+        let store = LogStore::open(data_dir, false, 0).unwrap();
+        store.span(seq).unwrap()
+    }
+
+    /// Rewrites every frame of the closed store in `data_dir` after `edit`
+    /// changed its entries (each frame: its entries and head record), with
+    /// bases, lengths and checks made consistent again.
+    pub(crate) fn rewrite(data_dir: &Path, edit: impl FnOnce(&mut Vec<(Vec<StoredEntry>, Vec<u8>)>)) {
+        let bytes = std::fs::read(entries_path(data_dir)).unwrap();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (frame, len) = parse_frame(&bytes[at..]).unwrap();
+            let entries = records(frame.body, frame.count)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| StoredEntry::decode(frame.base + i as u64, r).unwrap())
+                .collect();
+            frames.push((entries, frame.head.to_vec()));
+            at += len;
+        }
+        edit(&mut frames);
+        let mut out = Vec::new();
+        let mut base = 0u64;
+        for (entries, head) in frames {
+            let start = out.len();
+            out.extend_from_slice(MAGIC);
+            out.extend_from_slice(&base.to_be_bytes());
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            out.extend_from_slice(&[0; 4]);
+            for entry in &entries {
+                let record = entry.encode();
+                out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                out.extend_from_slice(&record);
+            }
+            let body_len = (out.len() - start - HEADER) as u32;
+            out[start + 16..start + 20].copy_from_slice(&body_len.to_be_bytes());
+            out.extend_from_slice(&head);
+            let check = check_of(&out[start..]);
+            out.extend_from_slice(&check);
+            base += entries.len() as u64;
+        }
+        std::fs::write(entries_path(data_dir), out).unwrap();
+    }
+
+    /// Changes entry `seq` in place, frames made consistent again.
+    pub(crate) fn edit_entry(data_dir: &Path, seq: u64, change: impl FnOnce(&mut StoredEntry)) {
+        rewrite(data_dir, |frames| {
+            let entry = frames.iter_mut().flat_map(|(entries, _)| entries.iter_mut()).find(|e| e.seq == seq);
+            change(entry.expect("seq is stored"));
+        });
+    }
+
+    /// XORs `mask` into byte `offset` of `path`.
+    pub(crate) fn flip(path: &Path, offset: u64, mask: u8) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[offset as usize] ^= mask;
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// A reader of `file` from `pos` to `end` by positional reads, which leave
+/// the file's shared cursor alone.
+struct At<F> {
+    file: F,
+    pos: u64,
+    end: u64,
+}
+
+impl<F: std::borrow::Borrow<File>> std::io::Read for At<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The sequential read of every frame, for verification.
+struct Frames<R> {
+    reader: R,
+    pending: std::collections::VecDeque<Result<(u64, Option<StoredEntry>)>>,
+    damaged: std::iter::Peekable<std::vec::IntoIter<(u64, u64)>>,
+    failed: bool,
+}
+
+impl<R: std::io::Read> Frames<R> {
+    fn read_frame(&mut self) -> Result<bool> {
+        let mut header = [0u8; HEADER];
+        match self.reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let body_len = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes")) as usize;
+        let mut frame = header.to_vec();
+        frame.resize(HEADER + body_len + HEAD_RECORD + CHECK, 0);
+        self.reader.read_exact(&mut frame[HEADER..])?;
+        // The open parsed every frame up to `end`; this one reads the same.
+        let (frame, _) =
+            parse_frame(&frame).map_err(|_| Error::Storage("entries changed while read".into()))?;
+        let records = records(frame.body, frame.count)
+            .ok_or_else(|| Error::tampered(frame.base, "a group frame's entries do not parse"))?;
+        for (i, record) in records.into_iter().enumerate() {
+            let seq = frame.base + i as u64;
+            self.pending.push_back(Ok((seq, StoredEntry::decode(seq, record))));
+        }
+        if self.damaged.peek().is_some_and(|(base, _)| *base == frame.base) {
+            let (base, end) = self.damaged.next().expect("peeked");
+            self.pending.push_back(Err(Error::tampered(
+                base,
+                format!("the group frame of entries {base}..{end} fails its check (its head record or check was changed)"),
+            )));
+        }
+        Ok(true)
+    }
+}
+
+impl<R: std::io::Read> Iterator for Frames<R> {
+    type Item = Result<(u64, Option<StoredEntry>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.failed {
+                return None;
+            }
+            match self.read_frame() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
