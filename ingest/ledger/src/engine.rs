@@ -1,6 +1,7 @@
 //! The storage engine boundary: the [`Engine`] trait the ledger talks to
 //! and the values that cross it. The engines implement it (`store.rs`:
-//! sled in a local directory, `pg.rs`: PostgreSQL shared by several
+//! files in a local directory (`log_store.rs`; `store.rs` reads an older
+//! release's sled store), `pg.rs`: PostgreSQL shared by several
 //! nodes) and know nothing of each other; the rest of the crate knows
 //! only this trait, never which engine is behind it (as TiKV's
 //! `engine_traits` knows nothing of RocksDB).
@@ -136,8 +137,9 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     }
     fn unpin(&self) {}
 
-    // Checkpoints: kept outside the entries (sled can silently truncate a
-    // damaged tail, so its engine keeps the note in a file beside it).
+    // Checkpoints: kept outside the entries, since a damaged or rolled-back
+    // store can come up shorter but self-consistent (the embedded engine
+    // keeps the note in a file beside it).
 
     /// The latest signed checkpoint note and when it was signed.
     fn read_checkpoint(&self) -> Result<Option<(String, i64)>>;

@@ -21,7 +21,9 @@
 //!
 //! Module map: the pure formats ([`hash`], [`proof`], [`note`]) come from the
 //! `tlog` crate and are re-exported here; `tree` answers roots and proofs
-//! from stored subtree hashes; `store` is the only code that knows sled;
+//! from stored subtree hashes; `log_store` is the embedded engine (files),
+//! `pg` the shared one (PostgreSQL) and `store` reads an older release's
+//! sled store for `migrate`, the only code that knows sled;
 //! `writer` is the group-commit thread; `verify` recomputes a whole store.
 
 #![forbid(unsafe_code)]
@@ -68,7 +70,7 @@ pub fn holds_ledger(dir: &Path) -> bool {
 /// Where and how to open a ledger.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
-    /// Data directory: sled in `dir/ledger/`, the last signed checkpoint in
+    /// Data directory: the file engine in `dir/log/`, the last signed checkpoint in
     /// `dir/checkpoint`, the key in `dir/ledger.key`.
     pub dir: PathBuf,
     /// The checkpoint's origin line.
@@ -88,7 +90,7 @@ pub struct LedgerConfig {
     /// older release to migrate it; the file engine relies on the OS page
     /// cache.
     pub cache_bytes: u64,
-    /// `None`: sled in `dir/ledger/`. `Some(url)`: the PostgreSQL database
+    /// `None`: the file engine in `dir/log/`. `Some(url)`: the PostgreSQL database
     /// at `url` (`postgres://USER@HOST/DB`), shared with every other node
     /// given the same URL; the checkpoints live in it too, and `dir` holds
     /// only the key (unless `key_file` is given).
@@ -346,7 +348,7 @@ impl Ledger {
         let engine: Box<dyn Engine> = match &cfg.store {
             None => {
                 if !LogStore::exists(&cfg.dir) && cfg.dir.join(files::STORE_DIR).is_dir() {
-                    migrate::sled_to_log(&cfg.dir, &mut |_, done, total| progress(done, total))?;
+                    migrate::sled_to_log(&cfg.dir, cfg.cache_bytes, &mut |_, done, total| progress(done, total))?;
                 }
                 let checkpoint_size = verify::read_anchor(&cfg.dir, None)?.map_or(0, |a| a.0.size);
                 Box::new(LogStore::open(&cfg.dir, true, checkpoint_size)?)
@@ -496,7 +498,7 @@ impl Ledger {
     /// On a shared store, reads what other nodes appended up to the stored
     /// head now and publishes it (observers told) before returning, so
     /// that a client who wrote through another node reads its write here.
-    /// Blocks for one database round trip; on sled, returns at once.
+    /// Blocks for one database round trip; on the embedded engine, returns at once.
     pub fn catch_up(&self) -> Result<()> {
         if !self.is_shared() {
             return Ok(());

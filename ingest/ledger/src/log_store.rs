@@ -345,7 +345,9 @@ impl LogStore {
                 size = state.size,
                 "{what}: a group commit torn by a crash, never acknowledged"
             );
-            if writable {
+            // Below the checkpoint it is not a crash but a rollback, which
+            // verification refuses: the store is then left as it is.
+            if writable && state.size >= checkpoint_size {
                 let mut tail = vec![0; (file_len - at) as usize];
                 entries.read_exact_at(&mut tail, at)?;
                 let aside = dir.join(format!("{ENTRIES}.torn-{at}"));

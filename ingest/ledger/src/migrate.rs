@@ -151,10 +151,10 @@ pub(crate) const SLED_KEPT: &str = "ledger.before-log";
 /// root and chain equal the source's, then renames: `log.migrating/` to
 /// `log/`, and `ledger/` to [`SLED_KEPT`]. An interrupted migration leaves
 /// `ledger/` as it was and starts over. `progress(phase, done, total)`.
-pub(crate) fn sled_to_log(dir: &Path, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
+pub(crate) fn sled_to_log(dir: &Path, cache_bytes: u64, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
     tracing::info!(dir = %dir.display(), "migrating the sled ledger into the file engine");
     let source = verify(dir, &mut |done, total| progress("verify", done, total))?;
-    let from = SledStore::open(&dir.join(files::STORE_DIR), crate::DEFAULT_CACHE_BYTES)?;
+    let from = SledStore::open(&dir.join(files::STORE_DIR), cache_bytes)?;
     let staging = dir.join("log.migrating");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;

@@ -11,7 +11,7 @@ use super::error::Result;
 use super::hash::{Hash, empty_root, node};
 use super::proof::split_point;
 
-/// Where stored complete-subtree hashes come from (sled today; anything
+/// Where stored complete-subtree hashes come from (tile files or PostgreSQL rows; anything
 /// keyed by `(level, index)` tomorrow).
 pub(crate) trait NodeSource {
     /// Node `(level, index)`, covering leaves `[index << level, (index + 1) << level)`.

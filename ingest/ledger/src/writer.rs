@@ -19,7 +19,7 @@ use super::verify::{Verified, check_index_entry};
 use super::{AppendResult, Conflict, Core, Entry, Head, NewEntry, Receipt, lock, now_ns};
 
 /// Upper bound on the entries of one group commit, so one giant burst does
-/// not build an unbounded sled batch.
+/// not build an unbounded group frame or transaction.
 const MAX_GROUP_ENTRIES: usize = 8192;
 
 pub(crate) enum Request {
@@ -167,7 +167,7 @@ fn group_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
     }
 }
 
-/// A store only this process writes (sled): stage on the published state,
+/// A store only this process writes (the embedded engine): stage on the published state,
 /// apply atomically, flush, answer.
 fn local_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
     let (mut staged, answers) = match stage(core, read_state(core), &group, seal) {

@@ -2,7 +2,7 @@
 //! (`/checkpoint`, `/tile/0/...`, `/tile/entries/...`), verifies it and
 //! keeps a local copy.
 //!
-//! The local copy is a ledger data directory of its own (`DIR/ledger/`,
+//! The local copy is a ledger data directory of its own (`DIR/log/`,
 //! `DIR/ledger.key`, `DIR/checkpoint`, signed with the mirror's own key),
 //! holding the remote's entries with the same seqs and `recorded_at`
 //! values, so it has the remote's tree and chain and `ecocode verify

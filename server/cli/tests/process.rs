@@ -897,6 +897,10 @@ async fn a_data_directory_of_the_previous_release_opens_with_the_same_root_and_s
 
     let token = add_principal(dir.path(), "ops", "admin");
     let (server, url) = spawn_server_with(dir.path(), &["--checkpoint-interval-ms", "3600000"]).await;
+    // The release's sled store was moved into the file engine, verified,
+    // and kept aside for the operator.
+    assert!(dir.path().join("log/entries").is_file());
+    assert!(dir.path().join("ledger.before-log").is_dir() && !dir.path().join("ledger").exists());
     let scores = |url: String, token: String| {
         let expected = expected["scores"].as_object().unwrap().clone();
         let as_of = as_of.to_owned();

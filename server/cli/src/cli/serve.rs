@@ -30,7 +30,8 @@ pub struct ServeArgs {
     /// Sign a new checkpoint at most this often, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_interval_ms: u64,
-    /// The ledger store's page cache (sled), in MiB.
+    /// sled's page cache, in MiB, when migrating an older release's sled
+    /// ledger on first start (the file engine uses the OS page cache).
     #[arg(long, default_value_t = ledger::DEFAULT_CACHE_BYTES >> 20)]
     pub cache_mb: u64,
     /// At most this many enterprises' current scores are kept in memory
