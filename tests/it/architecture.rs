@@ -292,7 +292,9 @@ fn the_ledgers_engines_know_only_the_engine_boundary() {
         }
     }
     assert!(
-        graph["engine"].iter().all(|m| !["log_store", "store", "pg", "writer", "verify"].contains(&m.as_str()))
+        graph["engine"]
+            .iter()
+            .all(|m| !["log_store", "store", "pg", "writer", "verify"].contains(&m.as_str()))
     );
 }
 

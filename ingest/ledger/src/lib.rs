@@ -348,7 +348,9 @@ impl Ledger {
         let engine: Box<dyn Engine> = match &cfg.store {
             None => {
                 if !LogStore::exists(&cfg.dir) && cfg.dir.join(files::STORE_DIR).is_dir() {
-                    migrate::sled_to_log(&cfg.dir, cfg.cache_bytes, &mut |_, done, total| progress(done, total))?;
+                    migrate::sled_to_log(&cfg.dir, cfg.cache_bytes, &mut |_, done, total| {
+                        progress(done, total)
+                    })?;
                 }
                 let checkpoint_size = verify::read_anchor(&cfg.dir, None)?.map_or(0, |a| a.0.size);
                 Box::new(LogStore::open(&cfg.dir, true, checkpoint_size)?)

@@ -14,7 +14,7 @@ use super::log_store::{LOG_DIR, LogStore};
 use super::pg::PgStore;
 use super::store::SledStore;
 use super::tree::Frontier;
-use super::verify::{VerifyReport, copy_dir, parse_anchor, verify, verify_store};
+use super::verify::{VerifyReport, open_offline, parse_anchor, verify, verify_store};
 
 /// Entries per transaction while migrating.
 const MIGRATE_BATCH: usize = 4096;
@@ -125,23 +125,6 @@ fn copy_entries(
     Ok(())
 }
 
-/// The embedded store of the ledger in `dir` for reading only: the file
-/// engine in place, or (a release before it) a private copy of the sled
-/// store, because opening sled in place may rewrite its files; keep the
-/// returned directory until done with the engine.
-pub(crate) fn open_offline(dir: &Path) -> Result<(Box<dyn Engine>, Option<tempfile::TempDir>)> {
-    if LogStore::exists(dir) {
-        let checkpoint_size = crate::verify::read_anchor(dir, None)?.map_or(0, |a| a.0.size);
-        return Ok((Box::new(LogStore::open(dir, false, checkpoint_size)?), None));
-    }
-    let store_dir = dir.join(files::STORE_DIR);
-    let copy = tempfile::tempdir()?;
-    if store_dir.is_dir() {
-        copy_dir(&store_dir, copy.path())?;
-    }
-    Ok((Box::new(SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?), Some(copy)))
-}
-
 /// Where a migrated sled store is kept (the operator removes it).
 pub(crate) const SLED_KEPT: &str = "ledger.before-log";
 
@@ -151,7 +134,11 @@ pub(crate) const SLED_KEPT: &str = "ledger.before-log";
 /// root and chain equal the source's, then renames: `log.migrating/` to
 /// `log/`, and `ledger/` to [`SLED_KEPT`]. An interrupted migration leaves
 /// `ledger/` as it was and starts over. `progress(phase, done, total)`.
-pub(crate) fn sled_to_log(dir: &Path, cache_bytes: u64, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
+pub(crate) fn sled_to_log(
+    dir: &Path,
+    cache_bytes: u64,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<()> {
     tracing::info!(dir = %dir.display(), "migrating the sled ledger into the file engine");
     let source = verify(dir, &mut |done, total| progress("verify", done, total))?;
     let from = SledStore::open(&dir.join(files::STORE_DIR), cache_bytes)?;

@@ -8,7 +8,9 @@ use super::engine::{Engine, NodeIter, StoredEntry};
 use super::error::{Error, Result};
 use super::files;
 use super::hash::{self, Hash};
+use super::log_store::LogStore;
 use super::note;
+use super::store::SledStore;
 use super::tree::Frontier;
 
 /// What an offline verification found (all of it consistent).
@@ -543,9 +545,26 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
     if !crate::holds_ledger(dir) && anchor.is_none() {
         return Err(Error::InvalidArgument(format!("no ledger in {}", dir.display())));
     }
-    let (engine, _copy) = crate::migrate::open_offline(dir)?;
+    let (engine, _copy) = open_offline(dir)?;
     let verified = verify_store(&*engine, anchor.as_ref().map(|a| a.0), progress, &mut |_| {})?;
     Ok(VerifyReport::of(&verified, anchor.map(|a| a.0), key.is_some()))
+}
+
+/// The embedded store of the ledger in `dir` for reading only: the file
+/// engine in place, or (a release before it) a private copy of the sled
+/// store, because opening sled in place may rewrite its files; keep the
+/// returned directory until done with the engine.
+pub(crate) fn open_offline(dir: &Path) -> Result<(Box<dyn Engine>, Option<tempfile::TempDir>)> {
+    if LogStore::exists(dir) {
+        let checkpoint_size = read_anchor(dir, None)?.map_or(0, |a| a.0.size);
+        return Ok((Box::new(LogStore::open(dir, false, checkpoint_size)?), None));
+    }
+    let store_dir = dir.join(files::STORE_DIR);
+    let copy = tempfile::tempdir()?;
+    if store_dir.is_dir() {
+        copy_dir(&store_dir, copy.path())?;
+    }
+    Ok((Box::new(SledStore::open(copy.path(), crate::DEFAULT_CACHE_BYTES)?), Some(copy)))
 }
 
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
