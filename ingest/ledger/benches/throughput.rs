@@ -36,6 +36,9 @@ fn entry(i: u64) -> NewEntry {
 }
 
 fn main() {
+    // RUST_LOG=info shows how start-up splits between opening the store
+    // and verifying it.
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let entries: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(300_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
