@@ -173,11 +173,13 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     // The commit strategy.
 
     /// A shared engine sequences group commits: it locks the stored head
-    /// and answers the lock and the stored size, so the writer takes in
-    /// what other nodes appended and stages its group on top before
-    /// [`Engine::commit_locked`]. `None`: this process is the only writer,
-    /// and stages on its own head and calls [`Engine::commit`].
-    fn lock_head(&self) -> Result<Option<(HeadLock, u64)>> {
+    /// and answers the lock, the stored head and, read in the same round
+    /// trip, the first entries other nodes appended beyond `held` (this
+    /// node's size), so the writer takes them in and stages its group on
+    /// top before [`Engine::commit_locked`]. `None`: this process is the
+    /// only writer, and stages on its own head and calls [`Engine::commit`].
+    fn lock_head(&self, held: u64) -> Result<Option<LockedHead>> {
+        let _ = held;
         Ok(None)
     }
     /// Writes `commit` under `lock` (from [`Engine::lock_head`]) and
@@ -190,6 +192,20 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     #[cfg(test)]
     fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()>;
 }
+
+/// What [`Engine::lock_head`] answers.
+pub(crate) struct LockedHead {
+    pub lock: HeadLock,
+    /// The stored head under the lock (`None`: empty).
+    pub head: Option<StoredHead>,
+    /// Entries from `held` on, at most [`CATCH_UP_BATCH`], present and
+    /// well-formed as [`Engine::entries_between`] promises; the writer
+    /// reads any further ones itself.
+    pub appended: Vec<StoredEntry>,
+}
+
+/// Entries read per round trip when catching up with other nodes.
+pub(crate) const CATCH_UP_BATCH: u64 = 4096;
 
 /// A shared engine's lock on the stored head, held from before a group is
 /// staged until [`Engine::commit_locked`]; dropped unused, nothing is

@@ -1,16 +1,14 @@
-//! The PostgreSQL engine: the same [`Engine`] as sled, on tables that
-//! several ecocode nodes share.
+//! The PostgreSQL engine: the same [`Engine`] as the embedded one, on
+//! tables that several ecocode nodes share.
 //!
 //! Everything PostgreSQL-specific lives in this file and its submodules
 //! (`schema.rs`: the migrations; `rows.rs`: a group commit's statement).
-//! Layout (migration 1, see `schema::MIGRATIONS`):
+//! Layout (schema version 7, see `schema::MIGRATIONS`):
 //!
 //! | table                | rows |
 //! |----------------------|------|
-//! | `ledger_entries`     | one per entry: seq, recorded_at, chain hash, subject, idempotency key and fingerprint, payload |
-//! | `ledger_subjects`    | the subject index: (subject, seq) |
-//! | `ledger_idempotency` | the idempotency index: key → (seq, fingerprint) |
-//! | `ledger_nodes`       | every complete Merkle subtree: (level, index) → hash |
+//! | `ledger_entries`     | one per entry: seq, recorded_at, chain hash, subject, idempotency key and fingerprint, payload, details, leaf (its entry hash); partial indexes on (subject, seq) and on the idempotency key |
+//! | `ledger_nodes`       | the complete Merkle subtrees of tile levels above the leaves (binary levels 8, 16, …): (level, index) → hash; other levels are hashed up from the stored level below |
 //! | `ledger_head`        | exactly one row: size, root, chain, last recorded_at |
 //! | `ledger_checkpoints` | every signed checkpoint note by tree size |
 //! | `documents`          | small named documents beside the ledger (principals) |
@@ -44,7 +42,9 @@ use kv::pg::tokio_postgres::{self, NoTls};
 mod rows;
 mod schema;
 
-use super::engine::{Commit, Committed, Engine, HeadLock, NodeIter, StoredEntry, StoredHead};
+use super::engine::{
+    CATCH_UP_BATCH, Commit, Committed, Engine, HeadLock, LockedHead, NodeIter, StoredEntry, StoredHead,
+};
 use super::error::{Error, Result};
 use super::hash::Hash;
 use super::tree::NodeSource;
@@ -192,6 +192,20 @@ fn entry_of(row: &tokio_postgres::Row) -> (u64, Option<StoredEntry>) {
     (seq, entry)
 }
 
+/// The head row (`size, root, chain, last_recorded_at_ns`); `None` when empty.
+fn head_of(row: &tokio_postgres::Row) -> Result<Option<StoredHead>> {
+    let size: i64 = row.get(0);
+    if size == 0 {
+        return Ok(None);
+    }
+    match (hash_of(row.get(1)), hash_of(row.get(2))) {
+        (Some(root), Some(chain)) if size > 0 => {
+            Ok(Some(StoredHead { size: size as u64, root, chain, last_recorded_at_ns: row.get(3) }))
+        }
+        _ => Err(Error::tampered(None, "stored head record is malformed")),
+    }
+}
+
 impl PgStore {
     /// Connects to `url`, creating or migrating the schema when `migrate`;
     /// otherwise (offline verification) a database without the schema is
@@ -257,23 +271,41 @@ impl PgStore {
     }
 
     /// Begins a sequenced commit: a transaction holding the lock on the
-    /// head row, and the stored size. Until the lock is committed
-    /// ([`PgStore::commit_in`]) or dropped (rolled back), no other node
-    /// commits. `BEGIN` and the lock travel in one round trip.
-    fn begin_locked(&self) -> Result<(Locked, u64)> {
+    /// head row, the stored head, and the first entries beyond `held` that
+    /// other nodes appended (at most [`CATCH_UP_BATCH`]). Until the lock is
+    /// committed ([`PgStore::commit_in`]) or dropped (rolled back), no
+    /// other node commits. `BEGIN`, the lock and the catch-up read travel
+    /// in one round trip: the read runs once the lock is granted, so it
+    /// sees exactly what the locked head covers.
+    fn begin_locked(&self, held: u64) -> Result<(Locked, Option<StoredHead>, Vec<StoredEntry>)> {
         let pool = self.pg.pool().clone();
-        let (client, size) = self.run(async move {
+        let (client, row, rows) = self.run(async move {
             let client = pool.get().await.map_err(db)?;
             let locked = async {
-                let lock =
-                    client.prepare_cached("SELECT size FROM ledger_head FOR UPDATE").await.map_err(db)?;
-                let (begun, head) = tokio::join!(client.batch_execute("BEGIN"), client.query_one(&lock, &[]));
+                let lock = client
+                    .prepare_cached("SELECT size, root, chain, last_recorded_at_ns FROM ledger_head FOR UPDATE")
+                    .await
+                    .map_err(db)?;
+                let appended = client
+                    .prepare_cached(
+                        "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details
+                         FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                    )
+                    .await
+                    .map_err(db)?;
+                let (from, to) = (held as i64, (held + CATCH_UP_BATCH) as i64);
+                let range: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&from, &to];
+                let (begun, head, rows) = tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_one(&lock, &[]),
+                    client.query(&appended, &range),
+                );
                 begun.map_err(db)?;
-                Ok::<i64, Error>(head.map_err(db)?.get(0))
+                Ok::<_, Error>((head.map_err(db)?, rows.map_err(db)?))
             }
             .await;
             match locked {
-                Ok(size) => Ok((client, size)),
+                Ok((row, rows)) => Ok((client, row, rows)),
                 Err(e) => {
                     // Never hand a connection in an unknown transaction
                     // state back to the pool.
@@ -283,7 +315,22 @@ impl PgStore {
             }
         })?;
         let runtime = self.pg.handle().ok_or(Error::ShuttingDown)?;
-        Ok((Locked { client: Some(client), runtime }, size as u64))
+        let locked = Locked { client: Some(client), runtime };
+        let head = head_of(&row)?;
+        let size = head.map_or(0, |h| h.size);
+        let mut appended = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let (seq, entry) = entry_of(row);
+            let expected = held + i as u64;
+            if seq != expected || seq >= size {
+                return Err(Error::tampered(expected.min(size), "entry is missing from the store"));
+            }
+            appended.push(entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?);
+        }
+        if held < size && (appended.len() as u64) < (size - held).min(CATCH_UP_BATCH) {
+            return Err(Error::tampered(held + appended.len() as u64, "entry is missing from the store"));
+        }
+        Ok((locked, head, appended))
     }
 
     /// Writes `commit` (entries, index rows, nodes, head) in the locked
@@ -303,7 +350,7 @@ impl PgStore {
                 let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await.map_err(db)?;
                 let size = head.size.to_string();
                 let (head_size, root, chain) = (head.size as i64, &head.root[..], &head.chain[..]);
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 20] = [
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
                     &rows.seq,
                     &rows.recorded_at,
                     &rows.chain,
@@ -311,11 +358,8 @@ impl PgStore {
                     &rows.key,
                     &rows.fingerprint,
                     &rows.payload,
-                    &rows.subject_key,
-                    &rows.subject_seq,
-                    &rows.idem_key,
-                    &rows.idem_seq,
-                    &rows.idem_fingerprint,
+                    &rows.details,
+                    &rows.leaf,
                     &rows.node_level,
                     &rows.node_index,
                     &rows.node_hash,
@@ -323,7 +367,6 @@ impl PgStore {
                     &root,
                     &chain,
                     &head.last_recorded_at_ns,
-                    &rows.details,
                 ];
                 let notice: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&CHANNEL, &size];
                 let (written, notified, committed) = tokio::join!(
@@ -540,23 +583,64 @@ impl Engine for PgStore {
     }
 
     fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        let rows = self.query(
-            "SELECT hash FROM ledger_nodes WHERE level = $1 AND index = $2",
-            vec![Param::I16(level as i16), Param::I64(index as i64)],
-        )?;
-        match rows.first() {
-            None => Ok(None),
-            Some(row) => hash_of(row.get(0)).map(Some).ok_or_else(|| {
-                Error::corruption(
-                    index << level,
-                    format!("merkle node (level {level}, index {index}) is malformed"),
-                )
-            }),
+        let below = level % 8;
+        let base = level - below;
+        let (first, count) = (index << below, 1u64 << below);
+        let rows = if base == 0 {
+            self.query(
+                "SELECT seq, leaf FROM ledger_entries WHERE seq >= $1 AND seq < $2 AND leaf IS NOT NULL ORDER BY seq",
+                vec![Param::I64(first as i64), Param::I64((first + count) as i64)],
+            )?
+        } else {
+            self.query(
+                "SELECT index, hash FROM ledger_nodes WHERE level = $1 AND index >= $2 AND index < $3 ORDER BY index",
+                vec![Param::I16(base as i16), Param::I64(first as i64), Param::I64((first + count) as i64)],
+            )?
+        };
+        if rows.len() as u64 != count {
+            return Ok(None);
         }
+        let mut hashes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            hashes.push(hash_of(row.get(1)).ok_or_else(|| {
+                Error::corruption(
+                    first << base,
+                    format!("merkle node (level {base}, index {first}) is malformed"),
+                )
+            })?);
+        }
+        while hashes.len() > 1 {
+            hashes = hashes.chunks(2).map(|pair| crate::hash::node(&pair[0], &pair[1])).collect();
+        }
+        Ok(hashes.pop())
+    }
+
+    fn stores_level(&self, level: u8) -> bool {
+        rows::is_stored_level(level)
+    }
+
+    fn indexes_are_derived(&self) -> bool {
+        // The subject and idempotency key are columns of the entry's own
+        // row: the indexes cannot disagree with the entries.
+        true
     }
 
     fn nodes(&self, level: u8) -> NodeIter<'_> {
+        if !rows::is_stored_level(level) {
+            return Box::new(std::iter::empty());
+        }
         let bound = self.bound();
+        if level == 0 {
+            return pages(self, move |store, after: Option<&i64>| {
+                let rows = store.query(
+                    "SELECT seq, leaf FROM ledger_entries
+                     WHERE seq > $1 AND seq < $2 AND leaf IS NOT NULL ORDER BY seq LIMIT $3",
+                    vec![Param::I64(after.copied().unwrap_or(-1)), Param::I64(bound), Param::I64(PAGE)],
+                )?;
+                let last = rows.last().map(|row| row.get::<_, i64>(0));
+                Ok((rows.iter().map(|row| (seq_of(row.get(0)), hash_of(row.get(1)))).collect(), last))
+            });
+        }
         pages(self, move |store, after: Option<&i64>| {
             // A node belongs to the pinned tree if all its leaves do.
             let rows = store.query(
@@ -580,8 +664,8 @@ impl Engine for PgStore {
         pages(self, move |store, after: Option<&(Vec<u8>, i64)>| {
             let (subject, seq) = after.cloned().unwrap_or((Vec::new(), -1));
             let rows = store.query(
-                "SELECT subject, seq FROM ledger_subjects
-                 WHERE (subject, seq) > ($1, $2) AND seq < $3 ORDER BY subject, seq LIMIT $4",
+                "SELECT subject, seq FROM ledger_entries
+                 WHERE subject <> '' AND (subject, seq) > ($1, $2) AND seq < $3 ORDER BY subject, seq LIMIT $4",
                 vec![Param::Bytes(subject), Param::I64(seq), Param::I64(bound), Param::I64(PAGE)],
             )?;
             let last = rows.last().map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, i64>(1)));
@@ -594,12 +678,13 @@ impl Engine for PgStore {
         pages(self, move |store, after: Option<&Vec<u8>>| {
             let rows = match after {
                 None => store.query(
-                    "SELECT key, seq, fingerprint FROM ledger_idempotency WHERE seq < $1 ORDER BY key LIMIT $2",
+                    "SELECT idempotency_key, seq, fingerprint FROM ledger_entries
+                     WHERE idempotency_key IS NOT NULL AND seq < $1 ORDER BY idempotency_key LIMIT $2",
                     vec![Param::I64(bound), Param::I64(PAGE)],
                 )?,
                 Some(key) => store.query(
-                    "SELECT key, seq, fingerprint FROM ledger_idempotency
-                     WHERE key > $1 AND seq < $2 ORDER BY key LIMIT $3",
+                    "SELECT idempotency_key, seq, fingerprint FROM ledger_entries
+                     WHERE idempotency_key > $1 AND seq < $2 ORDER BY idempotency_key LIMIT $3",
                     vec![Param::Bytes(key.clone()), Param::I64(bound), Param::I64(PAGE)],
                 )?,
             };
@@ -618,22 +703,12 @@ impl Engine for PgStore {
         }
         let rows =
             self.query("SELECT size, root, chain, last_recorded_at_ns FROM ledger_head", Vec::new())?;
-        let row = rows.first().ok_or_else(|| Error::tampered(None, "the head row is missing"))?;
-        let size: i64 = row.get(0);
-        if size == 0 {
-            return Ok(None);
-        }
-        match (hash_of(row.get(1)), hash_of(row.get(2))) {
-            (Some(root), Some(chain)) if size > 0 => {
-                Ok(Some(StoredHead { size: size as u64, root, chain, last_recorded_at_ns: row.get(3) }))
-            }
-            _ => Err(Error::tampered(None, "stored head record is malformed")),
-        }
+        head_of(rows.first().ok_or_else(|| Error::tampered(None, "the head row is missing"))?)
     }
 
     fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>> {
         let rows = self.query(
-            "SELECT seq FROM ledger_subjects WHERE subject = $1 ORDER BY seq",
+            "SELECT seq FROM ledger_entries WHERE subject = $1 AND subject <> '' ORDER BY seq",
             vec![Param::Bytes(subject.to_vec())],
         )?;
         Ok(rows.iter().map(|row| seq_of(row.get(0))).collect())
@@ -646,13 +721,11 @@ impl Engine for PgStore {
     ) -> Result<Vec<(u64, Option<StoredEntry>, Option<Hash>)>> {
         // One round trip for an enterprise's whole file, leaves included.
         let rows = self.query(
-            "SELECT s.seq, e.recorded_at_ns, e.chain_hash, e.subject, e.idempotency_key, e.fingerprint, e.payload,
-                    e.details, e.seq IS NOT NULL, n.hash
-             FROM ledger_subjects s
-             LEFT JOIN ledger_entries e ON e.seq = s.seq
-             LEFT JOIN ledger_nodes n ON n.level = 0 AND n.index = s.seq
-             WHERE s.subject = $1 AND s.seq < $2
-             ORDER BY s.seq",
+            "SELECT seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload,
+                    details, true, leaf
+             FROM ledger_entries
+             WHERE subject = $1 AND subject <> '' AND seq < $2
+             ORDER BY seq",
             vec![Param::Bytes(subject.to_vec()), Param::I64(below as i64)],
         )?;
         let mut out = Vec::with_capacity(rows.len());
@@ -674,7 +747,7 @@ impl Engine for PgStore {
 
     fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool> {
         let rows = self.query(
-            "SELECT 1 FROM ledger_subjects WHERE subject = $1 AND seq = $2",
+            "SELECT 1 FROM ledger_entries WHERE subject = $1 AND subject <> '' AND seq = $2",
             vec![Param::Bytes(subject.to_vec()), Param::I64(seq as i64)],
         )?;
         Ok(!rows.is_empty())
@@ -682,7 +755,7 @@ impl Engine for PgStore {
 
     fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>> {
         let rows = self.query(
-            "SELECT seq, fingerprint FROM ledger_idempotency WHERE key = $1",
+            "SELECT seq, fingerprint FROM ledger_entries WHERE idempotency_key = $1 ORDER BY seq LIMIT 1",
             vec![Param::Bytes(key.to_vec())],
         )?;
         match rows.first() {
@@ -695,7 +768,8 @@ impl Engine for PgStore {
 
     fn commit(&self, commit: &Commit) -> Result<Committed> {
         // A commit staged without the lock (migration): checked under it.
-        let (head_lock, size) = self.begin_locked()?;
+        let (head_lock, head, _) = self.begin_locked(commit.base)?;
+        let size = head.map_or(0, |h| h.size);
         if size != commit.base {
             return Ok(Committed::HeadMoved(size));
         }
@@ -734,9 +808,9 @@ impl Engine for PgStore {
         self.entries_in(from, to)
     }
 
-    fn lock_head(&self) -> Result<Option<(HeadLock, u64)>> {
-        let (locked, size) = self.begin_locked()?;
-        Ok(Some((HeadLock::new(locked), size)))
+    fn lock_head(&self, held: u64) -> Result<Option<LockedHead>> {
+        let (locked, head, appended) = self.begin_locked(held)?;
+        Ok(Some(LockedHead { lock: HeadLock::new(locked), head, appended }))
     }
 
     fn commit_locked(&self, lock: HeadLock, commit: &Commit) -> Result<()> {

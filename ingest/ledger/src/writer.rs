@@ -11,7 +11,7 @@ use std::sync::mpsc::Receiver;
 
 use tokio::sync::oneshot;
 
-use super::engine::{Commit, Committed, HeadLock, StoredEntry, StoredHead};
+use super::engine::{CATCH_UP_BATCH, Commit, Committed, LockedHead, StoredEntry, StoredHead};
 use super::error::{Error, Result};
 use super::hash::{self, Hash};
 use super::tree::Frontier;
@@ -157,8 +157,9 @@ fn group_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
         fail_all(group, &e);
         return Err(e);
     }
-    match core.engine.lock_head() {
-        Ok(Some((head_lock, size))) => sequenced_commit(core, head_lock, size, group, seal),
+    let held = read_state(core).frontier.size();
+    match core.engine.lock_head(held) {
+        Ok(Some(locked)) => sequenced_commit(core, locked, group, seal),
         Ok(None) => local_commit(core, group, seal),
         Err(e) => {
             fail_all(group, &e);
@@ -205,7 +206,9 @@ fn local_commit(core: &Core, group: Group, seal: bool) -> Result<Head> {
 /// the head row, take in what other nodes appended since this node's head,
 /// stage the group on top, write and commit in the same transaction. No
 /// other node can move the head meanwhile, so no staged work is lost.
-fn sequenced_commit(core: &Core, head_lock: HeadLock, size: u64, group: Group, seal: bool) -> Result<Head> {
+fn sequenced_commit(core: &Core, locked: LockedHead, group: Group, seal: bool) -> Result<Head> {
+    let LockedHead { lock: head_lock, head, appended } = locked;
+    let size = head.map_or(0, |h| h.size);
     let mut state = read_state(core);
     let ours = state.frontier.size();
     if size < ours {
@@ -215,7 +218,8 @@ fn sequenced_commit(core: &Core, head_lock: HeadLock, size: u64, group: Group, s
         return Err(e);
     }
     if size > ours
-        && let Err(e) = catch_up(core, &mut state, Some(size))
+        && let Some(head) = head
+        && let Err(e) = catch_up_to(core, &mut state, head, size, appended)
     {
         note_catch_up_failure(core, &e);
         fail_all(group, &e);
@@ -371,6 +375,18 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
     }
     let Some(head) = core.engine.head()? else { return Ok(()) };
     let target = target.unwrap_or(head.size).min(head.size);
+    catch_up_to(core, state, head, target, Vec::new())
+}
+
+/// [`catch_up`] to `target` (at most the stored head `head`'s size), given
+/// the first entries beyond `state` already read (`appended`).
+fn catch_up_to(
+    core: &Core,
+    state: &mut State,
+    head: StoredHead,
+    target: u64,
+    mut appended: Vec<StoredEntry>,
+) -> Result<()> {
     let from = state.frontier.size();
     if target <= from {
         return Ok(());
@@ -382,7 +398,18 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
     let mut at = from;
     while at < target {
         let end = (at + CATCH_UP_BATCH).min(target);
-        for entry in core.engine.entries_between(at, end)? {
+        let batch = if at == from && !appended.is_empty() {
+            let mut batch = std::mem::take(&mut appended);
+            batch.truncate((end - at) as usize);
+            batch
+        } else {
+            core.engine.entries_between(at, end)?
+        };
+        let end = at + batch.len() as u64;
+        if batch.first().is_some_and(|e| e.seq != at) || end == at {
+            return Err(Error::tampered(at, "entry is missing from the store"));
+        }
+        for entry in batch {
             let entry_hash = hash::entry_hash(entry.seq, entry.recorded_at_ns, &entry.payload);
             let chain = hash::chain_hash(&next.chain, &entry_hash);
             if chain != entry.chain_hash {
@@ -452,7 +479,6 @@ fn catch_up(core: &Core, state: &mut State, target: Option<u64>) -> Result<()> {
 }
 
 /// Entries read per query while catching up.
-const CATCH_UP_BATCH: u64 = 4096;
 
 /// One group being assembled on top of a copy of the durable state.
 struct Staging<'a> {

@@ -3,19 +3,23 @@
 
 use crate::engine::{Commit, StoredHead};
 
-/// One group commit's rows and the new head, in one statement.
+/// One group commit's rows and the new head, in one statement: one row per
+/// entry (its leaf and keys in it, so the subject and idempotency lookups
+/// are indexes on the same row) and a node row only for the tile levels
+/// above the leaves (binary levels 8, 16, …: one per 256 entries).
 pub(super) const WRITE_COMMIT: &str = "WITH e AS (
-        INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details)
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[], $20::bytea[])
-    ), s AS (
-        INSERT INTO ledger_subjects (subject, seq) SELECT * FROM unnest($8::bytea[], $9::bigint[])
-    ), i AS (
-        INSERT INTO ledger_idempotency (key, seq, fingerprint)
-        SELECT * FROM unnest($10::bytea[], $11::bigint[], $12::bytea[])
+        INSERT INTO ledger_entries (seq, recorded_at_ns, chain_hash, subject, idempotency_key, fingerprint, payload, details, leaf)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[])
     ), n AS (
-        INSERT INTO ledger_nodes (level, index, hash) SELECT * FROM unnest($13::smallint[], $14::bigint[], $15::bytea[])
+        INSERT INTO ledger_nodes (level, index, hash) SELECT * FROM unnest($10::smallint[], $11::bigint[], $12::bytea[])
     )
-    UPDATE ledger_head SET size = $16, root = $17, chain = $18, last_recorded_at_ns = $19";
+    UPDATE ledger_head SET size = $13, root = $14, chain = $15, last_recorded_at_ns = $16";
+
+/// Binary levels stored as node rows: those of tile levels above the
+/// leaves; levels in between are hashed up from the stored level below.
+pub(super) fn is_stored_level(level: u8) -> bool {
+    level % 8 == 0
+}
 
 /// A commit as column arrays, owned, for `unnest` inserts.
 pub(super) struct CommitRows {
@@ -27,11 +31,7 @@ pub(super) struct CommitRows {
     pub(super) fingerprint: Vec<Option<Vec<u8>>>,
     pub(super) payload: Vec<Vec<u8>>,
     pub(super) details: Vec<Vec<u8>>,
-    pub(super) subject_key: Vec<Vec<u8>>,
-    pub(super) subject_seq: Vec<i64>,
-    pub(super) idem_key: Vec<Vec<u8>>,
-    pub(super) idem_seq: Vec<i64>,
-    pub(super) idem_fingerprint: Vec<Vec<u8>>,
+    pub(super) leaf: Vec<Vec<u8>>,
     pub(super) node_level: Vec<i16>,
     pub(super) node_index: Vec<i64>,
     pub(super) node_hash: Vec<Vec<u8>>,
@@ -50,11 +50,7 @@ impl CommitRows {
             fingerprint: Vec::with_capacity(n),
             payload: Vec::with_capacity(n),
             details: Vec::with_capacity(n),
-            subject_key: Vec::new(),
-            subject_seq: Vec::new(),
-            idem_key: Vec::new(),
-            idem_seq: Vec::new(),
-            idem_fingerprint: Vec::new(),
+            leaf: Vec::with_capacity(n),
             node_level: Vec::with_capacity(commit.nodes.len()),
             node_index: Vec::with_capacity(commit.nodes.len()),
             node_hash: Vec::with_capacity(commit.nodes.len()),
@@ -76,17 +72,19 @@ impl CommitRows {
                 Some((key, fingerprint)) => {
                     rows.key.push(Some(key.clone()));
                     rows.fingerprint.push(Some(fingerprint.to_vec()));
-                    rows.idem_key.push(key.clone());
-                    rows.idem_seq.push(seq);
-                    rows.idem_fingerprint.push(fingerprint.to_vec());
                 }
-            }
-            if !entry.subject.is_empty() {
-                rows.subject_key.push(entry.subject.clone());
-                rows.subject_seq.push(seq);
             }
         }
         for (level, index, hash) in &commit.nodes {
+            if *level == 0 {
+                // The frontier reports each entry's leaf in seq order.
+                debug_assert_eq!(rows.seq.get(rows.leaf.len()), Some(&(*index as i64)));
+                rows.leaf.push(hash.to_vec());
+                continue;
+            }
+            if !is_stored_level(*level) {
+                continue;
+            }
             rows.node_level.push(*level as i16);
             rows.node_index.push(*index as i64);
             rows.node_hash.push(hash.to_vec());

@@ -65,6 +65,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 6: a committed record's details (salt and whole record), stored
     // beside the entry and not hashed; empty for every other entry.
     "ALTER TABLE ledger_entries ADD COLUMN details bytea NOT NULL DEFAULT '';",
+    // 7: one row per entry. The leaf moves into the entry's row, the
+    // subject and idempotency tables become partial indexes on it, and
+    // node rows stay only for tile levels above the leaves (binary levels
+    // 8, 16, …); the levels in between are hashed up when asked for. A
+    // leaf the old table lacked stays NULL, which verification names.
+    "ALTER TABLE ledger_entries ADD COLUMN leaf bytea;
+    UPDATE ledger_entries e SET leaf = n.hash FROM ledger_nodes n WHERE n.level = 0 AND n.index = e.seq;
+    DELETE FROM ledger_nodes WHERE level % 8 <> 0 OR level = 0;
+    CREATE INDEX ledger_entries_subject ON ledger_entries (subject, seq) WHERE subject <> '';
+    CREATE INDEX ledger_entries_idempotency ON ledger_entries (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    DROP TABLE ledger_subjects;
+    DROP TABLE ledger_idempotency;",
 ];
 
 /// Brings the schema to the newest version (`migrate`), or checks that it
