@@ -129,6 +129,11 @@ pub(crate) trait Engine: NodeSource + Send + Sync {
     /// Applies `commit` atomically and makes it durable, if the stored
     /// size is still `commit.base`.
     fn commit(&self, commit: &Commit) -> Result<Committed>;
+    /// The ledger closed: no more commits or checkpoints come, so an
+    /// engine holding a lock against other writers releases it, and the
+    /// data directory can be opened again while handles that only read
+    /// this one are still alive.
+    fn release_writer(&self) {}
     /// Until [`Engine::unpin`], answers `head` and the whole-store
     /// iterators as of the head now, ignoring what is committed meanwhile
     /// (verification of a store other nodes keep appending to).

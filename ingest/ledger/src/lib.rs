@@ -817,6 +817,9 @@ impl Ledger {
             // stopped, so no seal is asked for here.
             core.checkpoint(Sign::Now, &|| Err(Error::ShuttingDown))?;
         }
+        // Nothing writes after this: the directory is free for the next
+        // open even while handles that still read this ledger live on.
+        core.engine.release_writer();
         Ok(())
     }
 

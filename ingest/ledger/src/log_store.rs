@@ -104,7 +104,8 @@ pub(crate) struct LogStore {
     rebuilt: Mutex<HashMap<(u8, u64), Hash>>,
     /// The writer's frame buffer, reused.
     frame: Mutex<Vec<u8>>,
-    _lock: Option<WriterLock>,
+    /// Taken by [`Engine::release_writer`].
+    lock: Mutex<Option<WriterLock>>,
 }
 
 /// The one writer's hold on a store: a POSIX record lock on `log/LOCK`
@@ -396,8 +397,18 @@ impl LogStore {
             durable,
             rebuilt: Mutex::new(HashMap::new()),
             frame: Mutex::new(Vec::new()),
-            _lock: lock,
+            lock: Mutex::new(lock),
         })
+    }
+
+    /// Writes only while this store holds the writer's lock: opened
+    /// writable, and not released by a close.
+    fn check_writer(&self) -> Result<()> {
+        match self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some() {
+            true => Ok(()),
+            false if self.writable => Err(Error::ShuttingDown),
+            false => Err(Error::Storage("this store was opened read-only".into())),
+        }
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -584,9 +595,7 @@ impl Engine for LogStore {
     }
 
     fn commit(&self, commit: &Commit) -> Result<Committed> {
-        if !self.writable {
-            return Err(Error::Storage("this store was opened read-only".into()));
-        }
+        self.check_writer()?;
         let (size, end) = {
             let state = self.read_state();
             (state.size, state.end)
@@ -664,11 +673,16 @@ impl Engine for LogStore {
         Ok(Committed::Done)
     }
 
+    fn release_writer(&self) {
+        drop(self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+    }
+
     fn read_checkpoint(&self) -> Result<Option<(String, i64)>> {
         crate::files::read_checkpoint(&self.data_dir)
     }
 
     fn write_checkpoint(&self, _tree_size: u64, note: &str, _signed_at_ns: i64) -> Result<()> {
+        self.check_writer()?;
         // The tiles a checkpoint covers are on disk before it is.
         self.sync_tiles()?;
         crate::files::write_checkpoint(&self.data_dir, note)

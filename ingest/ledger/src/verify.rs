@@ -3,6 +3,7 @@
 //! the last signed checkpoint. Used by `open` and by offline `verify`.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::engine::{Engine, NodeIter, StoredEntry};
 use super::error::{Error, Result};
@@ -181,7 +182,17 @@ pub(crate) fn verify_store(
         // Reading and decoding entries on a third thread, in batches, keeps
         // this one hashing; it stops when this one hangs up.
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
-        scope.spawn(move || {
+        let reader = scope.spawn(move || {
+            // Where the two threads wait on each other (RUST_LOG=debug):
+            // the one that waits less sets the pace.
+            let started = Instant::now();
+            let mut blocked = Duration::ZERO;
+            let mut send = |full| {
+                let at = Instant::now();
+                let sent = batches.send(full).is_ok();
+                blocked += at.elapsed();
+                sent
+            };
             let mut batch = Vec::with_capacity(READ_BATCH);
             for item in engine.entries() {
                 // The entry hashes are computed here, so hashing runs on
@@ -193,14 +204,33 @@ pub(crate) fn verify_store(
                 batch.push(item);
                 if batch.len() == READ_BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
-                    if batches.send(full).is_err() {
-                        return;
+                    if !send(full) {
+                        return (started.elapsed(), blocked);
                     }
                 }
             }
-            let _ = batches.send(batch);
+            send(batch);
+            (started.elapsed(), blocked)
         });
-        let walked = walk(engine, received.into_iter().flatten(), anchor, &key, progress, visit);
+        let mut waited = Duration::ZERO;
+        let received = std::iter::from_fn(|| {
+            let at = Instant::now();
+            let next = received.recv().ok();
+            waited += at.elapsed();
+            next
+        });
+        let started = Instant::now();
+        let walked = walk(engine, received.flatten(), anchor, &key, progress, visit);
+        let walking = started.elapsed();
+        if let Ok((reading, blocked)) = reader.join() {
+            tracing::debug!(
+                reader_ms = reading.as_millis() as u64,
+                reader_waiting_ms = blocked.as_millis() as u64,
+                walker_ms = walking.as_millis() as u64,
+                walker_waiting_ms = waited.as_millis() as u64,
+                "verification threads: reading and hashing entries, then chain, tree and index"
+            );
+        }
         let stored =
             stored.join().unwrap_or_else(|_| Err(Error::Storage("index verification thread failed".into())));
         (walked, stored)

@@ -181,3 +181,23 @@ fn key_id_is_the_spec_prefix() {
     let digest = Sha256::digest(&input);
     assert_eq!(note::key_id("ecocode.local", &public), digest[..4]);
 }
+
+/// A closed ledger frees its directory at once, even while a handle that
+/// only reads it is still alive (a server's last in-flight read), and that
+/// handle can no longer sign; a second open of a live ledger is refused.
+#[tokio::test]
+async fn close_frees_the_directory_while_readers_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    ledger.append(vec![entry("a")]).await.unwrap();
+    let refused = Ledger::open(LedgerConfig::new(dir.path())).unwrap_err();
+    assert!(refused.to_string().contains("in use by another ledger"), "{refused}");
+
+    let reader = ledger.clone();
+    ledger.close().await.unwrap();
+    let reopened = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    assert_eq!(reader.entry(0).unwrap().payload, b"a");
+    assert!(reader.sign_checkpoint_now().is_err());
+    reopened.append(vec![entry("b")]).await.unwrap();
+    assert_eq!(reopened.head().size, 3, "a, the index entry close appended, b");
+}
