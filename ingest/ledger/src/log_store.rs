@@ -83,6 +83,10 @@ struct State {
     /// Per tile level: how many hashes its file holds (or, read-only, are
     /// held in `rebuilt`).
     tiles: Vec<u64>,
+    /// Tile level 0 (the leaves) held in memory as well, 32 bytes per
+    /// entry: every read of an entry checks its hash against its leaf, and
+    /// a read of an enterprise's file should cost one `pread` per entry.
+    leaves: Vec<Hash>,
 }
 
 /// The embedded file engine.
@@ -379,6 +383,11 @@ impl LogStore {
                 // A hash torn by a crash, above what any checkpoint covers.
                 file.set_len(len / 32 * 32)?;
             }
+            if level == 0 {
+                let mut bytes = vec![0u8; (len / 32 * 32) as usize];
+                file.read_exact_at(&mut bytes, 0)?;
+                state.leaves = bytes.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect();
+            }
             state.tiles.push(len / 32);
             durable.push(checkpoint_size >> (level * TILE_HEIGHT));
             tile_files.push(file);
@@ -422,6 +431,9 @@ impl LogStore {
                 self.rebuilt.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(level, index))
         {
             return Ok(Some(*hash));
+        }
+        if level == 0 {
+            return Ok(self.read_state().leaves.get(index as usize).copied());
         }
         let stored = self.read_state().tiles.get(usize::from(level)).copied().unwrap_or(0);
         if index >= stored {
@@ -513,6 +525,12 @@ impl Engine for LogStore {
             return Box::new(std::iter::empty());
         }
         let tile_level = usize::from(level / TILE_HEIGHT);
+        if tile_level == 0 {
+            let count = self.read_state().leaves.len();
+            return Box::new(
+                (0..count).map(move |index| Ok((index as u64, Some(self.read_state().leaves[index])))),
+            );
+        }
         let files = self.tile_files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(file) = files.get(tile_level).and_then(|f| f.try_clone().ok()) else {
             return Box::new(std::iter::empty());
@@ -547,6 +565,12 @@ impl Engine for LogStore {
         }
         let stored = &mut state.tiles[usize::from(tile_level)];
         *stored = (*stored).max(index + 1);
+        if tile_level == 0 {
+            match state.leaves.get_mut(index as usize) {
+                Some(leaf) => *leaf = hash,
+                None => state.leaves.push(hash),
+            }
+        }
         Ok(())
     }
 
@@ -582,6 +606,42 @@ impl Engine for LogStore {
 
     fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>> {
         Ok(self.read_state().subjects.get(subject).cloned().unwrap_or_default())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn subject_entries(
+        &self,
+        subject: &[u8],
+        below: u64,
+    ) -> Result<Vec<(u64, Option<StoredEntry>, Option<Hash>)>> {
+        // Spans and leaves under one lock, then one `pread` per entry.
+        let wanted: Vec<(u64, Option<(u64, u32)>, Option<Hash>)> = {
+            let state = self.read_state();
+            let Some(seqs) = state.subjects.get(subject) else { return Ok(Vec::new()) };
+            seqs.iter()
+                .take_while(|seq| **seq < below)
+                .map(|&seq| {
+                    let i = seq as usize;
+                    (seq, state.spans.get(i).copied(), state.leaves.get(i).copied())
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for (seq, span, leaf) in wanted {
+            let entry = match span {
+                None => None,
+                Some((offset, len)) => {
+                    let mut bytes = vec![0; len as usize];
+                    self.entries.read_exact_at(&mut bytes, offset)?;
+                    Some(
+                        StoredEntry::decode(seq, &bytes)
+                            .ok_or_else(|| Error::corruption(seq, "entry record is malformed"))?,
+                    )
+                }
+            };
+            out.push((seq, entry, leaf));
+        }
+        Ok(out)
     }
 
     fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool> {
@@ -661,6 +721,10 @@ impl Engine for LogStore {
             }
         }
         for (tile_level, first, bytes) in tiles {
+            if tile_level == 0 {
+                state.leaves.truncate(first as usize);
+                state.leaves.extend(bytes.chunks_exact(32).map(|c| <Hash>::try_from(c).expect("32 bytes")));
+            }
             let level = usize::from(tile_level);
             while state.tiles.len() <= level {
                 state.tiles.push(0);
