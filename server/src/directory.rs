@@ -69,6 +69,9 @@ struct Maps {
     points: HashMap<String, MonitoringPoint>,
     /// Lender access grants by the seq of their entry.
     grants: BTreeMap<u64, GrantState>,
+    /// The seqs of the grants of each (USCC, lender), ascending: a lender's
+    /// read looks its grant up here, not through every grant.
+    grants_by_pair: HashMap<(String, String), Vec<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -114,7 +117,10 @@ impl Directory {
                 maps.points.insert(p.mn().to_owned(), p.clone().registered_at(first.unwrap_or(at)));
             }
             Event::AccessGrant(grant) => {
-                self.write().grants.insert(seq, GrantState { seq, grant: grant.clone(), revoked: None });
+                let mut maps = self.write();
+                maps.grants.insert(seq, GrantState { seq, grant: grant.clone(), revoked: None });
+                let pair = (grant.uscc.to_string(), grant.lender.clone());
+                maps.grants_by_pair.entry(pair).or_default().push(seq);
             }
             Event::AccessRevocation { grant_seq, .. } => {
                 if let Some(g) = self.write().grants.get_mut(grant_seq) {
@@ -185,16 +191,12 @@ impl Directory {
     /// The newest grant of `uscc` to `lender` that is live at `now` and
     /// covers `cover`.
     pub fn live_grant(&self, uscc: &str, lender: &str, cover: Cover, now: Timestamp) -> Option<GrantState> {
-        self.read()
-            .grants
-            .values()
+        let maps = self.read();
+        let seqs = maps.grants_by_pair.get(&(uscc.to_owned(), lender.to_owned()))?;
+        seqs.iter()
             .rev()
-            .find(|g| {
-                g.grant.uscc.as_str() == uscc
-                    && g.grant.lender == lender
-                    && g.grant.covers(cover)
-                    && g.status(now) == crate::consent::GrantStatus::Live
-            })
+            .filter_map(|seq| maps.grants.get(seq))
+            .find(|g| g.grant.covers(cover) && g.status(now) == crate::consent::GrantStatus::Live)
             .cloned()
     }
 
