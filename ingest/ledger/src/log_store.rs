@@ -517,11 +517,11 @@ impl Engine for LogStore {
     }
 
     fn stores_level(&self, level: u8) -> bool {
-        level % TILE_HEIGHT == 0
+        level.is_multiple_of(TILE_HEIGHT)
     }
 
     fn nodes(&self, level: u8) -> NodeIter<'_> {
-        if level % TILE_HEIGHT != 0 {
+        if !level.is_multiple_of(TILE_HEIGHT) {
             return Box::new(std::iter::empty());
         }
         let tile_level = usize::from(level / TILE_HEIGHT);
@@ -546,7 +546,7 @@ impl Engine for LogStore {
 
     fn rebuilds_node(&self, level: u8, index: u64) -> bool {
         let tile_level = usize::from(level / TILE_HEIGHT);
-        level % TILE_HEIGHT == 0 && index >= self.durable.get(tile_level).copied().unwrap_or(0)
+        level.is_multiple_of(TILE_HEIGHT) && index >= self.durable.get(tile_level).copied().unwrap_or(0)
     }
 
     fn rebuild_node(&self, level: u8, index: u64, hash: Hash) -> Result<()> {
@@ -695,7 +695,7 @@ impl Engine for LogStore {
 
         let mut tiles: Vec<(u8, u64, Vec<u8>)> = Vec::new();
         for (level, index, hash) in &commit.nodes {
-            if level % TILE_HEIGHT != 0 {
+            if !level.is_multiple_of(TILE_HEIGHT) {
                 continue;
             }
             let tile_level = level / TILE_HEIGHT;
@@ -767,84 +767,6 @@ impl LogStore {
     #[cfg(test)]
     pub(crate) fn span(&self, seq: u64) -> Option<(u64, u32)> {
         self.read_state().spans.get(seq as usize).copied()
-    }
-}
-
-/// What an attacker who knows the layout can do to a closed store.
-#[cfg(test)]
-pub(crate) mod damage {
-    use super::*;
-
-    /// Paths of the store's files in the data directory `data_dir`.
-    pub(crate) fn entries_path(data_dir: &Path) -> PathBuf {
-        data_dir.join(LOG_DIR).join(ENTRIES)
-    }
-
-    pub(crate) fn tile_file(data_dir: &Path, tile_level: u8) -> PathBuf {
-        tile_path(&data_dir.join(LOG_DIR), tile_level)
-    }
-
-    /// Where entry `seq`'s record lies in the closed store's `entries`.
-    pub(crate) fn span(data_dir: &Path, seq: u64) -> (u64, u32) {
-        let store = LogStore::open(data_dir, false, 0).unwrap();
-        store.span(seq).unwrap()
-    }
-
-    /// Rewrites every frame of the closed store in `data_dir` after `edit`
-    /// changed its entries (each frame: its entries and head record), with
-    /// bases, lengths and checks made consistent again.
-    pub(crate) fn rewrite(data_dir: &Path, edit: impl FnOnce(&mut Vec<(Vec<StoredEntry>, Vec<u8>)>)) {
-        let bytes = std::fs::read(entries_path(data_dir)).unwrap();
-        let mut frames = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            let (frame, len) = parse_frame(&bytes[at..]).unwrap();
-            let entries = records(frame.body, frame.count)
-                .unwrap()
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| StoredEntry::decode(frame.base + i as u64, r).unwrap())
-                .collect();
-            frames.push((entries, frame.head.to_vec()));
-            at += len;
-        }
-        edit(&mut frames);
-        let mut out = Vec::new();
-        let mut base = 0u64;
-        for (entries, head) in frames {
-            let start = out.len();
-            out.extend_from_slice(MAGIC);
-            out.extend_from_slice(&base.to_be_bytes());
-            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-            out.extend_from_slice(&[0; 4]);
-            for entry in &entries {
-                let record = entry.encode();
-                out.extend_from_slice(&(record.len() as u32).to_be_bytes());
-                out.extend_from_slice(&record);
-            }
-            let body_len = (out.len() - start - HEADER) as u32;
-            out[start + 16..start + 20].copy_from_slice(&body_len.to_be_bytes());
-            out.extend_from_slice(&head);
-            let check = check_of(&out[start..]);
-            out.extend_from_slice(&check);
-            base += entries.len() as u64;
-        }
-        std::fs::write(entries_path(data_dir), out).unwrap();
-    }
-
-    /// Changes entry `seq` in place, frames made consistent again.
-    pub(crate) fn edit_entry(data_dir: &Path, seq: u64, change: impl FnOnce(&mut StoredEntry)) {
-        rewrite(data_dir, |frames| {
-            let entry = frames.iter_mut().flat_map(|(entries, _)| entries.iter_mut()).find(|e| e.seq == seq);
-            change(entry.expect("seq is stored"));
-        });
-    }
-
-    /// XORs `mask` into byte `offset` of `path`.
-    pub(crate) fn flip(path: &Path, offset: u64, mask: u8) {
-        let mut bytes = std::fs::read(path).unwrap();
-        bytes[offset as usize] ^= mask;
-        std::fs::write(path, bytes).unwrap();
     }
 }
 
@@ -928,5 +850,83 @@ impl<R: std::io::Read> Iterator for Frames<R> {
                 }
             }
         }
+    }
+}
+
+/// What an attacker who knows the layout can do to a closed store.
+#[cfg(test)]
+pub(crate) mod damage {
+    use super::*;
+
+    /// Paths of the store's files in the data directory `data_dir`.
+    pub(crate) fn entries_path(data_dir: &Path) -> PathBuf {
+        data_dir.join(LOG_DIR).join(ENTRIES)
+    }
+
+    pub(crate) fn tile_file(data_dir: &Path, tile_level: u8) -> PathBuf {
+        tile_path(&data_dir.join(LOG_DIR), tile_level)
+    }
+
+    /// Where entry `seq`'s record lies in the closed store's `entries`.
+    pub(crate) fn span(data_dir: &Path, seq: u64) -> (u64, u32) {
+        let store = LogStore::open(data_dir, false, 0).unwrap();
+        store.span(seq).unwrap()
+    }
+
+    /// Rewrites every frame of the closed store in `data_dir` after `edit`
+    /// changed its entries (each frame: its entries and head record), with
+    /// bases, lengths and checks made consistent again.
+    pub(crate) fn rewrite(data_dir: &Path, edit: impl FnOnce(&mut Vec<(Vec<StoredEntry>, Vec<u8>)>)) {
+        let bytes = std::fs::read(entries_path(data_dir)).unwrap();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (frame, len) = parse_frame(&bytes[at..]).unwrap();
+            let entries = records(frame.body, frame.count)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| StoredEntry::decode(frame.base + i as u64, r).unwrap())
+                .collect();
+            frames.push((entries, frame.head.to_vec()));
+            at += len;
+        }
+        edit(&mut frames);
+        let mut out = Vec::new();
+        let mut base = 0u64;
+        for (entries, head) in frames {
+            let start = out.len();
+            out.extend_from_slice(MAGIC);
+            out.extend_from_slice(&base.to_be_bytes());
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            out.extend_from_slice(&[0; 4]);
+            for entry in &entries {
+                let record = entry.encode();
+                out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                out.extend_from_slice(&record);
+            }
+            let body_len = (out.len() - start - HEADER) as u32;
+            out[start + 16..start + 20].copy_from_slice(&body_len.to_be_bytes());
+            out.extend_from_slice(&head);
+            let check = check_of(&out[start..]);
+            out.extend_from_slice(&check);
+            base += entries.len() as u64;
+        }
+        std::fs::write(entries_path(data_dir), out).unwrap();
+    }
+
+    /// Changes entry `seq` in place, frames made consistent again.
+    pub(crate) fn edit_entry(data_dir: &Path, seq: u64, change: impl FnOnce(&mut StoredEntry)) {
+        rewrite(data_dir, |frames| {
+            let entry = frames.iter_mut().flat_map(|(entries, _)| entries.iter_mut()).find(|e| e.seq == seq);
+            change(entry.expect("seq is stored"));
+        });
+    }
+
+    /// XORs `mask` into byte `offset` of `path`.
+    pub(crate) fn flip(path: &Path, offset: u64, mask: u8) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[offset as usize] ^= mask;
+        std::fs::write(path, bytes).unwrap();
     }
 }

@@ -478,8 +478,6 @@ fn catch_up_to(
     Ok(())
 }
 
-/// Entries read per query while catching up.
-
 /// One group being assembled on top of a copy of the durable state.
 struct Staging<'a> {
     core: &'a Core,

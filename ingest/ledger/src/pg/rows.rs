@@ -18,7 +18,7 @@ pub(super) const WRITE_COMMIT: &str = "WITH e AS (
 /// Binary levels stored as node rows: those of tile levels above the
 /// leaves; levels in between are hashed up from the stored level below.
 pub(super) fn is_stored_level(level: u8) -> bool {
-    level % 8 == 0
+    level.is_multiple_of(8)
 }
 
 /// A commit as column arrays, owned, for `unnest` inserts.
