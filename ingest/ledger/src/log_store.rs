@@ -272,6 +272,11 @@ impl LogStore {
                 .map_err(|e| Error::InvalidArgument(format!("no ledger at {}: {e}", path.display())))?
         };
         let file_len = entries.metadata()?.len();
+        if writable && file_len == 0 {
+            // A new store: its files' names are durable before any entry.
+            crate::files::sync_dir(&dir)?;
+            crate::files::sync_dir(data_dir)?;
+        }
         let mut reader = BufReader::with_capacity(READ_BUFFER, At { file: &entries, pos: 0, end: file_len });
         let mut state = State::default();
         let mut damaged = Vec::new();
@@ -460,7 +465,8 @@ impl LogStore {
         for file in self.tile_files.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             file.sync_data()?;
         }
-        Ok(())
+        // Tile files created since the last checkpoint, by name.
+        crate::files::sync_dir(&self.dir)
     }
 }
 
