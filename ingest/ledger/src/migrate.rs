@@ -71,7 +71,7 @@ pub fn migrate_to_postgres(
 /// Copies entries `[0, total)` of `from` into the empty `to` in
 /// transactions of [`MIGRATE_BATCH`] entries, with their tree nodes and
 /// heads; `progress("copy", done, total)`.
-fn copy_entries(
+pub(crate) fn copy_entries(
     from: &dyn Engine,
     to: &dyn Engine,
     total: u64,

@@ -5,6 +5,7 @@
 mod checkpoint;
 mod group_commit;
 mod index;
+mod migrate;
 mod model;
 mod postgres;
 mod proofs;
