@@ -98,9 +98,6 @@ pub(crate) struct LogStore {
     entries: File,
     tile_files: RwLock<Vec<File>>,
     state: RwLock<State>,
-    /// Frames that failed their check with frames after them: `(first seq,
-    /// end seq)`, reported by [`Engine::entries`] after their entries.
-    damaged: Vec<(u64, u64)>,
     /// Per tile level, the hashes that must be on disk: those below the
     /// last signed checkpoint (when the store was opened).
     durable: Vec<u64>,
@@ -177,9 +174,10 @@ struct Frame<'a> {
     intact: bool,
 }
 
-/// Parses the frame at the start of `bytes`: `Err(true)` if it runs past
-/// the end of `bytes`, `Err(false)` if its header is not a frame's.
-fn parse_frame(bytes: &[u8]) -> std::result::Result<(Frame<'_>, usize), bool> {
+/// Parses the frame at the start of `bytes`, checking it if `check` (else
+/// `intact` is true): `Err(true)` if it runs past the end of `bytes`,
+/// `Err(false)` if its header is not a frame's.
+fn parse_frame(bytes: &[u8], check: bool) -> std::result::Result<(Frame<'_>, usize), bool> {
     if bytes.len() < HEADER {
         return Err(true);
     }
@@ -195,7 +193,7 @@ fn parse_frame(bytes: &[u8]) -> std::result::Result<(Frame<'_>, usize), bool> {
     }
     let body = &bytes[HEADER..HEADER + body_len];
     let head = &bytes[HEADER + body_len..HEADER + body_len + HEAD_RECORD];
-    let intact = check_of(&bytes[..len - CHECK]) == bytes[len - CHECK..len];
+    let intact = !check || check_of(&bytes[..len - CHECK]) == bytes[len - CHECK..len];
     Ok((Frame { base, count, body, head, intact }, len))
 }
 
@@ -279,7 +277,6 @@ impl LogStore {
         }
         let mut reader = BufReader::with_capacity(READ_BUFFER, At { file: &entries, pos: 0, end: file_len });
         let mut state = State::default();
-        let mut damaged = Vec::new();
         let mut buf = Vec::new();
         let mut at = 0u64;
         let torn = loop {
@@ -309,9 +306,12 @@ impl LogStore {
             buf.extend_from_slice(&header);
             buf.resize(len as usize, 0);
             reader.read_exact(&mut buf[HEADER..])?;
+            // Only the last frame is checked here, to tell a torn write;
+            // verification checks every other one as it reads it anyway.
+            let last = at + len == file_len;
             let (frame, _) =
-                parse_frame(&buf).map_err(|_| Error::Storage("a frame read whole is short".into()))?;
-            if !frame.intact && at + len == file_len {
+                parse_frame(&buf, last).map_err(|_| Error::Storage("a frame read whole is short".into()))?;
+            if !frame.intact {
                 break Some("the last group frame fails its check");
             }
             if frame.base != state.size {
@@ -332,15 +332,15 @@ impl LogStore {
                 let (subject, key) =
                     record_keys(record).ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
                 if !subject.is_empty() {
-                    state.subjects.entry(subject.to_vec()).or_default().push(seq);
+                    match state.subjects.get_mut(subject) {
+                        Some(seqs) => seqs.push(seq),
+                        None => drop(state.subjects.insert(subject.to_vec(), vec![seq])),
+                    }
                 }
                 if let Some(key) = key {
                     state.idempotency.insert(key_digest(key), seq);
                 }
                 state.size += 1;
-            }
-            if !frame.intact {
-                damaged.push((frame.base, state.size));
             }
             state.head =
                 Some(StoredHead::decode(frame.head).ok_or_else(|| {
@@ -407,7 +407,6 @@ impl LogStore {
             entries,
             tile_files: RwLock::new(tile_files),
             state: RwLock::new(state),
-            damaged,
             durable,
             rebuilt: Mutex::new(HashMap::new()),
             frame: Mutex::new(Vec::new()),
@@ -496,7 +495,6 @@ impl Engine for LogStore {
         Box::new(Frames {
             reader: BufReader::with_capacity(READ_BUFFER, At { file: &self.entries, pos: 0, end }),
             pending: std::collections::VecDeque::new(),
-            damaged: self.damaged.clone().into_iter().peekable(),
             failed: false,
         })
     }
@@ -800,7 +798,6 @@ impl<F: std::borrow::Borrow<File>> std::io::Read for At<F> {
 struct Frames<R> {
     reader: R,
     pending: std::collections::VecDeque<Result<(u64, Option<StoredEntry>)>>,
-    damaged: std::iter::Peekable<std::vec::IntoIter<(u64, u64)>>,
     failed: bool,
 }
 
@@ -818,15 +815,17 @@ impl<R: std::io::Read> Frames<R> {
         self.reader.read_exact(&mut frame[HEADER..])?;
         // The open parsed every frame up to `end`; this one reads the same.
         let (frame, _) =
-            parse_frame(&frame).map_err(|_| Error::Storage("entries changed while read".into()))?;
+            parse_frame(&frame, true).map_err(|_| Error::Storage("entries changed while read".into()))?;
         let records = records(frame.body, frame.count)
             .ok_or_else(|| Error::tampered(frame.base, "a group frame's entries do not parse"))?;
         for (i, record) in records.into_iter().enumerate() {
             let seq = frame.base + i as u64;
             self.pending.push_back(Ok((seq, StoredEntry::decode(seq, record))));
         }
-        if self.damaged.peek().is_some_and(|(base, _)| *base == frame.base) {
-            let (base, end) = self.damaged.next().expect("peeked");
+        if !frame.intact {
+            // After its entries, so a changed entry is named by its seq
+            // first; otherwise the frame (its head record or check) is.
+            let (base, end) = (frame.base, frame.base + u64::from(frame.count));
             self.pending.push_back(Err(Error::tampered(
                 base,
                 format!("the group frame of entries {base}..{end} fails its check (its head record or check was changed)"),
@@ -887,7 +886,7 @@ pub(crate) mod damage {
         let mut frames = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
-            let (frame, len) = parse_frame(&bytes[at..]).unwrap();
+            let (frame, len) = parse_frame(&bytes[at..], false).unwrap();
             let entries = records(frame.body, frame.count)
                 .unwrap()
                 .into_iter()
