@@ -216,7 +216,9 @@ fn zeros_to_end(read: &mut impl std::io::Read, header: &[u8]) -> Result<bool> {
 
 /// The entry records of a frame's body, exactly `count` of them.
 fn records(body: &[u8], count: u32) -> Option<Vec<&[u8]>> {
-    let mut out = Vec::with_capacity(count as usize);
+    // Each record takes at least its 4-byte length: a damaged count cannot
+    // reserve more than the body could hold.
+    let mut out = Vec::with_capacity((count as usize).min(body.len() / 4));
     let mut rest = body;
     for _ in 0..count {
         let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;

@@ -344,3 +344,17 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// A frame's count or length changed to the largest value: refused by seq,
+/// without reserving memory for what the file cannot hold.
+#[tokio::test]
+async fn a_frame_claiming_billions_of_entries_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    let path = damage::entries_path(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The first frame's count (bytes 12..16 of its header).
+    bytes[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert_tampered(dir.path(), Some(0), "entries do not parse");
+}
