@@ -2,8 +2,11 @@
 //! append-only files in `DATA/log/`, with the signed checkpoint in
 //! `DATA/checkpoint` beside it.
 //!
-//! Everything file-specific lives in this file. Layout (`docs/ledger.md`,
-//! "Storage of the embedded engine"):
+//! Everything file-specific lives in this file and its submodules
+//! (`frame.rs`: the entries file's format and its sequential read;
+//! `lock.rs`: the writer's lock; `damage.rs`, tests only: what an attacker
+//! can do to the files). Layout (`docs/ledger.md`, "Storage of the
+//! embedded engine"):
 //!
 //! * `entries`: one **group frame** per group commit, appended with one
 //!   write and made durable with one `fdatasync` before anyone is
@@ -50,14 +53,19 @@ use super::error::{Error, Result};
 use super::hash::{Hash, node};
 use super::tree::NodeSource;
 
+#[cfg(test)]
+pub(crate) mod damage;
+mod frame;
+mod lock;
+
+use frame::{
+    At, CHECK, Frames, HEAD_RECORD, HEADER, MAGIC, check_of, parse_frame, record_keys, records, zeros_to_end,
+};
+use lock::WriterLock;
+
 /// The directory of the embedded engine inside the data directory.
 pub(crate) const LOG_DIR: &str = "log";
 const ENTRIES: &str = "entries";
-const LOCK: &str = "LOCK";
-const MAGIC: &[u8; 4] = b"ecg1";
-const HEADER: usize = 4 + 8 + 4 + 4;
-const HEAD_RECORD: usize = 81;
-const CHECK: usize = 16;
 /// Binary levels per tile level (tlog-tiles: tiles of 256 hashes).
 const TILE_HEIGHT: u8 = 8;
 /// Read buffer of the sequential passes.
@@ -109,139 +117,10 @@ pub(crate) struct LogStore {
     lock: Mutex<Option<WriterLock>>,
 }
 
-/// The one writer's hold on a store: a POSIX record lock on `log/LOCK`
-/// against other processes (unlike `flock`, a child forked meanwhile does
-/// not share it, so a store closed here can be reopened at once even while
-/// the process spawns others), and this process's own list of the
-/// directories it writes, since record locks do not exclude the process
-/// holding them.
-struct WriterLock {
-    file: File,
-    dir: PathBuf,
-}
-
-static WRITERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-impl WriterLock {
-    fn take(dir: &Path) -> Result<WriterLock> {
-        let in_use = || {
-            Error::Storage(format!(
-                "{} is in use by another ledger; stop the server using this data directory first",
-                dir.display()
-            ))
-        };
-        let dir = dir.canonicalize()?;
-        let mut writers = WRITERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if writers.contains(&dir) {
-            return Err(in_use());
-        }
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK))?;
-        match rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => return Err(in_use()),
-            Err(e) => return Err(std::io::Error::from(e).into()),
-        }
-        writers.push(dir.clone());
-        Ok(WriterLock { file, dir })
-    }
-}
-
-impl Drop for WriterLock {
-    fn drop(&mut self) {
-        let _ = rustix::fs::fcntl_lock(&self.file, rustix::fs::FlockOperation::NonBlockingUnlock);
-        WRITERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|d| *d != self.dir);
-    }
-}
-
-fn check_of(bytes: &[u8]) -> [u8; CHECK] {
-    let mut check = [0; CHECK];
-    check.copy_from_slice(&blake3::hash(bytes).as_bytes()[..CHECK]);
-    check
-}
-
 fn key_digest(key: &[u8]) -> [u8; 16] {
     let mut digest = [0; 16];
     digest.copy_from_slice(&blake3::hash(key).as_bytes()[..16]);
     digest
-}
-
-/// One frame as parsed from `entries`.
-struct Frame<'a> {
-    base: u64,
-    count: u32,
-    body: &'a [u8],
-    head: &'a [u8],
-    intact: bool,
-}
-
-/// Parses the frame at the start of `bytes`, checking it if `check` (else
-/// `intact` is true): `Err(true)` if it runs past the end of `bytes`,
-/// `Err(false)` if its header is not a frame's.
-fn parse_frame(bytes: &[u8], check: bool) -> std::result::Result<(Frame<'_>, usize), bool> {
-    if bytes.len() < HEADER {
-        return Err(true);
-    }
-    if &bytes[..4] != MAGIC {
-        return Err(false);
-    }
-    let base = u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
-    let count = u32::from_be_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    let body_len = u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes")) as usize;
-    let len = HEADER + body_len + HEAD_RECORD + CHECK;
-    if bytes.len() < len {
-        return Err(true);
-    }
-    let body = &bytes[HEADER..HEADER + body_len];
-    let head = &bytes[HEADER + body_len..HEADER + body_len + HEAD_RECORD];
-    let intact = !check || check_of(&bytes[..len - CHECK]) == bytes[len - CHECK..len];
-    Ok((Frame { base, count, body, head, intact }, len))
-}
-
-/// Whether `read` (after `header`) holds nothing but zeros to its end.
-fn zeros_to_end(read: &mut impl std::io::Read, header: &[u8]) -> Result<bool> {
-    if header.iter().any(|b| *b != 0) {
-        return Ok(false);
-    }
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = read.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        if chunk[..n].iter().any(|b| *b != 0) {
-            return Ok(false);
-        }
-    }
-}
-
-/// The entry records of a frame's body, exactly `count` of them.
-fn records(body: &[u8], count: u32) -> Option<Vec<&[u8]>> {
-    // Each record takes at least its 4-byte length: a damaged count cannot
-    // reserve more than the body could hold.
-    let mut out = Vec::with_capacity((count as usize).min(body.len() / 4));
-    let mut rest = body;
-    for _ in 0..count {
-        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        out.push(rest.get(4..4 + len)?);
-        rest = &rest[4 + len..];
-    }
-    rest.is_empty().then_some(out)
-}
-
-/// The subject and idempotency key of an entry record, without copying
-/// its payload (layout in [`StoredEntry::encode`]).
-fn record_keys(record: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
-    let subject_len = u32::from_be_bytes(record.get(41..45)?.try_into().ok()?) as usize;
-    let subject = record.get(45..45 + subject_len)?;
-    let at = 45 + subject_len;
-    match record.get(at)? {
-        0 => Some((subject, None)),
-        1 => {
-            let key_len = u32::from_be_bytes(record.get(at + 1..at + 5)?.try_into().ok()?) as usize;
-            Some((subject, Some(record.get(at + 5..at + 5 + key_len)?)))
-        }
-        _ => None,
-    }
 }
 
 impl LogStore {
@@ -494,11 +373,7 @@ impl Engine for LogStore {
 
     fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_> {
         let end = self.read_state().end;
-        Box::new(Frames {
-            reader: BufReader::with_capacity(READ_BUFFER, At { file: &self.entries, pos: 0, end }),
-            pending: std::collections::VecDeque::new(),
-            failed: false,
-        })
+        Box::new(Frames::new(BufReader::with_capacity(READ_BUFFER, At { file: &self.entries, pos: 0, end })))
     }
 
     fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>> {
@@ -773,167 +648,5 @@ impl LogStore {
     #[cfg(test)]
     pub(crate) fn span(&self, seq: u64) -> Option<(u64, u32)> {
         self.read_state().spans.get(seq as usize).copied()
-    }
-}
-
-/// A reader of `file` from `pos` to `end` by positional reads, which leave
-/// the file's shared cursor alone.
-struct At<F> {
-    file: F,
-    pos: u64,
-    end: u64,
-}
-
-impl<F: std::borrow::Borrow<File>> std::io::Read for At<F> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// The sequential read of every frame, for verification.
-struct Frames<R> {
-    reader: R,
-    pending: std::collections::VecDeque<Result<(u64, Option<StoredEntry>)>>,
-    failed: bool,
-}
-
-impl<R: std::io::Read> Frames<R> {
-    fn read_frame(&mut self) -> Result<bool> {
-        let mut header = [0u8; HEADER];
-        match self.reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        let body_len = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes")) as usize;
-        let mut frame = header.to_vec();
-        frame.resize(HEADER + body_len + HEAD_RECORD + CHECK, 0);
-        self.reader.read_exact(&mut frame[HEADER..])?;
-        // The open parsed every frame up to `end`; this one reads the same.
-        let (frame, _) =
-            parse_frame(&frame, true).map_err(|_| Error::Storage("entries changed while read".into()))?;
-        let records = records(frame.body, frame.count)
-            .ok_or_else(|| Error::tampered(frame.base, "a group frame's entries do not parse"))?;
-        for (i, record) in records.into_iter().enumerate() {
-            let seq = frame.base + i as u64;
-            self.pending.push_back(Ok((seq, StoredEntry::decode(seq, record))));
-        }
-        if !frame.intact {
-            // After its entries, so a changed entry is named by its seq
-            // first; otherwise the frame (its head record or check) is.
-            let (base, end) = (frame.base, frame.base + u64::from(frame.count));
-            self.pending.push_back(Err(Error::tampered(
-                base,
-                format!("the group frame of entries {base}..{end} fails its check (its head record or check was changed)"),
-            )));
-        }
-        Ok(true)
-    }
-}
-
-impl<R: std::io::Read> Iterator for Frames<R> {
-    type Item = Result<(u64, Option<StoredEntry>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.pending.pop_front() {
-                return Some(item);
-            }
-            if self.failed {
-                return None;
-            }
-            match self.read_frame() {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
-}
-
-/// What an attacker who knows the layout can do to a closed store.
-#[cfg(test)]
-pub(crate) mod damage {
-    use super::*;
-
-    /// Paths of the store's files in the data directory `data_dir`.
-    pub(crate) fn entries_path(data_dir: &Path) -> PathBuf {
-        data_dir.join(LOG_DIR).join(ENTRIES)
-    }
-
-    pub(crate) fn tile_file(data_dir: &Path, tile_level: u8) -> PathBuf {
-        tile_path(&data_dir.join(LOG_DIR), tile_level)
-    }
-
-    /// Where entry `seq`'s record lies in the closed store's `entries`.
-    pub(crate) fn span(data_dir: &Path, seq: u64) -> (u64, u32) {
-        let store = LogStore::open(data_dir, false, 0).unwrap();
-        store.span(seq).unwrap()
-    }
-
-    /// Rewrites every frame of the closed store in `data_dir` after `edit`
-    /// changed its entries (each frame: its entries and head record), with
-    /// bases, lengths and checks made consistent again.
-    pub(crate) fn rewrite(data_dir: &Path, edit: impl FnOnce(&mut Vec<(Vec<StoredEntry>, Vec<u8>)>)) {
-        let bytes = std::fs::read(entries_path(data_dir)).unwrap();
-        let mut frames = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            let (frame, len) = parse_frame(&bytes[at..], false).unwrap();
-            let entries = records(frame.body, frame.count)
-                .unwrap()
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| StoredEntry::decode(frame.base + i as u64, r).unwrap())
-                .collect();
-            frames.push((entries, frame.head.to_vec()));
-            at += len;
-        }
-        edit(&mut frames);
-        let mut out = Vec::new();
-        let mut base = 0u64;
-        for (entries, head) in frames {
-            let start = out.len();
-            out.extend_from_slice(MAGIC);
-            out.extend_from_slice(&base.to_be_bytes());
-            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-            out.extend_from_slice(&[0; 4]);
-            for entry in &entries {
-                let record = entry.encode();
-                out.extend_from_slice(&(record.len() as u32).to_be_bytes());
-                out.extend_from_slice(&record);
-            }
-            let body_len = (out.len() - start - HEADER) as u32;
-            out[start + 16..start + 20].copy_from_slice(&body_len.to_be_bytes());
-            out.extend_from_slice(&head);
-            let check = check_of(&out[start..]);
-            out.extend_from_slice(&check);
-            base += entries.len() as u64;
-        }
-        std::fs::write(entries_path(data_dir), out).unwrap();
-    }
-
-    /// Changes entry `seq` in place, frames made consistent again.
-    pub(crate) fn edit_entry(data_dir: &Path, seq: u64, change: impl FnOnce(&mut StoredEntry)) {
-        rewrite(data_dir, |frames| {
-            let entry = frames.iter_mut().flat_map(|(entries, _)| entries.iter_mut()).find(|e| e.seq == seq);
-            change(entry.expect("seq is stored"));
-        });
-    }
-
-    /// XORs `mask` into byte `offset` of `path`.
-    pub(crate) fn flip(path: &Path, offset: u64, mask: u8) {
-        let mut bytes = std::fs::read(path).unwrap();
-        bytes[offset as usize] ^= mask;
-        std::fs::write(path, bytes).unwrap();
     }
 }
