@@ -116,6 +116,24 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<Option<(String, i64)>> {
     Ok(Some((text, written_ns)))
 }
 
+/// The body of the signed note `text` (what its signatures sign), its
+/// signatures not checked.
+pub(crate) fn unsigned_body(text: &str) -> Result<&str> {
+    match text.rfind("\n\n") {
+        Some(split) => Ok(&text[..split + 1]),
+        None => Err(Error::tampered(None, "the last checkpoint is not a signed note")),
+    }
+}
+
+/// The tree size of the last signed checkpoint in `dir` (0 if there is
+/// none), its signature not checked: verification does that.
+pub(crate) fn checkpoint_size(dir: &Path) -> Result<u64> {
+    let Some((text, _)) = read_checkpoint(dir)? else { return Ok(0) };
+    let (_, size, _, _) = note::parse_checkpoint(unsigned_body(&text)?)
+        .map_err(|e| Error::tampered(None, format!("the last checkpoint is malformed: {e}")))?;
+    Ok(size)
+}
+
 pub(crate) fn write_checkpoint(dir: &Path, note: &str) -> Result<()> {
     write_atomic(&dir.join(CHECKPOINT_FILE), note.as_bytes(), 0o600)
 }

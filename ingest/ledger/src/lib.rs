@@ -352,8 +352,7 @@ impl Ledger {
                         progress(done, total)
                     })?;
                 }
-                let checkpoint_size = verify::read_anchor(&cfg.dir, None)?.map_or(0, |a| a.0.size);
-                Box::new(LogStore::open(&cfg.dir, true, checkpoint_size)?)
+                Box::new(LogStore::open(&cfg.dir, true)?)
             }
             Some(url) => Box::new(PgStore::open(url, true)?),
         };

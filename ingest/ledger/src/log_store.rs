@@ -59,7 +59,8 @@ mod frame;
 mod lock;
 
 use frame::{
-    At, CHECK, Frames, HEAD_RECORD, HEADER, MAGIC, check_of, parse_frame, record_keys, records, zeros_to_end,
+    At, CHECK, Frames, HEAD_RECORD, HEADER, MAGIC, encode_frame, parse_frame, record_keys, records,
+    zeros_to_end,
 };
 use lock::WriterLock;
 
@@ -130,11 +131,13 @@ impl LogStore {
     }
 
     /// Opens (a writable open creates) the store in `data_dir/log`, reading
-    /// every frame once to rebuild the in-memory indexes. `checkpoint_size`
-    /// is the size of the last signed checkpoint: tiles below it must be
-    /// on disk. A read-only open writes nothing and takes no lock, so it
-    /// can check a store a server is appending to (as of the open).
-    pub(crate) fn open(data_dir: &Path, writable: bool, checkpoint_size: u64) -> Result<LogStore> {
+    /// every frame once to rebuild the in-memory indexes. Tiles below the
+    /// size of the last signed checkpoint (`DATA/checkpoint`, read unsigned
+    /// here; verification checks its signature) must be on disk. A
+    /// read-only open writes nothing and takes no lock, so it can check a
+    /// store a server is appending to (as of the open).
+    pub(crate) fn open(data_dir: &Path, writable: bool) -> Result<LogStore> {
+        let checkpoint_size = crate::files::checkpoint_size(data_dir)?;
         let dir = data_dir.join(LOG_DIR);
         let lock = match writable {
             true => {
@@ -305,6 +308,13 @@ impl LogStore {
         }
     }
 
+    /// Entry `seq`, its record at `(offset, len)` in `entries`.
+    fn read_entry(&self, seq: u64, (offset, len): (u64, u32)) -> Result<StoredEntry> {
+        let mut bytes = vec![0; len as usize];
+        self.entries.read_exact_at(&mut bytes, offset)?;
+        StoredEntry::decode(seq, &bytes).ok_or_else(|| Error::corruption(seq, "entry record is malformed"))
+    }
+
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -363,12 +373,8 @@ impl NodeSource for LogStore {
 
 impl Engine for LogStore {
     fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
-        let Some(&(offset, len)) = self.read_state().spans.get(seq as usize) else { return Ok(None) };
-        let mut bytes = vec![0; len as usize];
-        self.entries.read_exact_at(&mut bytes, offset)?;
-        StoredEntry::decode(seq, &bytes)
-            .map(Some)
-            .ok_or_else(|| Error::corruption(seq, "entry record is malformed"))
+        let Some(span) = self.read_state().spans.get(seq as usize).copied() else { return Ok(None) };
+        self.read_entry(seq, span).map(Some)
     }
 
     fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_> {
@@ -509,18 +515,7 @@ impl Engine for LogStore {
         };
         let mut out = Vec::with_capacity(wanted.len());
         for (seq, span, leaf) in wanted {
-            let entry = match span {
-                None => None,
-                Some((offset, len)) => {
-                    let mut bytes = vec![0; len as usize];
-                    self.entries.read_exact_at(&mut bytes, offset)?;
-                    Some(
-                        StoredEntry::decode(seq, &bytes)
-                            .ok_or_else(|| Error::corruption(seq, "entry record is malformed"))?,
-                    )
-                }
-            };
-            out.push((seq, entry, leaf));
+            out.push((seq, span.map(|span| self.read_entry(seq, span)).transpose()?, leaf));
         }
         Ok(out)
     }
@@ -550,23 +545,8 @@ impl Engine for LogStore {
         let head = commit.head.ok_or_else(|| Error::Storage("a group commit without a head".into()))?;
         let mut frame = self.frame.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         frame.clear();
-        frame.extend_from_slice(MAGIC);
-        frame.extend_from_slice(&commit.base.to_be_bytes());
-        frame.extend_from_slice(&(commit.entries.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&[0; 4]);
-        let mut spans = Vec::with_capacity(commit.entries.len());
-        for entry in &commit.entries {
-            let record = entry.encode();
-            frame.extend_from_slice(&(record.len() as u32).to_be_bytes());
-            spans.push((end + frame.len() as u64, record.len() as u32));
-            frame.extend_from_slice(&record);
-        }
-        let body_len = u32::try_from(frame.len() - HEADER)
-            .map_err(|_| Error::InvalidArgument("a group commit of over 4 GiB".into()))?;
-        frame[16..20].copy_from_slice(&body_len.to_be_bytes());
-        frame.extend_from_slice(&head.encode());
-        let check = check_of(&frame);
-        frame.extend_from_slice(&check);
+        let spans = encode_frame(&mut frame, commit.base, &commit.entries, &head.encode())?;
+        let spans: Vec<(u64, u32)> = spans.into_iter().map(|(at, len)| (end + at as u64, len)).collect();
         self.entries.write_all_at(&frame, end)?;
         // Durable before anyone is answered; the tiles below are derived
         // and synced before the next checkpoint.

@@ -149,7 +149,7 @@ pub(crate) fn sled_to_log(
     std::fs::create_dir_all(&staging)?;
     let checkpoint = files::read_checkpoint(dir)?;
     {
-        let to = LogStore::open(&staging, true, 0)?;
+        let to = LogStore::open(&staging, true)?;
         copy_entries(&from, &to, source.entries, progress)?;
         if let Some((note, _)) = &checkpoint {
             // The copy's tiles are synced as a checkpoint's must be.

@@ -119,6 +119,24 @@ fn entry_of(row: &tokio_postgres::Row) -> (u64, Option<StoredEntry>) {
     (seq, entry)
 }
 
+/// Entries `[from, to)` from `rows` (in seq order, columns as
+/// [`entry_of`] reads them), each present and well-formed, none beyond.
+fn contiguous(rows: &[tokio_postgres::Row], from: u64, to: u64) -> Result<Vec<StoredEntry>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let (seq, entry) = entry_of(row);
+        let expected = from + i as u64;
+        if seq != expected || seq >= to {
+            return Err(Error::tampered(expected.min(to), "entry is missing from the store"));
+        }
+        out.push(entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?);
+    }
+    if (out.len() as u64) < to - from {
+        return Err(Error::tampered(from + out.len() as u64, "entry is missing from the store"));
+    }
+    Ok(out)
+}
+
 /// The head row (`size, root, chain, last_recorded_at_ns`); `None` when empty.
 fn head_of(row: &tokio_postgres::Row) -> Result<Option<StoredHead>> {
     let size: i64 = row.get(0);
@@ -183,18 +201,7 @@ impl PgStore {
              FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
             vec![Param::I64(from as i64), Param::I64(to as i64)],
         )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let (seq, entry) = entry_of(row);
-            if seq != from + i as u64 {
-                return Err(Error::tampered(from + i as u64, "entry is missing from the store"));
-            }
-            out.push(entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?);
-        }
-        if out.len() as u64 != to - from {
-            return Err(Error::tampered(from + out.len() as u64, "entry is missing from the store"));
-        }
-        Ok(out)
+        contiguous(&rows, from, to)
     }
 
     /// Begins a sequenced commit: a transaction holding the lock on the
@@ -245,18 +252,7 @@ impl PgStore {
         let locked = Locked { client: Some(client), runtime };
         let head = head_of(&row)?;
         let size = head.map_or(0, |h| h.size);
-        let mut appended = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let (seq, entry) = entry_of(row);
-            let expected = held + i as u64;
-            if seq != expected || seq >= size {
-                return Err(Error::tampered(expected.min(size), "entry is missing from the store"));
-            }
-            appended.push(entry.ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?);
-        }
-        if held < size && (appended.len() as u64) < (size - held).min(CATCH_UP_BATCH) {
-            return Err(Error::tampered(held + appended.len() as u64, "entry is missing from the store"));
-        }
+        let appended = contiguous(&rows, held, size.min(held + CATCH_UP_BATCH).max(held))?;
         Ok((locked, head, appended))
     }
 

@@ -553,10 +553,7 @@ pub(crate) fn parse_anchor(
         Some((name, public)) => note::verify(&text, name, public).map_err(|e| {
             Error::tampered(None, format!("the last checkpoint does not verify with the service key: {e}"))
         })?,
-        None => match text.rfind("\n\n") {
-            Some(split) => text[..split + 1].to_string(),
-            None => return Err(Error::tampered(None, "the last checkpoint is not a signed note")),
-        },
+        None => files::unsigned_body(&text)?.to_string(),
     };
     let (origin, size, root, chain) = note::parse_checkpoint(&body)
         .map_err(|e| Error::tampered(None, format!("the last checkpoint is malformed: {e}")))?;
@@ -586,8 +583,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyRe
 /// returned directory until done with the engine.
 pub(crate) fn open_offline(dir: &Path) -> Result<(Box<dyn Engine>, Option<tempfile::TempDir>)> {
     if LogStore::exists(dir) {
-        let checkpoint_size = read_anchor(dir, None)?.map_or(0, |a| a.0.size);
-        return Ok((Box::new(LogStore::open(dir, false, checkpoint_size)?), None));
+        return Ok((Box::new(LogStore::open(dir, false)?), None));
     }
     let store_dir = dir.join(files::STORE_DIR);
     let copy = tempfile::tempdir()?;

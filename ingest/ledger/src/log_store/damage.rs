@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::frame::{HEADER, MAGIC, check_of, parse_frame, records};
+use super::frame::{encode_frame, parse_frame, records};
 use super::{ENTRIES, LOG_DIR, LogStore, tile_path};
 use crate::engine::StoredEntry;
 
@@ -17,7 +17,7 @@ pub(crate) fn tile_file(data_dir: &Path, tile_level: u8) -> PathBuf {
 
 /// Where entry `seq`'s record lies in the closed store's `entries`.
 pub(crate) fn span(data_dir: &Path, seq: u64) -> (u64, u32) {
-    let store = LogStore::open(data_dir, false, 0).unwrap();
+    let store = LogStore::open(data_dir, false).unwrap();
     store.span(seq).unwrap()
 }
 
@@ -43,21 +43,7 @@ pub(crate) fn rewrite(data_dir: &Path, edit: impl FnOnce(&mut Vec<(Vec<StoredEnt
     let mut out = Vec::new();
     let mut base = 0u64;
     for (entries, head) in frames {
-        let start = out.len();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&base.to_be_bytes());
-        out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-        out.extend_from_slice(&[0; 4]);
-        for entry in &entries {
-            let record = entry.encode();
-            out.extend_from_slice(&(record.len() as u32).to_be_bytes());
-            out.extend_from_slice(&record);
-        }
-        let body_len = (out.len() - start - HEADER) as u32;
-        out[start + 16..start + 20].copy_from_slice(&body_len.to_be_bytes());
-        out.extend_from_slice(&head);
-        let check = check_of(&out[start..]);
-        out.extend_from_slice(&check);
+        encode_frame(&mut out, base, &entries, &head).unwrap();
         base += entries.len() as u64;
     }
     std::fs::write(entries_path(data_dir), out).unwrap();

@@ -28,6 +28,36 @@ pub(super) struct Frame<'a> {
     pub intact: bool,
 }
 
+/// Appends to `out` the frame of `entries` (the first at seq `base`) and
+/// `head` (an encoded head record), answering where in `out` each entry's
+/// record lies: `(offset, len)`.
+pub(super) fn encode_frame(
+    out: &mut Vec<u8>,
+    base: u64,
+    entries: &[StoredEntry],
+    head: &[u8],
+) -> Result<Vec<(usize, u32)>> {
+    let start = out.len();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&base.to_be_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let mut spans = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let record = entry.encode();
+        out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        spans.push((out.len(), record.len() as u32));
+        out.extend_from_slice(&record);
+    }
+    let body_len = u32::try_from(out.len() - start - HEADER)
+        .map_err(|_| Error::InvalidArgument("a group commit of over 4 GiB".into()))?;
+    out[start + 16..start + 20].copy_from_slice(&body_len.to_be_bytes());
+    out.extend_from_slice(head);
+    let check = check_of(&out[start..]);
+    out.extend_from_slice(&check);
+    Ok(spans)
+}
+
 /// Parses the frame at the start of `bytes`, checking it if `check` (else
 /// `intact` is true): `Err(true)` if it runs past the end of `bytes`,
 /// `Err(false)` if its header is not a frame's.

@@ -21,7 +21,7 @@ async fn sled_data_dir(dir: &Path) -> Head {
     let head = ledger.head();
     drop(ledger);
     {
-        let from = LogStore::open(dir, false, 0).unwrap();
+        let from = LogStore::open(dir, false).unwrap();
         let to = SledStore::open(&dir.join("ledger"), 1 << 20).unwrap();
         migrate::copy_entries(&from, &to, from.head().unwrap().unwrap().size, &mut |_, _, _| {}).unwrap();
     }
