@@ -27,7 +27,7 @@ pub use domain::{
 };
 pub use error::{Error, QUOTE_CHARS, Result, ValidationError, quoted};
 pub use model::{KindClass, Model, MonitoringRules, RecordRule, WorkflowKind};
-pub use publicity::{NotPublishedWhy, Publicity, PublicityClass};
+pub use publicity::{NotPublishedWhy, Publicity, PublicityClass, PublicityPlan};
 pub use score::{BASE_POINTS, Code, Evaluation, Grade, LedgerRecord, MeeLevel, Reason};
 pub use timeline::{Step, summarize};
 pub use uscc::Uscc;

@@ -152,22 +152,36 @@ impl Model {
         now: Timestamp,
         tree_size: u64,
     ) -> Publicity {
+        self.publicity_plan(record, history, tree_size).at(now)
+    }
+
+    /// `record`'s publicity at every instant over the ledger prefix
+    /// `tree_size`, from one pass over `history`: what
+    /// [`Model::publicity`] answers for any `now`, kept by readers that
+    /// answer many instants from one read of the enterprise's entries.
+    pub fn publicity_plan(
+        &self,
+        record: &LedgerRecord,
+        history: &[LedgerRecord],
+        tree_size: u64,
+    ) -> PublicityPlan {
         let occurred = record.record.occurred_at;
         let Some(class) = self.publicity_class(&record.record.kind) else {
-            return Publicity::NotPublished {
+            return PublicityPlan {
                 class: PublicityClass::None,
-                since: occurred,
-                why: NotPublishedWhy::NeverPublished,
+                occurred,
+                window_end: None,
+                steps: Vec::new(),
             };
         };
         let days = self.publicity_days(class);
         if days == 0 {
-            return Publicity::NotPublished { class, since: occurred, why: NotPublishedWhy::NeverPublished };
+            return PublicityPlan { class, occurred, window_end: None, steps: Vec::new() };
         }
-        let mut end = (occurred.plus_days(days), NotPublishedWhy::WindowEnded);
+        let mut steps = Vec::new();
         for step in history {
             let s = &step.record;
-            if step.seq.0 >= tree_size || s.occurred_at > now || s.refers_to != Some(record.seq) {
+            if step.seq.0 >= tree_size || s.refers_to != Some(record.seq) {
                 continue;
             }
             let why = match self.kind_class(&s.kind) {
@@ -180,10 +194,45 @@ impl Model {
                 }
                 _ => continue,
             };
+            steps.push(EndingStep { filed: s.occurred_at, why });
+        }
+        PublicityPlan { class, occurred, window_end: Some(occurred.plus_days(days)), steps }
+    }
+}
+
+/// A record's publicity as a function of the instant
+/// ([`Model::publicity_plan`]): its class, its window and the workflow
+/// steps that end it early, in seq order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicityPlan {
+    class: PublicityClass,
+    occurred: Timestamp,
+    /// `None`: never published.
+    window_end: Option<Timestamp>,
+    steps: Vec<EndingStep>,
+}
+
+/// A repair granted or a void about the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EndingStep {
+    /// The step's own instant: it does not count before it.
+    filed: Timestamp,
+    why: NotPublishedWhy,
+}
+
+impl PublicityPlan {
+    /// The publicity at `now`.
+    pub fn at(&self, now: Timestamp) -> Publicity {
+        let (class, occurred) = (self.class, self.occurred);
+        let Some(window_end) = self.window_end else {
+            return Publicity::NotPublished { class, since: occurred, why: NotPublishedWhy::NeverPublished };
+        };
+        let mut end = (window_end, NotPublishedWhy::WindowEnded);
+        for step in self.steps.iter().filter(|s| s.filed <= now) {
             // A step effective before the record's instant ends it there.
-            let at = s.occurred_at.max(occurred);
+            let at = step.filed.max(occurred);
             if at < end.0 {
-                end = (at, why);
+                end = (at, step.why);
             }
         }
         if now < end.0 {

@@ -1,6 +1,8 @@
 //! What reads answer: scores with the enterprise and the ledger prefix
 //! behind them, pages of them, and the colour changes watchers see.
 
+use std::sync::Arc;
+
 use ledger::Hash;
 use scoring::{
     Code, Enterprise, Evaluation, LedgerRecord, NotPublishedWhy, PublicityClass, Seq, Timestamp, Uscc,
@@ -22,6 +24,21 @@ pub struct ScoreView {
     /// ([`crate::auth::record_disclosure`]), ascending by seq; their reason
     /// lines carry the kind `withheld` and no description.
     pub withheld: Vec<Withheld>,
+    /// What deciding the reasons' disclosure needs, when the view comes
+    /// from the kept scores ([`crate::service::Service::disclosed`] reads
+    /// no entry then); taken by it, so it never reaches an answer.
+    pub(crate) disclosure: Option<Arc<[Disclosable]>>,
+}
+
+/// One scored record's disclosure, decided at any instant without reading
+/// the enterprise's entries: its class, when its publicity ends
+/// ([`scoring::PublicityPlan`]) and its entry hash.
+#[derive(Clone, Debug)]
+pub(crate) struct Disclosable {
+    pub seq: Seq,
+    pub class: Option<scoring::KindClass>,
+    pub plan: scoring::PublicityPlan,
+    pub entry_hash: Hash,
 }
 
 /// The kind a withheld reason line carries instead of its record's kind.

@@ -121,6 +121,7 @@ async fn a_record_leaves_the_public_view_when_its_publicity_window_ends() {
     // GetEntry: the lender receives the hashed bytes (what the score
     // counts, and the commitment) without the details that open them.
     let e = entry(&mut bank, seq).await;
+    assert_eq!(withheld.entry_hash, e.entry_hash, "the withheld line carries the record's leaf");
     assert!(e.details.is_empty(), "no details for a lender");
     let clear = committed(&e);
     assert_eq!((clear.kind.as_str(), clear.details_commitment.len()), ("penalty.warning", 32));

@@ -37,6 +37,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use scoring::{Evaluation, Timestamp};
 
+use crate::views::Disclosable;
+
 /// Independent locks, so readers and the ledger's writer rarely meet.
 const SHARDS: usize = 64;
 
@@ -49,6 +51,10 @@ pub(crate) struct Kept {
     /// It holds at every instant of `[from, until)`; `None`: unbounded.
     pub from: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    /// The disclosure of the evaluation's reasons' records, decided at any
+    /// instant from this (publicity ends by time too, at instants that need
+    /// not change the score).
+    pub disclosure: Arc<[Disclosable]>,
 }
 
 impl Kept {
@@ -234,7 +240,7 @@ mod tests {
     fn kept(covers: u64, from: Option<i64>, until: Option<i64>) -> Kept {
         let evaluation = Arc::new(scoring::Model::builtin().score(&[], Timestamp::default(), covers));
         let t = |d: i64| Timestamp::default().plus_days(d);
-        Kept { covers, evaluation, from: from.map(t), until: until.map(t) }
+        Kept { covers, evaluation, from: from.map(t), until: until.map(t), disclosure: Arc::from([]) }
     }
 
     fn day(d: i64) -> Timestamp {

@@ -4,7 +4,9 @@
 //! applied to every read that returns records or reasons.
 
 use super::*;
-use crate::views::Withheld;
+use std::collections::BTreeSet;
+
+use crate::views::{Disclosable, Withheld};
 
 pub use crate::views::WITHHELD_KIND;
 
@@ -12,25 +14,38 @@ impl Service {
     /// The scored records of `enterprise` among `records` that `who`
     /// receives only as withheld at `now` (the service's clock: publicity
     /// is decided now, whatever instant a score is of), ascending by seq.
-    /// `hashes`: the entry hashes by seq (from
-    /// [`Self::records_and_hashes`]), so that inclusion still verifies
-    /// without the payload; `None`: zeros (the page's count). Empty for readers held to no
-    /// publicity ([`auth::publicity_applies`]).
+    /// `hashes`: the entry hash of each record (from
+    /// [`Self::records_and_hashes`], in the same order), so that inclusion
+    /// still verifies without the payload; `None`: zeros (the page's
+    /// count). Empty for readers held to no publicity
+    /// ([`auth::publicity_applies`]).
     pub(crate) fn withheld_records(
         &self,
         who: &Principal,
         enterprise: &Enterprise,
         records: &[LedgerRecord],
-        only: Option<&std::collections::BTreeSet<Seq>>,
-        hashes: Option<&HashMap<u64, Hash>>,
+        only: Option<&BTreeSet<Seq>>,
+        hashes: Option<&[Hash]>,
     ) -> Result<Vec<Withheld>> {
         if !auth::publicity_applies(who) {
             return Ok(Vec::new());
         }
-        let now = self.clock.now();
-        let size = self.ledger.head().size;
+        let disclosable = self.disclosable(records, hashes, only, self.ledger.head().size);
+        self.withheld_among(who, enterprise, &disclosable)
+    }
+
+    /// What deciding disclosure needs of each scored record among
+    /// `records` (those in `only`, if given) over the ledger prefix
+    /// `tree_size`, ascending by seq.
+    pub(crate) fn disclosable(
+        &self,
+        records: &[LedgerRecord],
+        hashes: Option<&[Hash]>,
+        only: Option<&BTreeSet<Seq>>,
+        tree_size: u64,
+    ) -> Vec<Disclosable> {
         let mut out = Vec::new();
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             if only.is_some_and(|only| !only.contains(&record.seq)) {
                 continue;
             }
@@ -38,17 +53,32 @@ impl Service {
             if !matches!(class, Some(KindClass::Scored { .. })) {
                 continue;
             }
-            let publicity = self.model.publicity(record, records, now, size);
-            if auth::record_disclosure(who, enterprise, class, &publicity)? == auth::Disclosure::Whole {
+            out.push(Disclosable {
+                seq: record.seq,
+                class,
+                plan: self.model.publicity_plan(record, records, tree_size),
+                entry_hash: hashes.and_then(|h| h.get(i)).copied().unwrap_or_default(),
+            });
+        }
+        out
+    }
+
+    /// Those of `disclosable` that `who` receives only as withheld now.
+    fn withheld_among<'a>(
+        &self,
+        who: &Principal,
+        enterprise: &Enterprise,
+        disclosable: impl IntoIterator<Item = &'a Disclosable>,
+    ) -> Result<Vec<Withheld>> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for d in disclosable {
+            let publicity = d.plan.at(now);
+            if auth::record_disclosure(who, enterprise, d.class, &publicity)? == auth::Disclosure::Whole {
                 continue;
             }
             let scoring::Publicity::NotPublished { class, since, why } = publicity else { continue };
-            let entry_hash = match hashes.map(|h| h.get(&record.seq.0)) {
-                None => Hash::default(),
-                Some(Some(hash)) => *hash,
-                Some(None) => self.ledger.entry(record.seq.0)?.entry_hash,
-            };
-            out.push(Withheld { seq: record.seq, class, why, since, entry_hash });
+            out.push(Withheld { seq: d.seq, class, why, since, entry_hash: d.entry_hash });
         }
         Ok(out)
     }
@@ -56,32 +86,76 @@ impl Service {
     /// `view` as `who` receives it: each reason line whose record `who`
     /// receives only as withheld keeps its seq and points (the lines still
     /// add up to the public points) and loses its kind, description and
-    /// expiry; `view.withheld` says why, with the entry hash.
+    /// expiry; `view.withheld` says why, with the entry hash. A view from
+    /// the kept scores carries what this needs
+    /// ([`ScoreView::disclosure`]) and reads nothing; any other reads the
+    /// enterprise's entries once.
     pub(crate) fn disclosed(&self, who: &Principal, mut view: ScoreView) -> Result<ScoreView> {
+        let kept = view.disclosure.take();
         if !auth::publicity_applies(who) {
             return Ok(view);
         }
-        let seqs: std::collections::BTreeSet<Seq> =
-            view.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect();
+        let seqs = disclosed_seqs(&view);
         if seqs.is_empty() {
             return Ok(view);
         }
-        let (records, hashes) = self.records_and_hashes(view.enterprise.uscc.as_str())?;
-        let withheld = self.withheld_records(who, &view.enterprise, &records, Some(&seqs), Some(&hashes))?;
+        let withheld = match kept.filter(|kept| covers(kept, &seqs)) {
+            Some(kept) => {
+                self.withheld_among(who, &view.enterprise, kept.iter().filter(|d| seqs.contains(&d.seq)))?
+            }
+            None => {
+                let (records, hashes) = self.records_and_hashes(view.enterprise.uscc.as_str())?;
+                self.withheld_records(who, &view.enterprise, &records, Some(&seqs), Some(&hashes))?
+            }
+        };
         redact(&mut view, withheld);
         Ok(view)
     }
+
+    /// Whether [`Self::disclosed`] answers `view` from memory.
+    pub(crate) fn discloses_from_memory(view: &ScoreView) -> bool {
+        view.disclosure.as_ref().is_some_and(|kept| covers(kept, &disclosed_seqs(view)))
+    }
+
+    /// What the kept scores hold with an evaluation over the ledger prefix
+    /// `tree_size`: the disclosure of each of its reasons' records.
+    pub(crate) fn kept_disclosure(
+        &self,
+        evaluation: &scoring::Evaluation,
+        records: &[LedgerRecord],
+        hashes: &[Hash],
+        tree_size: u64,
+    ) -> Arc<[Disclosable]> {
+        let seqs: BTreeSet<Seq> =
+            evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect();
+        if seqs.is_empty() {
+            return Arc::from([]);
+        }
+        self.disclosable(records, Some(hashes), Some(&seqs), tree_size).into()
+    }
+}
+
+/// The seqs of the reason lines that name a record (caps and the clamp
+/// have no expiry).
+fn disclosed_seqs(view: &ScoreView) -> BTreeSet<Seq> {
+    view.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect()
+}
+
+/// Whether `kept` (ascending by seq) holds every record of `seqs` that is
+/// scored: a reason names only scored records, so every seq must be there.
+fn covers(kept: &[Disclosable], seqs: &BTreeSet<Seq>) -> bool {
+    seqs.iter().all(|seq| kept.binary_search_by_key(seq, |d| d.seq).is_ok())
 }
 
 impl Service {
-    /// The enterprise's records and the entry hash of each, from one read
-    /// of its entries (the hashes come with them, no entry is read twice).
-    pub(crate) fn records_and_hashes(&self, uscc: &str) -> Result<(Vec<LedgerRecord>, HashMap<u64, Hash>)> {
+    /// The enterprise's records and the entry hash of each (in the same
+    /// order), from one read of its entries.
+    pub(crate) fn records_and_hashes(&self, uscc: &str) -> Result<(Vec<LedgerRecord>, Vec<Hash>)> {
         let mut records = Vec::new();
-        let mut hashes = HashMap::new();
+        let mut hashes = Vec::new();
         for entry in self.ledger.entries_for_subject(uscc.as_bytes())? {
             if let Event::Record(record) = Event::decode(&entry)? {
-                hashes.insert(entry.seq, entry.entry_hash);
+                hashes.push(entry.entry_hash);
                 records.push(LedgerRecord { seq: Seq(entry.seq), record });
             }
         }

@@ -55,6 +55,7 @@ impl Service {
             model_entry: None,
             index: None,
             withheld: Vec::new(),
+            disclosure: Some(kept.disclosure),
         })
     }
 
@@ -73,10 +74,11 @@ impl Service {
                 }
                 // Entries past the head are read too but not counted: the
                 // evaluation is exactly that of the prefix `head.size`.
-                let records = self.records_of(uscc)?;
+                let (records, hashes) = self.records_and_hashes(uscc)?;
                 let (from, until) = self.model.stable_interval(&records, at, head.size);
                 let evaluation = Arc::new(self.model.score(&records, at, head.size));
-                let kept = Kept { covers: head.size, evaluation, from, until };
+                let disclosure = self.kept_disclosure(&evaluation, &records, &hashes, head.size);
+                let kept = Kept { covers: head.size, evaluation, from, until, disclosure };
                 self.current.put(uscc, kept.clone());
                 kept
             }
@@ -110,6 +112,7 @@ impl Service {
             model_entry: None,
             index: None,
             withheld: Vec::new(),
+            disclosure: None,
         })
     }
 

@@ -49,6 +49,7 @@ impl Service {
                 model_entry: None,
                 index: None,
                 withheld: Vec::new(),
+                disclosure: None,
             };
             // Publicity (auth::record_disclosure): what the reader receives
             // only as withheld, among the reasons (with their entry hashes)
