@@ -59,7 +59,7 @@ mod frame;
 mod lock;
 
 use frame::{
-    At, CHECK, Frames, HEAD_RECORD, HEADER, MAGIC, encode_frame, parse_frame, record_keys, records,
+    At, CHECK, Frames, HEAD_RECORD, HEADER, Indexes, MAGIC, encode_frame, key_digest, parse_frame, records,
     zeros_to_end,
 };
 use lock::WriterLock;
@@ -83,12 +83,10 @@ struct State {
     /// Offset in `entries` where the next frame goes.
     end: u64,
     head: Option<StoredHead>,
-    /// Per seq: offset of its entry record in `entries` and its length.
-    spans: Vec<(u64, u32)>,
-    subjects: HashMap<Vec<u8>, Vec<u64>>,
-    /// BLAKE3(idempotency key)[..16] -> seq; the entry holds the key
-    /// itself, compared on every lookup.
-    idempotency: HashMap<[u8; 16], u64>,
+    /// Spans and indexes, once a pass over every entry rebuilt them
+    /// ([`LogStore::indexed`]).
+    indexes: Indexes,
+    indexed: bool,
     /// Per tile level: how many hashes its file holds (or, read-only, are
     /// held in `rebuilt`).
     tiles: Vec<u64>,
@@ -118,10 +116,9 @@ pub(crate) struct LogStore {
     lock: Mutex<Option<WriterLock>>,
 }
 
-fn key_digest(key: &[u8]) -> [u8; 16] {
-    let mut digest = [0; 16];
-    digest.copy_from_slice(&blake3::hash(key).as_bytes()[..16]);
-    digest
+/// The head record of the frame whose first entry is `base`.
+fn head_record(bytes: &[u8], base: u64) -> Result<StoredHead> {
+    StoredHead::decode(bytes).ok_or_else(|| Error::tampered(base, "a group frame's head record is malformed"))
 }
 
 impl LogStore {
@@ -130,12 +127,15 @@ impl LogStore {
         data_dir.join(LOG_DIR).join(ENTRIES).is_file()
     }
 
-    /// Opens (a writable open creates) the store in `data_dir/log`, reading
-    /// every frame once to rebuild the in-memory indexes. Tiles below the
-    /// size of the last signed checkpoint (`DATA/checkpoint`, read unsigned
-    /// here; verification checks its signature) must be on disk. A
-    /// read-only open writes nothing and takes no lock, so it can check a
-    /// store a server is appending to (as of the open).
+    /// Opens (a writable open creates) the store in `data_dir/log`,
+    /// scanning the frame headers to find its end and checking its last
+    /// frame; the in-memory indexes are rebuilt by the first pass over
+    /// every entry (verification's, which follows every open, or on first
+    /// use). Tiles below the size of the last signed checkpoint
+    /// (`DATA/checkpoint`, read unsigned here; verification checks its
+    /// signature) must be on disk. A read-only open writes nothing and
+    /// takes no lock, so it can check a store a server is appending to (as
+    /// of the open).
     pub(crate) fn open(data_dir: &Path, writable: bool) -> Result<LogStore> {
         let checkpoint_size = crate::files::checkpoint_size(data_dir)?;
         let dir = data_dir.join(LOG_DIR);
@@ -159,10 +159,16 @@ impl LogStore {
             crate::files::sync_dir(&dir)?;
             crate::files::sync_dir(data_dir)?;
         }
+        // Frame headers only, skipping the bodies; the last frame is read
+        // whole and checked, to tell a torn write (verification checks
+        // every other one as it reads it).
         let mut reader = BufReader::with_capacity(READ_BUFFER, At { file: &entries, pos: 0, end: file_len });
         let mut state = State::default();
-        let mut buf = Vec::new();
         let mut at = 0u64;
+        // Where the head record of the last whole frame lies.
+        let mut head_at = None;
+        // The frame before: `(offset, length, base, count)`.
+        let mut previous = None;
         let torn = loop {
             if at == file_len {
                 break None;
@@ -181,57 +187,56 @@ impl LogStore {
                     format!("the group frame at offset {at} of {} has no frame header", path.display()),
                 ));
             }
+            let base = u64::from_be_bytes(header[4..12].try_into().expect("8 bytes"));
+            let count = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
             let body_len = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes")) as u64;
             let len = HEADER as u64 + body_len + (HEAD_RECORD + CHECK) as u64;
             if at + len > file_len {
                 break Some("the last group frame is incomplete");
             }
-            buf.clear();
-            buf.extend_from_slice(&header);
-            buf.resize(len as usize, 0);
-            reader.read_exact(&mut buf[HEADER..])?;
-            // Only the last frame is checked here, to tell a torn write;
-            // verification checks every other one as it reads it anyway.
-            let last = at + len == file_len;
-            let (frame, _) =
-                parse_frame(&buf, last).map_err(|_| Error::Storage("a frame read whole is short".into()))?;
-            if !frame.intact {
-                break Some("the last group frame fails its check");
-            }
-            if frame.base != state.size {
-                return Err(Error::tampered(
-                    state.size,
-                    format!("the group frame at offset {at} starts at seq {} instead", frame.base),
-                ));
-            }
-            let Some(records) = records(frame.body, frame.count) else {
-                return Err(Error::tampered(frame.base, "a group frame's entries do not parse"));
-            };
-            let mut offset = at + HEADER as u64;
-            for record in records {
-                let seq = state.size;
-                offset += 4;
-                state.spans.push((offset, record.len() as u32));
-                offset += record.len() as u64;
-                let (subject, key) =
-                    record_keys(record).ok_or_else(|| Error::tampered(seq, "entry record is malformed"))?;
-                if !subject.is_empty() {
-                    match state.subjects.get_mut(subject) {
-                        Some(seqs) => seqs.push(seq),
-                        None => drop(state.subjects.insert(subject.to_vec(), vec![seq])),
+            if base != state.size {
+                // A changed count in the frame before shows here: name its
+                // entries if they do not parse as that many.
+                if let Some((offset, len, base, count)) = previous {
+                    let mut buf = vec![0u8; len as usize];
+                    entries.read_exact_at(&mut buf, offset)?;
+                    if let Ok((frame, _)) = parse_frame(&buf, false)
+                        && records(frame.body, count).is_none()
+                    {
+                        return Err(Error::tampered(base, "a group frame's entries do not parse"));
                     }
                 }
-                if let Some(key) = key {
-                    state.idempotency.insert(key_digest(key), seq);
-                }
-                state.size += 1;
+                return Err(Error::tampered(
+                    state.size,
+                    format!("the group frame at offset {at} starts at seq {base} instead"),
+                ));
             }
-            state.head =
-                Some(StoredHead::decode(frame.head).ok_or_else(|| {
-                    Error::tampered(frame.base, "a group frame's head record is malformed")
-                })?);
+            if at + len == file_len {
+                let mut buf = header.to_vec();
+                buf.resize(len as usize, 0);
+                reader.read_exact(&mut buf[HEADER..])?;
+                let (frame, _) = parse_frame(&buf, true)
+                    .map_err(|_| Error::Storage("a frame read whole is short".into()))?;
+                if !frame.intact {
+                    break Some("the last group frame fails its check");
+                }
+                state.head = Some(head_record(frame.head, base)?);
+            } else {
+                reader.seek_relative((len - HEADER as u64) as i64)?;
+                head_at = Some((at + HEADER as u64 + body_len, base));
+            }
+            previous = Some((at, len, base, count));
+            state.size += u64::from(count);
             at += len;
         };
+        if state.head.is_none()
+            && let Some((head_at, base)) = head_at
+        {
+            // The last frame was torn: the head is the one before it.
+            let mut record = [0u8; HEAD_RECORD];
+            entries.read_exact_at(&mut record, head_at)?;
+            state.head = Some(head_record(&record, base)?);
+        }
         drop(reader);
         if let Some(what) = torn {
             tracing::warn!(
@@ -252,6 +257,8 @@ impl LogStore {
             }
         }
         state.end = at;
+        // Nothing to rebuild in an empty store.
+        state.indexed = state.size == 0;
 
         let mut tile_files = Vec::new();
         let mut durable = Vec::new();
@@ -319,6 +326,46 @@ impl LogStore {
         self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The state with its spans and indexes, rebuilding them first if no
+    /// pass over every entry has yet (a store used without verification:
+    /// tests, a copy being written).
+    fn indexed(&self) -> Result<std::sync::RwLockReadGuard<'_, State>> {
+        {
+            let state = self.read_state();
+            if state.indexed {
+                return Ok(state);
+            }
+        }
+        let end = self.read_state().end;
+        let mut frames = self.frames(end, true);
+        for item in &mut frames {
+            if let (seq, None) = item? {
+                return Err(Error::corruption(seq, "entry record is malformed"));
+            }
+        }
+        let indexes =
+            frames.finish().ok_or_else(|| Error::tampered(None, "the entries file could not be indexed"))?;
+        self.install(indexes, end);
+        Ok(self.read_state())
+    }
+
+    /// Every frame up to `end`, in order, rebuilding the indexes if `index`.
+    fn frames(&self, end: u64, index: bool) -> Frames<BufReader<At<&File>>> {
+        Frames::new(BufReader::with_capacity(READ_BUFFER, At { file: &self.entries, pos: 0, end }), index)
+    }
+
+    /// Keeps `indexes`, rebuilt by a pass over the entries up to `end`,
+    /// unless the store has them already. Nothing is appended before the
+    /// store is indexed (`commit` asks for the indexes first), so `end`
+    /// is still the end.
+    fn install(&self, indexes: Indexes, end: u64) {
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !state.indexed && state.end == end {
+            state.indexes = indexes;
+            state.indexed = true;
+        }
+    }
+
     /// The stored hash `index` of tile level `level`, if there is one.
     fn tile_hash(&self, level: u8, index: u64) -> Result<Option<Hash>> {
         if !self.writable
@@ -373,13 +420,28 @@ impl NodeSource for LogStore {
 
 impl Engine for LogStore {
     fn entry(&self, seq: u64) -> Result<Option<StoredEntry>> {
-        let Some(span) = self.read_state().spans.get(seq as usize).copied() else { return Ok(None) };
+        let Some(span) = self.indexed()?.indexes.spans.get(seq as usize).copied() else { return Ok(None) };
         self.read_entry(seq, span).map(Some)
     }
 
     fn entries(&self) -> Box<dyn Iterator<Item = Result<(u64, Option<StoredEntry>)>> + '_> {
-        let end = self.read_state().end;
-        Box::new(Frames::new(BufReader::with_capacity(READ_BUFFER, At { file: &self.entries, pos: 0, end })))
+        let (end, indexed) = {
+            let state = self.read_state();
+            (state.end, state.indexed)
+        };
+        // The first pass after the open rebuilds the indexes on its way.
+        let mut frames = self.frames(end, !indexed);
+        let mut installed = indexed;
+        Box::new(std::iter::from_fn(move || {
+            let next = frames.next();
+            if next.is_none() && !installed {
+                installed = true;
+                if let Some(indexes) = frames.finish() {
+                    self.install(indexes, end);
+                }
+            }
+            next
+        }))
     }
 
     fn node_opt(&self, level: u8, index: u64) -> Result<Option<Hash>> {
@@ -466,8 +528,12 @@ impl Engine for LogStore {
     }
 
     fn subject_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, u64)>> + '_> {
-        let state = self.read_state();
+        let state = match self.indexed() {
+            Ok(state) => state,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         let mut all: Vec<(Vec<u8>, u64)> = state
+            .indexes
             .subjects
             .iter()
             .flat_map(|(subject, seqs)| seqs.iter().map(move |seq| (subject.clone(), *seq)))
@@ -477,7 +543,10 @@ impl Engine for LogStore {
     }
 
     fn idempotency_index(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Option<(u64, Hash)>)>> + '_> {
-        let seqs: Vec<u64> = self.read_state().idempotency.values().copied().collect();
+        let seqs: Vec<u64> = match self.indexed() {
+            Ok(state) => state.indexes.idempotency.values().copied().collect(),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         Box::new(seqs.into_iter().filter_map(move |seq| match self.entry(seq) {
             Err(e) => Some(Err(e)),
             Ok(entry) => {
@@ -492,7 +561,7 @@ impl Engine for LogStore {
     }
 
     fn subject_seqs(&self, subject: &[u8]) -> Result<Vec<u64>> {
-        Ok(self.read_state().subjects.get(subject).cloned().unwrap_or_default())
+        Ok(self.indexed()?.indexes.subjects.get(subject).cloned().unwrap_or_default())
     }
 
     #[allow(clippy::type_complexity)]
@@ -503,13 +572,13 @@ impl Engine for LogStore {
     ) -> Result<Vec<(u64, Option<StoredEntry>, Option<Hash>)>> {
         // Spans and leaves under one lock, then one `pread` per entry.
         let wanted: Vec<(u64, Option<(u64, u32)>, Option<Hash>)> = {
-            let state = self.read_state();
-            let Some(seqs) = state.subjects.get(subject) else { return Ok(Vec::new()) };
+            let state = self.indexed()?;
+            let Some(seqs) = state.indexes.subjects.get(subject) else { return Ok(Vec::new()) };
             seqs.iter()
                 .take_while(|seq| **seq < below)
                 .map(|&seq| {
                     let i = seq as usize;
-                    (seq, state.spans.get(i).copied(), state.leaves.get(i).copied())
+                    (seq, state.indexes.spans.get(i).copied(), state.leaves.get(i).copied())
                 })
                 .collect()
         };
@@ -521,11 +590,13 @@ impl Engine for LogStore {
     }
 
     fn has_subject(&self, subject: &[u8], seq: u64) -> Result<bool> {
-        Ok(self.read_state().subjects.get(subject).is_some_and(|seqs| seqs.binary_search(&seq).is_ok()))
+        Ok(self.indexed()?.indexes.subjects.get(subject).is_some_and(|seqs| seqs.binary_search(&seq).is_ok()))
     }
 
     fn idempotency(&self, key: &[u8]) -> Result<Option<(u64, Hash)>> {
-        let Some(seq) = self.read_state().idempotency.get(&key_digest(key)).copied() else { return Ok(None) };
+        let Some(seq) = self.indexed()?.indexes.idempotency.get(&key_digest(key)).copied() else {
+            return Ok(None);
+        };
         let entry = self.entry(seq)?.ok_or_else(|| Error::corruption(seq, "indexed entry is missing"))?;
         Ok(entry.idempotency.filter(|(stored, _)| stored == key).map(|(_, fingerprint)| (seq, fingerprint)))
     }
@@ -533,7 +604,7 @@ impl Engine for LogStore {
     fn commit(&self, commit: &Commit) -> Result<Committed> {
         self.check_writer()?;
         let (size, end) = {
-            let state = self.read_state();
+            let state = self.indexed()?;
             (state.size, state.end)
         };
         if commit.base != size {
@@ -573,13 +644,8 @@ impl Engine for LogStore {
         }
         let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (entry, span) in commit.entries.iter().zip(spans) {
-            state.spans.push(span);
-            if !entry.subject.is_empty() {
-                state.subjects.entry(entry.subject.clone()).or_default().push(entry.seq);
-            }
-            if let Some((key, _)) = &entry.idempotency {
-                state.idempotency.insert(key_digest(key), entry.seq);
-            }
+            let key = entry.idempotency.as_ref().map(|(key, _)| key.as_slice());
+            state.indexes.add(entry.seq, span, &entry.subject, key);
         }
         for (tile_level, first, bytes) in tiles {
             if tile_level == 0 {
@@ -627,6 +693,6 @@ impl LogStore {
     /// Where entry `seq`'s record lies in `entries` (tests damage it).
     #[cfg(test)]
     pub(crate) fn span(&self, seq: u64) -> Option<(u64, u32)> {
-        self.read_state().spans.get(seq as usize).copied()
+        self.indexed().ok()?.indexes.spans.get(seq as usize).copied()
     }
 }

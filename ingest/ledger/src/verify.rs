@@ -174,14 +174,22 @@ pub(crate) fn verify_store(
         }
     }
     let _unpin = Unpin(engine);
+    // Indexes rebuilt from the entries by the engine itself have nothing
+    // stored to compare with, so the entries' side is not digested either.
+    let derived = engine.indexes_are_derived();
+    // Batches sent and not yet taken: the reader hashes the entries itself
+    // only while the other thread has work queued, and leaves them to it
+    // while it waits, so both cores stay busy whichever is slower here.
+    let queued = std::sync::atomic::AtomicUsize::new(0);
     let (walked, stored) = std::thread::scope(|scope| {
-        let stored = scope.spawn(|| match engine.indexes_are_derived() {
+        let stored = scope.spawn(|| match derived {
             true => Ok(None),
             false => stored_index_digests(engine, &key).map(Some),
         });
         // Reading and decoding entries on a third thread, in batches, keeps
         // this one hashing; it stops when this one hangs up.
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
+        let queued = &queued;
         let reader = scope.spawn(move || {
             // Where the two threads wait on each other (RUST_LOG=debug):
             // the one that waits less sets the pace.
@@ -189,20 +197,26 @@ pub(crate) fn verify_store(
             let mut blocked = Duration::ZERO;
             let mut send = |full| {
                 let at = Instant::now();
+                queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let sent = batches.send(full).is_ok();
                 blocked += at.elapsed();
                 sent
             };
             let mut batch = Vec::with_capacity(READ_BATCH);
+            let mut hash_here = true;
             for item in engine.entries() {
-                // The entry hashes are computed here, so hashing runs on
-                // two cores: these leaves here, chain, tree and index there.
+                // Entry hashes computed here (see `queued`) run on this
+                // core; the rest are computed there.
                 let item = item.map(|(seq, entry)| {
-                    let leaf = entry.as_ref().map(|e| hash::entry_hash(seq, e.recorded_at_ns, &e.payload));
+                    let leaf = entry
+                        .as_ref()
+                        .filter(|_| hash_here)
+                        .map(|e| hash::entry_hash(seq, e.recorded_at_ns, &e.payload));
                     (seq, entry, leaf)
                 });
                 batch.push(item);
                 if batch.len() == READ_BATCH {
+                    hash_here = queued.load(std::sync::atomic::Ordering::Relaxed) >= 2;
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
                     if !send(full) {
                         return (started.elapsed(), blocked);
@@ -217,10 +231,14 @@ pub(crate) fn verify_store(
             let at = Instant::now();
             let next = received.recv().ok();
             waited += at.elapsed();
+            if next.is_some() {
+                queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             next
         });
         let started = Instant::now();
-        let walked = walk(engine, received.flatten(), anchor, &key, progress, visit);
+        let key = (!derived).then_some(&key);
+        let walked = walk(engine, received.flatten(), anchor, key, progress, visit);
         let walking = started.elapsed();
         if let Ok((reading, blocked)) = reader.join() {
             tracing::debug!(
@@ -279,7 +297,7 @@ fn walk(
     engine: &dyn Engine,
     entries: impl Iterator<Item = Result<(u64, Option<StoredEntry>, Option<Hash>)>>,
     anchor: Option<Anchor>,
-    key: &DigestKey,
+    key: Option<&DigestKey>,
     progress: &mut dyn FnMut(u64, u64),
     visit: &mut dyn FnMut(&Visited<'_>),
 ) -> Result<(Verified, IndexDigests)> {
@@ -348,7 +366,9 @@ fn walk(
         if let Some(e) = bad_node {
             return Err(e);
         }
-        if !entry.subject.is_empty() {
+        if let Some(key) = key
+            && !entry.subject.is_empty()
+        {
             implied.subject.add(key, &[&entry.subject, &seq.to_be_bytes()]);
         }
         // Every index entry must commit to the index of the entries below
@@ -367,7 +387,9 @@ fn walk(
             index_entries += 1;
         }
         index.push(seq, &entry.subject, &leaf).map_err(|e| Error::tampered(seq, e.to_string()))?;
-        if let Some((idempotency_key, fingerprint)) = &entry.idempotency {
+        if let Some(key) = key
+            && let Some((idempotency_key, fingerprint)) = &entry.idempotency
+        {
             implied.idempotency.add(key, &[idempotency_key, &seq.to_be_bytes(), fingerprint]);
         }
         last_recorded_at_ns = entry.recorded_at_ns;

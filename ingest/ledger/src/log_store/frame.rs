@@ -2,6 +2,7 @@
 //! them, and the sequential read of every frame for verification (layout
 //! in `log_store.rs`).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 
@@ -138,7 +139,7 @@ pub(super) struct At<F> {
 
 impl<F: std::borrow::Borrow<File>> std::io::Read for At<F> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos) as usize);
+        let want = buf.len().min(self.end.saturating_sub(self.pos) as usize);
         if want == 0 {
             return Ok(0);
         }
@@ -148,16 +149,88 @@ impl<F: std::borrow::Borrow<File>> std::io::Read for At<F> {
     }
 }
 
-/// The sequential read of every frame, for verification.
+/// Skipping over frames (the open's scan of frame headers); past `end`
+/// nothing more is read.
+impl<F> std::io::Seek for At<F> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            std::io::SeekFrom::End(d) => self.end.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+/// What the pass over every entry rebuilds in memory: where each entry's
+/// record lies in `entries`, and the subject and idempotency indexes.
+#[derive(Default)]
+pub(super) struct Indexes {
+    /// Per seq: offset of its entry record and its length.
+    pub spans: Vec<(u64, u32)>,
+    pub subjects: HashMap<Vec<u8>, Vec<u64>>,
+    /// BLAKE3(idempotency key)[..16] -> seq; the entry holds the key
+    /// itself, compared on every lookup.
+    pub idempotency: HashMap<[u8; 16], u64>,
+}
+
+impl Indexes {
+    /// Entry `seq`, its record at `span`.
+    pub(super) fn add(&mut self, seq: u64, span: (u64, u32), subject: &[u8], key: Option<&[u8]>) {
+        self.spans.push(span);
+        if !subject.is_empty() {
+            match self.subjects.get_mut(subject) {
+                Some(seqs) => seqs.push(seq),
+                None => drop(self.subjects.insert(subject.to_vec(), vec![seq])),
+            }
+        }
+        if let Some(key) = key {
+            self.idempotency.insert(key_digest(key), seq);
+        }
+    }
+}
+
+pub(super) fn key_digest(key: &[u8]) -> [u8; 16] {
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&blake3::hash(key).as_bytes()[..16]);
+    digest
+}
+
+/// The sequential read of every frame, for verification; the first such
+/// pass after the open also rebuilds the [`Indexes`] as it goes, so the
+/// entries are read once.
 pub(super) struct Frames<R> {
     reader: R,
     pending: std::collections::VecDeque<Result<(u64, Option<StoredEntry>)>>,
     failed: bool,
+    /// Offset in `entries` of the next frame.
+    at: u64,
+    /// Being rebuilt; `None` once a record failed to parse (the pass
+    /// reports it, and nothing half-built is kept) or when not asked for.
+    indexes: Option<Indexes>,
+    done: bool,
 }
 
 impl<R> Frames<R> {
-    pub(super) fn new(reader: R) -> Frames<R> {
-        Frames { reader, pending: std::collections::VecDeque::new(), failed: false }
+    /// Reads from the start of `entries`, rebuilding the indexes if `index`.
+    pub(super) fn new(reader: R, index: bool) -> Frames<R> {
+        Frames {
+            reader,
+            pending: std::collections::VecDeque::new(),
+            failed: false,
+            at: 0,
+            indexes: index.then(Indexes::default),
+            done: false,
+        }
+    }
+
+    /// The indexes rebuilt, once every frame was read without a fault.
+    pub(super) fn finish(&mut self) -> Option<Indexes> {
+        if !self.done || self.failed {
+            return None;
+        }
+        self.indexes.take()
     }
 }
 
@@ -170,19 +243,30 @@ impl<R: std::io::Read> Frames<R> {
             Err(e) => return Err(e.into()),
         }
         let body_len = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes")) as usize;
-        let mut frame = header.to_vec();
-        frame.resize(HEADER + body_len + HEAD_RECORD + CHECK, 0);
-        self.reader.read_exact(&mut frame[HEADER..])?;
-        // The open parsed every frame up to `end`; this one reads the same.
+        let mut bytes = header.to_vec();
+        bytes.resize(HEADER + body_len + HEAD_RECORD + CHECK, 0);
+        self.reader.read_exact(&mut bytes[HEADER..])?;
+        // The open scanned every frame up to `end`; this one reads the same.
         let (frame, _) =
-            parse_frame(&frame, true).map_err(|_| Error::Storage("entries changed while read".into()))?;
+            parse_frame(&bytes, true).map_err(|_| Error::Storage("entries changed while read".into()))?;
         let records = records(frame.body, frame.count)
             .ok_or_else(|| Error::tampered(frame.base, "a group frame's entries do not parse"))?;
+        let frame_at = self.at;
+        self.at += (HEADER + body_len + HEAD_RECORD + CHECK) as u64;
         for (i, record) in records.into_iter().enumerate() {
             let seq = frame.base + i as u64;
+            if let Some(indexes) = &mut self.indexes {
+                // Where the record lies: its offset inside the frame read.
+                let offset = frame_at + (record.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
+                match record_keys(record) {
+                    Some((subject, key)) => indexes.add(seq, (offset, record.len() as u32), subject, key),
+                    None => self.indexes = None,
+                }
+            }
             self.pending.push_back(Ok((seq, StoredEntry::decode(seq, record))));
         }
         if !frame.intact {
+            self.indexes = None;
             // After its entries, so a changed entry is named by its seq
             // first; otherwise the frame (its head record or check) is.
             let (base, end) = (frame.base, frame.base + u64::from(frame.count));
@@ -208,7 +292,10 @@ impl<R: std::io::Read> Iterator for Frames<R> {
             }
             match self.read_frame() {
                 Ok(true) => {}
-                Ok(false) => return None,
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
                 Err(e) => {
                     self.failed = true;
                     return Some(Err(e));

@@ -358,3 +358,33 @@ async fn a_frame_claiming_billions_of_entries_is_tampering() {
     std::fs::write(&path, &bytes).unwrap();
     assert_tampered(dir.path(), Some(0), "entries do not parse");
 }
+
+/// A store used without verification (a copy being written, a tool)
+/// rebuilds its spans and indexes on first use, from one pass; a record
+/// that does not parse there is refused by seq, and nothing half-built is
+/// used.
+#[tokio::test]
+async fn a_store_read_without_verification_indexes_on_first_use() {
+    use super::super::engine::Engine as _;
+    use super::super::log_store::LogStore;
+    let dir = tempfile::tempdir().unwrap();
+    closed_ledger(dir.path()).await;
+    let store = LogStore::open(dir.path(), false).unwrap();
+    assert_eq!(store.subject_seqs(b"91330200MA2AXXXX1X").unwrap(), (0..10).collect::<Vec<u64>>());
+    assert_eq!(store.idempotency(b"src/4").unwrap().map(|(seq, _)| seq), Some(4));
+    assert_eq!(store.entry(7).unwrap().unwrap().payload, b"record 7");
+    let (offset, _) = store.span(3).unwrap();
+    drop(store);
+
+    // Entry 3's subject length, past the end of its record.
+    let path = damage::entries_path(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offset as usize + 41..offset as usize + 45].copy_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let store = LogStore::open(dir.path(), false).unwrap();
+    match store.subject_seqs(b"91330200MA2AXXXX1X") {
+        Err(Error::Corruption { seq: 3, what }) => assert!(what.contains("malformed"), "{what}"),
+        other => panic!("entry 3 should be refused, got {other:?}"),
+    }
+    assert!(store.entry(0).is_err(), "no half-built index is used");
+}
