@@ -35,6 +35,11 @@ fn entry(i: u64) -> NewEntry {
     NewEntry { payload, subject, idempotency: Some(Idempotency { key, fingerprint }), details: Vec::new() }
 }
 
+/// The allocator of the `ecocode` binary, so the ledger runs here as it
+/// runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // RUST_LOG=info shows how start-up splits between opening the store
     // and verifying it.

@@ -4,6 +4,13 @@
 use clap::Parser;
 use cli::cli::{Cli, Command};
 
+/// mimalloc rather than the system allocator: the ledger's verification
+/// and writer, and the service's readers, allocate on one thread and free
+/// on another, where glibc's arenas contend (BENCHMARKS.md, "The
+/// allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -109,6 +109,11 @@ fn bearer(token: &str) -> anyhow::Result<MetadataValue<tonic::metadata::Ascii>> 
     format!("Bearer {token}").parse().context("token is not metadata")
 }
 
+/// The allocator of the `ecocode` binary, so the service runs here as it
+/// runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
