@@ -25,7 +25,7 @@ pub struct ScoreView {
     /// lines carry the kind `withheld` and no description.
     pub withheld: Vec<Withheld>,
     /// What deciding the reasons' disclosure needs, when the view comes
-    /// from the kept scores ([`crate::service::Service::disclosed`] reads
+    /// from the kept scores (`Service::disclosed` reads
     /// no entry then); taken by it, so it never reaches an answer.
     pub(crate) disclosure: Option<Arc<[Disclosable]>>,
 }
