@@ -127,6 +127,11 @@ pub struct Service {
     /// The entry (seq, hash) holding the model's exact file, once published
     /// at start ([`Service::publish_model`]).
     model_entry: std::sync::OnceLock<(u64, Hash)>,
+    /// Whether the entry ending a tree of each size is an index entry, and
+    /// the index root it commits to ([`Self::with_commitments`]): entries
+    /// never change, so what was read once holds. Bounded: cleared past
+    /// [`INDEX_MEMO`] sizes.
+    index_at: Mutex<HashMap<u64, Option<Hash>>>,
     /// `--lender-access`; `granted` until set.
     lender_access: std::sync::OnceLock<crate::consent::LenderAccess>,
 }
@@ -217,6 +222,7 @@ impl Service {
             credentials: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
             model_entry: std::sync::OnceLock::new(),
+            index_at: Mutex::default(),
             lender_access: std::sync::OnceLock::new(),
         })
     }

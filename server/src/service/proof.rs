@@ -55,15 +55,37 @@ impl Service {
         let latest = self.ledger.checkpoint()?.tree_size;
         let candidates: Vec<u64> = [size, latest].into_iter().filter(|s| *s > 0 && *s <= size).collect();
         for candidate in candidates {
-            let entry = self.on_ledger(move |ledger| ledger.entry(candidate - 1)).await?;
-            if let Ok(commitment) = tlog::index::Commitment::parse(&entry.payload) {
-                view.index = Some((candidate, commitment.root));
+            if let Some(root) = self.index_at(candidate).await? {
+                view.index = Some((candidate, root));
                 break;
             }
         }
         Ok(view)
     }
 
+    /// The index root the entry ending the tree of `size` commits to, if it
+    /// is an index entry: read once per size (most reads ask for the head
+    /// and the latest checkpoint, the same few sizes).
+    async fn index_at(&self, size: u64) -> Result<Option<Hash>> {
+        let memo = |s: &Self| s.index_at.lock().unwrap_or_else(|p| p.into_inner()).get(&size).copied();
+        if let Some(known) = memo(self) {
+            return Ok(known);
+        }
+        let entry = self.on_ledger(move |ledger| ledger.entry(size - 1)).await?;
+        let root = tlog::index::Commitment::parse(&entry.payload).ok().map(|c| c.root);
+        let mut known = self.index_at.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= INDEX_MEMO {
+            known.clear();
+        }
+        known.insert(size, root);
+        Ok(root)
+    }
+}
+
+/// Tree sizes [`Service::index_at`] remembers before it starts over.
+const INDEX_MEMO: usize = 4096;
+
+impl Service {
     /// A score proof bundle of `uscc` (JSON): at the signed checkpoint of
     /// size `tree_size` (0: the latest published one), scored at `at`
     /// (default now). Authorized like `GetScore` and recorded as an inquiry;
