@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use ledger::{Idempotency, Ledger, LedgerConfig, NewEntry};
 use tlog::index::{Builder, Commitment};
 
+/// The allocator of the `ecocode` binary, so the ledger runs here as it
+/// runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 1_000;
 const CHECKPOINT_EVERY: u64 = 10;
 const PAYLOAD: usize = 250;

@@ -148,6 +148,28 @@ fn split(sorted: &[(Hash, Value)], depth: usize) -> usize {
     sorted.partition_point(|(key, _)| !bit(key, depth))
 }
 
+/// Changes at least this large are hashed on two threads: the two halves
+/// of the tree under the root are independent (a commit after a second of
+/// ingest into a province touches most of its subjects).
+const PARALLEL_UPDATES: usize = 4096;
+
+/// `(a(), b())`, on two threads when `parallel` and the work is at the
+/// top of the tree.
+fn both<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !parallel {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let a = scope.spawn(a);
+        let b = b();
+        (a.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), b)
+    })
+}
+
 /// The subtree at `depth` over `leaves` (sorted, distinct keys).
 fn build(leaves: &[(Hash, Value)], depth: usize) -> Option<Arc<Node>> {
     match leaves {
@@ -155,35 +177,43 @@ fn build(leaves: &[(Hash, Value)], depth: usize) -> Option<Arc<Node>> {
         [(key, value)] => Some(Node::leaf(*key, *value)),
         _ => {
             let at = split(leaves, depth);
-            Some(Node::inner(build(&leaves[..at], depth + 1), build(&leaves[at..], depth + 1)))
+            let parallel = depth == 0 && leaves.len() >= PARALLEL_UPDATES;
+            let (left, right) =
+                both(parallel, || build(&leaves[..at], depth + 1), || build(&leaves[at..], depth + 1));
+            Some(Node::inner(left, right))
         }
     }
 }
 
 /// `node` at `depth` with `updates` (sorted, distinct keys, all on this
-/// node's path) set; untouched subtrees are shared, touched ones hashed once.
-fn apply(node: Option<&Arc<Node>>, depth: usize, updates: &[(Hash, Value)]) -> Option<Arc<Node>> {
+/// node's path) set; untouched subtrees are shared, touched ones hashed
+/// once. Also answers how many of the keys were not in `node`.
+fn apply(node: Option<&Arc<Node>>, depth: usize, updates: &[(Hash, Value)]) -> (Option<Arc<Node>>, u64) {
     if updates.is_empty() {
-        return node.cloned();
+        return (node.cloned(), 0);
     }
+    let count = updates.len() as u64;
     match node.map(|n| &**n) {
-        None => build(updates, depth),
+        None => (build(updates, depth), count),
         Some(Node::Leaf { key, value, .. }) => {
             if updates.binary_search_by(|(k, _)| k.cmp(key)).is_ok() {
-                build(updates, depth)
+                (build(updates, depth), count - 1)
             } else {
                 let mut merged = updates.to_vec();
                 let at = merged.partition_point(|(k, _)| k < key);
                 merged.insert(at, (*key, *value));
-                build(&merged, depth)
+                (build(&merged, depth), count)
             }
         }
         Some(Node::Inner { left, right, .. }) => {
             let at = split(updates, depth);
-            Some(Node::inner(
-                apply(left.as_ref(), depth + 1, &updates[..at]),
-                apply(right.as_ref(), depth + 1, &updates[at..]),
-            ))
+            let parallel = depth == 0 && updates.len() >= PARALLEL_UPDATES;
+            let ((left, new_left), (right, new_right)) = both(
+                parallel,
+                || apply(left.as_ref(), depth + 1, &updates[..at]),
+                || apply(right.as_ref(), depth + 1, &updates[at..]),
+            );
+            (Some(Node::inner(left, right)), new_left + new_right)
         }
     }
 }
@@ -217,8 +247,8 @@ impl Tree {
                 _ => unique.push(update),
             }
         }
-        let new = unique.iter().filter(|(key, _)| self.get(key).is_none()).count() as u64;
-        Tree { root: apply(self.root.as_ref(), 0, &unique), subjects: self.subjects + new }
+        let (root, new) = apply(self.root.as_ref(), 0, &unique);
+        Tree { root, subjects: self.subjects + new }
     }
 
     /// The root hash: [`EMPTY`] for no subjects.
@@ -567,6 +597,38 @@ mod tests {
         }
         builder.commit();
         (builder, lists)
+    }
+
+    /// Commits of more than [`PARALLEL_UPDATES`] subjects (both halves of
+    /// the tree hashed on two threads), first building and then updating,
+    /// give the tree built from scratch, with every new subject counted.
+    #[test]
+    fn large_commits_on_two_threads_give_the_tree_from_scratch() {
+        let (builder, lists) = ledger(60_000, 12_000, 20_000);
+        let tree = builder.tree();
+        let scratch = Tree::from_values(
+            lists.iter().map(|(who, list)| (key(who), Value::of(list.iter().map(|(s, h)| (*s, h))).unwrap())),
+        );
+        assert_eq!(tree.root(), scratch.root());
+        assert_eq!((tree.subjects(), scratch.subjects()), (lists.len() as u64, lists.len() as u64));
+        assert!(lists.len() > PARALLEL_UPDATES);
+        let before = tree.subjects();
+        // Half of them updated again, and as many new ones.
+        let mut builder = builder;
+        let mut lists = lists;
+        for seq in 60_000..72_000u64 {
+            let entry_hash = crate::hash::entry_hash(seq, 0, &seq.to_be_bytes());
+            let who = subject((seq - 60_000 + 6_000) as u32);
+            builder.push(seq, &who, &entry_hash).unwrap();
+            lists.entry(who).or_default().push((seq, entry_hash));
+        }
+        let tree = builder.commit();
+        let scratch = Tree::from_values(
+            lists.iter().map(|(who, list)| (key(who), Value::of(list.iter().map(|(s, h)| (*s, h))).unwrap())),
+        );
+        assert_eq!(tree.root(), scratch.root());
+        assert_eq!(tree.subjects(), lists.len() as u64);
+        assert!(tree.subjects() >= before + 6_000, "new subjects are counted");
     }
 
     #[test]
