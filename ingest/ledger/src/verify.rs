@@ -381,6 +381,9 @@ fn walk(
             }
             let commitment = tlog::index::Commitment::parse(&entry.payload)
                 .map_err(|e| Error::tampered(seq, e.to_string()))?;
+            // The last snapshot goes first, so the commit updates the
+            // index in place instead of copying what it touches.
+            drop(last_index.take());
             let tree = index.commit().clone();
             check_index_entry(seq, &commitment, &tree)?;
             last_index = Some((seq, tree));

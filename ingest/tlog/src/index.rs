@@ -218,6 +218,52 @@ fn apply(node: Option<&Arc<Node>>, depth: usize, updates: &[(Hash, Value)]) -> (
     }
 }
 
+/// [`apply`] on `node` itself: nodes nobody else holds (no older version
+/// of the index shares them) are updated where they are, without
+/// allocating; shared ones are copied as `apply` does.
+fn apply_in_place(node: &mut Option<Arc<Node>>, depth: usize, updates: &[(Hash, Value)]) -> u64 {
+    if updates.is_empty() {
+        return 0;
+    }
+    let (left, right, hash) = match node.as_mut().and_then(Arc::get_mut) {
+        Some(Node::Inner { left, right, hash }) => (left, right, hash),
+        Some(Node::Leaf { key, value, hash }) if updates.len() == 1 && updates[0].0 == *key => {
+            *value = updates[0].1;
+            *hash = value.leaf_hash(key);
+            return 0;
+        }
+        _ => {
+            let (updated, new) = apply(node.as_ref(), depth, updates);
+            *node = updated;
+            return new;
+        }
+    };
+    let at = split(updates, depth);
+    let parallel = depth == 0 && updates.len() >= PARALLEL_UPDATES;
+    let (new_left, new_right) = both(
+        parallel,
+        || apply_in_place(left, depth + 1, &updates[..at]),
+        || apply_in_place(right, depth + 1, &updates[at..]),
+    );
+    *hash = node_hash(&hash_of(left.as_ref()), &hash_of(right.as_ref()));
+    new_left + new_right
+}
+
+/// `updates` sorted by key, the last of equal keys kept.
+fn sorted_unique(updates: impl IntoIterator<Item = (Hash, Value)>) -> Vec<(Hash, Value)> {
+    let mut updates: Vec<(Hash, Value)> = updates.into_iter().collect();
+    // Stable sort, then keep the last of equal keys.
+    updates.sort_by_key(|update| update.0);
+    let mut unique: Vec<(Hash, Value)> = Vec::with_capacity(updates.len());
+    for update in updates {
+        match unique.last_mut() {
+            Some(last) if last.0 == update.0 => *last = update,
+            _ => unique.push(update),
+        }
+    }
+    unique
+}
+
 /// One version of the index: immutable, cheap to clone (structure shared).
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
@@ -237,18 +283,16 @@ impl Tree {
     /// This index with `updates` (`(key, value)`) set, sharing everything
     /// they do not touch. A key given twice keeps its last value.
     pub fn apply(&self, updates: impl IntoIterator<Item = (Hash, Value)>) -> Tree {
-        let mut updates: Vec<(Hash, Value)> = updates.into_iter().collect();
-        // Stable sort, then keep the last of equal keys.
-        updates.sort_by_key(|update| update.0);
-        let mut unique: Vec<(Hash, Value)> = Vec::with_capacity(updates.len());
-        for update in updates {
-            match unique.last_mut() {
-                Some(last) if last.0 == update.0 => *last = update,
-                _ => unique.push(update),
-            }
-        }
+        let unique = sorted_unique(updates);
         let (root, new) = apply(self.root.as_ref(), 0, &unique);
         Tree { root, subjects: self.subjects + new }
+    }
+
+    /// [`Tree::apply`] to this version itself: what no other version
+    /// shares is updated in place.
+    fn apply_in_place(&mut self, updates: impl IntoIterator<Item = (Hash, Value)>) {
+        let unique = sorted_unique(updates);
+        self.subjects += apply_in_place(&mut self.root, 0, &unique);
     }
 
     /// The root hash: [`EMPTY`] for no subjects.
@@ -446,7 +490,8 @@ impl Builder {
                     updates.push((slot.key, slot.value));
                 }
             }
-            self.tree = self.tree.apply(updates);
+            // In place where no snapshot of an earlier commit shares it.
+            self.tree.apply_in_place(updates);
         }
         &self.tree
     }
@@ -622,6 +667,9 @@ mod tests {
             builder.push(seq, &who, &entry_hash).unwrap();
             lists.entry(who).or_default().push((seq, entry_hash));
         }
+        // An earlier version held meanwhile is copied from, never changed.
+        let snapshot = builder.tree().clone();
+        let snapshot_root = snapshot.root();
         let tree = builder.commit();
         let scratch = Tree::from_values(
             lists.iter().map(|(who, list)| (key(who), Value::of(list.iter().map(|(s, h)| (*s, h))).unwrap())),
@@ -629,6 +677,28 @@ mod tests {
         assert_eq!(tree.root(), scratch.root());
         assert_eq!(tree.subjects(), lists.len() as u64);
         assert!(tree.subjects() >= before + 6_000, "new subjects are counted");
+        assert_eq!(snapshot.root(), snapshot_root);
+        assert_eq!(snapshot.subjects(), before);
+        drop(snapshot);
+        // With no other version alive, the next commit updates in place.
+        for seq in 72_000..80_000u64 {
+            let entry_hash = crate::hash::entry_hash(seq, 0, &seq.to_be_bytes());
+            let who = subject((seq % 20_000) as u32);
+            builder.push(seq, &who, &entry_hash).unwrap();
+            lists.entry(who).or_default().push((seq, entry_hash));
+        }
+        let tree = builder.commit();
+        let scratch = Tree::from_values(
+            lists.iter().map(|(who, list)| (key(who), Value::of(list.iter().map(|(s, h)| (*s, h))).unwrap())),
+        );
+        assert_eq!(tree.root(), scratch.root());
+        assert_eq!(tree.subjects(), lists.len() as u64);
+        for (who, list) in lists.iter().take(100) {
+            let value = Value::of(list.iter().map(|(s, h)| (*s, h))).unwrap();
+            let (found, proof) = tree.prove(who);
+            assert_eq!(found, Some(value));
+            proof.verify(&tree.root(), who, Some(&value)).unwrap();
+        }
     }
 
     #[test]
