@@ -255,6 +255,13 @@ fn main() -> anyhow::Result<()> {
     let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
     let restart = restart.elapsed().as_secs_f64();
     let entries = app.ledger().head().size;
+    // What the restarted server holds once its view of current scores is
+    // warm (the refresher's work, done here at once): the server's own
+    // memory, apart from the load's peak below.
+    while app.service().stale_scores() > 0 {
+        app.service().refresh_view(4096)?;
+    }
+    let resident = rss_kb("VmRSS:");
     let mut payload_bytes = 0u64;
     for entry in app.ledger().scan(0, entries) {
         payload_bytes += entry?.payload.len() as u64;
@@ -277,7 +284,13 @@ fn main() -> anyhow::Result<()> {
         per_entry(payload_bytes) + 64.0,
         per_entry(bytes) / (per_entry(payload_bytes) + 64.0)
     ));
-    if let Some(peak) = peak_rss_kb() {
+    if let Some(resident) = resident {
+        extras.push(format!(
+            "RSS of the restarted server, view of current scores warm: {:.0} MB",
+            resident as f64 / 1024.0
+        ));
+    }
+    if let Some(peak) = rss_kb("VmHWM:") {
         extras.push(format!("peak RSS of this process (server and load): {:.0} MB", peak as f64 / 1024.0));
     }
 
@@ -490,9 +503,10 @@ fn dir_size(path: &std::path::Path) -> std::io::Result<u64> {
 }
 
 /// VmHWM of this process, in KiB (Linux).
-fn peak_rss_kb() -> Option<u64> {
+/// A figure of this process's memory, in kB: `VmHWM:` (peak) or `VmRSS:`.
+fn rss_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
