@@ -221,6 +221,15 @@ struct EndingStep {
 }
 
 impl PublicityPlan {
+    /// The first instant after `now` at which [`PublicityPlan::at`] may
+    /// answer otherwise (its window's end, a step taking effect); `None`:
+    /// never.
+    pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
+        let window_end = self.window_end?;
+        let steps = self.steps.iter().flat_map(|s| [s.filed, s.filed.max(self.occurred)]);
+        std::iter::once(window_end).chain(steps).filter(|t| *t > now).min()
+    }
+
     /// The publicity at `now`.
     pub fn at(&self, now: Timestamp) -> Publicity {
         let (class, occurred) = (self.class, self.occurred);

@@ -24,21 +24,28 @@ pub struct ScoreView {
     /// ([`crate::auth::record_disclosure`]), ascending by seq; their reason
     /// lines carry the kind `withheld` and no description.
     pub withheld: Vec<Withheld>,
-    /// What deciding the reasons' disclosure needs, when the view comes
-    /// from the kept scores (`Service::disclosed` reads
-    /// no entry then); taken by it, so it never reaches an answer.
-    pub(crate) disclosure: Option<Arc<[Disclosable]>>,
+    /// What the reasons' disclosure is, when the view comes from the kept
+    /// scores (`Service::disclosed` reads no entry then); taken by it, so
+    /// it never reaches an answer.
+    pub(crate) disclosure: Option<Arc<KeptDisclosure>>,
 }
 
-/// One scored record's disclosure, decided at any instant without reading
-/// the enterprise's entries: its class, when its publicity ends
-/// ([`scoring::PublicityPlan`]) and its entry hash.
-#[derive(Clone, Debug)]
-pub(crate) struct Disclosable {
-    pub seq: Seq,
-    pub class: Option<scoring::KindClass>,
-    pub plan: scoring::PublicityPlan,
-    pub entry_hash: Hash,
+/// The disclosure of a kept evaluation's reasons to the readers held to
+/// publicity (the public and lenders), decided when it was computed and
+/// holding until publicity next changes for any of them.
+#[derive(Debug, Default)]
+pub(crate) struct KeptDisclosure {
+    /// The service's clock when it was decided; it holds over `[from, until)`.
+    pub from: Timestamp,
+    pub until: Option<Timestamp>,
+    /// The reasons' records withheld over that interval, ascending by seq.
+    pub withheld: Vec<Withheld>,
+}
+
+impl KeptDisclosure {
+    pub(crate) fn holds_at(&self, now: Timestamp) -> bool {
+        self.from <= now && self.until.is_none_or(|until| now < until)
+    }
 }
 
 /// The kind a withheld reason line carries instead of its record's kind.

@@ -92,8 +92,11 @@ async fn a_record_leaves_the_public_view_when_its_publicity_window_ends() {
     assert_eq!(opened(&entry(&mut bank, seq).await).description, "warned: inspector Wang 138-0000-0000");
 
     // After it: the record still counts (-3), but the public and lenders
-    // receive only that it is withheld, and why.
+    // receive only that it is withheld, and why. The score did not change,
+    // so the view of current scores keeps it; its disclosure ended, so the
+    // refresher decides that again (read from memory below).
     server.clock.set(days(90));
+    server.service.refresh_view(1_000).unwrap();
     let json = page_json(&server).await;
     assert_eq!(json["points"], 97, "the score still counts it");
     let line = reason(&json, seq);

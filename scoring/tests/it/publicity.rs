@@ -133,3 +133,41 @@ fn a_model_file_without_classes_derives_them_from_the_windows() {
     assert_eq!(model.publicity_class("penalty.fine"), Some(PublicityClass::Serious));
     assert_eq!(model.publicity_days(PublicityClass::Serious), 1095);
 }
+
+/// `PublicityPlan::next_change` bounds how long an answer holds: at every
+/// day up to it the plan answers as it did, and on that day (when it
+/// changes at all) otherwise; the plan answers as `publicity` does.
+#[test]
+fn a_plans_answer_holds_until_its_next_change() {
+    let model = Model::builtin();
+    let ledgers = [
+        "1 10 penalty.warning",
+        "1 0 enforcement.suspend; 2 100 rectification.verified ref=1; 3 400 repair.granted ref=1",
+        "1 0 penalty.fine amount=1000; 2 5 dispute.opened ref=1; 3 30 dispute.resolved ref=1 outcome=upheld",
+        "1 50 penalty.fine amount=1000; 2 20 record.voided ref=1",
+        "1 3 monitoring.excused_day",
+    ];
+    for ledger in ledgers {
+        let all = entries(ledger);
+        let plan = model.publicity_plan(&all[0], &all, u64::MAX);
+        for now in -5..1200 {
+            let answer = plan.at(day(now));
+            assert_eq!(answer, model.publicity(&all[0], &all, day(now), u64::MAX), "{ledger} day {now}");
+            let next = plan.next_change(day(now));
+            assert!(next.is_none_or(|next| next > day(now)), "{ledger} day {now}");
+            let mut later = now + 1;
+            while later < 1300 && next.is_none_or(|next| day(later) < next) {
+                assert_eq!(
+                    plan.at(day(later)),
+                    answer,
+                    "{ledger}: day {later} before the change after {now}"
+                );
+                later += 37;
+            }
+        }
+        // The first change of a published record is when it ends.
+        if let Publicity::Published { until, .. } = plan.at(day(-5)) {
+            assert!(plan.next_change(day(-5)).is_some_and(|next| next <= until), "{ledger}");
+        }
+    }
+}

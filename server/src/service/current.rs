@@ -21,6 +21,12 @@
 //!   indexed by their `until` (a time-ordered set), so expiry costs nothing
 //!   until it happens: then the refresher (or the first read after the
 //!   change point, whichever comes first) recomputes.
+//! * **Disclosure.** Each evaluation is kept with what its reasons' records
+//!   disclose to the public and lenders, decided when it was computed and
+//!   holding until their publicity next changes (a window ends, a repair
+//!   takes effect), which need not change the score. The time index uses
+//!   the earlier of the two ends, so the refresher decides it again then;
+//!   a read after it decides from the entries.
 //!
 //! The view is also kept current ahead of reads: every subject with a new
 //! entry is marked stale, and the composition root's refresher re-evaluates
@@ -37,7 +43,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use scoring::{Evaluation, Timestamp};
 
-use crate::views::Disclosable;
+use crate::views::KeptDisclosure;
 
 /// Independent locks, so readers and the ledger's writer rarely meet.
 const SHARDS: usize = 64;
@@ -51,15 +57,24 @@ pub(crate) struct Kept {
     /// It holds at every instant of `[from, until)`; `None`: unbounded.
     pub from: Option<Timestamp>,
     pub until: Option<Timestamp>,
-    /// The disclosure of the evaluation's reasons' records, decided at any
-    /// instant from this (publicity ends by time too, at instants that need
-    /// not change the score).
-    pub disclosure: Arc<[Disclosable]>,
+    /// The disclosure of the evaluation's reasons' records to the public
+    /// and lenders, decided when it was computed; `until` is no later than
+    /// its end, so the refresher decides it again when publicity changes.
+    pub disclosure: Arc<KeptDisclosure>,
 }
 
 impl Kept {
     fn holds_at(&self, at: Timestamp) -> bool {
         self.from.is_none_or(|f| f <= at) && self.until.is_none_or(|u| at < u)
+    }
+
+    /// When the refresher should compute it again: the score's end, or
+    /// earlier when its disclosure ends first.
+    fn refresh_at(&self) -> Option<Timestamp> {
+        match (self.until, self.disclosure.until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -187,11 +202,11 @@ impl CurrentScores {
         {
             return;
         }
-        let until = kept.until;
+        let until = kept.refresh_at();
         let replaced = slot.kept.replace(kept);
         {
             let mut expiring = self.expiring.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(old) = replaced.as_ref().and_then(|old| old.until) {
+            if let Some(old) = replaced.as_ref().and_then(Kept::refresh_at) {
                 expiring.remove(&(old, Box::from(uscc)));
             }
             if let Some(until) = until {
@@ -240,7 +255,7 @@ mod tests {
     fn kept(covers: u64, from: Option<i64>, until: Option<i64>) -> Kept {
         let evaluation = Arc::new(scoring::Model::builtin().score(&[], Timestamp::default(), covers));
         let t = |d: i64| Timestamp::default().plus_days(d);
-        Kept { covers, evaluation, from: from.map(t), until: until.map(t), disclosure: Arc::from([]) }
+        Kept { covers, evaluation, from: from.map(t), until: until.map(t), disclosure: Arc::default() }
     }
 
     fn day(d: i64) -> Timestamp {

@@ -6,7 +6,7 @@
 use super::*;
 use std::collections::BTreeSet;
 
-use crate::views::{Disclosable, Withheld};
+use crate::views::{KeptDisclosure, Withheld};
 
 pub use crate::views::WITHHELD_KIND;
 
@@ -87,9 +87,9 @@ impl Service {
     /// receives only as withheld keeps its seq and points (the lines still
     /// add up to the public points) and loses its kind, description and
     /// expiry; `view.withheld` says why, with the entry hash. A view from
-    /// the kept scores carries what this needs
-    /// ([`ScoreView::disclosure`]) and reads nothing; any other reads the
-    /// enterprise's entries once.
+    /// the kept scores carries the decision ([`ScoreView::disclosure`]) and
+    /// reads nothing while it holds; any other reads the enterprise's
+    /// entries once.
     pub(crate) fn disclosed(&self, who: &Principal, mut view: ScoreView) -> Result<ScoreView> {
         let kept = view.disclosure.take();
         if !auth::publicity_applies(who) {
@@ -99,9 +99,14 @@ impl Service {
         if seqs.is_empty() {
             return Ok(view);
         }
-        let withheld = match kept.filter(|kept| covers(kept, &seqs)) {
+        let withheld = match kept.filter(|kept| kept.holds_at(self.clock.now())) {
             Some(kept) => {
-                self.withheld_among(who, &view.enterprise, kept.iter().filter(|d| seqs.contains(&d.seq)))?
+                // As `auth::record_disclosure` asks first: may `who` see
+                // each record at all (its class, from the line's kind).
+                for reason in view.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()) {
+                    auth::may_see_record(who, &view.enterprise, self.model.kind_class(&reason.kind))?;
+                }
+                kept.withheld.iter().filter(|w| seqs.contains(&w.seq)).cloned().collect()
             }
             None => {
                 let (records, hashes) = self.records_and_hashes(view.enterprise.uscc.as_str())?;
@@ -112,26 +117,37 @@ impl Service {
         Ok(view)
     }
 
-    /// Whether [`Self::disclosed`] answers `view` from memory.
-    pub(crate) fn discloses_from_memory(view: &ScoreView) -> bool {
-        view.disclosure.as_ref().is_some_and(|kept| covers(kept, &disclosed_seqs(view)))
+    /// Whether [`Self::disclosed`] answers `view` from memory now.
+    pub(crate) fn discloses_from_memory(&self, view: &ScoreView) -> bool {
+        view.disclosure.as_ref().is_some_and(|kept| kept.holds_at(self.clock.now()))
     }
 
     /// What the kept scores hold with an evaluation over the ledger prefix
-    /// `tree_size`: the disclosure of each of its reasons' records.
+    /// `tree_size`: its reasons' records withheld from the public and
+    /// lenders now, and until when that holds.
     pub(crate) fn kept_disclosure(
         &self,
         evaluation: &scoring::Evaluation,
         records: &[LedgerRecord],
         hashes: &[Hash],
         tree_size: u64,
-    ) -> Arc<[Disclosable]> {
-        let seqs: BTreeSet<Seq> =
-            evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect();
+    ) -> KeptDisclosure {
+        let now = self.clock.now();
+        let seqs =
+            BTreeSet::from_iter(evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq));
+        let mut kept = KeptDisclosure { from: now, until: None, withheld: Vec::new() };
         if seqs.is_empty() {
-            return Arc::from([]);
+            return kept;
         }
-        self.disclosable(records, Some(hashes), Some(&seqs), tree_size).into()
+        for d in self.disclosable(records, Some(hashes), Some(&seqs), tree_size) {
+            if let Some(change) = d.plan.next_change(now) {
+                kept.until = Some(kept.until.map_or(change, |until| until.min(change)));
+            }
+            if let scoring::Publicity::NotPublished { class, since, why } = d.plan.at(now) {
+                kept.withheld.push(Withheld { seq: d.seq, class, why, since, entry_hash: d.entry_hash });
+            }
+        }
+        kept
     }
 }
 
@@ -141,10 +157,13 @@ fn disclosed_seqs(view: &ScoreView) -> BTreeSet<Seq> {
     view.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect()
 }
 
-/// Whether `kept` (ascending by seq) holds every record of `seqs` that is
-/// scored: a reason names only scored records, so every seq must be there.
-fn covers(kept: &[Disclosable], seqs: &BTreeSet<Seq>) -> bool {
-    seqs.iter().all(|seq| kept.binary_search_by_key(seq, |d| d.seq).is_ok())
+/// What deciding one scored record's disclosure needs: its class, when
+/// its publicity ends ([`scoring::PublicityPlan`]) and its entry hash.
+pub(crate) struct Disclosable {
+    seq: Seq,
+    class: Option<KindClass>,
+    plan: scoring::PublicityPlan,
+    entry_hash: Hash,
 }
 
 impl Service {

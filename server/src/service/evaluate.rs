@@ -68,23 +68,27 @@ impl Service {
     ) -> Result<(ScoreView, Option<Timestamp>)> {
         let kept = match self.current.get(uscc, at, head.size) {
             Some(kept) => kept,
-            None => {
-                if self.directory.enterprise_at(uscc, head.size).is_none() {
-                    return Err(not_registered(uscc, head.size, head.size));
-                }
-                // Entries past the head are read too but not counted: the
-                // evaluation is exactly that of the prefix `head.size`.
-                let (records, hashes) = self.records_and_hashes(uscc)?;
-                let (from, until) = self.model.stable_interval(&records, at, head.size);
-                let evaluation = Arc::new(self.model.score(&records, at, head.size));
-                let disclosure = self.kept_disclosure(&evaluation, &records, &hashes, head.size);
-                let kept = Kept { covers: head.size, evaluation, from, until, disclosure };
-                self.current.put(uscc, kept.clone());
-                kept
-            }
+            None => self.compute_kept(uscc, at, head)?,
         };
         let until = kept.until;
         Ok((self.view_of(uscc, at, head, kept)?, until))
+    }
+
+    /// The score at `at` over the head, computed from the entries and
+    /// kept, with its disclosure decided now.
+    fn compute_kept(&self, uscc: &str, at: Timestamp, head: ledger::Head) -> Result<Kept> {
+        if self.directory.enterprise_at(uscc, head.size).is_none() {
+            return Err(not_registered(uscc, head.size, head.size));
+        }
+        // Entries past the head are read too but not counted: the
+        // evaluation is exactly that of the prefix `head.size`.
+        let (records, hashes) = self.records_and_hashes(uscc)?;
+        let (from, until) = self.model.stable_interval(&records, at, head.size);
+        let evaluation = Arc::new(self.model.score(&records, at, head.size));
+        let disclosure = Arc::new(self.kept_disclosure(&evaluation, &records, &hashes, head.size));
+        let kept = Kept { covers: head.size, evaluation, from, until, disclosure };
+        self.current.put(uscc, kept.clone());
+        Ok(kept)
     }
 
     /// The score over the first `tree_size` entries, computed.
@@ -125,12 +129,14 @@ impl Service {
         stale.extend(self.current.take_due(now, max.saturating_sub(stale.len())));
         for uscc in &stale {
             let head = self.ledger.head();
-            if self.current.get(uscc, now, head.size).is_some()
+            // Kept, and its disclosure too (publicity can end while the
+            // score holds): nothing to do.
+            if self.current.get(uscc, now, head.size).is_some_and(|kept| kept.disclosure.holds_at(now))
                 || self.directory.enterprise_at(uscc, head.size).is_none()
             {
                 continue;
             }
-            self.evaluate_at_head(uscc, now, head)?;
+            self.compute_kept(uscc, now, head)?;
         }
         Ok(stale.len())
     }

@@ -278,7 +278,7 @@ impl Service {
         if !auth::publicity_applies(who) {
             return Ok(view);
         }
-        if Self::discloses_from_memory(&view) {
+        if self.discloses_from_memory(&view) {
             return self.disclosed(who, view);
         }
         let (service, who) = (self.clone(), who.clone());
