@@ -255,9 +255,10 @@ fn main() -> anyhow::Result<()> {
     let app = server_runtime.block_on(App::build(config()?, &mut |_, _| {}))?;
     let restart = restart.elapsed().as_secs_f64();
     let entries = app.ledger().head().size;
-    // What the restarted server holds once its view of current scores is
-    // warm (the refresher's work, done here at once): the server's own
-    // memory, apart from the load's peak below.
+    // What the restarted server holds before and once its view of current
+    // scores is warm (the refresher's work, done here at once): the
+    // server's own memory, apart from the load's peak below.
+    let cold = rss_kb("VmRSS:");
     while app.service().stale_scores() > 0 {
         app.service().refresh_view(4096)?;
     }
@@ -284,9 +285,10 @@ fn main() -> anyhow::Result<()> {
         per_entry(payload_bytes) + 64.0,
         per_entry(bytes) / (per_entry(payload_bytes) + 64.0)
     ));
-    if let Some(resident) = resident {
+    if let (Some(cold), Some(resident)) = (cold, resident) {
         extras.push(format!(
-            "RSS of the restarted server, view of current scores warm: {:.0} MB",
+            "RSS of the restarted server: {:.0} MB before its view of current scores is warm, {:.0} MB after",
+            cold as f64 / 1024.0,
             resident as f64 / 1024.0
         ));
     }
