@@ -37,7 +37,7 @@ impl Service {
     /// What deciding disclosure needs of each scored record among
     /// `records` (those in `only`, if given) over the ledger prefix
     /// `tree_size`, ascending by seq.
-    pub(crate) fn disclosable(
+    fn disclosable(
         &self,
         records: &[LedgerRecord],
         hashes: Option<&[Hash]>,
@@ -159,7 +159,7 @@ fn disclosed_seqs(view: &ScoreView) -> BTreeSet<Seq> {
 
 /// What deciding one scored record's disclosure needs: its class, when
 /// its publicity ends ([`scoring::PublicityPlan`]) and its entry hash.
-pub(crate) struct Disclosable {
+struct Disclosable {
     seq: Seq,
     class: Option<KindClass>,
     plan: scoring::PublicityPlan,
