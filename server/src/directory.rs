@@ -135,6 +135,12 @@ impl Directory {
         self.read().enterprises.get(uscc).cloned()
     }
 
+    /// The enterprise's current details alone (every append asks; the
+    /// history and reason of [`Directory::enterprise`] are not copied).
+    pub fn current(&self, uscc: &str) -> Option<Enterprise> {
+        self.read().enterprises.get(uscc).map(|r| r.enterprise.clone())
+    }
+
     /// The enterprise as the first `tree_size` ledger entries describe it.
     pub fn enterprise_at(&self, uscc: &str, tree_size: u64) -> Option<Registered> {
         self.read().enterprises.get(uscc).and_then(|r| r.at(tree_size))

@@ -52,6 +52,9 @@ impl Service {
     }
 
     pub(super) async fn registered(&self, uscc: &str) -> Result<Option<Enterprise>> {
+        if let Some(found) = self.directory.current(uscc) {
+            return Ok(Some(found));
+        }
         Ok(self.registration(uscc).await?.map(|r| r.enterprise))
     }
 
