@@ -31,8 +31,9 @@
 //! * `LOCK`: held by the one process that writes.
 //!
 //! The subject and idempotency indexes live in memory, rebuilt from the
-//! entries in the pass that opens the store: nothing on disk can disagree
-//! with them, and no index insert is written per entry.
+//! entries by the first pass over them after the open (verification's,
+//! so start-up reads the entries once; on first use otherwise): nothing on
+//! disk can disagree with them, and no index insert is written per entry.
 //!
 //! A frame that fails its check at the end of the file is a write torn by a
 //! crash (never acknowledged: its `fdatasync` did not return); a writable
