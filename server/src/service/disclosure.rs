@@ -95,7 +95,7 @@ impl Service {
         if !auth::publicity_applies(who) {
             return Ok(view);
         }
-        let seqs = disclosed_seqs(&view);
+        let seqs = record_seqs(&view.evaluation);
         if seqs.is_empty() {
             return Ok(view);
         }
@@ -133,8 +133,7 @@ impl Service {
         tree_size: u64,
     ) -> KeptDisclosure {
         let now = self.clock.now();
-        let seqs =
-            BTreeSet::from_iter(evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq));
+        let seqs = record_seqs(evaluation);
         let mut kept = KeptDisclosure { from: now, until: None, withheld: Vec::new() };
         if seqs.is_empty() {
             return kept;
@@ -153,8 +152,8 @@ impl Service {
 
 /// The seqs of the reason lines that name a record (caps and the clamp
 /// have no expiry).
-fn disclosed_seqs(view: &ScoreView) -> BTreeSet<Seq> {
-    view.evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect()
+fn record_seqs(evaluation: &scoring::Evaluation) -> BTreeSet<Seq> {
+    evaluation.reasons.iter().filter(|r| r.expires_at.is_some()).map(|r| r.seq).collect()
 }
 
 /// What deciding one scored record's disclosure needs: its class, when
