@@ -27,30 +27,33 @@ impl Documents {
 
     /// Stores a new document; `false` (and nothing written) if `name` is taken.
     pub fn insert_new(&self, name: &str, body: &str) -> Result<bool> {
-        let rows = self.store.query(
+        self.write(
             "INSERT INTO documents (kind, name, body) VALUES ($1, $2, $3)
              ON CONFLICT (kind, name) DO NOTHING RETURNING 1",
-            vec![
-                Param::Text(self.kind.clone()),
-                Param::Text(name.to_string()),
-                Param::Text(body.to_string()),
-            ],
-        )?;
-        Ok(!rows.is_empty())
+            name,
+            body,
+        )
     }
 
     /// Replaces document `name`; `false` if there is none.
     pub fn replace(&self, name: &str, body: &str) -> Result<bool> {
-        let rows = self.store.query(
+        self.write(
             "UPDATE documents SET body = $3, version = nextval('documents_version')
              WHERE kind = $1 AND name = $2 RETURNING 1",
-            vec![
-                Param::Text(self.kind.clone()),
-                Param::Text(name.to_string()),
-                Param::Text(body.to_string()),
-            ],
-        )?;
-        Ok(!rows.is_empty())
+            name,
+            body,
+        )
+    }
+
+    /// Runs `sql` (parameters: kind, name, body; `RETURNING 1` when it
+    /// wrote): whether a row was written.
+    fn write(&self, sql: &'static str, name: &str, body: &str) -> Result<bool> {
+        let params = vec![
+            Param::Text(self.kind.clone()),
+            Param::Text(name.to_string()),
+            Param::Text(body.to_string()),
+        ];
+        Ok(!self.store.query(sql, params)?.is_empty())
     }
 
     pub fn get(&self, name: &str) -> Result<Option<String>> {
